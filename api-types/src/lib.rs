@@ -1,0 +1,17 @@
+//! Types that cross the local API boundary: the settings document, the status report,
+//! the error body, and the small value types they are made of (`Cidr`, `NodeId`).
+//!
+//! This crate is compiled both natively (the node) and to wasm (the UI), so it holds
+//! no I/O: only data, parsing and validation, which both sides must agree on.
+
+pub mod cidr;
+pub mod error;
+pub mod node_id;
+pub mod settings;
+pub mod status;
+
+pub use cidr::{Cidr, CidrError};
+pub use error::{ApiErrorBody, FieldError};
+pub use node_id::{NodeId, NodeIdError};
+pub use settings::{LanMeshSettings, Language, Settings, UiSettings};
+pub use status::{MeshState, Status};

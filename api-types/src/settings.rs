@@ -1,0 +1,418 @@
+//! The settings document: `{ "lan_mesh": {...}, "ui": {...} }`.
+//!
+//! One code path builds a valid `Settings` from JSON, whether the JSON is the settings
+//! file read at start or the body of `PUT /api/v1/settings`: start from a base, apply the
+//! given keys one by one (each parsed and checked on its own, so an error names its
+//! field), then check the rules that span fields. A document that passes is normalised
+//! (subnets to network addresses, lists sorted and de-duplicated).
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::cidr::{self, Cidr};
+use crate::error::FieldError;
+use crate::node_id::NodeId;
+
+pub const DEFAULT_LISTEN_PORT: u16 = 19123;
+pub const DEFAULT_DISCOVERY_PORT: u16 = 19124;
+/// Often enough that a peer that vanished without `goodbye` is noticed within a minute,
+/// rarely enough that an idle office LAN sees about one small packet per node per 15 s.
+pub const DEFAULT_HEARTBEAT_SEC: u32 = 15;
+/// Three heartbeats: one or two lost broadcasts never flap a peer offline.
+pub const DEFAULT_PEER_TTL_SEC: u32 = 3 * DEFAULT_HEARTBEAT_SEC;
+pub const MAX_HEARTBEAT_SEC: u32 = 3600;
+pub const MAX_PEER_TTL_SEC: u32 = 86_400;
+pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+pub const MAX_SECRET_BYTES: usize = 256;
+pub const MAX_SUBNETS: usize = 256;
+pub const MAX_BLOCKED_PEERS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub lan_mesh: LanMeshSettings,
+    pub ui: UiSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanMeshSettings {
+    pub enabled: bool,
+    pub node_id: NodeId,
+    pub display_name: String,
+    pub listen_host: IpAddr,
+    pub listen_port: u16,
+    pub discovery_port: u16,
+    pub heartbeat_interval_sec: u32,
+    pub peer_ttl_sec: u32,
+    pub allowed_subnets: Vec<Cidr>,
+    pub blocked_subnets: Vec<Cidr>,
+    pub blocked_peers: Vec<NodeId>,
+    pub shared_secret: String,
+    pub auto_accept_group_sync: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UiSettings {
+    /// `null` follows the system (browser) language.
+    pub language: Option<Language>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Language {
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+    #[serde(rename = "en-US")]
+    EnUs,
+}
+
+impl Language {
+    pub const ALL: [Language; 2] = [Language::ZhCn, Language::EnUs];
+
+    pub fn tag(self) -> &'static str {
+        match self {
+            Language::ZhCn => "zh-CN",
+            Language::EnUs => "en-US",
+        }
+    }
+
+    /// Best match for a BCP 47 tag such as a browser's `navigator.language`.
+    pub fn from_tag(tag: &str) -> Option<Language> {
+        let primary = tag.split(['-', '_']).next()?.to_ascii_lowercase();
+        match primary.as_str() {
+            "zh" => Some(Language::ZhCn),
+            "en" => Some(Language::EnUs),
+            _ => None,
+        }
+    }
+}
+
+impl LanMeshSettings {
+    pub fn defaults(node_id: NodeId) -> Self {
+        LanMeshSettings {
+            enabled: false,
+            node_id,
+            display_name: String::new(),
+            listen_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen_port: DEFAULT_LISTEN_PORT,
+            discovery_port: DEFAULT_DISCOVERY_PORT,
+            heartbeat_interval_sec: DEFAULT_HEARTBEAT_SEC,
+            peer_ttl_sec: DEFAULT_PEER_TTL_SEC,
+            allowed_subnets: Vec::new(),
+            blocked_subnets: Vec::new(),
+            blocked_peers: Vec::new(),
+            shared_secret: String::new(),
+            auto_accept_group_sync: true,
+        }
+    }
+}
+
+/// Whether a document may set `lan_mesh.node_id`: the settings file does (it is where
+/// the id lives); an API client may only repeat the current value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeIdRule {
+    Settable,
+    ReadOnly,
+}
+
+impl Settings {
+    pub fn defaults(node_id: NodeId) -> Self {
+        Settings {
+            lan_mesh: LanMeshSettings::defaults(node_id),
+            ui: UiSettings::default(),
+        }
+    }
+
+    /// Reads a whole settings document (the settings file). Missing keys take their
+    /// defaults, so files written by older versions stay valid; `lan_mesh.node_id` is
+    /// required because a node's identity must never change silently.
+    pub fn from_document(doc: &Value) -> Result<Settings, FieldError> {
+        let node_id = doc
+            .get("lan_mesh")
+            .and_then(|m| m.get("node_id"))
+            .ok_or_else(|| FieldError::new("lan_mesh.node_id", "missing"))?;
+        let node_id: NodeId = parse_field("lan_mesh.node_id", node_id)?;
+        Settings::defaults(node_id).patched(doc, NodeIdRule::Settable)
+    }
+
+    /// Applies a partial document (`PUT /api/v1/settings`): only the keys present change.
+    pub fn patched(&self, patch: &Value, node_id: NodeIdRule) -> Result<Settings, FieldError> {
+        let mut next = self.clone();
+        for (key, value) in as_object("", patch)? {
+            match key.as_str() {
+                "lan_mesh" => next.lan_mesh.apply(as_object("lan_mesh", value)?, node_id)?,
+                "ui" => next.ui.apply(as_object("ui", value)?)?,
+                other => return Err(FieldError::new(other, "unknown setting")),
+            }
+        }
+        next.lan_mesh.check_across_fields()?;
+        Ok(next)
+    }
+}
+
+impl UiSettings {
+    fn apply(&mut self, fields: &Map<String, Value>) -> Result<(), FieldError> {
+        for (key, value) in fields {
+            let path = format!("ui.{key}");
+            match key.as_str() {
+                "language" => self.language = parse_field(&path, value)?,
+                _ => return Err(FieldError::new(path, "unknown setting")),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl LanMeshSettings {
+    fn apply(&mut self, fields: &Map<String, Value>, rule: NodeIdRule) -> Result<(), FieldError> {
+        for (key, value) in fields {
+            let path = format!("lan_mesh.{key}");
+            let path = path.as_str();
+            match key.as_str() {
+                "enabled" => self.enabled = parse_field(path, value)?,
+                "node_id" => {
+                    let id: NodeId = parse_field(path, value)?;
+                    if rule == NodeIdRule::ReadOnly && id != self.node_id {
+                        return Err(FieldError::new(path, "is read-only"));
+                    }
+                    self.node_id = id;
+                }
+                "display_name" => self.display_name = display_name(path, value)?,
+                "listen_host" => self.listen_host = parse_field(path, value)?,
+                "listen_port" => self.listen_port = port(path, value)?,
+                "discovery_port" => self.discovery_port = port(path, value)?,
+                "heartbeat_interval_sec" => {
+                    self.heartbeat_interval_sec = seconds(path, value, MAX_HEARTBEAT_SEC)?
+                }
+                "peer_ttl_sec" => self.peer_ttl_sec = seconds(path, value, MAX_PEER_TTL_SEC)?,
+                "allowed_subnets" => self.allowed_subnets = subnets(path, value)?,
+                "blocked_subnets" => self.blocked_subnets = subnets(path, value)?,
+                "blocked_peers" => self.blocked_peers = node_ids(path, value)?,
+                "shared_secret" => self.shared_secret = secret(path, value)?,
+                "auto_accept_group_sync" => self.auto_accept_group_sync = parse_field(path, value)?,
+                _ => return Err(FieldError::new(path, "unknown setting")),
+            }
+        }
+        Ok(())
+    }
+
+    fn check_across_fields(&self) -> Result<(), FieldError> {
+        if self.peer_ttl_sec <= self.heartbeat_interval_sec {
+            return Err(FieldError::new(
+                "lan_mesh.peer_ttl_sec",
+                format!(
+                    "must be longer than the heartbeat interval ({} s)",
+                    self.heartbeat_interval_sec
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn as_object<'a>(path: &str, v: &'a Value) -> Result<&'a Map<String, Value>, FieldError> {
+    v.as_object().ok_or_else(|| {
+        let name = if path.is_empty() { "settings" } else { path };
+        FieldError::new(name, "must be a JSON object")
+    })
+}
+
+fn parse_field<T: DeserializeOwned>(path: &str, v: &Value) -> Result<T, FieldError> {
+    T::deserialize(v).map_err(|e| FieldError::new(path, e.to_string()))
+}
+
+fn port(path: &str, v: &Value) -> Result<u16, FieldError> {
+    match v.as_u64() {
+        Some(p @ 1..=65535) => Ok(p as u16),
+        _ => Err(FieldError::new(path, "must be a port number from 1 to 65535")),
+    }
+}
+
+fn seconds(path: &str, v: &Value, max: u32) -> Result<u32, FieldError> {
+    match v.as_u64() {
+        Some(s) if s >= 1 && s <= u64::from(max) => Ok(s as u32),
+        _ => Err(FieldError::new(
+            path,
+            format!("must be a whole number of seconds from 1 to {max}"),
+        )),
+    }
+}
+
+fn display_name(path: &str, v: &Value) -> Result<String, FieldError> {
+    let name: String = parse_field(path, v)?;
+    let name = name.trim().to_string();
+    if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
+        return Err(FieldError::new(
+            path,
+            format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(FieldError::new(path, "must not contain control characters"));
+    }
+    Ok(name)
+}
+
+fn secret(path: &str, v: &Value) -> Result<String, FieldError> {
+    let secret: String = parse_field(path, v)?;
+    if secret.len() > MAX_SECRET_BYTES {
+        return Err(FieldError::new(
+            path,
+            format!("must be at most {MAX_SECRET_BYTES} bytes"),
+        ));
+    }
+    if secret.chars().any(char::is_control) {
+        return Err(FieldError::new(path, "must not contain control characters"));
+    }
+    Ok(secret)
+}
+
+fn subnets(path: &str, v: &Value) -> Result<Vec<Cidr>, FieldError> {
+    let items: Vec<String> = parse_field(path, v)?;
+    if items.len() > MAX_SUBNETS {
+        return Err(FieldError::new(path, format!("at most {MAX_SUBNETS} subnets")));
+    }
+    cidr::normalise_list(&items)
+        .map_err(|(i, e)| FieldError::new(path, format!("entry {} ('{}'): {e}", i + 1, items[i])))
+}
+
+fn node_ids(path: &str, v: &Value) -> Result<Vec<NodeId>, FieldError> {
+    let items: Vec<String> = parse_field(path, v)?;
+    if items.len() > MAX_BLOCKED_PEERS {
+        return Err(FieldError::new(path, format!("at most {MAX_BLOCKED_PEERS} entries")));
+    }
+    let mut ids = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let id = item
+            .parse::<NodeId>()
+            .map_err(|e| FieldError::new(path, format!("entry {} ('{item}'): {e}", i + 1)))?;
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn node_id() -> NodeId {
+        "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap()
+    }
+
+    fn base() -> Settings {
+        Settings::defaults(node_id())
+    }
+
+    fn put(patch: Value) -> Result<Settings, FieldError> {
+        base().patched(&patch, NodeIdRule::ReadOnly)
+    }
+
+    #[test]
+    fn defaults_match_the_design() {
+        let doc = serde_json::to_value(base()).unwrap();
+        assert_eq!(
+            doc["lan_mesh"],
+            json!({ "enabled": false, "node_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+              "display_name": "", "listen_host": "0.0.0.0", "listen_port": 19123,
+              "discovery_port": 19124, "heartbeat_interval_sec": 15, "peer_ttl_sec": 45,
+              "allowed_subnets": [], "blocked_subnets": [], "blocked_peers": [],
+              "shared_secret": "", "auto_accept_group_sync": true })
+        );
+    }
+
+    #[test]
+    fn document_round_trips() {
+        let s = put(json!({"lan_mesh": {"enabled": true, "allowed_subnets": ["10.1.2.3"]},
+                           "ui": {"language": "zh-CN"}}))
+        .unwrap();
+        let doc = serde_json::to_value(&s).unwrap();
+        assert_eq!(Settings::from_document(&doc).unwrap(), s);
+    }
+
+    #[test]
+    fn subnets_are_normalised() {
+        let s = put(json!({"lan_mesh": {"allowed_subnets": ["10.1.2.3", "10.1.2.0/24", "fe80::1/10"]}}))
+            .unwrap();
+        let shown: Vec<String> = s.lan_mesh.allowed_subnets.iter().map(|c| c.to_string()).collect();
+        assert_eq!(shown, ["10.1.2.0/24", "fe80::/10"]);
+    }
+
+    #[test]
+    fn a_bad_subnet_names_the_field_and_entry() {
+        let e = put(json!({"lan_mesh": {"allowed_subnets": ["10.1.2.3", "fe80::1/10", "bad"]}}))
+            .unwrap_err();
+        assert_eq!(e.field, "lan_mesh.allowed_subnets");
+        assert!(e.message.contains("entry 3"), "{}", e.message);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let cases = [
+            (json!({"lan_mesh": {"listen_port": 0}}), "lan_mesh.listen_port"),
+            (json!({"lan_mesh": {"discovery_port": 70000}}), "lan_mesh.discovery_port"),
+            (json!({"lan_mesh": {"listen_port": "80"}}), "lan_mesh.listen_port"),
+            (json!({"lan_mesh": {"heartbeat_interval_sec": 0}}), "lan_mesh.heartbeat_interval_sec"),
+            (json!({"lan_mesh": {"peer_ttl_sec": 15}}), "lan_mesh.peer_ttl_sec"),
+            (json!({"lan_mesh": {"heartbeat_interval_sec": 60}}), "lan_mesh.peer_ttl_sec"),
+            (json!({"lan_mesh": {"listen_host": "example.com"}}), "lan_mesh.listen_host"),
+            (json!({"lan_mesh": {"enabled": "yes"}}), "lan_mesh.enabled"),
+            (json!({"lan_mesh": {"blocked_peers": ["x"]}}), "lan_mesh.blocked_peers"),
+            (json!({"lan_mesh": {"blocked_subnets": "10.0.0.0/8"}}), "lan_mesh.blocked_subnets"),
+            (json!({"lan_mesh": {"display_name": "a\u{7}b"}}), "lan_mesh.display_name"),
+            (json!({"lan_mesh": {"display_name": "x".repeat(65)}}), "lan_mesh.display_name"),
+            (json!({"lan_mesh": {"shared_secret": "s".repeat(257)}}), "lan_mesh.shared_secret"),
+            (json!({"lan_mesh": {"node_id": "01BX5ZZKBKACTAV9WEVGEMMVRZ"}}), "lan_mesh.node_id"),
+            (json!({"lan_mesh": {"colour": "red"}}), "lan_mesh.colour"),
+            (json!({"lan_mesh": []}), "lan_mesh"),
+            (json!({"ui": {"language": "fr-FR"}}), "ui.language"),
+            (json!({"theme": "dark"}), "theme"),
+            (json!([1, 2]), "settings"),
+        ];
+        for (patch, field) in cases {
+            let e = put(patch.clone()).unwrap_err();
+            assert_eq!(e.field, field, "patch {patch}: {e}");
+        }
+    }
+
+    #[test]
+    fn repeating_the_node_id_is_allowed() {
+        assert!(put(json!({"lan_mesh": {"node_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}})).is_ok());
+    }
+
+    #[test]
+    fn a_rejected_patch_changes_nothing() {
+        let s = base();
+        let _ = s.patched(&json!({"lan_mesh": {"enabled": true, "listen_port": 0}}), NodeIdRule::ReadOnly);
+        assert!(!s.lan_mesh.enabled);
+    }
+
+    #[test]
+    fn lists_are_deduplicated() {
+        let s = put(json!({"lan_mesh": {"blocked_peers": [
+            "01arz3ndektsv4rrffq69g5fav", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]}}))
+        .unwrap();
+        assert_eq!(s.lan_mesh.blocked_peers.len(), 1);
+    }
+
+    #[test]
+    fn file_without_node_id_is_rejected() {
+        let e = Settings::from_document(&json!({"lan_mesh": {}})).unwrap_err();
+        assert_eq!(e.field, "lan_mesh.node_id");
+        let e = Settings::from_document(&json!("garbage")).unwrap_err();
+        assert_eq!(e.field, "lan_mesh.node_id");
+    }
+
+    #[test]
+    fn language_tags() {
+        assert_eq!(Language::from_tag("zh-TW"), Some(Language::ZhCn));
+        assert_eq!(Language::from_tag("en"), Some(Language::EnUs));
+        assert_eq!(Language::from_tag("de-DE"), None);
+        for l in Language::ALL {
+            assert_eq!(Language::from_tag(l.tag()), Some(l));
+        }
+    }
+}

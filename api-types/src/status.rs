@@ -1,0 +1,32 @@
+//! `GET /api/v1/status`.
+
+use serde::{Deserialize, Serialize};
+
+/// What the LAN mesh runtime is doing right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeshState {
+    /// Disabled in settings.
+    Off,
+    /// Enabled; the runtime is (re)starting.
+    Starting,
+    /// Enabled and running.
+    Running,
+    /// Enabled but could not start (port taken, …); see `mesh_error`.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub node_id: String,
+    /// The configured display name, or the host name when none is configured.
+    pub display_name: String,
+    pub version: String,
+    pub mesh_enabled: bool,
+    pub mesh_state: MeshState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesh_error: Option<String>,
+    pub api_port: u16,
+    pub listen_port: u16,
+    pub discovery_port: u16,
+}
