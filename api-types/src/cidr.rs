@@ -213,11 +213,20 @@ mod tests {
     #[test]
     fn bad_input_is_rejected_with_reason() {
         assert_eq!("".parse::<Cidr>(), Err(CidrError::Empty));
-        assert!(matches!("bad".parse::<Cidr>(), Err(CidrError::BadAddress(_))));
-        assert!(matches!("10.0.0.0/x".parse::<Cidr>(), Err(CidrError::BadPrefix(_))));
+        assert!(matches!(
+            "bad".parse::<Cidr>(),
+            Err(CidrError::BadAddress(_))
+        ));
+        assert!(matches!(
+            "10.0.0.0/x".parse::<Cidr>(),
+            Err(CidrError::BadPrefix(_))
+        ));
         assert_eq!(
             "10.0.0.0/33".parse::<Cidr>(),
-            Err(CidrError::PrefixTooLong { prefix: 33, max: 32 })
+            Err(CidrError::PrefixTooLong {
+                prefix: 33,
+                max: 32
+            })
         );
         assert!("::/129".parse::<Cidr>().is_err());
         assert!("10.0.0.0/".parse::<Cidr>().is_err());
@@ -240,7 +249,10 @@ mod tests {
         assert!(!net.contains("192.168.2.1".parse().unwrap()));
         assert!(!net.contains("fe80::1".parse().unwrap()));
         assert_eq!(net.broadcast(), Some(Ipv4Addr::new(192, 168, 1, 255)));
-        assert_eq!(c("10.0.0.5/32").broadcast(), Some(Ipv4Addr::new(10, 0, 0, 5)));
+        assert_eq!(
+            c("10.0.0.5/32").broadcast(),
+            Some(Ipv4Addr::new(10, 0, 0, 5))
+        );
         assert_eq!(c("0.0.0.0/0").broadcast(), Some(Ipv4Addr::BROADCAST));
         assert_eq!(c("fe80::/64").broadcast(), None);
         let v6 = c("fe80::/10");

@@ -49,7 +49,10 @@ impl FromStr for NodeId {
         if len != NODE_ID_LEN {
             return Err(NodeIdError::Length(len));
         }
-        if let Some(bad) = upper.chars().find(|c| !CROCKFORD.contains(&(*c as u8)) || !c.is_ascii()) {
+        if let Some(bad) = upper
+            .chars()
+            .find(|c| !CROCKFORD.contains(&(*c as u8)) || !c.is_ascii())
+        {
             return Err(NodeIdError::Character(bad));
         }
         // 26 base32 digits carry 130 bits; a ULID has 128, so the first digit is at most 7.

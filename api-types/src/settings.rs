@@ -141,7 +141,9 @@ impl Settings {
         let mut next = self.clone();
         for (key, value) in as_object("", patch)? {
             match key.as_str() {
-                "lan_mesh" => next.lan_mesh.apply(as_object("lan_mesh", value)?, node_id)?,
+                "lan_mesh" => next
+                    .lan_mesh
+                    .apply(as_object("lan_mesh", value)?, node_id)?,
                 "ui" => next.ui.apply(as_object("ui", value)?)?,
                 other => return Err(FieldError::new(other, "unknown setting")),
             }
@@ -225,7 +227,10 @@ fn parse_field<T: DeserializeOwned>(path: &str, v: &Value) -> Result<T, FieldErr
 fn port(path: &str, v: &Value) -> Result<u16, FieldError> {
     match v.as_u64() {
         Some(p @ 1..=65535) => Ok(p as u16),
-        _ => Err(FieldError::new(path, "must be a port number from 1 to 65535")),
+        _ => Err(FieldError::new(
+            path,
+            "must be a port number from 1 to 65535",
+        )),
     }
 }
 
@@ -271,7 +276,10 @@ fn secret(path: &str, v: &Value) -> Result<String, FieldError> {
 fn subnets(path: &str, v: &Value) -> Result<Vec<Cidr>, FieldError> {
     let items: Vec<String> = parse_field(path, v)?;
     if items.len() > MAX_SUBNETS {
-        return Err(FieldError::new(path, format!("at most {MAX_SUBNETS} subnets")));
+        return Err(FieldError::new(
+            path,
+            format!("at most {MAX_SUBNETS} subnets"),
+        ));
     }
     cidr::normalise_list(&items)
         .map_err(|(i, e)| FieldError::new(path, format!("entry {} ('{}'): {e}", i + 1, items[i])))
@@ -280,7 +288,10 @@ fn subnets(path: &str, v: &Value) -> Result<Vec<Cidr>, FieldError> {
 fn node_ids(path: &str, v: &Value) -> Result<Vec<NodeId>, FieldError> {
     let items: Vec<String> = parse_field(path, v)?;
     if items.len() > MAX_BLOCKED_PEERS {
-        return Err(FieldError::new(path, format!("at most {MAX_BLOCKED_PEERS} entries")));
+        return Err(FieldError::new(
+            path,
+            format!("at most {MAX_BLOCKED_PEERS} entries"),
+        ));
     }
     let mut ids = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -326,8 +337,10 @@ mod tests {
 
     #[test]
     fn document_round_trips() {
-        let s = put(json!({"lan_mesh": {"enabled": true, "allowed_subnets": ["10.1.2.3"]},
-                           "ui": {"language": "zh-CN"}}))
+        let s = put(
+            json!({"lan_mesh": {"enabled": true, "allowed_subnets": ["10.1.2.3"]},
+                           "ui": {"language": "zh-CN"}}),
+        )
         .unwrap();
         let doc = serde_json::to_value(&s).unwrap();
         assert_eq!(Settings::from_document(&doc).unwrap(), s);
@@ -335,9 +348,16 @@ mod tests {
 
     #[test]
     fn subnets_are_normalised() {
-        let s = put(json!({"lan_mesh": {"allowed_subnets": ["10.1.2.3", "10.1.2.0/24", "fe80::1/10"]}}))
-            .unwrap();
-        let shown: Vec<String> = s.lan_mesh.allowed_subnets.iter().map(|c| c.to_string()).collect();
+        let s = put(
+            json!({"lan_mesh": {"allowed_subnets": ["10.1.2.3", "10.1.2.0/24", "fe80::1/10"]}}),
+        )
+        .unwrap();
+        let shown: Vec<String> = s
+            .lan_mesh
+            .allowed_subnets
+            .iter()
+            .map(|c| c.to_string())
+            .collect();
         assert_eq!(shown, ["10.1.2.0/24", "fe80::/10"]);
     }
 
@@ -352,20 +372,59 @@ mod tests {
     #[test]
     fn bad_values_name_their_field() {
         let cases = [
-            (json!({"lan_mesh": {"listen_port": 0}}), "lan_mesh.listen_port"),
-            (json!({"lan_mesh": {"discovery_port": 70000}}), "lan_mesh.discovery_port"),
-            (json!({"lan_mesh": {"listen_port": "80"}}), "lan_mesh.listen_port"),
-            (json!({"lan_mesh": {"heartbeat_interval_sec": 0}}), "lan_mesh.heartbeat_interval_sec"),
-            (json!({"lan_mesh": {"peer_ttl_sec": 15}}), "lan_mesh.peer_ttl_sec"),
-            (json!({"lan_mesh": {"heartbeat_interval_sec": 60}}), "lan_mesh.peer_ttl_sec"),
-            (json!({"lan_mesh": {"listen_host": "example.com"}}), "lan_mesh.listen_host"),
+            (
+                json!({"lan_mesh": {"listen_port": 0}}),
+                "lan_mesh.listen_port",
+            ),
+            (
+                json!({"lan_mesh": {"discovery_port": 70000}}),
+                "lan_mesh.discovery_port",
+            ),
+            (
+                json!({"lan_mesh": {"listen_port": "80"}}),
+                "lan_mesh.listen_port",
+            ),
+            (
+                json!({"lan_mesh": {"heartbeat_interval_sec": 0}}),
+                "lan_mesh.heartbeat_interval_sec",
+            ),
+            (
+                json!({"lan_mesh": {"peer_ttl_sec": 15}}),
+                "lan_mesh.peer_ttl_sec",
+            ),
+            (
+                json!({"lan_mesh": {"heartbeat_interval_sec": 60}}),
+                "lan_mesh.peer_ttl_sec",
+            ),
+            (
+                json!({"lan_mesh": {"listen_host": "example.com"}}),
+                "lan_mesh.listen_host",
+            ),
             (json!({"lan_mesh": {"enabled": "yes"}}), "lan_mesh.enabled"),
-            (json!({"lan_mesh": {"blocked_peers": ["x"]}}), "lan_mesh.blocked_peers"),
-            (json!({"lan_mesh": {"blocked_subnets": "10.0.0.0/8"}}), "lan_mesh.blocked_subnets"),
-            (json!({"lan_mesh": {"display_name": "a\u{7}b"}}), "lan_mesh.display_name"),
-            (json!({"lan_mesh": {"display_name": "x".repeat(65)}}), "lan_mesh.display_name"),
-            (json!({"lan_mesh": {"shared_secret": "s".repeat(257)}}), "lan_mesh.shared_secret"),
-            (json!({"lan_mesh": {"node_id": "01BX5ZZKBKACTAV9WEVGEMMVRZ"}}), "lan_mesh.node_id"),
+            (
+                json!({"lan_mesh": {"blocked_peers": ["x"]}}),
+                "lan_mesh.blocked_peers",
+            ),
+            (
+                json!({"lan_mesh": {"blocked_subnets": "10.0.0.0/8"}}),
+                "lan_mesh.blocked_subnets",
+            ),
+            (
+                json!({"lan_mesh": {"display_name": "a\u{7}b"}}),
+                "lan_mesh.display_name",
+            ),
+            (
+                json!({"lan_mesh": {"display_name": "x".repeat(65)}}),
+                "lan_mesh.display_name",
+            ),
+            (
+                json!({"lan_mesh": {"shared_secret": "s".repeat(257)}}),
+                "lan_mesh.shared_secret",
+            ),
+            (
+                json!({"lan_mesh": {"node_id": "01BX5ZZKBKACTAV9WEVGEMMVRZ"}}),
+                "lan_mesh.node_id",
+            ),
             (json!({"lan_mesh": {"colour": "red"}}), "lan_mesh.colour"),
             (json!({"lan_mesh": []}), "lan_mesh"),
             (json!({"ui": {"language": "fr-FR"}}), "ui.language"),
@@ -386,7 +445,10 @@ mod tests {
     #[test]
     fn a_rejected_patch_changes_nothing() {
         let s = base();
-        let _ = s.patched(&json!({"lan_mesh": {"enabled": true, "listen_port": 0}}), NodeIdRule::ReadOnly);
+        let _ = s.patched(
+            &json!({"lan_mesh": {"enabled": true, "listen_port": 0}}),
+            NodeIdRule::ReadOnly,
+        );
         assert!(!s.lan_mesh.enabled);
     }
 

@@ -97,7 +97,11 @@ mod tests {
             let zh_text = &zh[key];
             assert!(!en_text.trim().is_empty(), "en-US {key} is empty");
             assert!(!zh_text.trim().is_empty(), "zh-CN {key} is empty");
-            assert_eq!(placeholders(en_text), placeholders(zh_text), "placeholders of {key}");
+            assert_eq!(
+                placeholders(en_text),
+                placeholders(zh_text),
+                "placeholders of {key}"
+            );
         }
     }
 
@@ -107,7 +111,11 @@ mod tests {
         assert_eq!(t(Language::ZhCn, "status.node_id"), "节点 ID");
         assert_eq!(t(Language::EnUs, "no.such.key"), "no.such.key");
         assert_eq!(
-            tf(Language::EnUs, "status.mesh.failed", &[("reason", "port in use")]),
+            tf(
+                Language::EnUs,
+                "status.mesh.failed",
+                &[("reason", "port in use")]
+            ),
             "Failed: port in use"
         );
     }
@@ -121,7 +129,10 @@ mod tests {
     #[test]
     fn every_language_has_a_name() {
         for lang in Language::ALL {
-            assert_ne!(t(lang, &format!("lang.{}", lang.tag())), format!("lang.{}", lang.tag()));
+            assert_ne!(
+                t(lang, &format!("lang.{}", lang.tag())),
+                format!("lang.{}", lang.tag())
+            );
         }
     }
 }

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds and starts lanchat: the desktop window when there is a display, otherwise the
+# headless node, which prints the address of its web UI. Extra arguments go to lanchat
+# (for example: scripts/run.sh serve --data-dir /tmp/node-a).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+scripts/build-ui.sh
+cargo build --release -p lanchat
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+exec "$target_dir/release/lanchat" "$@"

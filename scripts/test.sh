@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every check and test: formatting, lints (native and wasm), the wasm UI build,
+# unit and property tests, real-process API tests, the UI in headless Chromium, and the
+# desktop window under Xvfb. Screenshots land in target/test-artifacts/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/setup.sh
+
+locked=()
+[ "${CI:-}" = "true" ] && locked=(--locked)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "build the UI (wasm)"
+scripts/build-ui.sh
+
+step "clippy (native, all targets)"
+cargo clippy "${locked[@]}" --workspace --all-targets -- -D warnings
+
+step "clippy (UI for wasm32)"
+cargo clippy "${locked[@]}" -p ui --target wasm32-unknown-unknown -- -D warnings
+
+step "all tests"
+cargo test "${locked[@]}" --workspace

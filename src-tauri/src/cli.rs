@@ -1,0 +1,101 @@
+//! Command line: `lanchat [--data-dir DIR] [--api-addr ADDR] [serve|window]`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "lanchat", version, about = "Serverless LAN messenger")]
+pub struct Cli {
+    /// Where this node keeps its settings, token and chats
+    /// (default: $XDG_DATA_HOME/lanchat, usually ~/.local/share/lanchat).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Loopback address of the local API and UI; port 0 picks a free port.
+    #[arg(
+        long,
+        global = true,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:0"
+    )]
+    pub api_addr: SocketAddr,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run headless: serve the local API and the UI on loopback, print the URL, and stop
+    /// on SIGINT/SIGTERM.
+    Serve,
+    /// Open the desktop window (the default when a display is available).
+    Window,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Mode {
+    Window,
+    Headless { reason: Option<&'static str> },
+}
+
+pub fn mode(command: Option<&Command>, display: bool) -> Mode {
+    match command {
+        Some(Command::Serve) => Mode::Headless { reason: None },
+        Some(Command::Window) => Mode::Window,
+        None if display => Mode::Window,
+        None => Mode::Headless {
+            reason: Some(
+                "No display found (DISPLAY and WAYLAND_DISPLAY are unset): running headless.",
+            ),
+        },
+    }
+}
+
+pub fn has_display() -> bool {
+    ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()))
+}
+
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join("lanchat"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_follows_command_then_display() {
+        assert_eq!(
+            mode(Some(&Command::Serve), true),
+            Mode::Headless { reason: None }
+        );
+        assert_eq!(mode(Some(&Command::Window), false), Mode::Window);
+        assert_eq!(mode(None, true), Mode::Window);
+        assert!(matches!(
+            mode(None, false),
+            Mode::Headless { reason: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn parses_serve_with_options() {
+        let cli = Cli::try_parse_from([
+            "lanchat",
+            "serve",
+            "--data-dir",
+            "/tmp/x",
+            "--api-addr",
+            "127.0.0.1:8080",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Serve)));
+        assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(cli.api_addr.port(), 8080);
+        assert!(Cli::try_parse_from(["lanchat", "--api-addr", "nonsense"]).is_err());
+    }
+}

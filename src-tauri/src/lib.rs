@@ -1,0 +1,59 @@
+//! The lanchat desktop app and headless node.
+//!
+//! `lanchat` opens the desktop window when there is a display and otherwise runs
+//! headless; `lanchat serve` always runs headless. Either way one node runs in this
+//! process and serves the local API and the UI on loopback.
+
+pub mod api;
+pub mod cli;
+pub mod live_settings;
+pub mod logging;
+pub mod node;
+pub mod shutdown_signal;
+pub mod window;
+
+use anyhow::Context;
+
+use cli::{Cli, Mode};
+use node::{Node, NodeConfig};
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = match cli.data_dir {
+        Some(dir) => dir,
+        None => cli::default_data_dir()
+            .context("cannot find a data directory for this user; pass --data-dir DIR")?,
+    };
+    let mode = cli::mode(cli.command.as_ref(), cli::has_display());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lanchat-node")
+        .build()
+        .context("cannot start the async runtime")?;
+    let config = NodeConfig {
+        data_dir,
+        api_addr: cli.api_addr,
+    };
+    let node = runtime
+        .block_on(Node::start(config))
+        .context("cannot start the node")?;
+    match mode {
+        Mode::Headless { reason } => {
+            if let Some(reason) = reason {
+                eprintln!("{reason}");
+            }
+            println!("lanchat {} is running headless.", env!("CARGO_PKG_VERSION"));
+            println!("Local API and UI: {}", node.url());
+            println!(
+                "Open in a browser on this machine: {}#token={}",
+                node.url(),
+                node.token()
+            );
+            runtime.block_on(async {
+                shutdown_signal::wait().await;
+                node.stop().await;
+            });
+            Ok(())
+        }
+        Mode::Window => window::run(runtime, node),
+    }
+}

@@ -1,0 +1,151 @@
+//! One node: its data directory, settings and local API server, started and stopped
+//! as a unit. The LAN mesh runtime will hang off this too.
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use storage::{settings_file, DataDir, DataDirError, SettingsFileError};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::live_settings::LiveSettings;
+
+/// Written into the data directory so scripts, tests and a second `lanchat` can find
+/// the running node's API (removed again on a clean stop).
+pub const API_FILE: &str = "api.json";
+/// Open event streams and slow clients get this long to finish when the node stops.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    pub api_addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("the local API must listen on a loopback address, not {0}")]
+    NotLoopback(SocketAddr),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error(transparent)]
+    Settings(#[from] SettingsFileError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    ApiFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Serialize)]
+struct ApiFile<'a> {
+    url: &'a str,
+    token: &'a str,
+    pid: u32,
+}
+
+pub struct Node {
+    url: String,
+    token: String,
+    api_file: PathBuf,
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    _data_dir: Arc<DataDir>,
+}
+
+impl Node {
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        if !config.api_addr.ip().is_loopback() {
+            return Err(NodeError::NotLoopback(config.api_addr));
+        }
+        let data_dir = Arc::new(DataDir::open(&config.data_dir)?);
+        let settings = settings_file::load_or_create(&data_dir)?;
+        let token = data_dir.api_token()?;
+        let listener =
+            TcpListener::bind(config.api_addr)
+                .await
+                .map_err(|source| NodeError::Bind {
+                    addr: config.api_addr,
+                    source,
+                })?;
+        let local = listener.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.api_addr,
+            source,
+        })?;
+        let url = format!("http://{local}/");
+
+        let state = ApiState::new(
+            local,
+            token.clone(),
+            Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings)),
+        );
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(
+            axum::serve(listener, api::router(state))
+                .with_graceful_shutdown(stop.clone().cancelled_owned())
+                .into_future(),
+        );
+
+        let api_file = data_dir.join(API_FILE);
+        let body = serde_json::to_vec_pretty(&ApiFile {
+            url: &url,
+            token: &token,
+            pid: std::process::id(),
+        })
+        .map_err(|e| NodeError::ApiFile {
+            path: api_file.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        storage::private_file::write_atomic(&api_file, &body).map_err(|source| {
+            NodeError::ApiFile {
+                path: api_file.clone(),
+                source,
+            }
+        })?;
+        tracing::info!(%url, data_dir = %config.data_dir.display(), "node started");
+        Ok(Node {
+            url,
+            token,
+            api_file,
+            stop,
+            server,
+            _data_dir: data_dir,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Stops serving, waits (bounded) for requests in flight, and removes `api.json`.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(e))) => tracing::warn!("local API server ended with an error: {e}"),
+            Ok(Err(e)) => tracing::warn!("local API server task failed: {e}"),
+            Err(_) => tracing::warn!(
+                "local API connections still open after {SHUTDOWN_GRACE:?}; closing them"
+            ),
+        }
+        if let Err(e) = std::fs::remove_file(&self.api_file) {
+            tracing::warn!(path = %self.api_file.display(), "cannot remove api file: {e}");
+        }
+        tracing::info!("node stopped");
+    }
+}

@@ -1,0 +1,202 @@
+//! A small W3C WebDriver client for Debian's headless Chromium via `chromedriver`.
+//! Only what the tests need: navigate, find, read text, click, run a script, screenshot.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::{free_port, wait_until};
+
+pub const CHROMIUM: &str = "/usr/bin/chromium";
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+/// The W3C name of an element reference in WebDriver answers.
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+pub struct Browser {
+    driver: Option<Child>,
+    base: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a fresh headless Chromium session.
+    pub async fn start() -> anyhow::Result<Browser> {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            if !Path::new(bin).exists() {
+                bail!("{bin} is missing: install Debian's chromium and chromium-driver (`make test` does)");
+            }
+        }
+        let port = free_port()?;
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("start chromedriver")?;
+        let profile = tempfile::tempdir()?;
+        let mut browser = Browser {
+            driver: Some(driver),
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _profile: profile,
+        };
+        let http = browser.http.clone();
+        let status_url = format!("{}/status", browser.base);
+        wait_until(Duration::from_secs(20), "chromedriver to be ready", || {
+            let http = http.clone();
+            let url = status_url.clone();
+            async move {
+                let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                v["value"]["ready"].as_bool().filter(|r| *r)
+            }
+        })
+        .await?;
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-quic",
+            "--no-first-run",
+            "--window-size=1280,800",
+            &format!("--user-data-dir={}", browser._profile.path().display()),
+        ];
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
+        }}});
+        let v = browser.call("POST", "/session", Some(caps)).await?;
+        let session = v["sessionId"]
+            .as_str()
+            .context("no session id from chromedriver")?
+            .to_string();
+        browser.base = format!("{}/session/{session}", browser.base);
+        Ok(browser)
+    }
+
+    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "GET" => self.http.get(&url),
+            "DELETE" => self.http.delete(&url),
+            _ => self
+                .http
+                .post(&url)
+                .json(&body.unwrap_or_else(|| json!({}))),
+        };
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
+        let status = resp.status();
+        let v: Value = resp.json().await?;
+        if !status.is_success() {
+            bail!("WebDriver {method} {path}: {status}: {}", v["value"]);
+        }
+        Ok(v["value"].clone())
+    }
+
+    pub async fn goto(&self, url: &str) -> anyhow::Result<()> {
+        self.call("POST", "/url", Some(json!({ "url": url })))
+            .await?;
+        Ok(())
+    }
+
+    async fn find(&self, css: &str) -> anyhow::Result<Option<String>> {
+        let url = format!("{}/element", self.base);
+        let resp = self
+            .http
+            .post(&url)
+            .json(&json!({"using": "css selector", "value": css}))
+            .send()
+            .await?;
+        if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        let v: Value = resp.json().await?;
+        Ok(v["value"][ELEMENT_KEY].as_str().map(str::to_string))
+    }
+
+    /// The visible text of the first element matching `css`, if there is one.
+    pub async fn text(&self, css: &str) -> anyhow::Result<Option<String>> {
+        let Some(id) = self.find(css).await? else {
+            return Ok(None);
+        };
+        let v = self
+            .call("GET", &format!("/element/{id}/text"), None)
+            .await?;
+        Ok(v.as_str().map(str::to_string))
+    }
+
+    /// Waits until the element matching `css` has text for which `accept` holds.
+    pub async fn wait_for_text(
+        &self,
+        css: &str,
+        limit: Duration,
+        accept: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let accept = &accept;
+        wait_until(limit, &format!("text of {css}"), || async move {
+            self.text(css).await.ok().flatten().filter(|t| accept(t))
+        })
+        .await
+    }
+
+    pub async fn click(&self, css: &str) -> anyhow::Result<()> {
+        let id = self
+            .find(css)
+            .await?
+            .with_context(|| format!("no element {css}"))?;
+        self.call("POST", &format!("/element/{id}/click"), None)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    pub async fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
+        let v = self.call("GET", "/screenshot", None).await?;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().context("screenshot is not a string")?)?;
+        std::fs::write(path, png)?;
+        Ok(())
+    }
+
+    /// Ends the session (Chromium exits) and stops chromedriver.
+    pub async fn quit(mut self) -> anyhow::Result<()> {
+        let result = self.call("DELETE", "", None).await.map(drop);
+        self.stop_driver();
+        result
+    }
+
+    fn stop_driver(&mut self) {
+        if let Some(mut driver) = self.driver.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &driver.id().to_string()])
+                .status();
+            let _ = driver.wait();
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        self.stop_driver();
+    }
+}

@@ -1,0 +1,153 @@
+//! The local API client. The bearer token reaches the page in the URL fragment
+//! (`#token=…`, never sent to a server, so it lands in no log) or, in the desktop
+//! window, through an init script; it is kept in sessionStorage and the fragment is
+//! removed from the address bar at once.
+
+use api_types::{ApiErrorBody, Language, Settings, Status};
+use gloo_net::http::{Request, RequestBuilder, Response};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+const TOKEN_KEY: &str = "lanchat.token";
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum UiError {
+    NoToken,
+    Api(ApiErrorBody),
+    Network(String),
+}
+
+impl UiError {
+    pub fn message(&self, lang: Language) -> String {
+        match self {
+            UiError::NoToken => i18n::t(lang, "error.no_token"),
+            UiError::Network(m) => i18n::tf(lang, "error.network", &[("message", m)]),
+            UiError::Api(body) => i18n::tf(
+                lang,
+                &i18n::error_key(&body.code),
+                &[
+                    ("message", &body.message),
+                    ("field", body.field.as_deref().unwrap_or("")),
+                ],
+            ),
+        }
+    }
+}
+
+/// Moves a token from the URL fragment into sessionStorage, then returns the stored one.
+pub fn take_token() -> Option<String> {
+    let window = web_sys::window()?;
+    let storage = window.session_storage().ok().flatten()?;
+    let location = window.location();
+    if let Some(token) = location
+        .hash()
+        .ok()
+        .as_deref()
+        .and_then(token_from_fragment)
+    {
+        let _ = storage.set_item(TOKEN_KEY, &token);
+        let clean = location.pathname().unwrap_or_else(|_| "/".into());
+        if let Ok(history) = window.history() {
+            let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&clean));
+        }
+    }
+    storage.get_item(TOKEN_KEY).ok().flatten()
+}
+
+fn token_from_fragment(hash: &str) -> Option<String> {
+    hash.trim_start_matches('#')
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("token="))
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+}
+
+#[derive(Clone, Debug)]
+pub struct Client {
+    token: Option<String>,
+}
+
+impl Client {
+    pub fn from_page() -> Client {
+        Client {
+            token: take_token(),
+        }
+    }
+
+    fn authorised(&self, req: RequestBuilder) -> Result<RequestBuilder, UiError> {
+        let token = self.token.as_deref().ok_or(UiError::NoToken)?;
+        Ok(req.header("Authorization", &format!("Bearer {token}")))
+    }
+
+    pub async fn status(&self) -> Result<Status, UiError> {
+        let resp = self
+            .authorised(Request::get("/api/v1/status"))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub async fn settings(&self) -> Result<Settings, UiError> {
+        let resp = self
+            .authorised(Request::get("/api/v1/settings"))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub async fn update_settings(&self, patch: &Value) -> Result<Settings, UiError> {
+        let resp = self
+            .authorised(Request::put("/api/v1/settings"))?
+            .json(patch)
+            .map_err(network)?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+}
+
+fn network(e: gloo_net::Error) -> UiError {
+    UiError::Network(e.to_string())
+}
+
+async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, UiError> {
+    if resp.ok() {
+        resp.json::<T>().await.map_err(network)
+    } else {
+        let status = resp.status();
+        Err(match resp.json::<ApiErrorBody>().await {
+            Ok(body) => UiError::Api(body),
+            Err(_) => UiError::Network(format!("HTTP {status}")),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_is_read_from_the_fragment() {
+        assert_eq!(token_from_fragment("#token=abc"), Some("abc".into()));
+        assert_eq!(token_from_fragment("#x=1&token=abc"), Some("abc".into()));
+        assert_eq!(token_from_fragment("#token="), None);
+        assert_eq!(token_from_fragment(""), None);
+    }
+
+    #[test]
+    fn api_errors_are_localised_by_code() {
+        let e = UiError::Api(ApiErrorBody {
+            code: "invalid_field".into(),
+            message: "bad".into(),
+            field: Some("lan_mesh.listen_port".into()),
+        });
+        assert_eq!(
+            e.message(Language::EnUs),
+            "Invalid value for lan_mesh.listen_port: bad"
+        );
+        assert!(UiError::NoToken.message(Language::ZhCn).contains("令牌"));
+    }
+}

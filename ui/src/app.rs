@@ -1,0 +1,106 @@
+//! The application shell: top bar with the language switch, and the page body.
+
+use api_types::Language;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use serde_json::json;
+
+use crate::api::Client;
+use crate::language;
+use crate::status_view::StatusCard;
+
+/// The language every component renders in; switching it re-renders live.
+#[derive(Clone, Copy)]
+pub struct Lang(pub RwSignal<Language>);
+
+impl Lang {
+    pub fn t(&self, key: &str) -> String {
+        i18n::t(self.0.get(), key)
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let client = Client::from_page();
+    let browser_tag = web_sys::window().and_then(|w| w.navigator().language());
+    let lang = Lang(RwSignal::new(language::choose(
+        None,
+        browser_tag.as_deref(),
+    )));
+    provide_context(lang);
+    provide_context(client.clone());
+
+    // The saved choice lives in the node's settings (the window's origin changes with
+    // its port, so browser storage would forget it).
+    spawn_local({
+        let client = client.clone();
+        async move {
+            if let Ok(settings) = client.settings().await {
+                if let Some(saved) = settings.ui.language {
+                    lang.0.set(saved);
+                }
+            }
+        }
+    });
+
+    Effect::new(move |_| {
+        let tag = lang.0.get().tag();
+        if let Some(root) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.document_element())
+        {
+            let _ = root.set_attribute("lang", tag);
+        }
+    });
+
+    view! {
+        <header class="topbar">
+            <div class="brand">
+                <h1 data-testid="app-title">{move || lang.t("app.title")}</h1>
+                <span class="tagline">{move || lang.t("app.tagline")}</span>
+            </div>
+            <LanguageSwitch/>
+        </header>
+        <main>
+            <StatusCard/>
+        </main>
+    }
+}
+
+#[component]
+fn LanguageSwitch() -> impl IntoView {
+    let lang = expect_context::<Lang>();
+    let client = expect_context::<Client>();
+    let choose = move |choice: Language| {
+        lang.0.set(choice);
+        let client = client.clone();
+        spawn_local(async move {
+            // A failed save only means the choice is not remembered; the switch itself
+            // has already happened, so there is nothing to undo.
+            let _ = client
+                .update_settings(&json!({ "ui": { "language": choice.tag() } }))
+                .await;
+        });
+    };
+    view! {
+        <nav class="lang-switch" aria-label=move || lang.t("lang.label")>
+            <span class="label">{move || lang.t("lang.label")}</span>
+            {Language::ALL
+                .into_iter()
+                .map(|choice| {
+                    let choose = choose.clone();
+                    view! {
+                        <button
+                            type="button"
+                            data-testid=format!("lang-{}", choice.tag())
+                            aria-pressed=move || (lang.0.get() == choice).to_string()
+                            on:click=move |_| choose(choice)
+                        >
+                            {move || lang.t(&format!("lang.{}", choice.tag()))}
+                        </button>
+                    }
+                })
+                .collect_view()}
+        </nav>
+    }
+}
