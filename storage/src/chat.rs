@@ -204,7 +204,7 @@ pub(crate) fn insert_local_message(
     let hlc = Hlc::tick(state.clock, u64::try_from(now).unwrap_or(0));
     state.clock = hlc;
     let message = Message {
-        message_id: MessageId::new(),
+        message_id: MessageId::from_ulid(state.next_ulid()),
         conversation_id: conversation_id.clone(),
         sender: UserId::lan(&local),
         body: body.to_string(),

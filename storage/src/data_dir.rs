@@ -141,7 +141,11 @@ mod tests {
         let token = data.api_token().unwrap();
         assert_eq!(token.len(), 64);
         assert_eq!(data.api_token().unwrap(), token);
-        let mode = fs::metadata(path.join(TOKEN_FILE)).unwrap().permissions().mode() & 0o777;
+        let mode = fs::metadata(path.join(TOKEN_FILE))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600);
     }
 
@@ -150,7 +154,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::open(dir.path()).unwrap();
         fs::write(dir.path().join(TOKEN_FILE), "garbage").unwrap();
-        assert!(matches!(data.api_token(), Err(DataDirError::CorruptToken { .. })));
-        assert_eq!(fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap(), "garbage");
+        assert!(matches!(
+            data.api_token(),
+            Err(DataDirError::CorruptToken { .. })
+        ));
+        assert_eq!(
+            fs::read_to_string(dir.path().join(TOKEN_FILE)).unwrap(),
+            "garbage"
+        );
     }
 }

@@ -126,6 +126,19 @@ pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             supported: migrations::latest_version(),
         }));
     }
+    if found == 0 {
+        // No lanchat schema yet: only an empty file may become one. Someone else's
+        // database with tables of its own is refused, not migrated into.
+        let objects: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_schema", [], |r| r.get(0))
+            .map_err(|e| at_path(e.into()))?;
+        if objects > 0 {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                reason: "it holds tables but no lanchat schema version".into(),
+            });
+        }
+    }
     configure(&conn, Role::Writer).map_err(|e| at_path(e.into()))?;
     let before = migrations::migrate(&mut conn).map_err(at_path)?;
     if before != migrations::latest_version() {

@@ -116,11 +116,11 @@ pub(crate) fn groups(conn: &Connection) -> StoreResult<Vec<Group>> {
 /// brings the delivery cursors in line with the members.
 fn write_state(
     conn: &Connection,
-    writer: &WriterState,
+    writer: &mut WriterState,
     state: &GroupState,
     now: UnixMs,
 ) -> StoreResult<Group> {
-    let local = writer.local.as_ref().ok_or(StoreError::NoIdentity)?;
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
     let global = state.global_group_id.to_string();
     let revision = i64::try_from(state.revision.revision)
         .map_err(|_| StoreError::invalid("revision", "out of range"))?;
@@ -128,7 +128,7 @@ fn write_state(
         .prepare_cached("SELECT group_id FROM groups WHERE global_group_id = ?1")?
         .query_row([&global], |r| r.get(0))
         .optional()?;
-    let local_id = existing.unwrap_or_else(|| ulid::Ulid::new().to_string());
+    let local_id = existing.unwrap_or_else(|| writer.next_ulid().to_string());
     conn.prepare_cached(
         "INSERT INTO groups (group_id, global_group_id, name, announcement, owner_id, revision,
                              revision_editor, updated_at, created_at)
@@ -153,7 +153,7 @@ fn write_state(
     for member in &state.members {
         conn.prepare_cached("INSERT INTO group_members (group_id, member_id) VALUES (?1, ?2)")?
             .execute(params![local_id, member.as_str()])?;
-        if member != local {
+        if *member != local {
             peers::ensure_peer(conn, writer, member)?;
         }
     }
@@ -181,7 +181,7 @@ fn write_state(
         writer,
         &conversation_id,
         &local_id,
-        state.members.contains(local),
+        state.members.contains(&local),
         now,
     )?;
     group(conn, &state.global_group_id)?.ok_or_else(|| StoreError::not_found("group", global))
@@ -227,18 +227,18 @@ fn sync_cursors(
 /// Tells every member (old and new, except this node) about the group's new state.
 fn announce(
     conn: &Connection,
-    writer: &WriterState,
+    writer: &mut WriterState,
     state: &GroupState,
     also: &[NodeId],
     envelope: &OutgoingEnvelope,
     now: UnixMs,
 ) -> StoreResult<()> {
-    let local = writer.local.as_ref().ok_or(StoreError::NoIdentity)?;
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
     let mut targets: Vec<&NodeId> = state
         .members
         .iter()
         .chain(also)
-        .filter(|m| *m != local)
+        .filter(|m| **m != local)
         .collect();
     targets.sort();
     targets.dedup();
@@ -246,21 +246,21 @@ fn announce(
         if peers::is_blocked(conn, peer)? {
             continue;
         }
-        outbox::enqueue(conn, peer, envelope, None, now)?;
+        outbox::enqueue(conn, writer, peer, envelope, None, now)?;
     }
     Ok(())
 }
 
 pub(crate) fn create(
     conn: &Connection,
-    writer: &WriterState,
+    writer: &mut WriterState,
     new: &NewGroup,
     now: UnixMs,
     encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
 ) -> StoreResult<Group> {
     let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
     let mut state = GroupState {
-        global_group_id: GlobalGroupId::new(),
+        global_group_id: GlobalGroupId::from_ulid(writer.next_ulid()),
         name: new.name.clone(),
         announcement: new.announcement.clone(),
         owner: local.clone(),
@@ -278,7 +278,7 @@ pub(crate) fn create(
 
 pub(crate) fn edit(
     conn: &Connection,
-    writer: &WriterState,
+    writer: &mut WriterState,
     id: &GlobalGroupId,
     edit: &GroupEdit,
     now: UnixMs,
@@ -326,7 +326,7 @@ pub(crate) fn edit(
 /// Returns whether it changed anything.
 pub(crate) fn merge(
     conn: &Connection,
-    writer: &WriterState,
+    writer: &mut WriterState,
     from: &NodeId,
     incoming: &GroupState,
     now: UnixMs,

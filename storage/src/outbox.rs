@@ -12,6 +12,7 @@ use crate::model::{
 use crate::peers;
 use crate::retry::{self, MAX_RETRY_AGE_MS};
 use crate::rows;
+use crate::writer::WriterState;
 
 /// Envelope kinds are short protocol names such as `dm.send`.
 const MAX_KIND_BYTES: usize = 64;
@@ -43,6 +44,7 @@ fn entry_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
 /// Queues an envelope for a peer, due at once.
 pub(crate) fn enqueue(
     conn: &Connection,
+    writer: &mut WriterState,
     peer: &NodeId,
     envelope: &OutgoingEnvelope,
     message_id: Option<&MessageId>,
@@ -54,7 +56,7 @@ pub(crate) fn enqueue(
     if peers::is_blocked(conn, peer)? {
         return Err(StoreError::Blocked(peer.to_string()));
     }
-    let envelope_id = EnvelopeId::new();
+    let envelope_id = EnvelopeId::from_ulid(writer.next_ulid());
     conn.prepare_cached(
         "INSERT INTO outbox (envelope_id, peer_id, kind, payload, message_id, status, next_retry_at, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",

@@ -35,13 +35,14 @@ pub fn load_or_create(dir: &DataDir) -> Result<Settings, SettingsFileError> {
     match fs::read(&path) {
         Ok(bytes) => parse(&path, &bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let node_id: NodeId = ulid::Ulid::new()
-                .to_string()
-                .parse()
-                .map_err(|e| SettingsFileError::Corrupt {
-                    path: path.clone(),
-                    reason: format!("generated node id rejected: {e}"),
-                })?;
+            let node_id: NodeId =
+                ulid::Ulid::new()
+                    .to_string()
+                    .parse()
+                    .map_err(|e| SettingsFileError::Corrupt {
+                        path: path.clone(),
+                        reason: format!("generated node id rejected: {e}"),
+                    })?;
             let settings = Settings::defaults(node_id);
             save_to(&path, &settings)?;
             tracing::info!(path = %path.display(), "created settings with a new node id");
@@ -112,7 +113,10 @@ mod tests {
         let dir = DataDir::open(tmp.path()).unwrap();
         for (content, want_corrupt) in [
             ("{ not json", true),
-            (r#"{"lan_mesh": {"node_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "listen_port": 0}}"#, false),
+            (
+                r#"{"lan_mesh": {"node_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV", "listen_port": 0}}"#,
+                false,
+            ),
         ] {
             fs::write(path(&dir), content).unwrap();
             let err = load_or_create(&dir).unwrap_err();

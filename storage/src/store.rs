@@ -206,8 +206,14 @@ impl Store {
             }
             let conversation = chat::open_dm(c, &peer, now)?;
             let message = chat::insert_local_message(c, s, &conversation, &text, now)?;
-            let envelope_id =
-                outbox::enqueue(c, &peer, &encode(&message), Some(&message.message_id), now)?;
+            let envelope_id = outbox::enqueue(
+                c,
+                s,
+                &peer,
+                &encode(&message),
+                Some(&message.message_id),
+                now,
+            )?;
             Ok((message, envelope_id))
         })
         .await
@@ -350,8 +356,8 @@ impl Store {
         envelope: OutgoingEnvelope,
         now: UnixMs,
     ) -> StoreResult<EnvelopeId> {
-        self.write(Durability::Normal, move |c, _| {
-            outbox::enqueue(c, &peer, &envelope, None, now)
+        self.write(Durability::Normal, move |c, s| {
+            outbox::enqueue(c, s, &peer, &envelope, None, now)
         })
         .await
     }

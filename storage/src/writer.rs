@@ -25,11 +25,21 @@ const MAX_BATCH: usize = 256;
 pub(crate) const QUEUE_DEPTH: usize = 1024;
 
 /// What the writer knows between jobs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct WriterState {
     pub local: Option<NodeId>,
     /// The HLC: at or after every stamp stored or seen.
     pub clock: Hlc,
+    /// Ids made here are monotonic, so ids made in one millisecond still sort in
+    /// creation order (outbox order) and insert at the end of their index.
+    pub ids: ulid::Generator,
+}
+
+impl WriterState {
+    pub fn next_ulid(&mut self) -> ulid::Ulid {
+        // Overflow needs 2^80 ids in one millisecond; a random id is then still unique.
+        self.ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
+    }
 }
 
 /// How durable the commit holding a job must be.
@@ -194,6 +204,7 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
     Ok(WriterState {
         local,
         clock: clock.map(Hlc::from_sql).unwrap_or_default(),
+        ids: ulid::Generator::new(),
     })
 }
 
