@@ -39,6 +39,26 @@ fn fts_phrase(term: &str) -> String {
     format!("\"{}\"", term.replace('"', "\"\""))
 }
 
+/// Adds messages stored since the last call to the search index, in the caller's
+/// transaction. The writer calls it once per batch, just before committing.
+/// Message ids only grow (`INTEGER PRIMARY KEY` takes max + 1 and messages are never
+/// deleted by the store), so "after the last indexed id" is exactly the new rows.
+pub(crate) fn index_new(conn: &Connection) -> rusqlite::Result<usize> {
+    let indexed = conn
+        .prepare_cached(
+            "INSERT INTO message_search (rowid, body)
+             SELECT id, body FROM messages WHERE id > (SELECT last_indexed_id FROM search_progress)",
+        )?
+        .execute([])?;
+    if indexed > 0 {
+        conn.prepare_cached(
+            "UPDATE search_progress SET last_indexed_id = (SELECT MAX(id) FROM messages)",
+        )?
+        .execute([])?;
+    }
+    Ok(indexed)
+}
+
 pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> StoreResult<SearchPage> {
     let limit = query.limit.clamp(1, MAX_SEARCH_PAGE);
     let terms: Vec<&str> = query.text.split_whitespace().take(MAX_TERMS).collect();

@@ -433,18 +433,26 @@ impl Store {
         self.read(move |c| search::search(c, &query)).await
     }
 
-    /// `PRAGMA integrity_check`: `Ok(())` or the problems SQLite lists.
+    /// `PRAGMA integrity_check` and the search index's own check: `Ok(())` or the
+    /// problems found.
     pub async fn integrity_check(&self) -> StoreResult<()> {
-        self.read(|c| {
+        // On the writer: the search index check is spelled as an INSERT, which the
+        // query-only readers refuse; it changes nothing.
+        self.write(Durability::Normal, |c, _| {
             let mut stmt = c.prepare("PRAGMA integrity_check")?;
             let lines = stmt
                 .query_map([], |r| r.get::<_, String>(0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            if lines == ["ok"] {
-                Ok(())
-            } else {
-                Err(StoreError::CorruptPage(lines.join("; ")))
+            if lines != ["ok"] {
+                return Err(StoreError::CorruptPage(lines.join("; ")));
             }
+            // The search index against the messages it was built from.
+            c.execute(
+                "INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)",
+                [],
+            )
+            .map_err(|e| StoreError::CorruptPage(format!("search index: {e}")))?;
+            Ok(())
         })
         .await
     }

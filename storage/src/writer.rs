@@ -17,6 +17,7 @@ use crate::database;
 use crate::error::{StoreError, StoreResult};
 use crate::hlc::Hlc;
 use crate::peers;
+use crate::search;
 
 /// Most jobs in one transaction: bounds the latency a job waits behind others, and is
 /// far past the point where the fsync per commit stops dominating.
@@ -239,7 +240,7 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
             job.finish(Err(reason.clone()));
             continue;
         }
-        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
             job.finish(Err(e.to_string()));
             continue;
         }
@@ -256,9 +257,9 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
             continue;
         }
         let closed = if ok {
-            conn.execute_batch("RELEASE job")
+            exec_cached(conn, "RELEASE job")
         } else {
-            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"))
         };
         match closed {
             Ok(()) => done.push(job),
@@ -270,7 +271,9 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     }
     match began {
         Ok(()) => {
-            let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+            let committed = search::index_new(conn)
+                .map_err(|e| format!("cannot index new messages: {e}"))
+                .and_then(|_| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
             if let Err(reason) = &committed {
                 tracing::error!(reason, "commit failed");
                 if !conn.is_autocommit() {
@@ -284,6 +287,11 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     if durability == Durability::BeforeAck {
         set_synchronous(conn, Durability::Normal);
     }
+}
+
+/// Savepoint statements run once per job: prepared once, not parsed every time.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 fn finish_all(done: Vec<Box<dyn Job>>, outcome: Result<(), String>) {

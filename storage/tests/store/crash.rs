@@ -119,6 +119,7 @@ async fn killed_writer_loses_no_acknowledged_write() {
         "the child ended or stalled before the kill: {status:?}"
     );
     let acked = reader.join().unwrap();
+    eprintln!("{} writes acknowledged before SIGKILL", acked.len());
     assert!(
         acked.len() >= 100,
         "only {} acknowledged writes seen",
