@@ -130,6 +130,15 @@ pub(crate) fn open_dm(
     if !known {
         return Err(StoreError::not_found("peer", peer));
     }
+    ensure_dm(conn, peer, now)
+}
+
+/// Creates the DM conversation with a peer known to exist.
+pub(crate) fn ensure_dm(
+    conn: &Connection,
+    peer: &NodeId,
+    now: UnixMs,
+) -> StoreResult<ConversationId> {
     let id = ConversationId::dm(peer);
     conn.prepare_cached(
         "INSERT INTO conversations (conversation_id, kind, peer_id, created_at)

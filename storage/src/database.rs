@@ -181,6 +181,10 @@ fn configure(conn: &Connection, role: Role) -> rusqlite::Result<()> {
                 tracing::warn!(mode, "database is not in WAL mode");
             }
             conn.pragma_update(None, "synchronous", "NORMAL")?;
+            // Every job runs in a savepoint, whose undo pages SQLite keeps in a temp
+            // file by default; in memory they cost a copy, not a write (measured ~2x on
+            // batched sends, docs/BENCHMARKS.md). A job touches a handful of pages.
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.pragma_update(None, "foreign_keys", true)?;
         }
         Role::Reader => {

@@ -50,11 +50,23 @@ pub(crate) fn enqueue(
     message_id: Option<&MessageId>,
     now: UnixMs,
 ) -> StoreResult<EnvelopeId> {
-    if envelope.kind.is_empty() || envelope.kind.len() > MAX_KIND_BYTES {
-        return Err(StoreError::invalid("kind", format!("{:?}", envelope.kind)));
-    }
     if peers::is_blocked(conn, peer)? {
         return Err(StoreError::Blocked(peer.to_string()));
+    }
+    insert(conn, writer, peer, envelope, message_id, now)
+}
+
+/// `enqueue` for a caller that has already checked the peer.
+pub(crate) fn insert(
+    conn: &Connection,
+    writer: &mut WriterState,
+    peer: &NodeId,
+    envelope: &OutgoingEnvelope,
+    message_id: Option<&MessageId>,
+    now: UnixMs,
+) -> StoreResult<EnvelopeId> {
+    if envelope.kind.is_empty() || envelope.kind.len() > MAX_KIND_BYTES {
+        return Err(StoreError::invalid("kind", format!("{:?}", envelope.kind)));
     }
     let envelope_id = EnvelopeId::from_ulid(writer.next_ulid());
     conn.prepare_cached(

@@ -157,6 +157,19 @@ pub(crate) fn peers(conn: &Connection) -> StoreResult<Vec<Peer>> {
     Ok(list)
 }
 
+/// A peer that exists and is not blocked, or the error saying which it is not.
+pub(crate) fn require_sendable(conn: &Connection, peer: &NodeId) -> StoreResult<()> {
+    let blocked: Option<bool> = conn
+        .prepare_cached("SELECT blocked FROM peers WHERE peer_id = ?1")?
+        .query_row([peer.as_str()], |r| r.get(0))
+        .optional()?;
+    match blocked {
+        None => Err(StoreError::not_found("peer", peer)),
+        Some(true) => Err(StoreError::Blocked(peer.to_string())),
+        Some(false) => Ok(()),
+    }
+}
+
 pub(crate) fn is_blocked(conn: &Connection, peer: &NodeId) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached("SELECT COALESCE((SELECT blocked FROM peers WHERE peer_id = ?1), 0)")?

@@ -201,12 +201,10 @@ impl Store {
         E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
     {
         self.write(Durability::Normal, move |c, s| {
-            if peers::is_blocked(c, &peer)? {
-                return Err(StoreError::Blocked(peer.to_string()));
-            }
-            let conversation = chat::open_dm(c, &peer, now)?;
+            peers::require_sendable(c, &peer)?;
+            let conversation = chat::ensure_dm(c, &peer, now)?;
             let message = chat::insert_local_message(c, s, &conversation, &text, now)?;
-            let envelope_id = outbox::enqueue(
+            let envelope_id = outbox::insert(
                 c,
                 s,
                 &peer,
