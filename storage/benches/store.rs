@@ -358,7 +358,7 @@ async fn bench_group_fan_out(dir: &Path) {
                 "INSERT INTO outbox (envelope_id, peer_id, kind, payload, status, next_retry_at) VALUES (?1, ?2, 'group.send', ?3, 'pending', 0)",
             )
             .unwrap()
-            .execute(params![ulid::Ulid::new().to_string(), node(member).as_str(), body(i)])
+            .execute(params![ulid::Ulid::new().to_string(), node(member).as_str(), body(i).into_bytes()])
             .unwrap();
         }
         raw.execute_batch("COMMIT").unwrap();

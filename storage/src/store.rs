@@ -227,10 +227,12 @@ impl Store {
     ) -> StoreResult<Message> {
         self.write(Durability::Normal, move |c, s| {
             let local = s.local.clone().ok_or(StoreError::NoIdentity)?;
-            if groups::group(c, &group)?.is_none() {
-                return Err(StoreError::not_found("group", group));
-            }
+            // One indexed lookup on the hot path; the group itself is read only to
+            // tell "no such group" from "not a member".
             if !groups::is_member(c, &group, &local)? {
+                if groups::group(c, &group)?.is_none() {
+                    return Err(StoreError::not_found("group", group));
+                }
                 return Err(StoreError::invalid("group", "this node is not a member"));
             }
             chat::insert_local_message(c, s, &ConversationId::group(&group), &text, now)

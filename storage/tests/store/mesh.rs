@@ -315,6 +315,14 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
     assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 2);
     assert!(store.due_group_deliveries(t0, 10).await.unwrap().is_empty());
 
+    let unknown = store
+        .send_group_message(storage::GlobalGroupId::new(), "lost".into(), t0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, StoreError::NotFound { .. }),
+        "{unknown:?}"
+    );
     let a = store
         .send_group_message(gid, "first".into(), t0)
         .await
