@@ -53,6 +53,8 @@ pub enum StoreError {
     Commit(String),
     #[error("the store is closed")]
     Closed,
+    #[error("cannot start the store's threads: {0}")]
+    Start(String),
 }
 
 impl From<rusqlite::Error> for StoreError {

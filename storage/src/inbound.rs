@@ -120,6 +120,15 @@ fn store_message(
     envelope: &InboundEnvelope,
     message: &InboundMessage,
 ) -> StoreResult<()> {
+    // A stamp far ahead would drag this node's clock (and so the order of everything it
+    // sends) into the future for good: refuse it like an envelope from the future.
+    let limit = u64::try_from(envelope.received_at.saturating_add(MAX_CLOCK_SKEW_MS)).unwrap_or(0);
+    if message.hlc.wall_ms() > limit {
+        return Err(StoreError::invalid(
+            "hlc",
+            "stamped in the future beyond clock skew",
+        ));
+    }
     writer.clock = Hlc::observe(writer.clock, message.hlc);
     let stored = Message {
         message_id: message.message_id,

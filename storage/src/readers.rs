@@ -28,7 +28,7 @@ pub(crate) async fn spawn(path: PathBuf, count: usize) -> StoreResult<mpsc::Send
         thread::Builder::new()
             .name(format!("storage-reader-{index}"))
             .spawn(move || run(path, rx, ready_tx))
-            .map_err(|e| StoreError::Commit(format!("cannot start a reader thread: {e}")))?;
+            .map_err(|e| StoreError::Start(e.to_string()))?;
         opened.push(ready_rx);
     }
     for ready in opened {

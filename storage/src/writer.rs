@@ -134,7 +134,7 @@ pub(crate) fn spawn(
     thread::Builder::new()
         .name("storage-writer".into())
         .spawn(move || run(path, rx, ready_tx))
-        .map_err(|e| StoreError::Commit(format!("cannot start the writer thread: {e}")))?;
+        .map_err(|e| StoreError::Start(e.to_string()))?;
     Ok((tx, ready_rx))
 }
 

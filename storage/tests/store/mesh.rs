@@ -121,6 +121,14 @@ async fn envelopes_from_the_future_or_blocked_peers_are_refused() {
         store.apply_inbound(envelope, effect).await,
         Err(StoreError::Invalid { .. })
     ));
+    let (envelope, mut effect) = inbound_dm(1, "clock from the future");
+    if let InboundEffect::DirectMessage(m) = &mut effect {
+        m.hlc = storage::Hlc::from_wall_ms((now_ms() + 2 * MAX_CLOCK_SKEW_MS) as u64);
+    }
+    assert!(matches!(
+        store.apply_inbound(envelope, effect).await,
+        Err(StoreError::Invalid { field: "hlc", .. })
+    ));
     store.set_peer_blocked(node(2), true).await.unwrap();
     let (envelope, effect) = inbound_dm(2, "blocked");
     assert!(matches!(
