@@ -249,6 +249,7 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
             // SQLite rolled the whole transaction back (disk full, I/O error): the
             // earlier jobs of this batch are gone too. Say so, and start afresh.
             let reason = "the transaction was rolled back".to_string();
+            forget_uncommitted(conn, state);
             finish_all(std::mem::take(&mut done), Err(reason.clone()));
             job.finish(Err(reason));
             began = conn
@@ -279,6 +280,7 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
                 if !conn.is_autocommit() {
                     let _ = conn.execute_batch("ROLLBACK");
                 }
+                forget_uncommitted(conn, state);
             }
             finish_all(done, committed);
         }
@@ -286,6 +288,15 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     }
     if durability == Durability::BeforeAck {
         set_synchronous(conn, Durability::Normal);
+    }
+}
+
+/// After a rolled-back batch, what jobs put in the state may not be in the database:
+/// read the identity back. The clock may stay ahead; it only has to be monotonic.
+fn forget_uncommitted(conn: &Connection, state: &mut WriterState) {
+    match chat::local_identity(conn) {
+        Ok(identity) => state.local = identity.map(|i| i.node_id),
+        Err(e) => tracing::error!(error = %e, "cannot reload the local identity"),
     }
 }
 

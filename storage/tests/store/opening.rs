@@ -178,8 +178,11 @@ async fn a_corrupt_or_foreign_file_is_refused_and_untouched() {
         .unwrap();
     let before = fs::read(&other).unwrap();
     // user_version 0 with tables of its own: not ours, not empty.
-    let err = Store::open(&other).await;
-    assert!(err.is_err(), "a foreign database must not be migrated into");
+    let err = Store::open(&other).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt { .. }),
+        "a foreign database must not be migrated into: {err:?}"
+    );
     assert!(fs::read(&other).unwrap() == before);
 }
 
