@@ -175,3 +175,32 @@ async fn sending_needs_an_identity() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn after_close_writes_are_refused_and_the_file_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open_with_peers(&path, 1).await;
+    let other = store.clone();
+    let (sent, _) = store
+        .send_direct_message(node(1), "before close".into(), now_ms(), dm_envelope)
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let err = other
+        .send_direct_message(node(1), "after close".into(), now_ms(), dm_envelope)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err:?}");
+    drop(other);
+    let reopened = Store::open(&path).await.unwrap();
+    assert_eq!(
+        reopened
+            .message(sent.message_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+        "before close"
+    );
+}

@@ -503,3 +503,71 @@ async fn group_input_from_non_members_is_refused() {
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     assert!(store.group(gid).await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn removing_a_member_stops_its_deliveries_and_tells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let group = store
+        .create_group(
+            NewGroup {
+                name: "Pair".into(),
+                announcement: "hello".into(),
+                members: vec![node(1), node(2)],
+            },
+            t0,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    let gid = group.state.global_group_id;
+    for e in store.due_outbox(t0, 10).await.unwrap() {
+        store.outbox_acked(e.envelope_id).await.unwrap();
+    }
+    let edited = store
+        .edit_group(
+            gid,
+            GroupEdit {
+                members: Some(vec![node(1)]),
+                announcement: Some("just us".into()),
+                ..GroupEdit::default()
+            },
+            t0 + 1,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.state.members, vec![node(0), node(1)]);
+    assert_eq!(edited.state.announcement, "just us");
+    // Both the remaining and the removed member hear about the change.
+    let told: Vec<_> = store
+        .due_outbox(t0 + 1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.peer_id, e.kind))
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            (node(1), "group.upsert".to_string()),
+            (node(2), "group.upsert".to_string())
+        ]
+    );
+    store
+        .send_group_message(gid, "after".into(), t0 + 2)
+        .await
+        .unwrap();
+    let due = store.due_group_deliveries(t0 + 2, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.peer_id.clone()).collect::<Vec<_>>(),
+        vec![node(1)]
+    );
+    let conversations = store.conversations().await.unwrap();
+    assert_eq!(conversations[0].name, "Pair");
+    assert_eq!(
+        conversations[0].last_message.as_ref().unwrap().body,
+        "after"
+    );
+}
