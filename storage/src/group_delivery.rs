@@ -111,7 +111,7 @@ pub(crate) fn due(
     let mut list = Vec::with_capacity(cursors.len());
     for cursor in cursors {
         let crate::ids::ConversationTarget::Group(global_group_id) =
-            cursor.conversation_id.target()
+            *cursor.conversation_id.target()
         else {
             continue;
         };

@@ -117,14 +117,18 @@ impl FromStr for UserId {
 
 /// A conversation: `dm:lan:{peer_id}` or `group:{global_group_id}`. Both are derived
 /// from what every node already knows, so a client can open a chat before any message
-/// exists and two nodes name the same group chat alike.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConversationId(String);
+/// exists and two nodes name the same group chat alike. It can only be built from a
+/// valid peer or group id, so its target is always known.
+#[derive(Debug, Clone)]
+pub struct ConversationId {
+    text: String,
+    target: ConversationTarget,
+}
 
 const DM_PREFIX: &str = "dm:";
 const GROUP_PREFIX: &str = "group:";
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ConversationTarget {
     Direct(NodeId),
     Group(GlobalGroupId),
@@ -132,45 +136,58 @@ pub enum ConversationTarget {
 
 impl ConversationId {
     pub fn dm(peer: &NodeId) -> Self {
-        ConversationId(format!("{DM_PREFIX}{}", UserId::lan(peer)))
+        ConversationId {
+            text: format!("{DM_PREFIX}{}", UserId::lan(peer)),
+            target: ConversationTarget::Direct(peer.clone()),
+        }
     }
 
     pub fn group(group: &GlobalGroupId) -> Self {
-        ConversationId(format!("{GROUP_PREFIX}{group}"))
+        ConversationId {
+            text: format!("{GROUP_PREFIX}{group}"),
+            target: ConversationTarget::Group(*group),
+        }
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
-    pub fn target(&self) -> ConversationTarget {
-        // Construction goes through `dm`, `group` or `from_str`, which all validate.
-        if let Some(user) = self.0.strip_prefix(DM_PREFIX) {
-            if let Some(node) = user.parse::<UserId>().ok().and_then(|u| u.node_id()) {
-                return ConversationTarget::Direct(node);
-            }
-        }
-        match self
-            .0
-            .strip_prefix(GROUP_PREFIX)
-            .map(str::parse::<GlobalGroupId>)
-        {
-            Some(Ok(group)) => ConversationTarget::Group(group),
-            _ => unreachable_target(&self.0),
-        }
+    pub fn target(&self) -> &ConversationTarget {
+        &self.target
     }
 }
 
-#[cold]
-fn unreachable_target(id: &str) -> ConversationTarget {
-    // Only reachable if a row was edited by hand; a group id of zero never matches.
-    tracing::error!(conversation_id = id, "conversation id of unknown shape");
-    ConversationTarget::Group(GlobalGroupId::from_ulid(Ulid::nil()))
+// The text determines the target, so identity is the text alone.
+impl PartialEq for ConversationId {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for ConversationId {}
+
+impl std::hash::Hash for ConversationId {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl PartialOrd for ConversationId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ConversationId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
 }
 
 impl fmt::Display for ConversationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.text)
     }
 }
 
@@ -205,11 +222,11 @@ mod tests {
         let dm = ConversationId::dm(&node);
         assert_eq!(dm.as_str(), "dm:lan:01ARZ3NDEKTSV4RRFFQ69G5FAV");
         assert_eq!(dm.as_str().parse::<ConversationId>().unwrap(), dm);
-        assert_eq!(dm.target(), ConversationTarget::Direct(node));
+        assert_eq!(dm.target(), &ConversationTarget::Direct(node));
         let g = GlobalGroupId::new();
         let conv = ConversationId::group(&g);
         assert_eq!(conv.as_str().parse::<ConversationId>().unwrap(), conv);
-        assert_eq!(conv.target(), ConversationTarget::Group(g));
+        assert_eq!(conv.target(), &ConversationTarget::Group(g));
         assert!("dm:lan:nope".parse::<ConversationId>().is_err());
         assert!("chat:1".parse::<ConversationId>().is_err());
     }

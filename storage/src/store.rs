@@ -251,7 +251,7 @@ impl Store {
     where
         E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
     {
-        match conversation.target() {
+        match conversation.target().clone() {
             crate::ids::ConversationTarget::Direct(peer) => self
                 .send_direct_message(peer, text, now, encode_direct)
                 .await

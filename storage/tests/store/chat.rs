@@ -55,6 +55,17 @@ async fn sending_unread_and_mark_read() {
         .unwrap();
     assert_eq!(sent.status, MessageStatus::Pending);
     assert_eq!(sent.sender, UserId::lan(&node(0)));
+    let via_id = store
+        .send_message(
+            ConversationId::dm(&node(1)),
+            "by conversation id".into(),
+            now_ms(),
+            dm_envelope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(via_id.conversation_id, ConversationId::dm(&node(1)));
+    assert_eq!(store.outbox_for_peer(node(1)).await.unwrap().len(), 2);
     for text in ["one", "two"] {
         let (env, effect) = inbound_dm(1, text);
         store.apply_inbound(env, effect).await.unwrap();
