@@ -484,10 +484,11 @@ async fn concurrent_group_edits_converge_whatever_the_arrival_order() {
 }
 
 #[tokio::test]
-async fn group_input_from_non_members_is_refused() {
+async fn a_forged_group_edit_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 3).await;
     let gid = storage::GlobalGroupId::new();
+    // Node 3 sends an edit that claims to be node 1's.
     let envelope = InboundEnvelope {
         envelope_id: EnvelopeId::new(),
         from_peer_id: node(3),
@@ -496,11 +497,20 @@ async fn group_input_from_non_members_is_refused() {
     let err = store
         .apply_inbound(
             envelope,
-            InboundEffect::GroupUpsert(state(gid, "Hijack", 1, 3, &[0, 1])),
+            InboundEffect::GroupUpsert(state(gid, "Hijack", 9, 1, &[0, 1, 3])),
         )
         .await
         .unwrap_err();
-    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "revision",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert!(store.group(gid).await.unwrap().is_none());
 }
 

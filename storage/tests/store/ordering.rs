@@ -111,3 +111,67 @@ proptest! {
         prop_assert_eq!(a, expected_ids);
     }
 }
+
+/// (sender 1..=3, revision 1..=4, name tag, includes node 0, includes node 3)
+type Upsert = (u8, u8, u8, bool, bool);
+
+async fn merged(gid: GlobalGroupId, upserts: &[Upsert]) -> Option<GroupState> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&dir.path().join("m.db"), 3).await;
+    for (sender, revision, tag, with_me, with_three) in upserts {
+        let mut members = vec![node(1), node(2)];
+        if *with_me {
+            members.push(node(0));
+        }
+        if *with_three {
+            members.push(node(3));
+        }
+        let state = GroupState {
+            global_group_id: gid,
+            name: format!("name {tag}"),
+            announcement: format!("from {sender}"),
+            owner: node(1),
+            members,
+            revision: GroupRevision {
+                revision: u64::from(*revision),
+                editor: node(*sender),
+            },
+        };
+        let envelope = InboundEnvelope {
+            envelope_id: EnvelopeId::new(),
+            from_peer_id: node(*sender),
+            received_at: now_ms(),
+        };
+        // Refusals (a sender that is no member) must be refused on every node alike.
+        let _ = store
+            .apply_inbound(envelope, InboundEffect::GroupUpsert(state))
+            .await;
+    }
+    store.group(gid).await.unwrap().map(|g| g.state)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn concurrent_group_upserts_converge_in_any_arrival_order(
+        upserts in proptest::collection::vec((1u8..=3, 1u8..=4, 0u8..4, any::<bool>(), any::<bool>()), 1..8),
+        seed in any::<u64>(),
+    ) {
+        // Two different upserts with the same (revision, editor) cannot exist: an editor
+        // numbers its own edits. Keep the first of each.
+        let mut seen = std::collections::HashSet::new();
+        let upserts: Vec<Upsert> = upserts.into_iter().filter(|u| seen.insert((u.0, u.1))).collect();
+        let mut shuffled = upserts.clone();
+        let mut state = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            shuffled.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let gid = GlobalGroupId::new();
+        let a = runtime.block_on(merged(gid, &upserts));
+        let b = runtime.block_on(merged(gid, &shuffled));
+        prop_assert_eq!(a, b);
+    }
+}
