@@ -1,0 +1,194 @@
+//! The schema, as append-only migrations. `PRAGMA user_version` holds how many have run.
+//!
+//! Never edit or reorder a migration that has shipped: add a new one. Each runs in the
+//! same transaction as the `user_version` bump, so a crash mid-migration leaves the
+//! previous version intact. `tests/fixtures/schema_v*.sql` holds a database at every
+//! earlier version; the migration tests upgrade each of them.
+
+use rusqlite::Connection;
+
+use crate::error::StoreError;
+
+/// Marks the file as ours (`PRAGMA application_id`, "LNCH"), so a foreign SQLite file is
+/// refused instead of being migrated into.
+pub(crate) const APPLICATION_ID: i32 = 0x4C4E_4348;
+
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // v1: chat store and mesh tables.
+    r#"
+CREATE TABLE local_identity (
+    singleton    INTEGER PRIMARY KEY CHECK (singleton = 1),
+    node_id      TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    created_at   INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE peers (
+    peer_id      TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    last_ip      TEXT,
+    last_port    INTEGER,
+    online       INTEGER NOT NULL DEFAULT 0 CHECK (online IN (0, 1)),
+    last_seen_at INTEGER,
+    capabilities TEXT NOT NULL DEFAULT '[]',
+    blocked      INTEGER NOT NULL DEFAULT 0 CHECK (blocked IN (0, 1))
+) STRICT;
+
+-- The local user and one virtual user per peer; address and presence come from peers.
+CREATE TABLE users (
+    user_id      TEXT PRIMARY KEY,
+    kind         TEXT NOT NULL CHECK (kind IN ('local', 'lan')),
+    peer_id      TEXT REFERENCES peers (peer_id),
+    display_name TEXT NOT NULL,
+    CHECK ((kind = 'lan') = (peer_id IS NOT NULL))
+) STRICT;
+
+CREATE TABLE groups (
+    group_id        TEXT PRIMARY KEY,
+    global_group_id TEXT NOT NULL UNIQUE,
+    name            TEXT NOT NULL,
+    announcement    TEXT NOT NULL DEFAULT '',
+    owner_id        TEXT NOT NULL,
+    revision        INTEGER NOT NULL,
+    revision_editor TEXT NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    created_at      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE group_members (
+    group_id  TEXT NOT NULL REFERENCES groups (group_id) ON DELETE CASCADE,
+    member_id TEXT NOT NULL,
+    PRIMARY KEY (group_id, member_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE conversations (
+    conversation_id TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL CHECK (kind IN ('dm', 'group')),
+    peer_id         TEXT REFERENCES peers (peer_id),
+    group_id        TEXT REFERENCES groups (group_id),
+    last_message_id TEXT,
+    last_hlc        INTEGER,
+    unread          INTEGER NOT NULL DEFAULT 0 CHECK (unread >= 0),
+    created_at      INTEGER NOT NULL,
+    CHECK ((kind = 'dm') = (peer_id IS NOT NULL)),
+    CHECK ((kind = 'group') = (group_id IS NOT NULL))
+) STRICT;
+
+-- `id` is an explicit INTEGER PRIMARY KEY so the full-text index can point at it:
+-- VACUUM may renumber an implicit rowid.
+CREATE TABLE messages (
+    id              INTEGER PRIMARY KEY,
+    message_id      TEXT NOT NULL UNIQUE,
+    conversation_id TEXT NOT NULL REFERENCES conversations (conversation_id),
+    sender_id       TEXT NOT NULL,
+    body            TEXT NOT NULL,
+    sent_at         INTEGER NOT NULL,
+    received_at     INTEGER NOT NULL,
+    hlc             INTEGER NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'sent', 'delivered', 'failed'))
+) STRICT;
+CREATE INDEX messages_in_order ON messages (conversation_id, hlc, message_id);
+
+CREATE TABLE group_links (
+    global_group_id TEXT PRIMARY KEY,
+    group_id        TEXT NOT NULL UNIQUE REFERENCES groups (group_id),
+    conversation_id TEXT NOT NULL UNIQUE REFERENCES conversations (conversation_id),
+    revision        INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE outbox (
+    envelope_id   TEXT PRIMARY KEY,
+    peer_id       TEXT NOT NULL REFERENCES peers (peer_id),
+    kind          TEXT NOT NULL,
+    payload       BLOB NOT NULL,
+    message_id    TEXT,
+    status        TEXT NOT NULL CHECK (status IN ('pending', 'failed')),
+    retry_count   INTEGER NOT NULL DEFAULT 0,
+    next_retry_at INTEGER NOT NULL,
+    last_error    TEXT,
+    created_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX outbox_due ON outbox (status, next_retry_at, envelope_id);
+CREATE INDEX outbox_by_peer ON outbox (peer_id);
+
+-- Group fan-out: one message row, and per member the last local message it acked.
+CREATE TABLE group_delivery (
+    conversation_id  TEXT NOT NULL REFERENCES conversations (conversation_id),
+    peer_id          TEXT NOT NULL,
+    acked_hlc        INTEGER NOT NULL,
+    acked_message_id TEXT NOT NULL,
+    retry_count      INTEGER NOT NULL DEFAULT 0,
+    next_retry_at    INTEGER NOT NULL,
+    last_error       TEXT,
+    PRIMARY KEY (conversation_id, peer_id)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE inbox_dedupe (
+    envelope_id  TEXT PRIMARY KEY,
+    from_peer_id TEXT NOT NULL,
+    received_at  INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX inbox_dedupe_by_age ON inbox_dedupe (received_at);
+"#,
+    // v2: full-text search over message bodies. The trigram tokenizer indexes every
+    // 3-character window, so it finds Chinese (no spaces between words) and word parts
+    // in English alike. External content: the text lives once, in `messages`.
+    //
+    // New messages are indexed by the writer once per batch (`search::index_new`), not
+    // by an insert trigger: FTS5 flushes its in-memory terms at every savepoint, and a
+    // trigger runs inside one per statement, which made every insert write a tiny index
+    // segment (measured 4-5x slower). `search_progress` says how far indexing got, in
+    // the same transaction as the messages.
+    r#"
+CREATE VIRTUAL TABLE message_search USING fts5 (
+    body, content = 'messages', content_rowid = 'id', tokenize = 'trigram'
+);
+CREATE TABLE search_progress (
+    singleton       INTEGER PRIMARY KEY CHECK (singleton = 1),
+    last_indexed_id INTEGER NOT NULL
+) STRICT;
+INSERT INTO message_search (message_search) VALUES ('rebuild');
+INSERT INTO search_progress (singleton, last_indexed_id) VALUES (1, COALESCE((SELECT MAX(id) FROM messages), 0));
+CREATE TRIGGER message_search_delete AFTER DELETE ON messages
+WHEN old.id <= (SELECT last_indexed_id FROM search_progress) BEGIN
+    INSERT INTO message_search (message_search, rowid, body) VALUES ('delete', old.id, old.body);
+END;
+CREATE TRIGGER message_search_update AFTER UPDATE OF body ON messages
+WHEN old.id <= (SELECT last_indexed_id FROM search_progress) BEGIN
+    INSERT INTO message_search (message_search, rowid, body) VALUES ('delete', old.id, old.body);
+    INSERT INTO message_search (rowid, body) VALUES (new.id, new.body);
+END;
+"#,
+];
+
+pub(crate) fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Brings the schema to the latest version; returns the version found before.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > latest_version() {
+        return Err(StoreError::TooNew {
+            path: Default::default(),
+            found,
+            supported: latest_version(),
+        });
+    }
+    let start = usize::try_from(found).unwrap_or(0);
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(start) {
+        let version = index as i64 + 1;
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.pragma_update(None, "user_version", version)
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tracing::info!(version, "database migrated");
+    }
+    if found == 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID)?;
+    }
+    tx.commit()?;
+    Ok(found)
+}

@@ -1,0 +1,312 @@
+//! The records the store returns and accepts. Plain data: no SQL here.
+
+use api_types::NodeId;
+
+use crate::hlc::Hlc;
+use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId, UserId};
+
+/// Milliseconds since the Unix epoch. Callers pass `now` in so tests control time.
+pub type UnixMs = i64;
+
+/// Longest message body accepted (bytes). Chat text, not file transfer: a larger body is
+/// refused with an error instead of bloating every node's database and search index.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest display name, group name or announcement line accepted, in characters.
+pub const MAX_NAME_CHARS: usize = 128;
+pub const MAX_ANNOUNCEMENT_CHARS: usize = 4096;
+/// A group is an office team, not a broadcast list; this bounds fan-out work per send.
+pub const MAX_GROUP_MEMBERS: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIdentity {
+    pub node_id: NodeId,
+    pub display_name: String,
+    pub created_at: UnixMs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserKind {
+    Local,
+    Lan,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub user_id: UserId,
+    pub kind: UserKind,
+    pub display_name: String,
+    /// Last address the peer was seen at (`ip`, `port`); none for the local user.
+    pub last_address: Option<(String, u16)>,
+    pub online: bool,
+    pub blocked: bool,
+}
+
+/// What discovery learned about a peer: written on every hello or heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSighting {
+    pub peer_id: NodeId,
+    pub display_name: String,
+    pub ip: String,
+    pub port: u16,
+    /// Opaque to the store (lan-mesh's JSON list of feature names).
+    pub capabilities: String,
+    pub seen_at: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub peer_id: NodeId,
+    pub display_name: String,
+    pub last_ip: Option<String>,
+    pub last_port: Option<u16>,
+    pub online: bool,
+    pub last_seen_at: Option<UnixMs>,
+    pub capabilities: String,
+    pub blocked: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MessageStatus {
+    Pending,
+    Sent,
+    Delivered,
+    Failed,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Pending => "pending",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => MessageStatus::Pending,
+            "sent" => MessageStatus::Sent,
+            "delivered" => MessageStatus::Delivered,
+            "failed" => MessageStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// The position of a message in its conversation, the same on every node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OrderKey {
+    pub hlc: Hlc,
+    pub message_id: MessageId,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub message_id: MessageId,
+    pub conversation_id: ConversationId,
+    pub sender: UserId,
+    pub body: String,
+    /// The sender's wall clock when it was sent.
+    pub sent_at: UnixMs,
+    /// This node's wall clock when it was stored.
+    pub received_at: UnixMs,
+    pub hlc: Hlc,
+    pub status: MessageStatus,
+}
+
+impl Message {
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey {
+            hlc: self.hlc,
+            message_id: self.message_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    pub conversation_id: ConversationId,
+    pub kind: ConversationKind,
+    /// The peer's or the group's display name at the time of the query.
+    pub name: String,
+    pub last_message: Option<Message>,
+    pub unread: u32,
+    pub created_at: UnixMs,
+}
+
+/// A page of history, oldest first (newest last), and where the next older page starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    /// Pass as `before` to fetch the page of older messages; `None` at the beginning.
+    pub older: Option<OrderKey>,
+}
+
+/// Which part of a conversation's history to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryQuery {
+    /// Only messages strictly before this key; `None` for the newest page.
+    pub before: Option<OrderKey>,
+    pub limit: u32,
+}
+
+/// The merge version of a group: the higher `(revision, editor)` wins on every node, so
+/// concurrent edits converge to the same state whatever order they arrive in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GroupRevision {
+    pub revision: u64,
+    pub editor: NodeId,
+}
+
+/// A group as it travels in `group.upsert` and as it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupState {
+    pub global_group_id: GlobalGroupId,
+    pub name: String,
+    pub announcement: String,
+    pub owner: NodeId,
+    /// Sorted, without duplicates.
+    pub members: Vec<NodeId>,
+    pub revision: GroupRevision,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// This node's own id for the group.
+    pub local_id: String,
+    pub conversation_id: ConversationId,
+    pub state: GroupState,
+    pub updated_at: UnixMs,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGroup {
+    pub name: String,
+    pub announcement: String,
+    /// Other members; the local node is added as owner and member.
+    pub members: Vec<NodeId>,
+}
+
+/// A local edit; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupEdit {
+    pub name: Option<String>,
+    pub announcement: Option<String>,
+    pub members: Option<Vec<NodeId>>,
+}
+
+/// An envelope to put in the outbox, as the caller's codec encoded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEnvelope {
+    pub kind: String,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting for its next attempt or for an ack.
+    Pending,
+    /// Gave up (see `outbox::MAX_RETRY_AGE_MS`); kept so the user can see why.
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub envelope_id: EnvelopeId,
+    pub peer_id: NodeId,
+    pub kind: String,
+    pub payload: Vec<u8>,
+    pub message_id: Option<MessageId>,
+    pub status: OutboxStatus,
+    pub retry_count: u32,
+    pub next_retry_at: UnixMs,
+    pub last_error: Option<String>,
+    pub created_at: UnixMs,
+}
+
+/// What happened on one attempt to hand an envelope to a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendAttempt {
+    /// Written to the link; wait for the ack, retry if none comes.
+    Sent,
+    /// Could not be written (no link, link broke).
+    Failed(String),
+}
+
+/// Group messages owed to one member: the local messages after its delivery cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDelivery {
+    pub global_group_id: GlobalGroupId,
+    pub peer_id: NodeId,
+    pub retry_count: u32,
+    /// Oldest first; send in this order.
+    pub messages: Vec<Message>,
+}
+
+/// An envelope that arrived, as far as the store needs to know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundEnvelope {
+    pub envelope_id: EnvelopeId,
+    pub from_peer_id: NodeId,
+    pub received_at: UnixMs,
+}
+
+/// The effect of an inbound business envelope on the chat store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundEffect {
+    DirectMessage(InboundMessage),
+    GroupMessage {
+        global_group_id: GlobalGroupId,
+        message: InboundMessage,
+    },
+    GroupUpsert(GroupState),
+    /// Envelopes whose effect lives outside the store; only deduped.
+    Nothing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboundMessage {
+    pub message_id: MessageId,
+    pub body: String,
+    pub sent_at: UnixMs,
+    pub hlc: Hlc,
+}
+
+/// What applying an inbound envelope did. In every case the sender may be acked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InboundOutcome {
+    Applied,
+    /// Seen before: nothing was applied again.
+    Duplicate,
+    /// Older than the dedupe window: it may have been applied and pruned, so it is not
+    /// applied (see `dedupe` for the rule).
+    Expired,
+    /// A group upsert older than the state already held; recorded, nothing changed.
+    Stale,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchQuery {
+    pub text: String,
+    /// Continue after the last hit of the previous page.
+    pub after: Option<SearchCursor>,
+    pub limit: u32,
+}
+
+/// An opaque position in search results (newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchCursor(pub(crate) i64);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchPage {
+    /// Newest first.
+    pub hits: Vec<Message>,
+    pub next: Option<SearchCursor>,
+}

@@ -1,0 +1,202 @@
+//! The outbox: envelopes written before they are sent, retried until acked.
+
+use api_types::NodeId;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use crate::chat;
+use crate::error::{StoreError, StoreResult};
+use crate::ids::{EnvelopeId, MessageId};
+use crate::model::{
+    MessageStatus, OutboxEntry, OutboxStatus, OutgoingEnvelope, SendAttempt, UnixMs,
+};
+use crate::peers;
+use crate::retry::{self, MAX_RETRY_AGE_MS};
+use crate::rows;
+use crate::writer::WriterState;
+
+/// Envelope kinds are short protocol names such as `dm.send`.
+const MAX_KIND_BYTES: usize = 64;
+
+const OUTBOX_COLUMNS: &str =
+    "envelope_id, peer_id, kind, payload, message_id, status, retry_count, \
+                              next_retry_at, last_error, created_at";
+
+fn entry_row(row: &Row<'_>) -> rusqlite::Result<OutboxEntry> {
+    let status: String = row.get(5)?;
+    Ok(OutboxEntry {
+        envelope_id: rows::parse(row, 0)?,
+        peer_id: rows::parse(row, 1)?,
+        kind: row.get(2)?,
+        payload: row.get(3)?,
+        message_id: rows::parse_opt(row, 4)?,
+        status: if status == "failed" {
+            OutboxStatus::Failed
+        } else {
+            OutboxStatus::Pending
+        },
+        retry_count: row.get(6)?,
+        next_retry_at: row.get(7)?,
+        last_error: row.get(8)?,
+        created_at: row.get(9)?,
+    })
+}
+
+/// Queues an envelope for a peer, due at once.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    writer: &mut WriterState,
+    peer: &NodeId,
+    envelope: &OutgoingEnvelope,
+    message_id: Option<&MessageId>,
+    now: UnixMs,
+) -> StoreResult<EnvelopeId> {
+    if peers::is_blocked(conn, peer)? {
+        return Err(StoreError::Blocked(peer.to_string()));
+    }
+    insert(conn, writer, peer, envelope, message_id, now)
+}
+
+/// `enqueue` for a caller that has already checked the peer.
+pub(crate) fn insert(
+    conn: &Connection,
+    writer: &mut WriterState,
+    peer: &NodeId,
+    envelope: &OutgoingEnvelope,
+    message_id: Option<&MessageId>,
+    now: UnixMs,
+) -> StoreResult<EnvelopeId> {
+    if envelope.kind.is_empty() || envelope.kind.len() > MAX_KIND_BYTES {
+        return Err(StoreError::invalid("kind", format!("{:?}", envelope.kind)));
+    }
+    let envelope_id = EnvelopeId::from_ulid(writer.next_ulid());
+    conn.prepare_cached(
+        "INSERT INTO outbox (envelope_id, peer_id, kind, payload, message_id, status, next_retry_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, 'pending', ?6, ?6)",
+    )?
+    .execute(params![
+        envelope_id.to_string(),
+        peer.as_str(),
+        envelope.kind,
+        envelope.payload,
+        message_id.map(ToString::to_string),
+        now
+    ])?;
+    Ok(envelope_id)
+}
+
+/// Envelopes due at `now`, earliest first (ties in creation order), skipping blocked peers.
+pub(crate) fn due(conn: &Connection, now: UnixMs, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox
+         WHERE status = 'pending' AND next_retry_at <= ?1
+           AND peer_id NOT IN (SELECT peer_id FROM peers WHERE blocked = 1)
+         ORDER BY next_retry_at, envelope_id LIMIT ?2"
+    ))?;
+    let list = stmt
+        .query_map(params![now, limit.max(1)], entry_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(list)
+}
+
+/// When the earliest pending envelope is due, so the sender can sleep until then.
+pub(crate) fn next_due_at(conn: &Connection) -> StoreResult<Option<UnixMs>> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(next_retry_at) FROM outbox WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+pub(crate) fn entry(conn: &Connection, id: &EnvelopeId) -> StoreResult<Option<OutboxEntry>> {
+    conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE envelope_id = ?1"
+    ))?
+    .query_row([id.to_string()], entry_row)
+    .optional()
+    .map_err(Into::into)
+}
+
+pub(crate) fn for_peer(conn: &Connection, peer: &NodeId) -> StoreResult<Vec<OutboxEntry>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE peer_id = ?1 ORDER BY envelope_id"
+    ))?;
+    let list = stmt
+        .query_map([peer.as_str()], entry_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(list)
+}
+
+/// Records one attempt and schedules the next: after a send, the retry fires if no ack
+/// came by then. An envelope older than `MAX_RETRY_AGE_MS` is given up and its message
+/// marked failed. Returns the updated entry, or `None` if it was acked meanwhile.
+pub(crate) fn record_attempt(
+    conn: &Connection,
+    id: &EnvelopeId,
+    attempt: &SendAttempt,
+    now: UnixMs,
+    jitter: f64,
+) -> StoreResult<Option<OutboxEntry>> {
+    let Some(current) = entry(conn, id)? else {
+        return Ok(None);
+    };
+    let attempts = current.retry_count.saturating_add(1);
+    let give_up = now.saturating_sub(current.created_at) >= MAX_RETRY_AGE_MS;
+    let error = match attempt {
+        SendAttempt::Sent => None,
+        SendAttempt::Failed(e) => Some(e.chars().take(1_000).collect::<String>()),
+    };
+    conn.prepare_cached(
+        "UPDATE outbox SET retry_count = ?2, next_retry_at = ?3, status = ?4,
+             last_error = COALESCE(?5, last_error)
+         WHERE envelope_id = ?1",
+    )?
+    .execute(params![
+        id.to_string(),
+        attempts,
+        retry::next_retry_at(now, attempts, jitter),
+        if give_up { "failed" } else { "pending" },
+        error
+    ])?;
+    if let Some(message_id) = &current.message_id {
+        if give_up {
+            chat::set_message_status(
+                conn,
+                message_id,
+                MessageStatus::Failed,
+                &[MessageStatus::Pending, MessageStatus::Sent],
+            )?;
+        } else if *attempt == SendAttempt::Sent {
+            chat::set_message_status(
+                conn,
+                message_id,
+                MessageStatus::Sent,
+                &[MessageStatus::Pending],
+            )?;
+        }
+    }
+    entry(conn, id)
+}
+
+/// The peer acked: the envelope is done and its message delivered. A second ack for the
+/// same envelope finds nothing and returns false.
+pub(crate) fn acked(conn: &Connection, id: &EnvelopeId) -> StoreResult<bool> {
+    let message_id: Option<Option<String>> = conn
+        .prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1 RETURNING message_id")?
+        .query_row([id.to_string()], |r| r.get(0))
+        .optional()?;
+    let Some(message_id) = message_id else {
+        return Ok(false);
+    };
+    if let Some(message_id) = message_id {
+        let message_id: MessageId = message_id.parse()?;
+        chat::set_message_status(
+            conn,
+            &message_id,
+            MessageStatus::Delivered,
+            &[
+                MessageStatus::Pending,
+                MessageStatus::Sent,
+                MessageStatus::Failed,
+            ],
+        )?;
+    }
+    Ok(true)
+}

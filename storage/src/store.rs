@@ -1,0 +1,459 @@
+//! `Store`: the handle the node, the local API and lan-mesh hold. Cheap to clone; every
+//! method is async and does its SQLite work on the store's own threads (one writer,
+//! a few readers), never on the caller's tokio worker.
+
+use std::path::{Path, PathBuf};
+
+use api_types::NodeId;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::data_dir::DataDir;
+use crate::error::{StoreError, StoreResult};
+use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
+use crate::model::{
+    Conversation, Group, GroupDelivery, GroupEdit, GroupState, HistoryQuery, InboundEffect,
+    InboundEnvelope, InboundOutcome, LocalIdentity, Message, MessagePage, NewGroup, OutboxEntry,
+    OutgoingEnvelope, Peer, PeerSighting, SearchPage, SearchQuery, SendAttempt, UnixMs, User,
+};
+use crate::readers::{self, ReadJob};
+use crate::writer::{self, Command, Durability, WriteJob, WriterState};
+use crate::{chat, group_delivery, groups, inbound, outbox, peers, search};
+
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "lanchat.db";
+/// Readers: the UI's history and search queries run beside mesh lookups; two keep one
+/// slow search from stalling the rest on these 2-core machines.
+const READERS: usize = 2;
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    writer: mpsc::Sender<Command>,
+    readers: mpsc::Sender<ReadJob>,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens `DIR/lanchat.db` in an open (locked) data directory.
+    pub async fn open_in(dir: &DataDir) -> StoreResult<Store> {
+        Store::open(&dir.join(DATABASE_FILE)).await
+    }
+
+    /// Opens (creating if missing) and migrates the database at `path`. A file written
+    /// by a newer version, or that is not a lanchat database, is refused and left as it is.
+    pub async fn open(path: &Path) -> StoreResult<Store> {
+        let path = path.to_path_buf();
+        let (writer, ready) = writer::spawn(path.clone())?;
+        ready.await.map_err(|_| StoreError::Closed)??;
+        let readers = readers::spawn(path.clone(), READERS).await?;
+        tracing::info!(path = %path.display(), "store open");
+        Ok(Store {
+            writer,
+            readers,
+            path,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Commits what is queued and closes the writer. Other clones get `Closed` after.
+    pub async fn close(self) -> StoreResult<()> {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Command::Close(tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)
+    }
+
+    async fn write<R, F>(&self, durability: Durability, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.writer
+            .send(Command::Write(WriteJob::boxed(durability, f, tx)))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<R, F>(&self, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.readers
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    // ---- identity and users ----
+
+    /// Records this node's id and name. The id of a database never changes.
+    pub async fn set_local_identity(
+        &self,
+        node_id: NodeId,
+        display_name: String,
+        now: UnixMs,
+    ) -> StoreResult<LocalIdentity> {
+        self.write(Durability::Normal, move |c, s| {
+            chat::set_local_identity(c, s, &node_id, &display_name, now)
+        })
+        .await
+    }
+
+    pub async fn local_identity(&self) -> StoreResult<Option<LocalIdentity>> {
+        self.read(chat::local_identity).await
+    }
+
+    /// The local user and every peer's virtual user `lan:{peer_id}`.
+    pub async fn users(&self) -> StoreResult<Vec<User>> {
+        self.read(chat::users).await
+    }
+
+    // ---- peers ----
+
+    /// Discovery saw a peer: creates or refreshes it (online) and its virtual user.
+    pub async fn record_peer_sighting(&self, sighting: PeerSighting) -> StoreResult<Peer> {
+        self.write(Durability::Normal, move |c, s| {
+            peers::record_sighting(c, s, &sighting)
+        })
+        .await
+    }
+
+    pub async fn set_peer_offline(&self, peer: NodeId, now: UnixMs) -> StoreResult<()> {
+        self.write(Durability::Normal, move |c, _| {
+            peers::set_offline(c, &peer, now)
+        })
+        .await
+    }
+
+    /// Blocks (dropping its queued envelopes; returns how many) or unblocks a peer.
+    pub async fn set_peer_blocked(&self, peer: NodeId, blocked: bool) -> StoreResult<usize> {
+        self.write(Durability::Normal, move |c, s| {
+            peers::set_blocked(c, s, &peer, blocked)
+        })
+        .await
+    }
+
+    pub async fn peer(&self, peer: NodeId) -> StoreResult<Option<Peer>> {
+        self.read(move |c| peers::peer(c, &peer)).await
+    }
+
+    pub async fn peers(&self) -> StoreResult<Vec<Peer>> {
+        self.read(peers::peers).await
+    }
+
+    // ---- conversations and messages ----
+
+    /// The DM conversation with a known peer, created if needed (no message required).
+    pub async fn open_direct(&self, peer: NodeId, now: UnixMs) -> StoreResult<ConversationId> {
+        self.write(Durability::Normal, move |c, _| chat::open_dm(c, &peer, now))
+            .await
+    }
+
+    /// DMs and groups, most recent activity first, with last message and unread count.
+    pub async fn conversations(&self) -> StoreResult<Vec<Conversation>> {
+        self.read(chat::conversations).await
+    }
+
+    pub async fn mark_read(&self, conversation: ConversationId) -> StoreResult<()> {
+        self.write(Durability::Normal, move |c, _| {
+            chat::mark_read(c, &conversation)
+        })
+        .await
+    }
+
+    /// A page of history, newest last.
+    pub async fn history(
+        &self,
+        conversation: ConversationId,
+        query: HistoryQuery,
+    ) -> StoreResult<MessagePage> {
+        self.read(move |c| chat::history(c, &conversation, query))
+            .await
+    }
+
+    pub async fn message(&self, message_id: MessageId) -> StoreResult<Option<Message>> {
+        self.read(move |c| chat::message(c, &message_id)).await
+    }
+
+    /// Writes a DM (status pending) and its envelope in the outbox, in one transaction.
+    /// `encode` turns the stored message into the envelope (lan-mesh's codec).
+    pub async fn send_direct_message<E>(
+        &self,
+        peer: NodeId,
+        text: String,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<(Message, EnvelopeId)>
+    where
+        E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            peers::require_sendable(c, &peer)?;
+            let conversation = chat::ensure_dm(c, &peer, now)?;
+            let message = chat::insert_local_message(c, s, &conversation, &text, now)?;
+            let envelope_id = outbox::insert(
+                c,
+                s,
+                &peer,
+                &encode(&message),
+                Some(&message.message_id),
+                now,
+            )?;
+            Ok((message, envelope_id))
+        })
+        .await
+    }
+
+    /// Writes a group message (status pending). Its fan-out is the members' delivery
+    /// cursors, so no per-recipient rows: see `due_group_deliveries`.
+    pub async fn send_group_message(
+        &self,
+        group: GlobalGroupId,
+        text: String,
+        now: UnixMs,
+    ) -> StoreResult<Message> {
+        self.write(Durability::Normal, move |c, s| {
+            let local = s.local.clone().ok_or(StoreError::NoIdentity)?;
+            // One indexed lookup on the hot path; the group itself is read only to
+            // tell "no such group" from "not a member".
+            if !groups::is_member(c, &group, &local)? {
+                if groups::group(c, &group)?.is_none() {
+                    return Err(StoreError::not_found("group", group));
+                }
+                return Err(StoreError::invalid("group", "this node is not a member"));
+            }
+            chat::insert_local_message(c, s, &ConversationId::group(&group), &text, now)
+        })
+        .await
+    }
+
+    /// Sends a message to a DM or group conversation.
+    pub async fn send_message<E>(
+        &self,
+        conversation: ConversationId,
+        text: String,
+        now: UnixMs,
+        encode_direct: E,
+    ) -> StoreResult<Message>
+    where
+        E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
+    {
+        match conversation.target().clone() {
+            crate::ids::ConversationTarget::Direct(peer) => self
+                .send_direct_message(peer, text, now, encode_direct)
+                .await
+                .map(|(m, _)| m),
+            crate::ids::ConversationTarget::Group(group) => {
+                self.send_group_message(group, text, now).await
+            }
+        }
+    }
+
+    // ---- groups ----
+
+    /// Creates a group owned by this node and queues `group.upsert` to every member.
+    pub async fn create_group<E>(
+        &self,
+        group: NewGroup,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<Group>
+    where
+        E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            groups::create(c, s, &group, now, encode)
+        })
+        .await
+    }
+
+    /// Edits a group (next revision, by this node) and queues `group.upsert` to old
+    /// and new members.
+    pub async fn edit_group<E>(
+        &self,
+        group: GlobalGroupId,
+        edit: GroupEdit,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<Group>
+    where
+        E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            groups::edit(c, s, &group, &edit, now, encode)
+        })
+        .await
+    }
+
+    pub async fn group(&self, group: GlobalGroupId) -> StoreResult<Option<Group>> {
+        self.read(move |c| groups::group(c, &group)).await
+    }
+
+    pub async fn groups(&self) -> StoreResult<Vec<Group>> {
+        self.read(groups::groups).await
+    }
+
+    // ---- inbound ----
+
+    /// Applies an inbound envelope and records it in the dedupe table, in one
+    /// transaction committed with `synchronous=FULL`: when this returns `Ok`, the sender
+    /// may be acked, and a duplicate is reported instead of applied twice. On `Err` nothing
+    /// was applied or recorded; drop the envelope (do not ack).
+    pub async fn apply_inbound(
+        &self,
+        envelope: InboundEnvelope,
+        effect: InboundEffect,
+    ) -> StoreResult<InboundOutcome> {
+        self.write(Durability::BeforeAck, move |c, s| {
+            inbound::apply(c, s, &envelope, &effect)
+        })
+        .await
+    }
+
+    /// Forgets dedupe entries older than `inbound::DEDUPE_RETENTION_MS`.
+    pub async fn prune_inbox_dedupe(&self, now: UnixMs) -> StoreResult<usize> {
+        self.write(Durability::Normal, move |c, _| inbound::prune(c, now))
+            .await
+    }
+
+    // ---- outbox ----
+
+    /// Envelopes due at `now`, earliest first.
+    pub async fn due_outbox(&self, now: UnixMs, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
+        self.read(move |c| outbox::due(c, now, limit)).await
+    }
+
+    /// When the next pending envelope is due, if any.
+    pub async fn next_outbox_due_at(&self) -> StoreResult<Option<UnixMs>> {
+        self.read(outbox::next_due_at).await
+    }
+
+    pub async fn outbox_entry(&self, envelope: EnvelopeId) -> StoreResult<Option<OutboxEntry>> {
+        self.read(move |c| outbox::entry(c, &envelope)).await
+    }
+
+    pub async fn outbox_for_peer(&self, peer: NodeId) -> StoreResult<Vec<OutboxEntry>> {
+        self.read(move |c| outbox::for_peer(c, &peer)).await
+    }
+
+    /// Queues an envelope that carries no message (e.g. a receipt).
+    pub async fn enqueue(
+        &self,
+        peer: NodeId,
+        envelope: OutgoingEnvelope,
+        now: UnixMs,
+    ) -> StoreResult<EnvelopeId> {
+        self.write(Durability::Normal, move |c, s| {
+            outbox::enqueue(c, s, &peer, &envelope, None, now)
+        })
+        .await
+    }
+
+    /// Records an attempt and schedules the retry (exponential backoff with jitter).
+    pub async fn record_outbox_attempt(
+        &self,
+        envelope: EnvelopeId,
+        attempt: SendAttempt,
+        now: UnixMs,
+    ) -> StoreResult<Option<OutboxEntry>> {
+        let jitter = rand::random::<f64>();
+        self.write(Durability::Normal, move |c, _| {
+            outbox::record_attempt(c, &envelope, &attempt, now, jitter)
+        })
+        .await
+    }
+
+    /// The peer acked: removes the envelope, marks its message delivered. False if it
+    /// was already gone (a repeated ack).
+    pub async fn outbox_acked(&self, envelope: EnvelopeId) -> StoreResult<bool> {
+        self.write(Durability::Normal, move |c, _| outbox::acked(c, &envelope))
+            .await
+    }
+
+    // ---- group fan-out ----
+
+    /// Members owed group messages at `now`, with up to `per_peer` messages each.
+    pub async fn due_group_deliveries(
+        &self,
+        now: UnixMs,
+        per_peer: u32,
+    ) -> StoreResult<Vec<GroupDelivery>> {
+        self.read(move |c| {
+            let local = chat::local_identity(c)?.ok_or(StoreError::NoIdentity)?;
+            group_delivery::due(c, &local.node_id, now, per_peer)
+        })
+        .await
+    }
+
+    pub async fn record_group_attempt(
+        &self,
+        group: GlobalGroupId,
+        peer: NodeId,
+        attempt: SendAttempt,
+        now: UnixMs,
+    ) -> StoreResult<()> {
+        let jitter = rand::random::<f64>();
+        self.write(Durability::Normal, move |c, s| {
+            group_delivery::record_attempt(c, s, &group, &peer, &attempt, now, jitter)
+        })
+        .await
+    }
+
+    /// A member acked a group message; true if its cursor moved.
+    pub async fn group_message_acked(
+        &self,
+        group: GlobalGroupId,
+        peer: NodeId,
+        message_id: MessageId,
+        now: UnixMs,
+    ) -> StoreResult<bool> {
+        self.write(Durability::Normal, move |c, s| {
+            group_delivery::acked(c, s, &group, &peer, &message_id, now)
+        })
+        .await
+    }
+
+    // ---- search and maintenance ----
+
+    /// Full-text search over message bodies, newest first, paged.
+    pub async fn search(&self, query: SearchQuery) -> StoreResult<SearchPage> {
+        self.read(move |c| search::search(c, &query)).await
+    }
+
+    /// `PRAGMA integrity_check` and the search index's own check: `Ok(())` or the
+    /// problems found.
+    pub async fn integrity_check(&self) -> StoreResult<()> {
+        // On the writer: the search index check is spelled as an INSERT, which the
+        // query-only readers refuse; it changes nothing.
+        self.write(Durability::Normal, |c, _| {
+            let mut stmt = c.prepare("PRAGMA integrity_check")?;
+            let lines = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            if lines != ["ok"] {
+                return Err(StoreError::CorruptPage(lines.join("; ")));
+            }
+            // The search index against the messages it was built from.
+            c.execute(
+                "INSERT INTO message_search (message_search, rank) VALUES ('integrity-check', 1)",
+                [],
+            )
+            .map_err(|e| StoreError::CorruptPage(format!("search index: {e}")))?;
+            Ok(())
+        })
+        .await
+    }
+}

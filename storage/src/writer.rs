@@ -1,0 +1,312 @@
+//! The one thread that writes. Async callers send it jobs; it commits them in batches
+//! (group commit): while one transaction commits, the next jobs queue up and then share
+//! the following commit, so many small writes cost one WAL append and at most one
+//! fsync. Each job runs inside its own savepoint, so a job that fails rolls back alone
+//! and the others in its batch still commit. A job's reply is sent only after the
+//! commit that holds it succeeded: an `Ok` means the data is in the database.
+
+use std::path::PathBuf;
+use std::thread;
+
+use api_types::NodeId;
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chat;
+use crate::database;
+use crate::error::{StoreError, StoreResult};
+use crate::hlc::Hlc;
+use crate::peers;
+use crate::search;
+
+/// Most jobs in one transaction: bounds the latency a job waits behind others, and is
+/// far past the point where the fsync per commit stops dominating.
+const MAX_BATCH: usize = 256;
+/// Queued jobs before senders wait: back-pressure instead of unbounded memory.
+pub(crate) const QUEUE_DEPTH: usize = 1024;
+
+/// What the writer knows between jobs.
+#[derive(Default)]
+pub(crate) struct WriterState {
+    pub local: Option<NodeId>,
+    /// The HLC: at or after every stamp stored or seen.
+    pub clock: Hlc,
+    /// Ids made here are monotonic, so ids made in one millisecond still sort in
+    /// creation order (outbox order) and insert at the end of their index.
+    pub ids: ulid::Generator,
+}
+
+impl WriterState {
+    pub fn next_ulid(&mut self) -> ulid::Ulid {
+        // Overflow needs 2^80 ids in one millisecond; a random id is then still unique.
+        self.ids.generate().unwrap_or_else(|_| ulid::Ulid::new())
+    }
+}
+
+/// How durable the commit holding a job must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// `synchronous=NORMAL`: survives a crash of the process; a power cut may lose the
+    /// last commits since the previous checkpoint (never corrupts).
+    Normal,
+    /// `synchronous=FULL` for this commit: the WAL is fsynced before the reply, so the
+    /// node may ack the sender and a power cut cannot take the data back.
+    BeforeAck,
+}
+
+/// A write waiting for its turn: `run` inside the transaction, `finish` once the
+/// transaction's fate is known.
+pub(crate) trait Job: Send {
+    /// Runs the write; false if it failed (its savepoint is then rolled back).
+    fn run(&mut self, conn: &Connection, state: &mut WriterState) -> bool;
+    fn finish(self: Box<Self>, commit: Result<(), String>);
+    fn durability(&self) -> Durability;
+}
+
+pub(crate) struct WriteJob<R, F> {
+    durability: Durability,
+    write: Option<F>,
+    result: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<R, F> WriteJob<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection, &mut WriterState) -> StoreResult<R> + Send + 'static,
+{
+    pub(crate) fn boxed(
+        durability: Durability,
+        write: F,
+        reply: oneshot::Sender<StoreResult<R>>,
+    ) -> Box<dyn Job> {
+        Box::new(WriteJob {
+            durability,
+            write: Some(write),
+            result: None,
+            reply,
+        })
+    }
+}
+
+impl<R, F> Job for WriteJob<R, F>
+where
+    R: Send + 'static,
+    F: FnOnce(&Connection, &mut WriterState) -> StoreResult<R> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection, state: &mut WriterState) -> bool {
+        let Some(write) = self.write.take() else {
+            return false;
+        };
+        let result = write(conn, state);
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), String>) {
+        let outcome = match (self.result, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(result), Ok(())) => result,
+            (_, Err(reason)) => Err(StoreError::Commit(reason)),
+            (None, Ok(())) => Err(StoreError::Commit("the write never ran".into())),
+        };
+        // The caller may have stopped waiting; the outcome stands either way.
+        let _ = self.reply.send(outcome);
+    }
+
+    fn durability(&self) -> Durability {
+        self.durability
+    }
+}
+
+pub(crate) enum Command {
+    Write(Box<dyn Job>),
+    Close(oneshot::Sender<()>),
+}
+
+/// Starts the writer thread; `ready` says whether the database opened.
+pub(crate) fn spawn(
+    path: PathBuf,
+) -> StoreResult<(mpsc::Sender<Command>, oneshot::Receiver<StoreResult<()>>)> {
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    thread::Builder::new()
+        .name("storage-writer".into())
+        .spawn(move || run(path, rx, ready_tx))
+        .map_err(|e| StoreError::Start(e.to_string()))?;
+    Ok((tx, ready_rx))
+}
+
+fn run(
+    path: PathBuf,
+    mut commands: mpsc::Receiver<Command>,
+    ready: oneshot::Sender<StoreResult<()>>,
+) {
+    let opened = database::open_writer(&path).and_then(|conn| {
+        let state = load_state(&conn)?;
+        Ok((conn, state))
+    });
+    let (conn, mut state) = match opened {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    let mut closing: Option<oneshot::Sender<()>> = None;
+    while let Some(first) = commands.blocking_recv() {
+        match first {
+            Command::Write(job) => batch.push(job),
+            Command::Close(done) => closing = Some(done),
+        }
+        while closing.is_none() && batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(Command::Write(job)) => batch.push(job),
+                Ok(Command::Close(done)) => closing = Some(done),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, &mut state, std::mem::take(&mut batch));
+        }
+        if closing.is_some() {
+            break;
+        }
+    }
+    // Jobs that raced with Close are refused, not dropped silently.
+    commands.close();
+    while let Ok(command) = commands.try_recv() {
+        if let Command::Write(job) = command {
+            job.finish(Err("the store was closing".into()));
+        }
+    }
+    if let Err(e) = conn.execute_batch("PRAGMA optimize") {
+        tracing::debug!(error = %e, "optimize on close failed");
+    }
+    drop(conn);
+    if let Some(done) = closing {
+        let _ = done.send(());
+    }
+}
+
+fn load_state(conn: &Connection) -> StoreResult<WriterState> {
+    let local = chat::local_identity(conn)?.map(|i| i.node_id);
+    // `conversations.last_hlc` is the newest stamp per conversation, so this reads a
+    // handful of rows instead of scanning every message.
+    let clock: Option<i64> =
+        conn.query_row("SELECT MAX(last_hlc) FROM conversations", [], |r| r.get(0))?;
+    let offline = peers::set_all_offline(conn)?;
+    tracing::debug!(offline, "peers reset to offline until seen again");
+    Ok(WriterState {
+        local,
+        clock: clock.map(Hlc::from_sql).unwrap_or_default(),
+        ids: ulid::Generator::new(),
+    })
+}
+
+fn set_synchronous(conn: &Connection, durability: Durability) {
+    let level = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::BeforeAck => "FULL",
+    };
+    if let Err(e) = conn.pragma_update(None, "synchronous", level) {
+        tracing::warn!(error = %e, level, "cannot set synchronous");
+    }
+}
+
+fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn Job>>) {
+    let durability = if batch
+        .iter()
+        .any(|j| j.durability() == Durability::BeforeAck)
+    {
+        Durability::BeforeAck
+    } else {
+        Durability::Normal
+    };
+    if durability == Durability::BeforeAck {
+        set_synchronous(conn, durability);
+    }
+    let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
+    let mut began = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(|e| e.to_string());
+    for mut job in batch {
+        if let Err(reason) = &began {
+            job.finish(Err(reason.clone()));
+            continue;
+        }
+        if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
+            job.finish(Err(e.to_string()));
+            continue;
+        }
+        let ok = job.run(conn, state);
+        if conn.is_autocommit() {
+            // SQLite rolled the whole transaction back (disk full, I/O error): the
+            // earlier jobs of this batch are gone too. Say so, and start afresh.
+            let reason = "the transaction was rolled back".to_string();
+            forget_uncommitted(conn, state);
+            finish_all(std::mem::take(&mut done), Err(reason.clone()));
+            job.finish(Err(reason));
+            began = conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| e.to_string());
+            continue;
+        }
+        let closed = if ok {
+            exec_cached(conn, "RELEASE job")
+        } else {
+            exec_cached(conn, "ROLLBACK TO job").and_then(|()| exec_cached(conn, "RELEASE job"))
+        };
+        match closed {
+            Ok(()) => done.push(job),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot close a job's savepoint");
+                job.finish(Err(e.to_string()));
+            }
+        }
+    }
+    match began {
+        Ok(()) => {
+            let committed = search::index_new(conn)
+                .map_err(|e| format!("cannot index new messages: {e}"))
+                .and_then(|_| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+            if let Err(reason) = &committed {
+                tracing::error!(reason, "commit failed");
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+                forget_uncommitted(conn, state);
+            }
+            finish_all(done, committed);
+        }
+        Err(reason) => finish_all(done, Err(reason)),
+    }
+    if durability == Durability::BeforeAck {
+        set_synchronous(conn, Durability::Normal);
+    }
+}
+
+/// After a rolled-back batch, what jobs put in the state may not be in the database:
+/// read the identity back. The clock may stay ahead; it only has to be monotonic.
+fn forget_uncommitted(conn: &Connection, state: &mut WriterState) {
+    match chat::local_identity(conn) {
+        Ok(identity) => state.local = identity.map(|i| i.node_id),
+        Err(e) => tracing::error!(error = %e, "cannot reload the local identity"),
+    }
+}
+
+/// Savepoint statements run once per job: prepared once, not parsed every time.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
+fn finish_all(done: Vec<Box<dyn Job>>, outcome: Result<(), String>) {
+    for job in done {
+        job.finish(outcome.clone());
+    }
+}

@@ -1,0 +1,84 @@
+//! Integration tests of the store on real SQLite files.
+
+// clippy.toml allows unwrap in tests, but only inside `#[test]` functions: the helpers
+// of this test crate are test code too.
+#![allow(clippy::unwrap_used)]
+
+mod atomicity;
+mod chat;
+mod crash;
+mod mesh;
+mod opening;
+mod ordering;
+mod search;
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use api_types::NodeId;
+use storage::{
+    EnvelopeId, Hlc, InboundEffect, InboundEnvelope, InboundMessage, MessageId, OutgoingEnvelope,
+    Store, UnixMs,
+};
+
+pub fn node(n: u8) -> NodeId {
+    format!("01HZZZZZZZZZZZZZZZZZZZZZ{n:02}").parse().unwrap()
+}
+
+pub fn now_ms() -> UnixMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+pub fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join(storage::DATABASE_FILE)
+}
+
+/// A store with identity `node(0)` and peers `node(1..=peers)` seen online.
+pub async fn open_with_peers(path: &Path, peers: u8) -> Store {
+    let store = Store::open(path).await.unwrap();
+    store
+        .set_local_identity(node(0), "Me".into(), now_ms())
+        .await
+        .unwrap();
+    for n in 1..=peers {
+        store
+            .record_peer_sighting(storage::PeerSighting {
+                peer_id: node(n),
+                display_name: format!("Peer {n}"),
+                ip: format!("10.0.0.{n}"),
+                port: 19123,
+                capabilities: "[]".into(),
+                seen_at: now_ms(),
+            })
+            .await
+            .unwrap();
+    }
+    store
+}
+
+pub fn dm_envelope(message: &storage::Message) -> OutgoingEnvelope {
+    OutgoingEnvelope {
+        kind: "dm.send".into(),
+        payload: format!("{{\"id\":\"{}\"}}", message.message_id).into_bytes(),
+    }
+}
+
+pub fn inbound_dm(from: u8, body: &str) -> (InboundEnvelope, InboundEffect) {
+    let now = now_ms();
+    (
+        InboundEnvelope {
+            envelope_id: EnvelopeId::new(),
+            from_peer_id: node(from),
+            received_at: now,
+        },
+        InboundEffect::DirectMessage(InboundMessage {
+            message_id: MessageId::new(),
+            body: body.into(),
+            sent_at: now,
+            hlc: Hlc::from_wall_ms(now as u64),
+        }),
+    )
+}

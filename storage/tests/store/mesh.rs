@@ -1,0 +1,583 @@
+use storage::{
+    ConversationId, EnvelopeId, GroupEdit, GroupRevision, GroupState, HistoryQuery, InboundEffect,
+    InboundEnvelope, InboundOutcome, MessageStatus, NewGroup, OutboxStatus, OutgoingEnvelope,
+    SendAttempt, Store, StoreError, DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS, MAX_RETRY_AGE_MS,
+};
+use ulid::Ulid;
+
+use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
+
+fn upsert_envelope(state: &GroupState) -> OutgoingEnvelope {
+    OutgoingEnvelope {
+        kind: "group.upsert".into(),
+        payload: format!("{{\"rev\":{}}}", state.revision.revision).into_bytes(),
+    }
+}
+
+async fn history_len(store: &Store, conv: ConversationId) -> usize {
+    store
+        .history(
+            conv,
+            HistoryQuery {
+                before: None,
+                limit: 500,
+            },
+        )
+        .await
+        .unwrap()
+        .messages
+        .len()
+}
+
+#[tokio::test]
+async fn a_duplicate_envelope_is_detected_and_not_applied_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 1).await;
+    let (envelope, effect) = inbound_dm(1, "only once");
+    assert_eq!(
+        store
+            .apply_inbound(envelope.clone(), effect.clone())
+            .await
+            .unwrap(),
+        InboundOutcome::Applied
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            store
+                .apply_inbound(envelope.clone(), effect.clone())
+                .await
+                .unwrap(),
+            InboundOutcome::Duplicate
+        );
+    }
+    // The same message resent under a new envelope id is stored once too.
+    let again = InboundEnvelope {
+        envelope_id: EnvelopeId::new(),
+        ..envelope.clone()
+    };
+    assert_eq!(
+        store.apply_inbound(again, effect).await.unwrap(),
+        InboundOutcome::Applied
+    );
+    let conv = ConversationId::dm(&node(1));
+    assert_eq!(history_len(&store, conv).await, 1);
+    assert_eq!(store.conversations().await.unwrap()[0].unread, 1);
+}
+
+#[tokio::test]
+async fn dedupe_pruning_keeps_entries_for_as_long_as_a_sender_may_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 1).await;
+    let (envelope, effect) = inbound_dm(1, "retried for days");
+    let first = envelope.received_at;
+    store
+        .apply_inbound(envelope.clone(), effect.clone())
+        .await
+        .unwrap();
+    // Just inside retention: kept, so the sender's last retry is still a duplicate.
+    let last_retry = first + MAX_RETRY_AGE_MS + MAX_CLOCK_SKEW_MS;
+    assert_eq!(
+        store
+            .prune_inbox_dedupe(first + DEDUPE_RETENTION_MS)
+            .await
+            .unwrap(),
+        0
+    );
+    let retry = InboundEnvelope {
+        received_at: last_retry,
+        ..envelope.clone()
+    };
+    assert_eq!(
+        store.apply_inbound(retry, effect.clone()).await.unwrap(),
+        InboundOutcome::Duplicate
+    );
+    // Past retention the entry goes, and a copy that old is expired, not re-applied.
+    assert_eq!(
+        store
+            .prune_inbox_dedupe(first + DEDUPE_RETENTION_MS + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    let late = InboundEnvelope {
+        received_at: first + DEDUPE_RETENTION_MS + 1,
+        ..envelope
+    };
+    assert_eq!(
+        store.apply_inbound(late, effect).await.unwrap(),
+        InboundOutcome::Expired
+    );
+    assert_eq!(history_len(&store, ConversationId::dm(&node(1))).await, 1);
+}
+
+#[tokio::test]
+async fn envelopes_from_the_future_or_blocked_peers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let (mut envelope, effect) = inbound_dm(1, "from the future");
+    let future = (now_ms() + 2 * MAX_CLOCK_SKEW_MS) as u64;
+    envelope.envelope_id = EnvelopeId::from_ulid(Ulid::from_parts(future, 1));
+    assert!(matches!(
+        store.apply_inbound(envelope, effect).await,
+        Err(StoreError::Invalid { .. })
+    ));
+    let (envelope, mut effect) = inbound_dm(1, "clock from the future");
+    if let InboundEffect::DirectMessage(m) = &mut effect {
+        m.hlc = storage::Hlc::from_wall_ms((now_ms() + 2 * MAX_CLOCK_SKEW_MS) as u64);
+    }
+    assert!(matches!(
+        store.apply_inbound(envelope, effect).await,
+        Err(StoreError::Invalid { field: "hlc", .. })
+    ));
+    store.set_peer_blocked(node(2), true).await.unwrap();
+    let (envelope, effect) = inbound_dm(2, "blocked");
+    assert!(matches!(
+        store.apply_inbound(envelope.clone(), effect.clone()).await,
+        Err(StoreError::Blocked(_))
+    ));
+    // Nothing was recorded: after unblocking, the same envelope applies.
+    store.set_peer_blocked(node(2), false).await.unwrap();
+    assert_eq!(
+        store.apply_inbound(envelope, effect).await.unwrap(),
+        InboundOutcome::Applied
+    );
+}
+
+#[tokio::test]
+async fn outbox_is_due_in_order_and_retries_back_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let mut ids = Vec::new();
+    for (i, peer) in [1, 2, 1].into_iter().enumerate() {
+        let (_, id) = store
+            .send_direct_message(node(peer), format!("m{i}"), t0, dm_envelope)
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let due: Vec<EnvelopeId> = store
+        .due_outbox(t0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.envelope_id)
+        .collect();
+    assert_eq!(due, ids, "same due time: creation order");
+    assert_eq!(store.due_outbox(t0 - 1, 10).await.unwrap().len(), 0);
+
+    // First fails (link down), second is sent and waits for its ack.
+    let failed = store
+        .record_outbox_attempt(ids[0], SendAttempt::Failed("no link".into()), t0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(failed.retry_count, 1);
+    assert_eq!(failed.last_error.as_deref(), Some("no link"));
+    assert!(failed.next_retry_at >= t0 + 1_600 && failed.next_retry_at <= t0 + 2_400);
+    let sent = store
+        .record_outbox_attempt(ids[1], SendAttempt::Sent, t0)
+        .await
+        .unwrap()
+        .unwrap();
+    let msg = store
+        .message(sent.message_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.status, MessageStatus::Sent);
+    let due: Vec<EnvelopeId> = store
+        .due_outbox(t0, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.envelope_id)
+        .collect();
+    assert_eq!(due, vec![ids[2]]);
+    let later = t0 + 60_000;
+    let due: Vec<EnvelopeId> = store
+        .due_outbox(later, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.envelope_id)
+        .collect();
+    assert_eq!(due.len(), 3);
+    let entries = store.due_outbox(later, 10).await.unwrap();
+    assert_eq!(due[0], ids[2], "the untried one was due first");
+    assert!(
+        entries
+            .windows(2)
+            .all(|w| w[0].next_retry_at <= w[1].next_retry_at),
+        "retries come in next_retry_at order"
+    );
+    assert_eq!(
+        store.next_outbox_due_at().await.unwrap(),
+        Some(t0),
+        "the untried one is due at once"
+    );
+
+    // Repeated failures double the delay.
+    let mut delays = Vec::new();
+    let mut at = t0;
+    for _ in 0..4 {
+        let e = store
+            .record_outbox_attempt(ids[2], SendAttempt::Failed("x".into()), at)
+            .await
+            .unwrap()
+            .unwrap();
+        delays.push(e.next_retry_at - at);
+        at = e.next_retry_at;
+    }
+    assert!(delays.windows(2).all(|w| w[1] > w[0]), "{delays:?}");
+
+    // Ack: gone from the outbox, message delivered; a second ack is harmless.
+    assert!(store.outbox_acked(ids[1]).await.unwrap());
+    assert!(!store.outbox_acked(ids[1]).await.unwrap());
+    assert!(store.outbox_entry(ids[1]).await.unwrap().is_none());
+    let msg = store.message(msg.message_id).await.unwrap().unwrap();
+    assert_eq!(msg.status, MessageStatus::Delivered);
+}
+
+#[tokio::test]
+async fn an_envelope_is_given_up_after_the_retry_age_and_its_message_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 1).await;
+    let t0 = now_ms();
+    let (message, id) = store
+        .send_direct_message(node(1), "into the void".into(), t0, dm_envelope)
+        .await
+        .unwrap();
+    let entry = store
+        .record_outbox_attempt(
+            id,
+            SendAttempt::Failed("timeout".into()),
+            t0 + MAX_RETRY_AGE_MS,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.status, OutboxStatus::Failed);
+    assert!(store
+        .due_outbox(t0 + 2 * MAX_RETRY_AGE_MS, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let message = store.message(message.message_id).await.unwrap().unwrap();
+    assert_eq!(message.status, MessageStatus::Failed);
+}
+
+#[tokio::test]
+async fn blocking_a_peer_drops_its_queue_and_refuses_new_sends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let (m1, _) = store
+        .send_direct_message(node(1), "a".into(), t0, dm_envelope)
+        .await
+        .unwrap();
+    store
+        .send_direct_message(node(2), "b".into(), t0, dm_envelope)
+        .await
+        .unwrap();
+    assert_eq!(store.set_peer_blocked(node(1), true).await.unwrap(), 1);
+    assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.message(m1.message_id).await.unwrap().unwrap().status,
+        MessageStatus::Failed
+    );
+    assert!(matches!(
+        store
+            .send_direct_message(node(1), "c".into(), t0, dm_envelope)
+            .await,
+        Err(StoreError::Blocked(_))
+    ));
+    // It sticks across restarts.
+    let path = store.path().to_path_buf();
+    store.close().await.unwrap();
+    let store = Store::open(&path).await.unwrap();
+    assert!(store.peer(node(1)).await.unwrap().unwrap().blocked);
+}
+
+#[tokio::test]
+async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let group = store
+        .create_group(
+            NewGroup {
+                name: "Team".into(),
+                announcement: String::new(),
+                members: vec![node(1), node(2)],
+            },
+            t0,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    let gid = group.state.global_group_id;
+    assert_eq!(group.state.members, vec![node(0), node(1), node(2)]);
+    assert_eq!(group.conversation_id, ConversationId::group(&gid));
+    // The upsert is queued to both members.
+    assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 2);
+    assert!(store.due_group_deliveries(t0, 10).await.unwrap().is_empty());
+
+    let unknown = store
+        .send_group_message(storage::GlobalGroupId::new(), "lost".into(), t0)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, StoreError::NotFound { .. }),
+        "{unknown:?}"
+    );
+    let a = store
+        .send_group_message(gid, "first".into(), t0)
+        .await
+        .unwrap();
+    let b = store
+        .send_group_message(gid, "second".into(), t0 + 1)
+        .await
+        .unwrap();
+    let due = store.due_group_deliveries(t0 + 1, 10).await.unwrap();
+    assert_eq!(due.len(), 2);
+    for d in &due {
+        let ids: Vec<_> = d.messages.iter().map(|m| m.message_id).collect();
+        assert_eq!(ids, vec![a.message_id, b.message_id]);
+    }
+    store
+        .record_group_attempt(gid, node(1), SendAttempt::Sent, t0 + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.message(a.message_id).await.unwrap().unwrap().status,
+        MessageStatus::Sent
+    );
+    // Only node 2 is due now: node 1 waits for its acks.
+    let due = store.due_group_deliveries(t0 + 1, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.peer_id.clone()).collect::<Vec<_>>(),
+        vec![node(2)]
+    );
+
+    // Out of order ack is ignored; in order acks advance.
+    assert!(!store
+        .group_message_acked(gid, node(1), b.message_id, t0 + 2)
+        .await
+        .unwrap());
+    assert!(store
+        .group_message_acked(gid, node(1), a.message_id, t0 + 2)
+        .await
+        .unwrap());
+    assert!(store
+        .group_message_acked(gid, node(1), b.message_id, t0 + 2)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.message(a.message_id).await.unwrap().unwrap().status,
+        MessageStatus::Sent
+    );
+    assert!(store
+        .group_message_acked(gid, node(2), a.message_id, t0 + 3)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.message(a.message_id).await.unwrap().unwrap().status,
+        MessageStatus::Delivered
+    );
+    assert_eq!(
+        store.message(b.message_id).await.unwrap().unwrap().status,
+        MessageStatus::Sent
+    );
+    let due = store.due_group_deliveries(t0 + 3, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].messages.len(), 1);
+
+    // A member added later gets messages from then on, not the backlog.
+    store
+        .record_peer_sighting(storage::PeerSighting {
+            peer_id: node(3),
+            display_name: "Late".into(),
+            ip: "10.0.0.3".into(),
+            port: 1,
+            capabilities: "[]".into(),
+            seen_at: t0,
+        })
+        .await
+        .unwrap();
+    let edited = store
+        .edit_group(
+            gid,
+            GroupEdit {
+                members: Some(vec![node(1), node(2), node(3)]),
+                ..GroupEdit::default()
+            },
+            t0 + 4,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.state.revision.revision, 2);
+    let c = store
+        .send_group_message(gid, "third".into(), t0 + 5)
+        .await
+        .unwrap();
+    let due = store.due_group_deliveries(t0 + 5, 10).await.unwrap();
+    let for3 = due.iter().find(|d| d.peer_id == node(3)).unwrap();
+    assert_eq!(
+        for3.messages
+            .iter()
+            .map(|m| m.message_id)
+            .collect::<Vec<_>>(),
+        vec![c.message_id]
+    );
+}
+
+fn state(
+    gid: storage::GlobalGroupId,
+    name: &str,
+    revision: u64,
+    editor: u8,
+    members: &[u8],
+) -> GroupState {
+    GroupState {
+        global_group_id: gid,
+        name: name.into(),
+        announcement: format!("by {editor}"),
+        owner: node(1),
+        members: members.iter().map(|n| node(*n)).collect(),
+        revision: GroupRevision {
+            revision,
+            editor: node(editor),
+        },
+    }
+}
+
+#[tokio::test]
+async fn concurrent_group_edits_converge_whatever_the_arrival_order() {
+    let gid = storage::GlobalGroupId::new();
+    let updates = [
+        (1u8, state(gid, "Base", 1, 1, &[0, 1, 2])),
+        (2u8, state(gid, "From two", 2, 2, &[0, 1, 2])),
+        (1u8, state(gid, "From one", 2, 1, &[0, 1, 2, 3])),
+    ];
+    let mut finals = Vec::new();
+    for order in [[0, 1, 2], [0, 2, 1], [2, 1, 0], [1, 2, 0]] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with_peers(&db_path(&dir), 3).await;
+        for i in order {
+            let (from, s) = &updates[i];
+            let envelope = InboundEnvelope {
+                envelope_id: EnvelopeId::new(),
+                from_peer_id: node(*from),
+                received_at: now_ms(),
+            };
+            store
+                .apply_inbound(envelope, InboundEffect::GroupUpsert(s.clone()))
+                .await
+                .unwrap();
+        }
+        finals.push(store.group(gid).await.unwrap().unwrap().state);
+    }
+    assert!(finals.windows(2).all(|w| w[0] == w[1]), "{finals:#?}");
+    assert_eq!(finals[0].name, "From two", "(2, node 2) beats (2, node 1)");
+}
+
+#[tokio::test]
+async fn a_forged_group_edit_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 3).await;
+    let gid = storage::GlobalGroupId::new();
+    // Node 3 sends an edit that claims to be node 1's.
+    let envelope = InboundEnvelope {
+        envelope_id: EnvelopeId::new(),
+        from_peer_id: node(3),
+        received_at: now_ms(),
+    };
+    let err = store
+        .apply_inbound(
+            envelope,
+            InboundEffect::GroupUpsert(state(gid, "Hijack", 9, 1, &[0, 1, 3])),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "revision",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(store.group(gid).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn removing_a_member_stops_its_deliveries_and_tells_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let group = store
+        .create_group(
+            NewGroup {
+                name: "Pair".into(),
+                announcement: "hello".into(),
+                members: vec![node(1), node(2)],
+            },
+            t0,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    let gid = group.state.global_group_id;
+    for e in store.due_outbox(t0, 10).await.unwrap() {
+        store.outbox_acked(e.envelope_id).await.unwrap();
+    }
+    let edited = store
+        .edit_group(
+            gid,
+            GroupEdit {
+                members: Some(vec![node(1)]),
+                announcement: Some("just us".into()),
+                ..GroupEdit::default()
+            },
+            t0 + 1,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.state.members, vec![node(0), node(1)]);
+    assert_eq!(edited.state.announcement, "just us");
+    // Both the remaining and the removed member hear about the change.
+    let told: Vec<_> = store
+        .due_outbox(t0 + 1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.peer_id, e.kind))
+        .collect();
+    assert_eq!(
+        told,
+        vec![
+            (node(1), "group.upsert".to_string()),
+            (node(2), "group.upsert".to_string())
+        ]
+    );
+    store
+        .send_group_message(gid, "after".into(), t0 + 2)
+        .await
+        .unwrap();
+    let due = store.due_group_deliveries(t0 + 2, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.peer_id.clone()).collect::<Vec<_>>(),
+        vec![node(1)]
+    );
+    let conversations = store.conversations().await.unwrap();
+    assert_eq!(conversations[0].name, "Pair");
+    assert_eq!(
+        conversations[0].last_message.as_ref().unwrap().body,
+        "after"
+    );
+}
