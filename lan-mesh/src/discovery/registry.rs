@@ -107,6 +107,8 @@ impl PeerEvent {
 struct Entry {
     peer: Peer,
     last_heard: Option<Instant>,
+    /// The newest `ts` the peer sent (its clock, not ours): orders its packets.
+    last_ts: Option<UnixMillis>,
 }
 
 #[derive(Debug)]
@@ -138,6 +140,7 @@ impl PeerRegistry {
             self.peers.entry(peer.node_id.clone()).or_insert(Entry {
                 peer,
                 last_heard: None,
+                last_ts: None,
             });
         }
     }
@@ -161,13 +164,18 @@ impl PeerRegistry {
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
+            last_ts: None,
         });
-        let peer = &mut entry.peer;
-        let restarted = peer.instance_id.is_some_and(|i| i != packet.instance_id);
-        if restarted && peer.last_seen_at.is_some_and(|t| packet.ts < t) {
+        let restarted = entry
+            .peer
+            .instance_id
+            .is_some_and(|i| i != packet.instance_id);
+        if restarted && entry.last_ts.is_some_and(|t| packet.ts < t) {
             // A straggler from the previous instance arriving after the new one spoke.
             return Vec::new();
         }
+        entry.last_ts = Some(entry.last_ts.map_or(packet.ts, |t| t.max(packet.ts)));
+        let peer = &mut entry.peer;
         let listen_addr = SocketAddr::new(source.ip(), packet.listen_port);
         let changes = PeerChanges {
             address: peer.discovery_addr.is_some_and(|a| a != source),
@@ -281,6 +289,7 @@ impl PeerRegistry {
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
+            last_ts: None,
         });
         entry.peer.blocked = false;
         vec![PeerEvent::Unblocked(entry.peer.clone())]
