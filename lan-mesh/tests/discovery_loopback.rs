@@ -220,6 +220,31 @@ async fn with_default_intervals_a_killed_peer_expires_on_the_ttl() {
     a.shutdown().await;
 }
 
+/// On paused time with 15 s heartbeats, a new node can only learn of an existing one
+/// this early through the unicast answer to its hello.
+#[tokio::test(start_paused = true)]
+async fn hello_is_answered_long_before_any_heartbeat() {
+    let slow = |n, targets: &[SocketAddr]| {
+        let mut c = config(n, "s", targets);
+        c.heartbeat_interval = Duration::from_secs(15);
+        c.peer_ttl = Duration::from_secs(45);
+        c
+    };
+    let (a, a_addr) = start(slow(1, &[])).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let started = tokio::time::Instant::now();
+    let (b, _) = start(slow(2, &[a_addr])).await;
+    wait_until("b sees a", || sees_online(&b, 1)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "seen only after {:?}",
+        started.elapsed()
+    );
+    assert!(sees_online(&a, 2).await);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_with_different_secrets_never_see_each_other() {
     let (open, open_addr) = start(config(3, "", &[])).await;
@@ -404,7 +429,10 @@ async fn shutdown_and_drop_leave_no_task_and_free_the_port() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_the_token_says_goodbye_and_remembered_peers_survive_a_restart() {
-    let (a, a_addr) = start(config(1, "s", &[])).await;
+    let mut a_config = config(1, "s", &[]);
+    // Only a goodbye can take b offline within the test's deadline.
+    a_config.peer_ttl = Duration::from_secs(600);
+    let (a, a_addr) = start(a_config).await;
     let store = MemoryPeerStore::new();
     let cancel = tokio_util::sync::CancellationToken::new();
     let env = DiscoveryEnv {
