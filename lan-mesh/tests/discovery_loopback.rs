@@ -140,6 +140,23 @@ async fn a_manual_peer_address_is_probed_and_answers() {
     b.shutdown().await;
 }
 
+/// b is told it has no interfaces, so 127.0.0.0/30 is a "routed" subnet to it: only
+/// the probe sweep (127.0.0.1 and 127.0.0.2, both loopback) can find a there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_routed_subnet_is_found_by_the_probe_sweep() {
+    let (a, a_addr) = start(config(1, "s", &[])).await;
+    let mut sweeper = config(2, "s", &[]);
+    sweeper.networks = NetworkSource::Fixed(Vec::new());
+    sweeper.allowed_subnets = vec!["127.0.0.0/30".parse().unwrap()];
+    sweeper.discovery_port = a_addr.port();
+    sweeper.probe_budget = 1;
+    let (b, _) = start(sweeper).await;
+    wait_until("b finds a by probing", || sees_online(&b, 1)).await;
+    wait_until("a sees b", || sees_online(&a, 2)).await;
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn goodbye_takes_a_peer_offline_at_once() {
     let mut long_ttl = config(1, "s", &[]);

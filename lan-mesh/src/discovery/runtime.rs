@@ -472,11 +472,17 @@ impl Actor {
         let events = self.registry.expire(now.into_std());
         self.publish(events);
         if self.hello_due.last().is_some_and(|h| *h <= now) {
+            // The first hello of a burst also starts the sweep, so routed peers are
+            // found at start instead of one heartbeat later.
+            let burst_start = self.hello_due.len() == HELLO_SCHEDULE.len();
             while self.hello_due.last().is_some_and(|h| *h <= now) {
                 self.hello_due.pop();
             }
             self.announce(PacketKind::Hello).await;
             self.probe_manual_addresses().await;
+            if burst_start {
+                self.sweep_batch().await;
+            }
         }
         if self.next_heartbeat <= now {
             if self.config.networks == NetworkSource::System {
@@ -484,13 +490,16 @@ impl Actor {
             }
             self.announce(PacketKind::Heartbeat).await;
             self.probe_manual_addresses().await;
-            let batch = self.sweep.next_batch(self.config.probe_budget);
-            for ip in batch {
-                let to = SocketAddr::new(IpAddr::V4(ip), self.config.discovery_port);
-                self.send(PacketKind::Probe, to).await;
-            }
+            self.sweep_batch().await;
             let interval = self.config.heartbeat_interval;
             self.next_heartbeat = now + self.jittered(interval);
+        }
+    }
+
+    async fn sweep_batch(&mut self) {
+        for ip in self.sweep.next_batch(self.config.probe_budget) {
+            let to = SocketAddr::new(IpAddr::V4(ip), self.config.discovery_port);
+            self.send(PacketKind::Probe, to).await;
         }
     }
 
