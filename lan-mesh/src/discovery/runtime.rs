@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_types::NodeId;
+use api_types::{Cidr, NodeId};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
@@ -200,6 +200,7 @@ impl Discovery {
             local: Vec::new(),
             broadcast: Vec::new(),
             sweep: ProbeSweep::default(),
+            sweep_inputs: None,
             hello_due: Vec::new(),
             next_heartbeat: now,
             answered: HashMap::new(),
@@ -368,6 +369,8 @@ struct Actor {
     local: Vec<LocalNetwork>,
     broadcast: Vec<SocketAddr>,
     sweep: ProbeSweep,
+    /// What `sweep` was built from (allowed, blocked, local networks).
+    sweep_inputs: Option<(Vec<Cidr>, Vec<Cidr>, Vec<LocalNetwork>)>,
     /// Remaining hello times, soonest last.
     hello_due: Vec<Instant>,
     next_heartbeat: Instant,
@@ -451,12 +454,14 @@ impl Actor {
             ),
             BroadcastMode::Off => Vec::new(),
         };
-        let sweep = ProbeSweep::new(&allowed, blocked, &self.local);
         // Keep the cursor when nothing changed, so a refresh does not restart the round.
-        if sweep.is_empty() != self.sweep.is_empty()
-            || self.filter.config.allowed_subnets != allowed
-        {
-            self.sweep = sweep;
+        let inputs = (allowed.clone(), blocked.clone(), self.local.clone());
+        if self.sweep_inputs.as_ref() != Some(&inputs) {
+            self.sweep = ProbeSweep::new(&allowed, blocked, &self.local);
+            for subnet in ProbeSweep::unreachable(&allowed, &self.local) {
+                tracing::warn!(%subnet, "allowed subnet is too large to probe; only manual peer addresses reach peers there");
+            }
+            self.sweep_inputs = Some(inputs);
         }
         self.filter.set_config(FilterConfig {
             own_id: self.config.node_id.clone(),

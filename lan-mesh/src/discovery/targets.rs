@@ -109,11 +109,6 @@ impl ProbeSweep {
             .filter(|c| c.prefix() >= MIN_SWEEP_PREFIX)
             .filter_map(hosts)
             .collect();
-        for c in allowed.iter().filter(|c| c.prefix() < MIN_SWEEP_PREFIX) {
-            if !local.iter().any(|n| overlaps(c, &n.network)) {
-                tracing::warn!(subnet = %c, "allowed subnet is too large to probe; only broadcasts and manual addresses reach it");
-            }
-        }
         let mut skip: Vec<(u32, u32)> = local
             .iter()
             .map(|n| n.network)
@@ -128,6 +123,17 @@ impl ProbeSweep {
             range: 0,
             next,
         }
+    }
+
+    /// Allowed subnets that are neither attached nor small enough to sweep: only
+    /// manual addresses reach peers there (worth telling the admin once).
+    pub fn unreachable(allowed: &[Cidr], local: &[LocalNetwork]) -> Vec<Cidr> {
+        allowed
+            .iter()
+            .filter(|c| c.prefix() < MIN_SWEEP_PREFIX)
+            .filter(|c| !local.iter().any(|n| overlaps(c, &n.network)))
+            .copied()
+            .collect()
     }
 
     /// Whether there is anything to sweep at all.
@@ -282,6 +288,11 @@ mod tests {
         let mut s = ProbeSweep::new(&[c("10.0.0.0/8")], &[], &[]);
         assert!(s.is_empty());
         assert!(s.next_batch(10).is_empty());
+        assert_eq!(
+            ProbeSweep::unreachable(&[c("10.0.0.0/8")], &[]),
+            vec![c("10.0.0.0/8")]
+        );
+        assert!(ProbeSweep::unreachable(&[c("10.0.0.0/8")], &[lan("10.1.2.3", 24)]).is_empty());
     }
 
     proptest! {
