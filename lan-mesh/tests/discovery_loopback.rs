@@ -206,9 +206,10 @@ async fn a_killed_peer_goes_offline_after_the_ttl() {
 #[tokio::test(start_paused = true)]
 async fn with_default_intervals_a_killed_peer_expires_on_the_ttl() {
     let start_at = UnixMillis(1_800_000_000_000);
-    let env = || DiscoveryEnv {
+    // Distinct seeds: nodes must never share a nonce sequence.
+    let env = |seed| DiscoveryEnv {
         clock: std::sync::Arc::new(TokioClock::starting_at(start_at)),
-        rng_seed: Some(7),
+        rng_seed: Some(seed),
         ..DiscoveryEnv::default()
     };
     let defaults = |n, targets: &[SocketAddr]| {
@@ -217,9 +218,9 @@ async fn with_default_intervals_a_killed_peer_expires_on_the_ttl() {
         c.peer_ttl = Duration::from_secs(45);
         c
     };
-    let a = Discovery::start(defaults(1, &[]), env()).await.unwrap();
+    let a = Discovery::start(defaults(1, &[]), env(1)).await.unwrap();
     let a_addr = a.local_addr().await.unwrap();
-    let b = Discovery::start(defaults(2, &[a_addr]), env())
+    let b = Discovery::start(defaults(2, &[a_addr]), env(2))
         .await
         .unwrap();
     wait_until("a sees b", || sees_online(&a, 2)).await;

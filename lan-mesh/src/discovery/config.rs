@@ -101,6 +101,8 @@ pub enum ConfigError {
     DisplayName(String),
     #[error("node id cannot change while discovery runs")]
     NodeIdChanged,
+    #[error("listen port 0 cannot be announced")]
+    ListenPort,
 }
 
 impl DiscoveryConfig {
@@ -137,6 +139,9 @@ impl DiscoveryConfig {
                 heartbeat: self.heartbeat_interval,
                 ttl: self.peer_ttl,
             });
+        }
+        if self.listen_port == 0 {
+            return Err(ConfigError::ListenPort);
         }
         let name = &self.display_name;
         if name.chars().count() > super::packet::MAX_NAME_CHARS

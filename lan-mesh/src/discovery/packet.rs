@@ -130,6 +130,8 @@ pub enum EncodeError {
     NameHasControl,
     #[error("node id is not a ULID")]
     BadNodeId,
+    #[error("listen port 0 cannot be announced")]
+    BadPort,
 }
 
 /// Why bytes are not a packet. Never shown per packet to anyone: it feeds drop counters.
@@ -151,6 +153,8 @@ pub enum DecodeError {
     UnknownKind(u8),
     #[error("node id is not a ULID")]
     BadNodeId,
+    #[error("listen port 0")]
+    BadPort,
     #[error("display name is not valid")]
     BadName,
     #[error("extension area is malformed")]
@@ -176,6 +180,9 @@ impl Packet {
         }
         if self.display_name.chars().any(char::is_control) {
             return Err(EncodeError::NameHasControl);
+        }
+        if self.listen_port == 0 {
+            return Err(EncodeError::BadPort);
         }
         let node = ulid::Ulid::from_string(self.node_id.as_str())
             .map_err(|_| EncodeError::BadNodeId)?
@@ -268,6 +275,10 @@ impl Packet {
         let ts = UnixMillis(r.u64().ok_or(DecodeError::TooShort)?);
         let nonce = Nonce(r.u128().ok_or(DecodeError::TooShort)?);
         let listen_port = r.u16().ok_or(DecodeError::TooShort)?;
+        if listen_port == 0 {
+            // A peer nobody can connect to; listing it would only produce failed dials.
+            return Err(DecodeError::BadPort);
+        }
         let name_len = usize::from(r.u16().ok_or(DecodeError::TooShort)?);
         if name_len > MAX_NAME_BYTES {
             return Err(DecodeError::BadName);
@@ -379,7 +390,7 @@ pub(crate) mod tests {
             any::<u64>(),
             any::<u64>(),
             any::<u128>(),
-            any::<u16>(),
+            1..=u16::MAX,
             "[^\\p{Cc}]{0,64}",
             prop::option::of(any::<[u8; 32]>()),
         )
@@ -450,6 +461,9 @@ pub(crate) mod tests {
         assert_eq!(Packet::decode(&b).unwrap_err(), DecodeError::BadFlags);
         // A node id whose first base32 digit would exceed 7 cannot come from 128 bits,
         // so every 128-bit value is a valid id; the name is the next thing to break.
+        let mut b = good.clone();
+        b[HEADER_LEN + 48..HEADER_LEN + 50].copy_from_slice(&[0, 0]);
+        assert_eq!(Packet::decode(&b).unwrap_err(), DecodeError::BadPort);
         let mut b = good.clone();
         b[HEADER_LEN + FIXED_BODY_LEN + 2] = 0x07; // BEL inside the name
         assert_eq!(Packet::decode(&b).unwrap_err(), DecodeError::BadName);
