@@ -9,17 +9,22 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use api_types::{Cidr, NodeId};
 use serde::Serialize;
 
 use super::auth::DiscoveryKey;
 use super::packet::{DecodeError, Packet, UnixMillis};
+use super::rate_limit::SourceRateLimit;
 use super::replay::{ReplayGuard, ReplayVerdict};
 
 /// Why a datagram was dropped. Each has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DropReason {
+    /// More packets from this source IP than any real node sends (checked first,
+    /// before any decoding or hashing).
+    RateLimited,
     Oversized,
     Malformed,
     UnsupportedVersion,
@@ -37,7 +42,8 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 12] = [
+    pub const ALL: [DropReason; 13] = [
+        DropReason::RateLimited,
         DropReason::Oversized,
         DropReason::Malformed,
         DropReason::UnsupportedVersion,
@@ -57,7 +63,8 @@ impl DropReason {
     pub fn is_suspicious(self) -> bool {
         matches!(
             self,
-            DropReason::Oversized
+            DropReason::RateLimited
+                | DropReason::Oversized
                 | DropReason::Malformed
                 | DropReason::UnsupportedVersion
                 | DropReason::MissingTag
@@ -83,6 +90,7 @@ impl From<DecodeError> for DropReason {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct DropCounters {
     pub accepted: u64,
+    pub rate_limited: u64,
     pub oversized: u64,
     pub malformed: u64,
     pub unsupported_version: u64,
@@ -100,6 +108,7 @@ pub struct DropCounters {
 impl DropCounters {
     fn slot(&mut self, reason: DropReason) -> &mut u64 {
         match reason {
+            DropReason::RateLimited => &mut self.rate_limited,
             DropReason::Oversized => &mut self.oversized,
             DropReason::Malformed => &mut self.malformed,
             DropReason::UnsupportedVersion => &mut self.unsupported_version,
@@ -232,10 +241,12 @@ pub enum WarnDecision {
     TooManySources,
 }
 
-/// The filter with its mutable state: replay cache, counters and warned sources.
+/// The filter with its mutable state: per-source rate limit, replay cache, counters
+/// and warned sources.
 #[derive(Debug)]
 pub struct ReceiveFilter {
     pub config: FilterConfig,
+    rate: SourceRateLimit,
     replay: ReplayGuard,
     counters: DropCounters,
     warnings: SourceWarnings,
@@ -245,19 +256,27 @@ impl ReceiveFilter {
     pub fn new(config: FilterConfig, replay: ReplayGuard) -> Self {
         ReceiveFilter {
             config,
+            rate: SourceRateLimit::default(),
             replay,
             counters: DropCounters::default(),
             warnings: SourceWarnings::default(),
         }
     }
 
+    /// Rate limit, then [`filter`]. `now` drives the rate limit, `now_unix` the replay
+    /// window.
     pub fn accept(
         &mut self,
         bytes: &[u8],
         source: SocketAddr,
-        now: UnixMillis,
+        now: Instant,
+        now_unix: UnixMillis,
     ) -> Result<Packet, DropReason> {
-        let verdict = filter(bytes, source, &self.config, now, &mut self.replay);
+        let verdict = if self.rate.allow(source.ip(), now) {
+            filter(bytes, source, &self.config, now_unix, &mut self.replay)
+        } else {
+            Err(DropReason::RateLimited)
+        };
         match verdict {
             Ok(_) => self.counters.accepted = self.counters.accepted.saturating_add(1),
             Err(reason) => {
@@ -434,11 +453,12 @@ mod tests {
     #[test]
     fn counters_and_warnings() {
         let mut f = ReceiveFilter::new(config(""), guard());
+        let t = Instant::now();
         for _ in 0..3 {
-            let _ = f.accept(b"junk", src("10.0.0.7"), NOW);
+            let _ = f.accept(b"junk", src("10.0.0.7"), t, NOW);
         }
         let ok = packet_from(2, 9).encode(None).unwrap();
-        assert!(f.accept(&ok, src("10.0.0.7"), NOW).is_ok());
+        assert!(f.accept(&ok, src("10.0.0.7"), t, NOW).is_ok());
         let c = f.counters();
         assert_eq!((c.malformed, c.accepted, c.dropped()), (3, 1, 3));
         assert_eq!(
@@ -456,6 +476,24 @@ mod tests {
                 .should_warn(src("10.0.0.8").ip(), DropReason::BadTag),
             WarnDecision::Warn
         );
+    }
+
+    #[test]
+    fn a_flooding_source_is_cut_off_before_decoding() {
+        let mut f = ReceiveFilter::new(config(""), guard());
+        let t = Instant::now();
+        for _ in 0..200 {
+            let _ = f.accept(b"junk", src("10.0.0.7"), t, NOW);
+        }
+        let c = f.counters();
+        assert_eq!(
+            c.malformed,
+            crate::discovery::rate_limit::INBOUND_BURST as u64
+        );
+        assert_eq!(c.rate_limited, 200 - c.malformed);
+        // Another source is unaffected.
+        let ok = packet_from(2, 9).encode(None).unwrap();
+        assert!(f.accept(&ok, src("10.0.0.8"), t, NOW).is_ok());
     }
 
     #[test]

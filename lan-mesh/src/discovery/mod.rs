@@ -1,7 +1,7 @@
 //! The discovery plane: nodes find each other by signed UDP broadcast and probes.
 //!
 //! Pure core — [`packet`] (codec), [`auth`] (HMAC key), [`replay`] (window + nonce
-//! cache), [`filter`] (receive filter and drop counters), [`registry`] (peer state
+//! cache), [`rate_limit`], [`filter`] (receive filter and drop counters), [`registry`] (peer state
 //! machine), [`targets`] (broadcast addresses and the probe sweep) — and a thin I/O
 //! shell: [`socket`] and the [`runtime`] actor behind the [`Discovery`] handle.
 //! The wire format is specified in `docs/PROTOCOL.md`.
@@ -11,6 +11,7 @@ pub mod clock;
 pub mod config;
 pub mod filter;
 pub mod packet;
+pub mod rate_limit;
 pub mod registry;
 pub mod replay;
 pub mod runtime;

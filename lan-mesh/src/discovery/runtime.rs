@@ -4,7 +4,7 @@
 //! Stopping: cancelling the token (or `shutdown()`) says goodbye, saves peers and ends
 //! the task; dropping the last handle ends it at once without goodbye, as a crash would.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +23,7 @@ use super::clock::{Clock, SystemClock};
 use super::config::{BroadcastMode, ConfigError, DiscoveryConfig, NetworkSource};
 use super::filter::{DropCounters, FilterConfig, ReceiveFilter};
 use super::packet::{InstanceId, Nonce, Packet, PacketKind};
+use super::rate_limit::AnswerLimit;
 use super::registry::{Peer, PeerEvent, PeerRegistry};
 use super::replay::{ReplayGuard, DEFAULT_NONCE_CAPACITY};
 use super::socket::bind_discovery_socket;
@@ -40,15 +41,12 @@ pub const HELLO_SCHEDULE: [Duration; 4] = [
 ];
 /// Heartbeats are spread ±10% so nodes powered on together do not stay in lockstep.
 const HEARTBEAT_JITTER: f64 = 0.1;
-/// At most one answer per source this often: a hello burst is four packets over three
-/// seconds, so real peers are always answered, while a (spoofed) probe flood gets at
-/// most a handful of replies per second per source.
-const ANSWER_MIN_GAP: Duration = Duration::from_millis(200);
-const MAX_ANSWER_SOURCES: usize = 4096;
 /// Events waiting for a slow subscriber; one that falls further behind sees `Lagged`
 /// and should re-read `peers()`.
 const EVENT_CAPACITY: usize = 256;
 const COMMAND_CAPACITY: usize = 64;
+/// Targets whose send errors were logged; more are only counted.
+const MAX_WARNED_TARGETS: usize = 1024;
 const STORE_QUEUE: usize = 256;
 /// Larger than any valid packet, so an oversized datagram is seen as such (and counted)
 /// rather than silently truncated to a plausible length.
@@ -203,7 +201,7 @@ impl Discovery {
             sweep_inputs: None,
             hello_due: Vec::new(),
             next_heartbeat: now,
-            answered: HashMap::new(),
+            answered: AnswerLimit::default(),
             events: events.clone(),
             store: store_tx,
             sent: 0,
@@ -374,7 +372,7 @@ struct Actor {
     /// Remaining hello times, soonest last.
     hello_due: Vec<Instant>,
     next_heartbeat: Instant,
-    answered: HashMap<SocketAddr, Instant>,
+    answered: AnswerLimit,
     events: broadcast::Sender<PeerEvent>,
     store: mpsc::Sender<StoreOp>,
     sent: u64,
@@ -580,7 +578,7 @@ impl Actor {
             Ok(_) => self.sent = self.sent.saturating_add(1),
             Err(e) => {
                 self.send_errors = self.send_errors.saturating_add(1);
-                if self.warned_targets.len() < MAX_ANSWER_SOURCES && self.warned_targets.insert(to)
+                if self.warned_targets.len() < MAX_WARNED_TARGETS && self.warned_targets.insert(to)
                 {
                     tracing::warn!(%to, error = %e, "cannot send discovery packet (further errors to this target are only counted)");
                 }
@@ -590,10 +588,10 @@ impl Actor {
 
     async fn datagram(&mut self, bytes: &[u8], source: SocketAddr) {
         let now_unix = self.clock.now();
-        let Ok(packet) = self.filter.accept(bytes, source, now_unix) else {
+        let now = Instant::now();
+        let Ok(packet) = self.filter.accept(bytes, source, now.into_std(), now_unix) else {
             return;
         };
-        let now = Instant::now();
         let events = self
             .registry
             .observe(&packet, source, now.into_std(), now_unix);
@@ -606,26 +604,9 @@ impl Actor {
         // through its heartbeat, so it sees us without waiting for our next heartbeat.
         let answer =
             packet.kind.wants_answer() || (newly_seen && packet.kind == PacketKind::Heartbeat);
-        if answer && self.may_answer(source, now) {
+        if answer && self.answered.allow(source, now.into_std()) {
             self.send(PacketKind::Answer, source).await;
         }
-    }
-
-    fn may_answer(&mut self, to: SocketAddr, now: Instant) -> bool {
-        if let Some(last) = self.answered.get(&to) {
-            if now.saturating_duration_since(*last) < ANSWER_MIN_GAP {
-                return false;
-            }
-        }
-        if self.answered.len() >= MAX_ANSWER_SOURCES {
-            self.answered
-                .retain(|_, t| now.saturating_duration_since(*t) < ANSWER_MIN_GAP);
-            if self.answered.len() >= MAX_ANSWER_SOURCES {
-                return false;
-            }
-        }
-        self.answered.insert(to, now);
-        true
     }
 
     async fn command(&mut self, cmd: Command) {
