@@ -339,6 +339,41 @@ async fn hostile_datagrams_are_dropped_and_counted_and_the_node_keeps_working() 
     }
 }
 
+/// A flood of junk is counted while the node keeps working: a peer killed during the
+/// flood still expires on time's account, not the flood's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_does_not_stop_heartbeats_or_expiry() {
+    let (a, a_addr) = start(config(1, "s", &[])).await;
+    let (b, _) = start(config(2, "s", &[a_addr])).await;
+    wait_until("a sees b", || sees_online(&a, 2)).await;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let flooder = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            // Bounded: ends on its own even if the test fails before stopping it.
+            for _ in 0..2_000_000 {
+                if stop.is_cancelled() {
+                    break;
+                }
+                let _ = socket.send_to(b"junk junk junk", a_addr).await;
+            }
+        }
+    });
+    wait_until("the flood is arriving", || async {
+        a.stats().await.unwrap().received.malformed > 1000
+    })
+    .await;
+    drop(b);
+    wait_until("b expires during the flood", || async {
+        !sees_online(&a, 2).await
+    })
+    .await;
+    stop.cancel();
+    flooder.await.unwrap();
+    a.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blocked_peer_is_gone_and_stays_gone_until_unblocked() {
     let (a, a_addr) = start(config(1, "s", &[])).await;

@@ -401,13 +401,15 @@ impl Actor {
                         return;
                     }
                 },
+                // Timers before the socket: under a flood the socket is always ready,
+                // and heartbeats and expiry must still run.
+                () = tokio::time::sleep_until(wake) => self.tick().await,
                 received = self.socket.recv_from(&mut buf) => match received {
                     Ok((len, source)) => self.datagram(buf.get(..len).unwrap_or_default(), source).await,
                     // Unconnected UDP reports transient errors (e.g. ICMP echoes on some
                     // platforms); nothing to do but keep receiving.
                     Err(e) => tracing::debug!(error = %e, "discovery receive error"),
                 },
-                () = tokio::time::sleep_until(wake) => self.tick().await,
             }
         }
     }
