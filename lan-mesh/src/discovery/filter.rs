@@ -300,6 +300,11 @@ impl ReceiveFilter {
         self.counters
     }
 
+    /// A new window needs a new cache (entries were kept for the old window).
+    pub fn set_replay(&mut self, replay: ReplayGuard) {
+        self.replay = replay;
+    }
+
     pub fn set_config(&mut self, config: FilterConfig) {
         self.config = config;
         self.warnings.clear();

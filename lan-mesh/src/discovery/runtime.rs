@@ -291,6 +291,11 @@ impl Discovery {
     /// Applies new settings at once: filter, blocks, intervals, targets; rebinds if the
     /// bind address changed; peers now out of reach go offline; hello is re-sent.
     /// On error nothing changed.
+    ///
+    /// The new config replaces the old one entirely: its `blocked_peers`,
+    /// `peer_addresses` and `announce_targets` become the lists, whatever `block()` or
+    /// `add_peer_address()` did since — so the node builds it from its persisted
+    /// settings *and* its persisted manual peer addresses.
     pub async fn reconfigure(&self, config: DiscoveryConfig) -> Result<(), DiscoveryError> {
         let (tx, rx) = oneshot::channel();
         self.commands
@@ -699,6 +704,12 @@ impl Actor {
             self.next_heartbeat = self
                 .next_heartbeat
                 .min(Instant::now() + config.heartbeat_interval);
+        }
+        if config.replay_window != self.config.replay_window {
+            self.filter.set_replay(ReplayGuard::new(
+                config.replay_window,
+                DEFAULT_NONCE_CAPACITY,
+            ));
         }
         self.registry.set_ttl(config.peer_ttl);
         self.config = config;
