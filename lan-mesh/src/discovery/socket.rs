@@ -27,7 +27,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn two_sockets_share_one_port_and_both_receive_broadcast_style_traffic() {
+    async fn two_nodes_can_bind_one_discovery_port() {
         let a = bind_discovery_socket("127.0.0.1:0".parse().unwrap()).unwrap();
         let port = a.local_addr().unwrap().port();
         let b = bind_discovery_socket(SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
