@@ -3,5 +3,7 @@
 //! stops it from settings. It knows nothing of SQLite, Tauri or Leptos: the store it
 //! needs is a trait that `storage` implements.
 //!
-//! The discovery and transport planes are not built yet (see docs/ARCHITECTURE.md,
-//! "Status"); the node reports the mesh as `off` or `failed` truthfully until they are.
+//! Built so far: the discovery plane ([`discovery`]), as a library the node starts with
+//! [`discovery::Discovery::start`]. The transport plane is not built yet.
+
+pub mod discovery;

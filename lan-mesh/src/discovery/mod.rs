@@ -1,0 +1,65 @@
+//! The discovery plane: nodes find each other by signed UDP broadcast and probes.
+//!
+//! Pure core — [`packet`] (codec), [`auth`] (HMAC key), [`replay`] (window + nonce
+//! cache), [`rate_limit`], [`filter`] (receive filter and drop counters), [`registry`] (peer state
+//! machine), [`targets`] (broadcast addresses and the probe sweep) — and a thin I/O
+//! shell: [`socket`] and the [`runtime`] actor behind the [`Discovery`] handle.
+//! The wire format is specified in `docs/PROTOCOL.md`.
+//!
+//! How a node runs it (only while `lan_mesh.enabled`):
+//!
+//! ```no_run
+//! use lan_mesh::discovery::{Discovery, DiscoveryConfig, DiscoveryEnv, PeerEvent};
+//!
+//! # async fn node(settings: api_types::LanMeshSettings, host_name: String,
+//! #     store: lan_mesh::discovery::MemoryPeerStore,
+//! #     root: tokio_util::sync::CancellationToken) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut config = DiscoveryConfig::from_settings(&settings);
+//! if config.display_name.is_empty() {
+//!     config.display_name = host_name; // the status shows the same fallback
+//! }
+//! let env = DiscoveryEnv { store: Box::new(store), cancel: root.child_token(), ..Default::default() };
+//! let discovery = Discovery::start(config, env).await?; // Err → mesh_state "failed"
+//! let mut events = discovery.subscribe();
+//! tokio::spawn(async move {
+//!     while let Ok(event) = events.recv().await {
+//!         match event {
+//!             PeerEvent::Online(_peer) => { /* event to the UI; transport may dial */ }
+//!             PeerEvent::Updated { changes, .. } if changes.restarted => { /* drop stale links */ }
+//!             PeerEvent::Offline { .. } | PeerEvent::Blocked(_) => { /* close links */ }
+//!             _ => {}
+//!         }
+//!     }
+//! });
+//! // PUT /api/v1/settings changed lan_mesh.* (still enabled):
+//! discovery.reconfigure(DiscoveryConfig::from_settings(&settings)).await?;
+//! // GET /api/v1/peers:
+//! let _peers = discovery.peers().await?;
+//! // Disabled or quitting: goodbye, then wait for the task to end.
+//! discovery.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod filter;
+pub mod packet;
+pub mod rate_limit;
+pub mod registry;
+pub mod replay;
+pub mod runtime;
+pub mod socket;
+pub mod store;
+pub mod targets;
+
+pub use auth::DiscoveryKey;
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use config::{BroadcastMode, ConfigError, DiscoveryConfig, NetworkSource, SharedSecret};
+pub use filter::{DropCounters, DropReason, FilterConfig, ReceiveFilter};
+pub use packet::{InstanceId, Nonce, Packet, PacketKind, PublicKey, UnixMillis};
+pub use registry::{OfflineReason, Peer, PeerChanges, PeerEvent, PeerRegistry};
+pub use replay::ReplayGuard;
+pub use runtime::{Discovery, DiscoveryEnv, DiscoveryError, DiscoveryStats};
+pub use store::{MemoryPeerStore, PeerStore, StoreError};
+pub use targets::LocalNetwork;

@@ -1,0 +1,565 @@
+//! The peer registry: who is out there and whether they are online. A pure state
+//! machine: every input carries `now`, every change comes back as `PeerEvent`s, and the
+//! runtime decides what to do with them (publish, persist, answer).
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use api_types::NodeId;
+use serde::Serialize;
+
+use super::packet::{InstanceId, Packet, PacketKind, PublicKey, UnixMillis};
+
+/// What the rest of the node sees of a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Peer {
+    pub node_id: NodeId,
+    pub display_name: String,
+    /// Where its discovery packets come from (ip:discovery port).
+    pub discovery_addr: Option<SocketAddr>,
+    /// Where its transport listens (same IP, its announced listen port).
+    pub listen_addr: Option<SocketAddr>,
+    #[serde(skip)]
+    pub instance_id: Option<InstanceId>,
+    #[serde(skip)]
+    pub public_key: Option<PublicKey>,
+    pub online: bool,
+    pub last_seen_at: Option<UnixMillis>,
+    pub blocked: bool,
+}
+
+impl Peer {
+    fn unseen(node_id: NodeId) -> Self {
+        Peer {
+            node_id,
+            display_name: String::new(),
+            discovery_addr: None,
+            listen_addr: None,
+            instance_id: None,
+            public_key: None,
+            online: false,
+            last_seen_at: None,
+            blocked: false,
+        }
+    }
+}
+
+/// What changed in an `Updated` event.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerChanges {
+    pub address: bool,
+    pub display_name: bool,
+    pub listen_port: bool,
+    /// A new instance id: the peer restarted, so links to it are stale.
+    pub restarted: bool,
+    pub public_key: bool,
+}
+
+impl PeerChanges {
+    fn any(&self) -> bool {
+        self.address || self.display_name || self.listen_port || self.restarted || self.public_key
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineReason {
+    /// It said goodbye.
+    Goodbye,
+    /// Nothing heard for the peer TTL.
+    Expired,
+    /// A settings change (subnets, secret) put it out of reach.
+    Excluded,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    Online(Peer),
+    Updated {
+        peer: Peer,
+        changes: PeerChanges,
+    },
+    Offline {
+        peer: Peer,
+        reason: OfflineReason,
+    },
+    /// Hidden and silenced until unblocked.
+    Blocked(NodeId),
+    /// Visible again (offline until it announces itself).
+    Unblocked(Peer),
+    /// Removed on request; it comes back if it announces itself again.
+    Forgotten(NodeId),
+}
+
+impl PeerEvent {
+    pub fn node_id(&self) -> &NodeId {
+        match self {
+            PeerEvent::Online(p)
+            | PeerEvent::Updated { peer: p, .. }
+            | PeerEvent::Offline { peer: p, .. }
+            | PeerEvent::Unblocked(p) => &p.node_id,
+            PeerEvent::Blocked(id) | PeerEvent::Forgotten(id) => id,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    peer: Peer,
+    last_heard: Option<Instant>,
+    /// The newest `ts` the peer sent (its clock, not ours): orders its packets.
+    last_ts: Option<UnixMillis>,
+}
+
+#[derive(Debug)]
+pub struct PeerRegistry {
+    ttl: Duration,
+    peers: HashMap<NodeId, Entry>,
+    blocked: HashSet<NodeId>,
+}
+
+impl PeerRegistry {
+    pub fn new(ttl: Duration) -> Self {
+        PeerRegistry {
+            ttl,
+            peers: HashMap::new(),
+            blocked: HashSet::new(),
+        }
+    }
+
+    pub fn set_ttl(&mut self, ttl: Duration) {
+        self.ttl = ttl;
+    }
+
+    /// Adds peers remembered from an earlier run (all offline); they are contacts the
+    /// user knows, so they are listed before they announce themselves.
+    pub fn restore(&mut self, peers: impl IntoIterator<Item = Peer>) {
+        for mut peer in peers {
+            peer.online = false;
+            peer.blocked = self.blocked.contains(&peer.node_id);
+            self.peers.entry(peer.node_id.clone()).or_insert(Entry {
+                peer,
+                last_heard: None,
+                last_ts: None,
+            });
+        }
+    }
+
+    /// Applies an accepted packet. Blocked ids are ignored here too, so a filter bug
+    /// cannot resurrect a blocked peer.
+    pub fn observe(
+        &mut self,
+        packet: &Packet,
+        source: SocketAddr,
+        now: Instant,
+        now_unix: UnixMillis,
+    ) -> Vec<PeerEvent> {
+        let id = &packet.node_id;
+        if self.blocked.contains(id) {
+            return Vec::new();
+        }
+        if packet.kind == PacketKind::Goodbye {
+            return self.goodbye(packet);
+        }
+        let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
+            peer: Peer::unseen(id.clone()),
+            last_heard: None,
+            last_ts: None,
+        });
+        let restarted = entry
+            .peer
+            .instance_id
+            .is_some_and(|i| i != packet.instance_id);
+        if restarted && entry.last_ts.is_some_and(|t| packet.ts < t) {
+            // A straggler from the previous instance arriving after the new one spoke.
+            return Vec::new();
+        }
+        entry.last_ts = Some(entry.last_ts.map_or(packet.ts, |t| t.max(packet.ts)));
+        let peer = &mut entry.peer;
+        let listen_addr = SocketAddr::new(source.ip(), packet.listen_port);
+        let changes = PeerChanges {
+            address: peer.discovery_addr.is_some_and(|a| a != source),
+            display_name: !peer.display_name.is_empty() && peer.display_name != packet.display_name,
+            listen_port: peer
+                .listen_addr
+                .is_some_and(|a| a.port() != packet.listen_port),
+            restarted,
+            public_key: peer.public_key.is_some() && peer.public_key != packet.public_key,
+        };
+        let was_online = peer.online;
+        peer.display_name.clone_from(&packet.display_name);
+        peer.discovery_addr = Some(source);
+        peer.listen_addr = Some(listen_addr);
+        peer.instance_id = Some(packet.instance_id);
+        peer.public_key = packet.public_key;
+        peer.online = true;
+        peer.last_seen_at = Some(peer.last_seen_at.map_or(now_unix, |t| t.max(now_unix)));
+        entry.last_heard = Some(now);
+        let snapshot = peer.clone();
+        if !was_online {
+            vec![PeerEvent::Online(snapshot)]
+        } else if changes.any() {
+            vec![PeerEvent::Updated {
+                peer: snapshot,
+                changes,
+            }]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn goodbye(&mut self, packet: &Packet) -> Vec<PeerEvent> {
+        let Some(entry) = self.peers.get_mut(&packet.node_id) else {
+            return Vec::new();
+        };
+        // A late goodbye from the previous instance must not take the new one offline.
+        if !entry.peer.online || entry.peer.instance_id != Some(packet.instance_id) {
+            return Vec::new();
+        }
+        entry.peer.online = false;
+        entry.last_heard = None;
+        vec![PeerEvent::Offline {
+            peer: entry.peer.clone(),
+            reason: OfflineReason::Goodbye,
+        }]
+    }
+
+    /// Takes offline every peer not heard from for the TTL.
+    pub fn expire(&mut self, now: Instant) -> Vec<PeerEvent> {
+        let ttl = self.ttl;
+        let mut events = Vec::new();
+        for entry in self.peers.values_mut() {
+            let due = entry
+                .last_heard
+                .is_some_and(|t| now.saturating_duration_since(t) >= ttl);
+            if entry.peer.online && due {
+                entry.peer.online = false;
+                entry.last_heard = None;
+                events.push(PeerEvent::Offline {
+                    peer: entry.peer.clone(),
+                    reason: OfflineReason::Expired,
+                });
+            }
+        }
+        events
+    }
+
+    /// When the next peer would expire, for the runtime's timer.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.peers
+            .values()
+            .filter(|e| e.peer.online)
+            .filter_map(|e| e.last_heard)
+            .min()
+            .map(|t| t + self.ttl)
+    }
+
+    /// Takes offline the online peers whose address `still_reachable` rejects.
+    pub fn exclude(&mut self, still_reachable: impl Fn(&Peer) -> bool) -> Vec<PeerEvent> {
+        let mut events = Vec::new();
+        for entry in self.peers.values_mut() {
+            if entry.peer.online && !still_reachable(&entry.peer) {
+                entry.peer.online = false;
+                entry.last_heard = None;
+                events.push(PeerEvent::Offline {
+                    peer: entry.peer.clone(),
+                    reason: OfflineReason::Excluded,
+                });
+            }
+        }
+        events
+    }
+
+    pub fn block(&mut self, id: &NodeId) -> Vec<PeerEvent> {
+        if !self.blocked.insert(id.clone()) {
+            return Vec::new();
+        }
+        if let Some(entry) = self.peers.get_mut(id) {
+            entry.peer.online = false;
+            entry.peer.blocked = true;
+            entry.last_heard = None;
+        }
+        vec![PeerEvent::Blocked(id.clone())]
+    }
+
+    pub fn unblock(&mut self, id: &NodeId) -> Vec<PeerEvent> {
+        if !self.blocked.remove(id) {
+            return Vec::new();
+        }
+        let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
+            peer: Peer::unseen(id.clone()),
+            last_heard: None,
+            last_ts: None,
+        });
+        entry.peer.blocked = false;
+        vec![PeerEvent::Unblocked(entry.peer.clone())]
+    }
+
+    /// Makes the blocked set equal to `ids`, emitting the differences.
+    pub fn set_blocked(&mut self, ids: &HashSet<NodeId>) -> Vec<PeerEvent> {
+        let to_unblock: Vec<NodeId> = self.blocked.difference(ids).cloned().collect();
+        let mut events = Vec::new();
+        for id in to_unblock {
+            events.extend(self.unblock(&id));
+        }
+        for id in ids {
+            events.extend(self.block(id));
+        }
+        events
+    }
+
+    pub fn forget(&mut self, id: &NodeId) -> Vec<PeerEvent> {
+        match self.peers.remove(id) {
+            Some(_) => vec![PeerEvent::Forgotten(id.clone())],
+            None => Vec::new(),
+        }
+    }
+
+    pub fn is_blocked(&self, id: &NodeId) -> bool {
+        self.blocked.contains(id)
+    }
+
+    pub fn get(&self, id: &NodeId) -> Option<&Peer> {
+        self.peers.get(id).map(|e| &e.peer)
+    }
+
+    /// Every known peer, blocked ones included (flagged), sorted by id for stable output.
+    pub fn peers(&self) -> Vec<Peer> {
+        let mut out: Vec<Peer> = self.peers.values().map(|e| e.peer.clone()).collect();
+        out.sort_by(|a, b| a.node_id.cmp(&b.node_id));
+        out
+    }
+
+    pub fn online(&self) -> impl Iterator<Item = &Peer> {
+        self.peers.values().map(|e| &e.peer).filter(|p| p.online)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::packet::tests::{node, sample};
+    use proptest::prelude::*;
+
+    const TTL: Duration = Duration::from_secs(45);
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn pkt(kind: PacketKind, n: u128, instance: u64, ts: u64) -> Packet {
+        let mut p = sample(kind);
+        p.node_id = node(n);
+        p.instance_id = InstanceId(instance);
+        p.ts = UnixMillis(ts);
+        p
+    }
+
+    struct Fixture {
+        reg: PeerRegistry,
+        t0: Instant,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Fixture {
+                reg: PeerRegistry::new(TTL),
+                t0: Instant::now(),
+            }
+        }
+        fn see(&mut self, p: &Packet, from: &str, at_s: u64) -> Vec<PeerEvent> {
+            let now = self.t0 + Duration::from_secs(at_s);
+            self.reg.observe(p, addr(from), now, p.ts)
+        }
+        fn expire(&mut self, at_s: u64) -> Vec<PeerEvent> {
+            self.reg.expire(self.t0 + Duration::from_secs(at_s))
+        }
+    }
+
+    #[test]
+    fn first_packet_brings_a_peer_online_once() {
+        let mut f = Fixture::new();
+        let ev = f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        assert!(
+            matches!(&ev[..], [PeerEvent::Online(p)] if p.listen_addr == Some(addr("10.0.0.2:19123")))
+        );
+        assert!(f
+            .see(&pkt(PacketKind::Heartbeat, 2, 1, 11), "10.0.0.2:19124", 1)
+            .is_empty());
+        assert_eq!(f.reg.online().count(), 1);
+    }
+
+    #[test]
+    fn silence_for_the_ttl_takes_a_peer_offline() {
+        let mut f = Fixture::new();
+        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        f.see(&pkt(PacketKind::Heartbeat, 2, 1, 20), "10.0.0.2:19124", 15);
+        assert_eq!(f.reg.next_expiry(), Some(f.t0 + Duration::from_secs(60)));
+        assert!(f.expire(59).is_empty());
+        let ev = f.expire(60);
+        assert!(matches!(
+            &ev[..],
+            [PeerEvent::Offline {
+                reason: OfflineReason::Expired,
+                ..
+            }]
+        ));
+        assert!(f.expire(100).is_empty(), "offline is reported once");
+        assert_eq!(f.reg.next_expiry(), None);
+        // A later heartbeat brings it back.
+        let ev = f.see(&pkt(PacketKind::Heartbeat, 2, 1, 30), "10.0.0.2:19124", 101);
+        assert!(matches!(&ev[..], [PeerEvent::Online(_)]));
+    }
+
+    #[test]
+    fn goodbye_is_immediate_but_only_from_the_current_instance() {
+        let mut f = Fixture::new();
+        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        assert!(f
+            .see(&pkt(PacketKind::Goodbye, 2, 0, 11), "10.0.0.2:19124", 1)
+            .is_empty());
+        let ev = f.see(&pkt(PacketKind::Goodbye, 2, 1, 12), "10.0.0.2:19124", 1);
+        assert!(matches!(
+            &ev[..],
+            [PeerEvent::Offline {
+                reason: OfflineReason::Goodbye,
+                ..
+            }]
+        ));
+        assert!(f
+            .see(&pkt(PacketKind::Goodbye, 2, 1, 13), "10.0.0.2:19124", 1)
+            .is_empty());
+        assert!(f
+            .see(&pkt(PacketKind::Goodbye, 9, 1, 13), "10.0.0.9:19124", 1)
+            .is_empty());
+    }
+
+    #[test]
+    fn changes_and_restarts_are_reported() {
+        let mut f = Fixture::new();
+        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        let mut renamed = pkt(PacketKind::Heartbeat, 2, 1, 11);
+        renamed.display_name = "Li Si".into();
+        let ev = f.see(&renamed, "10.0.0.3:19124", 1);
+        let [PeerEvent::Updated { changes, peer }] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        assert!(changes.address && changes.display_name && !changes.restarted);
+        assert_eq!(peer.display_name, "Li Si");
+        let ev = f.see(&pkt(PacketKind::Hello, 2, 2, 12), "10.0.0.3:19124", 2);
+        let [PeerEvent::Updated { changes, .. }] = &ev[..] else {
+            panic!("{ev:?}")
+        };
+        assert!(changes.restarted && changes.display_name);
+        // A straggler from instance 1 is ignored.
+        assert!(f
+            .see(&pkt(PacketKind::Heartbeat, 2, 1, 11), "10.0.0.3:19124", 3)
+            .is_empty());
+        assert_eq!(
+            f.reg.get(&node(2)).unwrap().instance_id,
+            Some(InstanceId(2))
+        );
+    }
+
+    #[test]
+    fn blocked_peers_are_hidden_and_not_re_added() {
+        let mut f = Fixture::new();
+        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        assert_eq!(f.reg.block(&node(2)), vec![PeerEvent::Blocked(node(2))]);
+        assert!(f.reg.block(&node(2)).is_empty());
+        assert!(f
+            .see(&pkt(PacketKind::Hello, 2, 1, 11), "10.0.0.2:19124", 1)
+            .is_empty());
+        let p = f.reg.get(&node(2)).unwrap();
+        assert!(p.blocked && !p.online);
+        assert_eq!(f.reg.online().count(), 0);
+        assert_eq!(f.reg.next_expiry(), None);
+        let ev = f.reg.unblock(&node(2));
+        assert!(matches!(&ev[..], [PeerEvent::Unblocked(p)] if !p.blocked && !p.online));
+        let ev = f.see(&pkt(PacketKind::Hello, 2, 1, 12), "10.0.0.2:19124", 2);
+        assert!(matches!(&ev[..], [PeerEvent::Online(_)]));
+    }
+
+    #[test]
+    fn set_blocked_emits_only_differences() {
+        let mut reg = PeerRegistry::new(TTL);
+        let set: HashSet<NodeId> = [node(2), node(3)].into();
+        assert_eq!(reg.set_blocked(&set).len(), 2);
+        assert!(reg.set_blocked(&set).is_empty());
+        let ev = reg.set_blocked(&[node(3)].into());
+        assert!(matches!(&ev[..], [PeerEvent::Unblocked(p)] if p.node_id == node(2)));
+    }
+
+    #[test]
+    fn restored_peers_are_offline_contacts() {
+        let mut reg = PeerRegistry::new(TTL);
+        reg.block(&node(3));
+        let mut p = Peer::unseen(node(2));
+        p.online = true;
+        reg.restore([p, Peer::unseen(node(3))]);
+        let all = reg.peers();
+        assert_eq!(all.len(), 2);
+        assert!(all.iter().all(|p| !p.online));
+        assert!(reg.get(&node(3)).unwrap().blocked);
+        assert_eq!(reg.forget(&node(2)), vec![PeerEvent::Forgotten(node(2))]);
+        assert!(reg.forget(&node(2)).is_empty());
+    }
+
+    #[test]
+    fn exclusion_takes_unreachable_peers_offline() {
+        let mut f = Fixture::new();
+        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        f.see(&pkt(PacketKind::Hello, 3, 1, 10), "10.0.1.3:19124", 0);
+        let ev = f.reg.exclude(|p| {
+            p.discovery_addr
+                .is_some_and(|a| a.ip().to_string().starts_with("10.0.0."))
+        });
+        assert!(
+            matches!(&ev[..], [PeerEvent::Offline { reason: OfflineReason::Excluded, peer }] if peer.node_id == node(3))
+        );
+    }
+
+    proptest! {
+        /// Under any sequence of packets and clock steps: blocked peers never come
+        /// online, Online/Offline alternate per peer, and `online` matches the events.
+        #[test]
+        fn transitions_stay_consistent(
+            steps in prop::collection::vec((0u8..6, 0u128..4, 0u64..3, 0u64..30), 1..200)
+        ) {
+            let mut reg = PeerRegistry::new(TTL);
+            let t0 = Instant::now();
+            let mut now = t0;
+            let mut online: HashMap<NodeId, bool> = HashMap::new();
+            let mut ts = 0;
+            for (action, n, instance, dt) in steps {
+                now += Duration::from_secs(dt);
+                ts += 1;
+                let id = node(n);
+                let events = match action {
+                    0 => reg.expire(now),
+                    1 => reg.block(&id),
+                    2 => reg.unblock(&id),
+                    3 => reg.observe(&pkt(PacketKind::Goodbye, n, instance, ts), addr("10.0.0.1:1"), now, UnixMillis(ts)),
+                    _ => reg.observe(&pkt(PacketKind::Heartbeat, n, instance, ts), addr("10.0.0.1:1"), now, UnixMillis(ts)),
+                };
+                for e in events {
+                    match e {
+                        PeerEvent::Online(p) => {
+                            prop_assert!(!reg.is_blocked(&p.node_id));
+                            prop_assert!(!online.insert(p.node_id, true).unwrap_or(false));
+                        }
+                        PeerEvent::Offline { peer, .. } => {
+                            prop_assert!(online.insert(peer.node_id, false).unwrap_or(false));
+                        }
+                        PeerEvent::Blocked(id) => { online.insert(id, false); }
+                        _ => {}
+                    }
+                }
+                for p in reg.peers() {
+                    prop_assert_eq!(p.online, online.get(&p.node_id).copied().unwrap_or(false));
+                    prop_assert!(!(p.online && p.blocked));
+                }
+            }
+        }
+    }
+}

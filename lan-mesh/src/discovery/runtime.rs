@@ -1,0 +1,761 @@
+//! The discovery runtime: one actor task owns the socket, the receive filter and the
+//! peer registry; `Discovery` is the cheap `Clone` handle everyone else holds.
+//!
+//! Stopping: cancelling the token (or `shutdown()`) says goodbye, saves peers and ends
+//! the task; dropping the last handle ends it at once without goodbye, as a crash would.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::{Cidr, NodeId};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::auth::DiscoveryKey;
+use super::clock::{Clock, SystemClock};
+use super::config::{BroadcastMode, ConfigError, DiscoveryConfig, NetworkSource};
+use super::filter::{DropCounters, FilterConfig, ReceiveFilter};
+use super::packet::{InstanceId, Nonce, Packet, PacketKind};
+use super::rate_limit::AnswerLimit;
+use super::registry::{Peer, PeerEvent, PeerRegistry};
+use super::replay::{ReplayGuard, DEFAULT_NONCE_CAPACITY};
+use super::socket::bind_discovery_socket;
+use super::store::{MemoryPeerStore, PeerStore};
+use super::targets::{self, LocalNetwork, ProbeSweep};
+
+/// Broadcast is lossy (Wi-Fi drops multicast/broadcast first, and a switch port may
+/// still be coming up at boot), so `hello` is repeated: four tries in three seconds
+/// survive heavy loss, and answers come back by unicast, which is reliable enough.
+pub const HELLO_SCHEDULE: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
+/// Heartbeats are spread ±10% so nodes powered on together do not stay in lockstep.
+const HEARTBEAT_JITTER: f64 = 0.1;
+/// Events waiting for a slow subscriber; one that falls further behind sees `Lagged`
+/// and should re-read `peers()`.
+const EVENT_CAPACITY: usize = 256;
+const COMMAND_CAPACITY: usize = 64;
+/// Targets whose send errors were logged; more are only counted.
+const MAX_WARNED_TARGETS: usize = 1024;
+const STORE_QUEUE: usize = 256;
+/// Larger than any valid packet, so an oversized datagram is seen as such (and counted)
+/// rather than silently truncated to a plausible length.
+const RECV_BUFFER: usize = 2048;
+
+#[derive(Debug, Error)]
+pub enum DiscoveryError {
+    #[error("cannot bind the discovery socket on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("discovery has stopped")]
+    Stopped,
+}
+
+/// Counters readable through the handle (the node's status / diagnostics endpoint).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DiscoveryStats {
+    pub received: DropCounters,
+    pub sent: u64,
+    pub send_errors: u64,
+    pub peers_online: usize,
+}
+
+/// What the runtime needs from its surroundings; tests replace the clock, the seed and
+/// the store.
+pub struct DiscoveryEnv {
+    pub clock: Arc<dyn Clock>,
+    /// `None` = seeded from the OS. Fixed seeds make instance ids and nonces repeatable.
+    pub rng_seed: Option<u64>,
+    pub store: Box<dyn PeerStore>,
+    /// Cancelling it stops discovery cleanly (goodbye sent). A node passes a child of
+    /// its root token.
+    pub cancel: CancellationToken,
+}
+
+impl Default for DiscoveryEnv {
+    fn default() -> Self {
+        DiscoveryEnv {
+            clock: Arc::new(SystemClock),
+            rng_seed: None,
+            store: Box::new(MemoryPeerStore::new()),
+            cancel: CancellationToken::new(),
+        }
+    }
+}
+
+enum Command {
+    Peers(oneshot::Sender<Vec<Peer>>),
+    Stats(oneshot::Sender<DiscoveryStats>),
+    LocalAddr(oneshot::Sender<SocketAddr>),
+    Block(NodeId, oneshot::Sender<()>),
+    Unblock(NodeId, oneshot::Sender<()>),
+    Forget(NodeId, oneshot::Sender<()>),
+    AddPeerAddress(SocketAddr, oneshot::Sender<()>),
+    RemovePeerAddress(SocketAddr, oneshot::Sender<()>),
+    Reconfigure(
+        Box<DiscoveryConfig>,
+        oneshot::Sender<Result<(), DiscoveryError>>,
+    ),
+}
+
+/// Handle to a running discovery plane. Cheap to clone.
+#[derive(Clone)]
+pub struct Discovery {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<PeerEvent>,
+    instance_id: InstanceId,
+    cancel: CancellationToken,
+    stopped: CancellationToken,
+}
+
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery")
+            .field("instance_id", &self.instance_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Discovery {
+    /// Binds the socket, loads remembered peers and starts the actor, which says hello
+    /// at once. Must be called inside a tokio runtime.
+    pub async fn start(config: DiscoveryConfig, env: DiscoveryEnv) -> Result<Self, DiscoveryError> {
+        config.validate()?;
+        let socket = bind_discovery_socket(config.bind).map_err(|source| DiscoveryError::Bind {
+            addr: config.bind,
+            source,
+        })?;
+        let DiscoveryEnv {
+            clock,
+            rng_seed,
+            mut store,
+            cancel,
+        } = env;
+        let (store, remembered) = tokio::task::spawn_blocking(move || {
+            let peers = store.load_peers();
+            (store, peers)
+        })
+        .await
+        .map_err(|_| DiscoveryError::Stopped)?;
+        let remembered = remembered.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot load remembered peers; starting with none");
+            Vec::new()
+        });
+
+        let mut rng = match rng_seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_os_rng(),
+        };
+        let instance_id = InstanceId(rng.random());
+        let (commands, inbox) = mpsc::channel(COMMAND_CAPACITY);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let cancel = cancel.child_token();
+        let stopped = CancellationToken::new();
+        let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
+        let writer = tokio::spawn(write_store(store, store_rx));
+
+        let mut registry = PeerRegistry::new(config.peer_ttl);
+        for id in &config.blocked_peers {
+            registry.block(id);
+        }
+        registry.restore(remembered);
+        let key = DiscoveryKey::from_secret(config.shared_secret.expose());
+        let replay = ReplayGuard::new(config.replay_window, DEFAULT_NONCE_CAPACITY);
+        let filter = ReceiveFilter::new(
+            FilterConfig {
+                own_id: config.node_id.clone(),
+                blocked_peers: HashSet::new(),
+                blocked_subnets: Vec::new(),
+                allowed_subnets: Vec::new(),
+                key: key.clone(),
+            },
+            replay,
+        );
+        let now = Instant::now();
+        let mut actor = Actor {
+            config,
+            socket,
+            filter,
+            registry,
+            key,
+            clock,
+            rng,
+            instance_id,
+            local: Vec::new(),
+            broadcast: Vec::new(),
+            sweep: ProbeSweep::default(),
+            sweep_inputs: None,
+            hello_due: Vec::new(),
+            next_heartbeat: now,
+            answered: AnswerLimit::default(),
+            events: events.clone(),
+            store: store_tx,
+            sent: 0,
+            send_errors: 0,
+            warned_targets: HashSet::new(),
+        };
+        actor.replan();
+        actor.schedule_hellos(now);
+        let next = actor.config.heartbeat_interval;
+        actor.next_heartbeat = now + actor.jittered(next);
+        tracing::info!(node = %actor.config.node_id, instance = %instance_id,
+            addr = ?actor.socket.local_addr().ok(), "discovery started");
+
+        let task_cancel = cancel.clone();
+        let task_stopped = stopped.clone();
+        tokio::spawn(async move {
+            let _stopped = task_stopped.drop_guard();
+            actor.run(inbox, task_cancel).await;
+            // Let the writer finish queued saves before reporting "stopped".
+            drop(actor);
+            if writer.await.is_err() {
+                tracing::warn!("peer store writer ended abnormally");
+            }
+        });
+        Ok(Discovery {
+            commands,
+            events,
+            instance_id,
+            cancel,
+            stopped,
+        })
+    }
+
+    /// This process's instance id (what peers use to notice a restart).
+    pub fn instance_id(&self) -> InstanceId {
+        self.instance_id
+    }
+
+    /// Peer events from now on. A receiver that lags gets `RecvError::Lagged` and should
+    /// re-read `peers()`.
+    pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
+        self.events.subscribe()
+    }
+
+    /// Every known peer, blocked ones included (flagged), sorted by node id.
+    pub async fn peers(&self) -> Result<Vec<Peer>, DiscoveryError> {
+        self.ask(Command::Peers).await
+    }
+
+    pub async fn stats(&self) -> Result<DiscoveryStats, DiscoveryError> {
+        self.ask(Command::Stats).await
+    }
+
+    /// The bound discovery address (useful with port 0).
+    pub async fn local_addr(&self) -> Result<SocketAddr, DiscoveryError> {
+        self.ask(Command::LocalAddr).await
+    }
+
+    /// Hides the peer and drops its packets from now on. Takes effect before this
+    /// returns. The node must also persist it in `blocked_peers` (a later
+    /// `reconfigure` makes the settings list the truth).
+    pub async fn block(&self, id: NodeId) -> Result<(), DiscoveryError> {
+        self.ask(|tx| Command::Block(id, tx)).await
+    }
+
+    /// Lists the peer again (offline) and probes its last address so it is back online
+    /// within a round trip if it is up.
+    pub async fn unblock(&self, id: NodeId) -> Result<(), DiscoveryError> {
+        self.ask(|tx| Command::Unblock(id, tx)).await
+    }
+
+    /// Removes a peer from the registry and the store (it returns if it announces).
+    pub async fn forget(&self, id: NodeId) -> Result<(), DiscoveryError> {
+        self.ask(|tx| Command::Forget(id, tx)).await
+    }
+
+    /// Adds a manually entered peer address (routed subnets); probed at once and every
+    /// heartbeat interval.
+    pub async fn add_peer_address(&self, addr: SocketAddr) -> Result<(), DiscoveryError> {
+        self.ask(|tx| Command::AddPeerAddress(addr, tx)).await
+    }
+
+    pub async fn remove_peer_address(&self, addr: SocketAddr) -> Result<(), DiscoveryError> {
+        self.ask(|tx| Command::RemovePeerAddress(addr, tx)).await
+    }
+
+    /// Applies new settings at once: filter, blocks, intervals, targets; rebinds if the
+    /// bind address changed; peers now out of reach go offline; hello is re-sent.
+    /// On error nothing changed.
+    ///
+    /// The new config replaces the old one entirely: its `blocked_peers`,
+    /// `peer_addresses` and `announce_targets` become the lists, whatever `block()` or
+    /// `add_peer_address()` did since — so the node builds it from its persisted
+    /// settings *and* its persisted manual peer addresses.
+    pub async fn reconfigure(&self, config: DiscoveryConfig) -> Result<(), DiscoveryError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reconfigure(Box::new(config), tx))
+            .await
+            .map_err(|_| DiscoveryError::Stopped)?;
+        rx.await.map_err(|_| DiscoveryError::Stopped)?
+    }
+
+    /// Says goodbye, saves peers, and returns once the task and its helpers have ended.
+    pub async fn shutdown(&self) {
+        self.cancel.cancel();
+        self.stopped.cancelled().await;
+    }
+
+    /// Whether the actor has ended (after shutdown, cancellation or last-handle drop).
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.is_cancelled()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DiscoveryError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(make(tx))
+            .await
+            .map_err(|_| DiscoveryError::Stopped)?;
+        rx.await.map_err(|_| DiscoveryError::Stopped)
+    }
+}
+
+enum StoreOp {
+    Save(Box<Peer>),
+    Remove(NodeId),
+}
+
+/// Runs store calls off the async workers (SQLite must never block a tokio worker),
+/// one at a time, in order.
+async fn write_store(store: Box<dyn PeerStore>, mut ops: mpsc::Receiver<StoreOp>) {
+    let mut store = Some(store);
+    while let Some(op) = ops.recv().await {
+        let Some(mut s) = store.take() else { break };
+        let result = tokio::task::spawn_blocking(move || {
+            let r = match &op {
+                StoreOp::Save(p) => s.save_peer(p),
+                StoreOp::Remove(id) => s.remove_peer(id),
+            };
+            (s, r)
+        })
+        .await;
+        match result {
+            Ok((s, r)) => {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot persist peer");
+                }
+                store = Some(s);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+struct Actor {
+    config: DiscoveryConfig,
+    socket: UdpSocket,
+    filter: ReceiveFilter,
+    registry: PeerRegistry,
+    key: Option<DiscoveryKey>,
+    clock: Arc<dyn Clock>,
+    rng: StdRng,
+    instance_id: InstanceId,
+    local: Vec<LocalNetwork>,
+    broadcast: Vec<SocketAddr>,
+    sweep: ProbeSweep,
+    /// What `sweep` was built from (allowed, blocked, local networks).
+    sweep_inputs: Option<(Vec<Cidr>, Vec<Cidr>, Vec<LocalNetwork>)>,
+    /// Remaining hello times, soonest last.
+    hello_due: Vec<Instant>,
+    next_heartbeat: Instant,
+    answered: AnswerLimit,
+    events: broadcast::Sender<PeerEvent>,
+    store: mpsc::Sender<StoreOp>,
+    sent: u64,
+    send_errors: u64,
+    warned_targets: HashSet<SocketAddr>,
+}
+
+impl Actor {
+    async fn run(&mut self, mut inbox: mpsc::Receiver<Command>, cancel: CancellationToken) {
+        let mut buf = vec![0u8; RECV_BUFFER];
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => {
+                    self.say_goodbye().await;
+                    self.save_all();
+                    tracing::info!(node = %self.config.node_id, "discovery stopped");
+                    return;
+                }
+                cmd = inbox.recv() => match cmd {
+                    Some(cmd) => self.command(cmd).await,
+                    None => {
+                        tracing::info!(node = %self.config.node_id, "discovery handles dropped; stopping without goodbye");
+                        self.save_all();
+                        return;
+                    }
+                },
+                // Timers before the socket: under a flood the socket is always ready,
+                // and heartbeats and expiry must still run.
+                () = tokio::time::sleep_until(wake) => self.tick().await,
+                received = self.socket.recv_from(&mut buf) => match received {
+                    Ok((len, source)) => self.datagram(buf.get(..len).unwrap_or_default(), source).await,
+                    // Unconnected UDP reports transient errors (e.g. ICMP echoes on some
+                    // platforms); nothing to do but keep receiving.
+                    Err(e) => tracing::debug!(error = %e, "discovery receive error"),
+                },
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut wake = self.next_heartbeat;
+        if let Some(h) = self.hello_due.last() {
+            wake = wake.min(*h);
+        }
+        if let Some(e) = self.registry.next_expiry() {
+            wake = wake.min(Instant::from_std(e));
+        }
+        wake
+    }
+
+    fn jittered(&mut self, d: Duration) -> Duration {
+        d.mul_f64(
+            self.rng
+                .random_range(1.0 - HEARTBEAT_JITTER..=1.0 + HEARTBEAT_JITTER),
+        )
+    }
+
+    fn schedule_hellos(&mut self, now: Instant) {
+        self.hello_due = HELLO_SCHEDULE.iter().rev().map(|d| now + *d).collect();
+    }
+
+    /// Recomputes everything derived from config + local networks.
+    fn replan(&mut self) {
+        if let NetworkSource::Fixed(nets) = &self.config.networks {
+            self.local = nets.clone();
+        } else {
+            self.local = targets::system_networks();
+        }
+        let allowed = targets::effective_allowed(&self.config.allowed_subnets, &self.local);
+        let blocked = &self.config.blocked_subnets;
+        self.broadcast = match self.config.broadcast {
+            BroadcastMode::AttachedSubnets => targets::broadcast_targets(
+                &allowed,
+                blocked,
+                &self.local,
+                self.config.discovery_port,
+            ),
+            BroadcastMode::Off => Vec::new(),
+        };
+        // Keep the cursor when nothing changed, so a refresh does not restart the round.
+        let inputs = (allowed.clone(), blocked.clone(), self.local.clone());
+        if self.sweep_inputs.as_ref() != Some(&inputs) {
+            self.sweep = ProbeSweep::new(&allowed, blocked, &self.local);
+            for subnet in ProbeSweep::unreachable(&allowed, &self.local) {
+                tracing::warn!(%subnet, "allowed subnet is too large to probe; only manual peer addresses reach peers there");
+            }
+            self.sweep_inputs = Some(inputs);
+        }
+        self.filter.set_config(FilterConfig {
+            own_id: self.config.node_id.clone(),
+            blocked_peers: self.config.blocked_peers.iter().cloned().collect(),
+            blocked_subnets: blocked.clone(),
+            allowed_subnets: allowed,
+            key: self.key.clone(),
+        });
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        let events = self.registry.expire(now.into_std());
+        self.publish(events);
+        if self.hello_due.last().is_some_and(|h| *h <= now) {
+            // The first hello of a burst also starts the sweep, so routed peers are
+            // found at start instead of one heartbeat later.
+            let burst_start = self.hello_due.len() == HELLO_SCHEDULE.len();
+            while self.hello_due.last().is_some_and(|h| *h <= now) {
+                self.hello_due.pop();
+            }
+            self.announce(PacketKind::Hello).await;
+            self.probe_manual_addresses().await;
+            if burst_start {
+                self.sweep_batch().await;
+            }
+        }
+        if self.next_heartbeat <= now {
+            if self.config.networks == NetworkSource::System {
+                self.replan();
+            }
+            self.announce(PacketKind::Heartbeat).await;
+            self.probe_manual_addresses().await;
+            self.sweep_batch().await;
+            let interval = self.config.heartbeat_interval;
+            self.next_heartbeat = now + self.jittered(interval);
+        }
+    }
+
+    async fn sweep_batch(&mut self) {
+        for ip in self.sweep.next_batch(self.config.probe_budget) {
+            let to = SocketAddr::new(IpAddr::V4(ip), self.config.discovery_port);
+            self.send(PacketKind::Probe, to).await;
+        }
+    }
+
+    /// Broadcasts and explicit targets, plus unicast to online peers that a broadcast
+    /// does not reach (found by probes or on a routed subnet).
+    fn announce_targets(&self) -> Vec<SocketAddr> {
+        let mut to: Vec<SocketAddr> = self.broadcast.clone();
+        to.extend(&self.config.announce_targets);
+        let local = &self.local;
+        let broadcasting = !self.broadcast.is_empty();
+        for peer in self.registry.online() {
+            if let Some(addr) = peer.discovery_addr {
+                let on_link = local
+                    .iter()
+                    .any(|n| n.broadcast.is_some() && n.network.contains(addr.ip()));
+                if !(broadcasting && on_link) {
+                    to.push(addr);
+                }
+            }
+        }
+        to.sort();
+        to.dedup();
+        to
+    }
+
+    async fn announce(&mut self, kind: PacketKind) {
+        for to in self.announce_targets() {
+            self.send(kind, to).await;
+        }
+    }
+
+    async fn probe_manual_addresses(&mut self) {
+        for to in self.config.peer_addresses.clone() {
+            self.send(PacketKind::Probe, to).await;
+        }
+    }
+
+    async fn say_goodbye(&mut self) {
+        let mut to = self.announce_targets();
+        to.extend(&self.config.peer_addresses);
+        to.sort();
+        to.dedup();
+        for addr in to {
+            self.send(PacketKind::Goodbye, addr).await;
+        }
+    }
+
+    /// Encodes a fresh packet per destination (own nonce each), so a receiver on two
+    /// of our subnets sees two packets, not a replay.
+    async fn send(&mut self, kind: PacketKind, to: SocketAddr) {
+        if self.filter.config.source_is_blocked(to.ip()) {
+            return;
+        }
+        let packet = Packet {
+            kind,
+            node_id: self.config.node_id.clone(),
+            instance_id: self.instance_id,
+            ts: self.clock.now(),
+            nonce: Nonce(self.rng.random()),
+            listen_port: self.config.listen_port,
+            display_name: self.config.display_name.clone(),
+            public_key: self.config.public_key,
+        };
+        let bytes = match packet.encode(self.key.as_ref()) {
+            Ok(b) => b,
+            Err(e) => {
+                // validate() makes this unreachable for configs that went through it.
+                tracing::error!(error = %e, "cannot encode discovery packet");
+                return;
+            }
+        };
+        match self.socket.send_to(&bytes, to).await {
+            Ok(_) => self.sent = self.sent.saturating_add(1),
+            Err(e) => {
+                self.send_errors = self.send_errors.saturating_add(1);
+                if self.warned_targets.len() < MAX_WARNED_TARGETS && self.warned_targets.insert(to)
+                {
+                    tracing::warn!(%to, error = %e, "cannot send discovery packet (further errors to this target are only counted)");
+                }
+            }
+        }
+    }
+
+    async fn datagram(&mut self, bytes: &[u8], source: SocketAddr) {
+        let now_unix = self.clock.now();
+        let now = Instant::now();
+        let Ok(packet) = self.filter.accept(bytes, source, now.into_std(), now_unix) else {
+            return;
+        };
+        let events = self
+            .registry
+            .observe(&packet, source, now.into_std(), now_unix);
+        let newly_seen = events.iter().any(|e| {
+            matches!(e, PeerEvent::Online(_))
+                || matches!(e, PeerEvent::Updated { changes, .. } if changes.restarted)
+        });
+        self.publish(events);
+        // Answer hello/probe; and re-announce at once to a peer we just discovered
+        // through its heartbeat, so it sees us without waiting for our next heartbeat.
+        let answer =
+            packet.kind.wants_answer() || (newly_seen && packet.kind == PacketKind::Heartbeat);
+        if answer && self.answered.allow(source, now.into_std()) {
+            self.send(PacketKind::Answer, source).await;
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Peers(tx) => {
+                let _ = tx.send(self.registry.peers());
+            }
+            Command::Stats(tx) => {
+                let _ = tx.send(DiscoveryStats {
+                    received: self.filter.counters(),
+                    sent: self.sent,
+                    send_errors: self.send_errors,
+                    peers_online: self.registry.online().count(),
+                });
+            }
+            Command::LocalAddr(tx) => {
+                if let Ok(addr) = self.socket.local_addr() {
+                    let _ = tx.send(addr);
+                }
+            }
+            Command::Block(id, tx) => {
+                if !self.config.blocked_peers.contains(&id) {
+                    self.config.blocked_peers.push(id.clone());
+                }
+                self.filter.config.blocked_peers.insert(id.clone());
+                let events = self.registry.block(&id);
+                self.publish(events);
+                let _ = tx.send(());
+            }
+            Command::Unblock(id, tx) => {
+                self.config.blocked_peers.retain(|b| *b != id);
+                self.filter.config.blocked_peers.remove(&id);
+                let events = self.registry.unblock(&id);
+                let last_addr = self.registry.get(&id).and_then(|p| p.discovery_addr);
+                self.publish(events);
+                let _ = tx.send(());
+                if let Some(addr) = last_addr {
+                    self.send(PacketKind::Probe, addr).await;
+                }
+            }
+            Command::Forget(id, tx) => {
+                let events = self.registry.forget(&id);
+                self.publish(events);
+                let _ = tx.send(());
+            }
+            Command::AddPeerAddress(addr, tx) => {
+                if !self.config.peer_addresses.contains(&addr) {
+                    self.config.peer_addresses.push(addr);
+                }
+                let _ = tx.send(());
+                self.send(PacketKind::Probe, addr).await;
+            }
+            Command::RemovePeerAddress(addr, tx) => {
+                self.config.peer_addresses.retain(|a| *a != addr);
+                let _ = tx.send(());
+            }
+            Command::Reconfigure(config, tx) => {
+                let result = self.reconfigure(*config);
+                let ok = result.is_ok();
+                let _ = tx.send(result);
+                if ok {
+                    // Hello at once (not after the reply's round trip through the
+                    // scheduler), so the new settings are visible to peers quickly.
+                    self.schedule_hellos(Instant::now());
+                    self.tick().await;
+                }
+            }
+        }
+    }
+
+    fn reconfigure(&mut self, config: DiscoveryConfig) -> Result<(), DiscoveryError> {
+        config.validate()?;
+        if config.node_id != self.config.node_id {
+            return Err(ConfigError::NodeIdChanged.into());
+        }
+        if config.bind != self.config.bind {
+            self.socket =
+                bind_discovery_socket(config.bind).map_err(|source| DiscoveryError::Bind {
+                    addr: config.bind,
+                    source,
+                })?;
+        }
+        let secret_changed = config.shared_secret != self.config.shared_secret;
+        if secret_changed {
+            self.key = DiscoveryKey::from_secret(config.shared_secret.expose());
+        }
+        if config.heartbeat_interval < self.config.heartbeat_interval {
+            self.next_heartbeat = self
+                .next_heartbeat
+                .min(Instant::now() + config.heartbeat_interval);
+        }
+        if config.replay_window != self.config.replay_window {
+            self.filter.set_replay(ReplayGuard::new(
+                config.replay_window,
+                DEFAULT_NONCE_CAPACITY,
+            ));
+        }
+        self.registry.set_ttl(config.peer_ttl);
+        self.config = config;
+        self.replan();
+        let blocked: HashSet<NodeId> = self.config.blocked_peers.iter().cloned().collect();
+        let mut events = self.registry.set_blocked(&blocked);
+        let filter = &self.filter.config;
+        // Peers that only the old secret or old subnets admitted cannot reach us now.
+        events.extend(self.registry.exclude(|p| {
+            !secret_changed
+                && p.discovery_addr.is_some_and(|a| {
+                    !filter.source_is_blocked(a.ip()) && filter.source_is_allowed(a.ip())
+                })
+        }));
+        self.publish(events);
+        tracing::info!(node = %self.config.node_id, "discovery reconfigured");
+        Ok(())
+    }
+
+    fn publish(&mut self, events: Vec<PeerEvent>) {
+        for event in events {
+            match &event {
+                PeerEvent::Forgotten(id) => self.persist(StoreOp::Remove(id.clone())),
+                other => {
+                    if let Some(peer) = self.registry.get(other.node_id()) {
+                        self.persist(StoreOp::Save(Box::new(peer.clone())));
+                    }
+                }
+            }
+            tracing::debug!(?event, "peer event");
+            // No subscriber is fine: events are also readable as state via peers().
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn persist(&mut self, op: StoreOp) {
+        if self.store.try_send(op).is_err() {
+            tracing::warn!("peer store is not keeping up; a peer update was not saved");
+        }
+    }
+
+    /// Saves every online peer's latest state (last seen) before stopping.
+    fn save_all(&mut self) {
+        let online: Vec<Peer> = self.registry.online().cloned().collect();
+        for peer in online {
+            self.persist(StoreOp::Save(Box::new(peer)));
+        }
+    }
+}
