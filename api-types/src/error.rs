@@ -42,9 +42,10 @@ impl std::error::Error for FieldError {}
 
 impl From<FieldError> for ApiErrorBody {
     fn from(e: FieldError) -> Self {
+        // The field travels in `field`; the message says what is wrong with it.
         ApiErrorBody {
             code: "invalid_field".into(),
-            message: e.to_string(),
+            message: e.message,
             field: Some(e.field),
         }
     }

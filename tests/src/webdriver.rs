@@ -161,6 +161,32 @@ impl Browser {
         Ok(())
     }
 
+    /// Types `text` into the element matching `css` (after what it already holds).
+    pub async fn type_text(&self, css: &str, text: &str) -> anyhow::Result<()> {
+        let id = self
+            .find(css)
+            .await?
+            .with_context(|| format!("no element {css}"))?;
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Empties the input matching `css`.
+    pub async fn clear(&self, css: &str) -> anyhow::Result<()> {
+        let id = self
+            .find(css)
+            .await?
+            .with_context(|| format!("no element {css}"))?;
+        self.call("POST", &format!("/element/{id}/clear"), None)
+            .await?;
+        Ok(())
+    }
+
     pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
         self.call(
             "POST",

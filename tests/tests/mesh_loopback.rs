@@ -6,60 +6,15 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lanchat_tests::{free_port, wait_until, NodeProcess};
+use lanchat_tests::{wait_until, LoopbackPair, NodeProcess};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
-fn udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map(|a| a.port())
-        .expect("free UDP port")
-}
-
-struct Pair {
-    a: NodeProcess,
-    b: NodeProcess,
-    a_id: String,
-    b_id: String,
-    _tmp: tempfile::TempDir,
-}
-
-/// Writes a settings file that enables the mesh with short intervals and probes the
-/// other node's discovery port on loopback.
-fn settings(name: &str, disc: u16, other_disc: u16, secret: &str) -> (String, Value) {
-    let id = ulid::Ulid::new().to_string();
-    let doc = json!({"lan_mesh": {
-        "enabled": true, "node_id": id, "display_name": name,
-        "listen_port": free_port().expect("port"), "discovery_port": disc,
-        "heartbeat_interval_sec": 1, "peer_ttl_sec": 3,
-        "allowed_subnets": ["127.0.0.0/8"], "shared_secret": secret,
-        "peer_addresses": [format!("127.0.0.1:{other_disc}")]
-    }});
-    (id, doc)
-}
-
-async fn pair(secret_b: &str) -> anyhow::Result<Pair> {
-    let tmp = tempfile::tempdir()?;
-    let (da, db) = (udp_port(), udp_port());
-    let (a_id, sa) = settings("alpha", da, db, "office");
-    let (b_id, sb) = settings("bravo", db, da, secret_b);
-    for (dir, doc) in [("a", &sa), ("b", &sb)] {
-        std::fs::create_dir_all(tmp.path().join(dir))?;
-        std::fs::write(tmp.path().join(dir).join("settings.json"), doc.to_string())?;
-    }
-    let a = NodeProcess::serve(&tmp.path().join("a")).await?;
-    let b = NodeProcess::serve(&tmp.path().join("b")).await?;
-    Ok(Pair {
-        a,
-        b,
-        a_id,
-        b_id,
-        _tmp: tmp,
-    })
+async fn pair(secret_b: &str) -> anyhow::Result<LoopbackPair> {
+    LoopbackPair::start("office", secret_b).await
 }
 
 async fn peer(node: &NodeProcess, id: &str, query: &str) -> Option<Value> {

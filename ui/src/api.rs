@@ -3,7 +3,7 @@
 //! window, through an init script; it is kept in sessionStorage and the fragment is
 //! removed from the address bar at once.
 
-use api_types::{ApiErrorBody, Language, Settings, Status};
+use api_types::{ApiErrorBody, BlockState, Language, PeerView, Settings, Status};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -91,6 +91,30 @@ impl Client {
     pub async fn settings(&self) -> Result<Settings, UiError> {
         let resp = self
             .authorised(Request::get("/api/v1/settings"))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    pub async fn peers(&self) -> Result<Vec<PeerView>, UiError> {
+        let resp = self
+            .authorised(Request::get("/api/v1/peers"))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    /// Blocks (`true`) or unblocks a peer.
+    pub async fn set_blocked(&self, peer_id: &str, blocked: bool) -> Result<BlockState, UiError> {
+        let action = if blocked { "block" } else { "unblock" };
+        let resp = self
+            .authorised(Request::post(&format!("/api/v1/peers/{peer_id}/{action}")))?
             .send()
             .await
             .map_err(network)?;

@@ -1,12 +1,16 @@
 //! The application shell: top bar with the language switch, and the page body.
 
-use api_types::Language;
+use std::rc::Rc;
+
+use api_types::{Event, Language};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::json;
 
 use crate::api::Client;
 use crate::language;
+use crate::peers_view::PeersTable;
+use crate::settings_view::LanSettings;
 use crate::status_view::StatusCard;
 
 /// The language every component renders in; switching it re-renders live.
@@ -19,6 +23,23 @@ impl Lang {
     }
 }
 
+/// Bumped whenever the node reports that peers or the mesh changed (or the event stream
+/// reconnected); views that show them refetch.
+#[derive(Clone, Copy)]
+pub struct PeerChanges(pub RwSignal<u64>);
+
+impl PeerChanges {
+    pub fn bump(&self) {
+        self.0.update(|n| *n += 1);
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tab {
+    Status,
+    Lan,
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let client = Client::from_page();
@@ -29,6 +50,26 @@ pub fn App() -> impl IntoView {
     )));
     provide_context(lang);
     provide_context(client.clone());
+    let changes = PeerChanges(RwSignal::new(0));
+    provide_context(changes);
+    let tab = RwSignal::new(Tab::Status);
+
+    if let Some(token) = client.token() {
+        crate::events::subscribe(
+            token.to_string(),
+            Rc::new(move |event: Event| match event {
+                // Every event this UI shows today concerns peers or the mesh.
+                Event::PeerOnline { .. }
+                | Event::PeerOffline { .. }
+                | Event::PeerUpdated { .. }
+                | Event::PeerBlocked { .. }
+                | Event::PeerUnblocked { .. }
+                | Event::PeerRemoved { .. }
+                | Event::MeshState { .. }
+                | Event::Resync => changes.bump(),
+            }),
+        );
+    }
 
     // The saved choice lives in the node's settings (the window's origin changes with
     // its port, so browser storage would forget it).
@@ -59,10 +100,19 @@ pub fn App() -> impl IntoView {
                 <h1 data-testid="app-title">{move || lang.t("app.title")}</h1>
                 <span class="tagline">{move || lang.t("app.tagline")}</span>
             </div>
+            <nav class="tabs" aria-label="sections">
+                <button type="button" data-testid="tab-status" aria-pressed=move || (tab.get() == Tab::Status).to_string()
+                    on:click=move |_| tab.set(Tab::Status)>{move || lang.t("tab.status")}</button>
+                <button type="button" data-testid="tab-lan" aria-pressed=move || (tab.get() == Tab::Lan).to_string()
+                    on:click=move |_| tab.set(Tab::Lan)>{move || lang.t("tab.lan")}</button>
+            </nav>
             <LanguageSwitch/>
         </header>
         <main>
-            <StatusCard/>
+            {move || match tab.get() {
+                Tab::Status => view! { <StatusCard/> }.into_any(),
+                Tab::Lan => view! { <LanSettings/> <PeersTable/> }.into_any(),
+            }}
         </main>
     }
 }

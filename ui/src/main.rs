@@ -3,7 +3,11 @@
 
 mod api;
 mod app;
+mod events;
 mod language;
+mod peers_view;
+mod settings_form;
+mod settings_view;
 mod status_view;
 
 fn main() {

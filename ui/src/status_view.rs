@@ -4,13 +4,15 @@ use api_types::{MeshState, Status};
 use leptos::prelude::*;
 
 use crate::api::Client;
-use crate::app::Lang;
+use crate::app::{Lang, PeerChanges};
 
 #[component]
 pub fn StatusCard() -> impl IntoView {
     let lang = expect_context::<Lang>();
     let client = expect_context::<Client>();
+    let changes = expect_context::<PeerChanges>();
     let status = LocalResource::new(move || {
+        changes.0.track();
         let client = client.clone();
         async move { client.status().await }
     });
