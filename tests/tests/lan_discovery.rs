@@ -568,6 +568,41 @@ async fn a_clean_stop_is_seen_at_once_and_a_killed_peer_expires_after_the_ttl() 
     Ok(())
 }
 
+#[tokio::test]
+async fn a_partitioned_host_expires_on_both_sides_and_returns_when_the_link_heals(
+) -> anyhow::Result<()> {
+    let lan = Lan::new("partition")?;
+    let a = lan.add_host("a", NodeSettings::default()).await?;
+    let b = lan.add_host("b", NodeSettings::default()).await?;
+    let c = lan.add_host("c", NodeSettings::default()).await?;
+    wait_all_list_each_other(&[&a, &b, &c], SETTLE).await?;
+
+    // Cut b off: no goodbye, so both sides notice only after the TTL.
+    lan.set_partitioned(&b.ns, true)?;
+    let cut = Instant::now();
+    wait_until(
+        TTL + Duration::from_millis(500),
+        "a and c to expire b, and b them",
+        || async {
+            let (ab, cb, ba) = tokio::join!(a.lists(&b), c.lists(&b), b.online_peer_ids());
+            (!ab.ok()? && !cb.ok()? && ba.ok()?.is_empty()).then_some(())
+        },
+    )
+    .await?;
+    eprintln!(
+        "partitioned host expired on both sides after {:?}",
+        cut.elapsed()
+    );
+    wait_all_list_each_other(&[&a, &c], AT_ONCE).await?;
+
+    // Healed: the next heartbeat (at most one jittered interval away) brings it back.
+    lan.set_partitioned(&b.ns, false)?;
+    let healed = Instant::now();
+    wait_all_list_each_other(&[&a, &b, &c], HEARTBEAT_MAX + Duration::from_millis(900)).await?;
+    eprintln!("healed host listed again after {:?}", healed.elapsed());
+    Ok(())
+}
+
 // ---- hostile packets ------------------------------------------------------------------
 
 /// Offsets in a discovery packet (docs/PROTOCOL.md, "Packet layout").
