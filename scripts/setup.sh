@@ -14,7 +14,7 @@ packages=(
   fonts-dejavu-core fonts-droid-fallback
   xvfb xauth xdotool imagemagick tesseract-ocr tesseract-ocr-eng
   chromium chromium-driver
-  iproute2 nftables tcpdump
+  iproute2 nftables tcpdump curl
 )
 
 missing=()

@@ -6,12 +6,16 @@
 
 pub mod cidr;
 pub mod error;
+pub mod events;
 pub mod node_id;
+pub mod peers;
 pub mod settings;
 pub mod status;
 
 pub use cidr::{Cidr, CidrError};
 pub use error::{ApiErrorBody, FieldError};
+pub use events::Event;
 pub use node_id::{NodeId, NodeIdError};
+pub use peers::{AddPeerAddress, BlockState, DiscoveryCounters, PeerView};
 pub use settings::{LanMeshSettings, Language, Settings, UiSettings};
 pub use status::{MeshState, Status};

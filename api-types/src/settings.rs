@@ -6,7 +6,7 @@
 //! field), then check the rules that span fields. A document that passes is normalised
 //! (subnets to network addresses, lists sorted and de-duplicated).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
 pub const MAX_SECRET_BYTES: usize = 256;
 pub const MAX_SUBNETS: usize = 256;
 pub const MAX_BLOCKED_PEERS: usize = 10_000;
+pub const MAX_PEER_ADDRESSES: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
@@ -51,6 +52,9 @@ pub struct LanMeshSettings {
     pub blocked_peers: Vec<NodeId>,
     pub shared_secret: String,
     pub auto_accept_group_sync: bool,
+    /// Manually added discovery addresses (`ip:port`) of peers in routed subnets that
+    /// broadcast cannot reach; each gets a unicast probe every heartbeat.
+    pub peer_addresses: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +108,7 @@ impl LanMeshSettings {
             blocked_peers: Vec::new(),
             shared_secret: String::new(),
             auto_accept_group_sync: true,
+            peer_addresses: Vec::new(),
         }
     }
 }
@@ -192,6 +197,7 @@ impl LanMeshSettings {
                 "blocked_subnets" => self.blocked_subnets = subnets(path, value)?,
                 "blocked_peers" => self.blocked_peers = node_ids(path, value)?,
                 "shared_secret" => self.shared_secret = secret(path, value)?,
+                "peer_addresses" => self.peer_addresses = socket_addrs(path, value)?,
                 "auto_accept_group_sync" => self.auto_accept_group_sync = parse_field(path, value)?,
                 _ => return Err(FieldError::new(path, "unknown setting")),
             }
@@ -285,6 +291,37 @@ fn subnets(path: &str, v: &Value) -> Result<Vec<Cidr>, FieldError> {
         .map_err(|(i, e)| FieldError::new(path, format!("entry {} ('{}'): {e}", i + 1, items[i])))
 }
 
+/// Parses one manually entered peer address (`ip:port`, port not 0).
+pub fn peer_address(text: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not an ip:port address"))?;
+    if addr.port() == 0 {
+        return Err(format!("'{text}' has no port"));
+    }
+    Ok(addr)
+}
+
+fn socket_addrs(path: &str, v: &Value) -> Result<Vec<SocketAddr>, FieldError> {
+    let items: Vec<String> = parse_field(path, v)?;
+    if items.len() > MAX_PEER_ADDRESSES {
+        return Err(FieldError::new(
+            path,
+            format!("at most {MAX_PEER_ADDRESSES} addresses"),
+        ));
+    }
+    let mut addrs = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let addr = peer_address(item)
+            .map_err(|e| FieldError::new(path, format!("entry {}: {e}", i + 1)))?;
+        addrs.push(addr);
+    }
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs)
+}
+
 fn node_ids(path: &str, v: &Value) -> Result<Vec<NodeId>, FieldError> {
     let items: Vec<String> = parse_field(path, v)?;
     if items.len() > MAX_BLOCKED_PEERS {
@@ -331,7 +368,7 @@ mod tests {
               "display_name": "", "listen_host": "0.0.0.0", "listen_port": 19123,
               "discovery_port": 19124, "heartbeat_interval_sec": 15, "peer_ttl_sec": 45,
               "allowed_subnets": [], "blocked_subnets": [], "blocked_peers": [],
-              "shared_secret": "", "auto_accept_group_sync": true })
+              "shared_secret": "", "auto_accept_group_sync": true, "peer_addresses": [] })
         );
     }
 
@@ -434,6 +471,27 @@ mod tests {
         for (patch, field) in cases {
             let e = put(patch.clone()).unwrap_err();
             assert_eq!(e.field, field, "patch {patch}: {e}");
+        }
+    }
+
+    #[test]
+    fn peer_addresses_are_parsed_sorted_and_deduplicated() {
+        let s = put(json!({"lan_mesh": {"peer_addresses": [
+            "10.2.0.9:19124", " 10.1.0.5:19124", "10.2.0.9:19124", "[fe80::1]:19124"]}}))
+        .unwrap();
+        let shown: Vec<String> = s
+            .lan_mesh
+            .peer_addresses
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert_eq!(
+            shown,
+            ["10.1.0.5:19124", "10.2.0.9:19124", "[fe80::1]:19124"]
+        );
+        for bad in ["10.0.0.1", "10.0.0.1:0", "host:19124", "10.0.0.1:70000"] {
+            let e = put(json!({"lan_mesh": {"peer_addresses": [bad]}})).unwrap_err();
+            assert_eq!(e.field, "lan_mesh.peer_addresses", "{bad}");
         }
     }
 

@@ -29,4 +29,6 @@ pub struct Status {
     pub api_port: u16,
     pub listen_port: u16,
     pub discovery_port: u16,
+    /// Discovery's packet counters while the mesh runs, else `null`.
+    pub discovery: Option<crate::peers::DiscoveryCounters>,
 }

@@ -8,7 +8,9 @@ pub mod api;
 pub mod cli;
 pub mod live_settings;
 pub mod logging;
+pub mod mesh;
 pub mod node;
+pub mod peer_store;
 pub mod shutdown_signal;
 pub mod window;
 
@@ -56,4 +58,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Mode::Window => window::run(runtime, node),
     }
+}
+
+/// The name a node shows when its settings give none.
+pub fn host_name() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
 }

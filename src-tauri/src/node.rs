@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use storage::{settings_file, DataDir, DataDirError, SettingsFileError};
+use storage::{settings_file, DataDir, DataDirError, SettingsFileError, Store, StoreError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::live_settings::LiveSettings;
+use crate::mesh::{Mesh, PeerStoreFactory};
+use crate::peer_store::SqlitePeerStore;
 
 /// Written into the data directory so scripts, tests and a second `lanchat` can find
 /// the running node's API (removed again on a clean stop).
@@ -36,6 +38,8 @@ pub enum NodeError {
     DataDir(#[from] DataDirError),
     #[error(transparent)]
     Settings(#[from] SettingsFileError),
+    #[error("cannot open the database: {0}")]
+    Store(#[from] StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -61,6 +65,8 @@ pub struct Node {
     api_file: PathBuf,
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
+    mesh: Mesh,
+    store: Store,
     _data_dir: Arc<DataDir>,
 }
 
@@ -84,13 +90,23 @@ impl Node {
             source,
         })?;
         let url = format!("http://{local}/");
+        let store = Store::open_in(&data_dir).await?;
 
+        let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));
+        let runtime = tokio::runtime::Handle::current();
+        let peer_store = store.clone();
+        let stores: PeerStoreFactory =
+            Arc::new(move || Box::new(SqlitePeerStore::new(peer_store.clone(), runtime.clone())));
+        let mesh = Mesh::start(live.subscribe(), stores);
+        let stop = CancellationToken::new();
         let state = ApiState::new(
             local,
             token.clone(),
-            Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings)),
+            live,
+            mesh.handle(),
+            store.clone(),
+            stop.clone(),
         );
-        let stop = CancellationToken::new();
         let server = tokio::spawn(
             axum::serve(listener, api::router(state))
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -120,6 +136,8 @@ impl Node {
             api_file,
             stop,
             server,
+            mesh,
+            store,
             _data_dir: data_dir,
         })
     }
@@ -132,8 +150,10 @@ impl Node {
         &self.token
     }
 
-    /// Stops serving, waits (bounded) for requests in flight, and removes `api.json`.
+    /// Says goodbye to the LAN, stops serving, waits (bounded) for requests in flight,
+    /// closes the database and removes `api.json`.
     pub async fn stop(self) {
+        self.mesh.stop().await;
         self.stop.cancel();
         match tokio::time::timeout(SHUTDOWN_GRACE, self.server).await {
             Ok(Ok(Ok(()))) => {}
@@ -142,6 +162,9 @@ impl Node {
             Err(_) => tracing::warn!(
                 "local API connections still open after {SHUTDOWN_GRACE:?}; closing them"
             ),
+        }
+        if let Err(e) = self.store.close().await {
+            tracing::warn!("closing the database: {e}");
         }
         if let Err(e) = std::fs::remove_file(&self.api_file) {
             tracing::warn!(path = %self.api_file.display(), "cannot remove api file: {e}");

@@ -42,12 +42,26 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
     next.run(req).await
 }
 
+/// The token comes as `Authorization: Bearer <token>`, or — for WebSockets, where
+/// browsers cannot set headers — as the subprotocol `lanchat.bearer.<token>`.
 fn bearer_ok(headers: &HeaderMap, token: &str) -> bool {
-    headers
+    let from_header = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| bool::from(given.trim().as_bytes().ct_eq(token.as_bytes())))
+        .map(str::trim);
+    let from_subprotocol = || {
+        headers
+            .get(header::SEC_WEBSOCKET_PROTOCOL)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(',')
+                    .find_map(|p| p.trim().strip_prefix("lanchat.bearer."))
+            })
+    };
+    from_header
+        .or_else(from_subprotocol)
+        .is_some_and(|given| bool::from(given.as_bytes().ct_eq(token.as_bytes())))
 }
 
 /// The names under which this server may legitimately be addressed.
@@ -102,5 +116,16 @@ mod tests {
         assert!(!bearer_ok(&h, "abc"));
         h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
         assert!(!bearer_ok(&h, "abc"));
+        let mut ws = HeaderMap::new();
+        ws.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "lanchat.v1, lanchat.bearer.abc".parse().unwrap(),
+        );
+        assert!(bearer_ok(&ws, "abc"));
+        ws.insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            "lanchat.v1, lanchat.bearer.abd".parse().unwrap(),
+        );
+        assert!(!bearer_ok(&ws, "abc"));
     }
 }

@@ -3,7 +3,10 @@
 
 mod assets;
 mod error;
+mod events;
 mod guard;
+mod json_body;
+mod peers;
 mod settings;
 mod status;
 
@@ -11,12 +14,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
+use storage::Store;
+use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 
 use crate::live_settings::LiveSettings;
+use crate::mesh::MeshHandle;
 
 /// Local API requests are small JSON documents; anything bigger is a mistake or abuse.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -31,15 +37,29 @@ struct Inner {
     local_addr: SocketAddr,
     token: String,
     settings: Arc<LiveSettings>,
+    mesh: MeshHandle,
+    store: Store,
+    /// Cancelled when the node stops, so long-lived event streams end at once.
+    stopping: CancellationToken,
 }
 
 impl ApiState {
-    pub fn new(local_addr: SocketAddr, token: String, settings: Arc<LiveSettings>) -> Self {
+    pub fn new(
+        local_addr: SocketAddr,
+        token: String,
+        settings: Arc<LiveSettings>,
+        mesh: MeshHandle,
+        store: Store,
+        stopping: CancellationToken,
+    ) -> Self {
         ApiState {
             inner: Arc::new(Inner {
                 local_addr,
                 token,
                 settings,
+                mesh,
+                store,
+                stopping,
             }),
         }
     }
@@ -47,12 +67,25 @@ impl ApiState {
     fn settings(&self) -> &LiveSettings {
         &self.inner.settings
     }
+
+    fn mesh(&self) -> &MeshHandle {
+        &self.inner.mesh
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.store
+    }
 }
 
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/status", get(status::get))
         .route("/settings", get(settings::get).put(settings::put))
+        .route("/peers", get(peers::list).post(peers::add_address))
+        .route("/peers/{peer_id}", delete(peers::forget))
+        .route("/peers/{peer_id}/block", post(peers::block))
+        .route("/peers/{peer_id}/unblock", post(peers::unblock))
+        .route("/events", get(events::stream))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     Router::new()

@@ -4,10 +4,10 @@
 use api_types::Settings;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::Json;
 
-use super::{ApiError, ApiState};
+use super::{json_body, ApiError, ApiState};
 
 pub async fn get(State(state): State<ApiState>) -> Json<Settings> {
     Json(state.settings().current())
@@ -18,22 +18,6 @@ pub async fn put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Settings>, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-        });
-    if !is_json {
-        return Err(ApiError::new(
-            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the settings as Content-Type: application/json",
-        ));
-    }
-    let patch: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("body is not valid JSON: {e}")))?;
+    let patch: serde_json::Value = json_body::parse(&headers, &body)?;
     Ok(Json(state.settings().update(&patch).await?))
 }

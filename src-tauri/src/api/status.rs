@@ -1,6 +1,6 @@
 //! `GET /api/v1/status`.
 
-use api_types::{MeshState, Status};
+use api_types::{DiscoveryCounters, Status};
 use axum::extract::State;
 use axum::Json;
 
@@ -10,28 +10,46 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
     let settings = state.settings().current();
     let mesh = &settings.lan_mesh;
     let display_name = if mesh.display_name.is_empty() {
-        gethostname::gethostname().to_string_lossy().into_owned()
+        crate::host_name()
     } else {
         mesh.display_name.clone()
     };
-    // The LAN mesh runtime is not part of this build yet: say so rather than pretend.
-    let (mesh_state, mesh_error) = if mesh.enabled {
-        (
-            MeshState::Failed,
-            Some("the LAN mesh runtime is not available in this build yet".to_string()),
-        )
-    } else {
-        (MeshState::Off, None)
+    let snapshot = state.mesh().snapshot();
+    let discovery = match &snapshot.discovery {
+        Some(d) => d.stats().await.ok().map(|s| {
+            let r = s.received;
+            DiscoveryCounters {
+                accepted: r.accepted,
+                rate_limited: r.rate_limited,
+                oversized: r.oversized,
+                malformed: r.malformed,
+                unsupported_version: r.unsupported_version,
+                own: r.own,
+                blocked_peer: r.blocked_peer,
+                blocked_subnet: r.blocked_subnet,
+                not_allowed: r.not_allowed,
+                missing_tag: r.missing_tag,
+                bad_tag: r.bad_tag,
+                unexpected_tag: r.unexpected_tag,
+                stale: r.stale,
+                replayed: r.replayed,
+                sent: s.sent,
+                send_errors: s.send_errors,
+                peers_online: s.peers_online as u64,
+            }
+        }),
+        None => None,
     };
     Json(Status {
         node_id: mesh.node_id.to_string(),
         display_name,
         version: env!("CARGO_PKG_VERSION").to_string(),
         mesh_enabled: mesh.enabled,
-        mesh_state,
-        mesh_error,
+        mesh_state: snapshot.state,
+        mesh_error: snapshot.error,
         api_port: state.inner.local_addr.port(),
         listen_port: mesh.listen_port,
         discovery_port: mesh.discovery_port,
+        discovery,
     })
 }

@@ -1,0 +1,36 @@
+//! What `GET /api/v1/events` (WebSocket) pushes: one JSON object per text frame, with a
+//! `type` naming the event.
+
+use serde::{Deserialize, Serialize};
+
+use crate::peers::PeerView;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum Event {
+    /// A peer was seen (again) after being offline or unknown.
+    #[serde(rename = "peer.online")]
+    PeerOnline { peer: PeerView },
+    /// Its goodbye arrived, its TTL ran out, or it left the allowed subnets.
+    #[serde(rename = "peer.offline")]
+    PeerOffline { peer: PeerView, reason: String },
+    /// Its name, address or instance changed.
+    #[serde(rename = "peer.updated")]
+    PeerUpdated { peer: PeerView },
+    #[serde(rename = "peer.blocked")]
+    PeerBlocked { peer_id: String },
+    #[serde(rename = "peer.unblocked")]
+    PeerUnblocked { peer: PeerView },
+    /// Removed from the list on request (`DELETE /api/v1/peers/{id}`).
+    #[serde(rename = "peer.removed")]
+    PeerRemoved { peer_id: String },
+    /// This client fell too far behind and missed events: refetch what it shows.
+    #[serde(rename = "resync")]
+    Resync,
+    /// The LAN mesh started, stopped or failed.
+    #[serde(rename = "mesh.state")]
+    MeshState {
+        state: crate::status::MeshState,
+        error: Option<String>,
+    },
+}

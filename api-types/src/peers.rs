@@ -1,0 +1,52 @@
+//! Peers as the local API shows them (`GET /api/v1/peers`) and the requests that
+//! change them.
+
+use serde::{Deserialize, Serialize};
+
+/// A node discovered on the LAN (or remembered from earlier runs, then offline).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerView {
+    pub peer_id: String,
+    pub display_name: String,
+    /// Its transport address (`ip:port`) as last seen, if ever.
+    pub address: Option<String>,
+    pub online: bool,
+    /// Unix milliseconds of the last packet accepted from it.
+    pub last_seen_at: Option<u64>,
+    pub blocked: bool,
+}
+
+/// `POST /api/v1/peers`: a peer's discovery address in a routed subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AddPeerAddress {
+    pub address: String,
+}
+
+/// The answer to `POST /api/v1/peers/{id}/block` and `/unblock`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockState {
+    pub peer_id: String,
+    pub blocked: bool,
+}
+
+/// Discovery's counters: packets accepted, dropped per reason, sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryCounters {
+    pub accepted: u64,
+    pub rate_limited: u64,
+    pub oversized: u64,
+    pub malformed: u64,
+    pub unsupported_version: u64,
+    pub own: u64,
+    pub blocked_peer: u64,
+    pub blocked_subnet: u64,
+    pub not_allowed: u64,
+    pub missing_tag: u64,
+    pub bad_tag: u64,
+    pub unexpected_tag: u64,
+    pub stale: u64,
+    pub replayed: u64,
+    pub sent: u64,
+    pub send_errors: u64,
+    pub peers_online: u64,
+}

@@ -1,0 +1,199 @@
+//! `/api/v1/peers`: the discovered peers, manually added addresses, and the node
+//! blacklist. Blocks and addresses are persisted in the settings (so they survive
+//! restarts and reach the mesh through the same live-apply path as any setting) and
+//! are applied to the running discovery at once.
+
+use std::collections::HashMap;
+
+use api_types::{AddPeerAddress, BlockState, FieldError, NodeId, PeerView};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::json;
+
+use super::{json_body, ApiError, ApiState};
+use crate::mesh::peer_view;
+
+fn node_id(text: &str) -> Result<NodeId, ApiError> {
+    text.parse::<NodeId>()
+        .map_err(|e| FieldError::new("peer_id", e.to_string()).into())
+}
+
+fn store_failed(e: storage::StoreError) -> ApiError {
+    tracing::error!("peer store: {e}");
+    ApiError::internal(e.to_string())
+}
+
+/// Every known peer: from the running discovery, or — with the mesh off — the ones
+/// remembered in the database, all offline.
+async fn known_peers(state: &ApiState) -> Result<Vec<PeerView>, ApiError> {
+    if let Some(discovery) = state.mesh().discovery() {
+        if let Ok(peers) = discovery.peers().await {
+            return Ok(peers.iter().map(peer_view).collect());
+        }
+    }
+    let stored = state.store().peers().await.map_err(store_failed)?;
+    Ok(stored
+        .into_iter()
+        .map(|p| PeerView {
+            address: match (&p.last_ip, p.last_port) {
+                (Some(ip), Some(port)) => ip
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .map(|ip| std::net::SocketAddr::new(ip, port).to_string()),
+                _ => None,
+            },
+            peer_id: p.peer_id.to_string(),
+            display_name: p.display_name,
+            online: false,
+            last_seen_at: p.last_seen_at.and_then(|t| u64::try_from(t).ok()),
+            blocked: p.blocked,
+        })
+        .collect())
+}
+
+/// `GET /api/v1/peers[?include_blocked=true]`: online first, then by name.
+pub async fn list(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<PeerView>>, ApiError> {
+    let include_blocked = query.get("include_blocked").is_some_and(|v| v == "true");
+    let blocked = state.settings().current().lan_mesh.blocked_peers;
+    let mut peers: Vec<PeerView> = known_peers(&state)
+        .await?
+        .into_iter()
+        .map(|mut p| {
+            // The settings are the source of truth for blocks.
+            p.blocked = blocked.iter().any(|b| b.as_str() == p.peer_id);
+            p
+        })
+        .filter(|p| include_blocked || !p.blocked)
+        .collect();
+    peers.sort_by(|a, b| {
+        b.online
+            .cmp(&a.online)
+            .then_with(|| a.display_name.cmp(&b.display_name))
+            .then_with(|| a.peer_id.cmp(&b.peer_id))
+    });
+    Ok(Json(peers))
+}
+
+/// `POST /api/v1/peers {"address": "ip:port"}`: probe this discovery address every
+/// heartbeat (peers in routed subnets that broadcast does not reach).
+pub async fn add_address(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<AddPeerAddress>), ApiError> {
+    let request: AddPeerAddress = json_body::parse(&headers, &body)?;
+    let addr = api_types::settings::peer_address(&request.address)
+        .map_err(|e| ApiError::from(FieldError::new("address", e)))?;
+    let mut addresses = state.settings().current().lan_mesh.peer_addresses;
+    addresses.push(addr);
+    let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+    state
+        .settings()
+        .update(&json!({"lan_mesh": {"peer_addresses": list}}))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AddPeerAddress {
+            address: addr.to_string(),
+        }),
+    ))
+}
+
+/// `DELETE /api/v1/peers/{peer_id}`: takes a peer out of the list (and stops probing
+/// its address if it was added by hand). Its contact and chats stay.
+pub async fn forget(
+    State(state): State<ApiState>,
+    Path(peer_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = node_id(&peer_id)?;
+    let Some(discovery) = state.mesh().discovery() else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mesh_off",
+            "the LAN mesh is off; enable it to manage discovered peers",
+        ));
+    };
+    let peers = discovery.peers().await.unwrap_or_default();
+    let Some(peer) = peers.iter().find(|p| p.node_id == id) else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such peer",
+        ));
+    };
+    if let Some(addr) = peer.discovery_addr {
+        let mut addresses = state.settings().current().lan_mesh.peer_addresses;
+        let before = addresses.len();
+        addresses.retain(|a| *a != addr);
+        if addresses.len() != before {
+            let list: Vec<String> = addresses.iter().map(ToString::to_string).collect();
+            state
+                .settings()
+                .update(&json!({"lan_mesh": {"peer_addresses": list}}))
+                .await?;
+        }
+    }
+    discovery
+        .forget(id)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn block(
+    State(state): State<ApiState>,
+    Path(peer_id): Path<String>,
+) -> Result<Json<BlockState>, ApiError> {
+    set_blocked(&state, node_id(&peer_id)?, true).await
+}
+
+pub async fn unblock(
+    State(state): State<ApiState>,
+    Path(peer_id): Path<String>,
+) -> Result<Json<BlockState>, ApiError> {
+    set_blocked(&state, node_id(&peer_id)?, false).await
+}
+
+/// Persists the block first (so it holds across restarts even if the node dies right
+/// after answering), then drops the peer's queued envelopes and tells discovery, which
+/// hides the peer and emits the event.
+async fn set_blocked(
+    state: &ApiState,
+    id: NodeId,
+    blocked: bool,
+) -> Result<Json<BlockState>, ApiError> {
+    let mut list = state.settings().current().lan_mesh.blocked_peers;
+    list.retain(|b| *b != id);
+    if blocked {
+        list.push(id.clone());
+    }
+    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+    state
+        .settings()
+        .update(&json!({"lan_mesh": {"blocked_peers": list}}))
+        .await?;
+    match state.store().set_peer_blocked(id.clone(), blocked).await {
+        Ok(_) | Err(storage::StoreError::NotFound { .. }) => {}
+        Err(e) => return Err(store_failed(e)),
+    }
+    if let Some(discovery) = state.mesh().discovery() {
+        let applied = if blocked {
+            discovery.block(id.clone()).await
+        } else {
+            discovery.unblock(id.clone()).await
+        };
+        if let Err(e) = applied {
+            // The settings change reaches discovery through the supervisor as well.
+            tracing::warn!("discovery did not take the block change directly: {e}");
+        }
+    }
+    Ok(Json(BlockState {
+        peer_id: id.to_string(),
+        blocked,
+    }))
+}

@@ -1,0 +1,305 @@
+//! The LAN mesh inside real `lanchat serve` processes on loopback, driven only through
+//! the local API: discovery by manual peer address (loopback has no broadcast; the
+//! broadcast path is tested in network namespaces), live settings, blocks, goodbye,
+//! and the events WebSocket.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lanchat_tests::{free_port, wait_until, NodeProcess};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free UDP port")
+}
+
+struct Pair {
+    a: NodeProcess,
+    b: NodeProcess,
+    a_id: String,
+    b_id: String,
+    _tmp: tempfile::TempDir,
+}
+
+/// Writes a settings file that enables the mesh with short intervals and probes the
+/// other node's discovery port on loopback.
+fn settings(name: &str, disc: u16, other_disc: u16, secret: &str) -> (String, Value) {
+    let id = ulid::Ulid::new().to_string();
+    let doc = json!({"lan_mesh": {
+        "enabled": true, "node_id": id, "display_name": name,
+        "listen_port": free_port().expect("port"), "discovery_port": disc,
+        "heartbeat_interval_sec": 1, "peer_ttl_sec": 3,
+        "allowed_subnets": ["127.0.0.0/8"], "shared_secret": secret,
+        "peer_addresses": [format!("127.0.0.1:{other_disc}")]
+    }});
+    (id, doc)
+}
+
+async fn pair(secret_b: &str) -> anyhow::Result<Pair> {
+    let tmp = tempfile::tempdir()?;
+    let (da, db) = (udp_port(), udp_port());
+    let (a_id, sa) = settings("alpha", da, db, "office");
+    let (b_id, sb) = settings("bravo", db, da, secret_b);
+    for (dir, doc) in [("a", &sa), ("b", &sb)] {
+        std::fs::create_dir_all(tmp.path().join(dir))?;
+        std::fs::write(tmp.path().join(dir).join("settings.json"), doc.to_string())?;
+    }
+    let a = NodeProcess::serve(&tmp.path().join("a")).await?;
+    let b = NodeProcess::serve(&tmp.path().join("b")).await?;
+    Ok(Pair {
+        a,
+        b,
+        a_id,
+        b_id,
+        _tmp: tmp,
+    })
+}
+
+async fn peer(node: &NodeProcess, id: &str, query: &str) -> Option<Value> {
+    let peers = node.get_json(&format!("v1/peers{query}")).await.ok()?;
+    peers
+        .as_array()?
+        .iter()
+        .find(|p| p["peer_id"] == id)
+        .cloned()
+}
+
+async fn online(node: &NodeProcess, id: &str) -> bool {
+    peer(node, id, "")
+        .await
+        .is_some_and(|p| p["online"] == true)
+}
+
+#[tokio::test]
+async fn two_nodes_find_each_other_and_blocks_hold() -> anyhow::Result<()> {
+    let mut p = pair("office").await?;
+    wait_until(LIMIT, "a lists b", || async {
+        online(&p.a, &p.b_id).await.then_some(())
+    })
+    .await?;
+    wait_until(LIMIT, "b lists a", || async {
+        online(&p.b, &p.a_id).await.then_some(())
+    })
+    .await?;
+    let b_on_a = peer(&p.a, &p.b_id, "").await.unwrap_or_default();
+    assert_eq!(b_on_a["display_name"], "bravo");
+    assert_eq!(b_on_a["blocked"], false);
+    assert!(b_on_a["address"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("127.0.0.1:")));
+    let status = p.a.get_json("v1/status").await?;
+    assert_eq!(status["mesh_state"], "running");
+    assert!(status["discovery"]["accepted"].as_u64().unwrap_or(0) > 0);
+
+    // Block: gone at once, stays gone while b keeps sending, and across a restart.
+    let blocked =
+        p.a.http()
+            .post(p.a.api_url(&format!("v1/peers/{}/block", p.b_id)))
+            .bearer_auth(&p.a.token)
+            .send()
+            .await?;
+    assert_eq!(blocked.status(), 200);
+    assert!(
+        peer(&p.a, &p.b_id, "").await.is_none(),
+        "blocked peer leaves the list at once"
+    );
+    let hidden = peer(&p.a, &p.b_id, "?include_blocked=true").await;
+    assert_eq!(hidden.map(|h| h["blocked"].clone()), Some(json!(true)));
+    let drops_before = p.a.get_json("v1/status").await?["discovery"]["blocked_peer"]
+        .as_u64()
+        .unwrap_or(0);
+    wait_until(LIMIT, "b's packets dropped as blocked", || async {
+        let s = p.a.get_json("v1/status").await.ok()?;
+        (s["discovery"]["blocked_peer"].as_u64()? > drops_before + 2).then_some(())
+    })
+    .await?;
+    assert!(
+        peer(&p.a, &p.b_id, "").await.is_none(),
+        "still hidden after 3 heartbeats"
+    );
+    let settings = p.a.get_json("v1/settings").await?;
+    assert_eq!(
+        settings["lan_mesh"]["blocked_peers"],
+        json!([p.b_id.clone()])
+    );
+
+    let dir = p.a.data_dir.clone();
+    p.a.stop().await?;
+    p.a = NodeProcess::serve(&dir).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // three heartbeats of b's packets
+    assert!(
+        peer(&p.a, &p.b_id, "").await.is_none(),
+        "block survives a restart"
+    );
+
+    let unblocked =
+        p.a.http()
+            .post(p.a.api_url(&format!("v1/peers/{}/unblock", p.b_id)))
+            .bearer_auth(&p.a.token)
+            .send()
+            .await?;
+    assert_eq!(unblocked.status(), 200);
+    wait_until(LIMIT, "b back on a after unblock", || async {
+        online(&p.a, &p.b_id).await.then_some(())
+    })
+    .await?;
+
+    // Goodbye: a clean stop of b takes it offline on a well before its TTL.
+    p.b.stop().await?;
+    wait_until(
+        Duration::from_millis(2500),
+        "b offline on a after goodbye",
+        || async {
+            peer(&p.a, &p.b_id, "")
+                .await
+                .filter(|p| p["online"] == false)
+                .map(drop)
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_with_another_secret_is_never_seen() -> anyhow::Result<()> {
+    let p = pair("not-the-office-secret").await?;
+    // Five heartbeats: long enough for several hellos, probes and answers each way.
+    let mut rejected = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(peer(&p.a, &p.b_id, "?include_blocked=true").await.is_none());
+        assert!(peer(&p.b, &p.a_id, "?include_blocked=true").await.is_none());
+        rejected = p.a.get_json("v1/status").await?["discovery"]["bad_tag"]
+            .as_u64()
+            .unwrap_or(0);
+    }
+    assert!(
+        rejected > 0,
+        "b's packets reached a and were dropped for their tag"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn settings_apply_live_and_events_stream_peer_changes() -> anyhow::Result<()> {
+    let mut p = pair("office").await?;
+    wait_until(LIMIT, "a lists b", || async {
+        online(&p.a, &p.b_id).await.then_some(())
+    })
+    .await?;
+    let ws_url = format!("{}api/v1/events", p.a.url.replacen("http://", "ws://", 1));
+    let mut request = ws_url.into_client_request()?;
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        format!("lanchat.v1, lanchat.bearer.{}", p.a.token).parse()?,
+    );
+    let (mut events, resp) = tokio_tungstenite::connect_async(request).await?;
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.to_str().unwrap_or("")),
+        Some("lanchat.v1")
+    );
+    let mut next_event = async |kind: &str| -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let frame = tokio::time::timeout_at(deadline, events.next()).await?;
+            let Some(Ok(Message::Text(text))) = frame else {
+                continue;
+            };
+            let event: Value = serde_json::from_str(&text)?;
+            if event["type"] == kind {
+                return Ok(event);
+            }
+        }
+    };
+    let b_dir = p.b.data_dir.clone();
+    p.b.stop().await?;
+    let offline = next_event("peer.offline").await?;
+    assert_eq!(offline["peer"]["peer_id"], p.b_id.as_str());
+    assert_eq!(offline["reason"], "goodbye");
+    p.b = NodeProcess::serve(&b_dir).await?;
+    let back = next_event("peer.online").await?;
+    assert_eq!(back["peer"]["peer_id"], p.b_id.as_str());
+    assert_eq!(back["peer"]["display_name"], "bravo");
+
+    // Disabling the mesh stops it within a second and says goodbye to b.
+    let (status, _) =
+        p.a.put_json("v1/settings", &json!({"lan_mesh": {"enabled": false}}))
+            .await?;
+    assert_eq!(status, 200);
+    wait_until(Duration::from_secs(1), "mesh off", || async {
+        let s = p.a.get_json("v1/status").await.ok()?;
+        (s["mesh_state"] == "off" && s["discovery"].is_null()).then_some(())
+    })
+    .await?;
+    wait_until(Duration::from_secs(2), "a offline on b", || async {
+        peer(&p.b, &p.a_id, "")
+            .await
+            .filter(|x| x["online"] == false)
+            .map(drop)
+    })
+    .await?;
+    let remembered = peer(&p.a, &p.b_id, "").await;
+    assert_eq!(
+        remembered.map(|r| r["online"].clone()),
+        Some(json!(false)),
+        "with the mesh off, known peers are listed offline from the database"
+    );
+
+    // And on again.
+    p.a.put_json("v1/settings", &json!({"lan_mesh": {"enabled": true}}))
+        .await?;
+    wait_until(LIMIT, "b back on a", || async {
+        online(&p.a, &p.b_id).await.then_some(())
+    })
+    .await?;
+
+    // Without the token the event stream is refused.
+    let bare = format!("{}api/v1/events", p.a.url.replacen("http://", "ws://", 1));
+    assert!(tokio_tungstenite::connect_async(bare).await.is_err());
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_peer_requests_get_clear_errors() -> anyhow::Result<()> {
+    let p = pair("office").await?;
+    let post = |path: String, body: Value| {
+        p.a.http()
+            .post(p.a.api_url(&path))
+            .bearer_auth(&p.a.token)
+            .json(&body)
+            .send()
+    };
+    let resp = post("v1/peers/not-an-id/block".into(), json!({})).await?;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await?["field"], "peer_id");
+
+    let resp = post("v1/peers".into(), json!({"address": "10.0.0.1"})).await?;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await?["field"], "address");
+
+    let resp = post("v1/peers".into(), json!({"address": "127.0.0.1:1"})).await?;
+    assert_eq!(resp.status(), 201);
+    let settings = p.a.get_json("v1/settings").await?;
+    assert!(settings["lan_mesh"]["peer_addresses"]
+        .as_array()
+        .is_some_and(|l| l.contains(&json!("127.0.0.1:1"))));
+
+    let unknown = ulid::Ulid::new().to_string();
+    let resp =
+        p.a.http()
+            .delete(p.a.api_url(&format!("v1/peers/{unknown}")))
+            .bearer_auth(&p.a.token)
+            .send()
+            .await?;
+    assert_eq!(resp.status(), 404);
+    Ok(())
+}
