@@ -1023,17 +1023,24 @@ impl Host {
             "-X",
             method.as_str(),
         ])
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {}", api.token));
+        // The token goes through stdin (`-H @-`), never the command line `ps` shows.
+        .args(["-H", "@-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(body) = body {
             cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
                 .arg(serde_json::to_string(body)?);
         }
         cmd.arg(&url);
-        let out = tokio::time::timeout(COMMAND_LIMIT, cmd.output())
+        let mut child = cmd.spawn().context("cannot run curl (is it installed?)")?;
+        let header = format!("Authorization: Bearer {}\n", api.token);
+        let mut stdin = child.stdin.take().context("curl stdin")?;
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, header.as_bytes()).await?;
+        drop(stdin);
+        let out = tokio::time::timeout(COMMAND_LIMIT, child.wait_with_output())
             .await
-            .map_err(|_| anyhow!("curl {url} did not finish"))?
-            .context("cannot run curl (is it installed?)")?;
+            .map_err(|_| anyhow!("curl {url} did not finish"))??;
         let text = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             bail!(
