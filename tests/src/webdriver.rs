@@ -187,6 +187,19 @@ impl Browser {
         Ok(())
     }
 
+    /// Makes the page see `prefers-color-scheme: dark` (or light), as a person's
+    /// system setting would.
+    pub async fn prefer_color_scheme(&self, scheme: &str) -> anyhow::Result<()> {
+        let params = json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]});
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": "Emulation.setEmulatedMedia", "params": params})),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
         self.call(
             "POST",

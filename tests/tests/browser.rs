@@ -223,6 +223,18 @@ async fn lan_tab_validates_saves_lists_peers_and_blocks() -> anyhow::Result<()> 
     browser
         .screenshot(&shots.join("lan-settings-blocked.png"))
         .await?;
+
+    // Dark mode follows the system setting.
+    browser.prefer_color_scheme("dark").await?;
+    let background = browser
+        .execute("return getComputedStyle(document.documentElement).backgroundColor")
+        .await?;
+    assert_eq!(background, "rgb(22, 24, 29)", "dark background");
+    browser
+        .screenshot(&shots.join("lan-settings-dark.png"))
+        .await?;
+    browser.click("[data-testid=tab-status]").await?;
+    browser.screenshot(&shots.join("status-dark.png")).await?;
     browser.quit().await?;
     Ok(())
 }
