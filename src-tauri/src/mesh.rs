@@ -13,6 +13,11 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+/// How soon a mesh that could not start (its port taken, say) tries again by itself:
+/// soon enough that freeing the port fixes things without touching settings, rare
+/// enough to stay quiet in the log.
+const RETRY_FAILED_START: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Events waiting for slow API clients; one that falls further behind is told to
 /// resync (see the events endpoint).
 pub const EVENT_BACKLOG: usize = 1024;
@@ -124,9 +129,14 @@ impl Supervisor {
                 self.apply(&wanted).await;
                 applied = Some(wanted);
             }
+            let failed = self.snapshot.borrow().state == MeshState::Failed;
             tokio::select! {
                 changed = settings.changed() => if changed.is_err() { break },
                 _ = self.stop.cancelled() => break,
+                _ = tokio::time::sleep(RETRY_FAILED_START), if failed => {
+                    // Forget what was applied so the same settings are tried again.
+                    applied = None;
+                }
             }
         }
         self.stop_running().await;

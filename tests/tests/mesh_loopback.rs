@@ -258,3 +258,38 @@ async fn bad_peer_requests_get_clear_errors() -> anyhow::Result<()> {
     assert_eq!(resp.status(), 404);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_mesh_that_cannot_bind_reports_it_and_starts_once_the_port_is_free() -> anyhow::Result<()>
+{
+    let tmp = tempfile::tempdir()?;
+    // Hold the discovery port without SO_REUSEPORT, so the node cannot bind it.
+    let squatter = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    let port = squatter.local_addr()?.port();
+    let (_, doc) = lanchat_tests::loopback_mesh_settings("alpha", port, port, "office")?;
+    std::fs::create_dir_all(tmp.path().join("a"))?;
+    std::fs::write(tmp.path().join("a/settings.json"), doc.to_string())?;
+    let node = NodeProcess::serve(&tmp.path().join("a")).await?;
+
+    let status = wait_until(LIMIT, "mesh failed", || async {
+        let s = node.get_json("v1/status").await.ok()?;
+        (s["mesh_state"] == "failed").then_some(s)
+    })
+    .await?;
+    assert!(
+        status["mesh_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "the reason is reported: {status}"
+    );
+
+    drop(squatter);
+    wait_until(
+        Duration::from_secs(15),
+        "mesh running after the port is freed",
+        || async {
+            let s = node.get_json("v1/status").await.ok()?;
+            (s["mesh_state"] == "running").then_some(())
+        },
+    )
+    .await?;
+    Ok(())
+}
