@@ -122,6 +122,21 @@ mod tests {
 
     #[test]
     fn error_codes_map_to_keys() {
+        // Every code the local API sends has its own text.
+        for code in [
+            "bad_request",
+            "invalid_field",
+            "unauthorized",
+            "forbidden_host",
+            "forbidden_origin",
+            "not_found",
+            "method_not_allowed",
+            "unsupported_media_type",
+            "mesh_off",
+            "internal",
+        ] {
+            assert_eq!(error_key(code), format!("error.{code}"));
+        }
         assert_eq!(error_key("unauthorized"), "error.unauthorized");
         assert_eq!(error_key("something_new"), "error.internal");
     }
