@@ -162,7 +162,16 @@ impl Supervisor {
                 }
             }
         }
-        self.publish_state(MeshState::Starting, None, None);
+        let previous_error = {
+            let now = self.snapshot.borrow();
+            (now.state == MeshState::Failed)
+                .then(|| now.error.clone())
+                .flatten()
+        };
+        if previous_error.is_none() {
+            // A retry after a failure stays `failed` until it succeeds: no flapping.
+            self.publish_state(MeshState::Starting, None, None);
+        }
         let env = DiscoveryEnv {
             store: (self.stores)(),
             cancel: self.stop.child_token(),
@@ -185,9 +194,15 @@ impl Supervisor {
                 });
             }
             Err(e) => {
-                // Typically the discovery port is taken. The next settings change retries.
-                tracing::error!("the LAN mesh cannot start: {e}");
-                self.publish_state(MeshState::Failed, Some(e.to_string()), None);
+                // Typically the discovery port is taken. `run` retries every
+                // RETRY_FAILED_START, and at once on the next settings change.
+                let reason = e.to_string();
+                if previous_error.as_deref() == Some(reason.as_str()) {
+                    tracing::debug!("the LAN mesh still cannot start: {reason}");
+                } else {
+                    tracing::error!("the LAN mesh cannot start: {reason}");
+                }
+                self.publish_state(MeshState::Failed, Some(reason), None);
             }
         }
     }
