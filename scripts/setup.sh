@@ -26,7 +26,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # With recommends: that is what the window and browser tests were verified with.
+    apt-get install -y -qq "${missing[@]}" >/dev/null
   else
     echo "setup: these Debian packages are missing; install them with:" >&2
     echo "  sudo apt-get update && sudo apt-get install -y ${missing[*]}" >&2
