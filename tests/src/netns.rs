@@ -182,6 +182,34 @@ fn remove_stale_namespaces() {
     });
 }
 
+/// Removes data directories and logs of earlier runs (named after namespaces, so they
+/// carry their owner's PID) from `dir`, leaving those of test processes still running.
+fn remove_stale_files(dir: &Path) -> anyhow::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let owner = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        if owner.is_some_and(|pid| pid != std::process::id() && pid_alive(pid)) {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            // Another test process cleaning up at the same moment.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            other => other.with_context(|| format!("cannot remove {}", path.display()))?,
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // The LAN
 
@@ -298,9 +326,7 @@ impl Lan {
         );
         let switch = format!("{name}-sw");
         let dir = artifacts_dir(&format!("lan_discovery/{test}"))?;
-        // Fresh for every run: stale data dirs would carry old node ids and api.json files.
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
-        std::fs::create_dir_all(&dir)?;
+        remove_stale_files(&dir)?;
         ip(&["netns", "add", &switch]).context(
             "`ip netns add` was refused: these tests need network namespaces \
              (root, and a kernel and container that allow them)",
@@ -997,17 +1023,24 @@ impl Host {
             "-X",
             method.as_str(),
         ])
-        .arg("-H")
-        .arg(format!("Authorization: Bearer {}", api.token));
+        // The token goes through stdin (`-H @-`), never the command line `ps` shows.
+        .args(["-H", "@-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         if let Some(body) = body {
             cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
                 .arg(serde_json::to_string(body)?);
         }
         cmd.arg(&url);
-        let out = tokio::time::timeout(COMMAND_LIMIT, cmd.output())
+        let mut child = cmd.spawn().context("cannot run curl (is it installed?)")?;
+        let header = format!("Authorization: Bearer {}\n", api.token);
+        let mut stdin = child.stdin.take().context("curl stdin")?;
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, header.as_bytes()).await?;
+        drop(stdin);
+        let out = tokio::time::timeout(COMMAND_LIMIT, child.wait_with_output())
             .await
-            .map_err(|_| anyhow!("curl {url} did not finish"))?
-            .context("cannot run curl (is it installed?)")?;
+            .map_err(|_| anyhow!("curl {url} did not finish"))??;
         let text = String::from_utf8_lossy(&out.stdout);
         if !out.status.success() {
             bail!(

@@ -10,7 +10,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lanchat_tests::netns::{
-    holds_for, Capture, Host, Lan, Loss, Method, NodeSettings, DISCOVERY_PORT, TEST_SECRET,
+    holds_for, Capture, Datagram, Host, Lan, Loss, Method, NodeSettings, BROADCAST, DISCOVERY_PORT,
+    TEST_SECRET,
 };
 use lanchat_tests::wait_until;
 use serde_json::json;
@@ -26,6 +27,13 @@ const AT_ONCE: Duration = Duration::from_secs(1);
 /// "Stays out for at least three heartbeats" (each up to 1.1 s with jitter).
 const THREE_HEARTBEATS: Duration = Duration::from_millis(3 * 1100 + 200);
 const POLL: Duration = Duration::from_millis(200);
+/// A harness listener that stops at its first datagram: long, so a busy machine never
+/// makes it miss one.
+const LISTEN: Duration = Duration::from_secs(10);
+
+fn payloads(got: &[Datagram]) -> Vec<&[u8]> {
+    got.iter().map(|d| d.bytes.as_slice()).collect()
+}
 
 fn unix_ms() -> u64 {
     SystemTime::now()
@@ -134,40 +142,29 @@ async fn harness_broadcast_crosses_the_switch_and_loss_and_partition_stop_it() -
         count: 10,
     };
 
+    let first = Capture {
+        count: 1,
+        ..from_h1.clone()
+    };
+
     // A broadcast from one namespace reaches the other through the bridge.
-    let rx = h2
-        .listen_udp(
-            port,
-            Capture {
-                count: 1,
-                ..from_h1.clone()
-            },
-            Duration::from_secs(5),
-        )
-        .await?;
-    h1.send_udp(lanchat_tests::netns::BROADCAST, port, &[b"bcast".to_vec()])
-        .await?;
+    let rx = h2.listen_udp(port, first.clone(), LISTEN).await?;
+    h1.send_udp(BROADCAST, port, &[b"bcast".to_vec()]).await?;
     let got = rx.finish().await?;
     assert_eq!(got.len(), 1, "the broadcast arrives: {got:?}");
     assert_eq!(got[0].from, h1.ip);
     assert_eq!(got[0].bytes, b"bcast");
 
-    // Dropping all broadcast stops broadcasts but not unicast.
+    // Dropping all broadcast stops broadcasts but not unicast: the first datagram to
+    // arrive is the unicast sent after three broadcasts.
     h2.set_loss(Loss::AllBroadcast)?;
-    let rx = h2
-        .listen_udp(port, from_h1.clone(), Duration::from_secs(1))
+    let rx = h2.listen_udp(port, first.clone(), LISTEN).await?;
+    h1.send_udp(BROADCAST, port, &vec![b"bcast".to_vec(); 3])
         .await?;
-    h1.send_udp(
-        lanchat_tests::netns::BROADCAST,
-        port,
-        &vec![b"bcast".to_vec(); 3],
-    )
-    .await?;
     h1.send_udp(h2.ip, port, &[b"ucast".to_vec()]).await?;
     let got = rx.finish().await?;
-    let payloads: Vec<&[u8]> = got.iter().map(|d| d.bytes.as_slice()).collect();
     assert_eq!(
-        payloads,
+        payloads(&got),
         vec![b"ucast".as_slice()],
         "only the unicast passes"
     );
@@ -182,7 +179,7 @@ async fn harness_broadcast_crosses_the_switch_and_loss_and_partition_stop_it() -
                 count: sent,
                 ..from_h1.clone()
             },
-            Duration::from_secs(2),
+            Duration::from_secs(4),
         )
         .await?;
     let datagrams: Vec<Vec<u8>> = (0..sent).map(|i| format!("n{i}").into_bytes()).collect();
@@ -195,39 +192,38 @@ async fn harness_broadcast_crosses_the_switch_and_loss_and_partition_stop_it() -
     );
     h2.clear_loss()?;
 
-    // A partition (the switch port down) stops everything; healing restores it.
+    // A partition (the switch port down) stops everything; healing restores it. The
+    // first datagram the receiver gets is one sent after healing.
     lan.set_partitioned(&h2, true)?;
     let rx = h2
-        .listen_udp(port, from_h1.clone(), Duration::from_secs(1))
+        .listen_udp(port, first.clone(), Duration::from_secs(20))
         .await?;
-    h1.send_udp(lanchat_tests::netns::BROADCAST, port, &[b"bcast".to_vec()])
-        .await?;
+    h1.send_udp(BROADCAST, port, &[b"bcast".to_vec()]).await?;
     h1.send_udp(h2.ip, port, &[b"ucast".to_vec()]).await?;
-    assert!(rx.finish().await?.is_empty(), "nothing crosses a partition");
     lan.set_partitioned(&h2, false)?;
     wait_until(
         Duration::from_secs(10),
         "traffic to cross the healed link",
         || async {
-            let rx = h2
-                .listen_udp(
-                    port,
-                    Capture {
-                        count: 1,
-                        ..from_h1.clone()
-                    },
-                    Duration::from_millis(500),
-                )
+            // Broadcast reaches every socket on the port: this one and `rx`.
+            let probe = h2
+                .listen_udp(port, first.clone(), Duration::from_millis(500))
                 .await
                 .ok()?;
-            h1.send_udp(lanchat_tests::netns::BROADCAST, port, &[b"again".to_vec()])
+            h1.send_udp(BROADCAST, port, &[b"again".to_vec()])
                 .await
                 .ok()?;
-            let got = rx.finish().await.ok()?;
+            let got = probe.finish().await.ok()?;
             (!got.is_empty()).then_some(())
         },
     )
     .await?;
+    let got = rx.finish().await?;
+    assert_eq!(
+        payloads(&got),
+        vec![b"again".as_slice()],
+        "nothing crossed the partition"
+    );
 
     // Dropping the LAN removes every namespace it made.
     drop(lan);
