@@ -286,13 +286,17 @@ impl Poller {
         let mut cmd = observer.ns.command(&exe);
         cmd.arg("poll")
             .arg(url)
-            .arg(token)
             .arg(peer)
             .arg(poll_ms.to_string())
             .arg("20000")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut child = cmd.spawn().context("cannot start the poller")?;
+        // The token goes through stdin, never the command line `ps` shows.
+        let mut stdin = child.stdin.take().context("poller stdin")?;
+        tokio::io::AsyncWriteExt::write_all(&mut stdin, format!("{token}\n").as_bytes()).await?;
+        drop(stdin);
         let stdout = child.stdout.take().context("poller stdout")?;
         let lines = BufReader::new(stdout).lines();
         Ok(Poller { child, lines })
@@ -698,13 +702,19 @@ async fn measure_answers(lan: &Lan, hosts: &[Host], opts: &Options) -> anyhow::R
 // ---------------------------------------------------------------------------------------
 // Subcommands run inside a namespace
 
-/// `poll <api url> <token> <peer id> <every ms> <limit ms>`: prints `ready` after a
+/// `poll <api url> <peer id> <every ms> <limit ms>`, the API token on stdin: prints `ready` after a
 /// first successful `GET /api/v1/peers`, then `seen <unix ns>` the first time the peer is
 /// listed online (or `timeout`).
 fn poll_main(args: &[String]) -> anyhow::Result<()> {
-    let [url, token, peer, every, limit] = args else {
-        bail!("poll <url> <token> <peer> <every ms> <limit ms>");
+    let [url, peer, every, limit] = args else {
+        bail!("poll <url> <peer> <every ms> <limit ms> (the API token on stdin)");
     };
+    let mut token = String::new();
+    std::io::stdin().read_line(&mut token)?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        bail!("poll: no API token on stdin");
+    }
     let every = Duration::from_millis(every.parse()?);
     let limit = Duration::from_millis(limit.parse()?);
     let url = format!("{}api/v1/peers", url);
@@ -727,7 +737,7 @@ fn poll_main(args: &[String]) -> anyhow::Result<()> {
             let get = || async {
                 let v: Value = client
                     .get(&url)
-                    .bearer_auth(token)
+                    .bearer_auth(&token)
                     .send()
                     .await?
                     .error_for_status()?
