@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Discovery benchmark of issue 4 (docs/BENCHMARKS.md, "Discovery"): join latency on a
+# network-namespace LAN of 2, 8 and 32 hosts, idle packets/s and CPU with 32 hosts, and
+# the answer time to a probe beside the iptux baseline (IPMsg BR_ENTRY → ANSENTRY).
+#
+# Needs root (network namespaces). Installs what it needs when root and missing
+# (iptux, xvfb, nftables, curl, iproute2), builds in release, runs
+# tests/src/bin/bench_discovery.rs. Arguments go to the benchmark, e.g.
+#   scripts/bench-discovery.sh --sizes 2,8 --joins 10 --probes 200
+# Results: printed, and target/test-artifacts/bench_discovery/results.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bench-discovery: needs root (network namespaces); try sudo -E $0" >&2
+  exit 1
+fi
+
+missing=()
+for pair in iptux:iptux Xvfb:xvfb nft:nftables curl:curl ip:iproute2 ss:iproute2 getconf:libc-bin; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair##*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> apt-get install ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The lanchat binary embeds the UI: build it first, then everything in release.
+scripts/build-ui.sh
+cargo build --workspace --release
+
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+export LANCHAT_BIN="$target_dir/release/lanchat"
+exec "$target_dir/release/bench_discovery" "$@"
