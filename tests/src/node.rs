@@ -18,19 +18,21 @@ pub fn lanchat_bin() -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os("LANCHAT_BIN") {
         return Ok(PathBuf::from(p));
     }
-    // target/debug/deps/<test> → target/debug/lanchat
+    // A test runs from target/<profile>/deps/, a scenario binary (a benchmark) from
+    // target/<profile>/: the node binary sits in target/<profile>/ in both cases.
     let exe = std::env::current_exe()?;
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
+    let dir = exe.parent().context("cannot locate the target directory")?;
+    let bin = [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
         .map(|d| d.join("lanchat"))
-        .context("cannot locate the target directory")?;
-    if !bin.exists() {
-        bail!(
-            "{} does not exist: build it first (`cargo build --workspace`, or run `make test`)",
-            bin.display()
-        );
-    }
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "no lanchat binary beside {}: build it first (`cargo build --workspace`)",
+                exe.display()
+            )
+        })?;
     Ok(bin)
 }
 
