@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{MessageStatus, MessageView};
 use crate::peers::PeerView;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,6 +28,19 @@ pub enum Event {
     /// This client fell too far behind and missed events: refetch what it shows.
     #[serde(rename = "resync")]
     Resync,
+    /// A message was stored in a conversation: sent from here or received.
+    #[serde(rename = "message.new")]
+    MessageNew { message: MessageView },
+    /// An outgoing message changed state (pending → sent → delivered, or failed).
+    #[serde(rename = "message.status")]
+    MessageStatus {
+        conversation_id: String,
+        message_id: String,
+        status: MessageStatus,
+    },
+    /// A conversation was marked read (from any client of this node).
+    #[serde(rename = "conversation.read")]
+    ConversationRead { conversation_id: String },
     /// The LAN mesh started, stopped or failed.
     #[serde(rename = "mesh.state")]
     MeshState {

@@ -4,6 +4,7 @@
 //! This crate is compiled both natively (the node) and to wasm (the UI), so it holds
 //! no I/O: only data, parsing and validation, which both sides must agree on.
 
+pub mod chat;
 pub mod cidr;
 pub mod error;
 pub mod events;
@@ -12,6 +13,10 @@ pub mod peers;
 pub mod settings;
 pub mod status;
 
+pub use chat::{
+    ContactView, ConversationKind, ConversationView, MessagePageView, MessageStatus, MessageView,
+    SearchResults, SendMessage,
+};
 pub use cidr::{Cidr, CidrError};
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;

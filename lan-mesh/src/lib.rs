@@ -7,3 +7,4 @@
 //! [`discovery::Discovery::start`]. The transport plane is not built yet.
 
 pub mod discovery;
+pub mod envelope;

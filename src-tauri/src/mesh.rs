@@ -9,7 +9,7 @@ use api_types::{Event, LanMeshSettings, MeshState, PeerView, Settings};
 use lan_mesh::discovery::{
     Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
 };
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +52,9 @@ pub struct Mesh {
 pub struct MeshHandle {
     snapshot: watch::Receiver<MeshSnapshot>,
     events: broadcast::Sender<Event>,
+    /// Poked after something was written to the outbox, so it goes out now rather
+    /// than at the delivery worker's next scheduled look.
+    outbox_wake: Arc<Notify>,
 }
 
 /// Makes the peer store for each discovery start (a fresh one per runtime).
@@ -61,6 +64,7 @@ impl Mesh {
     pub fn start(settings: watch::Receiver<Settings>, stores: PeerStoreFactory) -> Mesh {
         let (snapshot_tx, snapshot) = watch::channel(MeshSnapshot::off());
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
+        let outbox_wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
         let supervisor = Supervisor {
             snapshot: snapshot_tx,
@@ -71,7 +75,11 @@ impl Mesh {
         };
         let task = tokio::spawn(supervisor.run(settings));
         Mesh {
-            handle: MeshHandle { snapshot, events },
+            handle: MeshHandle {
+                snapshot,
+                events,
+                outbox_wake,
+            },
             stop,
             task,
         }
@@ -101,6 +109,17 @@ impl MeshHandle {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Sends an event to every open event stream (e.g. `message.new` for a message
+    /// the API just stored).
+    pub fn publish(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+
+    /// Tells the delivery worker that the outbox has something new.
+    pub fn wake_outbox(&self) {
+        self.outbox_wake.notify_one();
     }
 }
 

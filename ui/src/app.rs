@@ -67,6 +67,10 @@ pub fn App() -> impl IntoView {
                 | Event::PeerRemoved { .. }
                 | Event::MeshState { .. }
                 | Event::Resync => changes.bump(),
+                // Shown by the messenger views once they exist.
+                Event::MessageNew { .. }
+                | Event::MessageStatus { .. }
+                | Event::ConversationRead { .. } => {}
             }),
         );
     }

@@ -1,0 +1,49 @@
+//! The business payloads carried in envelopes, and how the outbox stores them.
+//!
+//! The outbox keeps `kind` and the payload bytes; the envelope around them (id,
+//! sender, receiver, time, signature) is built when it is sent, from the outbox row.
+
+use serde::{Deserialize, Serialize};
+use storage::{Message, MessageId, OutgoingEnvelope};
+
+use super::EnvelopeError;
+
+/// `dm.send`: one direct message, exactly as the sender stored it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DmPayload {
+    pub message_id: String,
+    pub text: String,
+    /// The sender's wall clock, Unix ms.
+    pub sent_at: i64,
+    /// The sender's hybrid logical clock stamp: the message's place in the conversation.
+    pub hlc: u64,
+}
+
+pub const KIND_DM_SEND: &str = "dm.send";
+
+impl DmPayload {
+    pub fn from_message(message: &Message) -> Self {
+        DmPayload {
+            message_id: message.message_id.to_string(),
+            text: message.body.clone(),
+            sent_at: message.sent_at,
+            hlc: message.hlc.raw(),
+        }
+    }
+
+    pub fn message_id(&self) -> Result<MessageId, EnvelopeError> {
+        self.message_id
+            .parse()
+            .map_err(|_| EnvelopeError::Invalid("payload.message_id is not a ULID"))
+    }
+}
+
+/// What the store puts in the outbox beside a new DM (`Store::send_message`'s encoder).
+pub fn dm_outgoing(message: &Message) -> OutgoingEnvelope {
+    OutgoingEnvelope {
+        kind: KIND_DM_SEND.to_string(),
+        // Serialising a struct of strings and integers cannot fail.
+        payload: serde_json::to_vec(&DmPayload::from_message(message)).unwrap_or_default(),
+    }
+}
