@@ -5,7 +5,6 @@
 //! process and serves the local API and the UI on loopback.
 
 pub mod api;
-mod chat_view;
 pub mod cli;
 pub mod live_settings;
 pub mod logging;

@@ -310,7 +310,7 @@ impl Supervisor {
             store: self.store.clone(),
             transport: transport.clone(),
             keys: self.keys.clone(),
-            local,
+            local: local.clone(),
             link_events: link_rx,
             peer_events,
             addresses,
@@ -328,6 +328,7 @@ impl Supervisor {
                 delivery_rx,
                 self.events.clone(),
                 self.store.clone(),
+                local.clone(),
                 forwarder_stop.clone(),
             )),
         ];
@@ -429,6 +430,7 @@ async fn forward_delivery(
     mut from: broadcast::Receiver<DeliveryEvent>,
     to: broadcast::Sender<Event>,
     store: Store,
+    local: api_types::NodeId,
     stop: CancellationToken,
 ) {
     loop {
@@ -439,7 +441,8 @@ async fn forward_delivery(
         };
         match received {
             Ok(DeliveryEvent::MessageReceived(message)) => {
-                let view = crate::chat_view::message_view(&store, &message).await;
+                let names = crate::api::views::Names::from_store(&store, &local).await;
+                let view = crate::api::views::message_view(&message, &names);
                 let _ = to.send(Event::MessageNew { message: view });
             }
             Ok(DeliveryEvent::MessageStatus {
@@ -450,7 +453,7 @@ async fn forward_delivery(
                 let _ = to.send(Event::MessageStatus {
                     conversation_id: conversation_id.to_string(),
                     message_id: message_id.to_string(),
-                    status: crate::chat_view::status(status),
+                    status: crate::api::views::status(status),
                 });
             }
             Ok(DeliveryEvent::KeyMismatch { peer }) => {

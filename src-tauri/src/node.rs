@@ -100,11 +100,7 @@ impl Node {
         }
         // The store stamps outgoing messages and checks inbound ones with this node's
         // id, so it is set before anything can send or receive.
-        let name = if settings.lan_mesh.display_name.is_empty() {
-            crate::host_name()
-        } else {
-            settings.lan_mesh.display_name.clone()
-        };
+        let name = api::identity::stored_name(&settings);
         store
             .set_local_identity(
                 settings.lan_mesh.node_id.clone(),
