@@ -398,7 +398,24 @@ pub fn discovery_config(s: &LanMeshSettings) -> DiscoveryConfig {
         config.display_name = crate::host_name();
     }
     config.peer_addresses = s.peer_addresses.clone();
+    if let Some(port) = advertised_listen_port() {
+        config.listen_port = port;
+    }
     config
+}
+
+/// Test hook: `LANCHAT_ADVERTISE_LISTEN_PORT` makes discovery announce another transport
+/// port than the one the node listens on, so a test can put a fault proxy in front of
+/// the node (peers dial the proxy, the proxy relays to the node). Like a port forward.
+fn advertised_listen_port() -> Option<u16> {
+    let text = std::env::var("LANCHAT_ADVERTISE_LISTEN_PORT").ok()?;
+    match text.parse::<u16>() {
+        Ok(port) if port != 0 => Some(port),
+        _ => {
+            tracing::warn!(%text, "LANCHAT_ADVERTISE_LISTEN_PORT is not a port; ignored");
+            None
+        }
+    }
 }
 
 /// The transport configuration for these settings. Link keepalive follows the
