@@ -4,19 +4,37 @@
 //! Every process a test starts is ended by PID when its handle drops; every wait is a
 //! bounded `wait_until`, never a bare sleep standing in for an assertion.
 
+pub mod chat;
 pub mod fault_proxy;
 pub mod netns;
 pub mod node;
 pub mod webdriver;
 
 use std::future::Future;
-use std::path::PathBuf;
+
+use anyhow::Context;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use node::{lanchat_bin, NodeProcess};
 
 /// Polls `check` until it yields `Some`, or fails after `limit` naming `what`.
-pub async fn wait_until<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<T>
+pub async fn wait_until<T, F, Fut>(limit: Duration, what: &str, check: F) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    poll_until(limit, Duration::from_millis(50), what, check).await
+}
+
+/// [`wait_until`] with another pause between checks, for checks that are expensive
+/// (reading a history of a thousand messages) and would only slow the nodes down.
+pub async fn poll_until<T, F, Fut>(
+    limit: Duration,
+    every: Duration,
+    what: &str,
+    mut check: F,
+) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -29,7 +47,7 @@ where
         if Instant::now() >= deadline {
             anyhow::bail!("timed out after {limit:?} waiting for {what}");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -79,33 +97,211 @@ pub fn loopback_mesh_settings(
     Ok((id, doc))
 }
 
+/// One node of a [`LoopbackPair`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
+    fn dir_name(self) -> &'static str {
+        match self {
+            Side::A => "a",
+            Side::B => "b",
+        }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// Where a pair keeps its data directories and logs.
+enum Root {
+    /// Removed with the pair.
+    Temp(tempfile::TempDir),
+    /// Kept for a person to look at after the test (`target/test-artifacts/…`).
+    Kept(PathBuf),
+}
+
+impl Root {
+    fn path(&self) -> &Path {
+        match self {
+            Root::Temp(t) => t.path(),
+            Root::Kept(p) => p,
+        }
+    }
+}
+
+/// A [`LoopbackPair`] before it starts: node ids, settings and environment are chosen,
+/// nothing runs yet — so a test can read a node's ports first (to put a fault proxy in
+/// front of it) and give each node its own environment.
+pub struct PairPlan {
+    root: Root,
+    ids: [String; 2],
+    settings: [serde_json::Value; 2],
+    env: [Vec<(String, String)>; 2],
+}
+
+impl PairPlan {
+    /// Nodes "alpha" (A) and "bravo" (B) probing each other on loopback, heartbeat 1 s,
+    /// TTL 3 s (see [`loopback_mesh_settings`]), in a temporary directory.
+    pub fn new(secret_a: &str, secret_b: &str) -> anyhow::Result<PairPlan> {
+        let (da, db) = (free_udp_port()?, free_udp_port()?);
+        let (a_id, sa) = loopback_mesh_settings("alpha", da, db, secret_a)?;
+        let (b_id, sb) = loopback_mesh_settings("bravo", db, da, secret_b)?;
+        Ok(PairPlan {
+            root: Root::Temp(tempfile::tempdir()?),
+            ids: [a_id, b_id],
+            settings: [sa, sb],
+            env: [Vec::new(), Vec::new()],
+        })
+    }
+
+    /// Keeps the data directories and logs in `target/test-artifacts/<name>/` (emptied
+    /// first) instead of a temporary directory, so a failure can be looked into.
+    pub fn keep_in_artifacts(mut self, name: &str) -> anyhow::Result<PairPlan> {
+        let dir = artifacts_dir(name)?;
+        std::fs::remove_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)?;
+        self.root = Root::Kept(dir);
+        Ok(self)
+    }
+
+    /// Sets an environment variable for one node (kept for its restarts).
+    pub fn env(mut self, side: Side, key: &str, value: &str) -> PairPlan {
+        self.env[side.index()].push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// Sets an environment variable for both nodes.
+    pub fn env_both(self, key: &str, value: &str) -> PairPlan {
+        self.env(Side::A, key, value).env(Side::B, key, value)
+    }
+
+    /// The LAN port the node's transport will listen on.
+    pub fn listen_port(&self, side: Side) -> anyhow::Result<u16> {
+        self.settings[side.index()]["lan_mesh"]["listen_port"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .context("the settings have no listen_port")
+    }
+
+    /// Writes both settings files and starts A, then B.
+    pub async fn start(self) -> anyhow::Result<LoopbackPair> {
+        for side in [Side::A, Side::B] {
+            let dir = self.root.path().join(side.dir_name());
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(
+                dir.join("settings.json"),
+                self.settings[side.index()].to_string(),
+            )?;
+        }
+        let a = start_node(&self.root.path().join("a"), &self.env[0]).await?;
+        let b = start_node(&self.root.path().join("b"), &self.env[1]).await?;
+        let [a_id, b_id] = self.ids;
+        Ok(LoopbackPair {
+            a,
+            b,
+            a_id,
+            b_id,
+            env: self.env,
+            root: self.root,
+        })
+    }
+}
+
+async fn start_node(dir: &Path, env: &[(String, String)]) -> anyhow::Result<NodeProcess> {
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    NodeProcess::start(dir, &["serve"], &env).await
+}
+
 /// Two nodes on loopback that find each other (when their secrets match).
 pub struct LoopbackPair {
     pub a: NodeProcess,
     pub b: NodeProcess,
     pub a_id: String,
     pub b_id: String,
-    _tmp: tempfile::TempDir,
+    env: [Vec<(String, String)>; 2],
+    root: Root,
 }
 
 impl LoopbackPair {
     pub async fn start(secret_a: &str, secret_b: &str) -> anyhow::Result<LoopbackPair> {
-        let tmp = tempfile::tempdir()?;
-        let (da, db) = (free_udp_port()?, free_udp_port()?);
-        let (a_id, sa) = loopback_mesh_settings("alpha", da, db, secret_a)?;
-        let (b_id, sb) = loopback_mesh_settings("bravo", db, da, secret_b)?;
-        for (dir, doc) in [("a", &sa), ("b", &sb)] {
-            std::fs::create_dir_all(tmp.path().join(dir))?;
-            std::fs::write(tmp.path().join(dir).join("settings.json"), doc.to_string())?;
+        PairPlan::new(secret_a, secret_b)?.start().await
+    }
+
+    pub fn node(&self, side: Side) -> &NodeProcess {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
         }
-        let a = NodeProcess::serve(&tmp.path().join("a")).await?;
-        let b = NodeProcess::serve(&tmp.path().join("b")).await?;
-        Ok(LoopbackPair {
-            a,
-            b,
-            a_id,
-            b_id,
-            _tmp: tmp,
+    }
+
+    fn node_mut(&mut self, side: Side) -> &mut NodeProcess {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    pub fn id(&self, side: Side) -> &str {
+        match side {
+            Side::A => &self.a_id,
+            Side::B => &self.b_id,
+        }
+    }
+
+    /// A clean stop (SIGTERM: goodbye, shutdown).
+    pub async fn stop(&mut self, side: Side) -> anyhow::Result<()> {
+        self.node_mut(side).stop().await.map(drop)
+    }
+
+    /// SIGKILL: the node gets no chance to say or save anything.
+    pub fn kill(&mut self, side: Side) -> anyhow::Result<()> {
+        self.node_mut(side).kill().map(drop)
+    }
+
+    /// Starts the node again on the same data directory (so the same settings, keys
+    /// and database) with the same environment, after stopping it if it still runs.
+    pub async fn restart(&mut self, side: Side) -> anyhow::Result<()> {
+        if self.node_mut(side).is_running() {
+            self.stop(side).await?;
+        }
+        let dir = self.root.path().join(side.dir_name());
+        let node = start_node(&dir, &self.env[side.index()]).await?;
+        *self.node_mut(side) = node;
+        Ok(())
+    }
+
+    /// `result`, with the end of both nodes' logs added to an error.
+    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.map_err(|e| {
+            let tail = |node: &NodeProcess| {
+                let log = node.log();
+                let lines: Vec<&str> = log.lines().collect();
+                lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+            };
+            e.context(format!(
+                "node logs in {}\n--- alpha (a.log), last lines ---\n{}\n--- bravo (b.log), last lines ---\n{}",
+                self.root.path().display(),
+                tail(&self.a),
+                tail(&self.b)
+            ))
         })
     }
 }
+
+/// Lines of each node's log attached to a failing pair test.
+const LOG_TAIL_LINES: usize = 40;

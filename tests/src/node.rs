@@ -1,5 +1,6 @@
 //! A `lanchat` process under test.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
@@ -66,8 +67,13 @@ impl NodeProcess {
         env: &[(&str, &str)],
     ) -> anyhow::Result<NodeProcess> {
         let bin = lanchat_bin()?;
+        // Appended to, so a restarted node's log keeps what the earlier runs said.
         let log_path = data_dir.with_extension("log");
-        let log = std::fs::File::create(&log_path)?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)?;
+        writeln!(log, "=== lanchat {} ===", args.join(" "))?;
         let mut cmd = Command::new(&bin);
         cmd.args(args)
             .arg("--data-dir")
@@ -176,6 +182,23 @@ impl NodeProcess {
             .await?;
         let status = resp.status();
         Ok((status, resp.json().await?))
+    }
+
+    /// Sends SIGKILL (no goodbye, no shutdown of any kind: a crash or a power cut as the
+    /// node sees it) and reaps the process.
+    pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
+        let Some(mut child) = self.child.take() else {
+            bail!("node already stopped");
+        };
+        // `Child::kill` is SIGKILL to the child's PID on Unix; the PID cannot have been
+        // reused, since the child is only reaped by the `wait` below.
+        child.kill().context("kill -KILL")?;
+        Ok(child.wait()?)
+    }
+
+    /// Whether the process is still running (not stopped, killed or exited).
+    pub fn is_running(&mut self) -> bool {
+        self.child.is_some() && self.try_exit_status().is_none()
     }
 
     /// Sends SIGTERM and waits for the process to exit.
