@@ -64,17 +64,44 @@ pub fn artifacts_dir(name: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// A TCP port that was free a moment ago (for programs that need a port number given).
+///
+/// Taken from below the kernel's ephemeral range: every node binds its local API to
+/// port 0, and a port the kernel handed out for that cannot also be one a test chose
+/// for a node's LAN listener (which would then fail to bind until the other ends).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    unused_port(|port| std::net::TcpListener::bind(("0.0.0.0", port)).is_ok())
 }
 
-/// A UDP port that was free a moment ago on loopback.
+/// A UDP port that was free a moment ago, chosen like [`free_port`].
 pub fn free_udp_port() -> anyhow::Result<u16> {
-    Ok(std::net::UdpSocket::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
+    unused_port(|port| std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok())
+}
+
+/// Ports tests hand out: above the well-known and common service ports, below the
+/// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default).
+const TEST_PORTS_FROM: u16 = 20_000;
+const PORT_TRIES: usize = 200;
+
+fn unused_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
+    let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_from.saturating_sub(TEST_PORTS_FROM);
+    anyhow::ensure!(
+        span >= 1_000,
+        "the ephemeral port range starts at {ephemeral_from}: no room for test ports below it"
+    );
+    // Randomly spread, so parallel tests (and test binaries) rarely even try the same one.
+    let hasher = std::collections::hash_map::RandomState::new();
+    for attempt in 0..PORT_TRIES {
+        let random = std::hash::BuildHasher::hash_one(&hasher, attempt);
+        let port = TEST_PORTS_FROM + u16::try_from(random % u64::from(span)).unwrap_or(0);
+        if free(port) {
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port below {ephemeral_from} after {PORT_TRIES} tries")
 }
 
 /// A settings document for a node on loopback with the LAN mesh on and short intervals
