@@ -16,7 +16,7 @@
 //!   its data directory → B has the 100 exactly once, in sending order, and all 100 end
 //!   `delivered` on A.
 //! - `a_sender_killed_after_accepting_sends_delivers_them_after_restart`: A reaches B
-//!   over a slow link (100–150 ms per frame through a `FaultProxy`, so acks are still
+//!   over a slow link (20–40 ms per frame through a `FaultProxy`, so acks are still
 //!   under way) and is SIGKILLed right after its 100th send was accepted (201) → after
 //!   a restart on the same data directory A still has all 100 (nothing accepted was
 //!   lost), delivers them to B exactly once and in order (what B had stored before the
@@ -24,8 +24,9 @@
 //! - `loss_duplication_and_reordering_lose_and_duplicate_nothing`: A reaches B through
 //!   a `FaultProxy` (B advertises the proxy's port) that drops 30 %, duplicates 10 %
 //!   and reorders 10 % of the data frames both ways; A sends 1000 concurrently → B has
-//!   each exactly once, both histories agree, A's outbox drains (all `delivered`), the
-//!   link that was up before the faults carried it all, A resent what was lost (more
+//!   each exactly once, both histories agree, A's outbox drains (all `delivered`, and
+//!   so say A's `message.status` events), the link that was up before the faults
+//!   carried it all, A resent what was lost (more
 //!   frames than messages), and both nodes refused the duplicated frames as replays
 //!   (`frames_undecryptable`). The proxy's counters show the faults did happen.
 //!
@@ -140,6 +141,30 @@ fn assert_all(messages: &[MessageView], status: MessageStatus, what: &str) {
         "{what}: expected all {status:?}, got {}",
         summary(messages)
     );
+}
+
+/// The `message.status` events of each of `ids` only move forward (`pending` → `sent`
+/// → `delivered`) and end `delivered`. A client that was sent `resync` missed events
+/// and refetches; then only the order of what it did get is checked.
+#[track_caller]
+fn assert_status_events_end_delivered(who: &str, recorder: &EventRecorder, ids: &[String]) {
+    let resynced = recorder.events().iter().any(|e| matches!(e, Event::Resync));
+    let statuses = recorder.statuses();
+    for id in ids {
+        let seen = statuses.get(id).cloned().unwrap_or_default();
+        assert!(
+            seen.windows(2)
+                .all(|w| status_rank(w[0]) <= status_rank(w[1])),
+            "{who}: the status of {id} went backwards: {seen:?}"
+        );
+        if !resynced {
+            assert_eq!(
+                seen.last(),
+                Some(&MessageStatus::Delivered),
+                "{who}: the status events of {id} end delivered"
+            );
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -279,22 +304,8 @@ fn check_events(
         assert_eq!(new.order, m.order, "{side:?}");
         assert_eq!(new.conversation_id, conversation, "{side:?}");
     }
-    let statuses = recorder.statuses();
-    for m in own {
-        let seen = statuses.get(&m.id).cloned().unwrap_or_default();
-        assert!(
-            seen.windows(2)
-                .all(|w| status_rank(w[0]) <= status_rank(w[1])),
-            "{side:?}: status of {} went backwards: {seen:?}",
-            m.id
-        );
-        assert_eq!(
-            seen.last(),
-            Some(&MessageStatus::Delivered),
-            "{side:?}: status events of {} end delivered",
-            m.id
-        );
-    }
+    let own_ids: Vec<String> = own.iter().map(|m| m.id.clone()).collect();
+    assert_status_events_end_delivered(&format!("{side:?}"), recorder, &own_ids);
     // Status events are only for this node's own messages.
     let events = recorder.events();
     let foreign: Vec<&Event> = events
@@ -356,7 +367,7 @@ const SLOW_LINK: Faults = Faults {
     drop: 0.0,
     duplicate: 0.0,
     reorder: 0.0,
-    delay_ms: (100, 150),
+    delay_ms: (20, 40),
 };
 
 #[tokio::test]
@@ -444,6 +455,7 @@ async fn lossy_link(p: &LoopbackPair, proxy: &FaultProxy) -> anyhow::Result<()> 
     );
     let (a_before, b_before) = (transport(&p.a).await?, transport(&p.b).await?);
 
+    let events_a = EventRecorder::start(&p.a).await?;
     proxy.set_faults(FAULTS);
     let sent = send_concurrently(&p.a, &to_b, &numbered("lossy", 1000), IN_FLIGHT).await?;
     let sent_ids = ids(&sent);
@@ -499,5 +511,12 @@ async fn lossy_link(p: &LoopbackPair, proxy: &FaultProxy) -> anyhow::Result<()> 
         "A refused duplicated acks as replays: {a_after:?}"
     );
     assert_eq!(a_after.frames_malformed + b_after.frames_malformed, 0);
+    // What A's user saw: every message announced once, each status ending delivered.
+    let announced = events_a.new_messages();
+    assert!(
+        repeated_ids(&announced).is_empty(),
+        "A announced a message twice"
+    );
+    assert_status_events_end_delivered("A", &events_a, &sent_ids);
     Ok(())
 }
