@@ -11,10 +11,10 @@ pub mod node;
 pub mod webdriver;
 
 use std::future::Future;
-
-use anyhow::Context;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use anyhow::Context;
 
 pub use node::{lanchat_bin, NodeProcess};
 
@@ -312,21 +312,33 @@ impl LoopbackPair {
         Ok(())
     }
 
-    /// `result`, with the end of both nodes' logs added to an error.
+    /// `result`, with the end of both nodes' logs added to an error. (A test that
+    /// panics instead gets them printed when the pair drops.)
     pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
-        result.map_err(|e| {
-            let tail = |node: &NodeProcess| {
-                let log = node.log();
-                let lines: Vec<&str> = log.lines().collect();
-                lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
-            };
-            e.context(format!(
-                "node logs in {}\n--- alpha (a.log), last lines ---\n{}\n--- bravo (b.log), last lines ---\n{}",
-                self.root.path().display(),
-                tail(&self.a),
-                tail(&self.b)
-            ))
-        })
+        result.map_err(|e| e.context(self.log_tails()))
+    }
+
+    /// Where the logs are, and their last lines.
+    fn log_tails(&self) -> String {
+        let tail = |node: &NodeProcess| {
+            let log = node.log();
+            let lines: Vec<&str> = log.lines().collect();
+            lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+        };
+        format!(
+            "node logs in {}\n--- alpha (a.log), last lines ---\n{}\n--- bravo (b.log), last lines ---\n{}",
+            self.root.path().display(),
+            tail(&self.a),
+            tail(&self.b)
+        )
+    }
+}
+
+impl Drop for LoopbackPair {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails());
+        }
     }
 }
 

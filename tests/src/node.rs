@@ -184,8 +184,8 @@ impl NodeProcess {
         Ok((status, resp.json().await?))
     }
 
-    /// Sends SIGKILL (no goodbye, no shutdown of any kind: a crash or a power cut as the
-    /// node sees it) and reaps the process.
+    /// Sends SIGKILL — no goodbye, no shutdown of any kind: a crash as the node sees it
+    /// (what it wrote to its files stays, as after any process crash) — and reaps it.
     pub fn kill(&mut self) -> anyhow::Result<ExitStatus> {
         let Some(mut child) = self.child.take() else {
             bail!("node already stopped");
