@@ -40,6 +40,9 @@ const OUTBOX_BATCH: u32 = 256;
 /// The outbox is looked at least this often even without a wake-up (a safety net:
 /// every path that makes something due also wakes the worker).
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How often the inbox dedupe table is pruned (entries live nine days; see
+/// `storage::DEDUPE_RETENTION_MS`).
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Inbound envelopes and acks being stored at once.
 const INBOUND_CONCURRENCY: usize = 128;
 
@@ -116,6 +119,8 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut next_pass = tokio::time::Instant::now();
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -141,6 +146,11 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = wake.notified() => next_pass = tokio::time::Instant::now(),
+            _ = prune.tick() => match worker.store.prune_inbox_dedupe(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(n, "pruned old inbox dedupe entries"),
+                Err(e) => tracing::warn!("cannot prune the inbox dedupe table: {e}"),
+            },
             _ = tokio::time::sleep_until(next_pass) => {
                 next_pass = worker.outbox_pass().await;
             }
