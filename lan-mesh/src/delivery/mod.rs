@@ -355,8 +355,25 @@ impl Worker {
             }
         };
         let full = due.len() as u32 >= OUTBOX_BATCH;
-        for entry in due {
-            self.try_send(entry, now).await;
+        let mut attempts = Vec::with_capacity(due.len());
+        let mut first_sends = Vec::with_capacity(due.len());
+        for entry in &due {
+            if let Some(attempt) = self.try_send(entry).await {
+                first_sends.push(attempt == SendAttempt::Sent && entry.retry_count == 0);
+                attempts.push((entry.envelope_id, attempt));
+            }
+        }
+        match self.store.record_outbox_attempts(attempts, now).await {
+            Ok(updated) => {
+                for (entry, first_send) in updated.into_iter().zip(first_sends) {
+                    let Some(entry) = entry else { continue };
+                    let gave_up = entry.status == OutboxStatus::Failed;
+                    if let (Some(message_id), true) = (entry.message_id, gave_up || first_send) {
+                        self.emit_status(message_id).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
         if full {
             return start;
@@ -368,9 +385,11 @@ impl Worker {
         start + next.min(MAX_IDLE)
     }
 
-    async fn try_send(&self, entry: OutboxEntry, now: UnixMs) {
-        let peer = entry.peer_id.clone();
-        let sealed = Envelope::from_outbox(&entry, &self.local).and_then(|e| e.seal(&self.keys));
+    /// Hands one envelope to its link (dialling if needed). `None` when it cannot be
+    /// encoded at all (then it was failed here and needs no attempt recorded).
+    async fn try_send(&self, entry: &OutboxEntry) -> Option<SendAttempt> {
+        let peer = &entry.peer_id;
+        let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.seal(&self.keys));
         let bytes = match sealed {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -378,45 +397,31 @@ impl Worker {
                 tracing::error!(envelope = %entry.envelope_id, "cannot encode an outbox envelope: {e}");
                 if let Ok(Some(failed)) = self
                     .store
-                    .outbox_rejected(entry.envelope_id, peer, format!("cannot encode: {e}"))
+                    .outbox_rejected(
+                        entry.envelope_id,
+                        peer.clone(),
+                        format!("cannot encode: {e}"),
+                    )
                     .await
                 {
                     if let Some(m) = failed.message_id {
                         self.emit_status(m).await;
                     }
                 }
-                return;
+                return None;
             }
         };
-        let attempt = match self.transport.send(&peer, Frame::Envelope(bytes)) {
+        Some(match self.transport.send(peer, Frame::Envelope(bytes)) {
             Ok(()) => SendAttempt::Sent,
-            Err(SendError::NoLink) => match self.addresses.get(&peer) {
+            Err(SendError::NoLink) => match self.addresses.get(peer) {
                 Some(addr) => {
-                    self.transport.connect(&peer, addr);
+                    self.transport.connect(peer, addr);
                     SendAttempt::Failed("no link yet (dialling)".into())
                 }
                 None => SendAttempt::Failed("peer offline".into()),
             },
             Err(SendError::Busy) => SendAttempt::Failed("link busy".into()),
-        };
-        let sent = attempt == SendAttempt::Sent;
-        match self
-            .store
-            .record_outbox_attempt(entry.envelope_id, attempt, now)
-            .await
-        {
-            Ok(Some(updated)) => {
-                if let Some(message_id) = updated.message_id {
-                    let gave_up = updated.status == OutboxStatus::Failed;
-                    let first_send = sent && entry.retry_count == 0;
-                    if gave_up || first_send {
-                        self.emit_status(message_id).await;
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("cannot record a send attempt: {e}"),
-        }
+        })
     }
 }
 
