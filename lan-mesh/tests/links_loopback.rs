@@ -305,11 +305,25 @@ async fn a_node_id_with_new_keys_is_refused_until_forgotten() {
     .await;
     a.sees(&b).await;
     b.sees(&a).await;
+    let mut a_events = a.events.subscribe();
     a.send_dm(&b.id, "second").await;
     wait_until("A refused B's new keys", || async {
         a.transport.counters().refused_key_mismatch > 0
     })
     .await;
+    // …and reported it.
+    let reported = tokio::time::timeout(DEADLINE, async {
+        loop {
+            match a_events.recv().await {
+                Ok(DeliveryEvent::KeyMismatch { peer }) => break peer,
+                Ok(_) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(reported, b.id);
     assert_eq!(b.history(&a.id).await.len(), 1);
 
     // The admin forgets B on A: the next link pins the new keys and the backlog flows.

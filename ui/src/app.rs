@@ -65,6 +65,7 @@ pub fn App() -> impl IntoView {
                 | Event::PeerBlocked { .. }
                 | Event::PeerUnblocked { .. }
                 | Event::PeerRemoved { .. }
+                | Event::PeerKeyMismatch { .. }
                 | Event::MeshState { .. }
                 | Event::Resync => changes.bump(),
                 // Shown by the messenger views once they exist.
