@@ -98,6 +98,9 @@ async fn status_page_shows_the_node_and_switches_language() -> anyhow::Result<()
         .execute("sessionStorage.clear(); return true")
         .await?;
     browser.goto(&node.url).await?;
+    browser
+        .wait_for_text("[data-testid=tab-status]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
     browser.click("[data-testid=tab-status]").await?;
     let error = browser
         .wait_for_text("[data-testid=status-error]", UI_LIMIT, |t| !t.is_empty())
