@@ -133,6 +133,8 @@ mod tests {
             "method_not_allowed",
             "unsupported_media_type",
             "mesh_off",
+            "peer_blocked",
+            "not_failed",
             "internal",
         ] {
             assert_eq!(error_key(code), format!("error.{code}"));

@@ -45,6 +45,12 @@ pub enum StoreError {
     Invalid { field: &'static str, reason: String },
     #[error("peer {0} is blocked")]
     Blocked(String),
+    /// Only a message whose delivery was given up can be queued again.
+    #[error("message {message_id} is {status}, not failed; only a failed message can be retried")]
+    NotFailed {
+        message_id: String,
+        status: &'static str,
+    },
     #[error("stored data is malformed: {0}")]
     Malformed(String),
     #[error("database error: {0}")]

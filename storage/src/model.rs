@@ -304,6 +304,26 @@ pub struct SearchQuery {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SearchCursor(pub(crate) i64);
 
+/// The text a client gets and hands back (`after`); opaque to it.
+impl std::fmt::Display for SearchCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::str::FromStr for SearchCursor {
+    type Err = crate::error::StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Positions are row ids, which start at 1.
+        s.parse::<i64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .map(SearchCursor)
+            .ok_or_else(|| crate::error::StoreError::invalid("after", "not a search cursor"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SearchPage {
     /// Newest first.

@@ -5,9 +5,9 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::chat;
 use crate::error::{StoreError, StoreResult};
-use crate::ids::{EnvelopeId, MessageId};
+use crate::ids::{ConversationId, ConversationTarget, EnvelopeId, MessageId, UserId};
 use crate::model::{
-    MessageStatus, OutboxEntry, OutboxStatus, OutgoingEnvelope, SendAttempt, UnixMs,
+    Message, MessageStatus, OutboxEntry, OutboxStatus, OutgoingEnvelope, SendAttempt, UnixMs,
 };
 use crate::peers;
 use crate::retry::{self, MAX_RETRY_AGE_MS};
@@ -199,4 +199,51 @@ pub(crate) fn acked(conn: &Connection, id: &EnvelopeId) -> StoreResult<bool> {
         )?;
     }
     Ok(true)
+}
+
+/// Queues a failed outgoing DM again: a new envelope for the same message, which goes
+/// back to pending. The message keeps its id and clock stamp, so it keeps its place in
+/// the conversation, and a copy that did reach the peer after all is not stored twice
+/// there (the receiver stores a message id once). The given-up envelope is replaced.
+pub(crate) fn retry_message<E>(
+    conn: &Connection,
+    writer: &mut WriterState,
+    conversation: &ConversationId,
+    message_id: &MessageId,
+    now: UnixMs,
+    encode: E,
+) -> StoreResult<Message>
+where
+    E: FnOnce(&Message) -> OutgoingEnvelope,
+{
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
+    let not_found = || StoreError::not_found("outgoing direct message", message_id);
+    // Group messages are never given up: their members' delivery cursors resend them.
+    let ConversationTarget::Direct(peer) = conversation.target() else {
+        return Err(not_found());
+    };
+    let message = chat::message(conn, message_id)?
+        .filter(|m| &m.conversation_id == conversation && m.sender == UserId::lan(&local))
+        .ok_or_else(not_found)?;
+    if message.status != MessageStatus::Failed {
+        return Err(StoreError::NotFailed {
+            message_id: message_id.to_string(),
+            status: message.status.as_str(),
+        });
+    }
+    peers::require_sendable(conn, peer)?;
+    conn.prepare_cached("DELETE FROM outbox WHERE peer_id = ?1 AND message_id = ?2")?
+        .execute(params![peer.as_str(), message_id.to_string()])?;
+    chat::set_message_status(
+        conn,
+        message_id,
+        MessageStatus::Pending,
+        &[MessageStatus::Failed],
+    )?;
+    let message = Message {
+        status: MessageStatus::Pending,
+        ..message
+    };
+    insert(conn, writer, peer, &encode(&message), Some(message_id), now)?;
+    Ok(message)
 }

@@ -362,6 +362,25 @@ impl Store {
         .await
     }
 
+    /// Queues a failed outgoing DM again (new envelope, same message id), status back
+    /// to pending, in one transaction. `NotFailed` if it is not failed; `NotFound` if
+    /// it is not an outgoing DM of this conversation.
+    pub async fn retry_message<E>(
+        &self,
+        conversation: ConversationId,
+        message_id: MessageId,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<Message>
+    where
+        E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            outbox::retry_message(c, s, &conversation, &message_id, now, encode)
+        })
+        .await
+    }
+
     /// Records an attempt and schedules the retry (exponential backoff with jitter).
     pub async fn record_outbox_attempt(
         &self,

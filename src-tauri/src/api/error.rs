@@ -4,6 +4,7 @@ use api_types::{ApiErrorBody, FieldError};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use storage::StoreError;
 
 use crate::live_settings::UpdateError;
 
@@ -55,6 +56,35 @@ impl ApiError {
 
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+/// What the store refused, as the API says it. Only what a client can cause or fix
+/// gets its own status; everything else is the node's failure (`500 internal`).
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { what, id } => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such {what}: {id}"),
+            ),
+            StoreError::Blocked(peer) => ApiError::forbidden(
+                "peer_blocked",
+                format!("peer {peer} is blocked; unblock it first"),
+            ),
+            StoreError::NotFailed { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_failed", e.to_string())
+            }
+            // The store names fields in words ("message id"); the API in snake_case.
+            StoreError::Invalid { field, reason } => {
+                FieldError::new(field.replace(' ', "_"), reason).into()
+            }
+            other => {
+                tracing::error!("store: {other}");
+                ApiError::internal(other.to_string())
+            }
+        }
     }
 }
 

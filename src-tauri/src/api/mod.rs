@@ -2,13 +2,19 @@
 //! Every route sits behind `guard` (Host/Origin, bearer token); see docs/API.md.
 
 mod assets;
+mod contacts;
+mod conversations;
 mod error;
 mod events;
 mod guard;
+mod identity;
 mod json_body;
+mod params;
 mod peers;
+mod search;
 mod settings;
 mod status;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +32,11 @@ use crate::mesh::MeshHandle;
 
 /// Local API requests are small JSON documents; anything bigger is a mistake or abuse.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A message may hold up to `storage::MAX_BODY_BYTES` of text, which JSON escaping can
+/// make several times longer (`\u0001` is six bytes for one). Bodies up to this size
+/// reach the handler, so a text that is too long gets a `400` naming `text` rather than
+/// a bare `413`.
+const SEND_BODY_BYTES: usize = 8 * storage::MAX_BODY_BYTES;
 
 /// What handlers share. Cheap to clone.
 #[derive(Clone)]
@@ -77,6 +88,13 @@ impl ApiState {
     }
 }
 
+/// Wall-clock Unix milliseconds, as the store takes them.
+fn now_ms() -> storage::UnixMs {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/status", get(status::get))
@@ -85,6 +103,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/peers/{peer_id}", delete(peers::forget))
         .route("/peers/{peer_id}/block", post(peers::block))
         .route("/peers/{peer_id}/unblock", post(peers::unblock))
+        .route("/contacts", get(contacts::list))
+        .route("/conversations", get(conversations::list))
+        .route(
+            "/conversations/{id}/messages",
+            get(conversations::history)
+                .post(conversations::send)
+                .layer(DefaultBodyLimit::max(SEND_BODY_BYTES)),
+        )
+        .route("/conversations/{id}/read", post(conversations::read))
+        .route(
+            "/conversations/{id}/messages/{message_id}/retry",
+            post(conversations::retry),
+        )
+        .route("/search", get(search::search))
         .route("/events", get(events::stream))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });

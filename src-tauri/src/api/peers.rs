@@ -34,23 +34,25 @@ async fn known_peers(state: &ApiState) -> Result<Vec<PeerView>, ApiError> {
         }
     }
     let stored = state.store().peers().await.map_err(store_failed)?;
-    Ok(stored
-        .into_iter()
-        .map(|p| PeerView {
-            address: match (&p.last_ip, p.last_port) {
-                (Some(ip), Some(port)) => ip
-                    .parse::<std::net::IpAddr>()
-                    .ok()
-                    .map(|ip| std::net::SocketAddr::new(ip, port).to_string()),
-                _ => None,
-            },
-            peer_id: p.peer_id.to_string(),
-            display_name: p.display_name,
-            online: false,
-            last_seen_at: p.last_seen_at.and_then(|t| u64::try_from(t).ok()),
-            blocked: p.blocked,
-        })
-        .collect())
+    Ok(stored.into_iter().map(stored_peer_view).collect())
+}
+
+/// A peer as the database remembers it: offline until discovery sees it again.
+pub(super) fn stored_peer_view(p: storage::Peer) -> PeerView {
+    PeerView {
+        address: match (&p.last_ip, p.last_port) {
+            (Some(ip), Some(port)) => ip
+                .parse::<std::net::IpAddr>()
+                .ok()
+                .map(|ip| std::net::SocketAddr::new(ip, port).to_string()),
+            _ => None,
+        },
+        peer_id: p.peer_id.to_string(),
+        display_name: p.display_name,
+        online: false,
+        last_seen_at: p.last_seen_at.and_then(|t| u64::try_from(t).ok()),
+        blocked: p.blocked,
+    }
 }
 
 /// `GET /api/v1/peers[?include_blocked=true]`: online first, then by name.

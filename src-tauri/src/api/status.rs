@@ -9,11 +9,7 @@ use super::ApiState;
 pub async fn get(State(state): State<ApiState>) -> Json<Status> {
     let settings = state.settings().current();
     let mesh = &settings.lan_mesh;
-    let display_name = if mesh.display_name.is_empty() {
-        crate::host_name()
-    } else {
-        mesh.display_name.clone()
-    };
+    let display_name = super::identity::own_name(&settings);
     let snapshot = state.mesh().snapshot();
     let discovery = match &snapshot.discovery {
         Some(d) => d.stats().await.ok().map(|s| {

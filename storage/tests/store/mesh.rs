@@ -581,3 +581,148 @@ async fn removing_a_member_stops_its_deliveries_and_tells_it() {
         "after"
     );
 }
+
+#[tokio::test]
+async fn a_failed_message_is_queued_again_by_retry_under_the_same_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let conv = ConversationId::dm(&node(1));
+    let (message, first) = store
+        .send_direct_message(node(1), "try again".into(), t0, dm_envelope)
+        .await
+        .unwrap();
+    // Still pending: nothing to retry.
+    assert!(matches!(
+        store
+            .retry_message(conv.clone(), message.message_id, t0, dm_envelope)
+            .await,
+        Err(StoreError::NotFailed {
+            status: "pending",
+            ..
+        })
+    ));
+    store
+        .record_outbox_attempt(
+            first,
+            SendAttempt::Failed("timeout".into()),
+            t0 + MAX_RETRY_AGE_MS,
+        )
+        .await
+        .unwrap();
+    let failed = store.message(message.message_id).await.unwrap().unwrap();
+    assert_eq!(failed.status, MessageStatus::Failed);
+
+    let t1 = t0 + MAX_RETRY_AGE_MS + 1_000;
+    let retried = store
+        .retry_message(conv.clone(), message.message_id, t1, dm_envelope)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, MessageStatus::Pending);
+    assert_eq!(retried.message_id, message.message_id);
+    assert_eq!(
+        retried.order_key(),
+        message.order_key(),
+        "keeps its place in the conversation"
+    );
+    assert_eq!(
+        store.message(message.message_id).await.unwrap().unwrap(),
+        retried,
+        "stored as returned"
+    );
+    // The given-up envelope is replaced by one new envelope, due at once.
+    let queued = store.outbox_for_peer(node(1)).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    let again = &queued[0];
+    assert_ne!(again.envelope_id, first);
+    assert_eq!(again.message_id, Some(message.message_id));
+    assert_eq!(again.status, OutboxStatus::Pending);
+    assert_eq!(again.retry_count, 0);
+    assert_eq!(again.created_at, t1);
+    assert_eq!(again.payload, dm_envelope(&message).payload);
+    let due = store.due_outbox(t1, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].envelope_id, again.envelope_id);
+    // Its ack delivers the message.
+    assert!(store.outbox_acked(again.envelope_id).await.unwrap());
+    assert_eq!(
+        store
+            .message(message.message_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        MessageStatus::Delivered
+    );
+    assert!(matches!(
+        store
+            .retry_message(conv.clone(), message.message_id, t1, dm_envelope)
+            .await,
+        Err(StoreError::NotFailed {
+            status: "delivered",
+            ..
+        })
+    ));
+}
+
+#[tokio::test]
+async fn retry_refuses_other_conversations_inbound_messages_and_blocked_peers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let (message, _) = store
+        .send_direct_message(node(2), "blocked later".into(), t0, dm_envelope)
+        .await
+        .unwrap();
+    // Blocking fails it; while blocked it cannot be queued again.
+    store.set_peer_blocked(node(2), true).await.unwrap();
+    let conv = ConversationId::dm(&node(2));
+    assert!(matches!(
+        store
+            .retry_message(conv.clone(), message.message_id, t0, dm_envelope)
+            .await,
+        Err(StoreError::Blocked(_))
+    ));
+    assert!(matches!(
+        store
+            .retry_message(
+                ConversationId::dm(&node(1)),
+                message.message_id,
+                t0,
+                dm_envelope
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .retry_message(conv.clone(), storage::MessageId::new(), t0, dm_envelope)
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store.set_peer_blocked(node(2), false).await.unwrap();
+    let retried = store
+        .retry_message(conv, message.message_id, t0, dm_envelope)
+        .await
+        .unwrap();
+    assert_eq!(retried.status, MessageStatus::Pending);
+    assert_eq!(store.outbox_for_peer(node(2)).await.unwrap().len(), 1);
+
+    // Somebody else's message is not ours to resend.
+    let (envelope, effect) = inbound_dm(1, "from peer 1");
+    store.apply_inbound(envelope, effect.clone()).await.unwrap();
+    let InboundEffect::DirectMessage(inbound) = effect else {
+        unreachable!()
+    };
+    assert!(matches!(
+        store
+            .retry_message(
+                ConversationId::dm(&node(1)),
+                inbound.message_id,
+                t0,
+                dm_envelope
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}

@@ -1,0 +1,226 @@
+//! `/api/v1/conversations`: the conversation list, history pages, sending, marking
+//! read and retrying a failed message.
+//!
+//! A DM's id is derived from its peer (`dm:lan:{peer_id}`), so a client may read or
+//! mark read a DM that has no message yet; the store creates it on the first send.
+
+use api_types::{
+    ConversationView, Event, FieldError, MessagePageView, MessageStatus, MessageView, SendMessage,
+};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use lan_mesh::envelope::dm_outgoing;
+use storage::{
+    ConversationId, ConversationTarget, HistoryQuery, MessageId, MessagePage, StoreError,
+    MAX_BODY_BYTES, MAX_PAGE,
+};
+
+use super::params::{Params, Segments};
+use super::views::{self, Names};
+use super::{identity, json_body, now_ms, ApiError, ApiState};
+
+/// A screenful and some: the UI asks for more as the user scrolls up.
+const DEFAULT_PAGE: u32 = 50;
+
+fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
+    text.parse::<ConversationId>().map_err(|_| {
+        FieldError::new(
+            "conversation_id",
+            format!("{text:?} is neither dm:lan:{{peer_id}} nor group:{{group_id}}"),
+        )
+        .into()
+    })
+}
+
+fn is_direct(conversation: &ConversationId) -> bool {
+    matches!(conversation.target(), ConversationTarget::Direct(_))
+}
+
+/// The text as it will be stored: surrounding whitespace (the Enter that sent it)
+/// dropped, everything between — inner newlines, indentation — kept as typed.
+fn message_text(text: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(FieldError::new("text", "a message cannot be empty").into());
+    }
+    if text.len() > MAX_BODY_BYTES {
+        return Err(FieldError::new(
+            "text",
+            format!(
+                "a message is at most {MAX_BODY_BYTES} bytes (UTF-8); this one has {}",
+                text.len()
+            ),
+        )
+        .into());
+    }
+    Ok(text.to_string())
+}
+
+/// Refuses what the settings forbid before the store is asked: messages to this
+/// node itself, and to a peer the settings block (the settings are the source of
+/// truth for blocks; the store refuses them too).
+fn refuse_unreachable(state: &ApiState, conversation: &ConversationId) -> Result<(), ApiError> {
+    let ConversationTarget::Direct(peer) = conversation.target() else {
+        return Ok(());
+    };
+    let mesh = state.settings().current().lan_mesh;
+    if *peer == mesh.node_id {
+        return Err(FieldError::new(
+            "conversation_id",
+            "that is this node itself; messages go to other nodes",
+        )
+        .into());
+    }
+    if mesh.blocked_peers.contains(peer) {
+        return Err(StoreError::Blocked(peer.to_string()).into());
+    }
+    Ok(())
+}
+
+/// `GET /api/v1/conversations`: most recent activity first.
+pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<ConversationView>>, ApiError> {
+    let conversations = state.store().conversations().await?;
+    let names = Names::load(&state).await?;
+    let mut views: Vec<ConversationView> = conversations
+        .iter()
+        .map(|c| views::conversation_view(c, &names))
+        .collect();
+    // Already in this order by full HLC; a stable sort keeps that tie-break.
+    views.sort_by_key(|v| std::cmp::Reverse(v.last_activity_at));
+    Ok(Json(views))
+}
+
+/// `GET /api/v1/conversations/{id}/messages?before=ORDER&limit=N`: oldest first.
+pub async fn history(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+    params: Params,
+) -> Result<Json<MessagePageView>, ApiError> {
+    let conversation = conversation_id(&id)?;
+    let limit = params.limit(DEFAULT_PAGE, MAX_PAGE)?;
+    let before = match params.get("before") {
+        None => None,
+        Some(text) => Some(views::parse_order(text).ok_or_else(|| {
+            FieldError::new(
+                "before",
+                "not a message order (take it from a message's `order`)",
+            )
+        })?),
+    };
+    let page = match state
+        .store()
+        .history(conversation.clone(), HistoryQuery { before, limit })
+        .await
+    {
+        Ok(page) => page,
+        // A DM exists before its first message (its id is derived from the peer).
+        Err(StoreError::NotFound { .. }) if is_direct(&conversation) => MessagePage {
+            messages: Vec::new(),
+            older: None,
+        },
+        Err(e) => return Err(e.into()),
+    };
+    let names = Names::load(&state).await?;
+    Ok(Json(MessagePageView {
+        messages: page
+            .messages
+            .iter()
+            .map(|m| views::message_view(m, &names))
+            .collect(),
+        older: page.older.map(views::order_text),
+    }))
+}
+
+/// `POST /api/v1/conversations/{id}/messages {"text": …}` → `201` and the message,
+/// pending. The store writes it and its outbox envelope in one transaction; the
+/// delivery worker is woken and every event stream hears of it.
+pub async fn send(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<MessageView>), ApiError> {
+    let conversation = conversation_id(&id)?;
+    let request: SendMessage = json_body::parse(&headers, &body)?;
+    let text = message_text(&request.text)?;
+    refuse_unreachable(&state, &conversation)?;
+    identity::ensure_local(&state).await?;
+    let message = state
+        .store()
+        .send_message(conversation, text, now_ms(), dm_outgoing)
+        .await?;
+    state.mesh().wake_outbox();
+    let view = views::message_view(&message, &Names::local(&state));
+    tracing::debug!(message_id = %view.id, conversation = %view.conversation_id, "message stored for sending");
+    state.mesh().publish(Event::MessageNew {
+        message: view.clone(),
+    });
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `POST /api/v1/conversations/{id}/read` → `204`.
+pub async fn read(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+) -> Result<StatusCode, ApiError> {
+    let conversation = conversation_id(&id)?;
+    match state.store().mark_read(conversation.clone()).await {
+        Ok(()) => {}
+        // A DM without messages has nothing unread.
+        Err(StoreError::NotFound { .. }) if is_direct(&conversation) => {}
+        Err(e) => return Err(e.into()),
+    }
+    state.mesh().publish(Event::ConversationRead {
+        conversation_id: conversation.to_string(),
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/conversations/{id}/messages/{message_id}/retry` → the message,
+/// pending again. Only an outgoing DM whose delivery was given up (`failed`).
+pub async fn retry(
+    State(state): State<ApiState>,
+    Segments((id, message_id)): Segments<(String, String)>,
+) -> Result<Json<MessageView>, ApiError> {
+    let conversation = conversation_id(&id)?;
+    let message_id: MessageId = message_id.parse().map_err(|_| {
+        ApiError::from(FieldError::new(
+            "message_id",
+            format!("{message_id:?} is not a message id"),
+        ))
+    })?;
+    refuse_unreachable(&state, &conversation)?;
+    identity::ensure_local(&state).await?;
+    let message = state
+        .store()
+        .retry_message(conversation, message_id, now_ms(), dm_outgoing)
+        .await?;
+    state.mesh().wake_outbox();
+    let view = views::message_view(&message, &Names::local(&state));
+    state.mesh().publish(Event::MessageStatus {
+        conversation_id: view.conversation_id.clone(),
+        message_id: view.id.clone(),
+        status: MessageStatus::Pending,
+    });
+    Ok(Json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_text_is_trimmed_outside_and_kept_inside() {
+        assert_eq!(
+            message_text("\n  first\n\n  second\t \n").unwrap(),
+            "first\n\n  second"
+        );
+        assert!(message_text(" \n\t ").is_err());
+        assert!(message_text("").is_err());
+        let at_limit = "字".repeat(MAX_BODY_BYTES / 3);
+        assert!(message_text(&at_limit).is_ok());
+        assert!(message_text(&"a".repeat(MAX_BODY_BYTES + 1)).is_err());
+    }
+}

@@ -1,0 +1,41 @@
+//! Who this node is, as the API shows it and as the store stamps outgoing messages.
+
+use api_types::Settings;
+use storage::MAX_NAME_CHARS;
+
+use super::{now_ms, ApiError, ApiState};
+
+/// The configured display name, or the host name when none is set (what `status`
+/// shows and what discovery announces).
+pub fn own_name(settings: &Settings) -> String {
+    let name = &settings.lan_mesh.display_name;
+    if name.is_empty() {
+        crate::host_name()
+    } else {
+        name.clone()
+    }
+}
+
+/// Makes sure the store knows this node's id and current name before it writes a
+/// message from the local user (it stamps the sender with them). A read when nothing
+/// changed; a write the first time and after a rename.
+pub async fn ensure_local(state: &ApiState) -> Result<(), ApiError> {
+    let settings = state.settings().current();
+    let node_id = settings.lan_mesh.node_id.clone();
+    // The store takes ≤ 128 characters without control characters; a host name can
+    // in principle be anything.
+    let name: String = own_name(&settings)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect();
+    let stored = state.store().local_identity().await?;
+    if stored.is_some_and(|s| s.node_id == node_id && s.display_name == name.trim()) {
+        return Ok(());
+    }
+    state
+        .store()
+        .set_local_identity(node_id, name, now_ms())
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,189 @@
+//! Storage records → the views the API returns.
+//!
+//! A message's `order` is its storage order key `(hlc, message_id)` as text: 16
+//! lower-case hex digits of the HLC, `-`, the message id (26 upper-case Crockford
+//! characters, which sort like the ULID). Fixed widths make the text sort exactly like
+//! the key, so clients can sort by it and hand it back as the `before` cursor.
+
+use std::collections::HashMap;
+
+use api_types::{ConversationKind, ConversationView, MessageStatus, MessageView};
+use storage::{Conversation, ConversationTarget, Hlc, Message, OrderKey, UserId};
+
+use super::{identity, ApiError, ApiState};
+
+const HLC_HEX_DIGITS: usize = 16;
+
+pub fn order_text(key: OrderKey) -> String {
+    format!("{:016x}-{}", key.hlc.raw(), key.message_id)
+}
+
+pub fn parse_order(text: &str) -> Option<OrderKey> {
+    let (hlc, id) = text.split_once('-')?;
+    if hlc.len() != HLC_HEX_DIGITS || !hlc.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(OrderKey {
+        hlc: Hlc::from_raw(u64::from_str_radix(hlc, 16).ok()?),
+        message_id: id.parse().ok()?,
+    })
+}
+
+/// Times before 1970 only come from a broken clock; show them as 0, not as an error.
+fn unix_ms(t: i64) -> u64 {
+    u64::try_from(t).unwrap_or(0)
+}
+
+fn status(s: storage::MessageStatus) -> MessageStatus {
+    match s {
+        storage::MessageStatus::Pending => MessageStatus::Pending,
+        storage::MessageStatus::Sent => MessageStatus::Sent,
+        storage::MessageStatus::Delivered => MessageStatus::Delivered,
+        storage::MessageStatus::Failed => MessageStatus::Failed,
+    }
+}
+
+/// Display names of message senders, read once per request.
+pub struct Names {
+    local: UserId,
+    local_name: String,
+    others: HashMap<UserId, String>,
+}
+
+impl Names {
+    /// Only this node's own name: enough for messages it just wrote.
+    pub fn local(state: &ApiState) -> Names {
+        let settings = state.settings().current();
+        Names {
+            local: UserId::lan(&settings.lan_mesh.node_id),
+            local_name: identity::own_name(&settings),
+            others: HashMap::new(),
+        }
+    }
+
+    /// Every known user's name (the peers' as discovery last saw them).
+    pub async fn load(state: &ApiState) -> Result<Names, ApiError> {
+        let mut names = Names::local(state);
+        names.others = state
+            .store()
+            .users()
+            .await?
+            .into_iter()
+            .map(|u| (u.user_id, u.display_name))
+            .collect();
+        Ok(names)
+    }
+
+    pub fn is_local(&self, user: &UserId) -> bool {
+        *user == self.local
+    }
+
+    /// A peer that never told its name (e.g. a group member not yet discovered) is
+    /// shown by its node id rather than as a blank.
+    pub fn name(&self, user: &UserId) -> String {
+        if self.is_local(user) {
+            return self.local_name.clone();
+        }
+        match self.others.get(user) {
+            Some(name) if !name.is_empty() => name.clone(),
+            _ => user
+                .node_id()
+                .map_or_else(|| user.to_string(), |n| n.to_string()),
+        }
+    }
+}
+
+pub fn message_view(m: &Message, names: &Names) -> MessageView {
+    MessageView {
+        id: m.message_id.to_string(),
+        conversation_id: m.conversation_id.to_string(),
+        sender: m.sender.to_string(),
+        sender_name: names.name(&m.sender),
+        outgoing: names.is_local(&m.sender),
+        text: m.body.clone(),
+        status: status(m.status),
+        sent_at: unix_ms(m.sent_at),
+        order: order_text(m.order_key()),
+    }
+}
+
+pub fn conversation_view(c: &Conversation, names: &Names) -> ConversationView {
+    // The storage list is ordered by the last message's HLC; its wall part is the time
+    // that order stands for.
+    let last_activity_at = c
+        .last_message
+        .as_ref()
+        .map_or(unix_ms(c.created_at), |m| m.hlc.wall_ms());
+    let (kind, peer_id) = match c.conversation_id.target() {
+        ConversationTarget::Direct(peer) => (ConversationKind::Dm, Some(peer.to_string())),
+        ConversationTarget::Group(_) => (ConversationKind::Group, None),
+    };
+    ConversationView {
+        id: c.conversation_id.to_string(),
+        kind,
+        name: c.name.clone(),
+        last_message: c.last_message.as_ref().map(|m| message_view(m, names)),
+        unread: c.unread,
+        last_activity_at,
+        peer_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::MessageId;
+
+    #[test]
+    fn order_text_round_trips_and_sorts_like_the_key() {
+        let keys: Vec<OrderKey> = [
+            (0u64, MessageId::new()),
+            (1, MessageId::new()),
+            (0xff, MessageId::new()),
+            (0x1_0000, MessageId::new()),
+            (u64::MAX, MessageId::new()),
+        ]
+        .into_iter()
+        .flat_map(|(hlc, id)| {
+            [
+                OrderKey {
+                    hlc: Hlc::from_raw(hlc),
+                    message_id: id,
+                },
+                OrderKey {
+                    hlc: Hlc::from_raw(hlc),
+                    message_id: "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap(),
+                },
+            ]
+        })
+        .collect();
+        for key in &keys {
+            let text = order_text(*key);
+            assert_eq!(text.len(), 16 + 1 + 26);
+            assert_eq!(parse_order(&text), Some(*key));
+        }
+        let mut by_key = keys.clone();
+        by_key.sort();
+        let mut by_text = keys;
+        by_text.sort_by_key(|k| order_text(*k));
+        assert_eq!(by_key, by_text);
+    }
+
+    #[test]
+    fn malformed_order_text_is_refused() {
+        let id = MessageId::new();
+        for bad in [
+            String::new(),
+            "-".to_string(),
+            format!("{id}"),
+            format!("123-{id}"),
+            format!("{:016x}", 5),
+            format!("{:016x}-nope", 5),
+            format!("+000000000000005-{id}"),
+            format!("00000000000000zz-{id}"),
+            format!("{:017x}-{id}", 5),
+        ] {
+            assert_eq!(parse_order(&bad), None, "{bad:?}");
+        }
+    }
+}
