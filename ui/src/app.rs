@@ -122,7 +122,14 @@ pub fn App() -> impl IntoView {
         move || {
             changes.0.track();
             let client = client.clone();
-            async move { client.status().await.ok().map(|s| s.display_name) }
+            async move {
+                client.status().await.ok().map(|s| {
+                    (
+                        s.display_name,
+                        s.mesh_state == api_types::MeshState::Running,
+                    )
+                })
+            }
         }
     });
 
@@ -170,9 +177,9 @@ pub fn App() -> impl IntoView {
                 <button type="button" data-testid="tab-lan" aria-pressed=move || (tab.get() == Tab::Lan).to_string()
                     on:click=move |_| tab.set(Tab::Lan)>{move || lang.t("tab.lan")}</button>
             </nav>
-            {move || me.get().flatten().map(|name| view! {
+            {move || me.get().flatten().map(|(name, on_lan)| view! {
                 <span class="me" data-testid="me-name" title=lang.t("chat.me")>
-                    <span class="dot on" aria-hidden="true"></span>{name}
+                    <span class=if on_lan { "dot on" } else { "dot" } aria-hidden="true"></span>{name}
                 </span>
             })}
             <LanguageSwitch/>

@@ -402,12 +402,16 @@ pub fn initials(name: &str) -> String {
     out.to_uppercase()
 }
 
-/// A stable hue (0–359) for an avatar, from the user's id.
-pub fn avatar_hue(id: &str) -> u16 {
+/// How many avatar colours the style sheet has (`.avatar.tone-0` …).
+pub const AVATAR_TONES: u32 = 8;
+
+/// A stable colour for an avatar, from the user's id (a class, since the page's
+/// Content-Security-Policy allows no inline styles).
+pub fn avatar_tone(id: &str) -> String {
     let hash = id.bytes().fold(2_166_136_261_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(16_777_619)
     });
-    (hash % 360) as u16
+    format!("tone-{}", hash % AVATAR_TONES)
 }
 
 #[cfg(test)]
@@ -723,9 +727,11 @@ mod tests {
         assert_eq!(initials("Alpha"), "A");
         assert_eq!(initials("王小明"), "王");
         assert_eq!(initials("  "), "?");
-        assert_eq!(avatar_hue("lan:01A"), avatar_hue("lan:01A"));
-        assert!(avatar_hue("lan:01B") < 360);
-        assert_ne!(avatar_hue("lan:01A"), avatar_hue("lan:01B"));
+        assert_eq!(avatar_tone("lan:01A"), avatar_tone("lan:01A"));
+        let tones: std::collections::BTreeSet<_> = (0..100)
+            .map(|n| avatar_tone(&format!("lan:01J{n}")))
+            .collect();
+        assert_eq!(tones.len(), AVATAR_TONES as usize, "every tone is used");
     }
 
     #[test]

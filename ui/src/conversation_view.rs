@@ -79,7 +79,7 @@ fn Conversation(id: String) -> impl IntoView {
     };
     let online = {
         let id = id.clone();
-        move || chat.contact_for(&id).is_some_and(|c| c.online || c.is_self)
+        move || chat.contact_for(&id).is_some_and(|c| c.online)
     };
 
     let rows = Memo::new(move |_| {
@@ -157,7 +157,7 @@ fn Conversation(id: String) -> impl IntoView {
                             .map(|c| c.user_id)
                             .unwrap_or_else(|| id.clone());
                         view! {
-                            <span class="avatar" style=format!("--hue: {}", chat_model::avatar_hue(&avatar_id)) aria-hidden="true">
+                            <span class=format!("avatar {}", chat_model::avatar_tone(&avatar_id)) aria-hidden="true">
                                 {chat_model::initials(&n)}
                             </span>
                         }

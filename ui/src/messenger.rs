@@ -160,11 +160,21 @@ impl Chat {
             let got = this.client().messages(&id, None, PAGE).await;
             this.with_open(&id, |h| match got {
                 Ok(page) => {
-                    let first_load = !h.loaded;
-                    chat_model::merge_messages(&mut h.messages, page.messages);
-                    if first_load {
+                    // After a long disconnection the newest page may not reach what is
+                    // shown: start again from it rather than leave a hole.
+                    let gap = h.loaded
+                        && page.older.is_some()
+                        && page
+                            .messages
+                            .first()
+                            .is_some_and(|first| !h.messages.iter().any(|m| m.id == first.id));
+                    if gap {
+                        h.messages.clear();
+                    }
+                    if !h.loaded || gap {
                         h.older = page.older;
                     }
+                    chat_model::merge_messages(&mut h.messages, page.messages);
                     h.loaded = true;
                     h.error = None;
                 }

@@ -8,7 +8,7 @@ use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
 use crate::app::Lang;
-use crate::chat_model::{self, avatar_hue, badge_text, initials, preview};
+use crate::chat_model::{self, avatar_tone, badge_text, initials, preview};
 use crate::messenger::Chat;
 use crate::time_text;
 
@@ -79,12 +79,12 @@ fn arrow_keys(ev: web_sys::KeyboardEvent) {
 }
 
 fn avatar(id: &str, name: &str, online: Option<bool>) -> impl IntoView {
-    let style = format!("--hue: {}", avatar_hue(id));
+    let class = format!("avatar {}", avatar_tone(id));
     let dot = online.map(|on| {
         view! { <span class=if on { "dot on" } else { "dot off" } aria-hidden="true"></span> }
     });
     view! {
-        <span class="avatar" style=style aria-hidden="true">
+        <span class=class aria-hidden="true">
             {initials(name)}
             {dot}
         </span>
@@ -182,7 +182,7 @@ fn contact_row(lang: Lang, chat: Chat, c: ContactView) -> impl IntoView {
         move || (chat.open_id().as_deref() == Some(conv.as_str())).then_some("true")
     };
     let inner = view! {
-        {avatar(&c.user_id, &c.display_name, Some(c.online || c.is_self))}
+        {avatar(&c.user_id, &c.display_name, Some(c.online))}
         <span class="row-main">
             <span class="row-title">{name}</span>
             <span class="row-sub">{sub}</span>
@@ -259,6 +259,8 @@ fn ChatsSection() -> impl IntoView {
                 })}
                 {move || {
                     let list = chat.conversations.get();
+                    // The rows show each DM peer's online state.
+                    chat.contacts.track();
                     if list.is_empty() {
                         view! { <p class="muted empty" data-testid="chats-empty">{lang.t("chat.chats.empty")}</p> }.into_any()
                     } else {
@@ -302,10 +304,7 @@ fn conversation_row(
     let l = lang.0.get();
     let online = match (c.kind, &c.peer_id) {
         (ConversationKind::Dm, Some(peer)) => chat.contacts.with_untracked(|list| match list {
-            Some(Ok(list)) => list
-                .iter()
-                .find(|x| &x.peer_id == peer)
-                .map(|x| x.online || x.is_self),
+            Some(Ok(list)) => list.iter().find(|x| &x.peer_id == peer).map(|x| x.online),
             _ => None,
         }),
         _ => None,
