@@ -21,6 +21,6 @@ pub use cidr::{Cidr, CidrError};
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;
 pub use node_id::{NodeId, NodeIdError};
-pub use peers::{AddPeerAddress, BlockState, DiscoveryCounters, PeerView};
+pub use peers::{AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters};
 pub use settings::{LanMeshSettings, Language, Settings, UiSettings};
 pub use status::{MeshState, Status};

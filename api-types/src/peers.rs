@@ -50,3 +50,23 @@ pub struct DiscoveryCounters {
     pub send_errors: u64,
     pub peers_online: u64,
 }
+
+/// The transport's counters: links, refusals per reason, frames.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportCounters {
+    pub links_up: u64,
+    pub links_accepted: u64,
+    pub links_dialled: u64,
+    pub links_closed: u64,
+    pub refused_address: u64,
+    pub refused_capacity: u64,
+    pub handshake_failed: u64,
+    pub refused_blocked_peer: u64,
+    pub refused_key_mismatch: u64,
+    pub dials_failed: u64,
+    pub duplicate_links: u64,
+    pub frames_sent: u64,
+    pub frames_received: u64,
+    pub frames_undecryptable: u64,
+    pub frames_malformed: u64,
+}

@@ -31,4 +31,10 @@ pub struct Status {
     pub discovery_port: u16,
     /// Discovery's packet counters while the mesh runs, else `null`.
     pub discovery: Option<crate::peers::DiscoveryCounters>,
+    /// The transport's link and frame counters while the mesh runs, else `null`.
+    #[serde(default)]
+    pub transport: Option<crate::peers::TransportCounters>,
+    /// A short fingerprint of this node's link key, to compare with what a peer pinned.
+    #[serde(default)]
+    pub link_key: String,
 }

@@ -6,5 +6,7 @@
 //! Built so far: the discovery plane ([`discovery`]), as a library the node starts with
 //! [`discovery::Discovery::start`]. The transport plane is not built yet.
 
+pub mod delivery;
 pub mod discovery;
 pub mod envelope;
+pub mod transport;

@@ -1,14 +1,20 @@
 //! The LAN mesh runtime inside the node: a supervisor task that follows the settings —
-//! starts discovery when the mesh is enabled, reconfigures it live on every change,
-//! stops it (with goodbye) when disabled or when the node stops — and forwards peer
-//! events to the local API's event stream.
+//! starts discovery, the transport and delivery when the mesh is enabled, reconfigures
+//! them live on every change, stops them (with goodbye) when disabled or when the node
+//! stops — and forwards peer and message events to the local API's event stream.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use api_types::{Event, LanMeshSettings, MeshState, PeerView, Settings};
+use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts};
 use lan_mesh::discovery::{
-    Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
+    targets, Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
+    PublicKey,
 };
+use lan_mesh::transport::{NodeKeys, Transport, TransportConfig};
+use storage::Store;
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +34,7 @@ pub struct MeshSnapshot {
     pub state: MeshState,
     pub error: Option<String>,
     pub discovery: Option<Discovery>,
+    pub transport: Option<Transport>,
 }
 
 impl MeshSnapshot {
@@ -36,6 +43,7 @@ impl MeshSnapshot {
             state: MeshState::Off,
             error: None,
             discovery: None,
+            transport: None,
         }
     }
 }
@@ -55,21 +63,34 @@ pub struct MeshHandle {
     /// Poked after something was written to the outbox, so it goes out now rather
     /// than at the delivery worker's next scheduled look.
     outbox_wake: Arc<Notify>,
+    /// This node's link key fingerprint (for the status page).
+    link_key: Arc<str>,
 }
 
 /// Makes the peer store for each discovery start (a fresh one per runtime).
 pub type PeerStoreFactory = Arc<dyn Fn() -> Box<dyn PeerStore> + Send + Sync>;
 
+/// What the mesh needs from the node besides its settings.
+pub struct MeshParts {
+    pub stores: PeerStoreFactory,
+    pub store: Store,
+    pub keys: NodeKeys,
+}
+
 impl Mesh {
-    pub fn start(settings: watch::Receiver<Settings>, stores: PeerStoreFactory) -> Mesh {
+    pub fn start(settings: watch::Receiver<Settings>, parts: MeshParts) -> Mesh {
         let (snapshot_tx, snapshot) = watch::channel(MeshSnapshot::off());
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let outbox_wake = Arc::new(Notify::new());
+        let link_key: Arc<str> = parts.keys.public().fingerprint().into();
         let stop = CancellationToken::new();
         let supervisor = Supervisor {
             snapshot: snapshot_tx,
             events: events.clone(),
-            stores,
+            stores: parts.stores,
+            store: parts.store,
+            keys: parts.keys,
+            outbox_wake: Arc::clone(&outbox_wake),
             stop: stop.clone(),
             running: None,
         };
@@ -79,6 +100,7 @@ impl Mesh {
                 snapshot,
                 events,
                 outbox_wake,
+                link_key,
             },
             stop,
             task,
@@ -107,6 +129,14 @@ impl MeshHandle {
         self.snapshot.borrow().discovery.clone()
     }
 
+    pub fn link_key(&self) -> &str {
+        &self.link_key
+    }
+
+    pub fn transport(&self) -> Option<Transport> {
+        self.snapshot.borrow().transport.clone()
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
     }
@@ -125,16 +155,27 @@ impl MeshHandle {
 
 struct Running {
     discovery: Discovery,
-    forwarder: JoinHandle<()>,
-    /// Ends the forwarder: the event channel itself stays open while any discovery
-    /// handle (held by API requests in flight) lives.
+    transport: Transport,
+    delivery: JoinHandle<()>,
+    forwarders: Vec<JoinHandle<()>>,
+    /// Ends delivery and the forwarders: the event channels themselves stay open while
+    /// any discovery handle (held by API requests in flight) lives.
     forwarder_stop: CancellationToken,
 }
+
+/// Delivery events waiting for the forwarder.
+const DELIVERY_EVENT_BACKLOG: usize = 1024;
+/// Link events (frames, link up/down) waiting for delivery: the link readers wait when
+/// it is full, which slows the senders through TCP.
+const LINK_EVENT_BACKLOG: usize = 1024;
 
 struct Supervisor {
     snapshot: watch::Sender<MeshSnapshot>,
     events: broadcast::Sender<Event>,
     stores: PeerStoreFactory,
+    store: Store,
+    keys: NodeKeys,
+    outbox_wake: Arc<Notify>,
     stop: CancellationToken,
     running: Option<Running>,
 }
@@ -168,9 +209,19 @@ impl Supervisor {
             self.publish_state(MeshState::Off, None, None);
             return;
         }
-        let config = discovery_config(wanted);
+        let mut config = discovery_config(wanted);
+        config.public_key = Some(PublicKey(self.keys.public().noise));
+        let link_config = transport_config(wanted);
         if let Some(running) = &self.running {
-            match running.discovery.reconfigure(config.clone()).await {
+            let reconfigured = match running.discovery.reconfigure(config.clone()).await {
+                Ok(()) => running
+                    .transport
+                    .reconfigure(link_config.clone())
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match reconfigured {
                 Ok(()) => {
                     tracing::info!("LAN mesh reconfigured");
                     return;
@@ -196,21 +247,11 @@ impl Supervisor {
             cancel: self.stop.child_token(),
             ..Default::default()
         };
-        match Discovery::start(config, env).await {
-            Ok(discovery) => {
-                let forwarder_stop = CancellationToken::new();
-                let forwarder = tokio::spawn(forward(
-                    discovery.subscribe(),
-                    self.events.clone(),
-                    forwarder_stop.clone(),
-                ));
+        match self.start_planes(config, env, link_config).await {
+            Ok(running) => {
                 tracing::info!("LAN mesh running");
-                self.publish_state(MeshState::Running, None, Some(discovery.clone()));
-                self.running = Some(Running {
-                    discovery,
-                    forwarder,
-                    forwarder_stop,
-                });
+                self.publish_running(&running);
+                self.running = Some(running);
             }
             Err(e) => {
                 // Typically the discovery port is taken. `run` retries every
@@ -226,16 +267,113 @@ impl Supervisor {
         }
     }
 
+    /// Discovery, then the transport (its listener), then delivery between them.
+    async fn start_planes(
+        &self,
+        config: DiscoveryConfig,
+        env: DiscoveryEnv,
+        link_config: TransportConfig,
+    ) -> Result<Running, String> {
+        let discovery = Discovery::start(config, env)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (link_tx, link_rx) = tokio::sync::mpsc::channel(LINK_EVENT_BACKLOG);
+        let local = link_config.node_id.clone();
+        let transport = match Transport::start(
+            link_config,
+            self.keys.clone(),
+            self.store.clone(),
+            link_tx,
+            self.stop.child_token(),
+        )
+        .await
+        {
+            Ok(t) => t,
+            Err(e) => {
+                discovery.shutdown().await;
+                return Err(e.to_string());
+            }
+        };
+        let addresses = AddressBook::default();
+        // Subscribe before reading the list, so no change falls between the two.
+        let peer_events = discovery.subscribe();
+        if let Ok(peers) = discovery.peers().await {
+            for peer in peers.iter().filter(|p| p.online) {
+                if let Some(addr) = peer.listen_addr {
+                    addresses.set(&peer.node_id, addr);
+                }
+            }
+        }
+        let forwarder_stop = CancellationToken::new();
+        let (delivery_tx, delivery_rx) = broadcast::channel(DELIVERY_EVENT_BACKLOG);
+        let delivery = delivery::spawn(DeliveryParts {
+            store: self.store.clone(),
+            transport: transport.clone(),
+            keys: self.keys.clone(),
+            local: local.clone(),
+            link_events: link_rx,
+            peer_events,
+            addresses,
+            wake: Arc::clone(&self.outbox_wake),
+            events: delivery_tx,
+            cancel: forwarder_stop.clone(),
+        });
+        let forwarders = vec![
+            tokio::spawn(forward(
+                discovery.subscribe(),
+                self.events.clone(),
+                forwarder_stop.clone(),
+            )),
+            tokio::spawn(forward_delivery(
+                delivery_rx,
+                self.events.clone(),
+                self.store.clone(),
+                local.clone(),
+                forwarder_stop.clone(),
+            )),
+        ];
+        Ok(Running {
+            discovery,
+            transport,
+            delivery,
+            forwarders,
+            forwarder_stop,
+        })
+    }
+
     async fn stop_running(&mut self) {
         if let Some(running) = self.running.take() {
             running.discovery.shutdown().await;
             running.forwarder_stop.cancel();
-            let _ = running.forwarder.await;
+            let _ = running.delivery.await;
+            running.transport.shutdown().await;
+            for forwarder in running.forwarders {
+                let _ = forwarder.await;
+            }
             tracing::info!("LAN mesh stopped");
         }
     }
 
+    fn publish_running(&self, running: &Running) {
+        self.publish(
+            MeshState::Running,
+            None,
+            Some(running.discovery.clone()),
+            Some(running.transport.clone()),
+        );
+    }
+
     fn publish_state(&self, state: MeshState, error: Option<String>, discovery: Option<Discovery>) {
+        self.publish(state, error, discovery, None);
+    }
+
+    fn publish(
+        &self,
+        state: MeshState,
+        error: Option<String>,
+        discovery: Option<Discovery>,
+        transport: Option<Transport>,
+    ) {
         let changed = {
             let now = self.snapshot.borrow();
             now.state != state || now.error != error
@@ -244,6 +382,7 @@ impl Supervisor {
             state,
             error: error.clone(),
             discovery,
+            transport,
         });
         if changed {
             let _ = self.events.send(Event::MeshState { state, error });
@@ -259,7 +398,91 @@ pub fn discovery_config(s: &LanMeshSettings) -> DiscoveryConfig {
         config.display_name = crate::host_name();
     }
     config.peer_addresses = s.peer_addresses.clone();
+    if let Some(port) = advertised_listen_port() {
+        config.listen_port = port;
+    }
     config
+}
+
+/// Test hook: `LANCHAT_ADVERTISE_LISTEN_PORT` makes discovery announce another transport
+/// port than the one the node listens on, so a test can put a fault proxy in front of
+/// the node (peers dial the proxy, the proxy relays to the node). Like a port forward.
+fn advertised_listen_port() -> Option<u16> {
+    let text = std::env::var("LANCHAT_ADVERTISE_LISTEN_PORT").ok()?;
+    match text.parse::<u16>() {
+        Ok(port) if port != 0 => Some(port),
+        _ => {
+            tracing::warn!(%text, "LANCHAT_ADVERTISE_LISTEN_PORT is not a port; ignored");
+            None
+        }
+    }
+}
+
+/// The transport configuration for these settings. Link keepalive follows the
+/// heartbeat and a silent link dies after the peer TTL, like presence.
+pub fn transport_config(s: &LanMeshSettings) -> TransportConfig {
+    let host = s.listen_host;
+    let allowed = if s.allowed_subnets.is_empty() {
+        // As discovery does; read once per (re)configuration here.
+        targets::effective_allowed(&[], &targets::system_networks())
+    } else {
+        s.allowed_subnets.clone()
+    };
+    TransportConfig {
+        node_id: s.node_id.clone(),
+        listen: SocketAddr::new(host, s.listen_port),
+        shared_secret: lan_mesh::discovery::SharedSecret::new(s.shared_secret.clone()),
+        allowed_subnets: allowed,
+        blocked_subnets: s.blocked_subnets.clone(),
+        blocked_peers: s.blocked_peers.clone(),
+        keepalive: Duration::from_secs(u64::from(s.heartbeat_interval_sec.max(1))),
+        dead_after: Duration::from_secs(u64::from(s.peer_ttl_sec.max(2))),
+        redial_first: Duration::from_millis(250),
+        redial_max: Duration::from_secs(30),
+    }
+}
+
+/// Delivery's events as the local API's: a stored inbound message, a status change.
+async fn forward_delivery(
+    mut from: broadcast::Receiver<DeliveryEvent>,
+    to: broadcast::Sender<Event>,
+    store: Store,
+    local: api_types::NodeId,
+    stop: CancellationToken,
+) {
+    loop {
+        let received = tokio::select! {
+            biased;
+            received = from.recv() => received,
+            _ = stop.cancelled() => break,
+        };
+        match received {
+            Ok(DeliveryEvent::MessageReceived(message)) => {
+                let names = crate::api::views::Names::from_store(&store, &local).await;
+                let view = crate::api::views::message_view(&message, &names);
+                let _ = to.send(Event::MessageNew { message: view });
+            }
+            Ok(DeliveryEvent::MessageStatus {
+                message_id,
+                conversation_id,
+                status,
+            }) => {
+                let _ = to.send(Event::MessageStatus {
+                    conversation_id: conversation_id.to_string(),
+                    message_id: message_id.to_string(),
+                    status: crate::api::views::status(status),
+                });
+            }
+            Ok(DeliveryEvent::KeyMismatch { peer }) => {
+                tracing::warn!(%peer, "a node showed other keys than the ones pinned for it");
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("message event forwarding fell {n} events behind");
+                let _ = to.send(Event::Resync);
+            }
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
 }
 
 async fn forward(

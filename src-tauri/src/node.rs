@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lan_mesh::transport::NodeKeys;
 use serde::Serialize;
 use storage::{settings_file, DataDir, DataDirError, SettingsFileError, Store, StoreError};
 use tokio::net::TcpListener;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::live_settings::LiveSettings;
-use crate::mesh::{Mesh, PeerStoreFactory};
+use crate::mesh::{Mesh, MeshParts, PeerStoreFactory};
 use crate::peer_store::SqlitePeerStore;
 
 /// Written into the data directory so scripts, tests and a second `lanchat` can find
@@ -40,6 +41,8 @@ pub enum NodeError {
     Settings(#[from] SettingsFileError),
     #[error("cannot open the database: {0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Environment(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -91,13 +94,38 @@ impl Node {
         })?;
         let url = format!("http://{local}/");
         let store = Store::open_in(&data_dir).await?;
+        if let Some(policy) = retry_policy_from_env()? {
+            tracing::info!(?policy, "outbox retry policy from the environment");
+            store.set_retry_policy(policy).await?;
+        }
+        // The store stamps outgoing messages and checks inbound ones with this node's
+        // id, so it is set before anything can send or receive.
+        let name = api::identity::stored_name(&settings);
+        store
+            .set_local_identity(
+                settings.lan_mesh.node_id.clone(),
+                name,
+                lan_mesh::delivery::now_ms(),
+            )
+            .await?;
+        let keys = data_dir.node_keys(NodeKeys::from_bytes, || {
+            NodeKeys::generate().map(|k| k.to_bytes().to_vec())
+        })?;
+        tracing::info!(link_key = %keys.public().fingerprint(), "node keys loaded");
 
         let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));
         let runtime = tokio::runtime::Handle::current();
         let peer_store = store.clone();
         let stores: PeerStoreFactory =
             Arc::new(move || Box::new(SqlitePeerStore::new(peer_store.clone(), runtime.clone())));
-        let mesh = Mesh::start(live.subscribe(), stores);
+        let mesh = Mesh::start(
+            live.subscribe(),
+            MeshParts {
+                stores,
+                store: store.clone(),
+                keys,
+            },
+        );
         let stop = CancellationToken::new();
         let state = ApiState::new(
             local,
@@ -171,4 +199,37 @@ impl Node {
         }
         tracing::info!("node stopped");
     }
+}
+
+/// Tests shorten the outbox backoff ("offline for an hour" in seconds) with
+/// `LANCHAT_RETRY_FIRST_MS` and `LANCHAT_RETRY_MAX_MS`; unset, the product's schedule.
+fn retry_policy_from_env() -> Result<Option<storage::RetryPolicy>, NodeError> {
+    let read = |name: &str| -> Result<Option<i64>, NodeError> {
+        match std::env::var(name) {
+            Ok(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|ms| *ms > 0)
+                .map(Some)
+                .ok_or_else(|| {
+                    NodeError::Environment(format!(
+                        "{name}={v:?} is not a positive number of milliseconds"
+                    ))
+                }),
+            Err(_) => Ok(None),
+        }
+    };
+    let (first, max) = (
+        read("LANCHAT_RETRY_FIRST_MS")?,
+        read("LANCHAT_RETRY_MAX_MS")?,
+    );
+    if first.is_none() && max.is_none() {
+        return Ok(None);
+    }
+    let default = storage::RetryPolicy::default();
+    let first = first.unwrap_or(default.first_delay_ms);
+    Ok(Some(storage::RetryPolicy {
+        first_delay_ms: first,
+        max_delay_ms: max.unwrap_or(default.max_delay_ms).max(first),
+    }))
 }

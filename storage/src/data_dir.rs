@@ -13,6 +13,8 @@ use crate::private_file;
 
 const LOCK_FILE: &str = "lanchat.lock";
 const TOKEN_FILE: &str = "api-token";
+/// The node's long-lived link and signing keys (lan-mesh's format; 0600).
+pub const NODE_KEY_FILE: &str = "node-key";
 /// 256 bits: the token is the only thing between other local users and this node.
 const TOKEN_BYTES: usize = 32;
 
@@ -28,6 +30,8 @@ pub enum DataDirError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path} is corrupt: {reason} (remove it to generate a new API token)")]
     CorruptToken { path: PathBuf, reason: String },
+    #[error("{path} is corrupt: {reason} (restore it from a backup; removing it gives this node new keys, which its peers will refuse until they forget it)")]
+    CorruptKeys { path: PathBuf, reason: String },
 }
 
 /// An open, locked data directory. The lock is released when this is dropped.
@@ -87,6 +91,33 @@ impl DataDir {
 
     /// The bearer token of the local API: generated on first start, then reused so a
     /// browser tab that already holds it keeps working across restarts.
+    /// The node's key file: read and checked by `parse`, or created from `generate`
+    /// on first start. A file that `parse` refuses is reported, never replaced: new keys
+    /// would make every peer that pinned the old ones refuse this node.
+    pub fn node_keys<T, E: std::fmt::Display>(
+        &self,
+        parse: impl Fn(&[u8]) -> Result<T, E>,
+        generate: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<T, DataDirError> {
+        let path = self.join(NODE_KEY_FILE);
+        let corrupt = |path: PathBuf, e: E| DataDirError::CorruptKeys {
+            path,
+            reason: e.to_string(),
+        };
+        match fs::read(&path) {
+            Ok(bytes) => parse(&bytes).map_err(|e| corrupt(path, e)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let bytes = generate().map_err(|e| corrupt(path.clone(), e))?;
+                private_file::write_atomic(&path, &bytes).map_err(|source| DataDirError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+                parse(&bytes).map_err(|e| corrupt(path, e))
+            }
+            Err(source) => Err(DataDirError::Io { path, source }),
+        }
+    }
+
     pub fn api_token(&self) -> Result<String, DataDirError> {
         let path = self.join(TOKEN_FILE);
         match fs::read_to_string(&path) {

@@ -10,7 +10,6 @@ use crate::error::{StoreError, StoreResult};
 use crate::groups;
 use crate::ids::{ConversationId, GlobalGroupId, MessageId, UserId};
 use crate::model::{GroupDelivery, Message, MessageStatus, SendAttempt, UnixMs};
-use crate::retry;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
 
@@ -153,7 +152,7 @@ pub(crate) fn record_attempt(
         conversation_id.as_str(),
         peer.as_str(),
         attempts,
-        retry::next_retry_at(now, attempts, jitter),
+        writer.retry.next_retry_at(now, attempts, jitter),
         error
     ])?;
     if *attempt == SendAttempt::Sent {

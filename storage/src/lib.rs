@@ -35,7 +35,7 @@ pub use hlc::Hlc;
 pub use ids::{ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, MessageId, UserId};
 pub use inbound::{DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS};
 pub use model::*;
-pub use retry::{retry_delay_ms, MAX_RETRY_AGE_MS};
+pub use retry::{retry_delay_ms, RetryPolicy, MAX_RETRY_AGE_MS};
 pub use search::MAX_SEARCH_PAGE;
 pub use settings_file::SettingsFileError;
 pub use store::{Store, DATABASE_FILE};

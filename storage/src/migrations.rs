@@ -160,6 +160,12 @@ WHEN old.id <= (SELECT last_indexed_id FROM search_progress) BEGIN
     INSERT INTO message_search (rowid, body) VALUES (new.id, new.body);
 END;
 "#,
+    // v3: the keys a peer proved on its first encrypted link (Noise static key and
+    // envelope signing key, 32 bytes each), pinned: a later link showing other keys
+    // for the same node id is refused.
+    r#"
+ALTER TABLE peers ADD COLUMN link_keys BLOB CHECK (link_keys IS NULL OR length(link_keys) = 64);
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -231,6 +231,26 @@ pub struct OutboxEntry {
     pub created_at: UnixMs,
 }
 
+/// An envelope the receiver answered for good (acked, or rejected).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AckedEnvelope {
+    pub envelope_id: EnvelopeId,
+    pub peer_id: NodeId,
+    /// The message it carried, whose status changed.
+    pub message_id: Option<MessageId>,
+}
+
+/// What pinning a peer's link keys found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyPin {
+    /// First link with this peer: its keys are now pinned.
+    Pinned,
+    /// The keys pinned before.
+    Matches,
+    /// Other keys than those pinned: refuse the link.
+    Mismatch,
+}
+
 /// What happened on one attempt to hand an envelope to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendAttempt {

@@ -7,10 +7,11 @@ use crate::chat;
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ConversationId, ConversationTarget, EnvelopeId, MessageId, UserId};
 use crate::model::{
-    Message, MessageStatus, OutboxEntry, OutboxStatus, OutgoingEnvelope, SendAttempt, UnixMs,
+    AckedEnvelope, Message, MessageStatus, OutboxEntry, OutboxStatus, OutgoingEnvelope,
+    SendAttempt, UnixMs,
 };
 use crate::peers;
-use crate::retry::{self, MAX_RETRY_AGE_MS};
+use crate::retry::{RetryPolicy, MAX_RETRY_AGE_MS};
 use crate::rows;
 use crate::writer::WriterState;
 
@@ -129,6 +130,7 @@ pub(crate) fn for_peer(conn: &Connection, peer: &NodeId) -> StoreResult<Vec<Outb
 /// marked failed. Returns the updated entry, or `None` if it was acked meanwhile.
 pub(crate) fn record_attempt(
     conn: &Connection,
+    policy: &RetryPolicy,
     id: &EnvelopeId,
     attempt: &SendAttempt,
     now: UnixMs,
@@ -151,7 +153,7 @@ pub(crate) fn record_attempt(
     .execute(params![
         id.to_string(),
         attempts,
-        retry::next_retry_at(now, attempts, jitter),
+        policy.next_retry_at(now, attempts, jitter),
         if give_up { "failed" } else { "pending" },
         error
     ])?;
@@ -176,17 +178,32 @@ pub(crate) fn record_attempt(
 }
 
 /// The peer acked: the envelope is done and its message delivered. A second ack for the
-/// same envelope finds nothing and returns false.
-pub(crate) fn acked(conn: &Connection, id: &EnvelopeId) -> StoreResult<bool> {
-    let message_id: Option<Option<String>> = conn
-        .prepare_cached("DELETE FROM outbox WHERE envelope_id = ?1 RETURNING message_id")?
-        .query_row([id.to_string()], |r| r.get(0))
+/// same envelope finds nothing and returns `None`; an ack from another peer than the
+/// envelope's receiver changes nothing either.
+pub(crate) fn acked(
+    conn: &Connection,
+    id: &EnvelopeId,
+    from: Option<&NodeId>,
+) -> StoreResult<Option<AckedEnvelope>> {
+    let row: Option<(NodeId, Option<String>)> = conn
+        .prepare_cached(
+            "DELETE FROM outbox WHERE envelope_id = ?1 AND (?2 IS NULL OR peer_id = ?2)
+             RETURNING peer_id, message_id",
+        )?
+        .query_row(params![id.to_string(), from.map(NodeId::as_str)], |r| {
+            Ok((rows::parse(r, 0)?, r.get(1)?))
+        })
         .optional()?;
-    let Some(message_id) = message_id else {
-        return Ok(false);
+    let Some((peer_id, message_id)) = row else {
+        return Ok(None);
+    };
+    let message_id = message_id.map(|m| m.parse::<MessageId>()).transpose()?;
+    let acked = AckedEnvelope {
+        envelope_id: *id,
+        peer_id,
+        message_id,
     };
     if let Some(message_id) = message_id {
-        let message_id: MessageId = message_id.parse()?;
         chat::set_message_status(
             conn,
             &message_id,
@@ -198,7 +215,60 @@ pub(crate) fn acked(conn: &Connection, id: &EnvelopeId) -> StoreResult<bool> {
             ],
         )?;
     }
-    Ok(true)
+    Ok(Some(acked))
+}
+
+/// A peer came (back) within reach: its pending envelopes are due now instead of at the
+/// end of a backoff grown while it was away. Returns how many.
+pub(crate) fn due_now(conn: &Connection, peer: &NodeId, now: UnixMs) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE outbox SET next_retry_at = ?2
+             WHERE peer_id = ?1 AND status = 'pending' AND next_retry_at > ?2",
+        )?
+        .execute(params![peer.as_str(), now])?)
+}
+
+/// The receiver refused the envelope for good (e.g. a kind it does not know): stop
+/// retrying, keep the row with the reason, and mark its message failed.
+pub(crate) fn rejected(
+    conn: &Connection,
+    id: &EnvelopeId,
+    from: &NodeId,
+    reason: &str,
+) -> StoreResult<Option<AckedEnvelope>> {
+    let row: Option<Option<String>> = conn
+        .prepare_cached(
+            "UPDATE outbox SET status = 'failed', last_error = ?3
+             WHERE envelope_id = ?1 AND peer_id = ?2 AND status = 'pending'
+             RETURNING message_id",
+        )?
+        .query_row(
+            params![
+                id.to_string(),
+                from.as_str(),
+                reason.chars().take(1_000).collect::<String>()
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(message_id) = row else {
+        return Ok(None);
+    };
+    let message_id = message_id.map(|m| m.parse::<MessageId>()).transpose()?;
+    if let Some(message_id) = &message_id {
+        chat::set_message_status(
+            conn,
+            message_id,
+            MessageStatus::Failed,
+            &[MessageStatus::Pending, MessageStatus::Sent],
+        )?;
+    }
+    Ok(Some(AckedEnvelope {
+        envelope_id: *id,
+        peer_id: from.clone(),
+        message_id,
+    }))
 }
 
 /// Queues a failed outgoing DM again: a new envelope for the same message, which goes

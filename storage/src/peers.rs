@@ -6,7 +6,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use crate::chat::validate_name;
 use crate::error::{StoreError, StoreResult};
 use crate::ids::UserId;
-use crate::model::{MessageStatus, Peer, PeerSighting, UnixMs};
+use crate::model::{KeyPin, MessageStatus, Peer, PeerSighting, UnixMs};
 use crate::rows;
 use crate::writer::WriterState;
 
@@ -174,4 +174,37 @@ pub(crate) fn is_blocked(conn: &Connection, peer: &NodeId) -> StoreResult<bool> 
     Ok(conn
         .prepare_cached("SELECT COALESCE((SELECT blocked FROM peers WHERE peer_id = ?1), 0)")?
         .query_row([peer.as_str()], |r| r.get(0))?)
+}
+
+/// Pins a peer's link keys on first contact; afterwards only the same keys match. The
+/// pin stays with the peer row until [`unpin_link_keys`]: forgetting a peer
+/// (`DELETE /api/v1/peers/{id}`) is how an admin accepts a reinstalled machine's new keys.
+pub(crate) fn pin_link_keys(
+    conn: &Connection,
+    state: &WriterState,
+    peer: &NodeId,
+    keys: &[u8; 64],
+) -> StoreResult<KeyPin> {
+    ensure_peer(conn, state, peer)?;
+    let pinned: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT link_keys FROM peers WHERE peer_id = ?1")?
+        .query_row([peer.as_str()], |r| r.get(0))?;
+    match pinned {
+        Some(pinned) if pinned.as_slice() == keys.as_slice() => Ok(KeyPin::Matches),
+        Some(_) => Ok(KeyPin::Mismatch),
+        None => {
+            conn.prepare_cached("UPDATE peers SET link_keys = ?2 WHERE peer_id = ?1")?
+                .execute(params![peer.as_str(), keys.as_slice()])?;
+            Ok(KeyPin::Pinned)
+        }
+    }
+}
+
+pub(crate) fn unpin_link_keys(conn: &Connection, peer: &NodeId) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE peers SET link_keys = NULL WHERE peer_id = ?1 AND link_keys IS NOT NULL",
+        )?
+        .execute([peer.as_str()])?
+        > 0)
 }

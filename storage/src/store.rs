@@ -12,11 +12,13 @@ use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
 use crate::model::{
-    Conversation, Group, GroupDelivery, GroupEdit, GroupState, HistoryQuery, InboundEffect,
-    InboundEnvelope, InboundOutcome, LocalIdentity, Message, MessagePage, NewGroup, OutboxEntry,
-    OutgoingEnvelope, Peer, PeerSighting, SearchPage, SearchQuery, SendAttempt, UnixMs, User,
+    AckedEnvelope, Conversation, Group, GroupDelivery, GroupEdit, GroupState, HistoryQuery,
+    InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity, Message, MessagePage,
+    NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, SearchPage, SearchQuery,
+    SendAttempt, UnixMs, User,
 };
 use crate::readers::{self, ReadJob};
+use crate::retry::RetryPolicy;
 use crate::writer::{self, Command, Durability, WriteJob, WriterState};
 use crate::{chat, group_delivery, groups, inbound, outbox, peers, search};
 
@@ -142,6 +144,22 @@ impl Store {
     pub async fn set_peer_blocked(&self, peer: NodeId, blocked: bool) -> StoreResult<usize> {
         self.write(Durability::Normal, move |c, s| {
             peers::set_blocked(c, s, &peer, blocked)
+        })
+        .await
+    }
+
+    /// Pins the keys a peer proved on an encrypted link, or checks them against the pin.
+    pub async fn pin_link_keys(&self, peer: NodeId, keys: [u8; 64]) -> StoreResult<KeyPin> {
+        self.write(Durability::Normal, move |c, s| {
+            peers::pin_link_keys(c, s, &peer, &keys)
+        })
+        .await
+    }
+
+    /// Forgets a peer's pinned keys (its next link pins new ones). True if there were.
+    pub async fn unpin_link_keys(&self, peer: NodeId) -> StoreResult<bool> {
+        self.write(Durability::Normal, move |c, _| {
+            peers::unpin_link_keys(c, &peer)
         })
         .await
     }
@@ -389,8 +407,8 @@ impl Store {
         now: UnixMs,
     ) -> StoreResult<Option<OutboxEntry>> {
         let jitter = rand::random::<f64>();
-        self.write(Durability::Normal, move |c, _| {
-            outbox::record_attempt(c, &envelope, &attempt, now, jitter)
+        self.write(Durability::Normal, move |c, s| {
+            outbox::record_attempt(c, &s.retry, &envelope, &attempt, now, jitter)
         })
         .await
     }
@@ -398,8 +416,53 @@ impl Store {
     /// The peer acked: removes the envelope, marks its message delivered. False if it
     /// was already gone (a repeated ack).
     pub async fn outbox_acked(&self, envelope: EnvelopeId) -> StoreResult<bool> {
-        self.write(Durability::Normal, move |c, _| outbox::acked(c, &envelope))
-            .await
+        self.write(Durability::Normal, move |c, _| {
+            outbox::acked(c, &envelope, None).map(|a| a.is_some())
+        })
+        .await
+    }
+
+    /// `from` acked an envelope sent to it: removes it and marks its message delivered.
+    /// `None` for a repeated ack, or an ack from another peer than the receiver.
+    pub async fn outbox_ack(
+        &self,
+        envelope: EnvelopeId,
+        from: NodeId,
+    ) -> StoreResult<Option<AckedEnvelope>> {
+        self.write(Durability::Normal, move |c, _| {
+            outbox::acked(c, &envelope, Some(&from))
+        })
+        .await
+    }
+
+    /// `from` refused an envelope for good: no more retries, its message is failed.
+    pub async fn outbox_rejected(
+        &self,
+        envelope: EnvelopeId,
+        from: NodeId,
+        reason: String,
+    ) -> StoreResult<Option<AckedEnvelope>> {
+        self.write(Durability::Normal, move |c, _| {
+            outbox::rejected(c, &envelope, &from, &reason)
+        })
+        .await
+    }
+
+    /// A link to `peer` came up: its pending envelopes are due now. Returns how many.
+    pub async fn outbox_due_now(&self, peer: NodeId, now: UnixMs) -> StoreResult<usize> {
+        self.write(Durability::Normal, move |c, _| {
+            outbox::due_now(c, &peer, now)
+        })
+        .await
+    }
+
+    /// Sets the outbox and group delivery backoff (see [`RetryPolicy`]).
+    pub async fn set_retry_policy(&self, policy: RetryPolicy) -> StoreResult<()> {
+        self.write(Durability::Normal, move |_, s| {
+            s.retry = policy;
+            Ok(())
+        })
+        .await
     }
 
     // ---- group fan-out ----

@@ -34,6 +34,8 @@ pub(crate) struct WriterState {
     /// Ids made here are monotonic, so ids made in one millisecond still sort in
     /// creation order (outbox order) and insert at the end of their index.
     pub ids: ulid::Generator,
+    /// The outbox and group delivery backoff.
+    pub retry: crate::retry::RetryPolicy,
 }
 
 impl WriterState {
@@ -206,6 +208,7 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
         local,
         clock: clock.map(Hlc::from_sql).unwrap_or_default(),
         ids: ulid::Generator::new(),
+        retry: Default::default(),
     })
 }
 

@@ -35,7 +35,7 @@ impl DmPayload {
     pub fn message_id(&self) -> Result<MessageId, EnvelopeError> {
         self.message_id
             .parse()
-            .map_err(|_| EnvelopeError::Invalid("payload.message_id is not a ULID"))
+            .map_err(|_| EnvelopeError::Invalid("message_id is not a ULID"))
     }
 }
 

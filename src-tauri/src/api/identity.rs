@@ -16,6 +16,16 @@ pub fn own_name(settings: &Settings) -> String {
     }
 }
 
+/// `own_name` as the store accepts it: ≤ 128 characters without control characters
+/// (a host name can in principle be anything).
+pub fn stored_name(settings: &Settings) -> String {
+    own_name(settings)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_NAME_CHARS)
+        .collect()
+}
+
 /// Makes sure the store knows this node's id and current name before it writes a
 /// message from the local user (it stamps the sender with them). A read when nothing
 /// changed; a write the first time and after a rename.
@@ -24,11 +34,7 @@ pub async fn ensure_local(state: &ApiState) -> Result<(), ApiError> {
     let node_id = settings.lan_mesh.node_id.clone();
     // The store takes ≤ 128 characters without control characters; a host name can
     // in principle be anything.
-    let name: String = own_name(&settings)
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(MAX_NAME_CHARS)
-        .collect();
+    let name = stored_name(&settings);
     let stored = state.store().local_identity().await?;
     if stored.is_some_and(|s| s.node_id == node_id && s.display_name == name.trim()) {
         return Ok(());

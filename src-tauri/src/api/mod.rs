@@ -7,14 +7,14 @@ mod conversations;
 mod error;
 mod events;
 mod guard;
-mod identity;
+pub(crate) mod identity;
 mod json_body;
 mod params;
 mod peers;
 mod search;
 mod settings;
 mod status;
-mod views;
+pub(crate) mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

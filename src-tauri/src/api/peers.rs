@@ -141,9 +141,18 @@ pub async fn forget(
         }
     }
     discovery
-        .forget(id)
+        .forget(id.clone())
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
+    // Forgetting is also how an admin accepts a reinstalled machine's new link keys.
+    if state
+        .store()
+        .unpin_link_keys(id.clone())
+        .await
+        .map_err(store_failed)?
+    {
+        tracing::info!(peer = %id, "forgot the peer's pinned link keys");
+    }
     Ok(StatusCode::NO_CONTENT)
 }
 

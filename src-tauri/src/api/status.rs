@@ -47,5 +47,7 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         listen_port: mesh.listen_port,
         discovery_port: mesh.discovery_port,
         discovery,
+        transport: snapshot.transport.as_ref().map(|t| t.counters()),
+        link_key: state.mesh().link_key().to_string(),
     })
 }

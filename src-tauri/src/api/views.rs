@@ -34,7 +34,7 @@ fn unix_ms(t: i64) -> u64 {
     u64::try_from(t).unwrap_or(0)
 }
 
-fn status(s: storage::MessageStatus) -> MessageStatus {
+pub fn status(s: storage::MessageStatus) -> MessageStatus {
     match s {
         storage::MessageStatus::Pending => MessageStatus::Pending,
         storage::MessageStatus::Sent => MessageStatus::Sent,
@@ -72,6 +72,29 @@ impl Names {
             .map(|u| (u.user_id, u.display_name))
             .collect();
         Ok(names)
+    }
+
+    /// Names as the store knows them, for views built outside a request (events).
+    pub async fn from_store(store: &storage::Store, local_id: &api_types::NodeId) -> Names {
+        let local_name = store
+            .local_identity()
+            .await
+            .ok()
+            .flatten()
+            .map(|me| me.display_name)
+            .unwrap_or_default();
+        let others = store
+            .users()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| (u.user_id, u.display_name))
+            .collect();
+        Names {
+            local: UserId::lan(local_id),
+            local_name,
+            others,
+        }
     }
 
     pub fn is_local(&self, user: &UserId) -> bool {

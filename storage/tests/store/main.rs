@@ -7,6 +7,7 @@
 mod atomicity;
 mod chat;
 mod crash;
+mod links;
 mod mesh;
 mod opening;
 mod ordering;

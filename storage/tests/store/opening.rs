@@ -28,7 +28,10 @@ async fn a_fresh_file_is_created_at_the_latest_version_and_reopens() {
 #[tokio::test]
 async fn every_earlier_schema_migrates_with_its_data() {
     // One fixture per earlier version; the latest needs none.
-    let fixtures = [(1, include_str!("../fixtures/schema_v1.sql"))];
+    let fixtures = [
+        (1, include_str!("../fixtures/schema_v1.sql")),
+        (2, include_str!("../fixtures/schema_v2.sql")),
+    ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {
         let dir = tempfile::tempdir().unwrap();

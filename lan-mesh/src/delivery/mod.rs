@@ -1,0 +1,427 @@
+//! Delivery: the outbox worker, the inbox, and acks (docs/PROTOCOL.md, "Delivery").
+//!
+//! One task per running mesh. It owns the receiving end of the transport's link events
+//! and follows discovery's peer events (for addresses and presence), and:
+//!
+//! - **outbox**: sends every due envelope on its peer's link (dialling when there is
+//!   none), records each attempt — the store schedules the retry with backoff and
+//!   jitter — and makes a peer's backlog due at once when its link comes up;
+//! - **inbox**: verifies an envelope, applies it and records its id in the dedupe table
+//!   in one transaction, then acks it (a duplicate is acked, not applied again); an
+//!   envelope it can never accept is rejected with a reason instead;
+//! - **acks**: an ack deletes the envelope from the outbox and marks its message
+//!   delivered; a rejection stops its retries and marks it failed.
+//!
+//! Inbound envelopes and acks are handled concurrently (bounded), so their commits share
+//! the store's group commit instead of paying one fsync each in a row.
+
+mod addresses;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use api_types::NodeId;
+use storage::{
+    ConversationId, EnvelopeId, InboundEnvelope, InboundOutcome, Message, MessageId, MessageStatus,
+    OutboxEntry, OutboxStatus, SendAttempt, Store, StoreError, UnixMs,
+};
+use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use addresses::AddressBook;
+
+use crate::discovery::PeerEvent;
+use crate::envelope::Envelope;
+use crate::transport::{Ack, Frame, LinkEvent, NodeKeys, PeerKeys, Reject, SendError, Transport};
+
+/// Envelopes taken from the outbox per pass.
+const OUTBOX_BATCH: u32 = 256;
+/// The outbox is looked at least this often even without a wake-up (a safety net:
+/// every path that makes something due also wakes the worker).
+const MAX_IDLE: Duration = Duration::from_secs(5);
+/// Inbound envelopes and acks being stored at once.
+const INBOUND_CONCURRENCY: usize = 128;
+
+/// What delivery tells the node (for the local API's event stream).
+#[derive(Debug, Clone)]
+pub enum DeliveryEvent {
+    /// A message from a peer was stored.
+    MessageReceived(Message),
+    /// An outgoing message changed state.
+    MessageStatus {
+        message_id: MessageId,
+        conversation_id: ConversationId,
+        status: MessageStatus,
+    },
+    /// A node id showed other keys than the ones pinned: its link was refused.
+    KeyMismatch { peer: NodeId },
+}
+
+pub struct DeliveryParts {
+    pub store: Store,
+    pub transport: Transport,
+    pub keys: NodeKeys,
+    pub local: NodeId,
+    pub link_events: mpsc::Receiver<LinkEvent>,
+    pub peer_events: broadcast::Receiver<PeerEvent>,
+    pub addresses: AddressBook,
+    pub wake: Arc<Notify>,
+    pub events: broadcast::Sender<DeliveryEvent>,
+    pub cancel: CancellationToken,
+}
+
+pub fn now_ms() -> UnixMs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+struct Worker {
+    store: Store,
+    transport: Transport,
+    keys: NodeKeys,
+    local: NodeId,
+    addresses: AddressBook,
+    events: broadcast::Sender<DeliveryEvent>,
+    inbound: Arc<Semaphore>,
+}
+
+/// Starts the delivery task; it ends when `cancel` fires.
+pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
+    let worker = Arc::new(Worker {
+        store: parts.store,
+        transport: parts.transport,
+        keys: parts.keys,
+        local: parts.local,
+        addresses: parts.addresses,
+        events: parts.events,
+        inbound: Arc::new(Semaphore::new(INBOUND_CONCURRENCY)),
+    });
+    tokio::spawn(run(
+        worker,
+        parts.link_events,
+        parts.peer_events,
+        parts.wake,
+        parts.cancel,
+    ))
+}
+
+async fn run(
+    worker: Arc<Worker>,
+    mut link_events: mpsc::Receiver<LinkEvent>,
+    mut peer_events: broadcast::Receiver<PeerEvent>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let mut next_pass = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            event = link_events.recv() => match event {
+                Some(event) => {
+                    if worker.on_link_event(event).await {
+                        next_pass = tokio::time::Instant::now();
+                    }
+                }
+                None => break,
+            },
+            event = peer_events.recv() => match event {
+                Ok(event) => {
+                    if worker.on_peer_event(event).await {
+                        next_pass = tokio::time::Instant::now();
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Missed presence changes: look at every peer's backlog again.
+                    next_pass = tokio::time::Instant::now();
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            _ = wake.notified() => next_pass = tokio::time::Instant::now(),
+            _ = tokio::time::sleep_until(next_pass) => {
+                next_pass = worker.outbox_pass().await;
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn emit(&self, event: DeliveryEvent) {
+        let _ = self.events.send(event);
+    }
+
+    /// Returns true when the outbox should be looked at now.
+    async fn on_link_event(self: &Arc<Self>, event: LinkEvent) -> bool {
+        match event {
+            LinkEvent::Up { peer } => {
+                match self.store.outbox_due_now(peer.clone(), now_ms()).await {
+                    Ok(n) if n > 0 => tracing::debug!(%peer, n, "link up: backlog due now"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(%peer, "cannot reschedule the outbox: {e}"),
+                }
+                true
+            }
+            LinkEvent::Down { peer, end } => {
+                tracing::debug!(%peer, ?end, "link down");
+                false
+            }
+            LinkEvent::KeyMismatch { peer, .. } => {
+                self.emit(DeliveryEvent::KeyMismatch { peer });
+                false
+            }
+            LinkEvent::Frame { peer, keys, frame } => {
+                // Backpressure: with every permit taken, the link readers wait here.
+                let Ok(permit) = Arc::clone(&self.inbound).acquire_owned().await else {
+                    return false;
+                };
+                let worker = Arc::clone(self);
+                tokio::spawn(async move {
+                    worker.on_frame(peer, keys, frame).await;
+                    drop(permit);
+                });
+                false
+            }
+        }
+    }
+
+    async fn on_peer_event(&self, event: PeerEvent) -> bool {
+        match event {
+            PeerEvent::Online(peer) | PeerEvent::Updated { peer, .. } if peer.online => {
+                let came_online = match peer.listen_addr {
+                    Some(addr) => self.addresses.set(&peer.node_id, addr),
+                    None => false,
+                };
+                if came_online {
+                    let _ = self.store.outbox_due_now(peer.node_id, now_ms()).await;
+                }
+                came_online
+            }
+            PeerEvent::Offline { peer, .. } => {
+                self.addresses.remove(&peer.node_id);
+                false
+            }
+            PeerEvent::Blocked(id) => {
+                self.addresses.remove(&id);
+                self.transport.close_peer(&id, "blocked");
+                false
+            }
+            PeerEvent::Forgotten(id) => {
+                self.addresses.remove(&id);
+                false
+            }
+            _ => false,
+        }
+    }
+
+    async fn on_frame(&self, peer: NodeId, keys: PeerKeys, frame: Frame) {
+        match frame {
+            Frame::Envelope(bytes) => self.on_envelope(peer, keys, &bytes).await,
+            Frame::Ack(ack) => self.on_ack(peer, ack).await,
+            Frame::Reject(reject) => self.on_reject(peer, reject).await,
+            Frame::Ready | Frame::Close(_) => {}
+        }
+    }
+
+    async fn on_envelope(&self, peer: NodeId, keys: PeerKeys, bytes: &[u8]) {
+        let envelope = match Envelope::open(bytes, &peer, &keys, &self.local) {
+            Ok(e) => e,
+            Err(e) => {
+                // Without a trustworthy id there is nothing to answer; the sender's
+                // retries end in its own give-up.
+                tracing::warn!(%peer, "dropped an envelope: {e}");
+                return;
+            }
+        };
+        let effect = match envelope.effect() {
+            Ok(effect) => effect,
+            Err(e) => {
+                tracing::warn!(%peer, envelope = %envelope.envelope_id, "rejected an envelope: {e}");
+                self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()));
+                return;
+            }
+        };
+        let inbound = InboundEnvelope {
+            envelope_id: envelope.envelope_id,
+            from_peer_id: peer.clone(),
+            received_at: now_ms(),
+        };
+        let message_id = match &effect {
+            storage::InboundEffect::DirectMessage(m) => Some(m.message_id),
+            storage::InboundEffect::GroupMessage { message, .. } => Some(message.message_id),
+            _ => None,
+        };
+        match self.store.apply_inbound(inbound, effect).await {
+            Ok(outcome) => {
+                self.reply(
+                    &peer,
+                    Frame::Ack(Ack {
+                        envelope_id: envelope.envelope_id.to_string(),
+                        outcome: outcome_name(&outcome).to_string(),
+                    }),
+                );
+                if outcome == InboundOutcome::Applied {
+                    if let Some(id) = message_id {
+                        if let Ok(Some(message)) = self.store.message(id).await {
+                            self.emit(DeliveryEvent::MessageReceived(message));
+                        }
+                    }
+                }
+            }
+            Err(
+                e @ (StoreError::Invalid { .. }
+                | StoreError::Blocked(_)
+                | StoreError::NotFound { .. }),
+            ) => {
+                tracing::warn!(%peer, envelope = %envelope.envelope_id, "refused an envelope: {e}");
+                self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()));
+            }
+            Err(e) => {
+                // Not stored: no ack, the sender resends.
+                tracing::warn!(%peer, "cannot store an inbound envelope: {e}");
+            }
+        }
+    }
+
+    fn reply(&self, peer: &NodeId, frame: Frame) {
+        if let Err(e) = self.transport.send(peer, frame) {
+            // The sender resends and gets the ack then (a duplicate is acked too).
+            tracing::debug!(%peer, "cannot answer: {e}");
+        }
+    }
+
+    async fn on_ack(&self, peer: NodeId, ack: Ack) {
+        let Ok(id) = ack.envelope_id.parse::<EnvelopeId>() else {
+            return;
+        };
+        match self.store.outbox_ack(id, peer).await {
+            Ok(Some(acked)) => {
+                if let Some(message_id) = acked.message_id {
+                    self.emit_status(message_id).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot record an ack: {e}"),
+        }
+    }
+
+    async fn on_reject(&self, peer: NodeId, reject: Reject) {
+        let Ok(id) = reject.envelope_id.parse::<EnvelopeId>() else {
+            return;
+        };
+        tracing::warn!(%peer, envelope = %id, reason = %reject.reason, "the peer rejected an envelope");
+        match self.store.outbox_rejected(id, peer, reject.reason).await {
+            Ok(Some(rejected)) => {
+                if let Some(message_id) = rejected.message_id {
+                    self.emit_status(message_id).await;
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot record a rejection: {e}"),
+        }
+    }
+
+    async fn emit_status(&self, message_id: MessageId) {
+        if let Ok(Some(message)) = self.store.message(message_id).await {
+            self.emit(DeliveryEvent::MessageStatus {
+                message_id,
+                conversation_id: message.conversation_id,
+                status: message.status,
+            });
+        }
+    }
+
+    /// Sends what is due; returns when to look again.
+    async fn outbox_pass(&self) -> tokio::time::Instant {
+        let start = tokio::time::Instant::now();
+        let now = now_ms();
+        let due = match self.store.due_outbox(now, OUTBOX_BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!("cannot read the outbox: {e}");
+                return start + Duration::from_secs(1);
+            }
+        };
+        let full = due.len() as u32 >= OUTBOX_BATCH;
+        for entry in due {
+            self.try_send(entry, now).await;
+        }
+        if full {
+            return start;
+        }
+        let next = match self.store.next_outbox_due_at().await {
+            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+            _ => MAX_IDLE,
+        };
+        start + next.min(MAX_IDLE)
+    }
+
+    async fn try_send(&self, entry: OutboxEntry, now: UnixMs) {
+        let peer = entry.peer_id.clone();
+        let sealed = Envelope::from_outbox(&entry, &self.local).and_then(|e| e.seal(&self.keys));
+        let bytes = match sealed {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                // A row this build cannot turn into an envelope will never go out.
+                tracing::error!(envelope = %entry.envelope_id, "cannot encode an outbox envelope: {e}");
+                if let Ok(Some(failed)) = self
+                    .store
+                    .outbox_rejected(entry.envelope_id, peer, format!("cannot encode: {e}"))
+                    .await
+                {
+                    if let Some(m) = failed.message_id {
+                        self.emit_status(m).await;
+                    }
+                }
+                return;
+            }
+        };
+        let attempt = match self.transport.send(&peer, Frame::Envelope(bytes)) {
+            Ok(()) => SendAttempt::Sent,
+            Err(SendError::NoLink) => match self.addresses.get(&peer) {
+                Some(addr) => {
+                    self.transport.connect(&peer, addr);
+                    SendAttempt::Failed("no link yet (dialling)".into())
+                }
+                None => SendAttempt::Failed("peer offline".into()),
+            },
+            Err(SendError::Busy) => SendAttempt::Failed("link busy".into()),
+        };
+        let sent = attempt == SendAttempt::Sent;
+        match self
+            .store
+            .record_outbox_attempt(entry.envelope_id, attempt, now)
+            .await
+        {
+            Ok(Some(updated)) => {
+                if let Some(message_id) = updated.message_id {
+                    let gave_up = updated.status == OutboxStatus::Failed;
+                    let first_send = sent && entry.retry_count == 0;
+                    if gave_up || first_send {
+                        self.emit_status(message_id).await;
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot record a send attempt: {e}"),
+        }
+    }
+}
+
+fn reject(id: &EnvelopeId, reason: &str) -> Frame {
+    Frame::Reject(Reject {
+        envelope_id: id.to_string(),
+        reason: reason.to_string(),
+    })
+}
+
+fn outcome_name(outcome: &InboundOutcome) -> &'static str {
+    match outcome {
+        InboundOutcome::Applied => "applied",
+        InboundOutcome::Duplicate => "duplicate",
+        InboundOutcome::Expired => "expired",
+        InboundOutcome::Stale => "stale",
+    }
+}

@@ -1,0 +1,73 @@
+//! What the transport runs from: the LAN settings plus the node's keys, and the limits
+//! that replace tungstenite's (much larger) defaults.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use api_types::{Cidr, NodeId};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::discovery::SharedSecret;
+
+/// Handshake (TCP + WebSocket upgrade + Noise + ready) must finish within this, or the
+/// connection is dropped: a slow-loris peer cannot hold a slot.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections (links and handshakes) from one IP at once. A node needs one per peer
+/// (two briefly while a simultaneous dial is resolved); several nodes may share a host.
+pub const MAX_CONNECTIONS_PER_IP: usize = 8;
+/// Connections in all; a LAN office is tens to a few hundred nodes.
+pub const MAX_CONNECTIONS: usize = 512;
+/// One WebSocket message is one sealed Noise message (nonce + ≤ 64 KiB).
+const MAX_WS_MESSAGE: usize = 70 * 1024;
+/// Frames queued for one link before `send` reports it busy (the outbox retries).
+pub const LINK_QUEUE: usize = 256;
+/// Undecryptable messages in a row after which a link is garbage, not a lossy path.
+pub const MAX_BAD_MESSAGES_IN_A_ROW: u32 = 64;
+/// The path the listener serves; anything else is refused before the upgrade.
+pub const LINK_PATH: &str = "/lanchat/link/v1";
+
+pub fn websocket_config() -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(MAX_WS_MESSAGE))
+        .max_frame_size(Some(MAX_WS_MESSAGE))
+        .write_buffer_size(0)
+        .max_write_buffer_size(4 * MAX_WS_MESSAGE)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportConfig {
+    pub node_id: NodeId,
+    /// `listen_host:listen_port`.
+    pub listen: SocketAddr,
+    pub shared_secret: SharedSecret,
+    /// The effective list (settings, or this machine's subnets when those are empty).
+    pub allowed_subnets: Vec<Cidr>,
+    pub blocked_subnets: Vec<Cidr>,
+    pub blocked_peers: Vec<NodeId>,
+    /// A ping goes out after this much quiet; a link silent for `dead_after` is closed.
+    pub keepalive: Duration,
+    pub dead_after: Duration,
+    /// Redial backoff after a failed dial: doubles from `first`, capped at `max`, ±20 %.
+    pub redial_first: Duration,
+    pub redial_max: Duration,
+}
+
+impl TransportConfig {
+    pub fn ip_is_blocked(&self, ip: IpAddr) -> bool {
+        self.blocked_subnets.iter().any(|c| c.contains(ip))
+    }
+
+    /// Blocked subnet first (priority), then the allowed list.
+    pub fn ip_is_admitted(&self, ip: IpAddr) -> bool {
+        !self.ip_is_blocked(ip) && self.allowed_subnets.iter().any(|c| c.contains(ip))
+    }
+
+    pub fn peer_is_blocked(&self, peer: &NodeId) -> bool {
+        self.blocked_peers.contains(peer)
+    }
+
+    /// Whether a change needs the listener rebound (others only close links).
+    pub fn same_listener(&self, other: &TransportConfig) -> bool {
+        self.listen == other.listen
+    }
+}

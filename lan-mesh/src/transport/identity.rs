@@ -1,0 +1,169 @@
+//! A node's long-lived keys: the Noise static key (X25519) that authenticates its links
+//! and the Ed25519 key that signs its envelopes. Generated once, kept in the data
+//! directory (0600) by the node; peers pin both on first contact.
+
+use std::fmt;
+
+use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+
+use super::noise::NOISE_PARAMS;
+
+/// Length of the stored form: X25519 private, X25519 public, Ed25519 seed.
+pub const NODE_KEYS_LEN: usize = 96;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key file holds {0} bytes, expected {NODE_KEYS_LEN}")]
+    Length(usize),
+    #[error("cannot generate a key pair: {0}")]
+    Generate(String),
+    #[error("the stored public key does not belong to the stored private key")]
+    Mismatch,
+}
+
+/// The public half, as a peer proves it in the handshake and the store pins it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PeerKeys {
+    pub noise: [u8; 32],
+    pub signing: [u8; 32],
+}
+
+impl PeerKeys {
+    pub fn to_bytes(&self) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&self.noise);
+        out[32..].copy_from_slice(&self.signing);
+        out
+    }
+
+    /// Checks an Ed25519 signature by this peer (strict: no malleable encodings).
+    pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        let Ok(key) = VerifyingKey::from_bytes(&self.signing) else {
+            return false;
+        };
+        let signature = ed25519_dalek::Signature::from_bytes(signature);
+        key.verify(message, &signature).is_ok() && key.verify_strict(message, &signature).is_ok()
+    }
+
+    /// A short fingerprint for logs and reports (never the keys' secret halves).
+    pub fn fingerprint(&self) -> String {
+        self.noise[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for PeerKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PeerKeys({})", self.fingerprint())
+    }
+}
+
+/// The node's own keys. `Debug` shows only the public fingerprint.
+#[derive(Clone)]
+pub struct NodeKeys {
+    noise_private: [u8; 32],
+    noise_public: [u8; 32],
+    signing: SigningKey,
+}
+
+impl NodeKeys {
+    pub fn generate() -> Result<NodeKeys, KeyError> {
+        let pair = snow::Builder::new(NOISE_PARAMS.clone())
+            .generate_keypair()
+            .map_err(|e| KeyError::Generate(e.to_string()))?;
+        let mut seed = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut seed);
+        let mut bytes = [0u8; NODE_KEYS_LEN];
+        if pair.private.len() != 32 || pair.public.len() != 32 {
+            return Err(KeyError::Generate("unexpected X25519 key length".into()));
+        }
+        bytes[..32].copy_from_slice(&pair.private);
+        bytes[32..64].copy_from_slice(&pair.public);
+        bytes[64..].copy_from_slice(&seed);
+        NodeKeys::from_bytes(&bytes)
+    }
+
+    /// Reads the stored form. The public key is checked against the private one, so a
+    /// damaged file is refused instead of producing a node nobody can verify.
+    pub fn from_bytes(bytes: &[u8]) -> Result<NodeKeys, KeyError> {
+        if bytes.len() != NODE_KEYS_LEN {
+            return Err(KeyError::Length(bytes.len()));
+        }
+        let mut noise_private = [0u8; 32];
+        let mut noise_public = [0u8; 32];
+        let mut seed = [0u8; 32];
+        noise_private.copy_from_slice(&bytes[..32]);
+        noise_public.copy_from_slice(&bytes[32..64]);
+        seed.copy_from_slice(&bytes[64..]);
+        let keys = NodeKeys {
+            noise_private,
+            noise_public,
+            signing: SigningKey::from_bytes(&seed),
+        };
+        if !super::noise::public_key_matches(&keys.noise_private, &keys.noise_public) {
+            return Err(KeyError::Mismatch);
+        }
+        Ok(keys)
+    }
+
+    pub fn to_bytes(&self) -> [u8; NODE_KEYS_LEN] {
+        let mut out = [0u8; NODE_KEYS_LEN];
+        out[..32].copy_from_slice(&self.noise_private);
+        out[32..64].copy_from_slice(&self.noise_public);
+        out[64..].copy_from_slice(&self.signing.to_bytes());
+        out
+    }
+
+    pub fn public(&self) -> PeerKeys {
+        PeerKeys {
+            noise: self.noise_public,
+            signing: self.signing.verifying_key().to_bytes(),
+        }
+    }
+
+    pub(crate) fn noise_private(&self) -> &[u8; 32] {
+        &self.noise_private
+    }
+
+    pub fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+}
+
+impl fmt::Debug for NodeKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NodeKeys({})", self.public().fingerprint())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip_and_sign() {
+        let keys = NodeKeys::generate().unwrap();
+        let again = NodeKeys::from_bytes(&keys.to_bytes()).unwrap();
+        assert_eq!(keys.public(), again.public());
+        let sig = keys.sign(b"hello");
+        assert!(keys.public().verify(b"hello", &sig));
+        assert!(!keys.public().verify(b"hellO", &sig));
+        let other = NodeKeys::generate().unwrap();
+        assert!(!other.public().verify(b"hello", &sig));
+        assert!(!format!("{keys:?}").contains(&format!("{:?}", keys.noise_private)));
+    }
+
+    #[test]
+    fn damaged_key_files_are_refused() {
+        let keys = NodeKeys::generate().unwrap();
+        let mut bytes = keys.to_bytes();
+        assert_eq!(
+            NodeKeys::from_bytes(&bytes[..95]).unwrap_err(),
+            KeyError::Length(95)
+        );
+        bytes[40] ^= 1;
+        assert_eq!(
+            NodeKeys::from_bytes(&bytes).unwrap_err(),
+            KeyError::Mismatch
+        );
+    }
+}

@@ -1,0 +1,578 @@
+//! The connection manager: the LAN listener, dialling, one link per peer, redial
+//! backoff, and closing links on blocks and settings changes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use api_types::NodeId;
+use storage::{KeyPin, Store};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::config::{
+    TransportConfig, HANDSHAKE_TIMEOUT, LINK_QUEUE, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
+};
+use super::frame::Frame;
+use super::identity::{NodeKeys, PeerKeys};
+use super::link::{self, LinkEnd, LinkError, Running, Ws};
+use super::noise::Session;
+use super::stats::Counters;
+
+/// What the transport tells its owner (the delivery worker).
+#[derive(Debug)]
+pub enum LinkEvent {
+    Up {
+        peer: NodeId,
+    },
+    Down {
+        peer: NodeId,
+        end: LinkEnd,
+    },
+    /// A frame from a peer, with the keys its link proved (to verify envelopes).
+    Frame {
+        peer: NodeId,
+        keys: PeerKeys,
+        frame: Frame,
+    },
+    /// A known node id showed other keys than the ones pinned: refused (and reported).
+    KeyMismatch {
+        peer: NodeId,
+        addr: SocketAddr,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    #[error("no link to the peer")]
+    NoLink,
+    #[error("the link's queue is full")]
+    Busy,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+struct LinkEntry {
+    id: u64,
+    initiated_locally: bool,
+    tx: mpsc::Sender<Frame>,
+    cancel: CancellationToken,
+}
+
+struct State {
+    config: Arc<TransportConfig>,
+    links: HashMap<NodeId, LinkEntry>,
+    dialing: HashSet<NodeId>,
+    /// Failed dials: attempts so far and the earliest next try.
+    redial: HashMap<NodeId, (u32, Instant)>,
+    per_ip: HashMap<IpAddr, usize>,
+    total: usize,
+    next_id: u64,
+}
+
+struct Listener {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    listener: Mutex<Option<Listener>>,
+    keys: NodeKeys,
+    store: Store,
+    events: mpsc::Sender<LinkEvent>,
+    counters: Arc<Counters>,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The handle. Cheap to clone; `shutdown` ends every link and the listener.
+#[derive(Clone)]
+pub struct Transport {
+    shared: Arc<Shared>,
+}
+
+/// A reserved inbound connection slot, released when dropped.
+struct Slot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut st = self.shared.lock();
+        st.total = st.total.saturating_sub(1);
+        if let Some(n) = st.per_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                st.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; the state stays usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn config(&self) -> Arc<TransportConfig> {
+        Arc::clone(&self.lock().config)
+    }
+}
+
+impl Transport {
+    /// Binds the LAN listener and starts serving. Link events go to `events`.
+    pub async fn start(
+        config: TransportConfig,
+        keys: NodeKeys,
+        store: Store,
+        events: mpsc::Sender<LinkEvent>,
+        cancel: CancellationToken,
+    ) -> Result<Transport, TransportError> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                config: Arc::new(config.clone()),
+                links: HashMap::new(),
+                dialing: HashSet::new(),
+                redial: HashMap::new(),
+                per_ip: HashMap::new(),
+                total: 0,
+                next_id: 0,
+            }),
+            listener: Mutex::new(None),
+            keys,
+            store,
+            events,
+            counters: Arc::new(Counters::default()),
+            cancel,
+            tasks: TaskTracker::new(),
+        });
+        let transport = Transport { shared };
+        transport.listen(config.listen).await?;
+        Ok(transport)
+    }
+
+    async fn listen(&self, addr: SocketAddr) -> Result<(), TransportError> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        let cancel = self.shared.cancel.child_token();
+        let previous = self
+            .shared
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(Listener {
+                addr: bound,
+                cancel: cancel.clone(),
+            });
+        if let Some(previous) = previous {
+            previous.cancel.cancel();
+        }
+        let shared = Arc::clone(&self.shared);
+        self.shared
+            .tasks
+            .spawn(accept_loop(shared, listener, cancel));
+        tracing::info!(%bound, "LAN link listener up");
+        Ok(())
+    }
+
+    /// The address the listener is bound to (its real port when 0 was asked).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared
+            .listener
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|l| l.addr)
+    }
+
+    pub fn counters(&self) -> api_types::TransportCounters {
+        let mut c = self.shared.counters.snapshot();
+        c.links_up = self.shared.lock().links.len() as u64;
+        c
+    }
+
+    pub fn is_linked(&self, peer: &NodeId) -> bool {
+        self.shared.lock().links.contains_key(peer)
+    }
+
+    /// Queues a frame on the peer's link; `NoLink` if there is none (dial with `connect`).
+    pub fn send(&self, peer: &NodeId, frame: Frame) -> Result<(), SendError> {
+        let st = self.shared.lock();
+        let link = st.links.get(peer).ok_or(SendError::NoLink)?;
+        link.tx.try_send(frame).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SendError::Busy,
+            mpsc::error::TrySendError::Closed(_) => SendError::NoLink,
+        })
+    }
+
+    /// Dials `peer` at `addr` unless a link exists, a dial is under way, the peer or its
+    /// address is not admitted, or its redial backoff has not run out.
+    pub fn connect(&self, peer: &NodeId, addr: SocketAddr) {
+        let config = {
+            let mut st = self.shared.lock();
+            let config = Arc::clone(&st.config);
+            if st.links.contains_key(peer)
+                || st.dialing.contains(peer)
+                || *peer == config.node_id
+                || config.peer_is_blocked(peer)
+                || !config.ip_is_admitted(addr.ip())
+                || st
+                    .redial
+                    .get(peer)
+                    .is_some_and(|(_, at)| *at > Instant::now())
+            {
+                return;
+            }
+            st.dialing.insert(peer.clone());
+            config
+        };
+        let shared = Arc::clone(&self.shared);
+        let peer = peer.clone();
+        self.shared.tasks.spawn(async move {
+            let result = tokio::select! {
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, dial_checked(&shared, &config, &peer, addr)) => r,
+                _ = shared.cancel.cancelled() => return,
+            };
+            let outcome = match result {
+                Ok(Ok(link)) => Ok(link),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("handshake timed out".to_string()),
+            };
+            {
+                let mut st = shared.lock();
+                st.dialing.remove(&peer);
+                match &outcome {
+                    Ok(_) => {
+                        st.redial.remove(&peer);
+                    }
+                    Err(_) => {
+                        let attempts = st.redial.get(&peer).map_or(0, |(n, _)| *n) + 1;
+                        let delay = redial_delay(&config, attempts);
+                        st.redial.insert(peer.clone(), (attempts, Instant::now() + delay));
+                    }
+                }
+            }
+            match outcome {
+                Ok((ws, session, keys)) => {
+                    shared.counters.links_dialled.inc();
+                    register(&shared, peer, true, ws, session, keys, None).await;
+                }
+                Err(e) => {
+                    shared.counters.dials_failed.inc();
+                    tracing::debug!(%peer, %addr, "dial failed: {e}");
+                }
+            }
+        });
+    }
+
+    /// Closes the link to `peer` (if any), telling it why.
+    pub fn close_peer(&self, peer: &NodeId, reason: &str) {
+        let st = self.shared.lock();
+        if let Some(link) = st.links.get(peer) {
+            if link.tx.try_send(Frame::close(reason)).is_err() {
+                link.cancel.cancel();
+            }
+        }
+    }
+
+    /// Applies new settings: rebinds the listener if its address changed, and closes
+    /// every link, since the secret, blocks or subnets they were admitted under may have
+    /// changed (peers redial at once; the outbox resends what was not acked).
+    pub async fn reconfigure(&self, config: TransportConfig) -> Result<(), TransportError> {
+        let old = self.shared.config();
+        if *old == config {
+            return Ok(());
+        }
+        if !old.same_listener(&config) {
+            self.listen(config.listen).await?;
+        }
+        let mut st = self.shared.lock();
+        st.config = Arc::new(config);
+        st.redial.clear();
+        for link in st.links.values() {
+            if link.tx.try_send(Frame::close("settings changed")).is_err() {
+                link.cancel.cancel();
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the listener and every link, and waits for their tasks.
+    pub async fn shutdown(&self) {
+        self.shared.cancel.cancel();
+        self.shared.tasks.close();
+        self.shared.tasks.wait().await;
+    }
+}
+
+fn redial_delay(config: &TransportConfig, attempts: u32) -> Duration {
+    let base = config
+        .redial_first
+        .saturating_mul(1u32 << attempts.saturating_sub(1).min(16))
+        .min(config.redial_max);
+    base.mul_f64(0.8 + 0.4 * rand::random::<f64>())
+}
+
+async fn dial_checked(
+    shared: &Arc<Shared>,
+    config: &TransportConfig,
+    peer: &NodeId,
+    addr: SocketAddr,
+) -> Result<(Ws, Session, PeerKeys), LinkError> {
+    let secret = config.shared_secret.expose();
+    let (mut ws, mut session, keys) =
+        link::dial(addr, peer, &shared.keys, secret, &config.node_id).await?;
+    if let Err(reason) = check_keys(shared, peer, &keys, addr).await {
+        let _ = link::send_frame(&mut ws, &mut session, &Frame::close(reason)).await;
+        return Err(LinkError::Refused(reason.to_string()));
+    }
+    Ok((ws, session, keys))
+}
+
+/// Pins the peer's keys on first contact; refuses other keys for a known node id.
+async fn check_keys(
+    shared: &Arc<Shared>,
+    peer: &NodeId,
+    keys: &PeerKeys,
+    addr: SocketAddr,
+) -> Result<(), &'static str> {
+    match shared
+        .store
+        .pin_link_keys(peer.clone(), keys.to_bytes())
+        .await
+    {
+        Ok(KeyPin::Pinned) => {
+            tracing::info!(%peer, keys = %keys.fingerprint(), "pinned the keys of a new peer");
+            Ok(())
+        }
+        Ok(KeyPin::Matches) => Ok(()),
+        Ok(KeyPin::Mismatch) => {
+            shared.counters.refused_key_mismatch.inc();
+            tracing::warn!(%peer, %addr, keys = %keys.fingerprint(),
+                "refused a link: this node id showed other keys than the ones pinned");
+            let _ = shared.events.try_send(LinkEvent::KeyMismatch {
+                peer: peer.clone(),
+                addr,
+            });
+            Err("key mismatch")
+        }
+        Err(e) => {
+            tracing::warn!(%peer, "cannot check the peer's keys: {e}");
+            Err("busy")
+        }
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = cancel.cancelled() => break,
+        };
+        let (tcp, addr) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!("accepting a LAN connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Some(slot) = reserve(&shared, addr.ip()) else {
+            continue;
+        };
+        let shared = Arc::clone(&shared);
+        let tasks = shared.tasks.clone();
+        tasks.spawn(async move {
+            let result = tokio::select! {
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_checked(&shared, tcp, addr)) => r,
+                _ = shared.cancel.cancelled() => return,
+            };
+            match result {
+                Ok(Ok((ws, session, peer, keys))) => {
+                    shared.counters.links_accepted.inc();
+                    register(&shared, peer, false, ws, session, keys, Some(slot)).await;
+                }
+                Ok(Err(e)) => tracing::debug!(%addr, "inbound link refused: {e}"),
+                Err(_) => {
+                    shared.counters.handshake_failed.inc();
+                    tracing::debug!(%addr, "inbound handshake timed out");
+                }
+            }
+        });
+    }
+}
+
+/// Admission before any byte is read: address policy, then connection caps.
+fn reserve(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
+    let mut st = shared.lock();
+    if !st.config.ip_is_admitted(ip) {
+        shared.counters.refused_address.inc();
+        return None;
+    }
+    let per_ip = st.per_ip.get(&ip).copied().unwrap_or(0);
+    if st.total >= MAX_CONNECTIONS || per_ip >= MAX_CONNECTIONS_PER_IP {
+        shared.counters.refused_capacity.inc();
+        return None;
+    }
+    st.total += 1;
+    *st.per_ip.entry(ip).or_insert(0) += 1;
+    Some(Slot {
+        shared: Arc::clone(shared),
+        ip,
+    })
+}
+
+async fn accept_checked(
+    shared: &Arc<Shared>,
+    tcp: TcpStream,
+    addr: SocketAddr,
+) -> Result<(Ws, Session, NodeId, PeerKeys), LinkError> {
+    let _ = tcp.set_nodelay(true);
+    let config = shared.config();
+    let (mut ws, mut session, peer, keys) = match link::accept(
+        tcp,
+        &shared.keys,
+        config.shared_secret.expose(),
+        &config.node_id,
+    )
+    .await
+    {
+        Ok(ok) => ok,
+        Err(e) => {
+            shared.counters.handshake_failed.inc();
+            return Err(e);
+        }
+    };
+    let refusal = if peer == config.node_id {
+        Some("that is this node's own id")
+    } else if config.peer_is_blocked(&peer) {
+        shared.counters.refused_blocked_peer.inc();
+        Some("blocked")
+    } else {
+        check_keys(shared, &peer, &keys, addr).await.err()
+    };
+    if let Some(reason) = refusal {
+        let _ = link::send_frame(&mut ws, &mut session, &Frame::close(reason)).await;
+        let _ = ws.close(None).await;
+        return Err(LinkError::Refused(reason.to_string()));
+    }
+    link::send_frame(&mut ws, &mut session, &Frame::Ready).await?;
+    Ok((ws, session, peer, keys))
+}
+
+/// Makes an established link the peer's link, or closes it if the peer already has the
+/// preferred one. With two links (both sides dialled at once) both nodes keep the one
+/// dialled by the smaller node id, so they agree without talking.
+async fn register(
+    shared: &Arc<Shared>,
+    peer: NodeId,
+    initiated_locally: bool,
+    mut ws: Ws,
+    mut session: Session,
+    keys: PeerKeys,
+    slot: Option<Slot>,
+) {
+    let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    let cancel = shared.cancel.child_token();
+    let (id, config, refused) = {
+        let mut st = shared.lock();
+        let config = Arc::clone(&st.config);
+        let id = st.next_id;
+        st.next_id += 1;
+        let refused = if config.peer_is_blocked(&peer) {
+            Some("blocked")
+        } else {
+            let preferred = initiated_locally == (config.node_id < peer);
+            match st.links.get(&peer) {
+                Some(existing) if existing.initiated_locally != initiated_locally && !preferred => {
+                    shared.counters.duplicate_links.inc();
+                    Some("duplicate link")
+                }
+                Some(existing) => {
+                    // The new link wins (preferred, or a redial replacing a dying one).
+                    if existing.initiated_locally != initiated_locally {
+                        shared.counters.duplicate_links.inc();
+                    }
+                    existing.cancel.cancel();
+                    None
+                }
+                None => None,
+            }
+        };
+        if refused.is_none() {
+            st.links.insert(
+                peer.clone(),
+                LinkEntry {
+                    id,
+                    initiated_locally,
+                    tx,
+                    cancel: cancel.clone(),
+                },
+            );
+        }
+        (id, config, refused)
+    };
+    if let Some(reason) = refused {
+        let _ = link::send_frame(&mut ws, &mut session, &Frame::close(reason)).await;
+        let _ = ws.close(None).await;
+        return;
+    }
+    tracing::debug!(%peer, initiated_locally, "link up");
+    if shared
+        .events
+        .send(LinkEvent::Up { peer: peer.clone() })
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let running = Running {
+        peer: peer.clone(),
+        keys,
+        outgoing: rx,
+        incoming: shared.events.clone(),
+        cancel,
+        keepalive: config.keepalive,
+        dead_after: config.dead_after,
+        counters: Arc::clone(&shared.counters),
+    };
+    let shared = Arc::clone(shared);
+    let tasks = shared.tasks.clone();
+    tasks.spawn(async move {
+        let end = link::run(ws, session, running).await;
+        drop(slot);
+        shared.counters.links_closed.inc();
+        let removed = {
+            let mut st = shared.lock();
+            if st.links.get(&peer).is_some_and(|l| l.id == id) {
+                st.links.remove(&peer);
+                true
+            } else {
+                false
+            }
+        };
+        tracing::debug!(%peer, ?end, "link down");
+        if removed {
+            let _ = shared.events.send(LinkEvent::Down { peer, end }).await;
+        }
+    });
+}

@@ -1,0 +1,62 @@
+//! The transport's counters, shown in `GET /api/v1/status` → `transport`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub links_accepted: Counter,
+    pub links_dialled: Counter,
+    pub links_closed: Counter,
+    /// Refused before the handshake: blocked or not-allowed source address.
+    pub refused_address: Counter,
+    /// Refused before the handshake: per-IP or total connection cap.
+    pub refused_capacity: Counter,
+    /// Handshakes that failed: wrong secret, garbage, timeout, wrong peer.
+    pub handshake_failed: Counter,
+    /// Refused after the handshake: a blocked node id.
+    pub refused_blocked_peer: Counter,
+    /// Refused after the handshake: keys other than the ones pinned for that node id.
+    pub refused_key_mismatch: Counter,
+    pub dials_failed: Counter,
+    /// The losing link of a simultaneous dial.
+    pub duplicate_links: Counter,
+    pub frames_sent: Counter,
+    pub frames_received: Counter,
+    /// Messages that failed to decrypt (forged, corrupted or replayed): dropped.
+    pub frames_undecryptable: Counter,
+    pub frames_malformed: Counter,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> api_types::TransportCounters {
+        api_types::TransportCounters {
+            links_accepted: self.links_accepted.get(),
+            links_dialled: self.links_dialled.get(),
+            links_closed: self.links_closed.get(),
+            refused_address: self.refused_address.get(),
+            refused_capacity: self.refused_capacity.get(),
+            handshake_failed: self.handshake_failed.get(),
+            refused_blocked_peer: self.refused_blocked_peer.get(),
+            refused_key_mismatch: self.refused_key_mismatch.get(),
+            dials_failed: self.dials_failed.get(),
+            duplicate_links: self.duplicate_links.get(),
+            frames_sent: self.frames_sent.get(),
+            frames_received: self.frames_received.get(),
+            frames_undecryptable: self.frames_undecryptable.get(),
+            frames_malformed: self.frames_malformed.get(),
+            links_up: 0,
+        }
+    }
+}
