@@ -504,6 +504,52 @@ async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result
     let browser = Browser::start().await?;
     open_messenger(&browser, &pair.a).await?;
 
+    // Keyboard: Enter on a user opens the DM; the newest page shows, and scrolling to
+    // the top loads the older one.
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    browser
+        .wait_for_text(&user_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    browser.type_text(&user_b, &KEY_ENTER.to_string()).await?;
+    browser
+        .wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+            t == "bravo"
+        })
+        .await?;
+    wait_until(UI_LIMIT, "the newest page", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        (shown.len() == 50).then_some(())
+    })
+    .await?;
+    assert!(browser.text("[data-testid=load-older]").await?.is_some());
+    browser
+        .execute(
+            "const h = document.querySelector('[data-testid=message-list]'); \
+             h.scrollTop = -h.scrollHeight; h.dispatchEvent(new Event('scroll')); return true",
+        )
+        .await?;
+    wait_until(UI_LIMIT, "the older page after scrolling up", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        (shown.len() == 62 && shown[0].0 == chinese).then_some(())
+    })
+    .await?;
+    browser
+        .wait_for_text("[data-testid=history-start]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+
+    // Ctrl+K goes to the search box from anywhere.
+    browser
+        .type_text("[data-testid=message-list]", "\u{E009}k\u{E000}")
+        .await?;
+    wait_until(UI_LIMIT, "the search box focused by Ctrl+K", || async {
+        let focused = browser
+            .execute("return document.activeElement?.dataset?.testid ?? null")
+            .await
+            .ok()?;
+        (focused == "search-input").then_some(())
+    })
+    .await?;
+
     browser
         .type_text("[data-testid=search-input]", "会议室")
         .await?;
