@@ -632,3 +632,91 @@ async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result
     browser.quit().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn messenger_shows_a_failed_message_and_retries_it() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let mut pair = LoopbackPair::start("office", "office").await?;
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    let browser = Browser::start().await?;
+    open_messenger(&browser, &pair.a).await?;
+    browser
+        .wait_for_text(&user_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    browser.click(&user_b).await?;
+    browser
+        .wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+            t == "bravo"
+        })
+        .await?;
+
+    // B goes away; A's message to it waits (pending), then blocking B gives it up.
+    let b_dir = pair.b.data_dir.clone();
+    pair.b.stop().await?;
+    let text = "Are you there?";
+    browser
+        .type_text("[data-testid=composer]", &format!("{text}{KEY_ENTER}"))
+        .await?;
+    wait_until(UI_LIMIT, "the message pending", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, _, s)| t == text && s == "pending")
+            .then_some(())
+    })
+    .await?;
+    post_json(
+        &pair.a,
+        &format!("v1/peers/{}/block", pair.b_id),
+        &serde_json::json!({}),
+    )
+    .await?;
+    wait_until(UI_LIMIT, "the message failed, live", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, _, s)| t == text && s == "failed")
+            .then_some(())
+    })
+    .await?;
+    let retry = "[data-testid^=retry-]";
+    assert_eq!(browser.text(retry).await?.as_deref(), Some("Retry"));
+    browser
+        .screenshot(&shots.join("messenger-failed.png"))
+        .await?;
+
+    // While B is blocked a retry is refused, and the reason is shown in words.
+    browser.click(retry).await?;
+    browser
+        .wait_for_text(".failed-row .error", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+
+    // Unblocked and back: Retry sends it again, and it is delivered.
+    post_json(
+        &pair.a,
+        &format!("v1/peers/{}/unblock", pair.b_id),
+        &serde_json::json!({}),
+    )
+    .await?;
+    pair.b = NodeProcess::serve(&b_dir).await?;
+    browser.click(retry).await?;
+    wait_until(DELIVERY_LIMIT, "the retried message delivered", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, _, s)| t == text && s == "delivered")
+            .then_some(())
+    })
+    .await?;
+    assert!(
+        browser.text(retry).await?.is_none(),
+        "no Retry once delivered"
+    );
+    let on_b = pair
+        .b
+        .get_json(&format!("v1/conversations/dm:lan:{}/messages", pair.a_id))
+        .await?;
+    assert_eq!(on_b["messages"][0]["text"], text, "{on_b}");
+    browser.quit().await?;
+    Ok(())
+}

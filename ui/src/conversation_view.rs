@@ -152,10 +152,8 @@ fn Conversation(id: String) -> impl IntoView {
                     let id = id.clone();
                     move || {
                         let n = name.get();
-                        let avatar_id = chat
-                            .contact_for(&id)
-                            .map(|c| c.user_id)
-                            .unwrap_or_else(|| id.clone());
+                        // A DM's avatar is its user's (`dm:lan:X` → `lan:X`), as in the lists.
+                        let avatar_id = id.strip_prefix("dm:").unwrap_or(&id).to_string();
                         view! {
                             <span class=format!("avatar {}", chat_model::avatar_tone(&avatar_id)) aria-hidden="true">
                                 {chat_model::initials(&n)}

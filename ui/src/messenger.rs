@@ -364,10 +364,19 @@ impl Chat {
                 self.conversations
                     .update(|list| chat_model::apply_read(list, &conversation_id));
             }
+            Event::PeerBlocked { peer_id } => {
+                self.refresh_contacts();
+                // Blocking fails the messages still queued for the peer, and the node
+                // sends no `message.status` for them: fetch their new state.
+                self.refresh_conversations();
+                let dm = format!("dm:lan:{peer_id}");
+                if self.open_id_untracked().as_deref() == Some(dm.as_str()) {
+                    self.fetch_newest(dm);
+                }
+            }
             Event::PeerOnline { .. }
             | Event::PeerOffline { .. }
             | Event::PeerUpdated { .. }
-            | Event::PeerBlocked { .. }
             | Event::PeerUnblocked { .. }
             | Event::PeerRemoved { .. } => {
                 self.refresh_contacts();
