@@ -537,6 +537,11 @@ async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result
         .wait_for_text("[data-testid=history-start]", UI_LIMIT, |t| !t.is_empty())
         .await?;
 
+    // An unsent text stays with its conversation while the user looks elsewhere.
+    browser
+        .type_text("[data-testid=composer]", "unsent draft")
+        .await?;
+
     // Ctrl+K goes to the search box from anywhere.
     browser
         .type_text("[data-testid=message-list]", "\u{E009}k\u{E000}")
@@ -582,6 +587,11 @@ async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result
         input_value(&browser, "search-input").await?,
         "",
         "Escape empties the box"
+    );
+    assert_eq!(
+        input_value(&browser, "composer").await?,
+        "unsent draft",
+        "the draft is kept"
     );
 
     browser

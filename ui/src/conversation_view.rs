@@ -295,9 +295,13 @@ fn message_view(lang: Lang, chat: Chat, m: MessageView, show_sender: bool) -> im
 fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
-    let draft = RwSignal::new(String::new());
+    let draft = RwSignal::new(chat.draft(&id));
     let error = RwSignal::new(None::<UiError>);
     let sending = RwSignal::new(false);
+    {
+        let id = id.clone();
+        Effect::new(move |_| chat.keep_draft(&id, draft.get()));
+    }
 
     let send = {
         let id = id.clone();
@@ -310,7 +314,20 @@ fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView 
             sending.set(true);
             let id = id.clone();
             spawn_local(async move {
-                if let Err(e) = chat.send(&id, &text).await {
+                let sent = chat.send(&id, &text).await;
+                if sent.is_ok() {
+                    // Back to the newest message (the history is laid out bottom-up).
+                    if let Some(history) =
+                        web_sys::window().and_then(|w| w.document()).and_then(|d| {
+                            d.query_selector("[data-testid=message-list]")
+                                .ok()
+                                .flatten()
+                        })
+                    {
+                        history.set_scroll_top(0);
+                    }
+                }
+                if let Err(e) = sent {
                     // Nothing is lost: the text comes back unless a new one was typed.
                     if draft.with_untracked(String::is_empty) {
                         draft.set(text);

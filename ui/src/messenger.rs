@@ -2,6 +2,8 @@
 //! conversation's history, kept current by the event stream (never by a manual
 //! refresh). Components read these signals; the rules are `chat_model`'s.
 
+use std::collections::HashMap;
+
 use api_types::{ContactView, ConversationKind, ConversationView, Event, MessageView};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -39,6 +41,8 @@ pub struct Chat {
     pub highlight: RwSignal<Option<String>>,
     /// The search box's text; non-empty shows the results instead of the conversation.
     pub search: RwSignal<String>,
+    /// Unsent text per conversation, kept while the user looks elsewhere.
+    drafts: StoredValue<HashMap<String, String>>,
 }
 
 impl Chat {
@@ -51,7 +55,23 @@ impl Chat {
             history: RwSignal::new(None),
             highlight: RwSignal::new(None),
             search: RwSignal::new(String::new()),
+            drafts: StoredValue::new(HashMap::new()),
         }
+    }
+
+    pub fn draft(&self, conversation_id: &str) -> String {
+        self.drafts
+            .with_value(|d| d.get(conversation_id).cloned().unwrap_or_default())
+    }
+
+    pub fn keep_draft(&self, conversation_id: &str, text: String) {
+        self.drafts.update_value(|d| {
+            if text.is_empty() {
+                d.remove(conversation_id);
+            } else {
+                d.insert(conversation_id.to_string(), text);
+            }
+        });
     }
 
     pub fn client(&self) -> Client {
