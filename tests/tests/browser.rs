@@ -461,6 +461,28 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
             .await?,
         None
     );
+    // On another tab A does not see the conversation: a new message counts as unread
+    // (in the tab and the title) until A comes back to it.
+    a.click("[data-testid=tab-status]").await?;
+    let later = "One more thing";
+    b.type_text("[data-testid=composer]", &format!("{later}{KEY_ENTER}"))
+        .await?;
+    a.wait_for_text("[data-testid=unread-total]", DELIVERY_LIMIT, |t| t == "1")
+        .await?;
+    wait_until(UI_LIMIT, "(1) in A's title", || async {
+        let title = a.execute("return document.title").await.ok()?;
+        (title == "(1) lanchat").then_some(())
+    })
+    .await?;
+    a.click("[data-testid=tab-chat]").await?;
+    wait_until(UI_LIMIT, "A's unread cleared on coming back", || async {
+        let title = a.execute("return document.title").await.ok()?;
+        let total = a.text("[data-testid=unread-total]").await.ok()?;
+        (title == "lanchat" && total.is_none()).then_some(())
+    })
+    .await?;
+    let shown = shown_messages(&a).await?;
+    assert!(shown.iter().any(|(t, _, _)| t == later), "{shown:?}");
     a.screenshot(&shots.join("messenger-chat-light.png"))
         .await?;
     b.screenshot(&shots.join("messenger-chat-b-light.png"))

@@ -96,7 +96,11 @@ pub fn App() -> impl IntoView {
             doc.set_title(&title);
         }
     });
-    // Coming back to the window marks the open conversation read.
+    // Coming back to the messenger or the window marks the open conversation read.
+    Effect::new(move |_| {
+        chat.shown.set(tab.get() == Tab::Chat);
+        chat.read_if_viewed();
+    });
     let _ = window_event_listener_untyped("focus", move |_| chat.read_if_viewed());
     let _ = window_event_listener_untyped("visibilitychange", move |_| chat.read_if_viewed());
     // Ctrl+K (or Cmd+K) searches the history from anywhere; Escape leaves the search.
@@ -200,6 +204,12 @@ pub fn App() -> impl IntoView {
 fn Messenger() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let searching = Memo::new(move |_| chat.search.with(|q| !q.trim().is_empty()));
+    // Leaving the search shows the open conversation again: it is read now.
+    Effect::new(move |_| {
+        if !searching.get() {
+            chat.read_if_viewed();
+        }
+    });
     view! {
         <div class="messenger" data-testid="messenger">
             <Rail/>

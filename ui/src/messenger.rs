@@ -41,6 +41,8 @@ pub struct Chat {
     pub highlight: RwSignal<Option<String>>,
     /// The search box's text; non-empty shows the results instead of the conversation.
     pub search: RwSignal<String>,
+    /// The messenger is the current tab (set by the app shell).
+    pub shown: RwSignal<bool>,
     /// Unsent text per conversation, kept while the user looks elsewhere.
     drafts: StoredValue<HashMap<String, String>>,
 }
@@ -55,6 +57,7 @@ impl Chat {
             history: RwSignal::new(None),
             highlight: RwSignal::new(None),
             search: RwSignal::new(String::new()),
+            shown: RwSignal::new(true),
             drafts: StoredValue::new(HashMap::new()),
         }
     }
@@ -307,7 +310,7 @@ impl Chat {
         let Some(id) = self.open_id_untracked() else {
             return;
         };
-        if page_hidden() || !self.search.get_untracked().is_empty() {
+        if !self.looking() {
             return;
         }
         let unread = self
@@ -344,7 +347,7 @@ impl Chat {
 
     fn add_message(&self, message: MessageView) {
         let viewing =
-            self.open_id_untracked().as_deref() == Some(&message.conversation_id) && !page_hidden();
+            self.open_id_untracked().as_deref() == Some(&message.conversation_id) && self.looking();
         let mut unknown = false;
         self.conversations.update(|list| {
             unknown = chat_model::apply_new_message(list, &message, viewing) == ListUpdate::Unknown;
@@ -411,7 +414,7 @@ impl Chat {
         let Some(id) = self.open_id_untracked() else {
             return;
         };
-        if page_hidden() || !self.search.get_untracked().is_empty() {
+        if !self.looking() {
             // Counted as unread in the list and the title until the user looks.
             return;
         }
@@ -419,6 +422,16 @@ impl Chat {
         spawn_local(async move {
             let _ = client.mark_read(&id).await;
         });
+    }
+}
+
+impl Chat {
+    /// The user can see the open conversation: the messenger tab is shown, no search
+    /// covers it, and the page is not in the background.
+    fn looking(&self) -> bool {
+        self.shown.get_untracked()
+            && self.search.with_untracked(|q| q.trim().is_empty())
+            && !page_hidden()
     }
 }
 
