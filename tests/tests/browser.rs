@@ -417,6 +417,11 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
             .then_some(())
     })
     .await?;
+    assert_eq!(
+        b.text("[data-testid=unread-separator]").await?.as_deref(),
+        Some("New messages"),
+        "the new messages are marked"
+    );
     wait_until(UI_LIMIT, "B's unread badge to go", || async {
         let badge = b
             .text(&format!("{chat_on_b} [data-testid=unread-badge]"))

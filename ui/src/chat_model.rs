@@ -214,13 +214,17 @@ pub fn local_day(unix_ms: u64, tz_offset_min: f64) -> i64 {
     local.div_euclid(DAY_MS)
 }
 
-/// One row of a conversation's history: a day separator or a message.
+/// One row of a conversation's history: a day separator, the new-messages line or a
+/// message.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Row {
     Day {
         day: i64,
         first_ms: u64,
     },
+    /// "New messages": above the first message that was unread when the conversation
+    /// was opened.
+    Unread,
     Message {
         message: MessageView,
         show_sender: bool,
@@ -232,6 +236,7 @@ impl Row {
     pub fn key(&self) -> String {
         match self {
             Row::Day { day, .. } => format!("day:{day}"),
+            Row::Unread => "unread".into(),
             Row::Message {
                 message,
                 show_sender,
@@ -270,6 +275,37 @@ pub fn timeline(
         });
     }
     rows
+}
+
+/// The first of the last `unread` messages from others: where "New messages" goes.
+/// When fewer are loaded, the oldest loaded one from others.
+pub fn first_unread(messages: &[MessageView], unread: u32) -> Option<String> {
+    if unread == 0 {
+        return None;
+    }
+    let mut found = None;
+    let mut count = 0;
+    for m in messages.iter().rev().filter(|m| !m.outgoing) {
+        found = Some(m.id.clone());
+        count += 1;
+        if count == unread {
+            break;
+        }
+    }
+    found
+}
+
+/// Puts the "New messages" row right above the message `first_unread`.
+pub fn mark_unread(rows: &mut Vec<Row>, first_unread: Option<&str>) {
+    let Some(id) = first_unread else {
+        return;
+    };
+    if let Some(at) = rows
+        .iter()
+        .position(|r| matches!(r, Row::Message { message, .. } if message.id == id))
+    {
+        rows.insert(at, Row::Unread);
+    }
 }
 
 /// How a day is named above its messages.
@@ -647,6 +683,7 @@ mod tests {
             .iter()
             .map(|r| match r {
                 Row::Day { day, .. } => format!("day{day}"),
+                Row::Unread => "new".into(),
                 Row::Message {
                     message,
                     show_sender,
@@ -673,6 +710,35 @@ mod tests {
             timeline(&[failed], ConversationKind::Dm, day)[1].key(),
             dm[1].key()
         );
+    }
+
+    #[test]
+    fn new_messages_are_marked_above_the_first_unread() {
+        let mut own = msg("3", "003", 3);
+        own.outgoing = true;
+        let messages = vec![
+            msg("1", "001", 1),
+            msg("2", "002", 2),
+            own,
+            msg("4", "004", 4),
+        ];
+        assert_eq!(first_unread(&messages, 0), None);
+        assert_eq!(first_unread(&messages, 1).as_deref(), Some("4"));
+        // Our own messages in between do not count.
+        assert_eq!(first_unread(&messages, 2).as_deref(), Some("2"));
+        assert_eq!(
+            first_unread(&messages, 9).as_deref(),
+            Some("1"),
+            "more than loaded"
+        );
+
+        let mut rows = timeline(&messages, ConversationKind::Dm, |_| 0);
+        mark_unread(&mut rows, Some("2"));
+        let at = rows.iter().position(|r| *r == Row::Unread);
+        assert_eq!(at, Some(2), "after the day and message 1: {rows:?}");
+        let mut none = timeline(&messages, ConversationKind::Dm, |_| 0);
+        mark_unread(&mut none, Some("gone"));
+        assert!(!none.contains(&Row::Unread));
     }
 
     #[test]

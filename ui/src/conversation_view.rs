@@ -86,7 +86,11 @@ fn Conversation(id: String) -> impl IntoView {
         let k = kind.get();
         chat.history.with(|h| {
             h.as_ref()
-                .map(|h| chat_model::timeline(&h.messages, k, time_text::day_of))
+                .map(|h| {
+                    let mut rows = chat_model::timeline(&h.messages, k, time_text::day_of);
+                    chat_model::mark_unread(&mut rows, h.first_unread.as_deref());
+                    rows
+                })
                 .unwrap_or_default()
         })
     });
@@ -210,6 +214,12 @@ fn row_view(lang: Lang, chat: Chat, row: Row) -> AnyView {
         Row::Day { day, first_ms } => view! {
             <div class="day-sep" role="separator" data-testid="day-separator">
                 <span>{move || time_text::day_label(lang.0.get(), day, first_ms)}</span>
+            </div>
+        }
+        .into_any(),
+        Row::Unread => view! {
+            <div class="unread-sep" role="separator" data-testid="unread-separator">
+                <span>{move || lang.t("chat.history.new")}</span>
             </div>
         }
         .into_any(),

@@ -27,6 +27,9 @@ pub struct History {
     pub loaded: bool,
     pub loading_older: bool,
     pub error: Option<UiError>,
+    /// Unread messages when it was opened, and where they start once loaded.
+    pub unread_at_open: u32,
+    pub first_unread: Option<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -169,8 +172,12 @@ impl Chat {
             return;
         }
         self.highlight.set(None);
+        let unread = self
+            .conversations
+            .with_untracked(|list| chat_model::unread_of(list, conversation_id));
         self.history.set(Some(History {
             conversation_id: conversation_id.to_string(),
+            unread_at_open: unread,
             ..History::default()
         }));
         self.fetch_newest(conversation_id.to_string());
@@ -198,6 +205,9 @@ impl Chat {
                         h.older = page.older;
                     }
                     chat_model::merge_messages(&mut h.messages, page.messages);
+                    if !h.loaded {
+                        h.first_unread = chat_model::first_unread(&h.messages, h.unread_at_open);
+                    }
                     h.loaded = true;
                     h.error = None;
                 }
