@@ -343,6 +343,8 @@ impl Chat {
     pub async fn send(&self, conversation_id: &str, text: &str) -> Result<(), UiError> {
         let message = self.client().send(conversation_id, text).await?;
         self.add_message(message);
+        // Answering means the new messages were seen: the "New messages" line goes.
+        self.with_open(conversation_id, |h| h.first_unread = None);
         Ok(())
     }
 
