@@ -22,6 +22,11 @@ pub enum Event {
     PeerBlocked { peer_id: String },
     #[serde(rename = "peer.unblocked")]
     PeerUnblocked { peer: PeerView },
+    /// A node with this id tried to link with other keys than the ones pinned for it
+    /// (a reinstalled machine, or someone impersonating it): refused. Forgetting the
+    /// peer (`DELETE /api/v1/peers/{id}`) accepts its new keys.
+    #[serde(rename = "peer.key_mismatch")]
+    PeerKeyMismatch { peer_id: String },
     /// Removed from the list on request (`DELETE /api/v1/peers/{id}`).
     #[serde(rename = "peer.removed")]
     PeerRemoved { peer_id: String },

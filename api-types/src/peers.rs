@@ -69,4 +69,5 @@ pub struct TransportCounters {
     pub frames_received: u64,
     pub frames_undecryptable: u64,
     pub frames_malformed: u64,
+    pub frames_throttled: u64,
 }

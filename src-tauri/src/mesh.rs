@@ -474,7 +474,9 @@ async fn forward_delivery(
                 });
             }
             Ok(DeliveryEvent::KeyMismatch { peer }) => {
-                tracing::warn!(%peer, "a node showed other keys than the ones pinned for it");
+                let _ = to.send(Event::PeerKeyMismatch {
+                    peer_id: peer.to_string(),
+                });
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!("message event forwarding fell {n} events behind");

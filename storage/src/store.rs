@@ -413,6 +413,25 @@ impl Store {
         .await
     }
 
+    /// `record_outbox_attempt` for many envelopes in one transaction (an outbox pass):
+    /// one commit instead of one per envelope. Results in the same order.
+    pub async fn record_outbox_attempts(
+        &self,
+        attempts: Vec<(EnvelopeId, SendAttempt)>,
+        now: UnixMs,
+    ) -> StoreResult<Vec<Option<OutboxEntry>>> {
+        self.write(Durability::Normal, move |c, s| {
+            attempts
+                .iter()
+                .map(|(envelope, attempt)| {
+                    let jitter = rand::random::<f64>();
+                    outbox::record_attempt(c, &s.retry, envelope, attempt, now, jitter)
+                })
+                .collect()
+        })
+        .await
+    }
+
     /// The peer acked: removes the envelope, marks its message delivered. False if it
     /// was already gone (a repeated ack).
     pub async fn outbox_acked(&self, envelope: EnvelopeId) -> StoreResult<bool> {

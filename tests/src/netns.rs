@@ -444,6 +444,59 @@ impl Lan {
         Ok(host)
     }
 
+    /// Starts `tcpdump` on the switch's ports (every frame between the hosts), writing
+    /// `<file>.pcap` in this LAN's directory; `filter` is a pcap filter such as
+    /// `tcp port 19123`. Returns once the capture is listening.
+    pub async fn capture(&self, file: &str, filter: &str) -> anyhow::Result<WireCapture> {
+        let path = self.shared.dir.join(format!("{file}.pcap"));
+        let _ = std::fs::remove_file(&path);
+        let log = std::fs::File::create(self.shared.dir.join(format!("{file}.tcpdump.log")))?;
+        let mut args = vec![
+            "netns",
+            "exec",
+            &self.shared.switch,
+            "tcpdump",
+            "-i",
+            "any",
+            "--immediate-mode",
+            "-U",
+            "-n",
+            "-w",
+        ];
+        let path_text = path.to_string_lossy().into_owned();
+        args.push(&path_text);
+        args.extend(filter.split_whitespace());
+        // Immediate mode: without it the kernel hands packets over in blocks (up to a
+        // second late), and a capture stopped soon after the traffic would miss them.
+        let child = Command::new("ip")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("cannot start tcpdump (is it installed? scripts/setup.sh installs it)")?;
+        let pid = self.shared.processes.insert(child);
+        let log_path = self.shared.dir.join(format!("{file}.tcpdump.log"));
+        // tcpdump says "listening on br0" once its socket is open.
+        wait_until(COMMAND_LIMIT, "tcpdump to listen", || {
+            let ready =
+                std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("listening on"));
+            let exited = self.shared.processes.try_exit(pid);
+            async move {
+                match exited {
+                    Some(status) => Some(Err(anyhow!("tcpdump exited with {status}"))),
+                    None => ready.then_some(Ok(())),
+                }
+            }
+        })
+        .await??;
+        Ok(WireCapture {
+            pid,
+            path,
+            lan: Arc::clone(&self.shared),
+        })
+    }
+
     /// `lct-<pid>-<n>`: every namespace of this LAN starts with it.
     pub fn name(&self) -> &str {
         &self.shared.name
@@ -627,6 +680,28 @@ impl NetNs {
             &self.name,
             "add table inet lct_loss\ndelete table inet lct_loss\n",
         )
+    }
+}
+
+/// A running `tcpdump` on the switch, from [`Lan::capture`].
+pub struct WireCapture {
+    pid: u32,
+    path: PathBuf,
+    lan: Arc<LanShared>,
+}
+
+impl WireCapture {
+    /// Stops the capture (SIGINT, so the file is complete) and returns the pcap bytes.
+    pub async fn finish(self) -> anyhow::Result<Vec<u8>> {
+        run("kill", &["-INT", &self.pid.to_string()])?;
+        let lan = Arc::clone(&self.lan);
+        let pid = self.pid;
+        wait_until(STOP_LIMIT, "tcpdump to exit", || {
+            let s = lan.processes.try_exit(pid);
+            async move { s }
+        })
+        .await?;
+        Ok(std::fs::read(&self.path)?)
     }
 }
 
@@ -1129,6 +1204,12 @@ impl Host {
             .get(name)
             .and_then(Value::as_u64)
             .unwrap_or(0))
+    }
+
+    /// `status.transport.<name>`: one link/frame counter (0 when absent or null).
+    pub async fn transport_counter(&self, name: &str) -> anyhow::Result<u64> {
+        let status = self.status().await?;
+        Ok(status["transport"][name].as_u64().unwrap_or(0))
     }
 
     /// `status.discovery` (fails when the mesh reports no discovery block).

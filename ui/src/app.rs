@@ -75,6 +75,7 @@ pub fn App() -> impl IntoView {
                     | Event::PeerBlocked { .. }
                     | Event::PeerUnblocked { .. }
                     | Event::PeerRemoved { .. }
+                    | Event::PeerKeyMismatch { .. }
                     | Event::MeshState { .. }
                     | Event::Resync => changes.bump(),
                     Event::MessageNew { .. }

@@ -413,6 +413,7 @@ impl Chat {
             | Event::PeerOffline { .. }
             | Event::PeerUpdated { .. }
             | Event::PeerUnblocked { .. }
+            | Event::PeerKeyMismatch { .. }
             | Event::PeerRemoved { .. } => {
                 self.refresh_contacts();
             }

@@ -40,6 +40,9 @@ const OUTBOX_BATCH: u32 = 256;
 /// The outbox is looked at least this often even without a wake-up (a safety net:
 /// every path that makes something due also wakes the worker).
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// How often the inbox dedupe table is pruned (entries live nine days; see
+/// `storage::DEDUPE_RETENTION_MS`).
+const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Inbound envelopes and acks being stored at once.
 const INBOUND_CONCURRENCY: usize = 128;
 
@@ -116,6 +119,8 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut next_pass = tokio::time::Instant::now();
+    let mut prune = tokio::time::interval(PRUNE_EVERY);
+    prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
@@ -141,6 +146,11 @@ async fn run(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = wake.notified() => next_pass = tokio::time::Instant::now(),
+            _ = prune.tick() => match worker.store.prune_inbox_dedupe(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(n, "pruned old inbox dedupe entries"),
+                Err(e) => tracing::warn!("cannot prune the inbox dedupe table: {e}"),
+            },
             _ = tokio::time::sleep_until(next_pass) => {
                 next_pass = worker.outbox_pass().await;
             }
@@ -345,8 +355,25 @@ impl Worker {
             }
         };
         let full = due.len() as u32 >= OUTBOX_BATCH;
-        for entry in due {
-            self.try_send(entry, now).await;
+        let mut attempts = Vec::with_capacity(due.len());
+        let mut first_sends = Vec::with_capacity(due.len());
+        for entry in &due {
+            if let Some(attempt) = self.try_send(entry).await {
+                first_sends.push(attempt == SendAttempt::Sent && entry.retry_count == 0);
+                attempts.push((entry.envelope_id, attempt));
+            }
+        }
+        match self.store.record_outbox_attempts(attempts, now).await {
+            Ok(updated) => {
+                for (entry, first_send) in updated.into_iter().zip(first_sends) {
+                    let Some(entry) = entry else { continue };
+                    let gave_up = entry.status == OutboxStatus::Failed;
+                    if let (Some(message_id), true) = (entry.message_id, gave_up || first_send) {
+                        self.emit_status(message_id).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
         if full {
             return start;
@@ -358,9 +385,11 @@ impl Worker {
         start + next.min(MAX_IDLE)
     }
 
-    async fn try_send(&self, entry: OutboxEntry, now: UnixMs) {
-        let peer = entry.peer_id.clone();
-        let sealed = Envelope::from_outbox(&entry, &self.local).and_then(|e| e.seal(&self.keys));
+    /// Hands one envelope to its link (dialling if needed). `None` when it cannot be
+    /// encoded at all (then it was failed here and needs no attempt recorded).
+    async fn try_send(&self, entry: &OutboxEntry) -> Option<SendAttempt> {
+        let peer = &entry.peer_id;
+        let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.seal(&self.keys));
         let bytes = match sealed {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -368,45 +397,31 @@ impl Worker {
                 tracing::error!(envelope = %entry.envelope_id, "cannot encode an outbox envelope: {e}");
                 if let Ok(Some(failed)) = self
                     .store
-                    .outbox_rejected(entry.envelope_id, peer, format!("cannot encode: {e}"))
+                    .outbox_rejected(
+                        entry.envelope_id,
+                        peer.clone(),
+                        format!("cannot encode: {e}"),
+                    )
                     .await
                 {
                     if let Some(m) = failed.message_id {
                         self.emit_status(m).await;
                     }
                 }
-                return;
+                return None;
             }
         };
-        let attempt = match self.transport.send(&peer, Frame::Envelope(bytes)) {
+        Some(match self.transport.send(peer, Frame::Envelope(bytes)) {
             Ok(()) => SendAttempt::Sent,
-            Err(SendError::NoLink) => match self.addresses.get(&peer) {
+            Err(SendError::NoLink) => match self.addresses.get(peer) {
                 Some(addr) => {
-                    self.transport.connect(&peer, addr);
+                    self.transport.connect(peer, addr);
                     SendAttempt::Failed("no link yet (dialling)".into())
                 }
                 None => SendAttempt::Failed("peer offline".into()),
             },
             Err(SendError::Busy) => SendAttempt::Failed("link busy".into()),
-        };
-        let sent = attempt == SendAttempt::Sent;
-        match self
-            .store
-            .record_outbox_attempt(entry.envelope_id, attempt, now)
-            .await
-        {
-            Ok(Some(updated)) => {
-                if let Some(message_id) = updated.message_id {
-                    let gave_up = updated.status == OutboxStatus::Failed;
-                    let first_send = sent && entry.retry_count == 0;
-                    if gave_up || first_send {
-                        self.emit_status(message_id).await;
-                    }
-                }
-            }
-            Ok(None) => {}
-            Err(e) => tracing::warn!("cannot record a send attempt: {e}"),
-        }
+        })
     }
 }
 

@@ -155,6 +155,40 @@ pub(crate) async fn send_frame(
     Ok(())
 }
 
+/// Inbound frames per link: a burst of 4096, refilled at 2048/s. Far above a person
+/// typing or a backlog being flushed (the sender's queue holds 256), it keeps one peer
+/// from monopolising the node's delivery: a faster peer is slowed (its reader waits, so
+/// TCP pushes back), not cut off.
+const INBOUND_BURST: f64 = 4096.0;
+const INBOUND_PER_SEC: f64 = 2048.0;
+
+struct FrameBudget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl FrameBudget {
+    fn new() -> Self {
+        FrameBudget {
+            tokens: INBOUND_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    /// Takes one frame's token; how long to wait first when there is none.
+    fn take(&mut self) -> Duration {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * INBOUND_PER_SEC;
+        self.tokens = (self.tokens + refill).min(INBOUND_BURST) - 1.0;
+        self.at = now;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / INBOUND_PER_SEC)
+        }
+    }
+}
+
 /// Why a running link ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LinkEnd {
@@ -183,6 +217,7 @@ pub(crate) struct Running {
 pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> LinkEnd {
     let mut last_heard = Instant::now();
     let mut bad_in_a_row = 0u32;
+    let mut budget = FrameBudget::new();
     let mut tick = tokio::time::interval(link.keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -211,6 +246,11 @@ pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> 
                                 Ok(Frame::Ready) => {}
                                 Ok(frame) => {
                                     link.counters.frames_received.inc();
+                                    let wait = budget.take();
+                                    if !wait.is_zero() {
+                                        link.counters.frames_throttled.inc();
+                                        tokio::time::sleep(wait).await;
+                                    }
                                     let event = super::LinkEvent::Frame { peer: link.peer.clone(), keys: link.keys, frame };
                                     if link.incoming.send(event).await.is_err() {
                                         break LinkEnd::Local("transport stopped".into());
@@ -255,4 +295,26 @@ pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> 
         .await;
     }
     end
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_inbound_budget_allows_a_burst_then_paces() {
+        let mut budget = FrameBudget::new();
+        for _ in 0..4096 {
+            assert_eq!(budget.take(), Duration::ZERO);
+        }
+        let wait = budget.take();
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_millis(1),
+            "{wait:?}"
+        );
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // One second refills 2048 frames (less the one over budget).
+        let free = (0..3000).take_while(|_| budget.take().is_zero()).count();
+        assert_eq!(free, 2047);
+    }
 }

@@ -37,6 +37,8 @@ pub struct Counters {
     /// Messages that failed to decrypt (forged, corrupted or replayed): dropped.
     pub frames_undecryptable: Counter,
     pub frames_malformed: Counter,
+    /// Frames that waited for the link's inbound budget (a peer sending too fast).
+    pub frames_throttled: Counter,
 }
 
 impl Counters {
@@ -56,6 +58,7 @@ impl Counters {
             frames_received: self.frames_received.get(),
             frames_undecryptable: self.frames_undecryptable.get(),
             frames_malformed: self.frames_malformed.get(),
+            frames_throttled: self.frames_throttled.get(),
             links_up: 0,
         }
     }
