@@ -20,6 +20,11 @@ async fn status_page_shows_the_node_and_switches_language() -> anyhow::Result<()
     browser
         .goto(&format!("{}#token={}", node.url, node.token))
         .await?;
+    // The messenger is the first screen; the status is one click away.
+    browser
+        .wait_for_text("[data-testid=me-name]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    browser.click("[data-testid=tab-status]").await?;
 
     let shown = browser
         .wait_for_text("[data-testid=node-id]", UI_LIMIT, |t| !t.is_empty())
@@ -71,6 +76,10 @@ async fn status_page_shows_the_node_and_switches_language() -> anyhow::Result<()
     .await?;
     browser.goto(&node.url).await?;
     browser
+        .wait_for_text("[data-testid=tab-status]", UI_LIMIT, |t| t == "状态")
+        .await?;
+    browser.click("[data-testid=tab-status]").await?;
+    browser
         .wait_for_text("[data-testid=status-heading]", UI_LIMIT, |t| t == "本节点")
         .await?;
     browser
@@ -89,6 +98,10 @@ async fn status_page_shows_the_node_and_switches_language() -> anyhow::Result<()
         .execute("sessionStorage.clear(); return true")
         .await?;
     browser.goto(&node.url).await?;
+    browser
+        .wait_for_text("[data-testid=tab-status]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    browser.click("[data-testid=tab-status]").await?;
     let error = browser
         .wait_for_text("[data-testid=status-error]", UI_LIMIT, |t| !t.is_empty())
         .await?;
@@ -106,7 +119,7 @@ async fn open_ui(browser: &Browser, node: &NodeProcess) -> anyhow::Result<()> {
         .goto(&format!("{}#token={}", node.url, node.token))
         .await?;
     browser
-        .wait_for_text("[data-testid=node-id]", UI_LIMIT, |t| !t.is_empty())
+        .wait_for_text("[data-testid=me-name]", UI_LIMIT, |t| !t.is_empty())
         .await?;
     browser.click("[data-testid=lang-en-US]").await?;
     browser.click("[data-testid=tab-lan]").await?;
@@ -235,6 +248,512 @@ async fn lan_tab_validates_saves_lists_peers_and_blocks() -> anyhow::Result<()> 
         .await?;
     browser.click("[data-testid=tab-status]").await?;
     browser.screenshot(&shots.join("status-dark.png")).await?;
+    browser.quit().await?;
+    Ok(())
+}
+
+/// Messages travel between nodes in well under a second; the limit only bounds a
+/// failure on a loaded machine.
+const DELIVERY_LIMIT: Duration = Duration::from_secs(30);
+/// WebDriver key codes (W3C): modifiers stay pressed until NULL within one call.
+const KEY_ENTER: char = '\u{E007}';
+const KEY_SHIFT: char = '\u{E008}';
+const KEY_NULL: char = '\u{E000}';
+const KEY_ESCAPE: char = '\u{E00C}';
+
+/// Opens a node's UI (the messenger is the first screen) in English.
+async fn open_messenger(browser: &Browser, node: &NodeProcess) -> anyhow::Result<()> {
+    browser
+        .goto(&format!("{}#token={}", node.url, node.token))
+        .await?;
+    browser
+        .wait_for_text("[data-testid=me-name]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    browser.click("[data-testid=lang-en-US]").await?;
+    browser
+        .wait_for_text("[data-testid=users-section] h2", UI_LIMIT, |t| {
+            t.eq_ignore_ascii_case("users")
+        })
+        .await?;
+    Ok(())
+}
+
+/// An attribute of the first element matching `css` (`None`: no such element).
+async fn attr(browser: &Browser, css: &str, name: &str) -> anyhow::Result<Option<String>> {
+    let v = browser
+        .execute(&format!(
+            "return document.querySelector({css:?})?.getAttribute({name:?}) ?? null"
+        ))
+        .await?;
+    Ok(v.as_str().map(str::to_string))
+}
+
+/// The messages shown in the open conversation: (text, outgoing, status).
+async fn shown_messages(browser: &Browser) -> anyhow::Result<Vec<(String, bool, String)>> {
+    let v = browser
+        .execute(
+            "return [...document.querySelectorAll('[data-testid=message-list] .message')].map(e => \
+             [e.querySelector('[data-testid=message-text]').innerText, \
+              e.dataset.outgoing === 'true', e.dataset.status])",
+        )
+        .await?;
+    Ok(serde_json::from_value(v)?)
+}
+
+async fn post_json(
+    node: &NodeProcess,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    let resp = node
+        .http()
+        .post(node.api_url(path))
+        .bearer_auth(&node.token)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    anyhow::ensure!(status.is_success(), "POST {path}: {status}: {text}");
+    Ok(serde_json::from_str(&text)?)
+}
+
+#[tokio::test]
+async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let pair = LoopbackPair::start("office", "office").await?;
+    // Each side's DM conversation with the other.
+    let dm_on_a = format!("dm:lan:{}", pair.b_id);
+    let dm_on_b = format!("dm:lan:{}", pair.a_id);
+    let a = Browser::start().await?;
+    let b = Browser::start().await?;
+    open_messenger(&a, &pair.a).await?;
+    open_messenger(&b, &pair.b).await?;
+
+    // A's Users section lists B, online, with its address, without any reload.
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    let row = a
+        .wait_for_text(&user_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    assert!(row.contains("127.0.0.1:"), "B's address is shown: {row}");
+    wait_until(UI_LIMIT, "B shown online in A's users", || async {
+        let online = attr(&a, &user_b, "data-online").await.ok()??;
+        (online == "true").then_some(())
+    })
+    .await?;
+    let groups = a.text("[data-testid=groups-empty]").await?;
+    assert_eq!(groups.as_deref(), Some("No groups yet."));
+
+    // A opens B and sends a two-line DM: Shift+Enter is a newline, Enter sends.
+    a.click(&user_b).await?;
+    a.wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+        t == "bravo"
+    })
+    .await?;
+    a.wait_for_text("[data-testid=history-empty]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    let typed = format!("Hello bravo{KEY_SHIFT}{KEY_ENTER}{KEY_NULL}second line{KEY_ENTER}");
+    a.type_text("[data-testid=composer]", &typed).await?;
+    let text = "Hello bravo\nsecond line";
+    wait_until(UI_LIMIT, "the DM in A's history", || async {
+        let shown = shown_messages(&a).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, outgoing, _)| t == text && *outgoing)
+            .then_some(())
+    })
+    .await?;
+    assert_eq!(
+        a.execute("return document.querySelector('[data-testid=composer]').value")
+            .await?,
+        "",
+        "the composer is empty after sending"
+    );
+    // The node stored exactly that text (the lines kept).
+    let page = pair
+        .a
+        .get_json(&format!("v1/conversations/{dm_on_a}/messages?limit=10"))
+        .await?;
+    assert_eq!(page["messages"][0]["text"], text, "{page}");
+    assert_eq!(
+        page["messages"].as_array().map(Vec::len),
+        Some(1),
+        "sent once: {page}"
+    );
+    // It is listed under Chats on A, with the preview of its first line.
+    let chat_on_a = format!("[data-testid='chat-{dm_on_a}']");
+    a.wait_for_text(&chat_on_a, UI_LIMIT, |t| t.contains("Hello bravo"))
+        .await?;
+    a.screenshot(&shots.join("messenger-sent-light.png"))
+        .await?;
+
+    // --- From here on the message must travel to B (the transport). ---
+
+    // B's UI shows it without a reload, with an unread badge and the count in the title.
+    let chat_on_b = format!("[data-testid='chat-{dm_on_b}']");
+    b.wait_for_text(&chat_on_b, DELIVERY_LIMIT, |t| t.contains("Hello bravo"))
+        .await?;
+    b.wait_for_text(
+        &format!("{chat_on_b} [data-testid=unread-badge]"),
+        UI_LIMIT,
+        |t| t == "1",
+    )
+    .await?;
+    wait_until(UI_LIMIT, "(1) in B's title", || async {
+        let title = b.execute("return document.title").await.ok()?;
+        (title == "(1) lanchat").then_some(())
+    })
+    .await?;
+    b.screenshot(&shots.join("messenger-unread-light.png"))
+        .await?;
+
+    // B opens it: read (badge and title count gone), then replies.
+    b.click(&chat_on_b).await?;
+    wait_until(UI_LIMIT, "the DM in B's history", || async {
+        let shown = shown_messages(&b).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, outgoing, _)| t == text && !*outgoing)
+            .then_some(())
+    })
+    .await?;
+    assert_eq!(
+        b.text("[data-testid=unread-separator]").await?.as_deref(),
+        Some("New messages"),
+        "the new messages are marked"
+    );
+    wait_until(UI_LIMIT, "B's unread badge to go", || async {
+        let badge = b
+            .text(&format!("{chat_on_b} [data-testid=unread-badge]"))
+            .await
+            .ok()?;
+        let title = b.execute("return document.title").await.ok()?;
+        (badge.is_none() && title == "lanchat").then_some(())
+    })
+    .await?;
+    let reply = "Hi alpha, 收到";
+    b.type_text("[data-testid=composer]", &format!("{reply}{KEY_ENTER}"))
+        .await?;
+
+    // A, looking at the conversation, sees the reply arrive (and it counts as read).
+    wait_until(DELIVERY_LIMIT, "B's reply in A's history", || async {
+        let shown = shown_messages(&a).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, outgoing, _)| t == reply && !*outgoing)
+            .then_some(())
+    })
+    .await?;
+
+    // Both outgoing messages end delivered, on both screens, without a reload.
+    for (browser, own) in [(&a, text), (&b, reply)] {
+        wait_until(DELIVERY_LIMIT, &format!("{own:?} delivered"), || async {
+            let shown = shown_messages(browser).await.ok()?;
+            shown
+                .iter()
+                .any(|(t, outgoing, status)| t == own && *outgoing && status == "delivered")
+                .then_some(())
+        })
+        .await?;
+    }
+    wait_until(UI_LIMIT, "A's title without unread", || async {
+        let title = a.execute("return document.title").await.ok()?;
+        (title == "lanchat").then_some(())
+    })
+    .await?;
+    assert_eq!(
+        a.text(&format!("{chat_on_a} [data-testid=unread-badge]"))
+            .await?,
+        None
+    );
+    // On another tab A does not see the conversation: a new message counts as unread
+    // (in the tab and the title) until A comes back to it.
+    a.click("[data-testid=tab-status]").await?;
+    let later = "One more thing";
+    b.type_text("[data-testid=composer]", &format!("{later}{KEY_ENTER}"))
+        .await?;
+    a.wait_for_text("[data-testid=unread-total]", DELIVERY_LIMIT, |t| t == "1")
+        .await?;
+    wait_until(UI_LIMIT, "(1) in A's title", || async {
+        let title = a.execute("return document.title").await.ok()?;
+        (title == "(1) lanchat").then_some(())
+    })
+    .await?;
+    a.click("[data-testid=tab-chat]").await?;
+    wait_until(UI_LIMIT, "A's unread cleared on coming back", || async {
+        let title = a.execute("return document.title").await.ok()?;
+        let total = a.text("[data-testid=unread-total]").await.ok()?;
+        (title == "lanchat" && total.is_none()).then_some(())
+    })
+    .await?;
+    let shown = shown_messages(&a).await?;
+    assert!(shown.iter().any(|(t, _, _)| t == later), "{shown:?}");
+    a.screenshot(&shots.join("messenger-chat-light.png"))
+        .await?;
+    b.screenshot(&shots.join("messenger-chat-b-light.png"))
+        .await?;
+
+    a.prefer_color_scheme("dark").await?;
+    let background = a
+        .execute("return getComputedStyle(document.documentElement).backgroundColor")
+        .await?;
+    assert_eq!(background, "rgb(22, 24, 29)", "dark background");
+    a.screenshot(&shots.join("messenger-chat-dark.png")).await?;
+    a.click("[data-testid=lang-zh-CN]").await?;
+    a.wait_for_text("[data-testid=users-section] h2", UI_LIMIT, |t| t == "用户")
+        .await?;
+    a.screenshot(&shots.join("messenger-chat-dark-zh-CN.png"))
+        .await?;
+
+    a.quit().await?;
+    b.quit().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let pair = LoopbackPair::start("office", "office").await?;
+    let dm = format!("dm:lan:{}", pair.b_id);
+    let path = format!("v1/conversations/{dm}/messages");
+    // A stores what it sends at once, delivered or not: the history to search in. The
+    // English message is followed by more than a page of others, so opening it at the
+    // hit needs older pages.
+    let chinese = "明天下午三点在二号会议室开会";
+    let english = "The quarterly report is ready for review";
+    post_json(&pair.a, &path, &serde_json::json!({ "text": chinese })).await?;
+    post_json(&pair.a, &path, &serde_json::json!({ "text": english })).await?;
+    for n in 0..60 {
+        let text = format!("filler message {n}");
+        post_json(&pair.a, &path, &serde_json::json!({ "text": text })).await?;
+    }
+
+    let browser = Browser::start().await?;
+    open_messenger(&browser, &pair.a).await?;
+
+    // Keyboard: Enter on a user opens the DM; the newest page shows, and scrolling to
+    // the top loads the older one.
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    browser
+        .wait_for_text(&user_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    browser.type_text(&user_b, &KEY_ENTER.to_string()).await?;
+    browser
+        .wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+            t == "bravo"
+        })
+        .await?;
+    wait_until(UI_LIMIT, "the newest page", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        (shown.len() == 50).then_some(())
+    })
+    .await?;
+    assert!(browser.text("[data-testid=load-older]").await?.is_some());
+    browser
+        .execute(
+            "const h = document.querySelector('[data-testid=message-list]'); \
+             h.scrollTop = -h.scrollHeight; h.dispatchEvent(new Event('scroll')); return true",
+        )
+        .await?;
+    wait_until(UI_LIMIT, "the older page after scrolling up", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        (shown.len() == 62 && shown[0].0 == chinese).then_some(())
+    })
+    .await?;
+    browser
+        .wait_for_text("[data-testid=history-start]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+
+    // An unsent text stays with its conversation while the user looks elsewhere.
+    browser
+        .type_text("[data-testid=composer]", "unsent draft")
+        .await?;
+
+    // Ctrl+K goes to the search box from anywhere.
+    browser
+        .type_text("[data-testid=message-list]", "\u{E009}k\u{E000}")
+        .await?;
+    wait_until(UI_LIMIT, "the search box focused by Ctrl+K", || async {
+        let focused = browser
+            .execute("return document.activeElement?.dataset?.testid ?? null")
+            .await
+            .ok()?;
+        (focused == "search-input").then_some(())
+    })
+    .await?;
+
+    browser
+        .type_text("[data-testid=search-input]", "会议室")
+        .await?;
+    let hits = browser
+        .wait_for_text("[data-testid=search-hits]", UI_LIMIT, |t| {
+            t.contains(chinese)
+        })
+        .await?;
+    assert!(!hits.contains(english), "{hits}");
+    assert_eq!(
+        browser
+            .text("[data-testid=search-hits] mark")
+            .await?
+            .as_deref(),
+        Some("会议室"),
+        "the query is highlighted"
+    );
+    browser.screenshot(&shots.join("search-zh.png")).await?;
+
+    // Escape clears the search and shows the messenger again.
+    browser
+        .type_text("[data-testid=search-input]", &KEY_ESCAPE.to_string())
+        .await?;
+    wait_until(UI_LIMIT, "the search results to close", || async {
+        let results = browser.text("[data-testid=search-results]").await.ok()?;
+        results.is_none().then_some(())
+    })
+    .await?;
+    assert_eq!(
+        input_value(&browser, "search-input").await?,
+        "",
+        "Escape empties the box"
+    );
+    assert_eq!(
+        input_value(&browser, "composer").await?,
+        "unsent draft",
+        "the draft is kept"
+    );
+
+    browser
+        .type_text("[data-testid=search-input]", "QUARTERLY report")
+        .await?;
+    browser
+        .wait_for_text("[data-testid=search-hits]", UI_LIMIT, |t| {
+            t.contains(english)
+        })
+        .await?;
+    let hits = browser.text("[data-testid=search-hits]").await?;
+    assert!(
+        !hits.unwrap_or_default().contains(chinese),
+        "only the English one"
+    );
+    browser.screenshot(&shots.join("search-en.png")).await?;
+
+    // A click opens the conversation at the hit (older pages loaded), highlighted.
+    browser.click("[data-testid^=search-hit-]").await?;
+    browser
+        .wait_for_text(
+            ".message.highlight [data-testid=message-text]",
+            UI_LIMIT,
+            |t| t == english,
+        )
+        .await?;
+    assert_eq!(
+        browser
+            .text("[data-testid=conversation-title]")
+            .await?
+            .as_deref(),
+        Some("bravo")
+    );
+    let in_view = browser
+        .execute(
+            "const r = document.querySelector('.message.highlight').getBoundingClientRect(); \
+             const h = document.querySelector('[data-testid=message-list]').getBoundingClientRect(); \
+             return r.top >= h.top && r.bottom <= h.bottom",
+        )
+        .await?;
+    assert_eq!(in_view, true, "the hit is scrolled into view");
+    let days = browser
+        .text("[data-testid=day-separator]")
+        .await?
+        .unwrap_or_default();
+    assert_eq!(days, "Today", "a day separator above today's messages");
+    browser.screenshot(&shots.join("search-jump.png")).await?;
+    browser.quit().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn messenger_shows_a_failed_message_and_retries_it() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let mut pair = LoopbackPair::start("office", "office").await?;
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    let browser = Browser::start().await?;
+    open_messenger(&browser, &pair.a).await?;
+    browser
+        .wait_for_text(&user_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    browser.click(&user_b).await?;
+    browser
+        .wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+            t == "bravo"
+        })
+        .await?;
+
+    // B goes away; A's message to it waits (pending), then blocking B gives it up.
+    let b_dir = pair.b.data_dir.clone();
+    pair.b.stop().await?;
+    let text = "Are you there?";
+    browser
+        .type_text("[data-testid=composer]", &format!("{text}{KEY_ENTER}"))
+        .await?;
+    wait_until(UI_LIMIT, "the message pending", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, _, s)| t == text && s == "pending")
+            .then_some(())
+    })
+    .await?;
+    post_json(
+        &pair.a,
+        &format!("v1/peers/{}/block", pair.b_id),
+        &serde_json::json!({}),
+    )
+    .await?;
+    wait_until(UI_LIMIT, "the message failed, live", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, _, s)| t == text && s == "failed")
+            .then_some(())
+    })
+    .await?;
+    let retry = "[data-testid^=retry-]";
+    assert_eq!(browser.text(retry).await?.as_deref(), Some("Retry"));
+    browser
+        .screenshot(&shots.join("messenger-failed.png"))
+        .await?;
+
+    // While B is blocked a retry is refused, and the reason is shown in words.
+    browser.click(retry).await?;
+    browser
+        .wait_for_text(".failed-row .error", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+
+    // Unblocked and back: Retry sends it again, and it is delivered.
+    post_json(
+        &pair.a,
+        &format!("v1/peers/{}/unblock", pair.b_id),
+        &serde_json::json!({}),
+    )
+    .await?;
+    pair.b = NodeProcess::serve(&b_dir).await?;
+    browser.click(retry).await?;
+    wait_until(DELIVERY_LIMIT, "the retried message delivered", || async {
+        let shown = shown_messages(&browser).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, _, s)| t == text && s == "delivered")
+            .then_some(())
+    })
+    .await?;
+    assert!(
+        browser.text(retry).await?.is_none(),
+        "no Retry once delivered"
+    );
+    let on_b = pair
+        .b
+        .get_json(&format!("v1/conversations/dm:lan:{}/messages", pair.a_id))
+        .await?;
+    assert_eq!(on_b["messages"][0]["text"], text, "{on_b}");
     browser.quit().await?;
     Ok(())
 }

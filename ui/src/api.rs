@@ -3,10 +3,15 @@
 //! window, through an init script; it is kept in sessionStorage and the fragment is
 //! removed from the address bar at once.
 
-use api_types::{ApiErrorBody, BlockState, Language, PeerView, Settings, Status};
+use api_types::{
+    ApiErrorBody, BlockState, ContactView, ConversationView, Language, MessagePageView,
+    MessageView, PeerView, SearchResults, SendMessage, Settings, Status,
+};
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::chat_model::{path_segment, query_value};
 
 const TOKEN_KEY: &str = "lanchat.token";
 
@@ -131,6 +136,104 @@ impl Client {
             .map_err(network)?;
         decode(resp).await
     }
+
+    pub async fn contacts(&self) -> Result<Vec<ContactView>, UiError> {
+        self.get("/api/v1/contacts").await
+    }
+
+    pub async fn conversations(&self) -> Result<Vec<ConversationView>, UiError> {
+        self.get("/api/v1/conversations").await
+    }
+
+    /// One page of history, oldest first; `before` is the `older` cursor of the page
+    /// after it (none: the newest page).
+    pub async fn messages(
+        &self,
+        conversation_id: &str,
+        before: Option<&str>,
+        limit: u32,
+    ) -> Result<MessagePageView, UiError> {
+        let mut url = format!(
+            "/api/v1/conversations/{}/messages?limit={limit}",
+            path_segment(conversation_id)
+        );
+        if let Some(before) = before {
+            url.push_str(&format!("&before={}", query_value(before)));
+        }
+        self.get(&url).await
+    }
+
+    pub async fn send(&self, conversation_id: &str, text: &str) -> Result<MessageView, UiError> {
+        let url = format!(
+            "/api/v1/conversations/{}/messages",
+            path_segment(conversation_id)
+        );
+        let resp = self
+            .authorised(Request::post(&url))?
+            .json(&SendMessage { text: text.into() })
+            .map_err(network)?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub async fn mark_read(&self, conversation_id: &str) -> Result<(), UiError> {
+        let url = format!(
+            "/api/v1/conversations/{}/read",
+            path_segment(conversation_id)
+        );
+        let resp = self
+            .authorised(Request::post(&url))?
+            .send()
+            .await
+            .map_err(network)?;
+        if resp.ok() {
+            Ok(())
+        } else {
+            Err(error_of(resp).await)
+        }
+    }
+
+    pub async fn retry(
+        &self,
+        conversation_id: &str,
+        message_id: &str,
+    ) -> Result<MessageView, UiError> {
+        let url = format!(
+            "/api/v1/conversations/{}/messages/{}/retry",
+            path_segment(conversation_id),
+            path_segment(message_id)
+        );
+        let resp = self
+            .authorised(Request::post(&url))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub async fn search(
+        &self,
+        q: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<SearchResults, UiError> {
+        let mut url = format!("/api/v1/search?q={}&limit={limit}", query_value(q));
+        if let Some(after) = after {
+            url.push_str(&format!("&after={}", query_value(after)));
+        }
+        self.get(&url).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, UiError> {
+        let resp = self
+            .authorised(Request::get(url))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
 }
 
 fn network(e: gloo_net::Error) -> UiError {
@@ -141,11 +244,15 @@ async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T, UiError> {
     if resp.ok() {
         resp.json::<T>().await.map_err(network)
     } else {
-        let status = resp.status();
-        Err(match resp.json::<ApiErrorBody>().await {
-            Ok(body) => UiError::Api(body),
-            Err(_) => UiError::Network(format!("HTTP {status}")),
-        })
+        Err(error_of(resp).await)
+    }
+}
+
+async fn error_of(resp: Response) -> UiError {
+    let status = resp.status();
+    match resp.json::<ApiErrorBody>().await {
+        Ok(body) => UiError::Api(body),
+        Err(_) => UiError::Network(format!("HTTP {status}")),
     }
 }
 

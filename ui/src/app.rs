@@ -1,4 +1,5 @@
-//! The application shell: top bar with the language switch, and the page body.
+//! The application shell: top bar (sections, this node's name, the language switch)
+//! and the page body: the messenger by default, the status and LAN settings beside it.
 
 use std::rc::Rc;
 
@@ -6,10 +7,16 @@ use api_types::{Event, Language};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 use serde_json::json;
+use wasm_bindgen::JsCast;
 
 use crate::api::Client;
+use crate::chat_model::{document_title, unread_total};
+use crate::conversation_view::ConversationPane;
 use crate::language;
+use crate::messenger::Chat;
 use crate::peers_view::PeersTable;
+use crate::rail::Rail;
+use crate::search_view::SearchResults;
 use crate::settings_view::LanSettings;
 use crate::status_view::StatusCard;
 
@@ -36,6 +43,7 @@ impl PeerChanges {
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Tab {
+    Chat,
     Status,
     Lan,
 }
@@ -52,29 +60,83 @@ pub fn App() -> impl IntoView {
     provide_context(client.clone());
     let changes = PeerChanges(RwSignal::new(0));
     provide_context(changes);
-    let tab = RwSignal::new(Tab::Status);
+    let tab = RwSignal::new(Tab::Chat);
+    let chat = Chat::new(client.clone());
+    provide_context(chat);
 
     if let Some(token) = client.token() {
         crate::events::subscribe(
             token.to_string(),
-            Rc::new(move |event: Event| match event {
-                // Every event this UI shows today concerns peers or the mesh.
-                Event::PeerOnline { .. }
-                | Event::PeerOffline { .. }
-                | Event::PeerUpdated { .. }
-                | Event::PeerBlocked { .. }
-                | Event::PeerUnblocked { .. }
-                | Event::PeerRemoved { .. }
-                | Event::PeerKeyMismatch { .. }
-                | Event::MeshState { .. }
-                | Event::Resync => changes.bump(),
-                // Shown by the messenger views once they exist.
-                Event::MessageNew { .. }
-                | Event::MessageStatus { .. }
-                | Event::ConversationRead { .. } => {}
+            Rc::new(move |event: Event| {
+                match &event {
+                    Event::PeerOnline { .. }
+                    | Event::PeerOffline { .. }
+                    | Event::PeerUpdated { .. }
+                    | Event::PeerBlocked { .. }
+                    | Event::PeerUnblocked { .. }
+                    | Event::PeerRemoved { .. }
+                    | Event::PeerKeyMismatch { .. }
+                    | Event::MeshState { .. }
+                    | Event::Resync => changes.bump(),
+                    Event::MessageNew { .. }
+                    | Event::MessageStatus { .. }
+                    | Event::ConversationRead { .. } => {}
+                }
+                // The messenger follows messages, reads, peers and resyncs.
+                chat.on_event(event);
             }),
         );
     }
+    chat.resync();
+
+    // Unread messages in the title, so a background tab or the taskbar shows them.
+    Effect::new(move |_| {
+        let total = chat.conversations.with(|list| unread_total(list));
+        let title = document_title(total, &lang.t("app.title"));
+        if let Some(doc) = web_sys::window().and_then(|w| w.document()) {
+            doc.set_title(&title);
+        }
+    });
+    // Coming back to the messenger or the window marks the open conversation read.
+    Effect::new(move |_| {
+        chat.shown.set(tab.get() == Tab::Chat);
+        chat.read_if_viewed();
+    });
+    let _ = window_event_listener_untyped("focus", move |_| chat.read_if_viewed());
+    let _ = window_event_listener_untyped("visibilitychange", move |_| chat.read_if_viewed());
+    // Ctrl+K (or Cmd+K) searches the history from anywhere; Escape leaves the search.
+    let _ = window_event_listener(leptos::ev::keydown, move |ev| {
+        if (ev.ctrl_key() || ev.meta_key()) && ev.key().eq_ignore_ascii_case("k") {
+            ev.prevent_default();
+            tab.set(Tab::Chat);
+            request_animation_frame(|| {
+                if let Some(input) = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.get_element_by_id("history-search"))
+                    .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = input.focus();
+                }
+            });
+        } else if ev.key() == "Escape" && !chat.search.get_untracked().is_empty() {
+            chat.search.set(String::new());
+        }
+    });
+    let me = LocalResource::new({
+        let client = client.clone();
+        move || {
+            changes.0.track();
+            let client = client.clone();
+            async move {
+                client.status().await.ok().map(|s| {
+                    (
+                        s.display_name,
+                        s.mesh_state == api_types::MeshState::Running,
+                    )
+                })
+            }
+        }
+    });
 
     // The saved choice lives in the node's settings (the window's origin changes with
     // its port, so browser storage would forget it).
@@ -106,19 +168,60 @@ pub fn App() -> impl IntoView {
                 <span class="tagline">{move || lang.t("app.tagline")}</span>
             </div>
             <nav class="tabs" aria-label="sections">
+                <button type="button" data-testid="tab-chat" aria-pressed=move || (tab.get() == Tab::Chat).to_string()
+                    on:click=move |_| tab.set(Tab::Chat)>{move || lang.t("tab.chat")}
+                    {move || {
+                        let total = chat.conversations.with(|list| unread_total(list));
+                        (total > 0).then(|| view! {
+                            <span class="unread" data-testid="unread-total">{crate::chat_model::badge_text(total)}</span>
+                        })
+                    }}
+                </button>
                 <button type="button" data-testid="tab-status" aria-pressed=move || (tab.get() == Tab::Status).to_string()
                     on:click=move |_| tab.set(Tab::Status)>{move || lang.t("tab.status")}</button>
                 <button type="button" data-testid="tab-lan" aria-pressed=move || (tab.get() == Tab::Lan).to_string()
                     on:click=move |_| tab.set(Tab::Lan)>{move || lang.t("tab.lan")}</button>
             </nav>
+            {move || me.get().flatten().map(|(name, on_lan)| view! {
+                <span class="me" data-testid="me-name" title=lang.t("chat.me")>
+                    <span class=if on_lan { "dot on" } else { "dot" } aria-hidden="true"></span>{name}
+                </span>
+            })}
             <LanguageSwitch/>
         </header>
-        <main>
+        <main class:messenger-main=move || tab.get() == Tab::Chat>
             {move || match tab.get() {
+                Tab::Chat => view! { <Messenger/> }.into_any(),
                 Tab::Status => view! { <StatusCard/> }.into_any(),
                 Tab::Lan => view! { <LanSettings/> <PeersTable/> }.into_any(),
             }}
         </main>
+    }
+}
+
+/// The messenger: the rail on the left; the open conversation, or the search results
+/// while the search box has text, on the right.
+#[component]
+fn Messenger() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let searching = Memo::new(move |_| chat.search.with(|q| !q.trim().is_empty()));
+    // Leaving the search shows the open conversation again: it is read now.
+    Effect::new(move |_| {
+        if !searching.get() {
+            chat.read_if_viewed();
+        }
+    });
+    view! {
+        <div class="messenger" data-testid="messenger">
+            <Rail/>
+            <div class="pane">
+                {move || if searching.get() {
+                    view! { <SearchResults/> }.into_any()
+                } else {
+                    view! { <ConversationPane/> }.into_any()
+                }}
+            </div>
+        </div>
     }
 }
 

@@ -3,12 +3,18 @@
 
 mod api;
 mod app;
+mod chat_model;
+mod conversation_view;
 mod events;
 mod language;
+mod messenger;
 mod peers_view;
+mod rail;
+mod search_view;
 mod settings_form;
 mod settings_view;
 mod status_view;
+mod time_text;
 
 fn main() {
     console_error_panic_hook::set_once();

@@ -1,0 +1,403 @@
+//! The open conversation: a header, the history (day separators, sender names in
+//! groups, per-message status with Retry, older pages on scroll-back) and the composer
+//! (Enter sends, Shift+Enter is a newline, pasted lines stay lines).
+
+use api_types::{ConversationKind, MessageStatus, MessageView};
+use leptos::html;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+use wasm_bindgen::JsCast;
+
+use crate::api::UiError;
+use crate::app::Lang;
+use crate::chat_model::{self, composer_key, outgoing_text, ComposerKey, Row};
+use crate::messenger::Chat;
+use crate::rail::status_class;
+use crate::time_text;
+
+/// Older messages load when the history is scrolled to within this many pixels of its
+/// top (a little before the end, so it feels continuous).
+const LOAD_OLDER_MARGIN: i32 = 120;
+
+#[component]
+pub fn ConversationPane() -> impl IntoView {
+    let lang = expect_context::<Lang>();
+    let chat = expect_context::<Chat>();
+    let open = Memo::new(move |_| chat.open_id());
+    move || match open.get() {
+        None => view! {
+            <div class="placeholder" data-testid="no-conversation">
+                <p class="big">{move || lang.t("chat.choose.title")}</p>
+                <p class="muted">{move || lang.t("chat.choose.hint")}</p>
+            </div>
+        }
+        .into_any(),
+        Some(id) => view! { <Conversation id=id/> }.into_any(),
+    }
+}
+
+#[component]
+fn Conversation(id: String) -> impl IntoView {
+    let lang = expect_context::<Lang>();
+    let chat = expect_context::<Chat>();
+    let history_ref = NodeRef::<html::Div>::new();
+    let composer_ref = NodeRef::<html::Textarea>::new();
+
+    let kind = {
+        let id = id.clone();
+        Memo::new(move |_| chat.kind_of(&id))
+    };
+    let name = {
+        let id = id.clone();
+        Memo::new(move |_| chat.name_of(&id))
+    };
+    let subtitle = {
+        let id = id.clone();
+        move || {
+            let l = lang.0.get();
+            if kind.get() == ConversationKind::Group {
+                return i18n::t(l, "chat.header.group");
+            }
+            match chat.contact_for(&id) {
+                Some(c) if c.is_self => i18n::t(l, "chat.users.this_node"),
+                Some(c) if c.online => i18n::tf(
+                    l,
+                    "chat.header.online",
+                    &[("address", c.address.as_deref().unwrap_or(""))],
+                ),
+                Some(c) => match c.last_seen_at {
+                    Some(ms) => i18n::tf(
+                        l,
+                        "chat.users.last_seen",
+                        &[("when", &time_text::date_time(l, ms))],
+                    ),
+                    None => i18n::t(l, "peers.offline"),
+                },
+                None => String::new(),
+            }
+        }
+    };
+    let online = {
+        let id = id.clone();
+        move || chat.contact_for(&id).is_some_and(|c| c.online)
+    };
+
+    let rows = Memo::new(move |_| {
+        let k = kind.get();
+        chat.history.with(|h| {
+            h.as_ref()
+                .map(|h| {
+                    let mut rows = chat_model::timeline(&h.messages, k, time_text::day_of);
+                    chat_model::mark_unread(&mut rows, h.first_unread.as_deref());
+                    rows
+                })
+                .unwrap_or_default()
+        })
+    });
+    let loaded = move || chat.history.with(|h| h.as_ref().is_some_and(|h| h.loaded));
+    let has_older = move || {
+        chat.history
+            .with(|h| h.as_ref().is_some_and(|h| h.older.is_some()))
+    };
+    let loading_older = move || {
+        chat.history
+            .with(|h| h.as_ref().is_some_and(|h| h.loading_older))
+    };
+    let empty = move || {
+        chat.history.with(|h| {
+            h.as_ref()
+                .is_some_and(|h| h.loaded && h.messages.is_empty())
+        })
+    };
+    let load_error = move || {
+        chat.history
+            .with(|h| h.as_ref().and_then(|h| h.error.clone()))
+    };
+
+    let on_scroll = move |_| {
+        let Some(el) = history_ref.get() else {
+            return;
+        };
+        // The history is laid out bottom-up (column-reverse), so scrollTop is 0 at the
+        // newest message and grows negative upwards in Chromium (positive in some
+        // engines): measure the distance from the top either way.
+        let from_top = el.scroll_height() - el.client_height() - el.scroll_top().abs();
+        if from_top < LOAD_OLDER_MARGIN {
+            chat.load_older();
+        }
+    };
+
+    // A search hit: scroll it into view once it is rendered.
+    Effect::new(move |_| {
+        if let Some(target) = chat.highlight.get() {
+            request_animation_frame(move || {
+                if let Some(el) = web_sys::window()
+                    .and_then(|w| w.document())
+                    .and_then(|d| d.get_element_by_id(&format!("msg-{target}")))
+                {
+                    let options = web_sys::ScrollIntoViewOptions::new();
+                    options.set_block(web_sys::ScrollLogicalPosition::Center);
+                    el.scroll_into_view_with_scroll_into_view_options(&options);
+                }
+            });
+        }
+    });
+    // The composer has the focus when a conversation opens (unless jumping to a hit).
+    Effect::new(move |_| {
+        if let Some(el) = composer_ref.get() {
+            let _ = el.focus();
+        }
+    });
+
+    view! {
+        <section class="conv-view" data-testid="conversation" data-conversation-id=id.clone()>
+            <header class="conv-head">
+                {
+                    let id = id.clone();
+                    move || {
+                        let n = name.get();
+                        // A DM's avatar is its user's (`dm:lan:X` → `lan:X`), as in the lists.
+                        let avatar_id = id.strip_prefix("dm:").unwrap_or(&id).to_string();
+                        view! {
+                            <span class=format!("avatar {}", chat_model::avatar_tone(&avatar_id)) aria-hidden="true">
+                                {chat_model::initials(&n)}
+                            </span>
+                        }
+                    }
+                }
+                <div class="conv-title">
+                    <h2 data-testid="conversation-title">{name}</h2>
+                    <p class="conv-sub" class:online=online data-testid="conversation-subtitle">{subtitle}</p>
+                </div>
+            </header>
+            <div class="history" node_ref=history_ref on:scroll=on_scroll data-testid="message-list"
+                role="log" aria-live="polite" tabindex="0" aria-label=move || lang.t("chat.history.label")>
+                <div class="history-inner">
+                    {move || {
+                        if has_older() {
+                            view! {
+                                <div class="history-top">
+                                    <button type="button" class="link" data-testid="load-older"
+                                        disabled=loading_older
+                                        on:click=move |_| { chat.load_older(); }>
+                                        {move || lang.t(if loading_older() { "status.loading" } else { "chat.history.older" })}
+                                    </button>
+                                </div>
+                            }.into_any()
+                        } else if loaded() && !empty() {
+                            view! { <div class="history-top muted" data-testid="history-start">{lang.t("chat.history.start")}</div> }.into_any()
+                        } else {
+                            ().into_any()
+                        }
+                    }}
+                    {move || (!loaded()).then(|| view! { <p class="muted center">{lang.t("status.loading")}</p> })}
+                    {move || empty().then(|| view! {
+                        <div class="history-empty" data-testid="history-empty">
+                            <p>{lang.t("chat.history.empty")}</p>
+                        </div>
+                    })}
+                    <For each=move || rows.get() key=Row::key let:row>
+                        {row_view(lang, chat, row)}
+                    </For>
+                </div>
+            </div>
+            {move || load_error().map(|e| view! {
+                <p class="error inline" role="alert" data-testid="history-error">{e.message(lang.0.get())}</p>
+            })}
+            <Composer id=id.clone() composer_ref=composer_ref/>
+        </section>
+    }
+}
+
+fn row_view(lang: Lang, chat: Chat, row: Row) -> AnyView {
+    match row {
+        Row::Day { day, first_ms } => view! {
+            <div class="day-sep" role="separator" data-testid="day-separator">
+                <span>{move || time_text::day_label(lang.0.get(), day, first_ms)}</span>
+            </div>
+        }
+        .into_any(),
+        Row::Unread => view! {
+            <div class="unread-sep" role="separator" data-testid="unread-separator">
+                <span>{move || lang.t("chat.history.new")}</span>
+            </div>
+        }
+        .into_any(),
+        Row::Message {
+            message,
+            show_sender,
+        } => message_view(lang, chat, message, show_sender).into_any(),
+    }
+}
+
+fn message_view(lang: Lang, chat: Chat, m: MessageView, show_sender: bool) -> impl IntoView {
+    let id = m.id.clone();
+    let highlighted = {
+        let id = id.clone();
+        move || chat.highlight.get().as_deref() == Some(id.as_str())
+    };
+    let retry_error = RwSignal::new(None::<UiError>);
+    let failed = m.outgoing && m.status == MessageStatus::Failed;
+    let retry = {
+        let m = m.clone();
+        move |_| {
+            let m = m.clone();
+            spawn_local(async move {
+                if let Err(e) = chat.retry(&m).await {
+                    retry_error.set(Some(e));
+                }
+            });
+        }
+    };
+    let status = m.status;
+    let sent_at = m.sent_at;
+    let status_key = match status {
+        MessageStatus::Pending => "chat.status.pending",
+        MessageStatus::Sent => "chat.status.sent",
+        MessageStatus::Delivered => "chat.status.delivered",
+        MessageStatus::Failed => "chat.status.failed",
+    };
+    // Ticks for the usual states, words for the ones that need attention.
+    let status_label = move || match status {
+        MessageStatus::Sent => "✓".to_string(),
+        MessageStatus::Delivered => "✓✓".to_string(),
+        MessageStatus::Pending | MessageStatus::Failed => lang.t(status_key),
+    };
+    view! {
+        <div
+            id=format!("msg-{id}")
+            class="message"
+            class:outgoing=m.outgoing
+            class:incoming=!m.outgoing
+            class:highlight=highlighted
+            data-testid=format!("message-{id}")
+            data-status=status_class(status)
+            data-outgoing=m.outgoing.to_string()
+        >
+            {show_sender.then(|| view! { <div class="sender">{m.sender_name.clone()}</div> })}
+            <div class="bubble">
+                <div class="text" data-testid="message-text">{m.text.clone()}</div>
+                <div class="meta">
+                    <time title=move || time_text::date_time(lang.0.get(), sent_at)>
+                        {move || time_text::time_of_day(lang.0.get(), sent_at)}
+                    </time>
+                    {m.outgoing.then(|| view! {
+                        <span class=format!("state {}", status_class(status)) data-testid=format!("status-{id}")
+                            title=move || lang.t(status_key) aria-label=move || lang.t(status_key)>
+                            {status_label}
+                        </span>
+                    })}
+                </div>
+            </div>
+            {failed.then(|| view! {
+                <div class="failed-row">
+                    <button type="button" class="link danger" data-testid=format!("retry-{id}") on:click=retry>
+                        {move || lang.t("chat.retry")}
+                    </button>
+                    {move || retry_error.get().map(|e| view! { <span class="error small">{e.message(lang.0.get())}</span> })}
+                </div>
+            })}
+        </div>
+    }
+}
+
+#[component]
+fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView {
+    let lang = expect_context::<Lang>();
+    let chat = expect_context::<Chat>();
+    let draft = RwSignal::new(chat.draft(&id));
+    let error = RwSignal::new(None::<UiError>);
+    let sending = RwSignal::new(false);
+    {
+        let id = id.clone();
+        Effect::new(move |_| chat.keep_draft(&id, draft.get()));
+    }
+
+    let send = {
+        let id = id.clone();
+        move || {
+            let Some(text) = outgoing_text(&draft.get_untracked()) else {
+                return;
+            };
+            draft.set(String::new());
+            error.set(None);
+            sending.set(true);
+            let id = id.clone();
+            spawn_local(async move {
+                let sent = chat.send(&id, &text).await;
+                if sent.is_ok() {
+                    // Back to the newest message (the history is laid out bottom-up).
+                    if let Some(history) =
+                        web_sys::window().and_then(|w| w.document()).and_then(|d| {
+                            d.query_selector("[data-testid=message-list]")
+                                .ok()
+                                .flatten()
+                        })
+                    {
+                        history.set_scroll_top(0);
+                    }
+                }
+                if let Err(e) = sent {
+                    // Nothing is lost: the text comes back unless a new one was typed.
+                    if draft.with_untracked(String::is_empty) {
+                        draft.set(text);
+                    }
+                    error.set(Some(e));
+                }
+                sending.set(false);
+            });
+        }
+    };
+    let on_keydown = {
+        let send = send.clone();
+        move |ev: web_sys::KeyboardEvent| {
+            // keyCode 229: WebKit's sign that an IME is still composing.
+            let composing = ev.is_composing() || ev.key_code() == 229;
+            if composer_key(&ev.key(), ev.shift_key(), composing) == ComposerKey::Send {
+                ev.prevent_default();
+                send();
+            }
+        }
+    };
+    let rows =
+        move || draft.with(|d| d.lines().count().clamp(1, 8) + usize::from(d.ends_with('\n')));
+    let placeholder = {
+        let id = id.clone();
+        move || {
+            i18n::tf(
+                lang.0.get(),
+                "chat.composer.placeholder",
+                &[("name", &chat.name_of(&id))],
+            )
+        }
+    };
+
+    view! {
+        <form class="composer" on:submit=move |ev| { ev.prevent_default(); send(); }>
+            {move || error.get().map(|e| view! {
+                <p class="error inline" role="alert" data-testid="send-error">{e.message(lang.0.get())}</p>
+            })}
+            <div class="composer-row">
+                <textarea
+                    node_ref=composer_ref
+                    data-testid="composer"
+                    rows=move || rows().to_string()
+                    placeholder=placeholder
+                    aria-label=move || lang.t("chat.composer.label")
+                    prop:value=move || draft.get()
+                    on:input=move |ev| {
+                        if let Some(t) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlTextAreaElement>().ok()) {
+                            draft.set(t.value());
+                        }
+                    }
+                    on:keydown=on_keydown
+                ></textarea>
+                <button type="submit" class="primary send" data-testid="send-button"
+                    disabled=move || sending.get() || draft.with(|d| outgoing_text(d).is_none())>
+                    {move || lang.t("chat.send")}
+                </button>
+            </div>
+            <p class="composer-hint">{move || lang.t("chat.composer.hint")}</p>
+        </form>
+    }
+}
