@@ -318,18 +318,19 @@ impl Supervisor {
             events: delivery_tx,
             cancel: forwarder_stop.clone(),
         });
+        let (store, local_id) = (self.store.clone(), local.clone());
         let forwarders = vec![
             tokio::spawn(forward(
                 discovery.subscribe(),
                 self.events.clone(),
                 forwarder_stop.clone(),
+                async |event| api_event(event),
             )),
-            tokio::spawn(forward_delivery(
+            tokio::spawn(forward(
                 delivery_rx,
                 self.events.clone(),
-                self.store.clone(),
-                local.clone(),
                 forwarder_stop.clone(),
+                async move |event| delivery_event(&store, &local_id, event).await,
             )),
         ];
         Ok(Running {
@@ -442,55 +443,38 @@ pub fn transport_config(s: &LanMeshSettings) -> TransportConfig {
     }
 }
 
-/// Delivery's events as the local API's: a stored inbound message, a status change.
-async fn forward_delivery(
-    mut from: broadcast::Receiver<DeliveryEvent>,
-    to: broadcast::Sender<Event>,
-    store: Store,
-    local: api_types::NodeId,
-    stop: CancellationToken,
-) {
-    loop {
-        let received = tokio::select! {
-            biased;
-            received = from.recv() => received,
-            _ = stop.cancelled() => break,
-        };
-        match received {
-            Ok(DeliveryEvent::MessageReceived(message)) => {
-                let names = crate::api::views::Names::from_store(&store, &local).await;
-                let view = crate::api::views::message_view(&message, &names);
-                let _ = to.send(Event::MessageNew { message: view });
+/// Delivery's events as the local API's: a stored inbound message, a status change, a
+/// refused key.
+async fn delivery_event(store: &Store, local: &api_types::NodeId, event: DeliveryEvent) -> Event {
+    match event {
+        DeliveryEvent::MessageReceived(message) => {
+            let names = crate::api::views::Names::from_store(store, local).await;
+            Event::MessageNew {
+                message: crate::api::views::message_view(&message, &names),
             }
-            Ok(DeliveryEvent::MessageStatus {
-                message_id,
-                conversation_id,
-                status,
-            }) => {
-                let _ = to.send(Event::MessageStatus {
-                    conversation_id: conversation_id.to_string(),
-                    message_id: message_id.to_string(),
-                    status: crate::api::views::status(status),
-                });
-            }
-            Ok(DeliveryEvent::KeyMismatch { peer }) => {
-                let _ = to.send(Event::PeerKeyMismatch {
-                    peer_id: peer.to_string(),
-                });
-            }
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("message event forwarding fell {n} events behind");
-                let _ = to.send(Event::Resync);
-            }
-            Err(broadcast::error::RecvError::Closed) => break,
         }
+        DeliveryEvent::MessageStatus {
+            message_id,
+            conversation_id,
+            status,
+        } => Event::MessageStatus {
+            conversation_id: conversation_id.to_string(),
+            message_id: message_id.to_string(),
+            status: crate::api::views::status(status),
+        },
+        DeliveryEvent::KeyMismatch { peer } => Event::PeerKeyMismatch {
+            peer_id: peer.to_string(),
+        },
     }
 }
 
-async fn forward(
-    mut from: broadcast::Receiver<PeerEvent>,
+/// Passes one plane's events on to the API's stream until `stop`; a client of the API
+/// that missed some is told to resync.
+async fn forward<T: Clone>(
+    mut from: broadcast::Receiver<T>,
     to: broadcast::Sender<Event>,
     stop: CancellationToken,
+    mut convert: impl AsyncFnMut(T) -> Event,
 ) {
     loop {
         let received = tokio::select! {
@@ -501,10 +485,10 @@ async fn forward(
         };
         match received {
             Ok(event) => {
-                let _ = to.send(api_event(event));
+                let _ = to.send(convert(event).await);
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::warn!("peer event forwarding fell {n} events behind");
+                tracing::warn!("event forwarding fell {n} events behind");
                 let _ = to.send(Event::Resync);
             }
             Err(broadcast::error::RecvError::Closed) => break,

@@ -159,12 +159,7 @@ pub(crate) fn record_attempt(
     ])?;
     if let Some(message_id) = &current.message_id {
         if give_up {
-            chat::set_message_status(
-                conn,
-                message_id,
-                MessageStatus::Failed,
-                &[MessageStatus::Pending, MessageStatus::Sent],
-            )?;
+            fail_message(conn, message_id)?;
         } else if *attempt == SendAttempt::Sent {
             chat::set_message_status(
                 conn,
@@ -257,12 +252,7 @@ pub(crate) fn rejected(
     };
     let message_id = message_id.map(|m| m.parse::<MessageId>()).transpose()?;
     if let Some(message_id) = &message_id {
-        chat::set_message_status(
-            conn,
-            message_id,
-            MessageStatus::Failed,
-            &[MessageStatus::Pending, MessageStatus::Sent],
-        )?;
+        fail_message(conn, message_id)?;
     }
     Ok(Some(AckedEnvelope {
         envelope_id: *id,
@@ -316,4 +306,15 @@ where
     };
     insert(conn, writer, peer, &encode(&message), Some(message_id), now)?;
     Ok(message)
+}
+
+/// A message whose envelope will not be sent any more is failed (unless it was
+/// delivered meanwhile).
+fn fail_message(conn: &Connection, message_id: &MessageId) -> StoreResult<()> {
+    chat::set_message_status(
+        conn,
+        message_id,
+        MessageStatus::Failed,
+        &[MessageStatus::Pending, MessageStatus::Sent],
+    )
 }
