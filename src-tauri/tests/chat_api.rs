@@ -313,6 +313,21 @@ async fn messages_are_sent_listed_paged_searched_and_retried() -> anyhow::Result
     // Blocking b fails what was queued for it and refuses new messages…
     let (status, _) = post_empty(a, &format!("v1/peers/{b_id}/block")).await?;
     assert_eq!(status, StatusCode::OK);
+    // Every client hears that the dropped queue's messages failed: all of them, since b
+    // has been away the whole time.
+    let (_, queued) = get(a, &format!("v1/conversations/{dm}/messages")).await?;
+    let queued = ids(&queued["messages"]);
+    let mut failed = Vec::new();
+    for _ in 0..queued.len() {
+        let event = next_event(&mut stream, "message.status").await?;
+        assert_eq!(event["status"], "failed", "{event}");
+        assert_eq!(event["conversation_id"], dm.as_str());
+        failed.extend(event["message_id"].as_str().map(str::to_string));
+    }
+    failed.sort();
+    let mut expected = queued.clone();
+    expected.sort();
+    assert_eq!(failed, expected);
     assert_error(
         &post(
             a,

@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::chat::validate_name;
 use crate::error::{StoreError, StoreResult};
-use crate::ids::UserId;
+use crate::ids::{MessageId, UserId};
 use crate::model::{KeyPin, MessageStatus, Peer, PeerSighting, UnixMs};
 use crate::rows;
 use crate::writer::WriterState;
@@ -115,7 +115,7 @@ pub(crate) fn set_blocked(
     state: &WriterState,
     peer: &NodeId,
     blocked: bool,
-) -> StoreResult<usize> {
+) -> StoreResult<Vec<MessageId>> {
     refuse_self(state, peer)?;
     ensure_peer(conn, state, peer)?;
     conn.prepare_cached(
@@ -123,19 +123,24 @@ pub(crate) fn set_blocked(
     )?
     .execute(params![peer.as_str(), blocked])?;
     if !blocked {
-        return Ok(0);
+        return Ok(Vec::new());
     }
-    conn.prepare_cached(
-        "UPDATE messages SET status = ?2
-         WHERE message_id IN (SELECT message_id FROM outbox WHERE peer_id = ?1 AND message_id IS NOT NULL)
-           AND status IN ('pending', 'sent')",
-    )?
-    .execute(params![peer.as_str(), MessageStatus::Failed.as_str()])?;
+    let failed = conn
+        .prepare_cached(
+            "UPDATE messages SET status = ?2
+             WHERE message_id IN (SELECT message_id FROM outbox WHERE peer_id = ?1 AND message_id IS NOT NULL)
+               AND status IN ('pending', 'sent')
+             RETURNING message_id",
+        )?
+        .query_map(params![peer.as_str(), MessageStatus::Failed.as_str()], |r| {
+            rows::parse::<MessageId>(r, 0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     let dropped = conn
         .prepare_cached("DELETE FROM outbox WHERE peer_id = ?1")?
         .execute([peer.as_str()])?;
-    tracing::info!(peer = %peer, dropped, "peer blocked");
-    Ok(dropped)
+    tracing::info!(peer = %peer, dropped, failed = failed.len(), "peer blocked");
+    Ok(failed)
 }
 
 pub(crate) fn peer(conn: &Connection, peer: &NodeId) -> StoreResult<Option<Peer>> {

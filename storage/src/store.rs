@@ -140,8 +140,13 @@ impl Store {
         .await
     }
 
-    /// Blocks (dropping its queued envelopes; returns how many) or unblocks a peer.
-    pub async fn set_peer_blocked(&self, peer: NodeId, blocked: bool) -> StoreResult<usize> {
+    /// Blocks (dropping its queued envelopes; returns the messages that thereby failed)
+    /// or unblocks a peer.
+    pub async fn set_peer_blocked(
+        &self,
+        peer: NodeId,
+        blocked: bool,
+    ) -> StoreResult<Vec<MessageId>> {
         self.write(Durability::Normal, move |c, s| {
             peers::set_blocked(c, s, &peer, blocked)
         })

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use api_types::{AddPeerAddress, BlockState, FieldError, NodeId, PeerView};
+use api_types::{AddPeerAddress, BlockState, Event, FieldError, NodeId, PeerView};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -189,7 +189,18 @@ async fn set_blocked(
         .update(&json!({"lan_mesh": {"blocked_peers": list}}))
         .await?;
     match state.store().set_peer_blocked(id.clone(), blocked).await {
-        Ok(_) | Err(storage::StoreError::NotFound { .. }) => {}
+        Ok(failed) => {
+            // Their queue was dropped: every client shows those messages failed now.
+            let conversation_id = storage::ConversationId::dm(&id).to_string();
+            for message_id in failed {
+                state.mesh().publish(Event::MessageStatus {
+                    conversation_id: conversation_id.clone(),
+                    message_id: message_id.to_string(),
+                    status: api_types::MessageStatus::Failed,
+                });
+            }
+        }
+        Err(storage::StoreError::NotFound { .. }) => {}
         Err(e) => return Err(store_failed(e)),
     }
     if let Some(discovery) = state.mesh().discovery() {

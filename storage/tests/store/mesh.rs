@@ -280,7 +280,10 @@ async fn blocking_a_peer_drops_its_queue_and_refuses_new_sends() {
         .send_direct_message(node(2), "b".into(), t0, dm_envelope)
         .await
         .unwrap();
-    assert_eq!(store.set_peer_blocked(node(1), true).await.unwrap(), 1);
+    assert_eq!(
+        store.set_peer_blocked(node(1), true).await.unwrap(),
+        [m1.message_id]
+    );
     assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 1);
     assert_eq!(
         store.message(m1.message_id).await.unwrap().unwrap().status,
