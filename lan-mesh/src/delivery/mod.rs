@@ -145,7 +145,10 @@ async fn run(
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
-            _ = wake.notified() => next_pass = tokio::time::Instant::now(),
+            // At once, not through the timer: tokio rounds every deadline up to its next
+            // millisecond tick, which cost each message up to a millisecond or two
+            // (docs/BENCHMARKS.md, "Direct messages").
+            _ = wake.notified() => next_pass = worker.outbox_pass().await,
             _ = prune.tick() => match worker.store.prune_inbox_dedupe(now_ms()).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(n, "pruned old inbox dedupe entries"),
@@ -195,6 +198,20 @@ impl Worker {
                 false
             }
         }
+    }
+
+    /// Emits the status of each message, in order, from a task of its own: the reads
+    /// they need stay off the outbox pass.
+    fn emit_statuses(self: &Arc<Self>, messages: Vec<MessageId>) {
+        if messages.is_empty() {
+            return;
+        }
+        let worker = Arc::clone(self);
+        tokio::spawn(async move {
+            for message_id in messages {
+                worker.emit_status(message_id).await;
+            }
+        });
     }
 
     async fn on_peer_event(&self, event: PeerEvent) -> bool {
@@ -344,7 +361,7 @@ impl Worker {
     }
 
     /// Sends what is due; returns when to look again.
-    async fn outbox_pass(&self) -> tokio::time::Instant {
+    async fn outbox_pass(self: &Arc<Self>) -> tokio::time::Instant {
         let start = tokio::time::Instant::now();
         let now = now_ms();
         let due = match self.store.due_outbox(now, OUTBOX_BATCH).await {
@@ -365,13 +382,16 @@ impl Worker {
         }
         match self.store.record_outbox_attempts(attempts, now).await {
             Ok(updated) => {
-                for (entry, first_send) in updated.into_iter().zip(first_sends) {
-                    let Some(entry) = entry else { continue };
-                    let gave_up = entry.status == OutboxStatus::Failed;
-                    if let (Some(message_id), true) = (entry.message_id, gave_up || first_send) {
-                        self.emit_status(message_id).await;
-                    }
-                }
+                let changed = updated
+                    .into_iter()
+                    .zip(first_sends)
+                    .filter_map(|(entry, first_send)| {
+                        let entry = entry?;
+                        let gave_up = entry.status == OutboxStatus::Failed;
+                        entry.message_id.filter(|_| gave_up || first_send)
+                    })
+                    .collect();
+                self.emit_statuses(changed);
             }
             Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
