@@ -202,3 +202,27 @@ pub fn which(program: &str) -> anyhow::Result<PathBuf> {
         .find(|p| p.is_file())
         .with_context(|| format!("{program} not found in PATH"))
 }
+
+/// Clock ticks per second (`getconf CLK_TCK`), the unit of [`cpu_ticks`].
+pub fn clk_tck() -> anyhow::Result<f64> {
+    let out = Command::new("getconf").arg("CLK_TCK").output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("getconf CLK_TCK")
+}
+
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3.
+    let rest = stat
+        .rsplit_once(") ")
+        .map(|(_, r)| r)
+        .context("/proc/PID/stat")?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
+    let utime: u64 = f.get(11).context("utime")?.parse()?;
+    let stime: u64 = f.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}

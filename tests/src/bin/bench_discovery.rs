@@ -27,14 +27,16 @@
 //! loopback and to the benchmark's own hosts in 198.51.100.0/24.
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use api_types::NodeId;
 use lan_mesh::discovery::{DiscoveryKey, InstanceId, Nonce, Packet, PacketKind, UnixMillis};
-use lanchat_tests::bench::{api_of, fmt_summary, machine, start_iptux, summary, IPMSG_PORT};
+use lanchat_tests::bench::{
+    api_of, clk_tck, cpu_ticks, fmt_summary, machine, start_iptux, summary, IPMSG_PORT,
+};
 use lanchat_tests::netns::{Host, Lan, NodeSettings, SUBNET, TEST_SECRET};
 use lanchat_tests::{artifacts_dir, wait_until};
 use serde_json::{json, Value};
@@ -345,29 +347,6 @@ async fn measure_joins(mut hosts: Vec<Host>, opts: &Options) -> anyhow::Result<(
     );
     hosts.push(joiner);
     Ok((entry, hosts))
-}
-
-fn clk_tck() -> anyhow::Result<f64> {
-    let out = Command::new("getconf").arg("CLK_TCK").output()?;
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .context("getconf CLK_TCK")
-}
-
-/// utime + stime of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the `(comm)`, which may contain spaces: state is field 3.
-    let rest = stat
-        .rsplit_once(") ")
-        .map(|(_, r)| r)
-        .context("/proc/PID/stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15, i.e. 11 and 12 after the state (field 3).
-    let utime: u64 = f.get(11).context("utime")?.parse()?;
-    let stime: u64 = f.get(12).context("stime")?.parse()?;
-    Ok(utime + stime)
 }
 
 async fn measure_idle(hosts: &[Host], secs: u64) -> anyhow::Result<Value> {

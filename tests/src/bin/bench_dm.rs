@@ -46,7 +46,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use lanchat_tests::bench::{
-    api_of, fmt_summary, load_average, machine, start_iptux, summary, IPMSG_PORT,
+    api_of, clk_tck, cpu_ticks, fmt_summary, load_average, machine, start_iptux, summary,
+    IPMSG_PORT,
 };
 use lanchat_tests::netns::{Lan, NetNs, NodeSettings, SUBNET};
 use lanchat_tests::{artifacts_dir, wait_until};
@@ -530,6 +531,7 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     // Throughput rounds: raw SQLite, then a flood, alternating.
     let mut floods = Vec::new();
     let mut raws = Vec::new();
+    let tck = clk_tck()?;
     for r in 0..opts.flood_rounds {
         let dir = lan.dir().to_path_buf();
         let (m, bytes) = (opts.flood, opts.text_bytes);
@@ -548,12 +550,20 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         if opts.flood == 0 {
             continue;
         }
+        let pids = [a.pid(), b.pid()].map(|p| p.unwrap_or(0));
+        let before = pids.map(|p| cpu_ticks(p).unwrap_or(0));
+        let window = Instant::now();
         let v = dm
             .ask(
                 &format!("flood {} {} flood-{r}", opts.flood, opts.in_flight),
                 FLOOD_LIMIT + Duration::from_secs(30),
             )
             .await?;
+        let window = window.elapsed().as_secs_f64();
+        let after = pids.map(|p| cpu_ticks(p).unwrap_or(0));
+        // CPU of each node over the flood (100 % = one core busy all the time).
+        let cpu_pct =
+            [0, 1].map(|i| after[i].saturating_sub(before[i]) as f64 / tck / window * 100.0);
         let elapsed = v["elapsed_ns"].as_u64().map(ns_to_ms).unwrap_or(f64::NAN) / 1e3;
         let delivered = v["delivered"].as_u64().unwrap_or(0);
         let rate = delivered as f64 / elapsed;
@@ -569,6 +579,8 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
             "delivered_per_sec": rate,
             "send_to_delivered_ms": summary(f64s(&v["latency_ms"])),
             "load_average": load_average(),
+            "cpu_pct_a": cpu_pct[0],
+            "cpu_pct_b": cpu_pct[1],
         });
         println!(
             "round {r}: lanchat {} messages, {} in flight: {delivered} delivered in {elapsed:.2} s = {rate:.0} msgs/s (all posted after {:.2} s; errors {}, resyncs {}); send → delivered {}",
@@ -578,6 +590,10 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
             entry["post_errors"],
             entry["resyncs"],
             fmt_summary(&entry["send_to_delivered_ms"], "ms"),
+        );
+        println!(
+            "round {r}: CPU over the flood: a {:.0} %, b {:.0} % (100 % = one core)",
+            cpu_pct[0], cpu_pct[1]
         );
         floods.push(entry);
     }
