@@ -4,6 +4,7 @@
 //! Every process a test starts is ended by PID when its handle drops; every wait is a
 //! bounded `wait_until`, never a bare sleep standing in for an assertion.
 
+pub mod bench;
 pub mod chat;
 pub mod fault_proxy;
 pub mod netns;
