@@ -215,6 +215,14 @@ async fn lan_tab_validates_saves_lists_peers_and_blocks() -> anyhow::Result<()> 
     )
     .await?;
 
+    // b is one of the messenger's users before the block.
+    let b_user = format!("[data-testid=user-{}]", pair.b_id);
+    browser.click("[data-testid=tab-chat]").await?;
+    browser
+        .wait_for_text(&b_user, UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    browser.click("[data-testid=tab-lan]").await?;
+
     // Block b from the table: it leaves the list and shows under blocked nodes.
     browser
         .wait_for_text(&b_row, UI_LIMIT, |t| t.contains("Online"))
@@ -236,6 +244,18 @@ async fn lan_tab_validates_saves_lists_peers_and_blocks() -> anyhow::Result<()> 
     browser
         .screenshot(&shots.join("lan-settings-blocked.png"))
         .await?;
+    // …and from the messenger's users list.
+    browser.click("[data-testid=tab-chat]").await?;
+    browser
+        .wait_for_text("[data-testid=users-section] h2", UI_LIMIT, |t| {
+            t.eq_ignore_ascii_case("users")
+        })
+        .await?;
+    wait_until(UI_LIMIT, "b to be gone from the users list", || async {
+        browser.text(&b_user).await.ok()?.is_none().then_some(())
+    })
+    .await?;
+    browser.click("[data-testid=tab-lan]").await?;
 
     // Dark mode follows the system setting.
     browser.prefer_color_scheme("dark").await?;
