@@ -1,10 +1,12 @@
-//! `lan-mesh`: everything that crosses the LAN (discovery, peer registry, blacklists,
-//! transport, envelopes, outbox delivery, group sync) and the runtime that starts and
-//! stops it from settings. It knows nothing of SQLite, Tauri or Leptos: the store it
-//! needs is a trait that `storage` implements.
+//! `lan-mesh`: everything that crosses the LAN — discovery, the peer registry and
+//! blacklists, the encrypted transport, envelopes and their delivery (group sync comes
+//! with the groups issue). It knows nothing of Tauri, axum or Leptos, and runs no SQL:
+//! discovery sees storage through its `PeerStore` trait, delivery and the transport
+//! through `storage::Store`'s async methods.
 //!
-//! Built so far: the discovery plane ([`discovery`]), as a library the node starts with
-//! [`discovery::Discovery::start`]. The transport plane is not built yet.
+//! The node starts the planes side by side (see `src-tauri/src/mesh.rs`):
+//! [`discovery::Discovery::start`], then [`transport::Transport::start`] (the LAN
+//! listener), then [`delivery::spawn`] between them. Wire format: docs/PROTOCOL.md.
 
 pub mod delivery;
 pub mod discovery;
