@@ -226,3 +226,51 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stime: u64 = f.get(12).context("stime")?.parse()?;
     Ok(utime + stime)
 }
+
+/// Empties a UDP socket's receive queue (answers that came too late for the last round).
+pub fn drain_udp(sock: &std::net::UdpSocket, buf: &mut [u8]) -> anyhow::Result<()> {
+    sock.set_nonblocking(true)?;
+    for _ in 0..1000 {
+        if sock.recv_from(buf).is_err() {
+            break;
+        }
+    }
+    sock.set_nonblocking(false)?;
+    Ok(())
+}
+
+/// Waits (at most `limit` after `t`) for a datagram that `wanted` accepts; its arrival
+/// in ms after `t`, or `None` when none came in time.
+pub fn wait_udp_answer(
+    sock: &std::net::UdpSocket,
+    buf: &mut [u8],
+    t: std::time::Instant,
+    limit: Duration,
+    wanted: impl Fn(&[u8]) -> bool,
+) -> anyhow::Result<Option<f64>> {
+    for _ in 0..1000 {
+        let left = limit.saturating_sub(t.elapsed());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        sock.set_read_timeout(Some(left))?;
+        match sock.recv_from(buf) {
+            Ok((n, _)) => {
+                let at = t.elapsed();
+                if buf.get(..n).is_some_and(&wanted) {
+                    return Ok(Some(at.as_secs_f64() * 1e3));
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None)
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}

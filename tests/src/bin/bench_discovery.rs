@@ -35,7 +35,8 @@ use anyhow::{anyhow, bail, Context};
 use api_types::NodeId;
 use lan_mesh::discovery::{DiscoveryKey, InstanceId, Nonce, Packet, PacketKind, UnixMillis};
 use lanchat_tests::bench::{
-    api_of, clk_tck, cpu_ticks, fmt_summary, machine, start_iptux, summary, IPMSG_PORT,
+    api_of, clk_tck, cpu_ticks, drain_udp, fmt_summary, machine, start_iptux, summary,
+    wait_udp_answer, IPMSG_PORT,
 };
 use lanchat_tests::netns::{Host, Lan, NodeSettings, SUBNET, TEST_SECRET};
 use lanchat_tests::{artifacts_dir, wait_until};
@@ -622,10 +623,10 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
                 }
                 .encode(key.as_ref())
                 .map_err(|e| anyhow!("{e}"))?;
-                drain(sock, &mut buf)?;
+                drain_udp(sock, &mut buf)?;
                 let t = Instant::now();
                 sock.send_to(&packet, lanchat_to)?;
-                match wait_answer(sock, &mut buf, t, |d| {
+                match wait_udp_answer(sock, &mut buf, t, ANSWER_WAIT, |d| {
                     Packet::decode(d).is_ok_and(|p| {
                         p.packet.kind == PacketKind::Answer && p.packet.node_id == target_id
                     })
@@ -636,10 +637,10 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
             } else if let Some(ip) = iptux_ip {
                 let packet_no = 100_000 + i;
                 let msg = format!("1:{packet_no}:bench:probe:{IPMSG_BR_ENTRY}:bench\0");
-                drain(&ipmsg, &mut buf)?;
+                drain_udp(&ipmsg, &mut buf)?;
                 let t = Instant::now();
                 ipmsg.send_to(msg.as_bytes(), (ip, IPMSG_PORT))?;
-                match wait_answer(&ipmsg, &mut buf, t, |d| {
+                match wait_udp_answer(&ipmsg, &mut buf, t, ANSWER_WAIT, |d| {
                     // `ver:packetno:user:host:command:…`; the mode is the low byte.
                     let text = String::from_utf8_lossy(d);
                     text.split(':')
@@ -670,49 +671,4 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
 /// The node's discovery port (the settings the harness writes).
 fn lanchat_mesh_port() -> u16 {
     lanchat_tests::netns::DISCOVERY_PORT
-}
-
-fn drain(sock: &UdpSocket, buf: &mut [u8]) -> anyhow::Result<()> {
-    sock.set_nonblocking(true)?;
-    for _ in 0..1000 {
-        if sock.recv_from(buf).is_err() {
-            break;
-        }
-    }
-    sock.set_nonblocking(false)?;
-    Ok(())
-}
-
-/// Waits (at most `ANSWER_WAIT` after `t`) for a datagram `is_answer` accepts; ms.
-fn wait_answer(
-    sock: &UdpSocket,
-    buf: &mut [u8],
-    t: Instant,
-    is_answer: impl Fn(&[u8]) -> bool,
-) -> anyhow::Result<Option<f64>> {
-    for _ in 0..1000 {
-        let left = ANSWER_WAIT.saturating_sub(t.elapsed());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        sock.set_read_timeout(Some(left))?;
-        match sock.recv_from(buf) {
-            Ok((n, _)) => {
-                let at = t.elapsed();
-                if buf.get(..n).is_some_and(&is_answer) {
-                    return Ok(Some(at.as_secs_f64() * 1e3));
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(None)
 }

@@ -46,8 +46,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use lanchat_tests::bench::{
-    api_of, clk_tck, cpu_ticks, fmt_summary, load_average, machine, start_iptux, summary,
-    IPMSG_PORT,
+    api_of, clk_tck, cpu_ticks, drain_udp, fmt_summary, load_average, machine, start_iptux,
+    summary, wait_udp_answer, IPMSG_PORT,
 };
 use lanchat_tests::netns::{Lan, NetNs, NodeSettings, SUBNET};
 use lanchat_tests::{artifacts_dir, wait_until};
@@ -1260,10 +1260,10 @@ fn ipmsg_main(args: &[String]) -> anyhow::Result<()> {
     for _ in 0..5 {
         packet_no += 1;
         let msg = format!("1:{packet_no}:bench:probe:{IPMSG_BR_ENTRY}:bench\0");
-        drain(&sock, &mut buf)?;
+        drain_udp(&sock, &mut buf)?;
         let t = Instant::now();
         sock.send_to(msg.as_bytes(), (ip, IPMSG_PORT))?;
-        if wait_datagram(&sock, &mut buf, t, |d| {
+        if wait_udp_answer(&sock, &mut buf, t, IPMSG_WAIT, |d| {
             ipmsg_fields(d).is_some_and(|(c, _)| c & 0xff == IPMSG_ANSENTRY)
         })?
         .is_some()
@@ -1303,10 +1303,10 @@ fn ipmsg_main(args: &[String]) -> anyhow::Result<()> {
             let no = packet_no.to_string();
             let text = text_of(&format!("ipmsg-{packet_no}"), text_bytes);
             let msg = format!("1:{packet_no}:bench:probe:{command}:{text}\0");
-            drain(&sock, &mut buf)?;
+            drain_udp(&sock, &mut buf)?;
             let t = Instant::now();
             sock.send_to(msg.as_bytes(), (ip, IPMSG_PORT))?;
-            match wait_datagram(&sock, &mut buf, t, |d| {
+            match wait_udp_answer(&sock, &mut buf, t, IPMSG_WAIT, |d| {
                 ipmsg_fields(d).is_some_and(|(c, extra)| c & 0xff == IPMSG_RECVMSG && extra == no)
             })? {
                 Some(ms) => rtt_ms.push(ms),
@@ -1316,49 +1316,4 @@ fn ipmsg_main(args: &[String]) -> anyhow::Result<()> {
         println!("{}", json!({ "rtt_ms": rtt_ms, "lost": lost }));
     }
     Ok(())
-}
-
-fn drain(sock: &UdpSocket, buf: &mut [u8]) -> anyhow::Result<()> {
-    sock.set_nonblocking(true)?;
-    for _ in 0..1000 {
-        if sock.recv_from(buf).is_err() {
-            break;
-        }
-    }
-    sock.set_nonblocking(false)?;
-    Ok(())
-}
-
-/// Waits (at most `IPMSG_WAIT` after `t`) for a datagram `wanted` accepts; ms.
-fn wait_datagram(
-    sock: &UdpSocket,
-    buf: &mut [u8],
-    t: Instant,
-    wanted: impl Fn(&[u8]) -> bool,
-) -> anyhow::Result<Option<f64>> {
-    for _ in 0..1000 {
-        let left = IPMSG_WAIT.saturating_sub(t.elapsed());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        sock.set_read_timeout(Some(left))?;
-        match sock.recv_from(buf) {
-            Ok((n, _)) => {
-                let at = t.elapsed();
-                if buf.get(..n).is_some_and(&wanted) {
-                    return Ok(Some(at.as_secs_f64() * 1e3));
-                }
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                return Ok(None)
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(None)
 }
