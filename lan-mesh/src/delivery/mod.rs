@@ -122,8 +122,9 @@ async fn run(
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Not `biased`: a steady stream of inbound frames must not starve the outbox pass
+        // (sends and retries), nor the other way round.
         tokio::select! {
-            biased;
             _ = cancel.cancelled() => break,
             event = link_events.recv() => match event {
                 Some(event) => {
