@@ -325,11 +325,7 @@ impl Worker {
             return;
         };
         match self.store.outbox_ack(id, peer).await {
-            Ok(Some(acked)) => {
-                if let Some(message_id) = acked.message_id {
-                    self.emit_status(message_id).await;
-                }
-            }
+            Ok(Some(acked)) => self.emit_settled(&acked, MessageStatus::Delivered),
             Ok(None) => {}
             Err(e) => tracing::warn!("cannot record an ack: {e}"),
         }
@@ -341,13 +337,22 @@ impl Worker {
         };
         tracing::warn!(%peer, envelope = %id, reason = %reject.reason, "the peer rejected an envelope");
         match self.store.outbox_rejected(id, peer, reject.reason).await {
-            Ok(Some(rejected)) => {
-                if let Some(message_id) = rejected.message_id {
-                    self.emit_status(message_id).await;
-                }
-            }
+            Ok(Some(rejected)) => self.emit_settled(&rejected, MessageStatus::Failed),
             Ok(None) => {}
             Err(e) => tracing::warn!("cannot record a rejection: {e}"),
+        }
+    }
+
+    /// The status an ack or a rejection just committed, without reading it back: an
+    /// outbox row that carries a message is a DM (group messages travel by the members'
+    /// delivery cursors), so its conversation is the DM with the envelope's peer.
+    fn emit_settled(&self, settled: &storage::AckedEnvelope, status: MessageStatus) {
+        if let Some(message_id) = settled.message_id {
+            self.emit(DeliveryEvent::MessageStatus {
+                message_id,
+                conversation_id: ConversationId::dm(&settled.peer_id),
+                status,
+            });
         }
     }
 
