@@ -56,15 +56,8 @@ fn main() -> anyhow::Result<()> {
         Some("poll") => poll_main(&args[1..]),
         Some("probe") => probe_main(&args[1..]),
         _ => {
-            if std::env::var_os("LANCHAT_BIN").is_none() {
-                // target/<profile>/bench_discovery → target/<profile>/lanchat
-                let exe = std::env::current_exe()?;
-                let bin = exe
-                    .parent()
-                    .map(|d| d.join("lanchat"))
-                    .context("cannot locate the target directory")?;
-                std::env::set_var("LANCHAT_BIN", bin);
-            }
+            // The node binary is found beside this one (`lanchat_tests::lanchat_bin`),
+            // or wherever `LANCHAT_BIN` says.
             let opts = Options::parse(&args)?;
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
