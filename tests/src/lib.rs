@@ -354,6 +354,7 @@ pub struct LoopbackMesh {
     pub nodes: Vec<NodeProcess>,
     pub ids: Vec<String>,
     pub names: Vec<String>,
+    env: Vec<(String, String)>,
     root: Root,
 }
 
@@ -406,8 +407,26 @@ impl LoopbackMesh {
             nodes,
             ids,
             names: names.iter().map(|n| n.to_string()).collect(),
+            env,
             root,
         })
+    }
+
+    /// A clean stop (SIGTERM: goodbye, shutdown) of node `i`.
+    pub async fn stop(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.stop().await.map(drop)
+    }
+
+    /// Starts node `i` again on its data directory (same settings, keys and database).
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let name = self.names.get(i).context("no such node")?.clone();
+        if self.nodes[i].is_running() {
+            self.nodes[i].stop().await?;
+        }
+        let node = start_node(&self.root.path().join(name), &self.env).await?;
+        self.nodes[i] = node;
+        Ok(())
     }
 
     /// `result`, with the end of every node's log added to an error.

@@ -10,6 +10,10 @@
 //!   identical order, and every sender sees its own 20 `delivered` (every member's
 //!   cursor passed them); a rename on A reaches B and C (revision 2, editor A).
 //!
+//! - `a_member_that_was_away_gets_what_the_others_sent_meanwhile`: C is stopped, A and
+//!   B send 10 each to the group (their cursors for C keep retrying); C comes back on its
+//!   data directory → C has all 20 exactly once, and all three histories are identical.
+//!
 //! Short timers: heartbeat 1 s, TTL 3 s, retry backoff from 200 ms to 1 s. Deadlines
 //! are failure bounds, never measurements. Logs in
 //! `target/test-artifacts/groups_loopback/<test>/`.
@@ -214,5 +218,87 @@ async fn scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
             })
             .await?;
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_was_away_gets_what_the_others_sent_meanwhile() {
+    let mut mesh = LoopbackMesh::start(
+        "groups_loopback/a_member_that_was_away_gets_what_the_others_sent_meanwhile",
+        &["alpha", "bravo", "charlie"],
+        SECRET,
+        &[
+            ("LANCHAT_RETRY_FIRST_MS", "200"),
+            ("LANCHAT_RETRY_MAX_MS", "1000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let result = away_scenario(&mut mesh).await;
+    mesh.explain(result).unwrap();
+}
+
+async fn away_scenario(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
+    let (a_id, b_id, c_id) = (
+        mesh.ids[0].clone(),
+        mesh.ids[1].clone(),
+        mesh.ids[2].clone(),
+    );
+    for (i, others) in [
+        (0, [&b_id, &c_id]),
+        (1, [&a_id, &c_id]),
+        (2, [&a_id, &b_id]),
+    ] {
+        for other in others {
+            wait_contact_online(&mesh.nodes[i], other, true, ONLINE).await?;
+        }
+    }
+    let created = create_group(&mesh.nodes[0], "away", &[&b_id, &c_id]).await?;
+    for i in [1, 2] {
+        wait_group(&mesh.nodes[i], &created.id, DELIVERY, "the group", |g| {
+            same_state(g, &created)
+        })
+        .await?;
+    }
+    mesh.stop(2).await?;
+    wait_contact_online(&mesh.nodes[0], &c_id, false, ONLINE).await?;
+    let conversation = group_conversation(&created.id);
+    let ta: Vec<String> = (0..10)
+        .map(|i| format!("alpha while C is away {i}"))
+        .collect();
+    let tb: Vec<String> = (0..10)
+        .map(|i| format!("bravo while C is away {i}"))
+        .collect();
+    let (sa, sb) = tokio::try_join!(
+        send_concurrently(&mesh.nodes[0], &conversation, &ta, 2),
+        send_concurrently(&mesh.nodes[1], &conversation, &tb, 2),
+    )?;
+    // A and B have each other's messages; none is delivered (C owes its acks).
+    for i in [0, 1] {
+        wait_count(&mesh.nodes[i], &conversation, 20, DELIVERY).await?;
+    }
+    mesh.restart(2).await?;
+    let c_history = wait_count(&mesh.nodes[2], &conversation, 20, DELIVERY).await?;
+    let a_history = wait_all_delivered(&mesh.nodes[0], &conversation, &ids(&sa), DELIVERY).await?;
+    let b_history = wait_all_delivered(&mesh.nodes[1], &conversation, &ids(&sb), DELIVERY).await?;
+    let c_history = if c_history.len() == 20 {
+        c_history
+    } else {
+        anyhow::bail!(
+            "charlie has {} messages: {}",
+            c_history.len(),
+            summary(&c_history)
+        );
+    };
+    let orders = |h: &[api_types::MessageView]| -> Vec<String> {
+        h.iter().map(|m| m.order.clone()).collect()
+    };
+    anyhow::ensure!(
+        orders(&a_history) == orders(&b_history) && orders(&b_history) == orders(&c_history),
+        "histories differ:\nalpha {}\nbravo {}\ncharlie {}",
+        summary(&a_history),
+        summary(&b_history),
+        summary(&c_history)
+    );
     Ok(())
 }
