@@ -14,6 +14,11 @@
 //!   B send 10 each to the group (their cursors for C keep retrying); C comes back on its
 //!   data directory → C has all 20 exactly once, and all three histories are identical.
 //!
+//! - `a_member_away_when_the_group_was_made_gets_it_and_its_messages`: C is stopped, A
+//!   creates the group and A and B send 5 each; C comes back → it holds the group (same
+//!   state) and all 10 messages. B's messages may reach C before A's upsert: C rejects
+//!   them (unknown group) and B's cursor resends them later.
+//!
 //! Short timers: heartbeat 1 s, TTL 3 s, retry backoff from 200 ms to 1 s. Deadlines
 //! are failure bounds, never measurements. Logs in
 //! `target/test-artifacts/groups_loopback/<test>/`.
@@ -295,6 +300,84 @@ async fn away_scenario(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
     };
     anyhow::ensure!(
         orders(&a_history) == orders(&b_history) && orders(&b_history) == orders(&c_history),
+        "histories differ:\nalpha {}\nbravo {}\ncharlie {}",
+        summary(&a_history),
+        summary(&b_history),
+        summary(&c_history)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_away_when_the_group_was_made_gets_it_and_its_messages() {
+    let mut mesh = LoopbackMesh::start(
+        "groups_loopback/a_member_away_when_the_group_was_made_gets_it_and_its_messages",
+        &["alpha", "bravo", "charlie"],
+        SECRET,
+        &[
+            ("LANCHAT_RETRY_FIRST_MS", "200"),
+            ("LANCHAT_RETRY_MAX_MS", "1000"),
+        ],
+    )
+    .await
+    .unwrap();
+    let result = made_while_away(&mut mesh).await;
+    mesh.explain(result).unwrap();
+}
+
+async fn made_while_away(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
+    let (a_id, b_id, c_id) = (
+        mesh.ids[0].clone(),
+        mesh.ids[1].clone(),
+        mesh.ids[2].clone(),
+    );
+    for (i, others) in [
+        (0, [&b_id, &c_id]),
+        (1, [&a_id, &c_id]),
+        (2, [&a_id, &b_id]),
+    ] {
+        for other in others {
+            wait_contact_online(&mesh.nodes[i], other, true, ONLINE).await?;
+        }
+    }
+    mesh.stop(2).await?;
+    wait_contact_online(&mesh.nodes[0], &c_id, false, ONLINE).await?;
+    wait_contact_online(&mesh.nodes[1], &c_id, false, ONLINE).await?;
+    let created = create_group(&mesh.nodes[0], "made while C was away", &[&b_id, &c_id]).await?;
+    wait_group(
+        &mesh.nodes[1],
+        &created.id,
+        DELIVERY,
+        "the group on bravo",
+        |g| same_state(g, &created),
+    )
+    .await?;
+    let conversation = group_conversation(&created.id);
+    let ta: Vec<String> = (0..5).map(|i| format!("alpha {i}")).collect();
+    let tb: Vec<String> = (0..5).map(|i| format!("bravo {i}")).collect();
+    let (sa, sb) = tokio::try_join!(
+        send_concurrently(&mesh.nodes[0], &conversation, &ta, 1),
+        send_concurrently(&mesh.nodes[1], &conversation, &tb, 1),
+    )?;
+    mesh.restart(2).await?;
+    wait_group(
+        &mesh.nodes[2],
+        &created.id,
+        DELIVERY,
+        "the group on charlie",
+        |g| same_state(g, &created),
+    )
+    .await?;
+    let a_history = wait_all_delivered(&mesh.nodes[0], &conversation, &ids(&sa), DELIVERY).await?;
+    let b_history = wait_all_delivered(&mesh.nodes[1], &conversation, &ids(&sb), DELIVERY).await?;
+    let c_history = wait_count(&mesh.nodes[2], &conversation, 10, DELIVERY).await?;
+    let orders = |h: &[api_types::MessageView]| -> Vec<String> {
+        h.iter().map(|m| m.order.clone()).collect()
+    };
+    anyhow::ensure!(
+        c_history.len() == 10
+            && orders(&a_history) == orders(&b_history)
+            && orders(&b_history) == orders(&c_history),
         "histories differ:\nalpha {}\nbravo {}\ncharlie {}",
         summary(&a_history),
         summary(&b_history),
