@@ -46,6 +46,9 @@ pub enum Event {
     /// A conversation was marked read (from any client of this node).
     #[serde(rename = "conversation.read")]
     ConversationRead { conversation_id: String },
+    /// A group was created or changed, here or by a `group.upsert` from a member.
+    #[serde(rename = "group.updated")]
+    GroupUpdated { group: crate::groups::GroupView },
     /// The LAN mesh started, stopped or failed.
     #[serde(rename = "mesh.state")]
     MeshState {

@@ -8,6 +8,7 @@ pub mod chat;
 pub mod cidr;
 pub mod error;
 pub mod events;
+pub mod groups;
 pub mod node_id;
 pub mod peers;
 pub mod settings;
@@ -20,6 +21,7 @@ pub use chat::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;
+pub use groups::{CreateGroup, GroupMemberView, GroupView, UpdateGroup};
 pub use node_id::{NodeId, NodeIdError};
 pub use peers::{AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters};
 pub use settings::{LanMeshSettings, Language, Settings, UiSettings};

@@ -465,6 +465,13 @@ async fn delivery_event(store: &Store, local: &api_types::NodeId, event: Deliver
         DeliveryEvent::KeyMismatch { peer } => Event::PeerKeyMismatch {
             peer_id: peer.to_string(),
         },
+        DeliveryEvent::GroupUpdated(id) => match store.group(id).await {
+            Ok(Some(group)) => Event::GroupUpdated {
+                group: crate::api::views::group_view_from_store(store, local, &group).await,
+            },
+            // Gone or unreadable right after it was stored: let clients refetch.
+            _ => Event::Resync,
+        },
     }
 }
 

@@ -599,3 +599,135 @@ async fn bad_chat_requests_get_clear_errors() -> anyhow::Result<()> {
     assert_eq!(status, StatusCode::OK);
     Ok(())
 }
+
+async fn put(node: &NodeProcess, path: &str, body: &Value) -> anyhow::Result<(StatusCode, Value)> {
+    answer(
+        node.http()
+            .put(node.api_url(path))
+            .bearer_auth(&node.token)
+            .json(body)
+            .send()
+            .await?,
+    )
+    .await
+}
+
+/// Groups on one node (no mesh): created, listed, read, changed, with `group.updated`
+/// on the event stream; messages go through the group's conversation; bad input gets a
+/// 400 naming the field, unknown groups a 404.
+#[tokio::test]
+async fn groups_are_created_changed_and_refused_with_clear_errors() -> anyhow::Result<()> {
+    use_this_build();
+    let tmp = tempfile::tempdir()?;
+    let node = NodeProcess::serve(&tmp.path().join("a")).await?;
+    let node = &node;
+    let own_id = node.get_json("v1/status").await?["node_id"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let other = storage::MessageId::new().to_string();
+    let mut stream = events(node).await?;
+
+    let (status, group) = post(
+        node,
+        "v1/groups",
+        &json!({"name": "  Team 小组 ", "members": [other, own_id], "announcement": "hi"}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::CREATED, "{group}");
+    let id = group["id"].as_str().unwrap_or("").to_string();
+    assert_eq!(group["conversation_id"], format!("group:{id}"));
+    assert_eq!(group["name"], "Team 小组");
+    assert_eq!(group["announcement"], "hi");
+    assert_eq!(group["owner"], own_id.as_str());
+    assert_eq!(group["revision"], 1);
+    assert_eq!(group["is_member"], true);
+    assert_eq!(
+        group["members"].as_array().map(Vec::len),
+        Some(2),
+        "{group}"
+    );
+    let event = next_event(&mut stream, "group.updated").await?;
+    assert_eq!(event["group"]["id"], id.as_str());
+
+    let (_, list) = get(node, "v1/groups").await?;
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+    let (status, one) = get(node, &format!("v1/groups/{id}")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one, group);
+
+    let (status, changed) = put(
+        node,
+        &format!("v1/groups/{id}"),
+        &json!({"announcement": "周五发布", "members": []}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["name"], "Team 小组");
+    assert_eq!(changed["announcement"], "周五发布");
+    assert_eq!(changed["revision"], 2);
+    assert_eq!(
+        changed["members"].as_array().map(Vec::len),
+        Some(1),
+        "{changed}"
+    );
+    let event = next_event(&mut stream, "group.updated").await?;
+    assert_eq!(event["group"]["revision"], 2);
+
+    let sent = send(node, &format!("group:{id}"), "hello group").await?;
+    assert_eq!(sent["conversation_id"], format!("group:{id}"));
+    let (_, conversations) = get(node, "v1/conversations").await?;
+    assert_eq!(conversations[0]["kind"], "group", "{conversations}");
+    assert_eq!(conversations[0]["name"], "Team 小组");
+
+    // Bad input.
+    for (body, field) in [
+        (json!({"name": " ", "members": []}), "name"),
+        (json!({"name": "x".repeat(129), "members": []}), "name"),
+        (json!({"name": "a", "members": ["nope"]}), "members"),
+        (
+            json!({"name": "a", "members": [], "announcement": "a".repeat(4097)}),
+            "announcement",
+        ),
+    ] {
+        assert_error(
+            &post(node, "v1/groups", &body).await?,
+            400,
+            "invalid_field",
+            Some(field),
+        );
+    }
+    let (status, _) = post(
+        node,
+        "v1/groups",
+        &json!({"name": "a", "members": [], "x": 1}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_error(
+        &get(node, "v1/groups/nope").await?,
+        400,
+        "invalid_field",
+        Some("group_id"),
+    );
+    let unknown = storage::MessageId::new();
+    assert_error(
+        &get(node, &format!("v1/groups/{unknown}")).await?,
+        404,
+        "not_found",
+        None,
+    );
+    assert_error(
+        &put(node, &format!("v1/groups/{unknown}"), &json!({"name": "b"})).await?,
+        404,
+        "not_found",
+        None,
+    );
+    assert_error(
+        &put(node, &format!("v1/groups/{id}"), &json!({})).await?,
+        400,
+        "invalid_field",
+        Some("name"),
+    );
+    Ok(())
+}

@@ -229,3 +229,57 @@ pub(crate) fn acked(
     }
     Ok(true)
 }
+
+/// Several acks from one member, in any order: moves its cursor over every message it
+/// was owed next that is among `message_ids`, as far as they reach without a gap.
+/// Returns the ids consumed; the others (acks that came before a message still
+/// owed ahead of them) are for the caller to keep and pass again with a later ack.
+pub(crate) fn acked_many(
+    conn: &Connection,
+    writer: &WriterState,
+    group: &GlobalGroupId,
+    peer: &NodeId,
+    message_ids: &[MessageId],
+    now: UnixMs,
+) -> StoreResult<Vec<MessageId>> {
+    let conversation_id = ConversationId::group(group);
+    let sender = local_user(writer)?;
+    let mut consumed = Vec::new();
+    loop {
+        let Some(current) = cursor(conn, &conversation_id, peer)? else {
+            return Ok(consumed);
+        };
+        let next = pending_after(conn, &sender, &current, 1)?;
+        let Some(next) = next.first().filter(|m| message_ids.contains(&m.message_id)) else {
+            return Ok(consumed);
+        };
+        let id = next.message_id;
+        if !acked(conn, writer, group, peer, &id, now)? {
+            return Ok(consumed);
+        }
+        consumed.push(id);
+    }
+}
+
+/// When the next member that is owed messages may be sent them, if any.
+pub(crate) fn next_due_at(conn: &Connection, local: &NodeId) -> StoreResult<Option<UnixMs>> {
+    let sender = UserId::lan(local);
+    Ok(conn
+        .prepare_cached(
+            "SELECT MIN(d.next_retry_at) FROM group_delivery d
+             WHERE d.peer_id NOT IN (SELECT peer_id FROM peers WHERE blocked = 1)
+               AND EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = d.conversation_id
+                             AND (m.hlc, m.message_id) > (d.acked_hlc, d.acked_message_id)
+                             AND m.sender_id = ?1)",
+        )?
+        .query_row([sender.as_str()], |r| r.get::<_, Option<i64>>(0))?)
+}
+
+/// A link to `peer` came up: whatever it is owed in every group is due now.
+pub(crate) fn due_now(conn: &Connection, peer: &NodeId, now: UnixMs) -> StoreResult<usize> {
+    Ok(conn
+        .prepare_cached(
+            "UPDATE group_delivery SET next_retry_at = ?2 WHERE peer_id = ?1 AND next_retry_at > ?2",
+        )?
+        .execute(params![peer.as_str(), now])?)
+}

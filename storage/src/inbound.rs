@@ -49,7 +49,13 @@ pub(crate) fn apply(
         ));
     }
     let created = i64::try_from(envelope.envelope_id.timestamp_ms()).unwrap_or(i64::MAX);
-    if envelope.received_at.saturating_sub(created) > MAX_RETRY_AGE_MS + MAX_CLOCK_SKEW_MS {
+    // Group messages are never given up by their sender (the member's delivery cursor
+    // resends them however long it was away), and a message id is stored once for
+    // good, so the expiry that bounds the dedupe table does not apply to them.
+    let never_given_up = matches!(effect, InboundEffect::GroupMessage { .. });
+    if !never_given_up
+        && envelope.received_at.saturating_sub(created) > MAX_RETRY_AGE_MS + MAX_CLOCK_SKEW_MS
+    {
         return Ok(InboundOutcome::Expired);
     }
     if created.saturating_sub(envelope.received_at) > MAX_CLOCK_SKEW_MS {

@@ -532,6 +532,38 @@ impl Store {
         .await
     }
 
+    /// Several acks from one member, in any order (see `group_delivery::acked_many`):
+    /// the ids that moved its cursor; keep the others for a later call.
+    pub async fn group_messages_acked(
+        &self,
+        group: GlobalGroupId,
+        peer: NodeId,
+        message_ids: Vec<MessageId>,
+        now: UnixMs,
+    ) -> StoreResult<Vec<MessageId>> {
+        self.write(Durability::Normal, move |c, s| {
+            group_delivery::acked_many(c, s, &group, &peer, &message_ids, now)
+        })
+        .await
+    }
+
+    /// When the next group delivery is due, if any member is owed messages.
+    pub async fn next_group_delivery_due_at(&self) -> StoreResult<Option<UnixMs>> {
+        self.read(|c| {
+            let local = chat::local_identity(c)?.ok_or(StoreError::NoIdentity)?;
+            group_delivery::next_due_at(c, &local.node_id)
+        })
+        .await
+    }
+
+    /// A link to `peer` came up: what its group cursors owe it is due now.
+    pub async fn group_deliveries_due_now(&self, peer: NodeId, now: UnixMs) -> StoreResult<usize> {
+        self.write(Durability::Normal, move |c, _| {
+            group_delivery::due_now(c, &peer, now)
+        })
+        .await
+    }
+
     // ---- search and maintenance ----
 
     /// Full-text search over message bodies, newest first, paged.

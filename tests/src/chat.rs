@@ -368,3 +368,75 @@ async fn record(mut socket: Socket, recorded: Arc<Mutex<Recorded>>) {
     };
     lock().ended = Some(ended);
 }
+
+/// The group conversation of a global group id.
+pub fn group_conversation(group_id: &str) -> String {
+    format!("group:{group_id}")
+}
+
+/// A request with a JSON body; the node must answer `expected` with a `T`.
+async fn send_json<T: DeserializeOwned>(
+    node: &NodeProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: &serde_json::Value,
+    expected: u16,
+) -> anyhow::Result<T> {
+    let resp = node
+        .http()
+        .request(method.clone(), node.api_url(path))
+        .bearer_auth(&node.token)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    ensure!(
+        status.as_u16() == expected,
+        "{method} {path}: {status}: {text}"
+    );
+    serde_json::from_str(&text).with_context(|| format!("{method} {path}: unexpected body {text}"))
+}
+
+/// `POST /api/v1/groups` → `201` and the group.
+pub async fn create_group(
+    node: &NodeProcess,
+    name: &str,
+    members: &[&str],
+) -> anyhow::Result<api_types::GroupView> {
+    let body = serde_json::json!({"name": name, "members": members});
+    send_json(node, reqwest::Method::POST, "v1/groups", &body, 201).await
+}
+
+/// `PUT /api/v1/groups/{id}` with a partial change → `200` and the new state.
+pub async fn update_group(
+    node: &NodeProcess,
+    group_id: &str,
+    change: &serde_json::Value,
+) -> anyhow::Result<api_types::GroupView> {
+    let path = format!("v1/groups/{group_id}");
+    send_json(node, reqwest::Method::PUT, &path, change, 200).await
+}
+
+/// `GET /api/v1/groups`.
+pub async fn groups(node: &NodeProcess) -> anyhow::Result<Vec<api_types::GroupView>> {
+    get(node, "v1/groups").await
+}
+
+/// Waits until `node` holds the group and `done` says its state is the expected one.
+pub async fn wait_group<F>(
+    node: &NodeProcess,
+    group_id: &str,
+    limit: Duration,
+    what: &str,
+    done: F,
+) -> anyhow::Result<api_types::GroupView>
+where
+    F: Fn(&api_types::GroupView) -> bool,
+{
+    wait_until(limit, what, || async {
+        let group: api_types::GroupView = get(node, &format!("v1/groups/{group_id}")).await.ok()?;
+        done(&group).then_some(group)
+    })
+    .await
+}

@@ -345,3 +345,113 @@ impl Drop for LoopbackPair {
 
 /// Lines of each node's log attached to a failing pair test.
 const LOG_TAIL_LINES: usize = 40;
+
+/// Several nodes on loopback that all find each other: each node's `peer_addresses`
+/// lists every other node's discovery port (loopback has no broadcast), heartbeat 1 s,
+/// TTL 3 s, like [`loopback_mesh_settings`]. Data directories and logs are kept in
+/// `target/test-artifacts/<name>/<node name>/`.
+pub struct LoopbackMesh {
+    pub nodes: Vec<NodeProcess>,
+    pub ids: Vec<String>,
+    pub names: Vec<String>,
+    env: Vec<(String, String)>,
+    root: Root,
+}
+
+impl LoopbackMesh {
+    /// Starts one node per name, all with the same `secret` and environment.
+    pub async fn start(
+        artifacts: &str,
+        names: &[&str],
+        secret: &str,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<LoopbackMesh> {
+        let dir = artifacts_dir(artifacts)?;
+        std::fs::remove_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)?;
+        let root = Root::Kept(dir);
+        let ports = names
+            .iter()
+            .map(|_| free_udp_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let mut ids = Vec::new();
+        let mut docs = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            let others: Vec<u16> = ports
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, p)| *p)
+                .collect();
+            let first = others.first().copied().context("a mesh needs two nodes")?;
+            let (id, mut doc) = loopback_mesh_settings(name, ports[i], first, secret)?;
+            doc["lan_mesh"]["peer_addresses"] = serde_json::json!(others
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>());
+            ids.push(id);
+            docs.push(doc);
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut nodes = Vec::new();
+        for (name, doc) in names.iter().zip(&docs) {
+            let node_dir = root.path().join(name);
+            std::fs::create_dir_all(&node_dir)?;
+            std::fs::write(node_dir.join("settings.json"), doc.to_string())?;
+            nodes.push(start_node(&node_dir, &env).await?);
+        }
+        Ok(LoopbackMesh {
+            nodes,
+            ids,
+            names: names.iter().map(|n| n.to_string()).collect(),
+            env,
+            root,
+        })
+    }
+
+    /// A clean stop (SIGTERM: goodbye, shutdown) of node `i`.
+    pub async fn stop(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = self.nodes.get_mut(i).context("no such node")?;
+        node.stop().await.map(drop)
+    }
+
+    /// Starts node `i` again on its data directory (same settings, keys and database).
+    pub async fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let name = self.names.get(i).context("no such node")?.clone();
+        if self.nodes[i].is_running() {
+            self.nodes[i].stop().await?;
+        }
+        let node = start_node(&self.root.path().join(name), &self.env).await?;
+        self.nodes[i] = node;
+        Ok(())
+    }
+
+    /// `result`, with the end of every node's log added to an error.
+    pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        result.map_err(|e| e.context(self.log_tails()))
+    }
+
+    fn log_tails(&self) -> String {
+        let mut text = format!("node logs in {}", self.root.path().display());
+        for (name, node) in self.names.iter().zip(&self.nodes) {
+            let log = node.log();
+            let lines: Vec<&str> = log.lines().collect();
+            text.push_str(&format!(
+                "\n--- {name}, last lines ---\n{}",
+                lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+            ));
+        }
+        text
+    }
+}
+
+impl Drop for LoopbackMesh {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tails());
+        }
+    }
+}

@@ -80,7 +80,8 @@ pub fn App() -> impl IntoView {
                     | Event::Resync => changes.bump(),
                     Event::MessageNew { .. }
                     | Event::MessageStatus { .. }
-                    | Event::ConversationRead { .. } => {}
+                    | Event::ConversationRead { .. }
+                    | Event::GroupUpdated { .. } => {}
                 }
                 // The messenger follows messages, reads, peers and resyncs.
                 chat.on_event(event);

@@ -418,6 +418,8 @@ impl Chat {
                 self.refresh_contacts();
             }
             Event::Resync => self.resync(),
+            // A group was created or renamed: its conversation's name changed.
+            Event::GroupUpdated { .. } => self.refresh_conversations(),
             Event::MeshState { .. } => {}
         }
     }

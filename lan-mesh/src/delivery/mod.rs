@@ -17,13 +17,15 @@
 
 mod addresses;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use api_types::NodeId;
 use storage::{
-    ConversationId, EnvelopeId, InboundEnvelope, InboundOutcome, Message, MessageId, MessageStatus,
-    OutboxEntry, OutboxStatus, SendAttempt, Store, StoreError, UnixMs,
+    ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, GroupDelivery, InboundEnvelope,
+    InboundOutcome, Message, MessageId, MessageStatus, OrderKey, OutboxEntry, OutboxStatus,
+    SendAttempt, Store, StoreError, UnixMs, UserId,
 };
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -45,6 +47,13 @@ const MAX_IDLE: Duration = Duration::from_secs(5);
 const PRUNE_EVERY: Duration = Duration::from_secs(60 * 60);
 /// Inbound envelopes and acks being stored at once.
 const INBOUND_CONCURRENCY: usize = 128;
+/// Group messages sent to one member per pass (its cursor's window).
+const GROUP_BATCH: u32 = 256;
+/// Early group acks kept per member (acks that overtook one for an older message).
+const MAX_EARLY_ACKS: usize = 4096;
+
+/// One member of one group, as group fan-out tracks it.
+type GroupMember = (GlobalGroupId, NodeId);
 
 /// What delivery tells the node (for the local API's event stream).
 #[derive(Debug, Clone)]
@@ -59,6 +68,8 @@ pub enum DeliveryEvent {
     },
     /// A node id showed other keys than the ones pinned: its link was refused.
     KeyMismatch { peer: NodeId },
+    /// A `group.upsert` from a peer changed a group's state here.
+    GroupUpdated(GlobalGroupId),
 }
 
 pub struct DeliveryParts {
@@ -89,6 +100,16 @@ struct Worker {
     addresses: AddressBook,
     events: broadcast::Sender<DeliveryEvent>,
     inbound: Arc<Semaphore>,
+    wake: Arc<Notify>,
+    /// Per member, the last group message handed to its link since its cursor last
+    /// moved: those are in flight, and a pass sends only what comes after them. The
+    /// cursor's retry timer (the store's backoff) resends from the cursor if the acks
+    /// do not come. Forgotten when the member's link goes down or comes up.
+    group_in_flight: Mutex<HashMap<GroupMember, OrderKey>>,
+    /// Acks that arrived before the ack of a message still owed ahead of them (inbound
+    /// frames are handled concurrently, so acks may be stored out of order). Held
+    /// across the store call so two acks of one member never race.
+    group_early_acks: tokio::sync::Mutex<HashMap<GroupMember, Vec<MessageId>>>,
 }
 
 /// Starts the delivery task; it ends when `cancel` fires.
@@ -101,6 +122,9 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         addresses: parts.addresses,
         events: parts.events,
         inbound: Arc::new(Semaphore::new(INBOUND_CONCURRENCY)),
+        wake: Arc::clone(&parts.wake),
+        group_in_flight: Mutex::new(HashMap::new()),
+        group_early_acks: tokio::sync::Mutex::new(HashMap::new()),
     });
     tokio::spawn(run(
         worker,
@@ -176,10 +200,12 @@ impl Worker {
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%peer, "cannot reschedule the outbox: {e}"),
                 }
+                self.group_backlog_due(&peer).await;
                 true
             }
             LinkEvent::Down { peer, end } => {
                 tracing::debug!(%peer, ?end, "link down");
+                self.forget_in_flight(&peer);
                 false
             }
             LinkEvent::KeyMismatch { peer, .. } => {
@@ -223,7 +249,11 @@ impl Worker {
                     None => false,
                 };
                 if came_online {
-                    let _ = self.store.outbox_due_now(peer.node_id, now_ms()).await;
+                    let _ = self
+                        .store
+                        .outbox_due_now(peer.node_id.clone(), now_ms())
+                        .await;
+                    self.group_backlog_due(&peer.node_id).await;
                 }
                 came_online
             }
@@ -241,6 +271,27 @@ impl Worker {
                 false
             }
             _ => false,
+        }
+    }
+
+    /// Frames on the old link may be lost: what was in flight to `peer` is not.
+    fn forget_in_flight(&self, peer: &NodeId) {
+        self.group_in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, member), _| member != peer);
+    }
+
+    /// `peer` is reachable (again): every group cursor that owes it is due now, and
+    /// whatever was in flight is sent again.
+    async fn group_backlog_due(&self, peer: &NodeId) {
+        self.forget_in_flight(peer);
+        if let Err(e) = self
+            .store
+            .group_deliveries_due_now(peer.clone(), now_ms())
+            .await
+        {
+            tracing::warn!(%peer, "cannot reschedule group deliveries: {e}");
         }
     }
 
@@ -281,6 +332,10 @@ impl Worker {
             storage::InboundEffect::GroupMessage { message, .. } => Some(message.message_id),
             _ => None,
         };
+        let upserted = match &effect {
+            storage::InboundEffect::GroupUpsert(state) => Some(state.global_group_id),
+            _ => None,
+        };
         match self.store.apply_inbound(inbound, effect).await {
             Ok(outcome) => {
                 self.reply(
@@ -295,6 +350,9 @@ impl Worker {
                         if let Ok(Some(message)) = self.store.message(id).await {
                             self.emit(DeliveryEvent::MessageReceived(message));
                         }
+                    }
+                    if let Some(group) = upserted {
+                        self.emit(DeliveryEvent::GroupUpdated(group));
                     }
                 }
             }
@@ -324,10 +382,64 @@ impl Worker {
         let Ok(id) = ack.envelope_id.parse::<EnvelopeId>() else {
             return;
         };
-        match self.store.outbox_ack(id, peer).await {
+        match self.store.outbox_ack(id, peer.clone()).await {
             Ok(Some(acked)) => self.emit_settled(&acked, MessageStatus::Delivered),
-            Ok(None) => {}
+            // Not an outbox envelope: a `group.send`, whose envelope id is its message id.
+            Ok(None) => {
+                self.on_group_ack(peer, MessageId::from_ulid(id.ulid()))
+                    .await
+            }
             Err(e) => tracing::warn!("cannot record an ack: {e}"),
+        }
+    }
+
+    /// The local group message this node sent to `peer` under that envelope id, if any.
+    async fn own_group_message(&self, message_id: MessageId) -> Option<(GlobalGroupId, Message)> {
+        let message = self.store.message(message_id).await.ok()??;
+        let ConversationTarget::Group(group) = *message.conversation_id.target() else {
+            return None;
+        };
+        (message.sender == UserId::lan(&self.local)).then_some((group, message))
+    }
+
+    /// A member acked one of our group messages: its cursor moves over it, and over
+    /// every earlier-arrived ack it now reaches.
+    async fn on_group_ack(&self, peer: NodeId, message_id: MessageId) {
+        let Some((group, _)) = self.own_group_message(message_id).await else {
+            return;
+        };
+        let key = (group, peer.clone());
+        let mut early = self.group_early_acks.lock().await;
+        let pending = early.entry(key.clone()).or_default();
+        pending.push(message_id);
+        let ids = pending.clone();
+        match self
+            .store
+            .group_messages_acked(group, peer, ids, now_ms())
+            .await
+        {
+            Ok(consumed) => {
+                if let Some(pending) = early.get_mut(&key) {
+                    pending.retain(|id| !consumed.contains(id));
+                    if pending.len() > MAX_EARLY_ACKS {
+                        // Acks for messages already behind the cursor (duplicates)
+                        // would pile up; the cursor's resends make up for any dropped.
+                        pending.drain(..pending.len() - MAX_EARLY_ACKS);
+                    }
+                    if pending.is_empty() {
+                        early.remove(&key);
+                    }
+                }
+                drop(early);
+                if !consumed.is_empty() {
+                    // The cursor moved: what comes after it is due now.
+                    self.wake.notify_one();
+                    for id in consumed {
+                        self.emit_status(id).await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("cannot record a group ack: {e}"),
         }
     }
 
@@ -336,9 +448,34 @@ impl Worker {
             return;
         };
         tracing::warn!(%peer, envelope = %id, reason = %reject.reason, "the peer rejected an envelope");
-        match self.store.outbox_rejected(id, peer, reject.reason).await {
+        match self
+            .store
+            .outbox_rejected(id, peer.clone(), reject.reason.clone())
+            .await
+        {
             Ok(Some(rejected)) => self.emit_settled(&rejected, MessageStatus::Failed),
-            Ok(None) => {}
+            Ok(None) => {
+                // A `group.send`: the member may not know the group (or this node as a
+                // member) yet — its upsert can be behind. Group messages are never
+                // given up: back off, the cursor resends it.
+                if let Some((group, _)) = self
+                    .own_group_message(MessageId::from_ulid(id.ulid()))
+                    .await
+                {
+                    self.group_in_flight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&(group, peer.clone()));
+                    let attempt = SendAttempt::Failed(format!("rejected: {}", reject.reason));
+                    if let Err(e) = self
+                        .store
+                        .record_group_attempt(group, peer, attempt, now_ms())
+                        .await
+                    {
+                        tracing::debug!("cannot record a group rejection: {e}");
+                    }
+                }
+            }
             Err(e) => tracing::warn!("cannot record a rejection: {e}"),
         }
     }
@@ -401,14 +538,117 @@ impl Worker {
             }
             Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
-        if full {
+        let group_full = self.group_pass(now).await;
+        if full || group_full {
             return start;
         }
-        let next = match self.store.next_outbox_due_at().await {
-            Ok(Some(at)) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
-            _ => MAX_IDLE,
+        let outbox_next = self.store.next_outbox_due_at().await.ok().flatten();
+        let group_next = self.store.next_group_delivery_due_at().await.ok().flatten();
+        let next = match outbox_next.into_iter().chain(group_next).min() {
+            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+            None => MAX_IDLE,
         };
         start + next.min(MAX_IDLE)
+    }
+
+    /// Sends every member what its group cursor owes it (after what is already in
+    /// flight), one `group.send` per message, and records one attempt per member.
+    /// Returns true when some member had a full batch (look again at once).
+    async fn group_pass(self: &Arc<Self>, now: UnixMs) -> bool {
+        let due = match self.store.due_group_deliveries(now, GROUP_BATCH).await {
+            Ok(due) => due,
+            Err(e) => {
+                tracing::warn!("cannot read group deliveries: {e}");
+                return false;
+            }
+        };
+        let mut full = false;
+        for delivery in due {
+            full |= delivery.messages.len() as u32 >= GROUP_BATCH;
+            let (attempt, first_sends) = self.send_group_delivery(&delivery);
+            let group = delivery.global_group_id;
+            let peer = delivery.peer_id.clone();
+            if let Err(e) = self
+                .store
+                .record_group_attempt(group, peer.clone(), attempt, now)
+                .await
+            {
+                tracing::warn!(%peer, "cannot record a group delivery attempt: {e}");
+            }
+            self.emit_statuses(first_sends);
+        }
+        full
+    }
+
+    /// Hands one member's owed messages to its link. Returns the attempt and the
+    /// messages that went out for the first time (their status is now `sent`).
+    fn send_group_delivery(&self, delivery: &GroupDelivery) -> (SendAttempt, Vec<MessageId>) {
+        let key = (delivery.global_group_id, delivery.peer_id.clone());
+        let peer = &delivery.peer_id;
+        // A retry (the timer fired without every ack) resends from the cursor.
+        let in_flight = if delivery.retry_count == 0 {
+            self.group_in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .copied()
+        } else {
+            None
+        };
+        let mut first_sends = Vec::new();
+        let mut last_sent = None;
+        let mut outcome = SendAttempt::Sent;
+        for message in &delivery.messages {
+            if in_flight.is_some_and(|k| message.order_key() <= k) {
+                continue;
+            }
+            let sealed = crate::envelope::Envelope::group_send(
+                &self.local,
+                peer,
+                &delivery.global_group_id,
+                message,
+            )
+            .and_then(|e| e.seal(&self.keys));
+            let bytes = match sealed {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    // Cannot happen for a message the store accepted (≤ 64 KiB text);
+                    // the cursor retries and the log says why.
+                    tracing::error!(message = %message.message_id, "cannot encode a group message: {e}");
+                    outcome = SendAttempt::Failed(format!("cannot encode: {e}"));
+                    break;
+                }
+            };
+            match self.transport.send(peer, Frame::Envelope(bytes)) {
+                Ok(()) => {
+                    last_sent = Some(message.order_key());
+                    if message.status == MessageStatus::Pending {
+                        first_sends.push(message.message_id);
+                    }
+                }
+                Err(SendError::NoLink) => {
+                    outcome = match self.addresses.get(peer) {
+                        Some(addr) => {
+                            self.transport.connect(peer, addr);
+                            SendAttempt::Failed("no link yet (dialling)".into())
+                        }
+                        None => SendAttempt::Failed("peer offline".into()),
+                    };
+                    break;
+                }
+                Err(SendError::Busy) => {
+                    outcome = SendAttempt::Failed("link busy".into());
+                    break;
+                }
+            }
+        }
+        if let Some(last) = last_sent {
+            self.group_in_flight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, last);
+        }
+        (outcome, first_sends)
     }
 
     /// Hands one envelope to its link (dialling if needed). `None` when it cannot be

@@ -10,11 +10,17 @@ mod payload;
 
 use api_types::NodeId;
 use serde::{Deserialize, Serialize};
-use storage::{EnvelopeId, Hlc, InboundEffect, InboundMessage, OutboxEntry, MAX_BODY_BYTES};
+use storage::{
+    EnvelopeId, GlobalGroupId, Hlc, InboundEffect, InboundMessage, Message, OutboxEntry,
+    MAX_BODY_BYTES,
+};
 
 use crate::transport::{NodeKeys, PeerKeys};
 
-pub use payload::{dm_outgoing, DmPayload, KIND_DM_SEND};
+pub use payload::{
+    dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, GroupUpsertPayload,
+    RevisionPayload, KIND_DM_SEND, KIND_GROUP_SEND, KIND_GROUP_UPSERT,
+};
 
 /// Envelope format version this build writes and reads.
 pub const ENVELOPE_VERSION: u8 = 1;
@@ -77,6 +83,30 @@ impl Envelope {
             ts: entry.created_at,
             payload: serde_json::from_slice(&entry.payload)
                 .map_err(|e| EnvelopeError::Malformed(format!("stored payload: {e}")))?,
+        })
+    }
+
+    /// The `group.send` envelope that carries a local group message to one member.
+    ///
+    /// Its envelope id **is the message id**: stable across every resend (the receiver's
+    /// inbox dedupe recognises a resend, even after a restart of either side), unique
+    /// per receiver (each member dedupes in its own table), and an ack names the
+    /// message it acknowledges without any table on the sender's side.
+    pub fn group_send(
+        local: &NodeId,
+        peer: &NodeId,
+        group: &GlobalGroupId,
+        message: &Message,
+    ) -> Result<Envelope, EnvelopeError> {
+        let payload = serde_json::to_value(GroupSendPayload::from_message(group, message))
+            .map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+        Ok(Envelope {
+            envelope_id: EnvelopeId::from_ulid(message.message_id.ulid()),
+            kind: KIND_GROUP_SEND.to_string(),
+            from_peer_id: local.clone(),
+            to_peer_id: peer.clone(),
+            ts: message.sent_at,
+            payload,
         })
     }
 
@@ -173,6 +203,38 @@ impl Envelope {
                     hlc: Hlc::from_raw(dm.hlc),
                 }))
             }
+            KIND_GROUP_SEND => {
+                let send: GroupSendPayload = serde_json::from_value(self.payload.clone())
+                    .map_err(|_| EnvelopeError::Invalid("group.send payload"))?;
+                if send.text.trim().is_empty() {
+                    return Err(EnvelopeError::Invalid("empty text"));
+                }
+                if send.text.len() > MAX_BODY_BYTES {
+                    return Err(EnvelopeError::Invalid("text too long"));
+                }
+                let message_id = send.message_id()?;
+                // The envelope id is the message id (see `group_send`): a mismatch is a
+                // forged or broken envelope, and would defeat the dedupe.
+                if message_id.ulid() != self.envelope_id.ulid() {
+                    return Err(EnvelopeError::Invalid(
+                        "group.send envelope_id is not its message_id",
+                    ));
+                }
+                Ok(InboundEffect::GroupMessage {
+                    global_group_id: send.global_group_id()?,
+                    message: InboundMessage {
+                        message_id,
+                        body: send.text,
+                        sent_at: send.sent_at,
+                        hlc: Hlc::from_raw(send.hlc),
+                    },
+                })
+            }
+            KIND_GROUP_UPSERT => {
+                let upsert: GroupUpsertPayload = serde_json::from_value(self.payload.clone())
+                    .map_err(|_| EnvelopeError::Invalid("group.upsert payload"))?;
+                Ok(InboundEffect::GroupUpsert(upsert.state()?))
+            }
             other => Err(EnvelopeError::UnknownKind(other.chars().take(64).collect())),
         }
     }
@@ -251,6 +313,229 @@ mod tests {
         let mut env = dm("x");
         env.payload["extra"] = json!(1);
         assert!(env.effect().is_err());
+    }
+
+    fn group_state() -> storage::GroupState {
+        storage::GroupState {
+            global_group_id: GlobalGroupId::new(),
+            name: "项目 team".into(),
+            announcement: "周五发布".into(),
+            owner: id(1),
+            members: vec![id(1), id(2), id(3)],
+            revision: storage::GroupRevision {
+                revision: 3,
+                editor: id(2),
+            },
+        }
+    }
+
+    fn upsert(state: &storage::GroupState) -> Envelope {
+        let out = group_upsert_outgoing(state);
+        Envelope {
+            envelope_id: EnvelopeId::new(),
+            kind: out.kind,
+            from_peer_id: id(2),
+            to_peer_id: id(3),
+            ts: 1_700_000_000_000,
+            payload: serde_json::from_slice(&out.payload).unwrap(),
+        }
+    }
+
+    fn group_message(text: &str) -> (GlobalGroupId, Message) {
+        let group = GlobalGroupId::new();
+        let message = Message {
+            message_id: storage::MessageId::new(),
+            conversation_id: storage::ConversationId::group(&group),
+            sender: storage::UserId::lan(&id(1)),
+            body: text.into(),
+            sent_at: 1_700_000_000_000,
+            received_at: 1_700_000_000_000,
+            hlc: Hlc::from_raw(7 << 16),
+            status: storage::MessageStatus::Pending,
+        };
+        (group, message)
+    }
+
+    #[test]
+    fn group_upserts_round_trip_through_seal_and_open() {
+        let keys = NodeKeys::generate().unwrap();
+        let state = group_state();
+        let env = upsert(&state);
+        assert_eq!(env.kind, KIND_GROUP_UPSERT);
+        let bytes = env.seal(&keys).unwrap();
+        let opened = Envelope::open(&bytes, &id(2), &keys.public(), &id(3)).unwrap();
+        assert_eq!(opened.effect(), Ok(InboundEffect::GroupUpsert(state)));
+    }
+
+    #[test]
+    fn bad_group_upserts_are_refused_with_a_reason() {
+        let state = group_state();
+        let bad = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut env = upsert(&state);
+            edit(&mut env.payload);
+            env.effect()
+        };
+        assert_eq!(
+            bad(&|p| p["name"] = json!("  ")),
+            Err(EnvelopeError::Invalid("empty group name"))
+        );
+        assert_eq!(
+            bad(&|p| p["name"] = json!("a\u{7}b")),
+            Err(EnvelopeError::Invalid("bad group name"))
+        );
+        assert_eq!(
+            bad(&|p| p["name"] = json!("n".repeat(129))),
+            Err(EnvelopeError::Invalid("bad group name"))
+        );
+        assert_eq!(
+            bad(&|p| p["announcement"] = json!("a".repeat(4097))),
+            Err(EnvelopeError::Invalid("announcement too long"))
+        );
+        assert_eq!(
+            bad(&|p| p["members"] = json!([])),
+            Err(EnvelopeError::Invalid("bad member count"))
+        );
+        assert_eq!(
+            bad(&|p| p["members"] = json!([id(1).to_string(), "nope"])),
+            Err(EnvelopeError::Invalid("a member is not a node id"))
+        );
+        assert_eq!(
+            bad(&|p| p["members"] = json!([id(1).to_string(), id(1).to_string()])),
+            Err(EnvelopeError::Invalid("duplicate members"))
+        );
+        assert_eq!(
+            bad(&|p| p["members"] = json!([id(2).to_string(), id(3).to_string()])),
+            Err(EnvelopeError::Invalid("the owner is not a member"))
+        );
+        let many: Vec<String> = (0..501)
+            .map(|_| ulid::Ulid::new().to_string())
+            .chain([id(1).to_string()])
+            .collect();
+        assert_eq!(
+            bad(&|p| p["members"] = json!(many)),
+            Err(EnvelopeError::Invalid("bad member count"))
+        );
+        assert_eq!(
+            bad(&|p| p["revision"]["revision"] = json!(0)),
+            Err(EnvelopeError::Invalid("revision 0"))
+        );
+        assert_eq!(
+            bad(&|p| p["revision"]["editor"] = json!("x")),
+            Err(EnvelopeError::Invalid("editor is not a node id"))
+        );
+        assert_eq!(
+            bad(&|p| p["global_group_id"] = json!("x")),
+            Err(EnvelopeError::Invalid("global_group_id is not a ULID"))
+        );
+        assert_eq!(
+            bad(&|p| p["extra"] = json!(1)),
+            Err(EnvelopeError::Invalid("group.upsert payload"))
+        );
+        assert_eq!(
+            bad(&|p| p["revision"]["revision"] = json!(-1)),
+            Err(EnvelopeError::Invalid("group.upsert payload"))
+        );
+    }
+
+    #[test]
+    fn group_messages_round_trip_with_the_message_id_as_envelope_id() {
+        let keys = NodeKeys::generate().unwrap();
+        let (group, message) = group_message("大家好\nhello");
+        let env = Envelope::group_send(&id(1), &id(2), &group, &message).unwrap();
+        assert_eq!(env.envelope_id.ulid(), message.message_id.ulid());
+        // Every resend is the same envelope.
+        assert_eq!(
+            Envelope::group_send(&id(1), &id(2), &group, &message).unwrap(),
+            env
+        );
+        let bytes = env.seal(&keys).unwrap();
+        let opened = Envelope::open(&bytes, &id(1), &keys.public(), &id(2)).unwrap();
+        assert_eq!(
+            opened.effect(),
+            Ok(InboundEffect::GroupMessage {
+                global_group_id: group,
+                message: InboundMessage {
+                    message_id: message.message_id,
+                    body: message.body.clone(),
+                    sent_at: message.sent_at,
+                    hlc: message.hlc,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn bad_group_messages_are_refused_with_a_reason() {
+        let (group, message) = group_message("x");
+        let env = Envelope::group_send(&id(1), &id(2), &group, &message).unwrap();
+        let bad = |edit: &dyn Fn(&mut Envelope)| {
+            let mut e = env.clone();
+            edit(&mut e);
+            e.effect()
+        };
+        assert_eq!(
+            bad(&|e| e.payload["text"] = json!(" \n ")),
+            Err(EnvelopeError::Invalid("empty text"))
+        );
+        assert_eq!(
+            bad(&|e| e.payload["text"] = json!("a".repeat(MAX_BODY_BYTES + 1))),
+            Err(EnvelopeError::Invalid("text too long"))
+        );
+        assert_eq!(
+            bad(&|e| e.envelope_id = EnvelopeId::new()),
+            Err(EnvelopeError::Invalid(
+                "group.send envelope_id is not its message_id"
+            ))
+        );
+        assert_eq!(
+            bad(&|e| e.payload["global_group_id"] = json!("nope")),
+            Err(EnvelopeError::Invalid("global_group_id is not a ULID"))
+        );
+        assert_eq!(
+            bad(&|e| e.payload["message_id"] = json!("nope")),
+            Err(EnvelopeError::Invalid("message_id is not a ULID"))
+        );
+        assert_eq!(
+            bad(&|e| e.payload["extra"] = json!(true)),
+            Err(EnvelopeError::Invalid("group.send payload"))
+        );
+        assert_eq!(
+            bad(&|e| {
+                if let Some(p) = e.payload.as_object_mut() {
+                    p.remove("hlc");
+                }
+            }),
+            Err(EnvelopeError::Invalid("group.send payload"))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn any_group_state_survives_the_codec(
+            name in "[a-zA-Z0-9 一-龥]{1,64}",
+            announcement in "\\PC{0,200}",
+            others in proptest::collection::vec(any::<u128>(), 0..20),
+            revision in 1u64..u64::MAX,
+        ) {
+            prop_assume!(!name.trim().is_empty());
+            let owner = id(1);
+            let mut members: Vec<NodeId> = others
+                .iter()
+                .map(|n| ulid::Ulid::from(*n).to_string().parse().unwrap())
+                .chain([owner.clone()])
+                .collect();
+            members.sort();
+            members.dedup();
+            let state = storage::GroupState {
+                global_group_id: GlobalGroupId::new(),
+                name,
+                announcement,
+                owner,
+                members,
+                revision: storage::GroupRevision { revision, editor: id(2) },
+            };
+            prop_assert_eq!(upsert(&state).effect(), Ok(InboundEffect::GroupUpsert(state)));
+        }
     }
 
     proptest! {

@@ -6,6 +6,7 @@ mod contacts;
 mod conversations;
 mod error;
 mod events;
+mod groups;
 mod guard;
 pub(crate) mod identity;
 mod json_body;
@@ -116,6 +117,8 @@ pub fn router(state: ApiState) -> Router {
             "/conversations/{id}/messages/{message_id}/retry",
             post(conversations::retry),
         )
+        .route("/groups", get(groups::list).post(groups::create))
+        .route("/groups/{id}", get(groups::get).put(groups::update))
         .route("/search", get(search::search))
         .route("/events", get(events::stream))
         .fallback(|| async { ApiError::not_found() })

@@ -152,6 +152,68 @@ pub fn conversation_view(c: &Conversation, names: &Names) -> ConversationView {
     }
 }
 
+/// A group as the API shows it: members with their names and presence from `users`
+/// (the store's list), this node's own name from `local_name`.
+pub fn group_view(
+    group: &storage::Group,
+    users: &[storage::User],
+    local: &api_types::NodeId,
+    local_name: &str,
+) -> api_types::GroupView {
+    let state = &group.state;
+    let members = state
+        .members
+        .iter()
+        .map(|member| {
+            let user_id = UserId::lan(member);
+            let is_self = member == local;
+            let user = users.iter().find(|u| u.user_id == user_id);
+            let display_name = match user {
+                _ if is_self => local_name.to_string(),
+                Some(u) if !u.display_name.is_empty() => u.display_name.clone(),
+                _ => member.to_string(),
+            };
+            api_types::GroupMemberView {
+                peer_id: member.to_string(),
+                user_id: user_id.to_string(),
+                display_name,
+                online: is_self || user.is_some_and(|u| u.online && !u.blocked),
+                is_self,
+                is_owner: *member == state.owner,
+            }
+        })
+        .collect();
+    api_types::GroupView {
+        id: state.global_group_id.to_string(),
+        conversation_id: group.conversation_id.to_string(),
+        name: state.name.clone(),
+        announcement: state.announcement.clone(),
+        owner: state.owner.to_string(),
+        members,
+        is_member: state.members.contains(local),
+        revision: state.revision.revision,
+        revision_editor: state.revision.editor.to_string(),
+        updated_at: unix_ms(group.updated_at),
+    }
+}
+
+/// `group_view` outside a request (events): names and presence read from the store.
+pub async fn group_view_from_store(
+    store: &storage::Store,
+    local: &api_types::NodeId,
+    group: &storage::Group,
+) -> api_types::GroupView {
+    let users = store.users().await.unwrap_or_default();
+    let local_name = store
+        .local_identity()
+        .await
+        .ok()
+        .flatten()
+        .map(|me| me.display_name)
+        .unwrap_or_default();
+    group_view(group, &users, local, &local_name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

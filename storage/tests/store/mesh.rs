@@ -729,3 +729,139 @@ async fn retry_refuses_other_conversations_inbound_messages_and_blocked_peers() 
         Err(StoreError::NotFound { .. })
     ));
 }
+
+#[tokio::test]
+async fn acks_in_any_order_move_a_cursor_without_gaps_and_links_make_it_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let t0 = now_ms();
+    let group = store
+        .create_group(
+            NewGroup {
+                name: "Team".into(),
+                announcement: String::new(),
+                members: vec![node(1), node(2)],
+            },
+            t0,
+            upsert_envelope,
+        )
+        .await
+        .unwrap();
+    let gid = group.state.global_group_id;
+    assert_eq!(store.next_group_delivery_due_at().await.unwrap(), None);
+    let mut sent = Vec::new();
+    for i in 0..4 {
+        let m = store
+            .send_group_message(gid, format!("m{i}"), t0 + i)
+            .await
+            .unwrap();
+        sent.push(m.message_id);
+    }
+    assert!(store.next_group_delivery_due_at().await.unwrap().is_some());
+    // Acks for 3 and 1 came first: nothing moves (0 is still owed).
+    let consumed = store
+        .group_messages_acked(gid, node(1), vec![sent[3], sent[1]], t0 + 5)
+        .await
+        .unwrap();
+    assert!(consumed.is_empty());
+    // 0 arrives: the cursor moves over 0 and 1, stops before the gap at 2.
+    let consumed = store
+        .group_messages_acked(gid, node(1), vec![sent[3], sent[1], sent[0]], t0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(consumed, vec![sent[0], sent[1]]);
+    let consumed = store
+        .group_messages_acked(gid, node(1), vec![sent[3], sent[2]], t0 + 5)
+        .await
+        .unwrap();
+    assert_eq!(consumed, vec![sent[2], sent[3]]);
+    let due = store.due_group_deliveries(t0 + 5, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|d| d.peer_id.clone()).collect::<Vec<_>>(),
+        vec![node(2)]
+    );
+
+    // Node 2 backs off after an attempt; its link coming up makes it due at once.
+    store
+        .record_group_attempt(gid, node(2), SendAttempt::Failed("offline".into()), t0 + 5)
+        .await
+        .unwrap();
+    assert!(store
+        .due_group_deliveries(t0 + 5, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .group_deliveries_due_now(node(2), t0 + 6)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.due_group_deliveries(t0 + 6, 10).await.unwrap().len(),
+        1
+    );
+}
+
+/// A member back after more than the dedupe window still gets the group messages its
+/// cursor resent (a sender never gives them up), while an old DM envelope is expired.
+#[tokio::test]
+async fn old_group_messages_are_not_expired_like_envelopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 2).await;
+    let now = now_ms();
+    let gid = storage::GlobalGroupId::new();
+    let state = GroupState {
+        global_group_id: gid,
+        name: "Team".into(),
+        announcement: String::new(),
+        owner: node(1),
+        members: vec![node(0), node(1), node(2)],
+        revision: GroupRevision {
+            revision: 1,
+            editor: node(1),
+        },
+    };
+    let upsert = InboundEnvelope {
+        envelope_id: EnvelopeId::new(),
+        from_peer_id: node(1),
+        received_at: now,
+    };
+    assert_eq!(
+        store
+            .apply_inbound(upsert, InboundEffect::GroupUpsert(state))
+            .await
+            .unwrap(),
+        InboundOutcome::Applied
+    );
+    let old = now - MAX_RETRY_AGE_MS - MAX_CLOCK_SKEW_MS - 60_000;
+    let id = Ulid::from_parts(u64::try_from(old).unwrap(), 7);
+    let message = storage::InboundMessage {
+        message_id: storage::MessageId::from_ulid(id),
+        body: "from long ago".into(),
+        sent_at: old,
+        hlc: storage::Hlc::from_raw(u64::try_from(old).unwrap() << 16),
+    };
+    let envelope = InboundEnvelope {
+        envelope_id: EnvelopeId::from_ulid(id),
+        from_peer_id: node(1),
+        received_at: now,
+    };
+    let effect = InboundEffect::GroupMessage {
+        global_group_id: gid,
+        message,
+    };
+    assert_eq!(
+        store
+            .apply_inbound(envelope.clone(), effect.clone())
+            .await
+            .unwrap(),
+        InboundOutcome::Applied
+    );
+    assert_eq!(
+        store.apply_inbound(envelope, effect).await.unwrap(),
+        InboundOutcome::Duplicate
+    );
+    assert_eq!(history_len(&store, ConversationId::group(&gid)).await, 1);
+}
