@@ -52,10 +52,11 @@ fn same_state(a: &GroupView, b: &GroupView) -> bool {
         && a.revision_editor == b.revision_editor
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_group_reaches_every_member_and_keeps_one_history() {
-    let mesh = LoopbackMesh::start(
-        "groups_loopback/a_group_reaches_every_member_and_keeps_one_history",
+/// Three nodes (alpha, bravo, charlie) that probe each other, with a short outbox backoff;
+/// data directories and logs under `target/test-artifacts/groups_loopback/<test>`.
+async fn three_nodes(test: &str) -> LoopbackMesh {
+    LoopbackMesh::start(
+        &format!("groups_loopback/{test}"),
         &["alpha", "bravo", "charlie"],
         SECRET,
         &[
@@ -64,7 +65,24 @@ async fn a_group_reaches_every_member_and_keeps_one_history() {
         ],
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Waits until every node lists both others online.
+async fn all_online(mesh: &LoopbackMesh) -> anyhow::Result<()> {
+    for (i, node) in mesh.nodes.iter().enumerate() {
+        for (j, other) in mesh.ids.iter().enumerate() {
+            if i != j {
+                wait_contact_online(node, other, true, ONLINE).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_reaches_every_member_and_keeps_one_history() {
+    let mesh = three_nodes("a_group_reaches_every_member_and_keeps_one_history").await;
     let result = scenario(&mesh).await;
     mesh.explain(result).unwrap();
 }
@@ -72,11 +90,7 @@ async fn a_group_reaches_every_member_and_keeps_one_history() {
 async fn scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
     let [a, b, c] = [&mesh.nodes[0], &mesh.nodes[1], &mesh.nodes[2]];
     let [a_id, b_id, c_id] = [&mesh.ids[0], &mesh.ids[1], &mesh.ids[2]];
-    for (node, others) in [(a, [b_id, c_id]), (b, [a_id, c_id]), (c, [a_id, b_id])] {
-        for other in others {
-            wait_contact_online(node, other, true, ONLINE).await?;
-        }
-    }
+    all_online(mesh).await?;
     let b_events = EventRecorder::start(b).await?;
     let c_events = EventRecorder::start(c).await?;
 
@@ -228,36 +242,14 @@ async fn scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_that_was_away_gets_what_the_others_sent_meanwhile() {
-    let mut mesh = LoopbackMesh::start(
-        "groups_loopback/a_member_that_was_away_gets_what_the_others_sent_meanwhile",
-        &["alpha", "bravo", "charlie"],
-        SECRET,
-        &[
-            ("LANCHAT_RETRY_FIRST_MS", "200"),
-            ("LANCHAT_RETRY_MAX_MS", "1000"),
-        ],
-    )
-    .await
-    .unwrap();
+    let mut mesh = three_nodes("a_member_that_was_away_gets_what_the_others_sent_meanwhile").await;
     let result = away_scenario(&mut mesh).await;
     mesh.explain(result).unwrap();
 }
 
 async fn away_scenario(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
-    let (a_id, b_id, c_id) = (
-        mesh.ids[0].clone(),
-        mesh.ids[1].clone(),
-        mesh.ids[2].clone(),
-    );
-    for (i, others) in [
-        (0, [&b_id, &c_id]),
-        (1, [&a_id, &c_id]),
-        (2, [&a_id, &b_id]),
-    ] {
-        for other in others {
-            wait_contact_online(&mesh.nodes[i], other, true, ONLINE).await?;
-        }
-    }
+    all_online(mesh).await?;
+    let (b_id, c_id) = (mesh.ids[1].clone(), mesh.ids[2].clone());
     let created = create_group(&mesh.nodes[0], "away", &[&b_id, &c_id]).await?;
     for i in [1, 2] {
         wait_group(&mesh.nodes[i], &created.id, DELIVERY, "the group", |g| {
@@ -310,36 +302,15 @@ async fn away_scenario(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_away_when_the_group_was_made_gets_it_and_its_messages() {
-    let mut mesh = LoopbackMesh::start(
-        "groups_loopback/a_member_away_when_the_group_was_made_gets_it_and_its_messages",
-        &["alpha", "bravo", "charlie"],
-        SECRET,
-        &[
-            ("LANCHAT_RETRY_FIRST_MS", "200"),
-            ("LANCHAT_RETRY_MAX_MS", "1000"),
-        ],
-    )
-    .await
-    .unwrap();
+    let mut mesh =
+        three_nodes("a_member_away_when_the_group_was_made_gets_it_and_its_messages").await;
     let result = made_while_away(&mut mesh).await;
     mesh.explain(result).unwrap();
 }
 
 async fn made_while_away(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
-    let (a_id, b_id, c_id) = (
-        mesh.ids[0].clone(),
-        mesh.ids[1].clone(),
-        mesh.ids[2].clone(),
-    );
-    for (i, others) in [
-        (0, [&b_id, &c_id]),
-        (1, [&a_id, &c_id]),
-        (2, [&a_id, &b_id]),
-    ] {
-        for other in others {
-            wait_contact_online(&mesh.nodes[i], other, true, ONLINE).await?;
-        }
-    }
+    all_online(mesh).await?;
+    let (b_id, c_id) = (mesh.ids[1].clone(), mesh.ids[2].clone());
     mesh.stop(2).await?;
     wait_contact_online(&mesh.nodes[0], &c_id, false, ONLINE).await?;
     wait_contact_online(&mesh.nodes[1], &c_id, false, ONLINE).await?;
