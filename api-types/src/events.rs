@@ -49,6 +49,22 @@ pub enum Event {
     /// A group was created or changed, here or by a `group.upsert` from a member.
     #[serde(rename = "group.updated")]
     GroupUpdated { group: crate::groups::GroupView },
+    /// A group's announcement changed (here or by a member): show it to the user.
+    #[serde(rename = "group.announcement")]
+    GroupAnnouncement {
+        group_id: String,
+        announcement: String,
+        /// The member who set it.
+        editor: String,
+    },
+    /// A member added this node to a group while `auto_accept_group_sync` is off.
+    #[serde(rename = "group.invitation")]
+    GroupInvitation {
+        invitation: crate::groups::GroupInvitationView,
+    },
+    /// An invitation was accepted or declined (by any client of this node).
+    #[serde(rename = "group.invitation_closed")]
+    GroupInvitationClosed { group_id: String, accepted: bool },
     /// The LAN mesh started, stopped or failed.
     #[serde(rename = "mesh.state")]
     MeshState {

@@ -29,14 +29,47 @@ pub struct GroupView {
     pub owner: String,
     /// Sorted by node id; this node included while it is a member.
     pub members: Vec<GroupMemberView>,
-    /// False when a later state removed this node: it keeps the history, sends and
-    /// receives nothing more.
+    /// False when a later state removed this node (or it left): it keeps the history,
+    /// sends and receives nothing more.
     pub is_member: bool,
-    /// The merge version: the higher `(revision, revision_editor)` wins everywhere.
+    /// The owner dissolved the group: it stays readable, nobody can send or change it.
+    pub dissolved: bool,
+    /// What this node may do now: the same rules every member enforces on receipt.
+    pub permissions: GroupPermissions,
+    /// The newest change's clock stamp (hybrid logical clock) and who made it; equal on
+    /// every member once they hold the same state.
     pub revision: u64,
     pub revision_editor: String,
     /// Unix ms of the last change this node applied.
     pub updated_at: u64,
+}
+
+/// What this node may do with a group (docs/PROTOCOL.md, "Group permissions").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupPermissions {
+    /// Send messages (a member of a group that is not dissolved).
+    pub send: bool,
+    /// Rename it and change its announcement (any member).
+    pub edit_info: bool,
+    /// Add and remove members (the owner).
+    pub manage_members: bool,
+    /// Leave it (any member but the owner, who dissolves instead).
+    pub leave: bool,
+    /// Dissolve it (the owner).
+    pub dissolve: bool,
+}
+
+/// A group this node was added to while `auto_accept_group_sync` is off: it waits for
+/// the user to accept or decline (`/api/v1/group-invitations`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInvitationView {
+    /// The group as the inviting member sent it (`is_member` false until accepted).
+    pub group: GroupView,
+    /// The member whose `group.upsert` brought it.
+    pub from_peer_id: String,
+    pub from_name: String,
+    /// Unix ms.
+    pub received_at: u64,
 }
 
 /// `POST /api/v1/groups`.

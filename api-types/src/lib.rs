@@ -21,7 +21,9 @@ pub use chat::{
 pub use cidr::{Cidr, CidrError};
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;
-pub use groups::{CreateGroup, GroupMemberView, GroupView, UpdateGroup};
+pub use groups::{
+    CreateGroup, GroupInvitationView, GroupMemberView, GroupPermissions, GroupView, UpdateGroup,
+};
 pub use node_id::{NodeId, NodeIdError};
 pub use peers::{AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters};
 pub use settings::{LanMeshSettings, Language, Settings, UiSettings};

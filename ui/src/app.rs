@@ -81,7 +81,10 @@ pub fn App() -> impl IntoView {
                     Event::MessageNew { .. }
                     | Event::MessageStatus { .. }
                     | Event::ConversationRead { .. }
-                    | Event::GroupUpdated { .. } => {}
+                    | Event::GroupUpdated { .. }
+                    | Event::GroupAnnouncement { .. }
+                    | Event::GroupInvitation { .. }
+                    | Event::GroupInvitationClosed { .. } => {}
                 }
                 // The messenger follows messages, reads, peers and resyncs.
                 chat.on_event(event);

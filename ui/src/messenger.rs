@@ -420,6 +420,9 @@ impl Chat {
             Event::Resync => self.resync(),
             // A group was created or renamed: its conversation's name changed.
             Event::GroupUpdated { .. } => self.refresh_conversations(),
+            Event::GroupAnnouncement { .. }
+            | Event::GroupInvitation { .. }
+            | Event::GroupInvitationClosed { .. } => {}
             Event::MeshState { .. } => {}
         }
     }

@@ -183,6 +183,8 @@ pub fn group_view(
             }
         })
         .collect();
+    let is_member = state.members.contains(local);
+    let is_owner = state.owner == *local;
     api_types::GroupView {
         id: state.global_group_id.to_string(),
         conversation_id: group.conversation_id.to_string(),
@@ -190,7 +192,15 @@ pub fn group_view(
         announcement: state.announcement.clone(),
         owner: state.owner.to_string(),
         members,
-        is_member: state.members.contains(local),
+        is_member,
+        dissolved: false,
+        permissions: api_types::GroupPermissions {
+            send: is_member,
+            edit_info: is_member,
+            manage_members: is_member && is_owner,
+            leave: is_member && !is_owner,
+            dissolve: is_member && is_owner,
+        },
         revision: state.revision.revision,
         revision_editor: state.revision.editor.to_string(),
         updated_at: unix_ms(group.updated_at),
