@@ -28,10 +28,10 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use api_types::{Event, GroupView, MessageStatus};
+use api_types::{Event, MessageStatus};
 use lanchat_tests::chat::{
-    create_group, group_conversation, groups, ids, send_concurrently, summary, update_group,
-    wait_all_delivered, wait_contact_online, wait_count, wait_group, EventRecorder,
+    create_group, group_conversation, groups, ids, same_group_state, send_concurrently, summary,
+    update_group, wait_all_delivered, wait_contact_online, wait_count, wait_group, EventRecorder,
 };
 use lanchat_tests::LoopbackMesh;
 
@@ -39,18 +39,6 @@ const SECRET: &str = "office";
 const ONLINE: Duration = Duration::from_secs(20);
 const DELIVERY: Duration = Duration::from_secs(60);
 const PER_NODE: usize = 20;
-
-fn same_state(a: &GroupView, b: &GroupView) -> bool {
-    let members =
-        |g: &GroupView| -> Vec<String> { g.members.iter().map(|m| m.peer_id.clone()).collect() };
-    a.id == b.id
-        && a.name == b.name
-        && a.owner == b.owner
-        && a.announcement == b.announcement
-        && members(a) == members(b)
-        && a.revision == b.revision
-        && a.revision_editor == b.revision_editor
-}
 
 /// Three nodes (alpha, bravo, charlie) that probe each other, with a short outbox backoff;
 /// data directories and logs under `target/test-artifacts/groups_loopback/<test>`.
@@ -68,16 +56,8 @@ async fn three_nodes(test: &str) -> LoopbackMesh {
     .unwrap()
 }
 
-/// Waits until every node lists both others online.
 async fn all_online(mesh: &LoopbackMesh) -> anyhow::Result<()> {
-    for (i, node) in mesh.nodes.iter().enumerate() {
-        for (j, other) in mesh.ids.iter().enumerate() {
-            if i != j {
-                wait_contact_online(node, other, true, ONLINE).await?;
-            }
-        }
-    }
-    Ok(())
+    lanchat_tests::chat::all_online(mesh, ONLINE).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +95,7 @@ async fn scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
             &created.id,
             DELIVERY,
             &format!("the group on {name}"),
-            |g| same_state(g, &created),
+            |g| same_group_state(g, &created),
         )
         .await?;
         anyhow::ensure!(seen.is_member, "{name} is not a member: {seen:?}");
@@ -225,7 +205,7 @@ async fn scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
             &created.id,
             DELIVERY,
             &format!("the rename on {name}"),
-            |g| same_state(g, &renamed),
+            |g| same_group_state(g, &renamed),
         )
         .await?;
     }
@@ -255,7 +235,7 @@ async fn away_scenario(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
     let created = create_group(&mesh.nodes[0], "away", &[&b_id, &c_id]).await?;
     for i in [1, 2] {
         wait_group(&mesh.nodes[i], &created.id, DELIVERY, "the group", |g| {
-            same_state(g, &created)
+            same_group_state(g, &created)
         })
         .await?;
     }
@@ -322,7 +302,7 @@ async fn made_while_away(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
         &created.id,
         DELIVERY,
         "the group on bravo",
-        |g| same_state(g, &created),
+        |g| same_group_state(g, &created),
     )
     .await?;
     let conversation = group_conversation(&created.id);
@@ -338,7 +318,7 @@ async fn made_while_away(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
         &created.id,
         DELIVERY,
         "the group on charlie",
-        |g| same_state(g, &created),
+        |g| same_group_state(g, &created),
     )
     .await?;
     let a_history = wait_all_delivered(&mesh.nodes[0], &conversation, &ids(&sa), DELIVERY).await?;
