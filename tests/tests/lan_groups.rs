@@ -1,0 +1,278 @@
+//! Groups on a real LAN of network namespaces (issue 6): three `lanchat serve` hosts
+//! that find each other by broadcast, driven only through their local API. Needs root
+//! (see `lanchat_tests::netns`).
+//!
+//! - `a_group_on_the_lan_keeps_one_history_and_survives_a_partition`: A creates a group
+//!   with B and C → the same state on B and C; A, B and C each send 100 messages at once
+//!   → identical histories in identical order on all three. Then B is cut off the
+//!   switch: A renames and adds a member while B renames and leaves; healed → the same
+//!   name, members and revision everywhere. A adds B back and removes C: what A sends
+//!   afterwards never reaches C; added again, C gets the current state.
+//!
+//! Timings: heartbeat 1 s, TTL 3 s (`NodeSettings::default()`), the product's backoff.
+
+use std::time::Duration;
+
+use lanchat_tests::netns::{Host, Lan, Method, NodeSettings};
+use lanchat_tests::wait_until;
+use serde_json::{json, Value};
+
+const SETTLE: Duration = Duration::from_secs(15);
+const DELIVERY: Duration = Duration::from_secs(90);
+const PER_HOST: usize = 100;
+
+async fn mesh(lan: &Lan, names: &[&str]) -> anyhow::Result<Vec<Host>> {
+    let mut hosts = Vec::new();
+    for name in names {
+        hosts.push(lan.add_host(name, NodeSettings::default()).await?);
+    }
+    for h in &hosts {
+        for other in hosts.iter().filter(|o| o.node_id != h.node_id) {
+            wait_until(SETTLE, "the hosts to list each other", || async {
+                h.lists(other).await.ok()?.then_some(())
+            })
+            .await?;
+        }
+    }
+    Ok(hosts)
+}
+
+async fn group(host: &Host, id: &str) -> anyhow::Result<Value> {
+    host.get(&format!("v1/groups/{id}")).await
+}
+
+/// What every member must agree on.
+fn state(g: &Value) -> Value {
+    let members: Vec<Value> = g["members"]
+        .as_array()
+        .map(|m| m.iter().map(|x| x["peer_id"].clone()).collect())
+        .unwrap_or_default();
+    json!([
+        g["name"],
+        g["owner"],
+        g["announcement"],
+        members,
+        g["revision"],
+        g["revision_editor"],
+        g["dissolved"]
+    ])
+}
+
+fn member_count(g: &Value) -> usize {
+    g["members"].as_array().map_or(0, Vec::len)
+}
+
+async fn wait_group(
+    host: &Host,
+    id: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) -> anyhow::Result<Value> {
+    wait_until(DELIVERY, what, || async {
+        let g = group(host, id).await.ok()?;
+        done(&g).then_some(g)
+    })
+    .await
+}
+
+async fn send(host: &Host, conversation: &str, text: &str) -> anyhow::Result<()> {
+    host.call_expect(
+        Method::Post,
+        &format!("v1/conversations/{conversation}/messages"),
+        Some(&json!({ "text": text })),
+        201,
+    )
+    .await
+    .map(drop)
+}
+
+async fn send_all(host: &Host, conversation: &str, tag: &str, n: usize) -> anyhow::Result<()> {
+    for i in 0..n {
+        send(host, conversation, &format!("{tag} {i}")).await?;
+    }
+    Ok(())
+}
+
+/// The whole history, oldest first: (id, text).
+async fn history(host: &Host, conversation: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let base = format!("v1/conversations/{conversation}/messages?limit=200");
+    let mut pages = Vec::new();
+    let mut path = base.clone();
+    for _ in 0..50 {
+        let page = host.get(&path).await?;
+        let messages: Vec<(String, String)> = page["messages"]
+            .as_array()
+            .map(|list| {
+                list.iter()
+                    .map(|m| {
+                        let field = |k: &str| m[k].as_str().unwrap_or("").to_string();
+                        (field("id"), field("text"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        pages.push(messages);
+        match page["older"].as_str() {
+            Some(older) => path = format!("{base}&before={older}"),
+            None => return Ok(pages.into_iter().rev().flatten().collect()),
+        }
+    }
+    anyhow::bail!("too many pages")
+}
+
+async fn wait_history(
+    host: &Host,
+    conversation: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, String)>> {
+    wait_until(DELIVERY, "the whole history", || async {
+        let h = history(host, conversation).await.ok()?;
+        (h.len() >= count).then_some(h)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_on_the_lan_keeps_one_history_and_survives_a_partition() -> anyhow::Result<()> {
+    let lan = Lan::new("lan_groups")?;
+    let hosts = mesh(&lan, &["alpha", "bravo", "charlie"]).await?;
+    let [a, b, c] = [&hosts[0], &hosts[1], &hosts[2]];
+
+    // Create on A: the same group on B and C.
+    let created = a
+        .call_expect(
+            Method::Post,
+            "v1/groups",
+            Some(&json!({"name": "局域网 LAN", "members": [b.node_id, c.node_id]})),
+            201,
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or("").to_string();
+    let conv = format!("group:{id}");
+    for host in [b, c] {
+        let g = wait_group(host, &id, "the group on B and C", |g| member_count(g) == 3).await?;
+        assert_eq!(state(&g), state(&created));
+    }
+
+    // 100 each, all three at once: one history, one order.
+    let (ra, rb, rc) = tokio::join!(
+        send_all(a, &conv, "a", PER_HOST),
+        send_all(b, &conv, "b", PER_HOST),
+        send_all(c, &conv, "c", PER_HOST),
+    );
+    ra?;
+    rb?;
+    rc?;
+    let on_a = wait_history(a, &conv, 3 * PER_HOST).await?;
+    let on_b = wait_history(b, &conv, 3 * PER_HOST).await?;
+    let on_c = wait_history(c, &conv, 3 * PER_HOST).await?;
+    assert_eq!(on_a.len(), 3 * PER_HOST, "exactly once");
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_b, on_c);
+
+    // A partition: B alone. Concurrent edits on both sides.
+    lan.set_partitioned(&b.ns, true)?;
+    wait_until(SETTLE, "A and C see B gone", || async {
+        let on_a = a.online_peer_ids().await.ok()?;
+        let on_c = c.online_peer_ids().await.ok()?;
+        (!on_a.contains(&b.node_id) && !on_c.contains(&b.node_id)).then_some(())
+    })
+    .await?;
+    let newcomer = storage::MessageId::new().to_string();
+    a.call_expect(
+        Method::Put,
+        &format!("v1/groups/{id}"),
+        Some(&json!({"name": "from A"})),
+        200,
+    )
+    .await?;
+    a.call_expect(
+        Method::Put,
+        &format!("v1/groups/{id}"),
+        Some(&json!({"members": [b.node_id, c.node_id, newcomer]})),
+        200,
+    )
+    .await?;
+    b.call_expect(
+        Method::Put,
+        &format!("v1/groups/{id}"),
+        Some(&json!({"name": "from B"})),
+        200,
+    )
+    .await?;
+    b.call_expect(Method::Post, &format!("v1/groups/{id}/leave"), None, 200)
+        .await?;
+    lan.set_partitioned(&b.ns, false)?;
+    let settled = wait_until(
+        DELIVERY,
+        "one state on A, B and C after healing",
+        || async {
+            let (ga, gb, gc) = (
+                group(a, &id).await.ok()?,
+                group(b, &id).await.ok()?,
+                group(c, &id).await.ok()?,
+            );
+            (state(&ga) == state(&gb) && state(&gb) == state(&gc)).then_some(ga)
+        },
+    )
+    .await?;
+    let mut expected = vec![a.node_id.clone(), c.node_id.clone(), newcomer];
+    expected.sort();
+    let members: Vec<String> = settled["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x["peer_id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(members, expected, "both member changes survive");
+    assert!(
+        settled["name"] == "from A" || settled["name"] == "from B",
+        "{settled}"
+    );
+
+    // A adds B back and removes C (and the newcomer): nothing sent afterwards reaches C.
+    a.call_expect(
+        Method::Put,
+        &format!("v1/groups/{id}"),
+        Some(&json!({"members": [b.node_id]})),
+        200,
+    )
+    .await?;
+    wait_group(c, &id, "C removed", |g| g["is_member"] == false).await?;
+    wait_group(b, &id, "B back", |g| g["is_member"] == true).await?;
+    send_all(a, &conv, "after removal", 10).await?;
+    wait_until(DELIVERY, "A's messages delivered to B", || async {
+        let page = a
+            .get(&format!("v1/conversations/{conv}/messages?limit=10"))
+            .await
+            .ok()?;
+        page["messages"]
+            .as_array()?
+            .iter()
+            .all(|m| m["status"] == "delivered")
+            .then_some(())
+    })
+    .await?;
+    let on_c = history(c, &conv).await?;
+    assert!(
+        on_c.iter()
+            .all(|(_, text)| !text.starts_with("after removal")),
+        "a removed member gets nothing"
+    );
+    // Added again: C gets the current state.
+    let now = a
+        .call_expect(
+            Method::Put,
+            &format!("v1/groups/{id}"),
+            Some(&json!({"members": [b.node_id, c.node_id]})),
+            200,
+        )
+        .await?;
+    wait_group(c, &id, "C back, with the current state", |g| {
+        g["is_member"] == true && state(g) == state(&now)
+    })
+    .await?;
+    Ok(())
+}
