@@ -12,8 +12,8 @@ use crate::hlc::Hlc;
 use crate::ids::{ConversationId, GlobalGroupId};
 use crate::inbound::MAX_CLOCK_SKEW_MS;
 use crate::model::{
-    Group, GroupEdit, GroupInvitation, InboundOutcome, NewGroup, OutgoingEnvelope, UnixMs,
-    MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS,
+    Group, GroupAction, GroupEdit, GroupInvitation, InboundOutcome, NewGroup, OutgoingEnvelope,
+    UnixMs, MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS,
 };
 use crate::outbox;
 use crate::peers;
@@ -434,47 +434,40 @@ pub(crate) fn edit(
     commit_change(conn, writer, &state, &before, now, encode)
 }
 
-/// This node leaves: its own removal, told to every member.
-pub(crate) fn leave(
+/// This node leaves (its own removal) or, as the owner, dissolves the group; told to
+/// every member.
+pub(crate) fn act(
     conn: &Connection,
     writer: &mut WriterState,
     id: &GlobalGroupId,
+    action: GroupAction,
     now: UnixMs,
     encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
 ) -> StoreResult<Group> {
     let (mut state, local) = changeable(conn, writer, id)?;
-    if !state.may_leave(&local) {
-        return Err(StoreError::invalid(
-            "group",
-            "the owner cannot leave; dissolve the group instead",
-        ));
+    match action {
+        GroupAction::Leave if !state.may_leave(&local) => {
+            return Err(StoreError::invalid(
+                "group",
+                "the owner cannot leave; dissolve the group instead",
+            ))
+        }
+        GroupAction::Dissolve if !state.may_dissolve(&local) => {
+            return Err(StoreError::Forbidden {
+                field: "group",
+                reason: "only the owner dissolves the group".into(),
+            })
+        }
+        _ => {}
     }
     let before = state.member_ids();
     let stamp = next_stamp(writer, now)?;
-    state.set_member(&local, false, &stamp);
+    match action {
+        GroupAction::Leave => state.set_member(&local, false, &stamp),
+        GroupAction::Dissolve => state.dissolve(&stamp),
+    }
     let state = checked(state, "group")?;
     commit_change(conn, writer, &state, &before, now, encode)
-}
-
-/// The owner ends the group for everyone.
-pub(crate) fn dissolve(
-    conn: &Connection,
-    writer: &mut WriterState,
-    id: &GlobalGroupId,
-    now: UnixMs,
-    encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
-) -> StoreResult<Group> {
-    let (mut state, local) = changeable(conn, writer, id)?;
-    if !state.may_dissolve(&local) {
-        return Err(StoreError::Forbidden {
-            field: "group",
-            reason: "only the owner dissolves the group".into(),
-        });
-    }
-    let stamp = next_stamp(writer, now)?;
-    state.dissolve(&stamp);
-    let state = checked(state, "group")?;
-    commit_change(conn, writer, &state, &[], now, encode)
 }
 
 /// Checks an upsert from `from` on its own terms, the same on every node: a valid

@@ -167,6 +167,15 @@ pub struct Group {
     pub updated_at: UnixMs,
 }
 
+/// A change of this node's own standing in a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupAction {
+    /// Any member but the owner.
+    Leave,
+    /// The owner, for everyone.
+    Dissolve,
+}
+
 /// A group a member added this node to while auto-accept is off.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupInvitation {

@@ -12,10 +12,10 @@ use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
 use crate::model::{
-    AckedEnvelope, Conversation, Group, GroupDelivery, GroupEdit, GroupInvitation, GroupState,
-    HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity, Message,
-    MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, SearchPage,
-    SearchQuery, SendAttempt, UnixMs, User,
+    AckedEnvelope, Conversation, Group, GroupAction, GroupDelivery, GroupEdit, GroupInvitation,
+    GroupState, HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin,
+    LocalIdentity, Message, MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer,
+    PeerSighting, SearchPage, SearchQuery, SendAttempt, UnixMs, User,
 };
 use crate::readers::{self, ReadJob};
 use crate::retry::RetryPolicy;
@@ -314,10 +314,12 @@ impl Store {
         .await
     }
 
-    /// This node leaves a group (not its owner): its removal goes to every member.
-    pub async fn leave_group<E>(
+    /// This node leaves a group (not its owner), or the owner dissolves it; the new
+    /// state goes to every member.
+    pub async fn group_action<E>(
         &self,
         group: GlobalGroupId,
+        action: GroupAction,
         now: UnixMs,
         encode: E,
     ) -> StoreResult<Group>
@@ -325,23 +327,7 @@ impl Store {
         E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
     {
         self.write(Durability::Normal, move |c, s| {
-            groups::leave(c, s, &group, now, encode)
-        })
-        .await
-    }
-
-    /// The owner dissolves a group for every member.
-    pub async fn dissolve_group<E>(
-        &self,
-        group: GlobalGroupId,
-        now: UnixMs,
-        encode: E,
-    ) -> StoreResult<Group>
-    where
-        E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
-    {
-        self.write(Durability::Normal, move |c, s| {
-            groups::dissolve(c, s, &group, now, encode)
+            groups::act(c, s, &group, action, now, encode)
         })
         .await
     }

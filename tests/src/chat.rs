@@ -508,3 +508,21 @@ pub async fn all_online(mesh: &crate::LoopbackMesh, limit: Duration) -> anyhow::
     }
     Ok(())
 }
+
+/// The shared secret of [`three_group_nodes`].
+pub const GROUP_NODES_SECRET: &str = "office";
+
+/// Three nodes (alpha, bravo, charlie) that probe each other, with a short outbox
+/// backoff; data directories and logs under `target/test-artifacts/<artifacts>`.
+pub async fn three_group_nodes(artifacts: &str) -> anyhow::Result<crate::LoopbackMesh> {
+    crate::LoopbackMesh::start(
+        artifacts,
+        &["alpha", "bravo", "charlie"],
+        GROUP_NODES_SECRET,
+        &[
+            ("LANCHAT_RETRY_FIRST_MS", "200"),
+            ("LANCHAT_RETRY_MAX_MS", "1000"),
+        ],
+    )
+    .await
+}

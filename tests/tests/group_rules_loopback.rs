@@ -28,27 +28,18 @@ use std::time::Duration;
 use api_types::{Event, GroupView};
 use lanchat_tests::chat::{
     all_online, create_group, group_conversation, history, ids, post_action, refused,
-    same_group_state, send_concurrently, send_dm, update_group, wait_count, wait_group,
-    EventRecorder,
+    same_group_state, send_concurrently, send_dm, three_group_nodes, update_group, wait_count,
+    wait_group, EventRecorder, GROUP_NODES_SECRET,
 };
 use lanchat_tests::{wait_until, LoopbackMesh, NodeProcess};
 
-const SECRET: &str = "office";
 const ONLINE: Duration = Duration::from_secs(20);
 const DELIVERY: Duration = Duration::from_secs(60);
 
 async fn three_nodes(test: &str) -> LoopbackMesh {
-    LoopbackMesh::start(
-        &format!("group_rules_loopback/{test}"),
-        &["alpha", "bravo", "charlie"],
-        SECRET,
-        &[
-            ("LANCHAT_RETRY_FIRST_MS", "200"),
-            ("LANCHAT_RETRY_MAX_MS", "1000"),
-        ],
-    )
-    .await
-    .unwrap()
+    three_group_nodes(&format!("group_rules_loopback/{test}"))
+        .await
+        .unwrap()
 }
 
 fn member_ids(group: &GroupView) -> Vec<String> {
@@ -231,7 +222,7 @@ async fn partition(mesh: &LoopbackMesh) -> anyhow::Result<()> {
     // Heal.
     put_settings(
         b,
-        serde_json::json!({"lan_mesh": {"shared_secret": SECRET}}),
+        serde_json::json!({"lan_mesh": {"shared_secret": GROUP_NODES_SECRET}}),
     )
     .await?;
     let settled = wait_until(DELIVERY, "the same state on A, B and C", || async {

@@ -31,11 +31,11 @@ use std::time::Duration;
 use api_types::{Event, MessageStatus};
 use lanchat_tests::chat::{
     create_group, group_conversation, groups, ids, same_group_state, send_concurrently, summary,
-    update_group, wait_all_delivered, wait_contact_online, wait_count, wait_group, EventRecorder,
+    three_group_nodes, update_group, wait_all_delivered, wait_contact_online, wait_count,
+    wait_group, EventRecorder,
 };
 use lanchat_tests::LoopbackMesh;
 
-const SECRET: &str = "office";
 const ONLINE: Duration = Duration::from_secs(20);
 const DELIVERY: Duration = Duration::from_secs(60);
 const PER_NODE: usize = 20;
@@ -43,17 +43,9 @@ const PER_NODE: usize = 20;
 /// Three nodes (alpha, bravo, charlie) that probe each other, with a short outbox backoff;
 /// data directories and logs under `target/test-artifacts/groups_loopback/<test>`.
 async fn three_nodes(test: &str) -> LoopbackMesh {
-    LoopbackMesh::start(
-        &format!("groups_loopback/{test}"),
-        &["alpha", "bravo", "charlie"],
-        SECRET,
-        &[
-            ("LANCHAT_RETRY_FIRST_MS", "200"),
-            ("LANCHAT_RETRY_MAX_MS", "1000"),
-        ],
-    )
-    .await
-    .unwrap()
+    three_group_nodes(&format!("groups_loopback/{test}"))
+        .await
+        .unwrap()
 }
 
 async fn all_online(mesh: &LoopbackMesh) -> anyhow::Result<()> {

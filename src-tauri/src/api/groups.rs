@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use lan_mesh::envelope::group_upsert_outgoing;
-use storage::{ConversationId, GlobalGroupId, Group, GroupEdit, NewGroup, Store};
+use storage::{ConversationId, GlobalGroupId, Group, GroupAction, GroupEdit, NewGroup, Store};
 
 use super::params::Segments;
 use super::{identity, json_body, now_ms, views, ApiError, ApiState};
@@ -175,16 +175,7 @@ pub async fn leave(
     State(state): State<ApiState>,
     Segments(id): Segments<String>,
 ) -> Result<Json<GroupView>, ApiError> {
-    let id = group_id(&id)?;
-    identity::ensure_local(&state).await?;
-    let group = state
-        .store()
-        .leave_group(id, now_ms(), group_upsert_outgoing)
-        .await?;
-    let view = view(&state, &group).await?;
-    tracing::info!(group = %view.id, "left the group");
-    announce(&state, &view);
-    Ok(Json(view))
+    act(&state, &id, GroupAction::Leave).await
 }
 
 /// `POST /api/v1/groups/{id}/dissolve` → the group, dissolved (the owner only).
@@ -192,15 +183,19 @@ pub async fn dissolve(
     State(state): State<ApiState>,
     Segments(id): Segments<String>,
 ) -> Result<Json<GroupView>, ApiError> {
-    let id = group_id(&id)?;
-    identity::ensure_local(&state).await?;
+    act(&state, &id, GroupAction::Dissolve).await
+}
+
+async fn act(state: &ApiState, id: &str, action: GroupAction) -> Result<Json<GroupView>, ApiError> {
+    let id = group_id(id)?;
+    identity::ensure_local(state).await?;
     let group = state
         .store()
-        .dissolve_group(id, now_ms(), group_upsert_outgoing)
+        .group_action(id, action, now_ms(), group_upsert_outgoing)
         .await?;
-    let view = view(&state, &group).await?;
-    tracing::info!(group = %view.id, "dissolved the group");
-    announce(&state, &view);
+    let view = view(state, &group).await?;
+    tracing::info!(group = %view.id, ?action, "group left or dissolved");
+    announce(state, &view);
     Ok(Json(view))
 }
 
@@ -245,13 +240,7 @@ pub async fn invitation_view(
         .into_iter()
         .find(|i| i.state.global_group_id == id)?;
     let users = store.users().await.unwrap_or_default();
-    let local_name = store
-        .local_identity()
-        .await
-        .ok()
-        .flatten()
-        .map(|me| me.display_name)
-        .unwrap_or_default();
+    let local_name = views::local_name_from_store(store).await;
     Some(invitation(&held, &users, local, &local_name))
 }
 

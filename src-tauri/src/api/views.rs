@@ -233,14 +233,20 @@ pub async fn group_view_from_store(
     group: &storage::Group,
 ) -> api_types::GroupView {
     let users = store.users().await.unwrap_or_default();
-    let local_name = store
+    let local_name = local_name_from_store(store).await;
+    group_view(group, &users, local, &local_name)
+}
+
+/// This node's display name as stored (outside a request, where settings are not at
+/// hand); empty when unreadable.
+pub async fn local_name_from_store(store: &storage::Store) -> String {
+    store
         .local_identity()
         .await
         .ok()
         .flatten()
         .map(|me| me.display_name)
-        .unwrap_or_default();
-    group_view(group, &users, local, &local_name)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
