@@ -848,6 +848,10 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
     // Name it, find B with the filter, tick it; Enter in the name field creates.
     a.type_text("[data-testid=group-name]", "Release team")
         .await?;
+    assert!(
+        a.text("[data-testid=group-error-name]").await?.is_none(),
+        "typing a name takes the complaint back"
+    );
     a.type_text("[data-testid=group-member-filter]", "brav")
         .await?;
     let pick_b = format!("[data-testid=pick-{}]", pair.b_id);
@@ -986,7 +990,13 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
     .await?;
 
     // The panel at the smallest supported window, light and dark, English and Chinese.
-    a.set_window_size(1024, 640).await?;
+    // The window's frame is not part of the page: size it so the page gets 1024×640.
+    let frame = a
+        .execute("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]")
+        .await?;
+    let frame_w = frame[0].as_u64().unwrap_or(0) as u32;
+    let frame_h = frame[1].as_u64().unwrap_or(0) as u32;
+    a.set_window_size(1024 + frame_w, 640 + frame_h).await?;
     a.wait_for_text(&member_b, UI_LIMIT, |t| t.contains("bravo"))
         .await?;
     let overflow = a

@@ -246,7 +246,7 @@ fn Conversation(id: String) -> impl IntoView {
                         aria-controls="group-info"
                         aria-expanded=move || groups.info_open.get().to_string()
                         on:click=move |_| groups.info_open.update(|o| *o = !*o)>
-                        <span aria-hidden="true">"ⓘ "</span>{move || lang.t("group.info.open")}
+                        {move || lang.t("group.info.open")}
                     </button>
                 })}
             </header>

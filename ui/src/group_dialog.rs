@@ -99,6 +99,12 @@ pub fn CreateGroupDialog() -> impl IntoView {
         }
     };
 
+    // Editing a field takes back the node's complaint about it.
+    let edited = move |which: FormField| {
+        if error.with_untracked(|e| e.as_ref().is_some_and(|e| form_field(e.field()) == which)) {
+            error.set(None);
+        }
+    };
     let field_error = move |which: FormField, testid: &'static str| {
         move || {
             error
@@ -148,7 +154,7 @@ pub fn CreateGroupDialog() -> impl IntoView {
                         placeholder=move || lang.t("group.field.name_placeholder")
                         aria-invalid=move || error.with(|e| e.as_ref().is_some_and(|e| form_field(e.field()) == FormField::Name)).to_string()
                         prop:value=move || name.get()
-                        on:input=move |ev| name.set(event_target_value(&ev))/>
+                        on:input=move |ev| { name.set(event_target_value(&ev)); edited(FormField::Name); }/>
                     {field_error(FormField::Name, "group-error-name")}
                 </div>
                 <div class="field">
@@ -156,7 +162,7 @@ pub fn CreateGroupDialog() -> impl IntoView {
                     <textarea id="group-announcement" data-testid="group-announcement" rows="2"
                         placeholder=move || lang.t("group.field.announcement_placeholder")
                         prop:value=move || announcement.get()
-                        on:input=move |ev| announcement.set(event_target_value(&ev))></textarea>
+                        on:input=move |ev| { announcement.set(event_target_value(&ev)); edited(FormField::Announcement); }></textarea>
                     {field_error(FormField::Announcement, "group-error-announcement")}
                 </div>
                 <fieldset class="field picker">

@@ -97,6 +97,12 @@ pub fn GroupInfo(conversation_id: String) -> impl IntoView {
         }
     };
 
+    // Editing a field takes back the node's complaint about it.
+    let edited = move |which: FormField| {
+        if error.with_untracked(|e| e.as_ref().is_some_and(|e| form_field(e.field()) == which)) {
+            error.set(None);
+        }
+    };
     let field_error = move |which: FormField, testid: &'static str| {
         move || {
             error
@@ -145,7 +151,7 @@ pub fn GroupInfo(conversation_id: String) -> impl IntoView {
                     <input type="text" node_ref=name_input data-testid="group-rename-input" maxlength="128"
                         aria-label=move || lang.t("group.field.name")
                         prop:value=move || name_draft.get()
-                        on:input=move |ev| name_draft.set(event_target_value(&ev))
+                        on:input=move |ev| { name_draft.set(event_target_value(&ev)); edited(FormField::Name); }
                         on:keydown=move |ev: web_sys::KeyboardEvent| {
                             if ev.key() == "Escape" {
                                 ev.prevent_default();
@@ -217,7 +223,7 @@ pub fn GroupInfo(conversation_id: String) -> impl IntoView {
                     <textarea node_ref=announcement_input data-testid="group-announcement-input" rows="4"
                         aria-label=move || lang.t("group.field.announcement")
                         prop:value=move || announcement_draft.get()
-                        on:input=move |ev| announcement_draft.set(event_target_value(&ev))
+                        on:input=move |ev| { announcement_draft.set(event_target_value(&ev)); edited(FormField::Announcement); }
                         on:keydown=move |ev: web_sys::KeyboardEvent| {
                             if ev.key() == "Escape" {
                                 ev.prevent_default();
