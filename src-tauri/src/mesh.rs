@@ -204,6 +204,13 @@ impl Supervisor {
     }
 
     async fn apply(&mut self, wanted: &LanMeshSettings) {
+        if let Err(e) = self
+            .store
+            .set_group_auto_accept(wanted.auto_accept_group_sync)
+            .await
+        {
+            tracing::warn!("cannot apply auto_accept_group_sync: {e}");
+        }
         if !wanted.enabled {
             self.stop_running().await;
             self.publish_state(MeshState::Off, None, None);
@@ -472,6 +479,24 @@ async fn delivery_event(store: &Store, local: &api_types::NodeId, event: Deliver
             // Gone or unreadable right after it was stored: let clients refetch.
             _ => Event::Resync,
         },
+        DeliveryEvent::GroupAnnouncement(id) => match store.group(id).await {
+            Ok(Some(group)) => Event::GroupAnnouncement {
+                group_id: id.to_string(),
+                announcement: group.state.announcement().to_string(),
+                editor: group
+                    .state
+                    .announcement_editor()
+                    .map(ToString::to_string)
+                    .unwrap_or_default(),
+            },
+            _ => Event::Resync,
+        },
+        DeliveryEvent::GroupInvitation(id) => {
+            match crate::api::groups::invitation_view(store, local, id).await {
+                Some(invitation) => Event::GroupInvitation { invitation },
+                None => Event::Resync,
+            }
+        }
     }
 }
 

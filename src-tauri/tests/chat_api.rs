@@ -640,8 +640,16 @@ async fn groups_are_created_changed_and_refused_with_clear_errors() -> anyhow::R
     assert_eq!(group["name"], "Team 小组");
     assert_eq!(group["announcement"], "hi");
     assert_eq!(group["owner"], own_id.as_str());
-    assert_eq!(group["revision"], 1);
+    let first_revision = group["revision"].as_u64().unwrap_or(0);
+    assert!(first_revision > 0, "{group}");
+    assert_eq!(group["revision_editor"], own_id.as_str());
     assert_eq!(group["is_member"], true);
+    assert_eq!(group["dissolved"], false);
+    assert_eq!(
+        group["permissions"],
+        json!({"send": true, "edit_info": true, "manage_members": true, "leave": false,
+               "dissolve": true})
+    );
     assert_eq!(
         group["members"].as_array().map(Vec::len),
         Some(2),
@@ -665,14 +673,18 @@ async fn groups_are_created_changed_and_refused_with_clear_errors() -> anyhow::R
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["name"], "Team 小组");
     assert_eq!(changed["announcement"], "周五发布");
-    assert_eq!(changed["revision"], 2);
+    assert!(changed["revision"].as_u64().unwrap_or(0) > first_revision);
     assert_eq!(
         changed["members"].as_array().map(Vec::len),
         Some(1),
         "{changed}"
     );
     let event = next_event(&mut stream, "group.updated").await?;
-    assert_eq!(event["group"]["revision"], 2);
+    assert_eq!(event["group"]["revision"], changed["revision"]);
+    let event = next_event(&mut stream, "group.announcement").await?;
+    assert_eq!(event["group_id"], id.as_str());
+    assert_eq!(event["announcement"], "周五发布");
+    assert_eq!(event["editor"], own_id.as_str());
 
     let sent = send(node, &format!("group:{id}"), "hello group").await?;
     assert_eq!(sent["conversation_id"], format!("group:{id}"));
@@ -728,6 +740,62 @@ async fn groups_are_created_changed_and_refused_with_clear_errors() -> anyhow::R
         400,
         "invalid_field",
         Some("name"),
+    );
+
+    // The owner cannot leave; it dissolves, and then nobody sends or changes anything.
+    assert_error(
+        &post_empty(node, &format!("v1/groups/{id}/leave")).await?,
+        400,
+        "invalid_field",
+        Some("group"),
+    );
+    let (status, dissolved) = post_empty(node, &format!("v1/groups/{id}/dissolve")).await?;
+    assert_eq!(status, StatusCode::OK, "{dissolved}");
+    assert_eq!(dissolved["dissolved"], true);
+    assert_eq!(dissolved["permissions"]["send"], false);
+    assert_eq!(dissolved["permissions"]["edit_info"], false);
+    assert_error(
+        &post(
+            node,
+            &format!("v1/conversations/group:{id}/messages"),
+            &json!({"text": "x"}),
+        )
+        .await?,
+        400,
+        "invalid_field",
+        Some("conversation_id"),
+    );
+    assert_error(
+        &put(node, &format!("v1/groups/{id}"), &json!({"name": "again"})).await?,
+        400,
+        "invalid_field",
+        Some("group"),
+    );
+    assert_error(
+        &post_empty(node, &format!("v1/groups/{unknown}/dissolve")).await?,
+        404,
+        "not_found",
+        None,
+    );
+    // History stays readable.
+    let (status, page) = get(node, &format!("v1/conversations/group:{id}/messages")).await?;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(page["messages"][0]["text"], "hello group", "{page}");
+
+    // Invitations: none here; unknown ones are 404, bad ids name the field.
+    let (status, list) = get(node, "v1/group-invitations").await?;
+    assert_eq!((status, list), (StatusCode::OK, json!([])));
+    assert_error(
+        &post_empty(node, &format!("v1/group-invitations/{unknown}/accept")).await?,
+        404,
+        "not_found",
+        None,
+    );
+    assert_error(
+        &post_empty(node, "v1/group-invitations/nope/decline").await?,
+        400,
+        "invalid_field",
+        Some("group_id"),
     );
     Ok(())
 }

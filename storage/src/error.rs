@@ -43,6 +43,9 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("invalid {field}: {reason}")]
     Invalid { field: &'static str, reason: String },
+    /// The change is well formed, but this node may not make it (group permissions).
+    #[error("not permitted to change {field}: {reason}")]
+    Forbidden { field: &'static str, reason: String },
     #[error("peer {0} is blocked")]
     Blocked(String),
     /// Only a message whose delivery was given up can be queued again.

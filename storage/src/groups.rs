@@ -1,14 +1,18 @@
-//! Groups: their state, the link from `global_group_id` to the local group and
-//! conversation, and the merge that makes concurrent edits converge.
+//! Groups: their replicated state (`group_state`), the link from `global_group_id` to
+//! the local group and conversation, local changes with their permissions, merging
+//! members' upserts, and invitations.
 
 use api_types::NodeId;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::chat::{validate_name, MAX_PAGE};
 use crate::error::{StoreError, StoreResult};
+use crate::group_state::{GroupState, Stamp};
+use crate::hlc::Hlc;
 use crate::ids::{ConversationId, GlobalGroupId};
+use crate::inbound::MAX_CLOCK_SKEW_MS;
 use crate::model::{
-    Group, GroupEdit, GroupRevision, GroupState, NewGroup, OutgoingEnvelope, UnixMs,
+    Group, GroupEdit, GroupInvitation, InboundOutcome, NewGroup, OutgoingEnvelope, UnixMs,
     MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS,
 };
 use crate::outbox;
@@ -16,43 +20,77 @@ use crate::peers;
 use crate::rows;
 use crate::writer::WriterState;
 
-pub(crate) fn normalise_members(members: &[NodeId], also: &NodeId) -> StoreResult<Vec<NodeId>> {
-    let mut list: Vec<NodeId> = members
-        .iter()
-        .cloned()
-        .chain(std::iter::once(also.clone()))
-        .collect();
-    list.sort();
-    list.dedup();
-    if list.len() > MAX_GROUP_MEMBERS {
-        return Err(StoreError::invalid(
-            "members",
-            format!("more than {MAX_GROUP_MEMBERS}"),
-        ));
-    }
-    Ok(list)
+/// The stamp of a change made here now: the next clock reading, this node as editor.
+fn next_stamp(writer: &mut WriterState, now: UnixMs) -> StoreResult<Stamp> {
+    let editor = writer.local.clone().ok_or(StoreError::NoIdentity)?;
+    let hlc = Hlc::tick(writer.clock, u64::try_from(now).unwrap_or(0));
+    writer.clock = hlc;
+    Ok(Stamp {
+        hlc: hlc.raw(),
+        editor,
+    })
 }
 
-fn validate_state(state: &mut GroupState) -> StoreResult<()> {
-    state.name = validate_name("name", &state.name)?;
-    if state.name.is_empty() {
+fn checked_name(name: &str) -> StoreResult<String> {
+    let name = validate_name("name", name)?;
+    if name.is_empty() {
         return Err(StoreError::invalid("name", "a group needs a name"));
     }
-    if state.announcement.chars().count() > MAX_ANNOUNCEMENT_CHARS {
+    Ok(name)
+}
+
+fn checked_announcement(text: &str) -> StoreResult<&str> {
+    if text.chars().count() > MAX_ANNOUNCEMENT_CHARS {
         return Err(StoreError::invalid(
             "announcement",
             format!("longer than {MAX_ANNOUNCEMENT_CHARS} characters"),
         ));
     }
-    state.members = normalise_members(&state.members, &state.owner)?;
-    Ok(())
+    Ok(text)
 }
 
-pub(crate) fn group(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option<Group>> {
+/// A local change must leave a state every member accepts.
+fn checked(state: GroupState, field: &'static str) -> StoreResult<GroupState> {
+    if state.member_ids().len() > MAX_GROUP_MEMBERS {
+        return Err(StoreError::invalid(
+            "members",
+            format!("more than {MAX_GROUP_MEMBERS}"),
+        ));
+    }
+    state
+        .validate()
+        .map_err(|e| StoreError::invalid(field, e.0))?;
+    Ok(state)
+}
+
+/// Reads a stored state; `None` when the text is empty (a group from before schema
+/// v4, rebuilt from its columns by the caller).
+fn parse_state(text: &str) -> StoreResult<Option<GroupState>> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| StoreError::Malformed(format!("group state: {e}")))
+}
+
+fn state_text(state: &GroupState) -> String {
+    // Ids, integers and strings: serialising cannot fail.
+    serde_json::to_string(state).unwrap_or_default()
+}
+
+struct GroupRow {
+    local_id: String,
+    conversation_id: ConversationId,
+    updated_at: UnixMs,
+    state: GroupState,
+}
+
+fn group_row(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option<GroupRow>> {
     let head = conn
         .prepare_cached(
-            "SELECT g.group_id, g.name, g.announcement, g.owner_id, g.revision, g.revision_editor,
-                    g.updated_at, l.conversation_id
+            "SELECT g.group_id, g.state, g.name, g.announcement, g.owner_id, g.revision,
+                    g.revision_editor, g.updated_at, l.conversation_id
              FROM groups g JOIN group_links l ON l.group_id = g.group_id
              WHERE g.global_group_id = ?1",
         )?
@@ -61,40 +99,77 @@ pub(crate) fn group(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option
                 row.get::<_, String>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, String>(2)?,
-                rows::parse::<NodeId>(row, 3)?,
-                row.get::<_, i64>(4)?,
-                rows::parse::<NodeId>(row, 5)?,
-                row.get::<_, i64>(6)?,
-                rows::parse::<ConversationId>(row, 7)?,
+                row.get::<_, String>(3)?,
+                rows::parse::<NodeId>(row, 4)?,
+                row.get::<_, i64>(5)?,
+                rows::parse::<NodeId>(row, 6)?,
+                row.get::<_, i64>(7)?,
+                rows::parse::<ConversationId>(row, 8)?,
             ))
         })
         .optional()?;
-    let Some((local_id, name, announcement, owner, revision, editor, updated_at, conversation_id)) =
+    let Some((local_id, text, name, announcement, owner, revision, editor, updated_at, conv)) =
         head
     else {
         return Ok(None);
     };
-    let members = conn
-        .prepare_cached(
-            "SELECT member_id FROM group_members WHERE group_id = ?1 ORDER BY member_id",
-        )?
-        .query_map([&local_id], |row| rows::parse::<NodeId>(row, 0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(Some(Group {
-        local_id,
-        conversation_id,
-        state: GroupState {
-            global_group_id: *id,
-            name,
-            announcement,
-            owner,
-            members,
-            revision: GroupRevision {
-                revision: u64::try_from(revision).unwrap_or(0),
+    let state = match parse_state(&text)? {
+        Some(state) => state,
+        None => {
+            let members = conn
+                .prepare_cached("SELECT member_id FROM group_members WHERE group_id = ?1")?
+                .query_map([&local_id], |row| rows::parse::<NodeId>(row, 0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            legacy_state(
+                *id,
+                &owner,
+                &name,
+                &announcement,
+                &members,
+                revision,
                 editor,
-            },
-        },
+            )
+        }
+    };
+    Ok(Some(GroupRow {
+        local_id,
+        conversation_id: conv,
         updated_at,
+        state,
+    }))
+}
+
+/// A group stored before schema v4 (whole-state revisions): its fields as changes
+/// stamped with its old revision number, its members as added by the owner.
+fn legacy_state(
+    id: GlobalGroupId,
+    owner: &NodeId,
+    name: &str,
+    announcement: &str,
+    members: &[NodeId],
+    revision: i64,
+    editor: NodeId,
+) -> GroupState {
+    let hlc = u64::try_from(revision).unwrap_or(1).max(1);
+    let by_owner = Stamp {
+        hlc,
+        editor: owner.clone(),
+    };
+    let mut state = GroupState::create(id, &by_owner, name, "", members);
+    let last = Stamp { hlc, editor };
+    state.set_name(name, &last);
+    if !announcement.is_empty() {
+        state.set_announcement(announcement, &last);
+    }
+    state
+}
+
+pub(crate) fn group(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option<Group>> {
+    Ok(group_row(conn, id)?.map(|row| Group {
+        local_id: row.local_id,
+        conversation_id: row.conversation_id,
+        state: row.state,
+        updated_at: row.updated_at,
     }))
 }
 
@@ -112,8 +187,8 @@ pub(crate) fn groups(conn: &Connection) -> StoreResult<Vec<Group>> {
     Ok(list)
 }
 
-/// Writes a group state (new or replacing), its members, conversation and link, and
-/// brings the delivery cursors in line with the members.
+/// Writes a group state (new or replacing) with its projection (name, members, …),
+/// conversation and link, and brings the delivery cursors in line with the members.
 fn write_state(
     conn: &Connection,
     writer: &mut WriterState,
@@ -122,8 +197,8 @@ fn write_state(
 ) -> StoreResult<Group> {
     let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
     let global = state.global_group_id.to_string();
-    let revision = i64::try_from(state.revision.revision)
-        .map_err(|_| StoreError::invalid("revision", "out of range"))?;
+    let revision = state.revision();
+    let revision_hlc = Hlc::from_raw(revision.hlc).to_sql();
     let existing: Option<String> = conn
         .prepare_cached("SELECT group_id FROM groups WHERE global_group_id = ?1")?
         .query_row([&global], |r| r.get(0))
@@ -131,30 +206,33 @@ fn write_state(
     let local_id = existing.unwrap_or_else(|| writer.next_ulid().to_string());
     conn.prepare_cached(
         "INSERT INTO groups (group_id, global_group_id, name, announcement, owner_id, revision,
-                             revision_editor, updated_at, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)
+                             revision_editor, updated_at, created_at, state, dissolved)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)
          ON CONFLICT (group_id) DO UPDATE SET name = excluded.name,
              announcement = excluded.announcement, owner_id = excluded.owner_id,
              revision = excluded.revision, revision_editor = excluded.revision_editor,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, state = excluded.state,
+             dissolved = excluded.dissolved",
     )?
     .execute(params![
         local_id,
         global,
-        state.name,
-        state.announcement,
+        state.name(),
+        state.announcement(),
         state.owner.as_str(),
-        revision,
-        state.revision.editor.as_str(),
-        now
+        revision_hlc,
+        revision.editor.as_str(),
+        now,
+        state_text(state),
+        state.is_dissolved(),
     ])?;
     conn.prepare_cached("DELETE FROM group_members WHERE group_id = ?1")?
         .execute([&local_id])?;
-    for member in &state.members {
+    for member in state.member_ids() {
         conn.prepare_cached("INSERT INTO group_members (group_id, member_id) VALUES (?1, ?2)")?
             .execute(params![local_id, member.as_str()])?;
-        if *member != local {
-            peers::ensure_peer(conn, writer, member)?;
+        if member != local {
+            peers::ensure_peer(conn, writer, &member)?;
         }
     }
     let conversation_id = ConversationId::group(&state.global_group_id);
@@ -173,7 +251,7 @@ fn write_state(
         global,
         local_id,
         conversation_id.as_str(),
-        revision,
+        revision_hlc,
         now
     ])?;
     sync_cursors(
@@ -181,15 +259,16 @@ fn write_state(
         writer,
         &conversation_id,
         &local_id,
-        state.members.contains(&local),
+        state.is_member(&local),
         now,
     )?;
     group(conn, &state.global_group_id)?.ok_or_else(|| StoreError::not_found("group", global))
 }
 
 /// One cursor per other member while this node is a member. A new member's cursor
-/// starts after everything stamped so far: it gets messages sent from now on, not the
-/// backlog (`~` sorts after every ULID character).
+/// starts after everything stamped so far: it gets messages sent from now on from the
+/// cursors, and the history before from catch-up (anti-entropy); `~` sorts after every
+/// ULID character.
 fn sync_cursors(
     conn: &Connection,
     writer: &WriterState,
@@ -224,7 +303,8 @@ fn sync_cursors(
     Ok(())
 }
 
-/// Tells every member (old and new, except this node) about the group's new state.
+/// Tells every member of `state` and every node in `also` (except this node) about
+/// the group's new state.
 fn announce(
     conn: &Connection,
     writer: &mut WriterState,
@@ -234,18 +314,19 @@ fn announce(
     now: UnixMs,
 ) -> StoreResult<()> {
     let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
-    let mut targets: Vec<&NodeId> = state
-        .members
-        .iter()
-        .chain(also)
-        .filter(|m| **m != local)
+    let mut targets: Vec<NodeId> = state
+        .member_ids()
+        .into_iter()
+        .chain(also.iter().cloned())
+        .filter(|m| *m != local)
         .collect();
     targets.sort();
     targets.dedup();
-    for peer in targets {
+    for peer in &targets {
         if peers::is_blocked(conn, peer)? {
             continue;
         }
+        peers::ensure_peer(conn, writer, peer)?;
         outbox::enqueue(conn, writer, peer, envelope, None, now)?;
     }
     Ok(())
@@ -258,21 +339,51 @@ pub(crate) fn create(
     now: UnixMs,
     encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
 ) -> StoreResult<Group> {
-    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
-    let mut state = GroupState {
-        global_group_id: GlobalGroupId::from_ulid(writer.next_ulid()),
-        name: new.name.clone(),
-        announcement: new.announcement.clone(),
-        owner: local.clone(),
-        members: new.members.clone(),
-        revision: GroupRevision {
-            revision: 1,
-            editor: local,
-        },
-    };
-    validate_state(&mut state)?;
+    let name = checked_name(&new.name)?;
+    let announcement = checked_announcement(&new.announcement)?;
+    let stamp = next_stamp(writer, now)?;
+    let id = GlobalGroupId::from_ulid(writer.next_ulid());
+    let state = checked(
+        GroupState::create(id, &stamp, &name, announcement, &new.members),
+        "members",
+    )?;
     let group = write_state(conn, writer, &state, now)?;
     announce(conn, writer, &state, &[], &encode(&state), now)?;
+    Ok(group)
+}
+
+/// The group as this node may change it: it must hold it, be a member, and the group
+/// must not be dissolved.
+fn changeable(
+    conn: &Connection,
+    writer: &WriterState,
+    id: &GlobalGroupId,
+) -> StoreResult<(GroupState, NodeId)> {
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
+    let current = group(conn, id)?.ok_or_else(|| StoreError::not_found("group", id))?;
+    if current.state.is_dissolved() {
+        return Err(StoreError::invalid("group", "the group was dissolved"));
+    }
+    if !current.state.is_member(&local) {
+        return Err(StoreError::invalid(
+            "group",
+            "this node is no longer a member",
+        ));
+    }
+    Ok((current.state, local))
+}
+
+/// Writes a changed state and tells the members (and `also`, e.g. removed ones).
+fn commit_change(
+    conn: &Connection,
+    writer: &mut WriterState,
+    state: &GroupState,
+    also: &[NodeId],
+    now: UnixMs,
+    encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
+) -> StoreResult<Group> {
+    let group = write_state(conn, writer, state, now)?;
+    announce(conn, writer, state, also, &encode(state), now)?;
     Ok(group)
 }
 
@@ -284,77 +395,322 @@ pub(crate) fn edit(
     now: UnixMs,
     encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
 ) -> StoreResult<Group> {
-    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
-    let current = group(conn, id)?.ok_or_else(|| StoreError::not_found("group", id))?;
-    if !current.state.members.contains(&local) {
-        return Err(StoreError::invalid(
-            "group",
-            "this node is no longer a member",
-        ));
-    }
-    let mut state = current.state.clone();
+    let (mut state, local) = changeable(conn, writer, id)?;
+    let before = state.member_ids();
+    let stamp = next_stamp(writer, now)?;
     if let Some(name) = &edit.name {
-        state.name = name.clone();
+        let name = checked_name(name)?;
+        if name != state.name() {
+            state.set_name(&name, &stamp);
+        }
     }
     if let Some(announcement) = &edit.announcement {
-        state.announcement = announcement.clone();
+        let announcement = checked_announcement(announcement)?;
+        if announcement != state.announcement() {
+            state.set_announcement(announcement, &stamp);
+        }
     }
     if let Some(members) = &edit.members {
-        // The owner stays a member: removing the owner would leave nobody who may
-        // settle the membership.
-        state.members = members.clone();
+        let mut wanted = members.clone();
+        wanted.push(state.owner.clone());
+        wanted.sort();
+        wanted.dedup();
+        if wanted != before {
+            if !state.may_manage_members(&local) {
+                return Err(StoreError::Forbidden {
+                    field: "members",
+                    reason: "only the owner adds and removes members".into(),
+                });
+            }
+            for gone in before.iter().filter(|m| !wanted.contains(m)) {
+                state.set_member(gone, false, &stamp);
+            }
+            for added in wanted.iter().filter(|m| !before.contains(m)) {
+                state.set_member(added, true, &stamp);
+            }
+        }
     }
-    state.revision = GroupRevision {
-        revision: current.state.revision.revision.saturating_add(1),
-        editor: local,
-    };
-    validate_state(&mut state)?;
-    let group = write_state(conn, writer, &state, now)?;
-    announce(
-        conn,
-        writer,
-        &state,
-        &current.state.members,
-        &encode(&state),
-        now,
-    )?;
-    Ok(group)
+    let state = checked(state, "members")?;
+    commit_change(conn, writer, &state, &before, now, encode)
 }
 
-/// Merges a `group.upsert` from `from`. The state with the higher `(revision, editor)`
-/// wins, so every node ends with the same state whatever order the upserts arrive in.
-/// Returns whether it changed anything.
-///
-/// Whether an upsert is accepted must not depend on what this node happens to hold
-/// already, or nodes that saw upserts in different orders would keep different states
-/// (the property test found exactly that with a "sender must be a current member"
-/// rule). So the only check is one every node decides alike: the envelope comes from
-/// the editor it names. Knowing a group's id is the capability to edit it; only its
-/// present and past members learn it. A state that no longer lists this node is stored
-/// too: the group then shows this node was removed, and nothing is delivered to or
-/// from it.
+/// This node leaves: its own removal, told to every member.
+pub(crate) fn leave(
+    conn: &Connection,
+    writer: &mut WriterState,
+    id: &GlobalGroupId,
+    now: UnixMs,
+    encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
+) -> StoreResult<Group> {
+    let (mut state, local) = changeable(conn, writer, id)?;
+    if !state.may_leave(&local) {
+        return Err(StoreError::invalid(
+            "group",
+            "the owner cannot leave; dissolve the group instead",
+        ));
+    }
+    let before = state.member_ids();
+    let stamp = next_stamp(writer, now)?;
+    state.set_member(&local, false, &stamp);
+    let state = checked(state, "group")?;
+    commit_change(conn, writer, &state, &before, now, encode)
+}
+
+/// The owner ends the group for everyone.
+pub(crate) fn dissolve(
+    conn: &Connection,
+    writer: &mut WriterState,
+    id: &GlobalGroupId,
+    now: UnixMs,
+    encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
+) -> StoreResult<Group> {
+    let (mut state, local) = changeable(conn, writer, id)?;
+    if !state.may_dissolve(&local) {
+        return Err(StoreError::Forbidden {
+            field: "group",
+            reason: "only the owner dissolves the group".into(),
+        });
+    }
+    let stamp = next_stamp(writer, now)?;
+    state.dissolve(&stamp);
+    let state = checked(state, "group")?;
+    commit_change(conn, writer, &state, &[], now, encode)
+}
+
+/// Checks an upsert from `from` on its own terms, the same on every node: a valid
+/// state, sent by a member of it (or by one leaving it), stamped no further ahead than
+/// clocks may be off.
+fn check_incoming(from: &NodeId, incoming: &GroupState, now: UnixMs) -> StoreResult<()> {
+    incoming
+        .validate()
+        .map_err(|e| StoreError::invalid("group state", e.0))?;
+    let sender_counts = *from == incoming.owner
+        || incoming
+            .members
+            .iter()
+            .any(|m| m.id == *from && (m.present || m.editor == *from));
+    if !sender_counts {
+        return Err(StoreError::invalid(
+            "from_peer_id",
+            "the sender is not a member of the group",
+        ));
+    }
+    let limit = u64::try_from(now.saturating_add(MAX_CLOCK_SKEW_MS)).unwrap_or(0);
+    if Hlc::from_raw(incoming.max_hlc()).wall_ms() > limit {
+        return Err(StoreError::invalid(
+            "group state",
+            "stamped in the future beyond clock skew",
+        ));
+    }
+    Ok(())
+}
+
+/// Merges a member's `group.upsert`. The merge is field by field (see `group_state`),
+/// so every node ends with the same state whatever order upserts arrive in. A group
+/// not held yet is joined when this node is a member of it — or, with `auto_accept`
+/// off, kept as an invitation. A state that no longer lists this node is stored too:
+/// the group then shows this node was removed, and nothing is delivered to or from it.
 pub(crate) fn merge(
     conn: &Connection,
     writer: &mut WriterState,
     from: &NodeId,
     incoming: &GroupState,
     now: UnixMs,
-) -> StoreResult<bool> {
-    let mut incoming = incoming.clone();
-    validate_state(&mut incoming)?;
-    if incoming.revision.editor != *from {
-        return Err(StoreError::invalid(
-            "revision",
-            "an edit can only come from the node that made it",
-        ));
-    }
+) -> StoreResult<InboundOutcome> {
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
+    check_incoming(from, incoming, now)?;
+    writer.clock = Hlc::observe(writer.clock, Hlc::from_raw(incoming.max_hlc()));
     if let Some(current) = group(conn, &incoming.global_group_id)? {
-        if incoming.revision <= current.state.revision {
-            return Ok(false);
+        if current.state.owner != incoming.owner {
+            return Err(StoreError::invalid("group state", "another owner"));
         }
+        let mut merged = current.state.clone();
+        merged.merge(incoming);
+        if merged == current.state {
+            return Ok(InboundOutcome::Stale);
+        }
+        let announcement_changed = merged.announcement() != current.state.announcement();
+        write_state(conn, writer, &merged, now)?;
+        return Ok(InboundOutcome::GroupUpdated {
+            announcement_changed,
+        });
     }
-    write_state(conn, writer, &incoming, now)?;
-    Ok(true)
+    if let Some((mut held, status)) = invitation_row(conn, &incoming.global_group_id)? {
+        if held.state.owner != incoming.owner {
+            return Err(StoreError::invalid("group state", "another owner"));
+        }
+        let before = held.state.clone();
+        held.state.merge(incoming);
+        if held.state == before {
+            return Ok(InboundOutcome::Stale);
+        }
+        // Declined stays declined until the owner adds this node again after it left.
+        let pending = status == "pending" || held.state.is_member(&local);
+        put_invitation(conn, &held, pending)?;
+        return Ok(if pending {
+            InboundOutcome::GroupInvitation
+        } else {
+            InboundOutcome::Stale
+        });
+    }
+    if !incoming.is_member(&local) {
+        return Err(StoreError::invalid("group", "this node is not a member"));
+    }
+    if writer.manual_group_accept {
+        put_invitation(
+            conn,
+            &GroupInvitation {
+                state: incoming.clone(),
+                from_peer_id: from.clone(),
+                received_at: now,
+            },
+            true,
+        )?;
+        return Ok(InboundOutcome::GroupInvitation);
+    }
+    write_state(conn, writer, incoming, now)?;
+    Ok(InboundOutcome::GroupUpdated {
+        announcement_changed: !incoming.announcement().is_empty(),
+    })
+}
+
+fn put_invitation(conn: &Connection, held: &GroupInvitation, pending: bool) -> StoreResult<()> {
+    conn.prepare_cached(
+        "INSERT INTO group_invitations (global_group_id, from_peer_id, state, status, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (global_group_id) DO UPDATE SET state = excluded.state,
+             status = excluded.status",
+    )?
+    .execute(params![
+        held.state.global_group_id.to_string(),
+        held.from_peer_id.as_str(),
+        state_text(&held.state),
+        if pending { "pending" } else { "declined" },
+        held.received_at,
+    ])?;
+    Ok(())
+}
+
+fn invitation_row(
+    conn: &Connection,
+    id: &GlobalGroupId,
+) -> StoreResult<Option<(GroupInvitation, String)>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT from_peer_id, state, status, received_at FROM group_invitations
+             WHERE global_group_id = ?1",
+        )?
+        .query_row([id.to_string()], |row| {
+            Ok((
+                rows::parse::<NodeId>(row, 0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((from_peer_id, text, status, received_at)) = row else {
+        return Ok(None);
+    };
+    let state = parse_state(&text)?
+        .ok_or_else(|| StoreError::Malformed("an invitation without a state".into()))?;
+    Ok(Some((
+        GroupInvitation {
+            state,
+            from_peer_id,
+            received_at,
+        },
+        status,
+    )))
+}
+
+/// Open invitations, newest first.
+pub(crate) fn invitations(conn: &Connection) -> StoreResult<Vec<GroupInvitation>> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT global_group_id FROM group_invitations WHERE status = 'pending'
+             ORDER BY received_at DESC, global_group_id",
+        )?
+        .query_map([], |row| rows::parse::<GlobalGroupId>(row, 0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut list = Vec::with_capacity(ids.len());
+    for id in ids {
+        list.extend(invitation_row(conn, &id)?.map(|(held, _)| held));
+    }
+    Ok(list)
+}
+
+fn pending_invitation(conn: &Connection, id: &GlobalGroupId) -> StoreResult<GroupInvitation> {
+    match invitation_row(conn, id)? {
+        Some((held, status)) if status == "pending" => Ok(held),
+        _ => Err(StoreError::not_found("invitation", id)),
+    }
+}
+
+/// Joins the group an invitation is for.
+pub(crate) fn accept_invitation(
+    conn: &Connection,
+    writer: &mut WriterState,
+    id: &GlobalGroupId,
+    now: UnixMs,
+) -> StoreResult<Group> {
+    let held = pending_invitation(conn, id)?;
+    conn.prepare_cached("DELETE FROM group_invitations WHERE global_group_id = ?1")?
+        .execute([id.to_string()])?;
+    write_state(conn, writer, &held.state, now)
+}
+
+/// Declines an invitation: it is kept as declined (later changes are ignored) and this
+/// node's leaving is told to the members, so they stop sending to it.
+pub(crate) fn decline_invitation(
+    conn: &Connection,
+    writer: &mut WriterState,
+    id: &GlobalGroupId,
+    now: UnixMs,
+    encode: impl FnOnce(&GroupState) -> OutgoingEnvelope,
+) -> StoreResult<()> {
+    let mut held = pending_invitation(conn, id)?;
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
+    let before = held.state.member_ids();
+    let stamp = next_stamp(writer, now)?;
+    held.state.set_member(&local, false, &stamp);
+    put_invitation(conn, &held, false)?;
+    announce(
+        conn,
+        writer,
+        &held.state,
+        &before,
+        &encode(&held.state),
+        now,
+    )
+}
+
+/// One indexed lookup on the sending path; the group itself is read only to tell "no
+/// such group" from "not a member".
+pub(crate) fn check_may_send(
+    conn: &Connection,
+    id: &GlobalGroupId,
+    local: &NodeId,
+) -> StoreResult<()> {
+    let dissolved: Option<bool> = conn
+        .prepare_cached(
+            "SELECT g.dissolved FROM groups g JOIN group_members m ON m.group_id = g.group_id
+             WHERE g.global_group_id = ?1 AND m.member_id = ?2",
+        )?
+        .query_row(params![id.to_string(), local.as_str()], |r| r.get(0))
+        .optional()?;
+    match dissolved {
+        Some(false) => Ok(()),
+        Some(true) => Err(StoreError::invalid(
+            "conversation_id",
+            "the group was dissolved",
+        )),
+        None if group(conn, id)?.is_none() => Err(StoreError::not_found("group", id)),
+        None => Err(StoreError::invalid(
+            "conversation_id",
+            "this node is not a member of the group",
+        )),
+    }
 }
 
 pub(crate) fn is_member(conn: &Connection, id: &GlobalGroupId, node: &NodeId) -> StoreResult<bool> {

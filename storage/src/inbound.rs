@@ -109,13 +109,7 @@ pub(crate) fn apply(
             store_message(conn, writer, &conversation, envelope, message)?;
             Ok(InboundOutcome::Applied)
         }
-        InboundEffect::GroupUpsert(state) => {
-            if groups::merge(conn, writer, from, state, now)? {
-                Ok(InboundOutcome::Applied)
-            } else {
-                Ok(InboundOutcome::Stale)
-            }
-        }
+        InboundEffect::GroupUpsert(state) => groups::merge(conn, writer, from, state, now),
     }
 }
 

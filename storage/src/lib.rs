@@ -13,6 +13,7 @@ mod chat;
 mod database;
 mod error;
 mod group_delivery;
+mod group_state;
 mod groups;
 mod hlc;
 mod ids;
@@ -31,6 +32,9 @@ mod writer;
 pub use chat::MAX_PAGE;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::{StoreError, StoreResult};
+pub use group_state::{
+    DissolvedStamp, InvalidGroupState, MemberEntry, Register, MAX_MEMBER_ENTRIES, MAX_REGISTERS,
+};
 pub use hlc::Hlc;
 pub use ids::{ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, MessageId, UserId};
 pub use inbound::{DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS};

@@ -166,6 +166,23 @@ END;
     r#"
 ALTER TABLE peers ADD COLUMN link_keys BLOB CHECK (link_keys IS NULL OR length(link_keys) = 64);
 "#,
+    // v4: groups as convergent state. `state` holds the whole replicated state (JSON,
+    // `storage::GroupState`); the other columns and `group_members` stay its
+    // projection for queries. Groups from before have `state = ''` and are read from
+    // their columns once. A group a member added this node to while auto-accept is
+    // off waits in `group_invitations` (declined ones stay, so their changes are
+    // ignored).
+    r#"
+ALTER TABLE groups ADD COLUMN state TEXT NOT NULL DEFAULT '';
+ALTER TABLE groups ADD COLUMN dissolved INTEGER NOT NULL DEFAULT 0 CHECK (dissolved IN (0, 1));
+CREATE TABLE group_invitations (
+    global_group_id TEXT PRIMARY KEY,
+    from_peer_id    TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    status          TEXT NOT NULL CHECK (status IN ('pending', 'declined')),
+    received_at     INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

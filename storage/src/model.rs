@@ -2,6 +2,7 @@
 
 use api_types::NodeId;
 
+pub use crate::group_state::{GroupState, Stamp};
 use crate::hlc::Hlc;
 use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId, UserId};
 
@@ -157,26 +158,6 @@ pub struct HistoryQuery {
     pub limit: u32,
 }
 
-/// The merge version of a group: the higher `(revision, editor)` wins on every node, so
-/// concurrent edits converge to the same state whatever order they arrive in.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct GroupRevision {
-    pub revision: u64,
-    pub editor: NodeId,
-}
-
-/// A group as it travels in `group.upsert` and as it is stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupState {
-    pub global_group_id: GlobalGroupId,
-    pub name: String,
-    pub announcement: String,
-    pub owner: NodeId,
-    /// Sorted, without duplicates.
-    pub members: Vec<NodeId>,
-    pub revision: GroupRevision,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Group {
     /// This node's own id for the group.
@@ -184,6 +165,15 @@ pub struct Group {
     pub conversation_id: ConversationId,
     pub state: GroupState,
     pub updated_at: UnixMs,
+}
+
+/// A group a member added this node to while auto-accept is off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInvitation {
+    pub state: GroupState,
+    /// The member whose upsert brought it.
+    pub from_peer_id: NodeId,
+    pub received_at: UnixMs,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,7 +276,8 @@ pub enum InboundEffect {
         global_group_id: GlobalGroupId,
         message: InboundMessage,
     },
-    GroupUpsert(GroupState),
+    /// A member's `group.upsert`: its whole state, merged field by field.
+    GroupUpsert(crate::group_state::GroupState),
     /// Envelopes whose effect lives outside the store; only deduped.
     Nothing,
 }
@@ -308,8 +299,16 @@ pub enum InboundOutcome {
     /// Older than the dedupe window: it may have been applied and pruned, so it is not
     /// applied (see `dedupe` for the rule).
     Expired,
-    /// A group upsert older than the state already held; recorded, nothing changed.
+    /// A group upsert that changed nothing (the state held already had it all).
     Stale,
+    /// A group upsert changed the group's state here.
+    GroupUpdated {
+        /// The announcement shown changed: tell the user.
+        announcement_changed: bool,
+    },
+    /// A group upsert for a group not joined yet while auto-accept is off: it is (still)
+    /// an invitation.
+    GroupInvitation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

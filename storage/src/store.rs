@@ -12,10 +12,10 @@ use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
 use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
 use crate::model::{
-    AckedEnvelope, Conversation, Group, GroupDelivery, GroupEdit, GroupState, HistoryQuery,
-    InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity, Message, MessagePage,
-    NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, SearchPage, SearchQuery,
-    SendAttempt, UnixMs, User,
+    AckedEnvelope, Conversation, Group, GroupDelivery, GroupEdit, GroupInvitation, GroupState,
+    HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity, Message,
+    MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, SearchPage,
+    SearchQuery, SendAttempt, UnixMs, User,
 };
 use crate::readers::{self, ReadJob};
 use crate::retry::RetryPolicy;
@@ -250,14 +250,7 @@ impl Store {
     ) -> StoreResult<Message> {
         self.write(Durability::Normal, move |c, s| {
             let local = s.local.clone().ok_or(StoreError::NoIdentity)?;
-            // One indexed lookup on the hot path; the group itself is read only to
-            // tell "no such group" from "not a member".
-            if !groups::is_member(c, &group, &local)? {
-                if groups::group(c, &group)?.is_none() {
-                    return Err(StoreError::not_found("group", group));
-                }
-                return Err(StoreError::invalid("group", "this node is not a member"));
-            }
+            groups::check_may_send(c, &group, &local)?;
             chat::insert_local_message(c, s, &ConversationId::group(&group), &text, now)
         })
         .await
@@ -317,6 +310,81 @@ impl Store {
     {
         self.write(Durability::Normal, move |c, s| {
             groups::edit(c, s, &group, &edit, now, encode)
+        })
+        .await
+    }
+
+    /// This node leaves a group (not its owner): its removal goes to every member.
+    pub async fn leave_group<E>(
+        &self,
+        group: GlobalGroupId,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<Group>
+    where
+        E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            groups::leave(c, s, &group, now, encode)
+        })
+        .await
+    }
+
+    /// The owner dissolves a group for every member.
+    pub async fn dissolve_group<E>(
+        &self,
+        group: GlobalGroupId,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<Group>
+    where
+        E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            groups::dissolve(c, s, &group, now, encode)
+        })
+        .await
+    }
+
+    /// Whether a group a member adds this node to is joined at once (the setting
+    /// `auto_accept_group_sync`) or waits as an invitation.
+    pub async fn set_group_auto_accept(&self, auto_accept: bool) -> StoreResult<()> {
+        self.write(Durability::Normal, move |_, s| {
+            s.manual_group_accept = !auto_accept;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Open group invitations, newest first.
+    pub async fn group_invitations(&self) -> StoreResult<Vec<GroupInvitation>> {
+        self.read(groups::invitations).await
+    }
+
+    /// Joins the group of an open invitation.
+    pub async fn accept_group_invitation(
+        &self,
+        group: GlobalGroupId,
+        now: UnixMs,
+    ) -> StoreResult<Group> {
+        self.write(Durability::Normal, move |c, s| {
+            groups::accept_invitation(c, s, &group, now)
+        })
+        .await
+    }
+
+    /// Declines an open invitation and tells the members this node left.
+    pub async fn decline_group_invitation<E>(
+        &self,
+        group: GlobalGroupId,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<()>
+    where
+        E: FnOnce(&GroupState) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            groups::decline_invitation(c, s, &group, now, encode)
         })
         .await
     }

@@ -36,6 +36,9 @@ pub(crate) struct WriterState {
     pub ids: ulid::Generator,
     /// The outbox and group delivery backoff.
     pub retry: crate::retry::RetryPolicy,
+    /// `auto_accept_group_sync` off: a group a member adds this node to waits as an
+    /// invitation instead of being joined.
+    pub manual_group_accept: bool,
 }
 
 impl WriterState {
@@ -200,8 +203,12 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
     let local = chat::local_identity(conn)?.map(|i| i.node_id);
     // `conversations.last_hlc` is the newest stamp per conversation, so this reads a
     // handful of rows instead of scanning every message.
-    let clock: Option<i64> =
-        conn.query_row("SELECT MAX(last_hlc) FROM conversations", [], |r| r.get(0))?;
+    let clock: Option<i64> = conn.query_row(
+        "SELECT MAX(COALESCE((SELECT MAX(last_hlc) FROM conversations), 0),
+                        COALESCE((SELECT MAX(revision) FROM groups), 0))",
+        [],
+        |r| r.get(0),
+    )?;
     let offline = peers::set_all_offline(conn)?;
     tracing::debug!(offline, "peers reset to offline until seen again");
     Ok(WriterState {
@@ -209,6 +216,7 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
         clock: clock.map(Hlc::from_sql).unwrap_or_default(),
         ids: ulid::Generator::new(),
         retry: Default::default(),
+        manual_group_accept: false,
     })
 }
 

@@ -418,6 +418,46 @@ pub async fn update_group(
     send_json(node, reqwest::Method::PUT, &path, change, 200).await
 }
 
+/// `POST` with an empty body to a group action (`v1/groups/{id}/leave`, …) → the
+/// answer's status and body.
+pub async fn post_action(
+    node: &NodeProcess,
+    path: &str,
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let resp = node
+        .http()
+        .post(node.api_url(path))
+        .bearer_auth(&node.token)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    Ok((
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    ))
+}
+
+/// A request that must be refused: its status and error body.
+pub async fn refused(
+    node: &NodeProcess,
+    method: reqwest::Method,
+    path: &str,
+    body: &serde_json::Value,
+) -> anyhow::Result<(u16, api_types::ApiErrorBody)> {
+    let resp = node
+        .http()
+        .request(method, node.api_url(path))
+        .bearer_auth(&node.token)
+        .json(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let text = resp.text().await?;
+    let body = serde_json::from_str(&text).with_context(|| format!("{path}: {status}: {text}"))?;
+    Ok((status, body))
+}
+
 /// `GET /api/v1/groups`.
 pub async fn groups(node: &NodeProcess) -> anyhow::Result<Vec<api_types::GroupView>> {
     get(node, "v1/groups").await
@@ -439,4 +479,32 @@ where
         done(&group).then_some(group)
     })
     .await
+}
+
+/// Whether two nodes show a group alike: id, name, owner, announcement, members,
+/// revision and its editor, dissolved.
+pub fn same_group_state(a: &api_types::GroupView, b: &api_types::GroupView) -> bool {
+    let members = |g: &api_types::GroupView| -> Vec<String> {
+        g.members.iter().map(|m| m.peer_id.clone()).collect()
+    };
+    a.id == b.id
+        && a.name == b.name
+        && a.owner == b.owner
+        && a.announcement == b.announcement
+        && members(a) == members(b)
+        && a.revision == b.revision
+        && a.revision_editor == b.revision_editor
+        && a.dissolved == b.dissolved
+}
+
+/// Waits until every node of the mesh lists every other one online.
+pub async fn all_online(mesh: &crate::LoopbackMesh, limit: Duration) -> anyhow::Result<()> {
+    for (i, node) in mesh.nodes.iter().enumerate() {
+        for (j, other) in mesh.ids.iter().enumerate() {
+            if i != j {
+                wait_contact_online(node, other, true, limit).await?;
+            }
+        }
+    }
+    Ok(())
 }

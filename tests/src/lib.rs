@@ -429,6 +429,19 @@ impl LoopbackMesh {
         Ok(())
     }
 
+    /// Starts node `i` again on its data directory with `extra` added to its
+    /// environment (e.g. a test hook only that node honours).
+    pub async fn restart_with(&mut self, i: usize, extra: &[(&str, &str)]) -> anyhow::Result<()> {
+        let name = self.names.get(i).context("no such node")?.clone();
+        if self.nodes[i].is_running() {
+            self.nodes[i].stop().await?;
+        }
+        let mut env = self.env.clone();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        self.nodes[i] = start_node(&self.root.path().join(name), &env).await?;
+        Ok(())
+    }
+
     /// `result`, with the end of every node's log added to an error.
     pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {
         result.map_err(|e| e.context(self.log_tails()))

@@ -70,6 +70,10 @@ pub enum DeliveryEvent {
     KeyMismatch { peer: NodeId },
     /// A `group.upsert` from a peer changed a group's state here.
     GroupUpdated(GlobalGroupId),
+    /// ... and the announcement shown changed with it.
+    GroupAnnouncement(GlobalGroupId),
+    /// A member added this node to a group while auto-accept is off: an invitation.
+    GroupInvitation(GlobalGroupId),
 }
 
 pub struct DeliveryParts {
@@ -345,15 +349,29 @@ impl Worker {
                         outcome: outcome_name(&outcome).to_string(),
                     }),
                 );
-                if outcome == InboundOutcome::Applied {
-                    if let Some(id) = message_id {
-                        if let Ok(Some(message)) = self.store.message(id).await {
-                            self.emit(DeliveryEvent::MessageReceived(message));
+                match (outcome, upserted) {
+                    (InboundOutcome::Applied, _) => {
+                        if let Some(id) = message_id {
+                            if let Ok(Some(message)) = self.store.message(id).await {
+                                self.emit(DeliveryEvent::MessageReceived(message));
+                            }
                         }
                     }
-                    if let Some(group) = upserted {
+                    (
+                        InboundOutcome::GroupUpdated {
+                            announcement_changed,
+                        },
+                        Some(group),
+                    ) => {
                         self.emit(DeliveryEvent::GroupUpdated(group));
+                        if announcement_changed {
+                            self.emit(DeliveryEvent::GroupAnnouncement(group));
+                        }
                     }
+                    (InboundOutcome::GroupInvitation, Some(group)) => {
+                        self.emit(DeliveryEvent::GroupInvitation(group));
+                    }
+                    _ => {}
                 }
             }
             Err(
@@ -704,5 +722,6 @@ fn outcome_name(outcome: &InboundOutcome) -> &'static str {
         InboundOutcome::Duplicate => "duplicate",
         InboundOutcome::Expired => "expired",
         InboundOutcome::Stale => "stale",
+        InboundOutcome::GroupUpdated { .. } | InboundOutcome::GroupInvitation => "applied",
     }
 }

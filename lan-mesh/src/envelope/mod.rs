@@ -18,8 +18,8 @@ use storage::{
 use crate::transport::{NodeKeys, PeerKeys};
 
 pub use payload::{
-    dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, GroupUpsertPayload,
-    RevisionPayload, KIND_DM_SEND, KIND_GROUP_SEND, KIND_GROUP_UPSERT,
+    dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, KIND_DM_SEND, KIND_GROUP_SEND,
+    KIND_GROUP_UPSERT,
 };
 
 /// Envelope format version this build writes and reads.
@@ -231,9 +231,10 @@ impl Envelope {
                 })
             }
             KIND_GROUP_UPSERT => {
-                let upsert: GroupUpsertPayload = serde_json::from_value(self.payload.clone())
+                let state: storage::GroupState = serde_json::from_value(self.payload.clone())
                     .map_err(|_| EnvelopeError::Invalid("group.upsert payload"))?;
-                Ok(InboundEffect::GroupUpsert(upsert.state()?))
+                state.validate().map_err(|e| EnvelopeError::Invalid(e.0))?;
+                Ok(InboundEffect::GroupUpsert(state))
             }
             other => Err(EnvelopeError::UnknownKind(other.chars().take(64).collect())),
         }
@@ -315,18 +316,23 @@ mod tests {
         assert!(env.effect().is_err());
     }
 
-    fn group_state() -> storage::GroupState {
-        storage::GroupState {
-            global_group_id: GlobalGroupId::new(),
-            name: "项目 team".into(),
-            announcement: "周五发布".into(),
-            owner: id(1),
-            members: vec![id(1), id(2), id(3)],
-            revision: storage::GroupRevision {
-                revision: 3,
-                editor: id(2),
-            },
+    fn stamp(hlc: u64, editor: u8) -> storage::Stamp {
+        storage::Stamp {
+            hlc,
+            editor: id(editor),
         }
+    }
+
+    fn group_state() -> storage::GroupState {
+        let mut state = storage::GroupState::create(
+            GlobalGroupId::new(),
+            &stamp(3, 1),
+            "项目 team",
+            "周五发布",
+            &[id(2), id(3)],
+        );
+        state.set_name("项目 team v2", &stamp(5, 2));
+        state
     }
 
     fn upsert(state: &storage::GroupState) -> Envelope {
@@ -376,63 +382,72 @@ mod tests {
             env.effect()
         };
         assert_eq!(
-            bad(&|p| p["name"] = json!("  ")),
-            Err(EnvelopeError::Invalid("empty group name"))
-        );
-        assert_eq!(
-            bad(&|p| p["name"] = json!("a\u{7}b")),
+            bad(&|p| p["names"][0]["value"] = json!("  ")),
             Err(EnvelopeError::Invalid("bad group name"))
         );
         assert_eq!(
-            bad(&|p| p["name"] = json!("n".repeat(129))),
+            bad(&|p| p["names"][0]["value"] = json!("a\u{7}b")),
             Err(EnvelopeError::Invalid("bad group name"))
         );
         assert_eq!(
-            bad(&|p| p["announcement"] = json!("a".repeat(4097))),
+            bad(&|p| p["names"][0]["value"] = json!("n".repeat(129))),
+            Err(EnvelopeError::Invalid("bad group name"))
+        );
+        assert_eq!(
+            bad(&|p| p["names"] = json!([])),
+            Err(EnvelopeError::Invalid("a group needs a name"))
+        );
+        assert_eq!(
+            bad(&|p| p["announcements"][0]["value"] = json!("a".repeat(4097))),
             Err(EnvelopeError::Invalid("announcement too long"))
         );
         assert_eq!(
-            bad(&|p| p["members"] = json!([])),
-            Err(EnvelopeError::Invalid("bad member count"))
-        );
-        assert_eq!(
-            bad(&|p| p["members"] = json!([id(1).to_string(), "nope"])),
-            Err(EnvelopeError::Invalid("a member is not a node id"))
-        );
-        assert_eq!(
-            bad(&|p| p["members"] = json!([id(1).to_string(), id(1).to_string()])),
-            Err(EnvelopeError::Invalid("duplicate members"))
-        );
-        assert_eq!(
-            bad(&|p| p["members"] = json!([id(2).to_string(), id(3).to_string()])),
+            bad(&|p| p["members"][0]["present"] = json!(false)),
             Err(EnvelopeError::Invalid("the owner is not a member"))
         );
-        let many: Vec<String> = (0..501)
-            .map(|_| ulid::Ulid::new().to_string())
-            .chain([id(1).to_string()])
-            .collect();
         assert_eq!(
-            bad(&|p| p["members"] = json!(many)),
-            Err(EnvelopeError::Invalid("bad member count"))
+            bad(&|p| p["members"][1]["editor"] = json!(id(3).to_string())),
+            Err(EnvelopeError::Invalid(
+                "a member entry not written by the owner"
+            ))
         );
         assert_eq!(
-            bad(&|p| p["revision"]["revision"] = json!(0)),
-            Err(EnvelopeError::Invalid("revision 0"))
+            bad(&|p| p["members"][1]["id"] = json!("nope")),
+            Err(EnvelopeError::Invalid("group.upsert payload"))
         );
         assert_eq!(
-            bad(&|p| p["revision"]["editor"] = json!("x")),
-            Err(EnvelopeError::Invalid("editor is not a node id"))
+            bad(&|p| {
+                let entry = p["members"][1].clone();
+                p["members"].as_array_mut().unwrap().push(entry);
+            }),
+            Err(EnvelopeError::Invalid("not in canonical form"))
+        );
+        assert_eq!(
+            bad(&|p| p["names"][0]["editor"] = json!(id(9).to_string())),
+            Err(EnvelopeError::Invalid(
+                "an edit by a node that was never a member"
+            ))
+        );
+        assert_eq!(
+            bad(&|p| p["dissolved"] = json!({"hlc": 9, "editor": id(2).to_string()})),
+            Err(EnvelopeError::Invalid(
+                "dissolved by someone else than the owner"
+            ))
+        );
+        assert_eq!(
+            bad(&|p| p["names"][1]["hlc"] = json!(0)),
+            Err(EnvelopeError::Invalid("a stamp of 0"))
         );
         assert_eq!(
             bad(&|p| p["global_group_id"] = json!("x")),
-            Err(EnvelopeError::Invalid("global_group_id is not a ULID"))
+            Err(EnvelopeError::Invalid("group.upsert payload"))
         );
         assert_eq!(
             bad(&|p| p["extra"] = json!(1)),
             Err(EnvelopeError::Invalid("group.upsert payload"))
         );
         assert_eq!(
-            bad(&|p| p["revision"]["revision"] = json!(-1)),
+            bad(&|p| p["names"][0]["hlc"] = json!(-1)),
             Err(EnvelopeError::Invalid("group.upsert payload"))
         );
     }
@@ -515,25 +530,21 @@ mod tests {
             name in "[a-zA-Z0-9 一-龥]{1,64}",
             announcement in "\\PC{0,200}",
             others in proptest::collection::vec(any::<u128>(), 0..20),
-            revision in 1u64..u64::MAX,
+            hlc in 1u64..u64::MAX / 2,
         ) {
             prop_assume!(!name.trim().is_empty());
-            let owner = id(1);
-            let mut members: Vec<NodeId> = others
+            let members: Vec<NodeId> = others
                 .iter()
                 .map(|n| ulid::Ulid::from(*n).to_string().parse().unwrap())
-                .chain([owner.clone()])
                 .collect();
-            members.sort();
-            members.dedup();
-            let state = storage::GroupState {
-                global_group_id: GlobalGroupId::new(),
-                name,
-                announcement,
-                owner,
-                members,
-                revision: storage::GroupRevision { revision, editor: id(2) },
-            };
+            let mut state = storage::GroupState::create(
+                GlobalGroupId::new(),
+                &stamp(hlc, 1),
+                &name,
+                "",
+                &members,
+            );
+            state.set_announcement(&announcement, &stamp(hlc + 1, 1));
             prop_assert_eq!(upsert(&state).effect(), Ok(InboundEffect::GroupUpsert(state)));
         }
     }

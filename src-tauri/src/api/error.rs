@@ -76,6 +76,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFailed { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "not_failed", e.to_string())
             }
+            StoreError::Forbidden { field, reason } => {
+                let mut error = ApiError::forbidden("forbidden", reason);
+                error.body.field = Some(field.to_string());
+                error
+            }
             // The store names fields in words ("message id"); the API in snake_case.
             StoreError::Invalid { field, reason } => {
                 FieldError::new(field.replace(' ', "_"), reason).into()

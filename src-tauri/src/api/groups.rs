@@ -5,13 +5,15 @@
 //! is woken and every event stream hears `group.updated`. Messages go through
 //! `POST /api/v1/conversations/group:{id}/messages` like any conversation.
 
-use api_types::{CreateGroup, Event, FieldError, GroupView, NodeId, UpdateGroup};
+use api_types::{
+    CreateGroup, Event, FieldError, GroupInvitationView, GroupView, NodeId, UpdateGroup,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use lan_mesh::envelope::group_upsert_outgoing;
-use storage::{GlobalGroupId, Group, GroupEdit, NewGroup};
+use storage::{ConversationId, GlobalGroupId, Group, GroupEdit, NewGroup, Store};
 
 use super::params::Segments;
 use super::{identity, json_body, now_ms, views, ApiError, ApiState};
@@ -141,6 +143,7 @@ pub async fn update(
         .into());
     }
     identity::ensure_local(&state).await?;
+    let before = state.store().group(id).await?;
     let group = state
         .store()
         .edit_group(
@@ -157,5 +160,150 @@ pub async fn update(
     let view = view(&state, &group).await?;
     tracing::info!(group = %view.id, revision = view.revision, "group changed");
     announce(&state, &view);
+    if before.is_some_and(|b| b.state.announcement() != group.state.announcement()) {
+        state.mesh().publish(Event::GroupAnnouncement {
+            group_id: view.id.clone(),
+            announcement: view.announcement.clone(),
+            editor: view.revision_editor.clone(),
+        });
+    }
     Ok(Json(view))
+}
+
+/// `POST /api/v1/groups/{id}/leave` → the group, without this node.
+pub async fn leave(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+) -> Result<Json<GroupView>, ApiError> {
+    let id = group_id(&id)?;
+    identity::ensure_local(&state).await?;
+    let group = state
+        .store()
+        .leave_group(id, now_ms(), group_upsert_outgoing)
+        .await?;
+    let view = view(&state, &group).await?;
+    tracing::info!(group = %view.id, "left the group");
+    announce(&state, &view);
+    Ok(Json(view))
+}
+
+/// `POST /api/v1/groups/{id}/dissolve` → the group, dissolved (the owner only).
+pub async fn dissolve(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+) -> Result<Json<GroupView>, ApiError> {
+    let id = group_id(&id)?;
+    identity::ensure_local(&state).await?;
+    let group = state
+        .store()
+        .dissolve_group(id, now_ms(), group_upsert_outgoing)
+        .await?;
+    let view = view(&state, &group).await?;
+    tracing::info!(group = %view.id, "dissolved the group");
+    announce(&state, &view);
+    Ok(Json(view))
+}
+
+fn invitation(
+    held: &storage::GroupInvitation,
+    users: &[storage::User],
+    local: &NodeId,
+    local_name: &str,
+) -> GroupInvitationView {
+    let state = &held.state;
+    let from_name = users
+        .iter()
+        .find(|u| u.user_id == storage::UserId::lan(&held.from_peer_id))
+        .map(|u| u.display_name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| held.from_peer_id.to_string());
+    GroupInvitationView {
+        group: views::group_state_view(
+            state,
+            &ConversationId::group(&state.global_group_id),
+            held.received_at,
+            users,
+            local,
+            local_name,
+        ),
+        from_peer_id: held.from_peer_id.to_string(),
+        from_name,
+        received_at: u64::try_from(held.received_at).unwrap_or(0),
+    }
+}
+
+/// The open invitation for a group, as events show it.
+pub async fn invitation_view(
+    store: &Store,
+    local: &NodeId,
+    id: GlobalGroupId,
+) -> Option<GroupInvitationView> {
+    let held = store
+        .group_invitations()
+        .await
+        .ok()?
+        .into_iter()
+        .find(|i| i.state.global_group_id == id)?;
+    let users = store.users().await.unwrap_or_default();
+    let local_name = store
+        .local_identity()
+        .await
+        .ok()
+        .flatten()
+        .map(|me| me.display_name)
+        .unwrap_or_default();
+    Some(invitation(&held, &users, local, &local_name))
+}
+
+/// `GET /api/v1/group-invitations`: the open ones, newest first.
+pub async fn invitations(
+    State(state): State<ApiState>,
+) -> Result<Json<Vec<GroupInvitationView>>, ApiError> {
+    let held = state.store().group_invitations().await?;
+    let users = state.store().users().await?;
+    let settings = state.settings().current();
+    let name = identity::own_name(&settings);
+    Ok(Json(
+        held.iter()
+            .map(|i| invitation(i, &users, &settings.lan_mesh.node_id, &name))
+            .collect(),
+    ))
+}
+
+/// `POST /api/v1/group-invitations/{id}/accept` → the group, joined.
+pub async fn accept(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+) -> Result<Json<GroupView>, ApiError> {
+    let id = group_id(&id)?;
+    identity::ensure_local(&state).await?;
+    let group = state.store().accept_group_invitation(id, now_ms()).await?;
+    let view = view(&state, &group).await?;
+    tracing::info!(group = %view.id, "accepted a group invitation");
+    announce(&state, &view);
+    state.mesh().publish(Event::GroupInvitationClosed {
+        group_id: view.id.clone(),
+        accepted: true,
+    });
+    Ok(Json(view))
+}
+
+/// `POST /api/v1/group-invitations/{id}/decline` → `204`.
+pub async fn decline(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = group_id(&id)?;
+    identity::ensure_local(&state).await?;
+    state
+        .store()
+        .decline_group_invitation(id, now_ms(), group_upsert_outgoing)
+        .await?;
+    tracing::info!(group = %id, "declined a group invitation");
+    state.mesh().wake_outbox();
+    state.mesh().publish(Event::GroupInvitationClosed {
+        group_id: id.to_string(),
+        accepted: false,
+    });
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -6,7 +6,7 @@ mod contacts;
 mod conversations;
 mod error;
 mod events;
-mod groups;
+pub(crate) mod groups;
 mod guard;
 pub(crate) mod identity;
 mod json_body;
@@ -89,11 +89,26 @@ impl ApiState {
     }
 }
 
-/// Wall-clock Unix milliseconds, as the store takes them.
+/// Wall-clock Unix milliseconds, as the store takes them (stamps of messages and group
+/// changes made here).
 fn now_ms() -> storage::UnixMs {
-    std::time::SystemTime::now()
+    let wall = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    wall.saturating_add(clock_offset_ms())
+}
+
+/// Test hook `LANCHAT_CLOCK_OFFSET_MS`: the node acts as if its clock were off by that
+/// much (e.g. `300000`, five minutes ahead), so tests show that skewed clocks do not
+/// change the order members see.
+fn clock_offset_ms() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("LANCHAT_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -119,6 +134,11 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/groups", get(groups::list).post(groups::create))
         .route("/groups/{id}", get(groups::get).put(groups::update))
+        .route("/groups/{id}/leave", post(groups::leave))
+        .route("/groups/{id}/dissolve", post(groups::dissolve))
+        .route("/group-invitations", get(groups::invitations))
+        .route("/group-invitations/{id}/accept", post(groups::accept))
+        .route("/group-invitations/{id}/decline", post(groups::decline))
         .route("/search", get(search::search))
         .route("/events", get(events::stream))
         .fallback(|| async { ApiError::not_found() })

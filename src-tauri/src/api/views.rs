@@ -160,9 +160,28 @@ pub fn group_view(
     local: &api_types::NodeId,
     local_name: &str,
 ) -> api_types::GroupView {
-    let state = &group.state;
+    group_state_view(
+        &group.state,
+        &group.conversation_id,
+        group.updated_at,
+        users,
+        local,
+        local_name,
+    )
+}
+
+/// A group as the API shows it, from its replicated state (also for invitations,
+/// which have no local group yet).
+pub fn group_state_view(
+    state: &storage::GroupState,
+    conversation_id: &storage::ConversationId,
+    updated_at: storage::UnixMs,
+    users: &[storage::User],
+    local: &api_types::NodeId,
+    local_name: &str,
+) -> api_types::GroupView {
     let members = state
-        .members
+        .member_ids()
         .iter()
         .map(|member| {
             let user_id = UserId::lan(member);
@@ -183,27 +202,27 @@ pub fn group_view(
             }
         })
         .collect();
-    let is_member = state.members.contains(local);
-    let is_owner = state.owner == *local;
+    let is_member = state.is_member(local);
+    let revision = state.revision();
     api_types::GroupView {
         id: state.global_group_id.to_string(),
-        conversation_id: group.conversation_id.to_string(),
-        name: state.name.clone(),
-        announcement: state.announcement.clone(),
+        conversation_id: conversation_id.to_string(),
+        name: state.name().to_string(),
+        announcement: state.announcement().to_string(),
         owner: state.owner.to_string(),
         members,
         is_member,
-        dissolved: false,
+        dissolved: state.is_dissolved(),
         permissions: api_types::GroupPermissions {
-            send: is_member,
-            edit_info: is_member,
-            manage_members: is_member && is_owner,
-            leave: is_member && !is_owner,
-            dissolve: is_member && is_owner,
+            send: is_member && !state.is_dissolved(),
+            edit_info: state.may_edit_info(local),
+            manage_members: state.may_manage_members(local),
+            leave: state.may_leave(local),
+            dissolve: state.may_dissolve(local),
         },
-        revision: state.revision.revision,
-        revision_editor: state.revision.editor.to_string(),
-        updated_at: unix_ms(group.updated_at),
+        revision: revision.hlc,
+        revision_editor: revision.editor.to_string(),
+        updated_at: unix_ms(updated_at),
     }
 }
 

@@ -1,7 +1,8 @@
 use storage::{
-    ConversationId, EnvelopeId, GroupEdit, GroupRevision, GroupState, HistoryQuery, InboundEffect,
+    ConversationId, EnvelopeId, GroupEdit, GroupState, HistoryQuery, Hlc, InboundEffect,
     InboundEnvelope, InboundOutcome, MessageStatus, NewGroup, OutboxStatus, OutgoingEnvelope,
-    SendAttempt, Store, StoreError, DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS, MAX_RETRY_AGE_MS,
+    SendAttempt, Stamp, Store, StoreError, DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS,
+    MAX_RETRY_AGE_MS,
 };
 use ulid::Ulid;
 
@@ -10,7 +11,7 @@ use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
 fn upsert_envelope(state: &GroupState) -> OutgoingEnvelope {
     OutgoingEnvelope {
         kind: "group.upsert".into(),
-        payload: format!("{{\"rev\":{}}}", state.revision.revision).into_bytes(),
+        payload: format!("{{\"rev\":{}}}", state.revision().hlc).into_bytes(),
     }
 }
 
@@ -320,7 +321,7 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
         .await
         .unwrap();
     let gid = group.state.global_group_id;
-    assert_eq!(group.state.members, vec![node(0), node(1), node(2)]);
+    assert_eq!(group.state.member_ids(), vec![node(0), node(1), node(2)]);
     assert_eq!(group.conversation_id, ConversationId::group(&gid));
     // The upsert is queued to both members.
     assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 2);
@@ -420,7 +421,7 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
         )
         .await
         .unwrap();
-    assert_eq!(edited.state.revision.revision, 2);
+    assert!(edited.state.is_member(&node(3)));
     let c = store
         .send_group_message(gid, "third".into(), t0 + 5)
         .await
@@ -436,85 +437,105 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
     );
 }
 
-fn state(
-    gid: storage::GlobalGroupId,
-    name: &str,
-    revision: u64,
-    editor: u8,
-    members: &[u8],
-) -> GroupState {
-    GroupState {
-        global_group_id: gid,
-        name: name.into(),
-        announcement: format!("by {editor}"),
-        owner: node(1),
-        members: members.iter().map(|n| node(*n)).collect(),
-        revision: GroupRevision {
-            revision,
-            editor: node(editor),
-        },
+fn stamp(offset: u64, editor: u8) -> Stamp {
+    Stamp {
+        hlc: Hlc::from_wall_ms(u64::try_from(now_ms()).unwrap()).raw() / 1_000_000 * 1_000_000
+            + offset,
+        editor: node(editor),
     }
+}
+
+/// The group node 1 founded with nodes 0 (this store) and 2.
+fn founded(gid: storage::GlobalGroupId) -> GroupState {
+    GroupState::create(gid, &stamp(1, 1), "Base", "", &[node(0), node(2)])
+}
+
+async fn receive(store: &Store, from: u8, state: GroupState) -> Result<InboundOutcome, StoreError> {
+    let envelope = InboundEnvelope {
+        envelope_id: EnvelopeId::new(),
+        from_peer_id: node(from),
+        received_at: now_ms(),
+    };
+    store
+        .apply_inbound(envelope, InboundEffect::GroupUpsert(state))
+        .await
 }
 
 #[tokio::test]
 async fn concurrent_group_edits_converge_whatever_the_arrival_order() {
     let gid = storage::GlobalGroupId::new();
-    let updates = [
-        (1u8, state(gid, "Base", 1, 1, &[0, 1, 2])),
-        (2u8, state(gid, "From two", 2, 2, &[0, 1, 2])),
-        (1u8, state(gid, "From one", 2, 1, &[0, 1, 2, 3])),
-    ];
+    let base = founded(gid);
+    let mut from_two = base.clone();
+    from_two.set_name("From two", &stamp(2, 2));
+    let mut from_one = base.clone();
+    from_one.set_name("From one", &stamp(2, 1));
+    from_one.set_member(&node(3), true, &stamp(2, 1));
+    let updates = [(1u8, base), (2u8, from_two), (1u8, from_one)];
     let mut finals = Vec::new();
     for order in [[0, 1, 2], [0, 2, 1], [2, 1, 0], [1, 2, 0]] {
         let dir = tempfile::tempdir().unwrap();
         let store = open_with_peers(&db_path(&dir), 3).await;
         for i in order {
             let (from, s) = &updates[i];
-            let envelope = InboundEnvelope {
-                envelope_id: EnvelopeId::new(),
-                from_peer_id: node(*from),
-                received_at: now_ms(),
-            };
-            store
-                .apply_inbound(envelope, InboundEffect::GroupUpsert(s.clone()))
-                .await
-                .unwrap();
+            receive(&store, *from, s.clone()).await.unwrap();
         }
         finals.push(store.group(gid).await.unwrap().unwrap().state);
     }
     assert!(finals.windows(2).all(|w| w[0] == w[1]), "{finals:#?}");
-    assert_eq!(finals[0].name, "From two", "(2, node 2) beats (2, node 1)");
+    assert_eq!(
+        finals[0].name(),
+        "From two",
+        "equal clocks: node 2 beats node 1"
+    );
+    assert!(
+        finals[0].is_member(&node(3)),
+        "the concurrent member change survives"
+    );
 }
 
 #[tokio::test]
-async fn a_forged_group_edit_is_refused() {
+async fn forged_and_outsider_group_edits_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 3).await;
     let gid = storage::GlobalGroupId::new();
-    // Node 3 sends an edit that claims to be node 1's.
-    let envelope = InboundEnvelope {
-        envelope_id: EnvelopeId::new(),
-        from_peer_id: node(3),
-        received_at: now_ms(),
-    };
-    let err = store
-        .apply_inbound(
-            envelope,
-            InboundEffect::GroupUpsert(state(gid, "Hijack", 9, 1, &[0, 1, 3])),
-        )
-        .await
-        .unwrap_err();
+    // Node 3 is not a member of the state it sends.
+    let err = receive(&store, 3, founded(gid)).await.unwrap_err();
     assert!(
         matches!(
             err,
             StoreError::Invalid {
-                field: "revision",
+                field: "from_peer_id",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // Node 2, a member, adds node 3 itself: only the owner writes member entries.
+    let mut forged = founded(gid);
+    forged.set_member(&node(3), true, &stamp(5, 2));
+    let err = receive(&store, 2, forged).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Invalid {
+                field: "group state",
                 ..
             }
         ),
         "{err:?}"
     );
     assert!(store.group(gid).await.unwrap().is_none());
+    // The owner's own state is taken; a state naming another owner for it is not.
+    assert!(matches!(
+        receive(&store, 1, founded(gid)).await.unwrap(),
+        InboundOutcome::GroupUpdated { .. }
+    ));
+    let other_owner = GroupState::create(gid, &stamp(9, 2), "Mine", "", &[node(0), node(1)]);
+    assert!(receive(&store, 2, other_owner).await.is_err());
+    assert_eq!(
+        store.group(gid).await.unwrap().unwrap().state.name(),
+        "Base"
+    );
 }
 
 #[tokio::test]
@@ -551,8 +572,8 @@ async fn removing_a_member_stops_its_deliveries_and_tells_it() {
         )
         .await
         .unwrap();
-    assert_eq!(edited.state.members, vec![node(0), node(1)]);
-    assert_eq!(edited.state.announcement, "just us");
+    assert_eq!(edited.state.member_ids(), vec![node(0), node(1)]);
+    assert_eq!(edited.state.announcement(), "just us");
     // Both the remaining and the removed member hear about the change.
     let told: Vec<_> = store
         .due_outbox(t0 + 1, 10)
@@ -812,28 +833,11 @@ async fn old_group_messages_are_not_expired_like_envelopes() {
     let store = open_with_peers(&db_path(&dir), 2).await;
     let now = now_ms();
     let gid = storage::GlobalGroupId::new();
-    let state = GroupState {
-        global_group_id: gid,
-        name: "Team".into(),
-        announcement: String::new(),
-        owner: node(1),
-        members: vec![node(0), node(1), node(2)],
-        revision: GroupRevision {
-            revision: 1,
-            editor: node(1),
-        },
-    };
-    let upsert = InboundEnvelope {
-        envelope_id: EnvelopeId::new(),
-        from_peer_id: node(1),
-        received_at: now,
-    };
     assert_eq!(
-        store
-            .apply_inbound(upsert, InboundEffect::GroupUpsert(state))
-            .await
-            .unwrap(),
-        InboundOutcome::Applied
+        receive(&store, 1, founded(gid)).await.unwrap(),
+        InboundOutcome::GroupUpdated {
+            announcement_changed: false
+        }
     );
     let old = now - MAX_RETRY_AGE_MS - MAX_CLOCK_SKEW_MS - 60_000;
     let id = Ulid::from_parts(u64::try_from(old).unwrap(), 7);

@@ -31,6 +31,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
     let fixtures = [
         (1, include_str!("../fixtures/schema_v1.sql")),
         (2, include_str!("../fixtures/schema_v2.sql")),
+        (3, include_str!("../fixtures/schema_v3.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {
@@ -83,6 +84,18 @@ async fn every_earlier_schema_migrates_with_its_data() {
         let conversations = store.conversations().await.unwrap();
         assert_eq!(conversations[0].unread, 1);
         assert_eq!(conversations[0].name, "Alice");
+        if version == 3 {
+            // A group as whole-state revisions stored it reads as replicated state.
+            let groups = store.groups().await.unwrap();
+            assert_eq!(groups.len(), 1);
+            let state = &groups[0].state;
+            assert_eq!(state.name(), "旧的小组");
+            assert_eq!(state.announcement(), "old news");
+            assert_eq!(state.owner, node(1));
+            assert_eq!(state.member_ids(), vec![node(0), node(1), node(2)]);
+            state.validate().unwrap();
+            assert!(store.group_invitations().await.unwrap().is_empty());
+        }
         store.integrity_check().await.unwrap();
         store.close().await.unwrap();
         let conn = Connection::open(&path).unwrap();
