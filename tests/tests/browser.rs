@@ -1021,3 +1021,122 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
     b.quit().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn messenger_group_invitation_leave_and_dissolve() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let pair = LoopbackPair::start("office", "office").await?;
+    // B asks before joining groups.
+    let (status, body) = pair
+        .b
+        .put_json(
+            "v1/settings",
+            &serde_json::json!({"lan_mesh": {"auto_accept_group_sync": false}}),
+        )
+        .await?;
+    anyhow::ensure!(status.is_success(), "auto-accept off: {status}: {body}");
+    let a = Browser::start().await?;
+    let b = Browser::start().await?;
+    open_messenger(&a, &pair.a).await?;
+    open_messenger(&b, &pair.b).await?;
+    for (browser, other) in [(&a, &pair.b_id), (&b, &pair.a_id)] {
+        let user = format!("[data-testid=user-{other}]");
+        wait_until(UI_LIMIT, "the other node online", || async {
+            let online = attr(browser, &user, "data-online").await.ok()??;
+            (online == "true").then_some(())
+        })
+        .await?;
+    }
+
+    let group = post_json(
+        &pair.a,
+        "v1/groups",
+        &serde_json::json!({"name": "Ops 值班", "members": [pair.b_id]}),
+    )
+    .await?;
+    let group_id = group["id"].as_str().unwrap_or_default().to_string();
+    let row = format!("[data-testid='group-group:{group_id}']");
+
+    // B sees the invitation, live, with who sent it; the group is not joined yet.
+    let invitation = b
+        .wait_for_text(
+            &format!("[data-testid=invitation-{group_id}]"),
+            DELIVERY_LIMIT,
+            |t| t.contains("Ops 值班"),
+        )
+        .await?;
+    assert!(invitation.contains("alpha"), "who invited: {invitation}");
+    assert!(b.text(&row).await?.is_none(), "not in B's groups yet");
+    b.screenshot(&shots.join("group-invitation.png")).await?;
+
+    // Accepted: the invitation goes and the group is in B's rail.
+    b.click(&format!("[data-testid=accept-{group_id}]")).await?;
+    b.wait_for_text(&row, DELIVERY_LIMIT, |t| t.contains("Ops 值班"))
+        .await?;
+    wait_until(UI_LIMIT, "the invitation gone", || async {
+        b.text("[data-testid=invitations]")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await?;
+
+    // A watches the members in its info panel while B leaves from B's panel.
+    a.click(&row).await?;
+    a.click("[data-testid=group-info-button]").await?;
+    let member_b = format!("[data-testid=member-{}]", pair.b_id);
+    a.wait_for_text(&member_b, DELIVERY_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    b.click(&row).await?;
+    b.click("[data-testid=group-info-button]").await?;
+    b.click("[data-testid=group-leave]").await?;
+    let question = b
+        .wait_for_text("[data-testid=group-confirm]", UI_LIMIT, |t| {
+            t.contains("Leave")
+        })
+        .await?;
+    assert!(question.contains("Ops 值班"), "{question}");
+    b.click("[data-testid=group-confirm-yes]").await?;
+    b.wait_for_text("[data-testid=group-standing]", UI_LIMIT, |t| {
+        t.contains("no longer a member")
+    })
+    .await?;
+    b.wait_for_text("[data-testid=composer-note]", UI_LIMIT, |t| {
+        t.contains("no longer a member")
+    })
+    .await?;
+    assert_eq!(
+        b.execute("return document.querySelector('[data-testid=composer]').disabled")
+            .await?,
+        true,
+        "B cannot send any more"
+    );
+    assert!(b.text("[data-testid=group-rename]").await?.is_none());
+    b.screenshot(&shots.join("group-left.png")).await?;
+    wait_until(DELIVERY_LIMIT, "B gone from A's panel", || async {
+        a.text(&member_b).await.ok()?.is_none().then_some(())
+    })
+    .await?;
+
+    // A dissolves it (confirmed): nobody sends or changes it any more.
+    a.click("[data-testid=group-dissolve]").await?;
+    a.click("[data-testid=group-confirm-yes]").await?;
+    a.wait_for_text("[data-testid=group-standing]", UI_LIMIT, |t| {
+        t.contains("dissolved")
+    })
+    .await?;
+    a.wait_for_text("[data-testid=composer-note]", UI_LIMIT, |t| {
+        t.contains("dissolved")
+    })
+    .await?;
+    assert!(a.text("[data-testid=group-rename]").await?.is_none());
+    assert!(a.text("[data-testid=group-dissolve]").await?.is_none());
+    let on_a = pair.a.get_json(&format!("v1/groups/{group_id}")).await?;
+    assert_eq!(on_a["dissolved"], true, "{on_a}");
+    a.screenshot(&shots.join("group-dissolved.png")).await?;
+
+    a.quit().await?;
+    b.quit().await?;
+    Ok(())
+}
