@@ -86,6 +86,12 @@ fn Conversation(id: String) -> impl IntoView {
             let l = lang.0.get();
             if kind.get() == ConversationKind::Group {
                 return group.with(|g| match g {
+                    // English counts "1 member", not "1 members".
+                    Some(g) if g.members.len() == 1 => i18n::tf(
+                        l,
+                        "chat.header.group_one_member",
+                        &[("online", &group_model::online_count(&g.members).to_string())],
+                    ),
                     Some(g) => i18n::tf(
                         l,
                         "chat.header.group_members",
