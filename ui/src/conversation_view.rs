@@ -287,7 +287,8 @@ fn Conversation(id: String) -> impl IntoView {
                     {move || (!loaded()).then(|| view! { <p class="muted center">{lang.t("status.loading")}</p> })}
                     {move || empty().then(|| view! {
                         <div class="history-empty" data-testid="history-empty">
-                            <p>{lang.t("chat.history.empty")}</p>
+                            // "Say hello" only where this node may send.
+                            <p>{move || lang.t(if composer_note.get().is_some() { "chat.history.none" } else { "chat.history.empty" })}</p>
                         </div>
                     })}
                     <For each=move || rows.get() key=Row::key let:row>
