@@ -135,6 +135,7 @@ mod tests {
             "mesh_off",
             "peer_blocked",
             "not_failed",
+            "forbidden",
             "internal",
         ] {
             assert_eq!(error_key(code), format!("error.{code}"));

@@ -200,6 +200,17 @@ impl Browser {
         Ok(())
     }
 
+    /// Resizes the browser window (the outer size, as a person would).
+    pub async fn set_window_size(&self, width: u32, height: u32) -> anyhow::Result<()> {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
         self.call(
             "POST",

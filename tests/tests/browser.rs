@@ -777,3 +777,366 @@ async fn messenger_shows_a_failed_message_and_retries_it() -> anyhow::Result<()>
     browser.quit().await?;
     Ok(())
 }
+
+/// The id of the group called `name` on `node` (from its API).
+async fn group_id_named(node: &NodeProcess, name: &str) -> anyhow::Result<String> {
+    let list = node.get_json("v1/groups").await?;
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["name"] == name)
+        .and_then(|g| g["id"].as_str())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("no group {name:?} on the node: {list}"))
+}
+
+/// The `data-testid` of the element that has the focus.
+async fn focused(browser: &Browser) -> anyhow::Result<String> {
+    let v = browser
+        .execute("return document.activeElement?.dataset?.testid ?? ''")
+        .await?;
+    Ok(v.as_str().unwrap_or_default().to_string())
+}
+
+#[tokio::test]
+async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let pair = LoopbackPair::start("office", "office").await?;
+    let a = Browser::start().await?;
+    let b = Browser::start().await?;
+    open_messenger(&a, &pair.a).await?;
+    open_messenger(&b, &pair.b).await?;
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    wait_until(UI_LIMIT, "B online in A's users", || async {
+        let online = attr(&a, &user_b, "data-online").await.ok()??;
+        (online == "true").then_some(())
+    })
+    .await?;
+
+    // Escape closes the dialog and gives the focus back to "New group".
+    a.click("[data-testid=new-group]").await?;
+    a.wait_for_text("[data-testid=create-group-dialog] h2", UI_LIMIT, |t| {
+        t == "New group"
+    })
+    .await?;
+    wait_until(UI_LIMIT, "the name field focused", || async {
+        (focused(&a).await.ok()? == "group-name").then_some(())
+    })
+    .await?;
+    a.type_text("[data-testid=group-name]", &KEY_ESCAPE.to_string())
+        .await?;
+    wait_until(UI_LIMIT, "the dialog closed by Escape", || async {
+        let dialog = a.text("[data-testid=create-group-dialog]").await.ok()?;
+        (dialog.is_none() && focused(&a).await.ok()? == "new-group").then_some(())
+    })
+    .await?;
+
+    // Without a name the node refuses, and says so at the name field.
+    a.click("[data-testid=new-group]").await?;
+    a.click("[data-testid=create-group-submit]").await?;
+    let error = a
+        .wait_for_text("[data-testid=group-error-name]", UI_LIMIT, |t| {
+            !t.is_empty()
+        })
+        .await?;
+    assert!(error.contains("name"), "the field is named: {error}");
+    assert!(
+        pair.a.get_json("v1/groups").await?.as_array().map(Vec::len) == Some(0),
+        "nothing created"
+    );
+
+    // Name it, find B with the filter, tick it; Enter in the name field creates.
+    a.type_text("[data-testid=group-name]", "Release team")
+        .await?;
+    assert!(
+        a.text("[data-testid=group-error-name]").await?.is_none(),
+        "typing a name takes the complaint back"
+    );
+    a.type_text("[data-testid=group-member-filter]", "brav")
+        .await?;
+    let pick_b = format!("[data-testid=pick-{}]", pair.b_id);
+    a.click(&pick_b).await?;
+    a.wait_for_text("[data-testid=picked-count]", UI_LIMIT, |t| {
+        t == "1 selected"
+    })
+    .await?;
+    a.screenshot(&shots.join("group-create-dialog.png")).await?;
+    a.type_text("[data-testid=group-name]", &KEY_ENTER.to_string())
+        .await?;
+
+    // A is in the new group's conversation at once.
+    a.wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+        t == "Release team"
+    })
+    .await?;
+    assert!(a.text("[data-testid=create-group-dialog]").await?.is_none());
+    let group_id = group_id_named(&pair.a, "Release team").await?;
+    let row = format!("[data-testid='group-group:{group_id}']");
+    a.wait_for_text(&row, UI_LIMIT, |t| t.contains("Release team"))
+        .await?;
+
+    // B's rail shows it without a reload.
+    b.wait_for_text(&row, DELIVERY_LIMIT, |t| t.contains("Release team"))
+        .await?;
+
+    // A message typed in A's UI shows in B's, and B's reply in A's.
+    let hello = "Release at 5, 五点发布";
+    a.type_text("[data-testid=composer]", &format!("{hello}{KEY_ENTER}"))
+        .await?;
+    b.click(&row).await?;
+    b.wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+        t == "Release team"
+    })
+    .await?;
+    wait_until(DELIVERY_LIMIT, "A's group message in B's UI", || async {
+        let shown = shown_messages(&b).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, outgoing, _)| t == hello && !*outgoing)
+            .then_some(())
+    })
+    .await?;
+    let reply = "Ready here";
+    b.type_text("[data-testid=composer]", &format!("{reply}{KEY_ENTER}"))
+        .await?;
+    wait_until(DELIVERY_LIMIT, "B's reply in A's UI", || async {
+        let shown = shown_messages(&a).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, outgoing, _)| t == reply && !*outgoing)
+            .then_some(())
+    })
+    .await?;
+
+    // A's group info panel, opened from the header by keyboard: both members, A owns.
+    a.type_text("[data-testid=group-info-button]", &KEY_ENTER.to_string())
+        .await?;
+    a.wait_for_text("[data-testid=group-info-name]", UI_LIMIT, |t| {
+        t == "Release team"
+    })
+    .await?;
+    let member_b = format!("[data-testid=member-{}]", pair.b_id);
+    let member_a = format!("[data-testid=member-{}]", pair.a_id);
+    a.wait_for_text(&member_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    assert_eq!(
+        a.text(&format!("{member_a} [data-testid=owner-badge]"))
+            .await?
+            .as_deref(),
+        Some("Owner")
+    );
+    assert!(a
+        .text(&format!("{member_b} [data-testid=owner-badge]"))
+        .await?
+        .is_none());
+    assert!(
+        a.text(&format!("[data-testid=remove-member-{}]", pair.b_id))
+            .await?
+            .is_some(),
+        "the owner may remove B"
+    );
+    assert!(
+        a.text("[data-testid=group-dissolve]").await?.is_some()
+            && a.text("[data-testid=group-leave]").await?.is_none(),
+        "the owner dissolves and cannot leave"
+    );
+    // B's panel: no member management, no dissolving; leaving instead.
+    b.click("[data-testid=group-info-button]").await?;
+    b.wait_for_text("[data-testid=group-info-name]", UI_LIMIT, |t| {
+        t == "Release team"
+    })
+    .await?;
+    assert!(b.text("[data-testid=group-add-members]").await?.is_none());
+    assert!(b.text("[data-testid=group-dissolve]").await?.is_none());
+    assert!(b.text("[data-testid=group-leave]").await?.is_some());
+    b.click("[data-testid=group-info-close]").await?;
+
+    // Renamed in A's panel (Enter saves): B's rail and header follow, live.
+    a.click("[data-testid=group-rename]").await?;
+    a.clear("[data-testid=group-rename-input]").await?;
+    a.type_text(
+        "[data-testid=group-rename-input]",
+        &format!("Release crew{KEY_ENTER}"),
+    )
+    .await?;
+    a.wait_for_text("[data-testid=group-info-name]", UI_LIMIT, |t| {
+        t == "Release crew"
+    })
+    .await?;
+    a.wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+        t == "Release crew"
+    })
+    .await?;
+    b.wait_for_text(&row, DELIVERY_LIMIT, |t| t.contains("Release crew"))
+        .await?;
+    b.wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+        t == "Release crew"
+    })
+    .await?;
+
+    // An announcement set in A's panel shows as a banner on top of B's conversation.
+    a.click("[data-testid=group-edit-announcement]").await?;
+    let notice = "Code freeze Friday 18:00 · 周五18点冻结代码";
+    a.type_text("[data-testid=group-announcement-input]", notice)
+        .await?;
+    a.click("[data-testid=group-announcement-save]").await?;
+    a.wait_for_text("[data-testid=group-info-announcement]", UI_LIMIT, |t| {
+        t == notice
+    })
+    .await?;
+    b.wait_for_text("[data-testid=announcement-banner]", DELIVERY_LIMIT, |t| {
+        t.contains(notice)
+    })
+    .await?;
+
+    // The panel at the smallest supported window, light and dark, English and Chinese.
+    // The window's frame is not part of the page: size it so the page gets 1024×640.
+    let frame = a
+        .execute("return [window.outerWidth - window.innerWidth, window.outerHeight - window.innerHeight]")
+        .await?;
+    let frame_w = frame[0].as_u64().unwrap_or(0) as u32;
+    let frame_h = frame[1].as_u64().unwrap_or(0) as u32;
+    a.set_window_size(1024 + frame_w, 640 + frame_h).await?;
+    a.wait_for_text(&member_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    let overflow = a
+        .execute(
+            "const p = document.querySelector('[data-testid=group-info]').getBoundingClientRect(); \
+             return p.right <= window.innerWidth && p.left >= 0",
+        )
+        .await?;
+    assert_eq!(overflow, true, "the panel fits the window");
+    a.screenshot(&shots.join("group-info-light.png")).await?;
+    b.screenshot(&shots.join("group-banner-b-light.png"))
+        .await?;
+    a.prefer_color_scheme("dark").await?;
+    a.screenshot(&shots.join("group-info-dark.png")).await?;
+    a.click("[data-testid=lang-zh-CN]").await?;
+    a.wait_for_text("[data-testid=group-info] h2", UI_LIMIT, |t| t == "群组信息")
+        .await?;
+    a.screenshot(&shots.join("group-info-dark-zh-CN.png"))
+        .await?;
+
+    a.quit().await?;
+    b.quit().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn messenger_group_invitation_leave_and_dissolve() -> anyhow::Result<()> {
+    let shots = artifacts_dir("browser")?;
+    let pair = LoopbackPair::start("office", "office").await?;
+    // B asks before joining groups.
+    let (status, body) = pair
+        .b
+        .put_json(
+            "v1/settings",
+            &serde_json::json!({"lan_mesh": {"auto_accept_group_sync": false}}),
+        )
+        .await?;
+    anyhow::ensure!(status.is_success(), "auto-accept off: {status}: {body}");
+    let a = Browser::start().await?;
+    let b = Browser::start().await?;
+    open_messenger(&a, &pair.a).await?;
+    open_messenger(&b, &pair.b).await?;
+    for (browser, other) in [(&a, &pair.b_id), (&b, &pair.a_id)] {
+        let user = format!("[data-testid=user-{other}]");
+        wait_until(UI_LIMIT, "the other node online", || async {
+            let online = attr(browser, &user, "data-online").await.ok()??;
+            (online == "true").then_some(())
+        })
+        .await?;
+    }
+
+    let group = post_json(
+        &pair.a,
+        "v1/groups",
+        &serde_json::json!({"name": "Ops 值班", "members": [pair.b_id]}),
+    )
+    .await?;
+    let group_id = group["id"].as_str().unwrap_or_default().to_string();
+    let row = format!("[data-testid='group-group:{group_id}']");
+
+    // B sees the invitation, live, with who sent it; the group is not joined yet.
+    let invitation = b
+        .wait_for_text(
+            &format!("[data-testid=invitation-{group_id}]"),
+            DELIVERY_LIMIT,
+            |t| t.contains("Ops 值班"),
+        )
+        .await?;
+    assert!(invitation.contains("alpha"), "who invited: {invitation}");
+    assert!(b.text(&row).await?.is_none(), "not in B's groups yet");
+    b.screenshot(&shots.join("group-invitation.png")).await?;
+
+    // Accepted: the invitation goes and the group is in B's rail.
+    b.click(&format!("[data-testid=accept-{group_id}]")).await?;
+    b.wait_for_text(&row, DELIVERY_LIMIT, |t| t.contains("Ops 值班"))
+        .await?;
+    wait_until(UI_LIMIT, "the invitation gone", || async {
+        b.text("[data-testid=invitations]")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await?;
+
+    // A watches the members in its info panel while B leaves from B's panel.
+    a.click(&row).await?;
+    a.click("[data-testid=group-info-button]").await?;
+    let member_b = format!("[data-testid=member-{}]", pair.b_id);
+    a.wait_for_text(&member_b, DELIVERY_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    b.click(&row).await?;
+    b.click("[data-testid=group-info-button]").await?;
+    b.click("[data-testid=group-leave]").await?;
+    let question = b
+        .wait_for_text("[data-testid=group-confirm]", UI_LIMIT, |t| {
+            t.contains("Leave")
+        })
+        .await?;
+    assert!(question.contains("Ops 值班"), "{question}");
+    b.click("[data-testid=group-confirm-yes]").await?;
+    b.wait_for_text("[data-testid=group-standing]", UI_LIMIT, |t| {
+        t.contains("no longer a member")
+    })
+    .await?;
+    b.wait_for_text("[data-testid=composer-note]", UI_LIMIT, |t| {
+        t.contains("no longer a member")
+    })
+    .await?;
+    assert_eq!(
+        b.execute("return document.querySelector('[data-testid=composer]').disabled")
+            .await?,
+        true,
+        "B cannot send any more"
+    );
+    assert!(b.text("[data-testid=group-rename]").await?.is_none());
+    b.screenshot(&shots.join("group-left.png")).await?;
+    wait_until(DELIVERY_LIMIT, "B gone from A's panel", || async {
+        a.text(&member_b).await.ok()?.is_none().then_some(())
+    })
+    .await?;
+
+    // A dissolves it (confirmed): nobody sends or changes it any more.
+    a.click("[data-testid=group-dissolve]").await?;
+    a.click("[data-testid=group-confirm-yes]").await?;
+    a.wait_for_text("[data-testid=group-standing]", UI_LIMIT, |t| {
+        t.contains("dissolved")
+    })
+    .await?;
+    a.wait_for_text("[data-testid=composer-note]", UI_LIMIT, |t| {
+        t.contains("dissolved")
+    })
+    .await?;
+    assert!(a.text("[data-testid=group-rename]").await?.is_none());
+    assert!(a.text("[data-testid=group-dissolve]").await?.is_none());
+    let on_a = pair.a.get_json(&format!("v1/groups/{group_id}")).await?;
+    assert_eq!(on_a["dissolved"], true, "{on_a}");
+    a.screenshot(&shots.join("group-dissolved.png")).await?;
+
+    a.quit().await?;
+    b.quit().await?;
+    Ok(())
+}

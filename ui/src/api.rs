@@ -4,8 +4,9 @@
 //! removed from the address bar at once.
 
 use api_types::{
-    ApiErrorBody, BlockState, ContactView, ConversationView, Language, MessagePageView,
-    MessageView, PeerView, SearchResults, SendMessage, Settings, Status,
+    ApiErrorBody, BlockState, ContactView, ConversationView, CreateGroup, GroupInvitationView,
+    GroupView, Language, MessagePageView, MessageView, PeerView, SearchResults, SendMessage,
+    Settings, Status, UpdateGroup,
 };
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -23,6 +24,19 @@ pub enum UiError {
 }
 
 impl UiError {
+    /// The request field the node refused (`400 invalid_field`, `403 forbidden`).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            UiError::Api(body) => body.field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The node does not know this endpoint or thing (`404 not_found`).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, UiError::Api(body) if body.code == "not_found")
+    }
+
     pub fn message(&self, lang: Language) -> String {
         match self {
             UiError::NoToken => i18n::t(lang, "error.no_token"),
@@ -224,6 +238,79 @@ impl Client {
             url.push_str(&format!("&after={}", query_value(after)));
         }
         self.get(&url).await
+    }
+
+    pub async fn groups(&self) -> Result<Vec<GroupView>, UiError> {
+        self.get("/api/v1/groups").await
+    }
+
+    pub async fn group(&self, id: &str) -> Result<GroupView, UiError> {
+        self.get(&format!("/api/v1/groups/{}", path_segment(id)))
+            .await
+    }
+
+    pub async fn create_group(&self, body: &CreateGroup) -> Result<GroupView, UiError> {
+        let resp = self
+            .authorised(Request::post("/api/v1/groups"))?
+            .json(body)
+            .map_err(network)?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub async fn update_group(&self, id: &str, body: &UpdateGroup) -> Result<GroupView, UiError> {
+        let url = format!("/api/v1/groups/{}", path_segment(id));
+        let resp = self
+            .authorised(Request::put(&url))?
+            .json(body)
+            .map_err(network)?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    /// `leave` or `dissolve`: both answer with the group as it is afterwards.
+    pub async fn group_action(&self, id: &str, action: &str) -> Result<GroupView, UiError> {
+        let url = format!("/api/v1/groups/{}/{action}", path_segment(id));
+        let resp = self
+            .authorised(Request::post(&url))?
+            .send()
+            .await
+            .map_err(network)?;
+        decode(resp).await
+    }
+
+    pub async fn invitations(&self) -> Result<Vec<GroupInvitationView>, UiError> {
+        self.get("/api/v1/group-invitations").await
+    }
+
+    /// Accepts (`true`) or declines an invitation; accepting answers with the group.
+    pub async fn answer_invitation(
+        &self,
+        group_id: &str,
+        accept: bool,
+    ) -> Result<Option<GroupView>, UiError> {
+        let action = if accept { "accept" } else { "decline" };
+        let url = format!(
+            "/api/v1/group-invitations/{}/{action}",
+            path_segment(group_id)
+        );
+        let resp = self
+            .authorised(Request::post(&url))?
+            .send()
+            .await
+            .map_err(network)?;
+        if !resp.ok() {
+            return Err(error_of(resp).await);
+        }
+        if accept {
+            resp.json::<GroupView>().await.map(Some).map_err(network)
+        } else {
+            Ok(None)
+        }
     }
 
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, UiError> {

@@ -12,8 +12,12 @@ use wasm_bindgen::JsCast;
 use crate::api::Client;
 use crate::chat_model::{document_title, unread_total};
 use crate::conversation_view::ConversationPane;
+use crate::group_dialog::CreateGroupDialog;
+use crate::group_model;
+use crate::group_state::Groups;
 use crate::language;
 use crate::messenger::Chat;
+use crate::notices::{NoticeKind, Notices, Toasts};
 use crate::peers_view::PeersTable;
 use crate::rail::Rail;
 use crate::search_view::SearchResults;
@@ -63,6 +67,10 @@ pub fn App() -> impl IntoView {
     let tab = RwSignal::new(Tab::Chat);
     let chat = Chat::new(client.clone());
     provide_context(chat);
+    let groups = Groups::new(client.clone());
+    provide_context(groups);
+    let notices = Notices::new();
+    provide_context(notices);
 
     if let Some(token) = client.token() {
         crate::events::subscribe(
@@ -86,12 +94,27 @@ pub fn App() -> impl IntoView {
                     | Event::GroupInvitation { .. }
                     | Event::GroupInvitationClosed { .. } => {}
                 }
+                if let Event::PeerKeyMismatch { peer_id } = &event {
+                    let name = chat.contacts.with_untracked(|c| match c {
+                        Some(Ok(list)) => group_model::peer_name(list, peer_id),
+                        _ => peer_id.clone(),
+                    });
+                    // Every refused dial repeats it: one warning per peer.
+                    notices.push(
+                        NoticeKind::Warning,
+                        format!("key_mismatch:{peer_id}"),
+                        "notice.key_mismatch",
+                        vec![("name", name), ("peer_id", peer_id.clone())],
+                    );
+                }
+                groups.on_event(&event, &chat, &notices);
                 // The messenger follows messages, reads, peers and resyncs.
                 chat.on_event(event);
             }),
         );
     }
     chat.resync();
+    groups.resync();
 
     // Unread messages in the title, so a background tab or the taskbar shows them.
     Effect::new(move |_| {
@@ -200,6 +223,7 @@ pub fn App() -> impl IntoView {
                 Tab::Lan => view! { <LanSettings/> <PeersTable/> }.into_any(),
             }}
         </main>
+        <Toasts/>
     }
 }
 
@@ -208,6 +232,7 @@ pub fn App() -> impl IntoView {
 #[component]
 fn Messenger() -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let groups = expect_context::<Groups>();
     let searching = Memo::new(move |_| chat.search.with(|q| !q.trim().is_empty()));
     // Leaving the search shows the open conversation again: it is read now.
     Effect::new(move |_| {
@@ -225,6 +250,7 @@ fn Messenger() -> impl IntoView {
                     view! { <ConversationPane/> }.into_any()
                 }}
             </div>
+            {move || groups.creating.get().then(|| view! { <CreateGroupDialog/> })}
         </div>
     }
 }

@@ -11,6 +11,9 @@ use wasm_bindgen::JsCast;
 use crate::api::UiError;
 use crate::app::Lang;
 use crate::chat_model::{self, composer_key, outgoing_text, ComposerKey, Row};
+use crate::group_info::GroupInfo;
+use crate::group_model;
+use crate::group_state::Groups;
 use crate::messenger::Chat;
 use crate::rail::status_class;
 use crate::time_text;
@@ -18,11 +21,14 @@ use crate::time_text;
 /// Older messages load when the history is scrolled to within this many pixels of its
 /// top (a little before the end, so it feels continuous).
 const LOAD_OLDER_MARGIN: i32 = 120;
+/// Scrolled further than this from the newest message, new arrivals offer a jump back.
+const JUMP_MARGIN: i32 = 160;
 
 #[component]
 pub fn ConversationPane() -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
+    let groups = expect_context::<Groups>();
     let open = Memo::new(move |_| chat.open_id());
     move || match open.get() {
         None => view! {
@@ -32,7 +38,17 @@ pub fn ConversationPane() -> impl IntoView {
             </div>
         }
         .into_any(),
-        Some(id) => view! { <Conversation id=id/> }.into_any(),
+        Some(id) => {
+            let is_group = id.starts_with("group:");
+            let panel_id = id.clone();
+            view! {
+                <div class="conv-wrap">
+                    <Conversation id=id/>
+                    {move || (is_group && groups.info_open.get()).then(|| view! { <GroupInfo conversation_id=panel_id.clone()/> })}
+                </div>
+            }
+            .into_any()
+        }
     }
 }
 
@@ -40,6 +56,7 @@ pub fn ConversationPane() -> impl IntoView {
 fn Conversation(id: String) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
+    let groups = expect_context::<Groups>();
     let history_ref = NodeRef::<html::Div>::new();
     let composer_ref = NodeRef::<html::Textarea>::new();
 
@@ -51,12 +68,40 @@ fn Conversation(id: String) -> impl IntoView {
         let id = id.clone();
         Memo::new(move |_| chat.name_of(&id))
     };
+    let group = {
+        let id = id.clone();
+        Memo::new(move |_| groups.for_conversation(&id))
+    };
+    let announcement = Memo::new(move |_| {
+        group.with(|g| {
+            g.as_ref()
+                .map(|g| g.announcement.clone())
+                .filter(|a| !a.trim().is_empty())
+        })
+    });
+    let composer_note = Memo::new(move |_| group.with(|g| group_model::composer_note(g.as_ref())));
     let subtitle = {
         let id = id.clone();
         move || {
             let l = lang.0.get();
             if kind.get() == ConversationKind::Group {
-                return i18n::t(l, "chat.header.group");
+                return group.with(|g| match g {
+                    // English counts "1 member", not "1 members".
+                    Some(g) if g.members.len() == 1 => i18n::tf(
+                        l,
+                        "chat.header.group_one_member",
+                        &[("online", &group_model::online_count(&g.members).to_string())],
+                    ),
+                    Some(g) => i18n::tf(
+                        l,
+                        "chat.header.group_members",
+                        &[
+                            ("count", &g.members.len().to_string()),
+                            ("online", &group_model::online_count(&g.members).to_string()),
+                        ],
+                    ),
+                    None => i18n::t(l, "chat.header.group"),
+                });
             }
             match chat.contact_for(&id) {
                 Some(c) if c.is_self => i18n::t(l, "chat.users.this_node"),
@@ -114,10 +159,43 @@ fn Conversation(id: String) -> impl IntoView {
             .with(|h| h.as_ref().and_then(|h| h.error.clone()))
     };
 
+    // "Jump to newest": messages that arrived while the user read further up.
+    let away = RwSignal::new(false);
+    let unseen = RwSignal::new(0u32);
+    let newest = Memo::new(move |_| {
+        chat.history.with(|h| {
+            h.as_ref()
+                .and_then(|h| h.messages.last().map(|m| m.id.clone()))
+        })
+    });
+    Effect::new(move |previous: Option<Option<String>>| {
+        let now = newest.get();
+        if let Some(previous) = previous {
+            if previous.is_some() && now != previous && away.get_untracked() {
+                unseen.update(|n| *n += 1);
+            }
+        }
+        now
+    });
+    let jump = move |_| {
+        if let Some(el) = history_ref.get_untracked() {
+            el.set_scroll_top(0);
+        }
+        away.set(false);
+        unseen.set(0);
+    };
+
     let on_scroll = move |_| {
         let Some(el) = history_ref.get() else {
             return;
         };
+        let is_away = group_model::away_from_newest(el.scroll_top(), JUMP_MARGIN);
+        if is_away != away.get_untracked() {
+            away.set(is_away);
+        }
+        if !is_away && unseen.get_untracked() > 0 {
+            unseen.set(0);
+        }
         // The history is laid out bottom-up (column-reverse), so scrollTop is 0 at the
         // newest message and grows negative upwards in Chromium (positive in some
         // engines): measure the distance from the top either way.
@@ -169,7 +247,23 @@ fn Conversation(id: String) -> impl IntoView {
                     <h2 data-testid="conversation-title">{name}</h2>
                     <p class="conv-sub" class:online=online data-testid="conversation-subtitle">{subtitle}</p>
                 </div>
+                {move || (kind.get() == ConversationKind::Group).then(|| view! {
+                    <button type="button" class="head-button" data-testid="group-info-button"
+                        aria-controls="group-info"
+                        aria-expanded=move || groups.info_open.get().to_string()
+                        on:click=move |_| groups.info_open.update(|o| *o = !*o)>
+                        {move || lang.t("group.info.open")}
+                    </button>
+                })}
             </header>
+            {move || announcement.get().map(|text| view! {
+                <div class="announcement" role="note" data-testid="announcement-banner"
+                    aria-label=move || lang.t("group.field.announcement")>
+                    <span class="announcement-label">{move || lang.t("group.field.announcement")}</span>
+                    <p class="announcement-text">{text}</p>
+                </div>
+            })}
+            <div class="history-wrap">
             <div class="history" node_ref=history_ref on:scroll=on_scroll data-testid="message-list"
                 role="log" aria-live="polite" tabindex="0" aria-label=move || lang.t("chat.history.label")>
                 <div class="history-inner">
@@ -193,7 +287,8 @@ fn Conversation(id: String) -> impl IntoView {
                     {move || (!loaded()).then(|| view! { <p class="muted center">{lang.t("status.loading")}</p> })}
                     {move || empty().then(|| view! {
                         <div class="history-empty" data-testid="history-empty">
-                            <p>{lang.t("chat.history.empty")}</p>
+                            // "Say hello" only where this node may send.
+                            <p>{move || lang.t(if composer_note.get().is_some() { "chat.history.none" } else { "chat.history.empty" })}</p>
                         </div>
                     })}
                     <For each=move || rows.get() key=Row::key let:row>
@@ -201,10 +296,16 @@ fn Conversation(id: String) -> impl IntoView {
                     </For>
                 </div>
             </div>
+            {move || group_model::show_jump(away.get(), unseen.get()).then(|| view! {
+                <button type="button" class="jump-newest" data-testid="jump-newest" on:click=jump>
+                    {move || i18n::tf(lang.0.get(), "chat.jump_newest", &[("count", &unseen.get().to_string())])}
+                </button>
+            })}
+            </div>
             {move || load_error().map(|e| view! {
                 <p class="error inline" role="alert" data-testid="history-error">{e.message(lang.0.get())}</p>
             })}
-            <Composer id=id.clone() composer_ref=composer_ref/>
+            <Composer id=id.clone() composer_ref=composer_ref note=composer_note/>
         </section>
     }
 }
@@ -302,7 +403,12 @@ fn message_view(lang: Lang, chat: Chat, m: MessageView, show_sender: bool) -> im
 }
 
 #[component]
-fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView {
+fn Composer(
+    id: String,
+    composer_ref: NodeRef<html::Textarea>,
+    /// A catalog key saying why this node cannot send here (left, dissolved).
+    note: Memo<Option<&'static str>>,
+) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
     let draft = RwSignal::new(chat.draft(&id));
@@ -316,6 +422,9 @@ fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView 
     let send = {
         let id = id.clone();
         move || {
+            if note.get_untracked().is_some() {
+                return;
+            }
             let Some(text) = outgoing_text(&draft.get_untracked()) else {
                 return;
             };
@@ -381,6 +490,7 @@ fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView 
                 <textarea
                     node_ref=composer_ref
                     data-testid="composer"
+                    disabled=move || note.get().is_some()
                     rows=move || rows().to_string()
                     placeholder=placeholder
                     aria-label=move || lang.t("chat.composer.label")
@@ -393,11 +503,14 @@ fn Composer(id: String, composer_ref: NodeRef<html::Textarea>) -> impl IntoView 
                     on:keydown=on_keydown
                 ></textarea>
                 <button type="submit" class="primary send" data-testid="send-button"
-                    disabled=move || sending.get() || draft.with(|d| outgoing_text(d).is_none())>
+                    disabled=move || sending.get() || note.get().is_some() || draft.with(|d| outgoing_text(d).is_none())>
                     {move || lang.t("chat.send")}
                 </button>
             </div>
-            <p class="composer-hint">{move || lang.t("chat.composer.hint")}</p>
+            {move || match note.get() {
+                Some(key) => view! { <p class="composer-note" role="status" data-testid="composer-note">{lang.t(key)}</p> }.into_any(),
+                None => view! { <p class="composer-hint">{lang.t("chat.composer.hint")}</p> }.into_any(),
+            }}
         </form>
     }
 }

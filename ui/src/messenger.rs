@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
-use api_types::{ContactView, ConversationKind, ConversationView, Event, MessageView};
+use api_types::{ContactView, ConversationKind, ConversationView, Event, GroupView, MessageView};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{Client, UiError};
 use crate::chat_model::{self, ListUpdate};
+use crate::group_model;
 
 /// Messages per history page: a screenful or two; older ones load on scroll.
 pub const PAGE: u32 = 50;
@@ -419,11 +420,28 @@ impl Chat {
             }
             Event::Resync => self.resync(),
             // A group was created or renamed: its conversation's name changed.
-            Event::GroupUpdated { .. } => self.refresh_conversations(),
+            Event::GroupUpdated { group } => self.show_group(&group),
             Event::GroupAnnouncement { .. }
             | Event::GroupInvitation { .. }
             | Event::GroupInvitationClosed { .. } => {}
             Event::MeshState { .. } => {}
+        }
+    }
+
+    /// A group's name in the conversation list, or its entry when the list does not
+    /// hold it yet (just created here or by a member).
+    pub fn show_group(&self, group: &GroupView) {
+        let mut added = false;
+        self.conversations.update(|list| {
+            if !group_model::rename_conversation(list, group) {
+                list.push(group_model::conversation_of(group));
+                chat_model::sort_conversations(list);
+                added = true;
+            }
+        });
+        if added {
+            // The node's own entry (last message, unread) replaces the stand-in.
+            self.refresh_conversations();
         }
     }
 

@@ -9,6 +9,8 @@ use wasm_bindgen::JsCast;
 
 use crate::app::Lang;
 use crate::chat_model::{self, avatar_tone, badge_text, initials, preview};
+use crate::group_state::Groups;
+use crate::invitations::Invitations;
 use crate::messenger::Chat;
 use crate::time_text;
 
@@ -78,7 +80,8 @@ fn arrow_keys(ev: web_sys::KeyboardEvent) {
     }
 }
 
-fn avatar(id: &str, name: &str, online: Option<bool>) -> impl IntoView {
+/// A round avatar with initials, and a presence dot when `online` is known.
+pub fn avatar(id: &str, name: &str, online: Option<bool>) -> impl IntoView {
     let class = format!("avatar {}", avatar_tone(id));
     let dot = online.map(|on| {
         view! { <span class=if on { "dot on" } else { "dot off" } aria-hidden="true"></span> }
@@ -220,13 +223,20 @@ fn contact_row(lang: Lang, chat: Chat, c: ContactView) -> impl IntoView {
 fn GroupsSection() -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
+    let group_state = expect_context::<Groups>();
     let groups = Memo::new(move |_| chat.conversations.with(|l| chat_model::groups(l)));
     view! {
         <section class="rail-section groups" aria-labelledby="groups-heading" data-testid="groups-section">
             <header class="section-head">
                 <h2 id="groups-heading">{move || lang.t("chat.groups")}</h2>
+                <button type="button" class="link new-group" data-testid="new-group"
+                    aria-haspopup="dialog"
+                    on:click=move |_| group_state.creating.set(true)>
+                    {move || lang.t("group.create.open")}
+                </button>
             </header>
             <div class="section-body">
+                <Invitations/>
                 {move || {
                     let list = groups.get();
                     if list.is_empty() {
