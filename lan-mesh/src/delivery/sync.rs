@@ -254,7 +254,7 @@ impl Syncer {
     pub(crate) fn owns_reject(&self, peer: &NodeId, id: &EnvelopeId, reason: &str) -> bool {
         let ours = self.owns_ack(id);
         if ours {
-            tracing::info!(%peer, envelope = %id, %reason, "the peer refused a group catch-up envelope");
+            tracing::debug!(%peer, envelope = %id, %reason, "the peer refused a group catch-up envelope");
         }
         ours
     }

@@ -361,3 +361,261 @@ impl Envelope {
         payload.decode()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    fn node(n: u8) -> NodeId {
+        format!("01HZZZZZZZZZZZZZZZZZZZZZ{n:02}").parse().unwrap()
+    }
+
+    fn key(hlc: u64, n: u128) -> OrderKey {
+        OrderKey {
+            hlc: Hlc::from_raw(hlc),
+            message_id: MessageId::from_ulid(ulid::Ulid(n)),
+        }
+    }
+
+    fn sync_json() -> serde_json::Value {
+        let message = SyncMessage {
+            group: GlobalGroupId::new(),
+            round: 2,
+            ranges: vec![
+                SyncRange {
+                    range: KeyRange {
+                        lo: storage::min_key(),
+                        hi: Some(key(10, 5)),
+                    },
+                    summary: RangeSummary::Fingerprint(Fingerprint {
+                        count: 3,
+                        xor: u64::MAX - 7,
+                    }),
+                },
+                SyncRange {
+                    range: KeyRange {
+                        lo: key(10, 5),
+                        hi: None,
+                    },
+                    summary: RangeSummary::Ids(vec![MessageId::new(), MessageId::new()]),
+                },
+            ],
+            want: vec![MessageId::new()],
+        };
+        serde_json::to_value(message.to_payload()).unwrap()
+    }
+
+    fn decode_sync(value: serde_json::Value) -> Result<SyncMessage, EnvelopeError> {
+        let envelope = ephemeral(&node(1), &node(2), KIND_GROUP_SYNC, &value, 1).unwrap();
+        envelope.group_sync()
+    }
+
+    fn relay_json() -> serde_json::Value {
+        json!({"global_group_id": GlobalGroupId::new().to_string(), "messages": [
+            {"message_id": MessageId::new().to_string(), "author": node(3).to_string(),
+             "text": "你好", "sent_at": 1_700_000_000_000i64, "hlc": 99u64}]})
+    }
+
+    fn decode_relay(value: serde_json::Value) -> Result<RelayMessage, EnvelopeError> {
+        let envelope = ephemeral(&node(1), &node(2), KIND_GROUP_RELAY, &value, 1).unwrap();
+        envelope.group_relay()
+    }
+
+    #[test]
+    fn a_sync_round_trips_through_its_payload() {
+        let value = sync_json();
+        let decoded = decode_sync(value.clone()).unwrap();
+        assert_eq!(serde_json::to_value(decoded.to_payload()).unwrap(), value);
+        assert_eq!(decoded.ranges.len(), 2);
+        assert_eq!(
+            value["ranges"][0]["fp"],
+            json!(format!("{:016x}", u64::MAX - 7))
+        );
+        assert!(value["ranges"][1].get("count").is_none());
+    }
+
+    #[test]
+    fn every_bad_sync_is_refused_with_its_reason() {
+        let refused = |edit: &dyn Fn(&mut serde_json::Value), reason: &str| {
+            let mut value = sync_json();
+            edit(&mut value);
+            let got = decode_sync(value);
+            assert!(
+                matches!(&got, Err(e) if e.to_string().contains(reason)),
+                "{reason}: {got:?}"
+            );
+        };
+        refused(&|v| v["extra"] = json!(1), "group.sync payload");
+        refused(
+            &|v| v["ranges"][0]["extra"] = json!(1),
+            "group.sync payload",
+        );
+        refused(
+            &|v| v["ranges"][0]["lo"]["x"] = json!(1),
+            "group.sync payload",
+        );
+        refused(&|v| v["global_group_id"] = json!("nope"), "global_group_id");
+        refused(&|v| v["round"] = json!(MAX_SYNC_ROUNDS + 1), "round");
+        refused(
+            &|v| {
+                v["ranges"] = json!([]);
+                v["want"] = json!([]);
+            },
+            "empty group.sync",
+        );
+        refused(
+            &|v| {
+                let one = v["ranges"][0].clone();
+                v["ranges"] = json!(vec![one; MAX_SYNC_RANGES + 1]);
+            },
+            "too many ranges",
+        );
+        refused(
+            &|v| {
+                let ids: Vec<String> = (0..=MAX_SYNC_WANT)
+                    .map(|_| MessageId::new().to_string())
+                    .collect();
+                v["want"] = json!(ids);
+            },
+            "too many wanted",
+        );
+        refused(&|v| v["want"] = json!(["x"]), "wanted id");
+        refused(
+            &|v| {
+                let id = MessageId::new().to_string();
+                v["want"] = json!([id, id]);
+            },
+            "duplicate",
+        );
+        refused(&|v| v["ranges"][0]["lo"]["id"] = json!("x"), "bound");
+        refused(
+            &|v| v["ranges"][0]["hi"] = json!({"hlc": 0, "id": ulid::Ulid::nil().to_string()}),
+            "inverted",
+        );
+        refused(
+            &|v| v["ranges"].as_array_mut().unwrap().reverse(),
+            "overlap",
+        );
+        refused(
+            &|v| {
+                let first = v["ranges"][1].clone();
+                v["ranges"] = json!([first.clone(), first]);
+            },
+            "overlap",
+        );
+        refused(&|v| v["ranges"][0]["fp"] = json!("ABCDEF0123456789"), "fp");
+        refused(&|v| v["ranges"][0]["fp"] = json!("abc"), "fp");
+        refused(
+            &|v| v["ranges"][0]["ids"] = json!([]),
+            "either count and fp, or ids",
+        );
+        refused(
+            &|v| {
+                v["ranges"][1]["count"] = json!(2);
+            },
+            "either count and fp, or ids",
+        );
+        refused(
+            &|v| {
+                v["ranges"][0].as_object_mut().unwrap().remove("fp");
+            },
+            "either count and fp, or ids",
+        );
+        refused(
+            &|v| {
+                let ids: Vec<String> = (0..=SYNC_LEAF)
+                    .map(|_| MessageId::new().to_string())
+                    .collect();
+                v["ranges"][1]["ids"] = json!(ids);
+            },
+            "too many ids",
+        );
+        refused(&|v| v["ranges"][1]["ids"] = json!(["x"]), "listed id");
+    }
+
+    #[test]
+    fn every_bad_relay_is_refused_with_its_reason() {
+        let decoded = decode_relay(relay_json()).unwrap();
+        assert_eq!(decoded.messages[0].author, node(3));
+        assert_eq!(decoded.messages[0].hlc, Hlc::from_raw(99));
+        let refused = |edit: &dyn Fn(&mut serde_json::Value), reason: &str| {
+            let mut value = relay_json();
+            edit(&mut value);
+            let got = decode_relay(value);
+            assert!(
+                matches!(&got, Err(e) if e.to_string().contains(reason)),
+                "{reason}: {got:?}"
+            );
+        };
+        refused(&|v| v["extra"] = json!(1), "group.relay payload");
+        refused(
+            &|v| v["messages"][0]["from"] = json!("x"),
+            "group.relay payload",
+        );
+        refused(&|v| v["global_group_id"] = json!("x"), "global_group_id");
+        refused(&|v| v["messages"] = json!([]), "empty group.relay");
+        refused(
+            &|v| {
+                let one = v["messages"][0].clone();
+                let many: Vec<serde_json::Value> = (0..=MAX_RELAY_MESSAGES)
+                    .map(|_| {
+                        let mut m = one.clone();
+                        m["message_id"] = json!(MessageId::new().to_string());
+                        m
+                    })
+                    .collect();
+                v["messages"] = json!(many);
+            },
+            "too many relayed",
+        );
+        refused(
+            &|v| v["messages"][0]["message_id"] = json!("x"),
+            "message_id",
+        );
+        refused(
+            &|v| {
+                let one = v["messages"][0].clone();
+                v["messages"] = json!([one.clone(), one]);
+            },
+            "duplicate",
+        );
+        refused(&|v| v["messages"][0]["author"] = json!("lan:x"), "author");
+        refused(&|v| v["messages"][0]["text"] = json!("  "), "empty text");
+        refused(
+            &|v| v["messages"][0]["text"] = json!("x".repeat(MAX_BODY_BYTES + 1)),
+            "too long",
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Any well-formed sync (ascending disjoint ranges) survives encoding.
+        #[test]
+        fn any_sync_round_trips(
+            mut cuts in proptest::collection::btree_set((0u64..1_000_000, any::<u128>()), 1..40),
+            round in 0u32..=MAX_SYNC_ROUNDS,
+            fps in proptest::collection::vec(any::<(u64, u64, bool)>(), 40),
+        ) {
+            let bounds: Vec<OrderKey> = std::mem::take(&mut cuts).into_iter().map(|(h, n)| key(h, n)).collect();
+            let mut ranges = Vec::new();
+            for (i, lo) in bounds.iter().enumerate() {
+                let (count, xor, as_ids) = fps[i];
+                ranges.push(SyncRange {
+                    range: KeyRange { lo: *lo, hi: bounds.get(i + 1).copied() },
+                    summary: if as_ids {
+                        RangeSummary::Ids(vec![MessageId::new()])
+                    } else {
+                        RangeSummary::Fingerprint(Fingerprint { count, xor })
+                    },
+                });
+            }
+            let message = SyncMessage { group: GlobalGroupId::new(), round, ranges, want: vec![] };
+            let value = serde_json::to_value(message.to_payload()).unwrap();
+            prop_assert_eq!(decode_sync(value).unwrap(), message);
+        }
+    }
+}
