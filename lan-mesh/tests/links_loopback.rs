@@ -123,6 +123,7 @@ impl Node {
             addresses: AddressBook::default(),
             wake: Arc::clone(&wake),
             events: events.clone(),
+            sync_requests: delivery::SyncRequests::default(),
             cancel: cancel.clone(),
         });
         Node {

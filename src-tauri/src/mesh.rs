@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::{Event, LanMeshSettings, MeshState, PeerView, Settings};
-use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts};
+use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts, SyncRequests};
 use lan_mesh::discovery::{
     targets, Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
     PublicKey,
 };
 use lan_mesh::transport::{NodeKeys, Transport, TransportConfig};
-use storage::Store;
+use storage::{GlobalGroupId, Store};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -63,6 +63,8 @@ pub struct MeshHandle {
     /// Poked after something was written to the outbox, so it goes out now rather
     /// than at the delivery worker's next scheduled look.
     outbox_wake: Arc<Notify>,
+    /// Groups to compare with their online members now (group catch-up).
+    sync_requests: SyncRequests,
     /// This node's link key fingerprint (for the status page).
     link_key: Arc<str>,
 }
@@ -82,6 +84,7 @@ impl Mesh {
         let (snapshot_tx, snapshot) = watch::channel(MeshSnapshot::off());
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let outbox_wake = Arc::new(Notify::new());
+        let sync_requests = SyncRequests::default();
         let link_key: Arc<str> = parts.keys.public().fingerprint().into();
         let stop = CancellationToken::new();
         let supervisor = Supervisor {
@@ -91,6 +94,7 @@ impl Mesh {
             store: parts.store,
             keys: parts.keys,
             outbox_wake: Arc::clone(&outbox_wake),
+            sync_requests: sync_requests.clone(),
             stop: stop.clone(),
             running: None,
         };
@@ -100,6 +104,7 @@ impl Mesh {
                 snapshot,
                 events,
                 outbox_wake,
+                sync_requests,
                 link_key,
             },
             stop,
@@ -151,6 +156,14 @@ impl MeshHandle {
     pub fn wake_outbox(&self) {
         self.outbox_wake.notify_one();
     }
+
+    /// Asks the delivery worker to compare this group's history with every member that
+    /// is online now and fetch what is missing on either side (group catch-up). Call it
+    /// after adding members or accepting an invitation: an added member gets the whole
+    /// history this way. Cheap when nothing differs; requests for one group coalesce.
+    pub fn sync_group(&self, group: GlobalGroupId) {
+        self.sync_requests.request(group);
+    }
 }
 
 struct Running {
@@ -176,6 +189,7 @@ struct Supervisor {
     store: Store,
     keys: NodeKeys,
     outbox_wake: Arc<Notify>,
+    sync_requests: SyncRequests,
     stop: CancellationToken,
     running: Option<Running>,
 }
@@ -323,6 +337,7 @@ impl Supervisor {
             addresses,
             wake: Arc::clone(&self.outbox_wake),
             events: delivery_tx,
+            sync_requests: self.sync_requests.clone(),
             cancel: forwarder_stop.clone(),
         });
         let (store, local_id) = (self.store.clone(), local.clone());

@@ -14,6 +14,7 @@ mod database;
 mod error;
 mod group_delivery;
 mod group_state;
+mod group_sync;
 mod groups;
 mod hlc;
 mod ids;
@@ -35,6 +36,7 @@ pub use error::{StoreError, StoreResult};
 pub use group_state::{
     DissolvedStamp, InvalidGroupState, MemberEntry, Register, MAX_MEMBER_ENTRIES, MAX_REGISTERS,
 };
+pub use group_sync::{message_hash, min_key, Fingerprint, KeyRange, RelayOutcome, RelayedMessage};
 pub use hlc::Hlc;
 pub use ids::{ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, MessageId, UserId};
 pub use inbound::{DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS};

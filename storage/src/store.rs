@@ -10,7 +10,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
+use crate::group_sync::{Fingerprint, KeyRange, RelayOutcome, RelayedMessage};
 use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
+use crate::model::OrderKey;
 use crate::model::{
     AckedEnvelope, Conversation, Group, GroupAction, GroupDelivery, GroupEdit, GroupInvitation,
     GroupState, HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin,
@@ -20,7 +22,7 @@ use crate::model::{
 use crate::readers::{self, ReadJob};
 use crate::retry::RetryPolicy;
 use crate::writer::{self, Command, Durability, WriteJob, WriterState};
-use crate::{chat, group_delivery, groups, inbound, outbox, peers, search};
+use crate::{chat, group_delivery, group_sync, groups, inbound, outbox, peers, search};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "lanchat.db";
@@ -614,6 +616,54 @@ impl Store {
     pub async fn group_deliveries_due_now(&self, peer: NodeId, now: UnixMs) -> StoreResult<usize> {
         self.write(Durability::Normal, move |c, _| {
             group_delivery::due_now(c, &peer, now)
+        })
+        .await
+    }
+
+    // ---- group catch-up (anti-entropy) ----
+
+    /// The order keys of a group's messages in `range`, ascending (`group_sync::keys`).
+    pub async fn group_sync_keys(
+        &self,
+        group: GlobalGroupId,
+        range: KeyRange,
+    ) -> StoreResult<Vec<OrderKey>> {
+        self.read(move |c| group_sync::keys(c, &group, &range))
+            .await
+    }
+
+    /// Count and xor of message hashes of a group's messages in `range`.
+    pub async fn group_fingerprint(
+        &self,
+        group: GlobalGroupId,
+        range: KeyRange,
+    ) -> StoreResult<Fingerprint> {
+        self.read(move |c| group_sync::fingerprint(c, &group, &range))
+            .await
+    }
+
+    /// The messages among `ids` held in this group's conversation, in order, with their
+    /// authors: what a relay to another member carries.
+    pub async fn group_messages_for_relay(
+        &self,
+        group: GlobalGroupId,
+        ids: Vec<MessageId>,
+    ) -> StoreResult<Vec<RelayedMessage>> {
+        self.read(move |c| group_sync::messages_for_relay(c, &group, &ids))
+            .await
+    }
+
+    /// Stores group messages relayed by the member `from` (each under its author), in
+    /// one transaction; see `group_sync::apply_relayed` for what is refused or skipped.
+    pub async fn apply_relayed(
+        &self,
+        from: NodeId,
+        group: GlobalGroupId,
+        messages: Vec<RelayedMessage>,
+        now: UnixMs,
+    ) -> StoreResult<RelayOutcome> {
+        self.write(Durability::Normal, move |c, s| {
+            group_sync::apply_relayed(c, s, &from, &group, &messages, now)
         })
         .await
     }

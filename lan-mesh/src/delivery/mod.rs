@@ -16,6 +16,8 @@
 //! the store's group commit instead of paying one fsync each in a row.
 
 mod addresses;
+mod reconcile;
+mod sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,9 +34,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use addresses::AddressBook;
+pub use sync::SyncRequests;
 
 use crate::discovery::PeerEvent;
-use crate::envelope::Envelope;
+use crate::envelope::{is_catch_up_kind, Envelope};
 use crate::transport::{Ack, Frame, LinkEvent, NodeKeys, PeerKeys, Reject, SendError, Transport};
 
 /// Envelopes taken from the outbox per pass.
@@ -86,6 +89,8 @@ pub struct DeliveryParts {
     pub addresses: AddressBook,
     pub wake: Arc<Notify>,
     pub events: broadcast::Sender<DeliveryEvent>,
+    /// "Sync this group with its online members now" (group catch-up).
+    pub sync_requests: SyncRequests,
     pub cancel: CancellationToken,
 }
 
@@ -114,10 +119,26 @@ struct Worker {
     /// frames are handled concurrently, so acks may be stored out of order). Held
     /// across the store call so two acks of one member never race.
     group_early_acks: tokio::sync::Mutex<HashMap<GroupMember, Vec<MessageId>>>,
+    /// Group catch-up (anti-entropy) sessions with other members.
+    sync: Arc<sync::Syncer>,
 }
 
 /// Starts the delivery task; it ends when `cancel` fires.
 pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
+    let syncer = Arc::new(sync::Syncer::new(
+        parts.store.clone(),
+        parts.transport.clone(),
+        parts.keys.clone(),
+        parts.local.clone(),
+        parts.addresses.clone(),
+        parts.events.clone(),
+    ));
+    // Ends with the same token as the worker.
+    sync::spawn_housekeeping(
+        Arc::clone(&syncer),
+        parts.sync_requests,
+        parts.cancel.clone(),
+    );
     let worker = Arc::new(Worker {
         store: parts.store,
         transport: parts.transport,
@@ -129,6 +150,7 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         wake: Arc::clone(&parts.wake),
         group_in_flight: Mutex::new(HashMap::new()),
         group_early_acks: tokio::sync::Mutex::new(HashMap::new()),
+        sync: syncer,
     });
     tokio::spawn(run(
         worker,
@@ -205,6 +227,7 @@ impl Worker {
                     Err(e) => tracing::warn!(%peer, "cannot reschedule the outbox: {e}"),
                 }
                 self.group_backlog_due(&peer).await;
+                self.catch_up_with(peer);
                 true
             }
             LinkEvent::Down { peer, end } => {
@@ -245,6 +268,13 @@ impl Worker {
         });
     }
 
+    /// Compares every group shared with `peer` (its own task: a session reads the
+    /// store and may wait for a busy link).
+    fn catch_up_with(&self, peer: NodeId) {
+        let sync = Arc::clone(&self.sync);
+        tokio::spawn(async move { sync.peer_reachable(&peer).await });
+    }
+
     async fn on_peer_event(&self, event: PeerEvent) -> bool {
         match event {
             PeerEvent::Online(peer) | PeerEvent::Updated { peer, .. } if peer.online => {
@@ -258,6 +288,7 @@ impl Worker {
                         .outbox_due_now(peer.node_id.clone(), now_ms())
                         .await;
                     self.group_backlog_due(&peer.node_id).await;
+                    self.catch_up_with(peer.node_id.clone());
                 }
                 came_online
             }
@@ -318,6 +349,11 @@ impl Worker {
                 return;
             }
         };
+        // Catch-up envelopes are ephemeral and idempotent: no dedupe table, own checks.
+        if is_catch_up_kind(&envelope.kind) {
+            self.sync.on_envelope(peer, envelope).await;
+            return;
+        }
         let effect = match envelope.effect() {
             Ok(effect) => effect,
             Err(e) => {
@@ -367,6 +403,11 @@ impl Worker {
                         if announcement_changed {
                             self.emit(DeliveryEvent::GroupAnnouncement(group));
                         }
+                        // This node may have just joined, or members were added: the
+                        // history is compared with every online member (a new member's
+                        // snapshot). Equal histories cost one fingerprint each way.
+                        let sync = Arc::clone(&self.sync);
+                        tokio::spawn(async move { sync.sync_group(group).await });
                     }
                     (InboundOutcome::GroupInvitation, Some(group)) => {
                         self.emit(DeliveryEvent::GroupInvitation(group));
@@ -400,6 +441,9 @@ impl Worker {
         let Ok(id) = ack.envelope_id.parse::<EnvelopeId>() else {
             return;
         };
+        if self.sync.owns_ack(&id) {
+            return;
+        }
         match self.store.outbox_ack(id, peer.clone()).await {
             Ok(Some(acked)) => self.emit_settled(&acked, MessageStatus::Delivered),
             // Not an outbox envelope: a `group.send`, whose envelope id is its message id.
@@ -465,6 +509,9 @@ impl Worker {
         let Ok(id) = reject.envelope_id.parse::<EnvelopeId>() else {
             return;
         };
+        if self.sync.owns_reject(&peer, &id, &reject.reason) {
+            return;
+        }
         tracing::warn!(%peer, envelope = %id, reason = %reject.reason, "the peer rejected an envelope");
         match self
             .store

@@ -7,6 +7,7 @@
 //! then kind and payload; each failure has a reason the sender can log.
 
 mod payload;
+mod sync_payload;
 
 use api_types::NodeId;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,12 @@ use crate::transport::{NodeKeys, PeerKeys};
 pub use payload::{
     dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, KIND_DM_SEND, KIND_GROUP_SEND,
     KIND_GROUP_UPSERT,
+};
+pub use sync_payload::{
+    ephemeral, is_catch_up_kind, BoundPayload, RangePayload, RangeSummary, RelayMessage,
+    RelayPayload, RelayedPayload, SyncMessage, SyncPayload, SyncRange, KIND_GROUP_RELAY,
+    KIND_GROUP_SYNC, MAX_RELAY_MESSAGES, MAX_SYNC_RANGES, MAX_SYNC_ROUNDS, MAX_SYNC_WANT,
+    SYNC_LEAF,
 };
 
 /// Envelope format version this build writes and reads.

@@ -160,6 +160,10 @@ pub async fn update(
     let view = view(&state, &group).await?;
     tracing::info!(group = %view.id, revision = view.revision, "group changed");
     announce(&state, &view);
+    if request.members.is_some() {
+        // Added members get the history from here as well as from whoever they meet.
+        state.mesh().sync_group(id);
+    }
     if before.is_some_and(|b| b.state.announcement() != group.state.announcement()) {
         state.mesh().publish(Event::GroupAnnouncement {
             group_id: view.id.clone(),
@@ -270,6 +274,8 @@ pub async fn accept(
     let view = view(&state, &group).await?;
     tracing::info!(group = %view.id, "accepted a group invitation");
     announce(&state, &view);
+    // What was said before joining comes from the members online (group catch-up).
+    state.mesh().sync_group(id);
     state.mesh().publish(Event::GroupInvitationClosed {
         group_id: view.id.clone(),
         accepted: true,

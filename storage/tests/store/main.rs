@@ -7,6 +7,7 @@
 mod atomicity;
 mod chat;
 mod crash;
+mod group_sync;
 mod links;
 mod mesh;
 mod opening;

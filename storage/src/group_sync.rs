@@ -1,0 +1,299 @@
+//! Group catch-up (anti-entropy, docs/PROTOCOL.md "Group catch-up"): what a node has of
+//! a group's history, summarised over ranges of order keys, and storing messages that a
+//! member relays on behalf of their authors.
+//!
+//! A range is `[lo, hi)` over `(hlc, message_id)`, the order every node shows; its
+//! fingerprint is the count of messages in it and the xor of a stable 64-bit hash of
+//! each message id. Xor is order-independent and splits over sub-ranges, so two nodes
+//! that hold the same messages compute the same fingerprint whatever order they
+//! received them in. The key reads use the index `messages_in_order`
+//! `(conversation_id, hlc, message_id)`, which covers them (no table lookups).
+
+use api_types::NodeId;
+use rusqlite::{params, Connection};
+use sha2::{Digest, Sha256};
+
+use crate::chat;
+use crate::error::{StoreError, StoreResult};
+use crate::groups;
+use crate::hlc::Hlc;
+use crate::ids::{ConversationId, GlobalGroupId, MessageId, UserId};
+use crate::inbound::MAX_CLOCK_SKEW_MS;
+use crate::model::{Message, MessageStatus, OrderKey, UnixMs};
+use crate::peers;
+use crate::rows::{self, MESSAGE_COLUMNS};
+use crate::writer::WriterState;
+
+/// The stable 64-bit hash of a message id: the first 8 bytes (big-endian) of SHA-256
+/// over its 16 raw ULID bytes. Stable across builds and platforms (std's hashers are
+/// not), which two nodes comparing fingerprints need.
+pub fn message_hash(id: &MessageId) -> u64 {
+    let digest = Sha256::digest(id.ulid().to_bytes());
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// A summary of a set of messages: how many, and the xor of their hashes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Fingerprint {
+    pub count: u64,
+    pub xor: u64,
+}
+
+impl Fingerprint {
+    pub fn add(&mut self, id: &MessageId) {
+        self.count += 1;
+        self.xor ^= message_hash(id);
+    }
+
+    pub fn of<'a>(ids: impl IntoIterator<Item = &'a MessageId>) -> Fingerprint {
+        let mut fp = Fingerprint::default();
+        for id in ids {
+            fp.add(id);
+        }
+        fp
+    }
+}
+
+/// The smallest order key (the lower end of "everything").
+pub fn min_key() -> OrderKey {
+    OrderKey {
+        hlc: Hlc::from_raw(0),
+        message_id: MessageId::from_ulid(ulid::Ulid::nil()),
+    }
+}
+
+/// `[lo, hi)` over order keys; `hi = None` is unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyRange {
+    pub lo: OrderKey,
+    pub hi: Option<OrderKey>,
+}
+
+impl KeyRange {
+    /// Every possible key.
+    pub fn all() -> KeyRange {
+        KeyRange {
+            lo: min_key(),
+            hi: None,
+        }
+    }
+
+    pub fn contains(&self, key: &OrderKey) -> bool {
+        *key >= self.lo && self.hi.is_none_or(|hi| *key < hi)
+    }
+}
+
+/// A group message as a member relays it: its author's fields, nothing of the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayedMessage {
+    pub message_id: MessageId,
+    /// The node that wrote it (stored as sender `lan:{author}`).
+    pub author: NodeId,
+    pub body: String,
+    pub sent_at: UnixMs,
+    pub hlc: Hlc,
+}
+
+impl RelayedMessage {
+    pub fn order_key(&self) -> OrderKey {
+        OrderKey {
+            hlc: self.hlc,
+            message_id: self.message_id,
+        }
+    }
+}
+
+/// What applying a relayed batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayOutcome {
+    /// The messages stored now, in the batch's order.
+    pub stored: Vec<Message>,
+    /// Already held here (by id), authored by this node, or refused one by one
+    /// (author blocked, stamp in the future, invalid body).
+    pub skipped: usize,
+}
+
+/// The order keys of a group's messages in `range`, ascending.
+pub(crate) fn keys(
+    conn: &Connection,
+    group: &GlobalGroupId,
+    range: &KeyRange,
+) -> StoreResult<Vec<OrderKey>> {
+    let conversation = ConversationId::group(group);
+    let lo = range.lo;
+    let map = |row: &rusqlite::Row<'_>| -> rusqlite::Result<OrderKey> {
+        Ok(OrderKey {
+            hlc: Hlc::from_sql(row.get(0)?),
+            message_id: rows::parse(row, 1)?,
+        })
+    };
+    let list = match range.hi {
+        None => conn
+            .prepare_cached(
+                "SELECT hlc, message_id FROM messages
+                 WHERE conversation_id = ?1 AND (hlc, message_id) >= (?2, ?3)
+                 ORDER BY hlc, message_id",
+            )?
+            .query_map(
+                params![
+                    conversation.as_str(),
+                    lo.hlc.to_sql(),
+                    lo.message_id.to_string()
+                ],
+                map,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        Some(hi) => conn
+            .prepare_cached(
+                "SELECT hlc, message_id FROM messages
+                 WHERE conversation_id = ?1 AND (hlc, message_id) >= (?2, ?3)
+                   AND (hlc, message_id) < (?4, ?5)
+                 ORDER BY hlc, message_id",
+            )?
+            .query_map(
+                params![
+                    conversation.as_str(),
+                    lo.hlc.to_sql(),
+                    lo.message_id.to_string(),
+                    hi.hlc.to_sql(),
+                    hi.message_id.to_string()
+                ],
+                map,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+    };
+    Ok(list)
+}
+
+pub(crate) fn fingerprint(
+    conn: &Connection,
+    group: &GlobalGroupId,
+    range: &KeyRange,
+) -> StoreResult<Fingerprint> {
+    let keys = keys(conn, group, range)?;
+    Ok(Fingerprint::of(keys.iter().map(|k| &k.message_id)))
+}
+
+/// The messages among `ids` that this group's conversation holds, in order, as they
+/// would be relayed. Ids of other conversations are ignored: a member can only fetch
+/// what belongs to the group it asks about.
+pub(crate) fn messages_for_relay(
+    conn: &Connection,
+    group: &GlobalGroupId,
+    ids: &[MessageId],
+) -> StoreResult<Vec<RelayedMessage>> {
+    let conversation = ConversationId::group(group);
+    let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    let ids = serde_json::to_string(&ids).map_err(|e| StoreError::Malformed(e.to_string()))?;
+    let messages = conn
+        .prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m
+             WHERE m.conversation_id = ?1 AND m.message_id IN (SELECT value FROM json_each(?2))
+             ORDER BY m.hlc, m.message_id"
+        ))?
+        .query_map(params![conversation.as_str(), ids], |row| {
+            rows::message(row, 0)
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(messages
+        .into_iter()
+        .filter_map(|m| {
+            // Every group message has a node as sender (`lan:{node}`, the local user
+            // included); anything else would not be a group message.
+            let author = m.sender.node_id()?;
+            Some(RelayedMessage {
+                message_id: m.message_id,
+                author,
+                body: m.body,
+                sent_at: m.sent_at,
+                hlc: m.hlc,
+            })
+        })
+        .collect())
+}
+
+/// Stores messages of `group` relayed by the member `from`, in one transaction.
+///
+/// Refused as a whole (nothing stored) when the group is unknown here, or this node or
+/// `from` is not a member of it in this node's view. Each message is stored with its
+/// author as sender, not the relay; one already held (by id), authored by this node,
+/// by a blocked author, stamped beyond the clock skew, or with an invalid body is
+/// skipped. The clock observes every stored stamp, like a normal receipt. Each stored
+/// id is also recorded in the inbox dedupe table, as its author's own `group.send`
+/// would have been (whose envelope id is the message id): when the author later resends
+/// it, the resend is acked as a duplicate instead of being announced again.
+pub(crate) fn apply_relayed(
+    conn: &Connection,
+    writer: &mut WriterState,
+    from: &NodeId,
+    group: &GlobalGroupId,
+    messages: &[RelayedMessage],
+    now: UnixMs,
+) -> StoreResult<RelayOutcome> {
+    let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
+    if *from == local {
+        return Err(StoreError::invalid(
+            "from_peer_id",
+            "a relay from this node itself",
+        ));
+    }
+    if peers::is_blocked(conn, from)? {
+        return Err(StoreError::Blocked(from.to_string()));
+    }
+    if groups::group(conn, group)?.is_none() {
+        return Err(StoreError::not_found("group", group));
+    }
+    if !groups::is_member(conn, group, &local)? {
+        return Err(StoreError::invalid("group", "this node is not a member"));
+    }
+    if !groups::is_member(conn, group, from)? {
+        return Err(StoreError::invalid(
+            "from_peer_id",
+            "the relaying node is not a member of the group",
+        ));
+    }
+    let conversation = ConversationId::group(group);
+    let limit = u64::try_from(now.saturating_add(MAX_CLOCK_SKEW_MS)).unwrap_or(0);
+    let mut outcome = RelayOutcome::default();
+    for relayed in messages {
+        let refused = relayed.author == local
+            || relayed.hlc.wall_ms() > limit
+            || chat::validate_body(&relayed.body).is_err()
+            || peers::is_blocked(conn, &relayed.author)?;
+        if refused {
+            outcome.skipped += 1;
+            continue;
+        }
+        let message = Message {
+            message_id: relayed.message_id,
+            conversation_id: conversation.clone(),
+            sender: UserId::lan(&relayed.author),
+            body: relayed.body.clone(),
+            sent_at: relayed.sent_at,
+            received_at: now,
+            hlc: relayed.hlc,
+            status: MessageStatus::Delivered,
+        };
+        // The author may be a member this node never saw online: its user must exist
+        // for the history to name it.
+        peers::ensure_peer(conn, writer, &relayed.author)?;
+        if !chat::insert_message(conn, &message, true)? {
+            outcome.skipped += 1;
+            continue;
+        }
+        writer.clock = Hlc::observe(writer.clock, relayed.hlc);
+        conn.prepare_cached(
+            "INSERT INTO inbox_dedupe (envelope_id, from_peer_id, received_at) VALUES (?1, ?2, ?3)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            relayed.message_id.to_string(),
+            relayed.author.as_str(),
+            now
+        ])?;
+        outcome.stored.push(message);
+    }
+    Ok(outcome)
+}
