@@ -8,6 +8,9 @@
 //!   switch: A renames and adds a member while B renames and leaves; healed → the same
 //!   name, members and revision everywhere. A adds B back and removes C: what A sends
 //!   afterwards never reaches C; added again, C gets the current state.
+//! - `a_returning_member_catches_up_from_whoever_is_online`: C is stopped while A and B
+//!   send 25 each; then A is stopped for good; C comes back → it gets all 50 from B
+//!   (group catch-up: A's messages relayed by B), and its history equals B's.
 //!
 //! Timings: heartbeat 1 s, TTL 3 s (`NodeSettings::default()`), the product's backoff.
 
@@ -274,5 +277,37 @@ async fn a_group_on_the_lan_keeps_one_history_and_survives_a_partition() -> anyh
         g["is_member"] == true && state(g) == state(&now)
     })
     .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returning_member_catches_up_from_whoever_is_online() -> anyhow::Result<()> {
+    let lan = Lan::new("lan_groups_catch_up")?;
+    let mut hosts = mesh(&lan, &["alpha", "bravo", "charlie"]).await?;
+    let created = hosts[0]
+        .call_expect(
+            Method::Post,
+            "v1/groups",
+            Some(&json!({"name": "catch-up", "members": [hosts[1].node_id, hosts[2].node_id]})),
+            201,
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or("").to_string();
+    let conv = format!("group:{id}");
+    wait_group(&hosts[2], &id, "the group on C", |g| member_count(g) == 3).await?;
+
+    hosts[2].stop().await?;
+    let (ra, rb) = tokio::join!(
+        send_all(&hosts[0], &conv, "a", 25),
+        send_all(&hosts[1], &conv, "b", 25),
+    );
+    ra?;
+    rb?;
+    let on_b = wait_history(&hosts[1], &conv, 50).await?;
+    // A leaves the LAN for good before C is back: only B can hand C A's messages.
+    hosts[0].stop().await?;
+    hosts[2].start().await?;
+    let on_c = wait_history(&hosts[2], &conv, 50).await?;
+    assert_eq!(on_c, on_b, "the same 50, in the same order");
     Ok(())
 }
