@@ -603,6 +603,21 @@ impl Store {
         .await
     }
 
+    /// Acks of several members at once, one transaction: for each `(group, peer, ids)`
+    /// the ids that moved that member's cursor (as `group_messages_acked`).
+    pub async fn group_acks_recorded(
+        &self,
+        acks: Vec<(GlobalGroupId, NodeId, Vec<MessageId>)>,
+        now: UnixMs,
+    ) -> StoreResult<Vec<Vec<MessageId>>> {
+        self.write(Durability::Normal, move |c, s| {
+            acks.iter()
+                .map(|(group, peer, ids)| group_delivery::acked_many(c, s, group, peer, ids, now))
+                .collect()
+        })
+        .await
+    }
+
     /// When the next group delivery is due, if any member is owed messages.
     pub async fn next_group_delivery_due_at(&self) -> StoreResult<Option<UnixMs>> {
         self.read(|c| {

@@ -58,6 +58,18 @@ const MAX_EARLY_ACKS: usize = 4096;
 /// One member of one group, as group fan-out tracks it.
 type GroupMember = (GlobalGroupId, NodeId);
 
+/// Group acks not recorded yet. Acks arrive concurrently and out of order; one task at
+/// a time records them (`flushing`), batching whatever came in meanwhile.
+#[derive(Default)]
+struct GroupAcks {
+    /// Per member, acks not yet consumed by its cursor: new ones, and early ones that
+    /// overtook the ack of a message still owed ahead of them.
+    pending: HashMap<GroupMember, Vec<MessageId>>,
+    /// Members with a new ack since the last round.
+    dirty: std::collections::HashSet<GroupMember>,
+    flushing: bool,
+}
+
 /// What delivery tells the node (for the local API's event stream).
 #[derive(Debug, Clone)]
 pub enum DeliveryEvent {
@@ -118,7 +130,7 @@ struct Worker {
     /// Acks that arrived before the ack of a message still owed ahead of them (inbound
     /// frames are handled concurrently, so acks may be stored out of order). Held
     /// across the store call so two acks of one member never race.
-    group_early_acks: tokio::sync::Mutex<HashMap<GroupMember, Vec<MessageId>>>,
+    group_acks: Mutex<GroupAcks>,
     /// Group catch-up (anti-entropy) sessions with other members.
     sync: Arc<sync::Syncer>,
 }
@@ -149,7 +161,7 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         inbound: Arc::new(Semaphore::new(INBOUND_CONCURRENCY)),
         wake: Arc::clone(&parts.wake),
         group_in_flight: Mutex::new(HashMap::new()),
-        group_early_acks: tokio::sync::Mutex::new(HashMap::new()),
+        group_acks: Mutex::new(GroupAcks::default()),
         sync: syncer,
     });
     tokio::spawn(run(
@@ -470,38 +482,88 @@ impl Worker {
         let Some((group, _)) = self.own_group_message(message_id).await else {
             return;
         };
-        let key = (group, peer.clone());
-        let mut early = self.group_early_acks.lock().await;
-        let pending = early.entry(key.clone()).or_default();
-        pending.push(message_id);
-        let ids = pending.clone();
-        match self
-            .store
-            .group_messages_acked(group, peer, ids, now_ms())
-            .await
         {
-            Ok(consumed) => {
-                if let Some(pending) = early.get_mut(&key) {
-                    pending.retain(|id| !consumed.contains(id));
-                    if pending.len() > MAX_EARLY_ACKS {
-                        // Acks for messages already behind the cursor (duplicates)
-                        // would pile up; the cursor's resends make up for any dropped.
-                        pending.drain(..pending.len() - MAX_EARLY_ACKS);
-                    }
-                    if pending.is_empty() {
-                        early.remove(&key);
-                    }
+            let mut acks = self.lock_group_acks();
+            let key = (group, peer);
+            acks.pending
+                .entry(key.clone())
+                .or_default()
+                .push(message_id);
+            acks.dirty.insert(key);
+            if acks.flushing {
+                // The task flushing now takes this ack in its next round.
+                return;
+            }
+            acks.flushing = true;
+        }
+        self.flush_group_acks().await;
+    }
+
+    fn lock_group_acks(&self) -> std::sync::MutexGuard<'_, GroupAcks> {
+        self.group_acks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records every member's new acks in one store write, round after round, until no
+    /// new ack came in meanwhile. A 64-member group answers each message with 63 acks:
+    /// one write per ack, in a row, was what limited group throughput.
+    async fn flush_group_acks(&self) {
+        loop {
+            let batch: Vec<(GlobalGroupId, NodeId, Vec<MessageId>)> = {
+                let mut acks = self.lock_group_acks();
+                if acks.dirty.is_empty() {
+                    acks.flushing = false;
+                    return;
                 }
-                drop(early);
-                if !consumed.is_empty() {
-                    // The cursor moved: what comes after it is due now.
-                    self.wake.notify_one();
-                    for id in consumed {
-                        self.emit_status(id).await;
+                let dirty = std::mem::take(&mut acks.dirty);
+                dirty
+                    .into_iter()
+                    .filter_map(|key| {
+                        let ids = acks.pending.get(&key)?.clone();
+                        Some((key.0, key.1, ids))
+                    })
+                    .collect()
+            };
+            let consumed = match self
+                .store
+                .group_acks_recorded(batch.clone(), now_ms())
+                .await
+            {
+                Ok(consumed) => consumed,
+                Err(e) => {
+                    // Kept: the next ack of those members passes them again.
+                    tracing::warn!("cannot record group acks: {e}");
+                    self.lock_group_acks().flushing = false;
+                    return;
+                }
+            };
+            let mut moved: Vec<MessageId> = Vec::new();
+            {
+                let mut acks = self.lock_group_acks();
+                for ((group, peer, _), consumed) in batch.into_iter().zip(consumed) {
+                    let key = (group, peer);
+                    if let Some(pending) = acks.pending.get_mut(&key) {
+                        pending.retain(|id| !consumed.contains(id));
+                        if pending.len() > MAX_EARLY_ACKS {
+                            // Acks for messages already behind the cursor (duplicates)
+                            // would pile up; the cursor's resends make up for any dropped.
+                            pending.drain(..pending.len() - MAX_EARLY_ACKS);
+                        }
+                        if pending.is_empty() {
+                            acks.pending.remove(&key);
+                        }
                     }
+                    moved.extend(consumed);
                 }
             }
-            Err(e) => tracing::warn!("cannot record a group ack: {e}"),
+            if !moved.is_empty() {
+                // Cursors moved: what comes after them is due now.
+                self.wake.notify_one();
+                moved.sort();
+                moved.dedup();
+                for id in moved {
+                    self.emit_status(id).await;
+                }
+            }
         }
     }
 

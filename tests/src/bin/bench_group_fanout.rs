@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use api_types::Event;
 use futures_util::{SinkExt, StreamExt};
-use lanchat_tests::bench::{fmt_summary, load_average, machine, summary};
+use lanchat_tests::bench::{clk_tck, cpu_ticks, fmt_summary, load_average, machine, summary};
 use lanchat_tests::chat::{create_group, group_conversation, send_dm, wait_group};
 use lanchat_tests::{artifacts_dir, wait_until, LoopbackMesh, NodeProcess};
 use serde_json::json;
@@ -216,6 +216,13 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
     }
 
     let texts: Vec<String> = (0..o.flood).map(|i| format!("flood {i}")).collect();
+    let cpu = |mesh: &LoopbackMesh| -> (u64, u64) {
+        let ticks = |n: &NodeProcess| n.pid().and_then(|p| cpu_ticks(p).ok()).unwrap_or(0);
+        let sender = ticks(&mesh.nodes[0]);
+        let members: u64 = mesh.nodes[1..].iter().map(ticks).sum();
+        (sender, members)
+    };
+    let cpu_before = cpu(&mesh);
     let start = Instant::now();
     lanchat_tests::chat::send_concurrently(sender, &conv, &texts, 16).await?;
     let accepted_s = start.elapsed().as_secs_f64();
@@ -234,6 +241,10 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
     )
     .await?;
     let flood_s = start.elapsed().as_secs_f64();
+    let cpu_after = cpu(&mesh);
+    let tck = clk_tck()?;
+    let sender_cpu_s = (cpu_after.0 - cpu_before.0) as f64 / tck;
+    let members_cpu_s = (cpu_after.1 - cpu_before.1) as f64 / tck;
 
     let echo = raw_ws_echo(500).await?;
     let dir = artifacts_dir("bench_group_fanout/raw")?;
@@ -255,6 +266,9 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
         o.flood,
         rate * members as f64
     );
+    eprintln!(
+        "flood CPU: sender {sender_cpu_s:.2} s, all {members} members together {members_cpu_s:.2} s"
+    );
     eprintln!("raw SQLite, one transaction: {raw_rows:.0} rows/s");
     let p99 = last
         .get("p99")
@@ -270,7 +284,8 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
         "raw_ws_echo_rtt_ms": echo,
         "flood": {"messages": o.flood, "accepted_s": accepted_s, "all_members_s": flood_s,
                   "group_messages_per_s": rate,
-                  "member_deliveries_per_s": rate * members as f64},
+                  "member_deliveries_per_s": rate * members as f64,
+                  "sender_cpu_s": sender_cpu_s, "members_cpu_s": members_cpu_s},
         "raw_sqlite_single_transaction_rows_per_s": raw_rows,
         "targets": {"p99_le_100ms": p99 <= 100.0},
     }))
