@@ -70,4 +70,10 @@ pub struct TransportCounters {
     pub frames_undecryptable: u64,
     pub frames_malformed: u64,
     pub frames_throttled: u64,
+    /// Envelopes that failed verification: dropped.
+    #[serde(default)]
+    pub envelopes_dropped: u64,
+    /// Envelopes answered with `Reject` (bad payload, forged or refused change).
+    #[serde(default)]
+    pub envelopes_rejected: u64,
 }

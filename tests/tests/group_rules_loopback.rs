@@ -11,8 +11,9 @@
 //!   while B renames and leaves; B gets the secret back → all three show the same name,
 //!   members and revision.
 //! - `invitations_wait_for_the_user_when_auto_accept_is_off`: C turns auto-accept off; a
-//!   group with C waits as an invitation (event, list, not in the groups); accepted, it
-//!   appears with what was sent meanwhile; a declined one makes C leave it on A.
+//!   group with C waits as an invitation (event, list, not in the groups); a message to
+//!   it meanwhile is refused and counted (`envelopes_rejected`); accepted, the group
+//!   appears with that message; a declined one makes C leave it on A.
 //! - `a_clock_five_minutes_ahead_does_not_change_the_order`: C runs 5 minutes ahead
 //!   (`LANCHAT_CLOCK_OFFSET_MS`); A, B and C send 20 each at once → the same order on
 //!   all three, and a reply sent after seeing C's message sorts after it everywhere.
@@ -290,8 +291,14 @@ async fn invitations(mesh: &LoopbackMesh) -> anyhow::Result<()> {
     let held: Vec<GroupView> = lanchat_tests::chat::groups(c).await?;
     anyhow::ensure!(held.is_empty(), "not joined before accepting: {held:?}");
 
-    // Sent while C has not accepted yet: it arrives once C joins.
+    // Sent while C has not accepted yet: C refuses it (no such group here) and counts
+    // that; it arrives once C joins.
     send_dm(a, &conv, "while invited").await?;
+    wait_until(DELIVERY, "C counting the refused group message", || async {
+        let counters = lanchat_tests::chat::transport(c).await.ok()?;
+        (counters.envelopes_rejected >= 1).then_some(())
+    })
+    .await?;
     let (status, joined) = post_action(c, &format!("v1/group-invitations/{id}/accept")).await?;
     anyhow::ensure!(
         status == 200 && joined["is_member"] == true,

@@ -358,6 +358,7 @@ impl Worker {
                 // Without a trustworthy id there is nothing to answer; the sender's
                 // retries end in its own give-up.
                 tracing::warn!(%peer, "dropped an envelope: {e}");
+                self.transport.count_envelope_refused(false);
                 return;
             }
         };
@@ -443,6 +444,9 @@ impl Worker {
     }
 
     fn reply(&self, peer: &NodeId, frame: Frame) {
+        if matches!(frame, Frame::Reject(_)) {
+            self.transport.count_envelope_refused(true);
+        }
         if let Err(e) = self.transport.send(peer, frame) {
             // The sender resends and gets the ack then (a duplicate is acked too).
             tracing::debug!(%peer, "cannot answer: {e}");

@@ -304,6 +304,9 @@ impl Syncer {
     }
 
     fn reply(&self, peer: &NodeId, frame: Frame) {
+        if matches!(frame, Frame::Reject(_)) {
+            self.transport.count_envelope_refused(true);
+        }
         if let Err(e) = self.transport.send(peer, frame) {
             tracing::debug!(%peer, "cannot answer a catch-up envelope: {e}");
         }

@@ -203,6 +203,16 @@ impl Transport {
             .map(|l| l.addr)
     }
 
+    /// Counts an envelope delivery dropped (`rejected` false) or answered with `Reject`.
+    pub fn count_envelope_refused(&self, rejected: bool) {
+        let counters = &self.shared.counters;
+        if rejected {
+            counters.envelopes_rejected.inc();
+        } else {
+            counters.envelopes_dropped.inc();
+        }
+    }
+
     pub fn counters(&self) -> api_types::TransportCounters {
         let mut c = self.shared.counters.snapshot();
         c.links_up = self.shared.lock().links.len() as u64;

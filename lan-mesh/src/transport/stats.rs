@@ -39,6 +39,13 @@ pub struct Counters {
     pub frames_malformed: Counter,
     /// Frames that waited for the link's inbound budget (a peer sending too fast).
     pub frames_throttled: Counter,
+    /// Envelopes that failed verification (size, signature, fields, sender, receiver):
+    /// dropped unanswered.
+    pub envelopes_dropped: Counter,
+    /// Envelopes refused with a `Reject`: an unknown kind, a bad payload, or a change
+    /// the store refused (a forged or outsider's group upsert, an unknown group, a
+    /// non-member's message).
+    pub envelopes_rejected: Counter,
 }
 
 impl Counters {
@@ -58,6 +65,8 @@ impl Counters {
             frames_received: self.frames_received.get(),
             frames_undecryptable: self.frames_undecryptable.get(),
             frames_malformed: self.frames_malformed.get(),
+            envelopes_dropped: self.envelopes_dropped.get(),
+            envelopes_rejected: self.envelopes_rejected.get(),
             frames_throttled: self.frames_throttled.get(),
             links_up: 0,
         }
