@@ -438,6 +438,7 @@ impl Lan {
             display_name: role.to_string(),
             pid: None,
             api: None,
+            env: Vec::new(),
         };
         host.write_settings(&settings)?;
         host.start().await?;
@@ -932,6 +933,8 @@ pub struct Host {
     pub display_name: String,
     pid: Option<u32>,
     api: Option<ApiFile>,
+    /// Extra environment for the node's next start (test hooks).
+    env: Vec<(String, String)>,
 }
 
 impl fmt::Debug for Host {
@@ -954,6 +957,13 @@ impl Host {
             serde_json::to_vec_pretty(&doc)?,
         )?;
         Ok(())
+    }
+
+    /// Sets an environment variable for the node's next start (e.g. a test hook such as
+    /// `LANCHAT_CLOCK_OFFSET_MS`); restart the node for it to take effect.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value.to_string()));
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -994,6 +1004,7 @@ impl Host {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--api-addr", "127.0.0.1:0"])
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

@@ -11,6 +11,10 @@
 //! - `a_returning_member_catches_up_from_whoever_is_online`: C is stopped while A and B
 //!   send 25 each; then A is stopped for good; C comes back → it gets all 50 from B
 //!   (group catch-up: A's messages relayed by B), and its history equals B's.
+//! - `a_skewed_clock_and_an_invitation_on_the_lan`: C runs five minutes ahead
+//!   (`LANCHAT_CLOCK_OFFSET_MS`) with auto-accept off: A's group waits as C's invitation
+//!   until accepted; then A, B and C send 30 each at once → one order on all three, and
+//!   a reply A sends after seeing C's message sorts after it.
 //!
 //! Timings: heartbeat 1 s, TTL 3 s (`NodeSettings::default()`), the product's backoff.
 
@@ -309,5 +313,79 @@ async fn a_returning_member_catches_up_from_whoever_is_online() -> anyhow::Resul
     hosts[2].start().await?;
     let on_c = wait_history(&hosts[2], &conv, 50).await?;
     assert_eq!(on_c, on_b, "the same 50, in the same order");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_and_an_invitation_on_the_lan() -> anyhow::Result<()> {
+    let lan = Lan::new("lan_groups_skew")?;
+    let mut hosts = mesh(&lan, &["alpha", "bravo", "charlie"]).await?;
+    hosts[2].set_env("LANCHAT_CLOCK_OFFSET_MS", "300000");
+    hosts[2].restart().await?;
+    hosts[2]
+        .call_expect(
+            Method::Put,
+            "v1/settings",
+            Some(&json!({"lan_mesh": {"auto_accept_group_sync": false}})),
+            200,
+        )
+        .await?;
+    let [a, b, c] = [&hosts[0], &hosts[1], &hosts[2]];
+    for host in [a, b] {
+        wait_until(SETTLE, "C back online", || async {
+            host.lists(c).await.ok()?.then_some(())
+        })
+        .await?;
+    }
+    let created = a
+        .call_expect(
+            Method::Post,
+            "v1/groups",
+            Some(&json!({"name": "skew", "members": [b.node_id, c.node_id]})),
+            201,
+        )
+        .await?;
+    let id = created["id"].as_str().unwrap_or("").to_string();
+    let conv = format!("group:{id}");
+    wait_until(DELIVERY, "the invitation on C", || async {
+        let list = c.get("v1/group-invitations").await.ok()?;
+        list.as_array()?
+            .iter()
+            .any(|i| i["group"]["id"] == id.as_str())
+            .then_some(())
+    })
+    .await?;
+    let (status, _) = c
+        .call(Method::Get, &format!("v1/groups/{id}"), None)
+        .await?;
+    assert_eq!(status, 404, "not joined before accepting");
+    c.call_expect(
+        Method::Post,
+        &format!("v1/group-invitations/{id}/accept"),
+        None,
+        200,
+    )
+    .await?;
+    wait_group(b, &id, "the group on B", |g| member_count(g) == 3).await?;
+
+    send(c, &conv, "from the future").await?;
+    wait_history(a, &conv, 1).await?;
+    send(a, &conv, "reply").await?;
+    let (ra, rb, rc) = tokio::join!(
+        send_all(a, &conv, "a", 30),
+        send_all(b, &conv, "b", 30),
+        send_all(c, &conv, "c", 30),
+    );
+    ra?;
+    rb?;
+    rc?;
+    let on_a = wait_history(a, &conv, 92).await?;
+    let on_b = wait_history(b, &conv, 92).await?;
+    let on_c = wait_history(c, &conv, 92).await?;
+    assert_eq!(on_a.len(), 92, "exactly once");
+    assert_eq!(on_a, on_b);
+    assert_eq!(on_b, on_c);
+    let position = |text: &str| on_a.iter().position(|(_, t)| t == text);
+    assert!(position("from the future") < position("reply"));
     Ok(())
 }

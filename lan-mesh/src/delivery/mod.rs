@@ -106,11 +106,27 @@ pub struct DeliveryParts {
     pub cancel: CancellationToken,
 }
 
+/// The node's wall clock in Unix milliseconds: stamps, retry times, receipt times. The
+/// local API uses it too, so every part of a node agrees on what time it is.
 pub fn now_ms() -> UnixMs {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+        .saturating_add(clock_offset_ms())
+}
+
+/// Test hook `LANCHAT_CLOCK_OFFSET_MS`: the node acts as if its clock were off by that
+/// much (e.g. `300000`, five minutes ahead), so tests show that skewed clocks do not
+/// change the order members see.
+fn clock_offset_ms() -> i64 {
+    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::env::var("LANCHAT_CLOCK_OFFSET_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    })
 }
 
 struct Worker {

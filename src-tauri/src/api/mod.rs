@@ -89,26 +89,10 @@ impl ApiState {
     }
 }
 
-/// Wall-clock Unix milliseconds, as the store takes them (stamps of messages and group
-/// changes made here).
+/// Wall-clock Unix milliseconds, as the store takes them: the same clock as delivery's
+/// (including its test offset), so stamps and retry times agree.
 fn now_ms() -> storage::UnixMs {
-    let wall = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    wall.saturating_add(clock_offset_ms())
-}
-
-/// Test hook `LANCHAT_CLOCK_OFFSET_MS`: the node acts as if its clock were off by that
-/// much (e.g. `300000`, five minutes ahead), so tests show that skewed clocks do not
-/// change the order members see.
-fn clock_offset_ms() -> i64 {
-    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *OFFSET.get_or_init(|| {
-        std::env::var("LANCHAT_CLOCK_OFFSET_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    })
+    lan_mesh::delivery::now_ms()
 }
 
 pub fn router(state: ApiState) -> Router {
