@@ -205,7 +205,23 @@ async fn relays_are_refused_unless_both_ends_are_members() {
         matches!(unknown, StoreError::NotFound { .. }),
         "{unknown:?}"
     );
-    let without_me = group_with(&store, vec![node(1), node(2)]).await;
+    // A group this node was removed from (a new group without it is not joined at all).
+    let without_me = group_with(&store, vec![node(0), node(1), node(2)]).await;
+    let mut removed = store.group(without_me).await.unwrap().unwrap().state;
+    let later = Stamp {
+        hlc: removed.max_hlc() + 1,
+        editor: node(1),
+    };
+    removed.set_member(&node(0), false, &later);
+    let envelope = InboundEnvelope {
+        envelope_id: EnvelopeId::new(),
+        from_peer_id: node(1),
+        received_at: now_ms(),
+    };
+    store
+        .apply_inbound(envelope, InboundEffect::GroupUpsert(removed))
+        .await
+        .unwrap();
     let err = store
         .apply_relayed(node(1), without_me, vec![relayed(1, base, "x")], now_ms())
         .await

@@ -69,7 +69,11 @@ pub fn dm_envelope(message: &storage::Message) -> OutgoingEnvelope {
 }
 
 pub fn inbound_dm(from: u8, body: &str) -> (InboundEnvelope, InboundEffect) {
+    // Messages made in one millisecond must still sort in the order they were made
+    // (their ids are random within it): the logical part of the stamp counts up.
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let now = now_ms();
+    let tick = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 0x8000;
     (
         InboundEnvelope {
             envelope_id: EnvelopeId::new(),
@@ -80,7 +84,7 @@ pub fn inbound_dm(from: u8, body: &str) -> (InboundEnvelope, InboundEffect) {
             message_id: MessageId::new(),
             body: body.into(),
             sent_at: now,
-            hlc: Hlc::from_wall_ms(now as u64),
+            hlc: Hlc::from_raw(Hlc::from_wall_ms(now as u64).raw() + tick),
         }),
     )
 }
