@@ -313,6 +313,27 @@ impl LoopbackPair {
         Ok(())
     }
 
+    /// Stops the node and starts it again on the same data directory *and the same
+    /// local API address*, so a page that was open on it can reconnect.
+    pub async fn restart_on_same_api_port(&mut self, side: Side) -> anyhow::Result<()> {
+        let url = self.node_mut(side).url.clone();
+        let addr = url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        if self.node_mut(side).is_running() {
+            self.stop(side).await?;
+        }
+        let dir = self.root.path().join(side.dir_name());
+        let env: Vec<(&str, &str)> = self.env[side.index()]
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let node = NodeProcess::start(&dir, &["serve", "--api-addr", &addr], &env).await?;
+        *self.node_mut(side) = node;
+        Ok(())
+    }
+
     /// `result`, with the end of both nodes' logs added to an error. (A test that
     /// panics instead gets them printed when the pair drops.)
     pub fn explain<T>(&self, result: anyhow::Result<T>) -> anyhow::Result<T> {

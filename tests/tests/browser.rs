@@ -1140,3 +1140,53 @@ async fn messenger_group_invitation_leave_and_dissolve() -> anyhow::Result<()> {
     b.quit().await?;
     Ok(())
 }
+
+/// The page follows its node across a restart: the event stream drops when the node
+/// stops, reconnects by itself when it is back (same address), and resyncs, so a message
+/// that arrives afterwards shows without a reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messenger_reconnects_when_its_node_comes_back() -> anyhow::Result<()> {
+    let mut pair = LoopbackPair::start("office", "office").await?;
+    let a = Browser::start().await?;
+    open_messenger(&a, &pair.a).await?;
+    let user_b = format!("[data-testid=user-{}]", pair.b_id);
+    a.wait_for_text(&user_b, UI_LIMIT, |t| t.contains("bravo"))
+        .await?;
+    a.click(&user_b).await?;
+    a.wait_for_text("[data-testid=conversation-title]", UI_LIMIT, |t| {
+        t == "bravo"
+    })
+    .await?;
+    // A mark on the page: gone if it reloads.
+    a.execute("window.__lanchat_no_reload = true; return true")
+        .await?;
+
+    pair.restart_on_same_api_port(lanchat_tests::Side::A)
+        .await?;
+    let dm_on_b = format!("dm:lan:{}", pair.a_id);
+    post_json(
+        &pair.b,
+        &format!("v1/conversations/{dm_on_b}/messages"),
+        &serde_json::json!({"text": "after your restart"}),
+    )
+    .await?;
+    wait_until(
+        DELIVERY_LIMIT,
+        "B's message in A's page after the restart",
+        || async {
+            let shown = shown_messages(&a).await.ok()?;
+            shown
+                .iter()
+                .any(|(t, outgoing, _)| t == "after your restart" && !outgoing)
+                .then_some(())
+        },
+    )
+    .await?;
+    assert_eq!(
+        a.execute("return window.__lanchat_no_reload === true")
+            .await?,
+        true,
+        "the page was not reloaded"
+    );
+    Ok(())
+}
