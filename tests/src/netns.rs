@@ -423,6 +423,28 @@ impl Lan {
 
     /// Starts a `lanchat serve` node in a namespace host made with [`Lan::add_ns`] (for
     /// setting up its network first), with a fresh node id; returns once its API is up.
+    /// One host per name with the default settings, returned once every host lists
+    /// every other one (within `settle`).
+    pub async fn add_hosts_listing_each_other(
+        &self,
+        names: &[&str],
+        settle: Duration,
+    ) -> anyhow::Result<Vec<Host>> {
+        let mut hosts = Vec::new();
+        for name in names {
+            hosts.push(self.add_host(name, NodeSettings::default()).await?);
+        }
+        for h in &hosts {
+            for other in hosts.iter().filter(|o| o.node_id != h.node_id) {
+                wait_until(settle, "the hosts to list each other", || async {
+                    h.lists(other).await.ok()?.then_some(())
+                })
+                .await?;
+            }
+        }
+        Ok(hosts)
+    }
+
     pub async fn start_host(
         &self,
         ns: NetNs,

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use lanchat_tests::netns::{Host, Lan, Method, NodeSettings};
+use lanchat_tests::netns::{Host, Lan, Method};
 use lanchat_tests::wait_until;
 use serde_json::{json, Value};
 
@@ -29,19 +29,7 @@ const DELIVERY: Duration = Duration::from_secs(90);
 const PER_HOST: usize = 100;
 
 async fn mesh(lan: &Lan, names: &[&str]) -> anyhow::Result<Vec<Host>> {
-    let mut hosts = Vec::new();
-    for name in names {
-        hosts.push(lan.add_host(name, NodeSettings::default()).await?);
-    }
-    for h in &hosts {
-        for other in hosts.iter().filter(|o| o.node_id != h.node_id) {
-            wait_until(SETTLE, "the hosts to list each other", || async {
-                h.lists(other).await.ok()?.then_some(())
-            })
-            .await?;
-        }
-    }
-    Ok(hosts)
+    lan.add_hosts_listing_each_other(names, SETTLE).await
 }
 
 async fn group(host: &Host, id: &str) -> anyhow::Result<Value> {

@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lanchat_tests::netns::{holds_for, Host, Lan, Method, NetNs, NodeSettings, TEST_SECRET};
+use lanchat_tests::netns::{holds_for, Host, Lan, Method, NetNs, TEST_SECRET};
 use lanchat_tests::wait_until;
 use serde_json::{json, Value};
 
@@ -20,19 +20,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 const DELIVERY: Duration = Duration::from_secs(15);
 
 async fn mesh(lan: &Lan, names: &[&str]) -> anyhow::Result<Vec<Host>> {
-    let mut hosts = Vec::new();
-    for name in names {
-        hosts.push(lan.add_host(name, NodeSettings::default()).await?);
-    }
-    for h in &hosts {
-        for other in hosts.iter().filter(|o| o.node_id != h.node_id) {
-            wait_until(SETTLE, "the hosts to list each other", || async {
-                h.lists(other).await.ok()?.then_some(())
-            })
-            .await?;
-        }
-    }
-    Ok(hosts)
+    lan.add_hosts_listing_each_other(names, SETTLE).await
 }
 
 fn dm(to: &Host) -> String {
