@@ -528,7 +528,7 @@ pub(crate) fn merge(
             announcement_changed,
         });
     }
-    if let Some((mut held, status)) = invitation_row(conn, &incoming.global_group_id)? {
+    if let Some((mut held, _status)) = invitation_row(conn, &incoming.global_group_id)? {
         if held.state.owner != incoming.owner {
             return Err(StoreError::invalid("group state", "another owner"));
         }
@@ -537,8 +537,10 @@ pub(crate) fn merge(
         if held.state == before {
             return Ok(InboundOutcome::Stale);
         }
-        // Declined stays declined until the owner adds this node again after it left.
-        let pending = status == "pending" || held.state.is_member(&local);
+        // Open while this node is a member of it: a declined one (this node left it)
+        // opens again only if the owner adds it back later; one the owner took this
+        // node out of before it answered closes.
+        let pending = held.state.is_member(&local);
         put_invitation(conn, &held, pending)?;
         return Ok(if pending {
             InboundOutcome::GroupInvitation

@@ -869,3 +869,58 @@ async fn old_group_messages_are_not_expired_like_envelopes() {
     );
     assert_eq!(history_len(&store, ConversationId::group(&gid)).await, 1);
 }
+
+/// With auto-accept off a new group waits as an invitation; declined, it stays out until
+/// the owner adds this node again; accepted, it is joined with its latest state.
+#[tokio::test]
+async fn invitations_wait_close_on_decline_and_reopen_when_added_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 3).await;
+    store.set_group_auto_accept(false).await.unwrap();
+    let gid = storage::GlobalGroupId::new();
+    let mut state = founded(gid);
+    assert_eq!(
+        receive(&store, 1, state.clone()).await.unwrap(),
+        InboundOutcome::GroupInvitation
+    );
+    assert!(store.group(gid).await.unwrap().is_none());
+    let open = store.group_invitations().await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].from_peer_id, node(1));
+
+    // Declined: this node's leaving goes to the members; later changes are ignored.
+    store
+        .decline_group_invitation(gid, now_ms(), upsert_envelope)
+        .await
+        .unwrap();
+    assert!(store.group_invitations().await.unwrap().is_empty());
+    let told: Vec<_> = store
+        .due_outbox(now_ms(), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.peer_id)
+        .collect();
+    assert_eq!(told, vec![node(1), node(2)]);
+    state.set_name("renamed", &stamp(5, 1));
+    assert_eq!(
+        receive(&store, 1, state.clone()).await.unwrap(),
+        InboundOutcome::Stale
+    );
+    assert!(store.group_invitations().await.unwrap().is_empty());
+
+    // The owner adds this node again, after its leaving: open again.
+    // (A stamp well after the leaving, which was stamped moments ago.)
+    state.set_member(&node(0), true, &stamp(100_000_000, 1));
+    assert_eq!(
+        receive(&store, 1, state).await.unwrap(),
+        InboundOutcome::GroupInvitation
+    );
+    let open = store.group_invitations().await.unwrap();
+    assert_eq!(open.len(), 1);
+    let group = store.accept_group_invitation(gid, now_ms()).await.unwrap();
+    assert_eq!(group.state.name(), "renamed");
+    assert!(group.state.is_member(&node(0)));
+    assert!(store.group_invitations().await.unwrap().is_empty());
+    assert!(store.accept_group_invitation(gid, now_ms()).await.is_err());
+}
