@@ -35,13 +35,17 @@ pub async fn ensure_local(state: &ApiState) -> Result<(), ApiError> {
     // The store takes ≤ 128 characters without control characters; a host name can
     // in principle be anything.
     let name = stored_name(&settings);
-    let stored = state.store().local_identity().await?;
-    if stored.is_some_and(|s| s.node_id == node_id && s.display_name == name.trim()) {
+    let wanted = (node_id, name.trim().to_string());
+    if state.identity_stored().as_ref() == Some(&wanted) {
         return Ok(());
     }
-    state
-        .store()
-        .set_local_identity(node_id, name, now_ms())
-        .await?;
+    let stored = state.store().local_identity().await?;
+    if !stored.is_some_and(|s| s.node_id == wanted.0 && s.display_name == wanted.1) {
+        state
+            .store()
+            .set_local_identity(wanted.0.clone(), name, now_ms())
+            .await?;
+    }
+    *state.identity_stored() = Some(wanted);
     Ok(())
 }

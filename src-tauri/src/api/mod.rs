@@ -53,6 +53,10 @@ struct Inner {
     store: Store,
     /// Cancelled when the node stops, so long-lived event streams end at once.
     stopping: CancellationToken,
+    /// The local identity (node id, name) this API last found or wrote in the store:
+    /// sending checks it on every message, and the store's copy changes only through
+    /// `identity::ensure_local`, so a match here spares a store read on that hot path.
+    identity_stored: std::sync::Mutex<Option<(api_types::NodeId, String)>>,
 }
 
 impl ApiState {
@@ -72,6 +76,7 @@ impl ApiState {
                 mesh,
                 store,
                 stopping,
+                identity_stored: std::sync::Mutex::new(None),
             }),
         }
     }
@@ -86,6 +91,13 @@ impl ApiState {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn identity_stored(&self) -> std::sync::MutexGuard<'_, Option<(api_types::NodeId, String)>> {
+        self.inner
+            .identity_stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
