@@ -124,6 +124,7 @@ impl Node {
             wake: Arc::clone(&wake),
             events: events.clone(),
             sync_requests: delivery::SyncRequests::default(),
+            send_now: delivery::SendNow::default(),
             cancel: cancel.clone(),
         });
         Node {

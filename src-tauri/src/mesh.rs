@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::{Event, LanMeshSettings, MeshState, PeerView, Settings};
-use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts, SyncRequests};
+use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts, SendNow, SyncRequests};
 use lan_mesh::discovery::{
     targets, Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
     PublicKey,
@@ -65,6 +65,8 @@ pub struct MeshHandle {
     outbox_wake: Arc<Notify>,
     /// Groups to compare with their online members now (group catch-up).
     sync_requests: SyncRequests,
+    /// DMs just stored, for the delivery worker to send before it reads the outbox.
+    send_now: SendNow,
     /// This node's link key fingerprint (for the status page).
     link_key: Arc<str>,
 }
@@ -85,6 +87,7 @@ impl Mesh {
         let (events, _) = broadcast::channel(EVENT_BACKLOG);
         let outbox_wake = Arc::new(Notify::new());
         let sync_requests = SyncRequests::default();
+        let send_now = SendNow::default();
         let link_key: Arc<str> = parts.keys.public().fingerprint().into();
         let stop = CancellationToken::new();
         let supervisor = Supervisor {
@@ -95,6 +98,7 @@ impl Mesh {
             keys: parts.keys,
             outbox_wake: Arc::clone(&outbox_wake),
             sync_requests: sync_requests.clone(),
+            send_now: send_now.clone(),
             stop: stop.clone(),
             running: None,
         };
@@ -105,6 +109,7 @@ impl Mesh {
                 events,
                 outbox_wake,
                 sync_requests,
+                send_now,
                 link_key,
             },
             stop,
@@ -157,6 +162,13 @@ impl MeshHandle {
         self.outbox_wake.notify_one();
     }
 
+    /// Hands a DM's fresh outbox entry to the delivery worker, which sends it before it
+    /// reads the outbox (one store round trip less on every message's way out).
+    pub fn send_now(&self, entry: storage::OutboxEntry) {
+        self.send_now.push(entry);
+        self.outbox_wake.notify_one();
+    }
+
     /// Asks the delivery worker to compare this group's history with every member that
     /// is online now and fetch what is missing on either side (group catch-up). Call it
     /// after adding members or accepting an invitation: an added member gets the whole
@@ -190,6 +202,7 @@ struct Supervisor {
     keys: NodeKeys,
     outbox_wake: Arc<Notify>,
     sync_requests: SyncRequests,
+    send_now: SendNow,
     stop: CancellationToken,
     running: Option<Running>,
 }
@@ -338,6 +351,7 @@ impl Supervisor {
             wake: Arc::clone(&self.outbox_wake),
             events: delivery_tx,
             sync_requests: self.sync_requests.clone(),
+            send_now: self.send_now.clone(),
             cancel: forwarder_stop.clone(),
         });
         let (store, local_id) = (self.store.clone(), local.clone());

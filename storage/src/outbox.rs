@@ -85,6 +85,43 @@ pub(crate) fn insert(
     Ok(envelope_id)
 }
 
+/// A DM from the local user to `peer`: the message row and its outbox envelope, in the
+/// caller's transaction. Returns the message and the new (pending, due now) entry.
+pub(crate) fn send_direct(
+    conn: &Connection,
+    writer: &mut WriterState,
+    peer: &NodeId,
+    text: &str,
+    now: UnixMs,
+    encode: impl FnOnce(&Message) -> OutgoingEnvelope,
+) -> StoreResult<(Message, OutboxEntry)> {
+    peers::require_sendable(conn, peer)?;
+    let conversation = chat::ensure_dm(conn, peer, now)?;
+    let message = chat::insert_local_message(conn, writer, &conversation, text, now)?;
+    let envelope = encode(&message);
+    let envelope_id = insert(
+        conn,
+        writer,
+        peer,
+        &envelope,
+        Some(&message.message_id),
+        now,
+    )?;
+    let entry = OutboxEntry {
+        envelope_id,
+        peer_id: peer.clone(),
+        kind: envelope.kind,
+        payload: envelope.payload,
+        message_id: Some(message.message_id),
+        status: OutboxStatus::Pending,
+        retry_count: 0,
+        next_retry_at: now,
+        last_error: None,
+        created_at: now,
+    };
+    Ok((message, entry))
+}
+
 /// Envelopes due at `now`, earliest first (ties in creation order), skipping blocked peers.
 pub(crate) fn due(conn: &Connection, now: UnixMs, limit: u32) -> StoreResult<Vec<OutboxEntry>> {
     let mut stmt = conn.prepare_cached(&format!(

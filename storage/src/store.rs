@@ -226,18 +226,8 @@ impl Store {
         E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
     {
         self.write(Durability::Normal, move |c, s| {
-            peers::require_sendable(c, &peer)?;
-            let conversation = chat::ensure_dm(c, &peer, now)?;
-            let message = chat::insert_local_message(c, s, &conversation, &text, now)?;
-            let envelope_id = outbox::insert(
-                c,
-                s,
-                &peer,
-                &encode(&message),
-                Some(&message.message_id),
-                now,
-            )?;
-            Ok((message, envelope_id))
+            let (message, entry) = outbox::send_direct(c, s, &peer, &text, now, encode)?;
+            Ok((message, entry.envelope_id))
         })
         .await
     }
@@ -269,13 +259,35 @@ impl Store {
     where
         E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
     {
+        self.send_message_queued(conversation, text, now, encode_direct)
+            .await
+            .map(|(message, _)| message)
+    }
+
+    /// `send_message`, also returning a DM's new outbox entry, so the delivery worker can
+    /// send it at once without reading the outbox first (a group message has none: its
+    /// members' cursors carry it).
+    pub async fn send_message_queued<E>(
+        &self,
+        conversation: ConversationId,
+        text: String,
+        now: UnixMs,
+        encode_direct: E,
+    ) -> StoreResult<(Message, Option<OutboxEntry>)>
+    where
+        E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
+    {
         match conversation.target().clone() {
-            crate::ids::ConversationTarget::Direct(peer) => self
-                .send_direct_message(peer, text, now, encode_direct)
+            crate::ids::ConversationTarget::Direct(peer) => {
+                self.write(Durability::Normal, move |c, s| {
+                    let (message, entry) =
+                        outbox::send_direct(c, s, &peer, &text, now, encode_direct)?;
+                    Ok((message, Some(entry)))
+                })
                 .await
-                .map(|(m, _)| m),
+            }
             crate::ids::ConversationTarget::Group(group) => {
-                self.send_group_message(group, text, now).await
+                Ok((self.send_group_message(group, text, now).await?, None))
             }
         }
     }

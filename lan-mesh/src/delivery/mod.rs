@@ -58,6 +58,28 @@ const MAX_EARLY_ACKS: usize = 4096;
 /// One member of one group, as group fan-out tracks it.
 type GroupMember = (GlobalGroupId, NodeId);
 
+/// DM envelopes the API just stored, handed to the worker so that it sends them at once
+/// instead of reading them back from the outbox first (a store round trip on every
+/// message's way out). Lost entries cost nothing: they are in the outbox anyway.
+#[derive(Clone, Default)]
+pub struct SendNow(Arc<Mutex<Vec<OutboxEntry>>>);
+
+/// Entries kept while no worker takes them (the mesh is off): the outbox has them all.
+const MAX_SEND_NOW: usize = 1024;
+
+impl SendNow {
+    pub fn push(&self, entry: OutboxEntry) {
+        let mut queue = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if queue.len() < MAX_SEND_NOW {
+            queue.push(entry);
+        }
+    }
+
+    fn take(&self) -> Vec<OutboxEntry> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// Group acks not recorded yet. Acks arrive concurrently and out of order; one task at
 /// a time records them (`flushing`), batching whatever came in meanwhile.
 #[derive(Default)]
@@ -103,6 +125,7 @@ pub struct DeliveryParts {
     pub events: broadcast::Sender<DeliveryEvent>,
     /// "Sync this group with its online members now" (group catch-up).
     pub sync_requests: SyncRequests,
+    pub send_now: SendNow,
     pub cancel: CancellationToken,
 }
 
@@ -143,10 +166,10 @@ struct Worker {
     /// cursor's retry timer (the store's backoff) resends from the cursor if the acks
     /// do not come. Forgotten when the member's link goes down or comes up.
     group_in_flight: Mutex<HashMap<GroupMember, OrderKey>>,
-    /// Acks that arrived before the ack of a message still owed ahead of them (inbound
-    /// frames are handled concurrently, so acks may be stored out of order). Held
-    /// across the store call so two acks of one member never race.
+    /// Group acks waiting to be recorded, and early ones (see `GroupAcks`).
     group_acks: Mutex<GroupAcks>,
+    /// DM envelopes to send before reading the outbox.
+    send_now: SendNow,
     /// Group catch-up (anti-entropy) sessions with other members.
     sync: Arc<sync::Syncer>,
 }
@@ -178,6 +201,7 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         wake: Arc::clone(&parts.wake),
         group_in_flight: Mutex::new(HashMap::new()),
         group_acks: Mutex::new(GroupAcks::default()),
+        send_now: parts.send_now,
         sync: syncer,
     });
     tokio::spawn(run(
@@ -654,6 +678,12 @@ impl Worker {
     async fn outbox_pass(self: &Arc<Self>) -> tokio::time::Instant {
         let start = tokio::time::Instant::now();
         let now = now_ms();
+        // Just stored by the API: out first, and recorded before the outbox is read, so
+        // the read below no longer finds them due.
+        let fresh = self.send_now.take();
+        if !fresh.is_empty() {
+            self.send_and_record(&fresh, now).await;
+        }
         let due = match self.store.due_outbox(now, OUTBOX_BATCH).await {
             Ok(due) => due,
             Err(e) => {
@@ -662,9 +692,26 @@ impl Worker {
             }
         };
         let full = due.len() as u32 >= OUTBOX_BATCH;
-        let mut attempts = Vec::with_capacity(due.len());
-        let mut first_sends = Vec::with_capacity(due.len());
-        for entry in &due {
+        self.send_and_record(&due, now).await;
+        let group_full = self.group_pass(now).await;
+        if full || group_full {
+            return start;
+        }
+        let outbox_next = self.store.next_outbox_due_at().await.ok().flatten();
+        let group_next = self.store.next_group_delivery_due_at().await.ok().flatten();
+        let next = match outbox_next.into_iter().chain(group_next).min() {
+            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+            None => MAX_IDLE,
+        };
+        start + next.min(MAX_IDLE)
+    }
+
+    /// Hands each envelope to its link, then records every attempt in one write (the
+    /// store schedules the retries) and emits the statuses that changed.
+    async fn send_and_record(self: &Arc<Self>, entries: &[OutboxEntry], now: UnixMs) {
+        let mut attempts = Vec::with_capacity(entries.len());
+        let mut first_sends = Vec::with_capacity(entries.len());
+        for entry in entries {
             if let Some(attempt) = self.try_send(entry).await {
                 first_sends.push(attempt == SendAttempt::Sent && entry.retry_count == 0);
                 attempts.push((entry.envelope_id, attempt));
@@ -685,17 +732,6 @@ impl Worker {
             }
             Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
-        let group_full = self.group_pass(now).await;
-        if full || group_full {
-            return start;
-        }
-        let outbox_next = self.store.next_outbox_due_at().await.ok().flatten();
-        let group_next = self.store.next_group_delivery_due_at().await.ok().flatten();
-        let next = match outbox_next.into_iter().chain(group_next).min() {
-            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
-            None => MAX_IDLE,
-        };
-        start + next.min(MAX_IDLE)
     }
 
     /// Sends every member what its group cursor owes it (after what is already in

@@ -147,11 +147,14 @@ pub async fn send(
     let text = message_text(&request.text)?;
     refuse_unreachable(&state, &conversation)?;
     identity::ensure_local(&state).await?;
-    let message = state
+    let (message, entry) = state
         .store()
-        .send_message(conversation, text, now_ms(), dm_outgoing)
+        .send_message_queued(conversation, text, now_ms(), dm_outgoing)
         .await?;
-    state.mesh().wake_outbox();
+    match entry {
+        Some(entry) => state.mesh().send_now(entry),
+        None => state.mesh().wake_outbox(),
+    }
     let view = views::message_view(&message, &Names::local(&state));
     tracing::debug!(message_id = %view.id, conversation = %view.conversation_id, "message stored for sending");
     state.mesh().publish(Event::MessageNew {
