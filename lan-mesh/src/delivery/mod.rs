@@ -66,6 +66,9 @@ pub struct SendNow(Arc<Mutex<Vec<OutboxEntry>>>);
 
 /// Entries kept while no worker takes them (the mesh is off): the outbox has them all.
 const MAX_SEND_NOW: usize = 1024;
+/// Sent DM envelopes remembered for their ack; past this (peers away, acks never
+/// coming) the memory is dropped and acks take the store's path.
+const MAX_AWAITING_ACK: usize = 8192;
 
 impl SendNow {
     pub fn push(&self, entry: OutboxEntry) {
@@ -170,6 +173,10 @@ struct Worker {
     group_acks: Mutex<GroupAcks>,
     /// DM envelopes to send before reading the outbox.
     send_now: SendNow,
+    /// DM envelopes handed to a link and not acked yet: envelope → (receiver, message).
+    /// An ack found here announces `delivered` at once — the receiver stored the
+    /// message durably before acking — while the store records it.
+    awaiting_ack: Mutex<HashMap<EnvelopeId, (NodeId, MessageId)>>,
     /// Group catch-up (anti-entropy) sessions with other members.
     sync: Arc<sync::Syncer>,
 }
@@ -202,6 +209,7 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         group_in_flight: Mutex::new(HashMap::new()),
         group_acks: Mutex::new(GroupAcks::default()),
         send_now: parts.send_now,
+        awaiting_ack: Mutex::new(HashMap::new()),
         sync: syncer,
     });
     tokio::spawn(run(
@@ -500,7 +508,9 @@ impl Worker {
         if self.sync.owns_ack(&id) {
             return;
         }
+        let announced = self.announce_delivered(&id, &peer);
         match self.store.outbox_ack(id, peer.clone()).await {
+            Ok(Some(_)) if announced => {}
             Ok(Some(acked)) => self.emit_settled(&acked, MessageStatus::Delivered),
             // Not an outbox envelope: a `group.send`, whose envelope id is its message id.
             Ok(None) => {
@@ -508,6 +518,26 @@ impl Worker {
                     .await
             }
             Err(e) => tracing::warn!("cannot record an ack: {e}"),
+        }
+    }
+
+    /// `delivered` for a DM envelope sent in this run, if `peer` is its receiver: said
+    /// before the store records the ack, which only this node's own bookkeeping needs.
+    fn announce_delivered(&self, id: &EnvelopeId, peer: &NodeId) -> bool {
+        let mut awaiting = self.awaiting_ack.lock().unwrap_or_else(|p| p.into_inner());
+        match awaiting.get(id) {
+            Some((receiver, message_id)) if receiver == peer => {
+                let message_id = *message_id;
+                awaiting.remove(id);
+                drop(awaiting);
+                self.emit(DeliveryEvent::MessageStatus {
+                    message_id,
+                    conversation_id: ConversationId::dm(peer),
+                    status: MessageStatus::Delivered,
+                });
+                true
+            }
+            _ => false,
         }
     }
 
@@ -710,28 +740,45 @@ impl Worker {
     /// store schedules the retries) and emits the statuses that changed.
     async fn send_and_record(self: &Arc<Self>, entries: &[OutboxEntry], now: UnixMs) {
         let mut attempts = Vec::with_capacity(entries.len());
-        let mut first_sends = Vec::with_capacity(entries.len());
         for entry in entries {
-            if let Some(attempt) = self.try_send(entry).await {
-                first_sends.push(attempt == SendAttempt::Sent && entry.retry_count == 0);
-                attempts.push((entry.envelope_id, attempt));
+            let Some(attempt) = self.try_send(entry).await else {
+                continue;
+            };
+            if let (SendAttempt::Sent, Some(message_id)) = (&attempt, entry.message_id) {
+                self.await_ack(entry, message_id);
+                if entry.retry_count == 0 {
+                    // Said now, before its ack can come back: `delivered` (announced
+                    // from the ack, see `announce_delivered`) must not overtake it.
+                    self.emit(DeliveryEvent::MessageStatus {
+                        message_id,
+                        conversation_id: ConversationId::dm(&entry.peer_id),
+                        status: MessageStatus::Sent,
+                    });
+                }
             }
+            attempts.push((entry.envelope_id, attempt));
         }
         match self.store.record_outbox_attempts(attempts, now).await {
             Ok(updated) => {
-                let changed = updated
+                let gave_up = updated
                     .into_iter()
-                    .zip(first_sends)
-                    .filter_map(|(entry, first_send)| {
-                        let entry = entry?;
-                        let gave_up = entry.status == OutboxStatus::Failed;
-                        entry.message_id.filter(|_| gave_up || first_send)
-                    })
+                    .flatten()
+                    .filter(|entry| entry.status == OutboxStatus::Failed)
+                    .filter_map(|entry| entry.message_id)
                     .collect();
-                self.emit_statuses(changed);
+                self.emit_statuses(gave_up);
             }
             Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
+    }
+
+    /// Remembers a DM envelope handed to its link, for its ack.
+    fn await_ack(&self, entry: &OutboxEntry, message_id: MessageId) {
+        let mut awaiting = self.awaiting_ack.lock().unwrap_or_else(|p| p.into_inner());
+        if awaiting.len() >= MAX_AWAITING_ACK {
+            awaiting.clear();
+        }
+        awaiting.insert(entry.envelope_id, (entry.peer_id.clone(), message_id));
     }
 
     /// Sends every member what its group cursor owes it (after what is already in
