@@ -66,6 +66,8 @@ pub struct SendNow(Arc<Mutex<Vec<OutboxEntry>>>);
 
 /// Entries kept while no worker takes them (the mesh is off): the outbox has them all.
 const MAX_SEND_NOW: usize = 1024;
+/// How soon the outbox is looked at again after a link's queue was full.
+const BUSY_RETRY: Duration = Duration::from_millis(5);
 /// Sent DM envelopes remembered for their ack; past this (peers away, acks never
 /// coming) the memory is dropped and acks take the store's path.
 const MAX_AWAITING_ACK: usize = 8192;
@@ -711,9 +713,7 @@ impl Worker {
         // Just stored by the API: out first, and recorded before the outbox is read, so
         // the read below no longer finds them due.
         let fresh = self.send_now.take();
-        if !fresh.is_empty() {
-            self.send_and_record(&fresh, now).await;
-        }
+        let mut busy = !fresh.is_empty() && self.send_and_record(&fresh, now).await;
         let due = match self.store.due_outbox(now, OUTBOX_BATCH).await {
             Ok(due) => due,
             Err(e) => {
@@ -722,8 +722,12 @@ impl Worker {
             }
         };
         let full = due.len() as u32 >= OUTBOX_BATCH;
-        self.send_and_record(&due, now).await;
+        busy |= self.send_and_record(&due, now).await;
         let group_full = self.group_pass(now).await;
+        if busy {
+            // A link's queue is full: look again as soon as it may have drained.
+            return start + BUSY_RETRY;
+        }
         if full || group_full {
             return start;
         }
@@ -738,10 +742,21 @@ impl Worker {
 
     /// Hands each envelope to its link, then records every attempt in one write (the
     /// store schedules the retries) and emits the statuses that changed.
-    async fn send_and_record(self: &Arc<Self>, entries: &[OutboxEntry], now: UnixMs) {
+    /// Returns whether some link was too busy to take its envelope.
+    async fn send_and_record(self: &Arc<Self>, entries: &[OutboxEntry], now: UnixMs) -> bool {
         let mut attempts = Vec::with_capacity(entries.len());
+        let mut busy_peers: Vec<&NodeId> = Vec::new();
         for entry in entries {
-            let Some(attempt) = self.try_send(entry).await else {
+            if busy_peers.contains(&&entry.peer_id) {
+                // Its link is full: later envelopes for it wait their turn (unsealed).
+                continue;
+            }
+            let mut busy = false;
+            let attempt = self.try_send(entry, &mut busy).await;
+            if busy {
+                busy_peers.push(&entry.peer_id);
+            }
+            let Some(attempt) = attempt else {
                 continue;
             };
             if let (SendAttempt::Sent, Some(message_id)) = (&attempt, entry.message_id) {
@@ -770,6 +785,7 @@ impl Worker {
             }
             Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
+        !busy_peers.is_empty()
     }
 
     /// Remembers a DM envelope handed to its link, for its ack.
@@ -882,8 +898,10 @@ impl Worker {
     }
 
     /// Hands one envelope to its link (dialling if needed). `None` when it cannot be
-    /// encoded at all (then it was failed here and needs no attempt recorded).
-    async fn try_send(&self, entry: &OutboxEntry) -> Option<SendAttempt> {
+    /// encoded at all (then it was failed here and needs no attempt recorded), or when
+    /// the link's queue is full (`busy` set): backpressure, not a failure — the envelope
+    /// stays due and the pass comes back in `BUSY_RETRY`, not after a retry backoff.
+    async fn try_send(&self, entry: &OutboxEntry, busy: &mut bool) -> Option<SendAttempt> {
         let peer = &entry.peer_id;
         let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.seal(&self.keys));
         let bytes = match sealed {
@@ -916,7 +934,10 @@ impl Worker {
                 }
                 None => SendAttempt::Failed("peer offline".into()),
             },
-            Err(SendError::Busy) => SendAttempt::Failed("link busy".into()),
+            Err(SendError::Busy) => {
+                *busy = true;
+                return None;
+            }
         })
     }
 }
