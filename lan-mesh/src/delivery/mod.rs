@@ -68,6 +68,8 @@ pub struct SendNow(Arc<Mutex<Vec<OutboxEntry>>>);
 const MAX_SEND_NOW: usize = 1024;
 /// How soon the outbox is looked at again after a link's queue was full.
 const BUSY_RETRY: Duration = Duration::from_millis(5);
+/// How many times an answer waits `BUSY_RETRY` for room on a full link (≤ 1 s).
+const REPLY_BUSY_TRIES: usize = 200;
 /// Sent DM envelopes remembered for their ack; past this (peers away, acks never
 /// coming) the memory is dropped and acks take the store's path.
 const MAX_AWAITING_ACK: usize = 8192;
@@ -421,7 +423,8 @@ impl Worker {
             Ok(effect) => effect,
             Err(e) => {
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "rejected an envelope: {e}");
-                self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()));
+                self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
+                    .await;
                 return;
             }
         };
@@ -447,7 +450,8 @@ impl Worker {
                         envelope_id: envelope.envelope_id.to_string(),
                         outcome: outcome_name(&outcome).to_string(),
                     }),
-                );
+                )
+                .await;
                 match (outcome, upserted) {
                     (InboundOutcome::Applied, _) => {
                         if let Some(id) = message_id {
@@ -484,7 +488,8 @@ impl Worker {
                 | StoreError::NotFound { .. }),
             ) => {
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "refused an envelope: {e}");
-                self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()));
+                self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
+                    .await;
             }
             Err(e) => {
                 // Not stored: no ack, the sender resends.
@@ -493,14 +498,25 @@ impl Worker {
         }
     }
 
-    fn reply(&self, peer: &NodeId, frame: Frame) {
+    /// Answers an envelope. A full link queue is waited out (briefly): a dropped ack
+    /// costs the sender a whole retransmission timeout, and under a flood the queue
+    /// drains within milliseconds.
+    async fn reply(&self, peer: &NodeId, frame: Frame) {
         if matches!(frame, Frame::Reject(_)) {
             self.transport.count_envelope_refused(true);
         }
-        if let Err(e) = self.transport.send(peer, frame) {
-            // The sender resends and gets the ack then (a duplicate is acked too).
-            tracing::debug!(%peer, "cannot answer: {e}");
+        for _ in 0..REPLY_BUSY_TRIES {
+            match self.transport.send(peer, frame.clone()) {
+                Ok(()) => return,
+                Err(SendError::Busy) => tokio::time::sleep(BUSY_RETRY).await,
+                Err(e) => {
+                    // The sender resends and gets the ack then (a duplicate is acked too).
+                    tracing::debug!(%peer, "cannot answer: {e}");
+                    return;
+                }
+            }
         }
+        tracing::debug!(%peer, "cannot answer: the link stayed full");
     }
 
     async fn on_ack(&self, peer: NodeId, ack: Ack) {
