@@ -19,6 +19,40 @@ use crate::group_state::Groups;
 use crate::messenger::Chat;
 use crate::rail::avatar;
 
+/// The node's complaint about one field of a form (a `400` naming it), shown next to
+/// that field and taken back as soon as the user edits it. Shared by the create dialog
+/// and the info panel.
+#[derive(Clone, Copy)]
+pub struct FieldErrors {
+    pub error: RwSignal<Option<UiError>>,
+    pub lang: Lang,
+}
+
+impl FieldErrors {
+    pub fn edited(self, which: FormField) {
+        let about_it = self
+            .error
+            .with_untracked(|e| e.as_ref().is_some_and(|e| form_field(e.field()) == which));
+        if about_it {
+            self.error.set(None);
+        }
+    }
+
+    pub fn view(self, which: FormField, testid: &'static str) -> impl Fn() -> Option<AnyView> {
+        move || {
+            self.error
+                .get()
+                .filter(|e| form_field(e.field()) == which)
+                .map(|e| {
+                    view! {
+                        <p class="field-error" role="alert" data-testid=testid>{e.message(self.lang.0.get())}</p>
+                    }
+                    .into_any()
+                })
+        }
+    }
+}
+
 #[component]
 pub fn CreateGroupDialog() -> impl IntoView {
     let lang = expect_context::<Lang>();
@@ -99,24 +133,9 @@ pub fn CreateGroupDialog() -> impl IntoView {
         }
     };
 
-    // Editing a field takes back the node's complaint about it.
-    let edited = move |which: FormField| {
-        if error.with_untracked(|e| e.as_ref().is_some_and(|e| form_field(e.field()) == which)) {
-            error.set(None);
-        }
-    };
-    let field_error = move |which: FormField, testid: &'static str| {
-        move || {
-            error
-                .get()
-                .filter(|e| form_field(e.field()) == which)
-                .map(|e| {
-                    view! {
-                        <p class="field-error" role="alert" data-testid=testid>{e.message(lang.0.get())}</p>
-                    }
-                })
-        }
-    };
+    let fields = FieldErrors { error, lang };
+    let edited = move |which: FormField| fields.edited(which);
+    let field_error = move |which: FormField, testid: &'static str| fields.view(which, testid);
 
     let candidates = move || {
         chat.contacts.with(|c| match c {

@@ -13,8 +13,8 @@ use leptos::task::spawn_local;
 
 use crate::api::UiError;
 use crate::app::Lang;
-use crate::group_dialog::{focus_testid, MemberPicker};
-use crate::group_model::{self, form_field, FormField, PanelActions, Standing};
+use crate::group_dialog::{focus_testid, FieldErrors, MemberPicker};
+use crate::group_model::{self, FormField, PanelActions, Standing};
 use crate::group_state::Groups;
 use crate::messenger::Chat;
 use crate::rail::avatar;
@@ -97,22 +97,9 @@ pub fn GroupInfo(conversation_id: String) -> impl IntoView {
         }
     };
 
-    // Editing a field takes back the node's complaint about it.
-    let edited = move |which: FormField| {
-        if error.with_untracked(|e| e.as_ref().is_some_and(|e| form_field(e.field()) == which)) {
-            error.set(None);
-        }
-    };
-    let field_error = move |which: FormField, testid: &'static str| {
-        move || {
-            error
-                .get()
-                .filter(|e| form_field(e.field()) == which)
-                .map(|e| {
-                    view! { <p class="field-error" role="alert" data-testid=testid>{e.message(lang.0.get())}</p> }
-                })
-        }
-    };
+    let fields = FieldErrors { error, lang };
+    let edited = move |which: FormField| fields.edited(which);
+    let field_error = move |which: FormField, testid: &'static str| fields.view(which, testid);
 
     let close = move || {
         groups.info_open.set(false);
