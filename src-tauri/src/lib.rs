@@ -18,6 +18,7 @@ use anyhow::Context;
 
 use cli::{Cli, Mode};
 use node::{Node, NodeConfig};
+use shutdown_signal::ShutdownSignal;
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     let data_dir = match cli.data_dir {
@@ -35,6 +36,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir,
         api_addr: cli.api_addr,
     };
+    let shutdown = runtime.block_on(async { ShutdownSignal::install() });
     let node = runtime
         .block_on(Node::start(config))
         .context("cannot start the node")?;
@@ -51,12 +53,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 node.token()
             );
             runtime.block_on(async {
-                shutdown_signal::wait().await;
+                shutdown.wait().await;
                 node.stop().await;
             });
             Ok(())
         }
-        Mode::Window => window::run(runtime, node),
+        Mode::Window => window::run(runtime, node, shutdown),
     }
 }
 

@@ -9,11 +9,15 @@ use anyhow::Context;
 use tauri::{RunEvent, WebviewUrl, WebviewWindowBuilder};
 
 use crate::node::Node;
-use crate::shutdown_signal;
+use crate::shutdown_signal::ShutdownSignal;
 
 pub const WINDOW_TITLE: &str = "lanchat";
 
-pub fn run(runtime: tokio::runtime::Runtime, node: Node) -> anyhow::Result<()> {
+pub fn run(
+    runtime: tokio::runtime::Runtime,
+    node: Node,
+    shutdown: ShutdownSignal,
+) -> anyhow::Result<()> {
     tauri::async_runtime::set(runtime.handle().clone());
     let url: tauri::Url = node.url().parse().context("node URL")?;
     let token_js = serde_json::to_string(node.token()).context("token")?;
@@ -36,7 +40,7 @@ pub fn run(runtime: tokio::runtime::Runtime, node: Node) -> anyhow::Result<()> {
 
     let handle = app.handle().clone();
     runtime.spawn(async move {
-        shutdown_signal::wait().await;
+        shutdown.wait().await;
         handle.exit(0);
     });
 

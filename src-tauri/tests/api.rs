@@ -134,9 +134,11 @@ async fn status_reports_the_settings_node_id_which_survives_restarts() {
         "host name fallback"
     );
 
+    let exit = node.stop().await.unwrap();
     assert!(
-        node.stop().await.unwrap().success(),
-        "clean exit on SIGTERM"
+        exit.success(),
+        "clean exit on SIGTERM, got {exit}; the node said:\n{}",
+        node.log()
     );
     assert!(
         !dir.join("api.json").exists(),
