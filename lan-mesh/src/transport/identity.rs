@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use ed25519_dalek::{Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 
 use super::noise::NOISE_PARAMS;
 
@@ -42,7 +42,9 @@ impl PeerKeys {
             return false;
         };
         let signature = ed25519_dalek::Signature::from_bytes(signature);
-        key.verify(message, &signature).is_ok() && key.verify_strict(message, &signature).is_ok()
+        // `verify_strict` is the plain check plus the refusal of small-order points: one
+        // verification, not two (each is ~45 µs, on every inbound envelope).
+        key.verify_strict(message, &signature).is_ok()
     }
 
     /// A short fingerprint for logs and reports (never the keys' secret halves).
