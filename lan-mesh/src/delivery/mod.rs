@@ -225,50 +225,80 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
     ))
 }
 
+/// Two loops, so neither waits for the other: the outbox pass awaits the store after
+/// every send, and an ack arriving meanwhile must not sit behind it (stage stamps
+/// showed ~75 µs of every DM's round trip spent there when this was one loop).
 async fn run(
+    worker: Arc<Worker>,
+    link_events: mpsc::Receiver<LinkEvent>,
+    peer_events: broadcast::Receiver<PeerEvent>,
+    wake: Arc<Notify>,
+    cancel: CancellationToken,
+) {
+    let events = tokio::spawn(receive(
+        Arc::clone(&worker),
+        link_events,
+        peer_events,
+        Arc::clone(&wake),
+        cancel.clone(),
+    ));
+    send(worker, wake, cancel).await;
+    let _ = events.await;
+}
+
+/// Link and peer events (frames are handled in tasks of their own); anything that
+/// makes the outbox due wakes the send loop.
+async fn receive(
     worker: Arc<Worker>,
     mut link_events: mpsc::Receiver<LinkEvent>,
     mut peer_events: broadcast::Receiver<PeerEvent>,
     wake: Arc<Notify>,
     cancel: CancellationToken,
 ) {
-    let mut next_pass = tokio::time::Instant::now();
     let mut prune = tokio::time::interval(PRUNE_EVERY);
     prune.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        // Not `biased`: a steady stream of inbound frames must not starve the outbox pass
-        // (sends and retries), nor the other way round.
-        tokio::select! {
+        // Not `biased`: neither kind of event may starve the other.
+        let due = tokio::select! {
             _ = cancel.cancelled() => break,
             event = link_events.recv() => match event {
-                Some(event) => {
-                    if worker.on_link_event(event).await {
-                        next_pass = tokio::time::Instant::now();
-                    }
-                }
+                Some(event) => worker.on_link_event(event).await,
                 None => break,
             },
             event = peer_events.recv() => match event {
-                Ok(event) => {
-                    if worker.on_peer_event(event).await {
-                        next_pass = tokio::time::Instant::now();
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Missed presence changes: look at every peer's backlog again.
-                    next_pass = tokio::time::Instant::now();
-                }
+                Ok(event) => worker.on_peer_event(event).await,
+                // Missed presence changes: look at every peer's backlog again.
+                Err(broadcast::error::RecvError::Lagged(_)) => true,
                 Err(broadcast::error::RecvError::Closed) => break,
             },
+            _ = prune.tick() => {
+                match worker.store.prune_inbox_dedupe(now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(n, "pruned old inbox dedupe entries"),
+                    Err(e) => tracing::warn!("cannot prune the inbox dedupe table: {e}"),
+                }
+                false
+            }
+        };
+        if due {
+            wake.notify_one();
+        }
+    }
+    // The send loop ends with the same token; make sure it is not left asleep.
+    wake.notify_one();
+}
+
+/// The outbox pass: at once when woken (by the API, an ack, a link or a peer coming
+/// up), otherwise when the earliest retry is due.
+async fn send(worker: Arc<Worker>, wake: Arc<Notify>, cancel: CancellationToken) {
+    let mut next_pass = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
             // At once, not through the timer: tokio rounds every deadline up to its next
             // millisecond tick, which cost each message up to a millisecond or two
             // (docs/BENCHMARKS.md, "Direct messages").
             _ = wake.notified() => next_pass = worker.outbox_pass().await,
-            _ = prune.tick() => match worker.store.prune_inbox_dedupe(now_ms()).await {
-                Ok(0) => {}
-                Ok(n) => tracing::debug!(n, "pruned old inbox dedupe entries"),
-                Err(e) => tracing::warn!("cannot prune the inbox dedupe table: {e}"),
-            },
             _ = tokio::time::sleep_until(next_pass) => {
                 next_pass = worker.outbox_pass().await;
             }
