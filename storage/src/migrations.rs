@@ -139,8 +139,7 @@ CREATE INDEX inbox_dedupe_by_age ON inbox_dedupe (received_at);
     // by an insert trigger: FTS5 flushes its in-memory terms at every savepoint, and a
     // trigger runs inside one per statement, which made every insert write a tiny index
     // segment (measured 4-5x slower). `search_progress` says how far indexing got, in
-    // the transaction that indexed (since v4's code: a transaction of its own just after
-    // the messages', see `writer.rs`).
+    // the same transaction as the messages.
     r#"
 CREATE VIRTUAL TABLE message_search USING fts5 (
     body, content = 'messages', content_rowid = 'id', tokenize = 'trigram'

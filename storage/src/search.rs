@@ -40,9 +40,7 @@ fn fts_phrase(term: &str) -> String {
 }
 
 /// Adds messages stored since the last call to the search index, in the caller's
-/// transaction. The writer calls it in a transaction of its own once the jobs that
-/// stored them have their replies (`writer.rs`), and a search or an integrity check
-/// calls it first.
+/// transaction. The writer calls it once per batch, just before committing.
 /// Message ids only grow (`INTEGER PRIMARY KEY` takes max + 1 and messages are never
 /// deleted by the store), so "after the last indexed id" is exactly the new rows.
 pub(crate) fn index_new(conn: &Connection) -> rusqlite::Result<usize> {

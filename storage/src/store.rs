@@ -698,11 +698,7 @@ impl Store {
     // ---- search and maintenance ----
 
     /// Full-text search over message bodies, newest first, paged.
-    /// The writer indexes new messages just after storing them; this asks it to catch up
-    /// first, so a message is found as soon as it was stored.
     pub async fn search(&self, query: SearchQuery) -> StoreResult<SearchPage> {
-        self.write(Durability::Normal, |c, _| Ok(search::index_new(c)?))
-            .await?;
         self.read(move |c| search::search(c, &query)).await
     }
 
@@ -712,8 +708,6 @@ impl Store {
         // On the writer: the search index check is spelled as an INSERT, which the
         // query-only readers refuse; it changes nothing.
         self.write(Durability::Normal, |c, _| {
-            // Checked against every stored message: the index catches up first.
-            search::index_new(c)?;
             let mut stmt = c.prepare("PRAGMA integrity_check")?;
             let lines = stmt
                 .query_map([], |r| r.get::<_, String>(0))?

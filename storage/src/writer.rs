@@ -4,22 +4,12 @@
 //! fsync. Each job runs inside its own savepoint, so a job that fails rolls back alone
 //! and the others in its batch still commit. A job's reply is sent only after the
 //! commit that holds it succeeded: an `Ok` means the data is in the database.
-//!
-//! New messages are added to the search index in a transaction of their own, after the
-//! jobs that stored them have had their replies: when the queue is empty, or at least
-//! every [`INDEX_LAG`] under a steady stream of writes. Indexing is most of what a
-//! stored message costs (an FTS5 segment per commit), and nothing a sender or an ack
-//! waits for needs it. `search_progress` records how far indexing got, so a crash in
-//! between only leaves work for the next pass, and a search asks the writer to catch
-//! up first ([`crate::Store::search`]).
 
 use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, Instant};
 
 use api_types::NodeId;
 use rusqlite::Connection;
-use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::chat;
@@ -34,8 +24,6 @@ use crate::search;
 const MAX_BATCH: usize = 256;
 /// Queued jobs before senders wait: back-pressure instead of unbounded memory.
 pub(crate) const QUEUE_DEPTH: usize = 1024;
-/// Longest a stored message waits for the search index while writes keep coming.
-const INDEX_LAG: Duration = Duration::from_millis(100);
 
 /// What the writer knows between jobs.
 #[derive(Default)]
@@ -176,25 +164,7 @@ fn run(
     }
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     let mut closing: Option<oneshot::Sender<()>> = None;
-    // Messages may wait for the index since this instant (None: the index is current).
-    let mut unindexed_since: Option<Instant> = Some(Instant::now());
-    loop {
-        let first = if unindexed_since.is_some() {
-            match commands.try_recv() {
-                Ok(command) => command,
-                Err(TryRecvError::Empty) => {
-                    index_pending(&conn);
-                    unindexed_since = None;
-                    continue;
-                }
-                Err(TryRecvError::Disconnected) => break,
-            }
-        } else {
-            match commands.blocking_recv() {
-                Some(command) => command,
-                None => break,
-            }
-        };
+    while let Some(first) = commands.blocking_recv() {
         match first {
             Command::Write(job) => batch.push(job),
             Command::Close(done) => closing = Some(done),
@@ -208,17 +178,11 @@ fn run(
         }
         if !batch.is_empty() {
             commit_batch(&conn, &mut state, std::mem::take(&mut batch));
-            let since = *unindexed_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= INDEX_LAG {
-                index_pending(&conn);
-                unindexed_since = None;
-            }
         }
         if closing.is_some() {
             break;
         }
     }
-    index_pending(&conn);
     // Jobs that raced with Close are refused, not dropped silently.
     commands.close();
     while let Ok(command) = commands.try_recv() {
@@ -319,7 +283,9 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     }
     match began {
         Ok(()) => {
-            let committed = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+            let committed = search::index_new(conn)
+                .map_err(|e| format!("cannot index new messages: {e}"))
+                .and_then(|_| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
             if let Err(reason) = &committed {
                 tracing::error!(reason, "commit failed");
                 if !conn.is_autocommit() {
@@ -333,26 +299,6 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     }
     if durability == Durability::BeforeAck {
         set_synchronous(conn, Durability::Normal);
-    }
-}
-
-/// Adds what was stored since the last pass to the search index, in a transaction of
-/// its own. A failure is logged and left for the next pass (`search_progress` did not
-/// move), so it never costs stored data.
-fn index_pending(conn: &Connection) {
-    let indexed = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .and_then(|()| search::index_new(conn))
-        .and_then(|n| conn.execute_batch("COMMIT").map(|()| n));
-    match indexed {
-        Ok(0) => {}
-        Ok(n) => tracing::trace!(n, "messages indexed for search"),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot index new messages for search; will retry");
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-        }
     }
 }
 
