@@ -90,3 +90,78 @@ async fn results_page_newest_first_without_repeats() {
         assert_eq!(all, expected, "query {text:?}");
     }
 }
+
+/// Rows of the search index that match `text`, read with a connection of its own.
+fn indexed(path: &std::path::Path, text: &str) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.query_row(
+        "SELECT COUNT(*) FROM message_search WHERE message_search MATCH ?1",
+        [format!("\"{text}\"")],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+async fn wait_indexed(path: &std::path::Path, text: &str, expected: i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let n = indexed(path, text);
+        if n == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text:?}: {n} indexed, expected {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn stored_messages_are_in_the_search_index_without_a_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open_with_peers(&path, 1).await;
+    for i in 0..5 {
+        let (env, effect) = inbound_dm(1, &format!("quarterly figures {i}"));
+        store.apply_inbound(env, effect).await.unwrap();
+    }
+    store
+        .send_direct_message(node(1), "quarterly plan".into(), now_ms(), dm_envelope)
+        .await
+        .unwrap();
+    wait_indexed(&path, "quarterly", 6).await;
+    store.integrity_check().await.unwrap();
+}
+
+#[tokio::test]
+async fn messages_a_crash_left_unindexed_are_indexed_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open_with_peers(&path, 1).await;
+    for body in ["会议纪要 minutes", "午饭 lunch minutes", "unrelated"] {
+        let (env, effect) = inbound_dm(1, body);
+        store.apply_inbound(env, effect).await.unwrap();
+    }
+    store.close().await.unwrap();
+    // What a crash between a batch's commit and its indexing leaves: messages stored,
+    // the index and its progress behind them.
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "INSERT INTO message_search (message_search) VALUES ('delete-all');
+             UPDATE search_progress SET last_indexed_id = 0;",
+        )
+        .unwrap();
+    }
+    assert_eq!(indexed(&path, "minutes"), 0);
+
+    let store = open_with_peers(&path, 1).await;
+    wait_indexed(&path, "minutes", 2).await;
+    assert_eq!(indexed(&path, "会议纪"), 1);
+    assert_eq!(
+        find(&store, "minutes").await,
+        ["午饭 lunch minutes", "会议纪要 minutes"]
+    );
+    store.integrity_check().await.unwrap();
+}
