@@ -451,7 +451,24 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     }
     let latency_secs = t.elapsed().as_secs_f64();
     results["load_average"]["after_latency"] = load_average();
-    let received = listener.ask("dump", Duration::from_secs(30)).await?;
+    // b's `message.new` trails a's `delivered` (b emits it after acking): the last few
+    // may still be on their way when the loop ends. Collect until all are in, ≤ 2 s.
+    let mut received = serde_json::Map::new();
+    let grace_end = Instant::now() + Duration::from_secs(2);
+    loop {
+        if let Value::Object(part) = listener.ask("dump", Duration::from_secs(30)).await? {
+            received.extend(part);
+        }
+        let all_in = sends.iter().all(|s| {
+            s["tag"]
+                .as_str()
+                .is_some_and(|tag| received.contains_key(tag))
+        });
+        if all_in || Instant::now() >= grace_end {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(listener);
 
     let (mut ack_ms, mut resp_ms, mut sent_ms, mut recv_ms) =
