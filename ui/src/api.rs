@@ -10,6 +10,7 @@ use api_types::{
 };
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::chat_model::{path_segment, query_value};
@@ -99,21 +100,11 @@ impl Client {
     }
 
     pub async fn status(&self) -> Result<Status, UiError> {
-        let resp = self
-            .authorised(Request::get("/api/v1/status"))?
-            .send()
-            .await
-            .map_err(network)?;
-        decode(resp).await
+        self.get("/api/v1/status").await
     }
 
     pub async fn settings(&self) -> Result<Settings, UiError> {
-        let resp = self
-            .authorised(Request::get("/api/v1/settings"))?
-            .send()
-            .await
-            .map_err(network)?;
-        decode(resp).await
+        self.get("/api/v1/settings").await
     }
 
     pub fn token(&self) -> Option<&str> {
@@ -121,33 +112,22 @@ impl Client {
     }
 
     pub async fn peers(&self) -> Result<Vec<PeerView>, UiError> {
-        let resp = self
-            .authorised(Request::get("/api/v1/peers"))?
-            .send()
-            .await
-            .map_err(network)?;
-        decode(resp).await
+        self.get("/api/v1/peers").await
     }
 
     /// Blocks (`true`) or unblocks a peer.
     pub async fn set_blocked(&self, peer_id: &str, blocked: bool) -> Result<BlockState, UiError> {
         let action = if blocked { "block" } else { "unblock" };
         let resp = self
-            .authorised(Request::post(&format!("/api/v1/peers/{peer_id}/{action}")))?
-            .send()
-            .await
-            .map_err(network)?;
+            .call(Request::post(&format!("/api/v1/peers/{peer_id}/{action}")))
+            .await?;
         decode(resp).await
     }
 
     pub async fn update_settings(&self, patch: &Value) -> Result<Settings, UiError> {
         let resp = self
-            .authorised(Request::put("/api/v1/settings"))?
-            .json(patch)
-            .map_err(network)?
-            .send()
-            .await
-            .map_err(network)?;
+            .call_json(Request::put("/api/v1/settings"), patch)
+            .await?;
         decode(resp).await
     }
 
@@ -183,12 +163,8 @@ impl Client {
             path_segment(conversation_id)
         );
         let resp = self
-            .authorised(Request::post(&url))?
-            .json(&SendMessage { text: text.into() })
-            .map_err(network)?
-            .send()
-            .await
-            .map_err(network)?;
+            .call_json(Request::post(&url), &SendMessage { text: text.into() })
+            .await?;
         decode(resp).await
     }
 
@@ -197,11 +173,7 @@ impl Client {
             "/api/v1/conversations/{}/read",
             path_segment(conversation_id)
         );
-        let resp = self
-            .authorised(Request::post(&url))?
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.call(Request::post(&url)).await?;
         if resp.ok() {
             Ok(())
         } else {
@@ -219,11 +191,7 @@ impl Client {
             path_segment(conversation_id),
             path_segment(message_id)
         );
-        let resp = self
-            .authorised(Request::post(&url))?
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.call(Request::post(&url)).await?;
         decode(resp).await
     }
 
@@ -251,35 +219,21 @@ impl Client {
 
     pub async fn create_group(&self, body: &CreateGroup) -> Result<GroupView, UiError> {
         let resp = self
-            .authorised(Request::post("/api/v1/groups"))?
-            .json(body)
-            .map_err(network)?
-            .send()
-            .await
-            .map_err(network)?;
+            .call_json(Request::post("/api/v1/groups"), body)
+            .await?;
         decode(resp).await
     }
 
     pub async fn update_group(&self, id: &str, body: &UpdateGroup) -> Result<GroupView, UiError> {
         let url = format!("/api/v1/groups/{}", path_segment(id));
-        let resp = self
-            .authorised(Request::put(&url))?
-            .json(body)
-            .map_err(network)?
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.call_json(Request::put(&url), body).await?;
         decode(resp).await
     }
 
     /// `leave` or `dissolve`: both answer with the group as it is afterwards.
     pub async fn group_action(&self, id: &str, action: &str) -> Result<GroupView, UiError> {
         let url = format!("/api/v1/groups/{}/{action}", path_segment(id));
-        let resp = self
-            .authorised(Request::post(&url))?
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.call(Request::post(&url)).await?;
         decode(resp).await
     }
 
@@ -298,11 +252,7 @@ impl Client {
             "/api/v1/group-invitations/{}/{action}",
             path_segment(group_id)
         );
-        let resp = self
-            .authorised(Request::post(&url))?
-            .send()
-            .await
-            .map_err(network)?;
+        let resp = self.call(Request::post(&url)).await?;
         if !resp.ok() {
             return Err(error_of(resp).await);
         }
@@ -314,12 +264,26 @@ impl Client {
     }
 
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, UiError> {
-        let resp = self
-            .authorised(Request::get(url))?
+        decode(self.call(Request::get(url)).await?).await
+    }
+
+    /// Sends an authorised request; the answer's status is the caller's to judge.
+    async fn call(&self, req: RequestBuilder) -> Result<Response, UiError> {
+        self.authorised(req)?.send().await.map_err(network)
+    }
+
+    /// [`Self::call`] with a JSON body.
+    async fn call_json<B: Serialize + ?Sized>(
+        &self,
+        req: RequestBuilder,
+        body: &B,
+    ) -> Result<Response, UiError> {
+        self.authorised(req)?
+            .json(body)
+            .map_err(network)?
             .send()
             .await
-            .map_err(network)?;
-        decode(resp).await
+            .map_err(network)
     }
 }
 

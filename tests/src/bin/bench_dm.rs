@@ -1184,17 +1184,10 @@ async fn ws_client_main(args: &[String]) -> anyhow::Result<()> {
     println!("ready");
     let payload = vec![b'x'; bytes];
     while let Some(line) = stdin.recv().await {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let k: usize = match words.as_slice() {
-            ["rtt", k] => k.parse()?,
-            ["quit"] => break,
-            _ => {
-                println!(
-                    "{}",
-                    json!({ "error": format!("unknown command {line:?}") })
-                );
-                continue;
-            }
+        let k = match rtt_command(&line)? {
+            RttCommand::Rtt(k) => k,
+            RttCommand::Quit => break,
+            RttCommand::Unknown => continue,
         };
         let mut rtt_ms = Vec::with_capacity(k);
         let mut lost = 0u64;
@@ -1294,17 +1287,10 @@ fn ipmsg_main(args: &[String]) -> anyhow::Result<()> {
         if std::io::stdin().read_line(&mut line)? == 0 || started.elapsed() > WORKER_LIFETIME {
             break;
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let k: usize = match words.as_slice() {
-            ["rtt", k] => k.parse()?,
-            ["quit"] => break,
-            _ => {
-                println!(
-                    "{}",
-                    json!({ "error": format!("unknown command {line:?}") })
-                );
-                continue;
-            }
+        let k = match rtt_command(&line)? {
+            RttCommand::Rtt(k) => k,
+            RttCommand::Quit => break,
+            RttCommand::Unknown => continue,
         };
         let mut rtt_ms = Vec::with_capacity(k);
         let mut lost = 0u64;
@@ -1326,4 +1312,27 @@ fn ipmsg_main(args: &[String]) -> anyhow::Result<()> {
         println!("{}", json!({ "rtt_ms": rtt_ms, "lost": lost }));
     }
     Ok(())
+}
+
+/// A line to the `ws-client` or `ipmsg` worker: `rtt K` measures K round trips.
+enum RttCommand {
+    Rtt(usize),
+    Quit,
+    /// Answered with an error line, then skipped.
+    Unknown,
+}
+
+fn rtt_command(line: &str) -> anyhow::Result<RttCommand> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    Ok(match words.as_slice() {
+        ["rtt", k] => RttCommand::Rtt(k.parse()?),
+        ["quit"] => RttCommand::Quit,
+        _ => {
+            println!(
+                "{}",
+                json!({ "error": format!("unknown command {line:?}") })
+            );
+            RttCommand::Unknown
+        }
+    })
 }
