@@ -25,6 +25,9 @@ pub use groups::{
     CreateGroup, GroupInvitationView, GroupMemberView, GroupPermissions, GroupView, UpdateGroup,
 };
 pub use node_id::{NodeId, NodeIdError};
-pub use peers::{AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters};
+pub use peers::{
+    AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters,
+    CLOCK_OFFSET_WARNING_MS,
+};
 pub use settings::{LanMeshSettings, Language, Settings, UiSettings};
-pub use status::{MeshState, Status};
+pub use status::{MeshState, Status, Warning, WarningCode};

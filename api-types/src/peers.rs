@@ -14,6 +14,22 @@ pub struct PeerView {
     /// Unix milliseconds of the last packet accepted from it.
     pub last_seen_at: Option<u64>,
     pub blocked: bool,
+    /// Its clock minus ours in milliseconds (positive = it is ahead), measured from its
+    /// discovery packets; `null` until heard from in this run.
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
+}
+
+/// A peer whose clock differs from ours by more than this is flagged (the UI and the
+/// status warnings): minutes of drift mean no working time sync on one of the two.
+pub const CLOCK_OFFSET_WARNING_MS: i64 = 60_000;
+
+impl PeerView {
+    /// Whether its clock is far enough off to tell the user.
+    pub fn clock_is_off(&self) -> bool {
+        self.clock_offset_ms
+            .is_some_and(|o| o.unsigned_abs() > CLOCK_OFFSET_WARNING_MS.unsigned_abs())
+    }
 }
 
 /// `POST /api/v1/peers`: a peer's discovery address in a routed subnet.
@@ -48,6 +64,18 @@ pub struct DiscoveryCounters {
     pub replayed: u64,
     pub sent: u64,
     pub send_errors: u64,
+    /// Sends that waited for room in the socket's send buffer, then went out.
+    #[serde(default)]
+    pub send_waits: u64,
+    /// Packets dropped because the send queue was full.
+    #[serde(default)]
+    pub send_queue_full: u64,
+    /// Datagrams dropped because the node fell a whole queue behind.
+    #[serde(default)]
+    pub receive_queue_full: u64,
+    /// Answers not scheduled because too many were pending.
+    #[serde(default)]
+    pub answers_dropped: u64,
     pub peers_online: u64,
 }
 

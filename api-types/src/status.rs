@@ -37,4 +37,35 @@ pub struct Status {
     /// A short fingerprint of this node's link key, to compare with what a peer pinned.
     #[serde(default)]
     pub link_key: String,
+    /// What the user or IT should know about: an open LAN, a clock that is off, …
+    #[serde(default)]
+    pub warnings: Vec<Warning>,
+}
+
+/// One warning in `GET /api/v1/status`. `code` is stable (the UI localises by it);
+/// `message` is an English sentence for scripts and logs; the other fields say what it
+/// is about, when it is about something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Warning {
+    pub code: WarningCode,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// For clock warnings: the clock difference in milliseconds (for `clock_offset`,
+    /// ours minus our colleagues'; for `peer_clock_offset`, the peer's minus ours).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WarningCode {
+    /// The mesh runs without a shared secret: anyone on the LAN can join and listen.
+    OpenLan,
+    /// This computer's clock differs from most online colleagues' by over a minute.
+    ClockOffset,
+    /// One colleague's clock differs from ours by over a minute.
+    PeerClockOffset,
 }

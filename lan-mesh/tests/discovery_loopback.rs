@@ -555,3 +555,95 @@ async fn a_shared_secret_is_never_in_debug_output() {
     c.shared_secret = SharedSecret::new("hunter2");
     assert!(!format!("{c:?}").contains("hunter2"));
 }
+
+/// A wall clock `offset_ms` away from the system's: a node whose PC is days off.
+struct SkewedClock {
+    offset_ms: i64,
+}
+
+impl lan_mesh::discovery::Clock for SkewedClock {
+    fn now(&self) -> UnixMillis {
+        let real = lan_mesh::discovery::SystemClock.now().0 as i64;
+        UnixMillis((real + self.offset_ms) as u64)
+    }
+}
+
+async fn start_with_clock(config: DiscoveryConfig, offset_ms: i64) -> (Discovery, SocketAddr) {
+    let env = DiscoveryEnv {
+        clock: std::sync::Arc::new(SkewedClock { offset_ms }),
+        ..DiscoveryEnv::default()
+    };
+    let d = Discovery::start(config, env).await.unwrap();
+    let addr = d.local_addr().await.unwrap();
+    (d, addr)
+}
+
+/// Replay protection judges each sender by its own packets, never by our clock: nodes
+/// days apart see each other at once, and each measures the other's offset.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_days_apart_do_not_hide_anyone_and_the_offset_is_measured() {
+    const DAY: i64 = 86_400_000;
+    let (a, a_addr) = start_with_clock(config(1, "s", &[]), 0).await;
+    let (b, b_addr) = start_with_clock(config(2, "s", &[a_addr]), 3 * DAY).await;
+    let (c, _) = start_with_clock(config(3, "s", &[a_addr, b_addr]), -5 * 60_000).await;
+    for (node, others) in [(&a, [2, 3]), (&b, [1, 3]), (&c, [1, 2])] {
+        for other in others {
+            wait_until("every node sees every other", || sees_online(node, other)).await;
+        }
+    }
+    let near = |got: Option<i64>, want: i64| got.is_some_and(|g| (g - want).abs() < 2_000);
+    let b_at_a = peer(&a, 2).await.unwrap().clock_offset_ms;
+    assert!(near(b_at_a, 3 * DAY), "a measures b at {b_at_a:?}");
+    let a_at_b = peer(&b, 1).await.unwrap().clock_offset_ms;
+    assert!(near(a_at_b, -3 * DAY), "b measures a at {a_at_b:?}");
+    let b_at_c = peer(&c, 2).await.unwrap().clock_offset_ms;
+    assert!(
+        near(b_at_c, 3 * DAY + 5 * 60_000),
+        "c measures b at {b_at_c:?}"
+    );
+    // Heartbeats keep flowing both ways: nothing is refused as stale or replayed.
+    let before = a.stats().await.unwrap().received.accepted;
+    wait_until("more heartbeats from the skewed nodes", || async {
+        a.stats().await.unwrap().received.accepted >= before + 4
+    })
+    .await;
+    for d in [&a, &b, &c] {
+        let s = d.stats().await.unwrap();
+        assert_eq!((s.received.stale, s.received.replayed), (0, 0), "{s:?}");
+        assert_eq!(s.send_errors, 0);
+    }
+}
+
+/// A replayed packet is refused per sender (judged by b's sequence numbers, not by any
+/// clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_packet_replayed_later_is_refused() {
+    let (a, a_addr) = start(config(1, "s", &[])).await;
+    let spy = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let spy_addr = spy.local_addr().unwrap();
+    // b announces to a and to the spy, which captures one of its packets.
+    let (b, _) = start(config(2, "s", &[a_addr, spy_addr])).await;
+    let mut buf = vec![0u8; 2048];
+    let (len, _) = tokio::time::timeout(DEADLINE, spy.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let captured = buf[..len].to_vec();
+    wait_until("a sees b", || sees_online(&a, 2)).await;
+    // The captured packet was addressed to the spy, not to a, so its sequence number
+    // is new to a: a may take it once (docs/PROTOCOL.md, "Limits"), never again.
+    wait_until("a heard several packets from b", || async {
+        a.stats().await.unwrap().received.accepted >= 3
+    })
+    .await;
+    let before = a.stats().await.unwrap().received;
+    for _ in 0..3 {
+        spy.send_to(&captured, a_addr).await.unwrap();
+    }
+    wait_until("the replays are counted", || async {
+        let now = a.stats().await.unwrap().received;
+        (now.replayed + now.stale) - (before.replayed + before.stale) >= 2
+    })
+    .await;
+    drop(b);
+}

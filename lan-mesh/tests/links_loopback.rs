@@ -168,6 +168,7 @@ impl Node {
             online: true,
             last_seen_at: None,
             blocked: false,
+            clock_offset_ms: None,
         };
         self.peers.send(PeerEvent::Online(peer)).unwrap();
     }

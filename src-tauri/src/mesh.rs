@@ -565,6 +565,7 @@ pub fn peer_view(p: &Peer) -> PeerView {
         online: p.online,
         last_seen_at: p.last_seen_at.map(|t| t.0),
         blocked: p.blocked,
+        clock_offset_ms: p.clock_offset_ms,
     }
 }
 

@@ -54,6 +54,7 @@ impl PeerStore for SqlitePeerStore {
                         .and_then(|t| u64::try_from(t).ok())
                         .map(UnixMillis),
                     blocked: p.blocked,
+                    clock_offset_ms: None,
                 }
             })
             .collect())

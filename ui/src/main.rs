@@ -4,6 +4,7 @@
 mod api;
 mod app;
 mod chat_model;
+mod clock_text;
 mod conversation_view;
 mod events;
 mod group_dialog;

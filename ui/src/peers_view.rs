@@ -61,6 +61,7 @@ fn table(
                     <th>{lang.t("peers.address")}</th>
                     <th>{lang.t("peers.state")}</th>
                     <th>{lang.t("peers.last_seen")}</th>
+                    <th>{lang.t("peers.clock")}</th>
                     <th></th>
                 </tr>
             </thead>
@@ -75,6 +76,8 @@ fn table(
                         } else {
                             ("badge off", lang.t("peers.offline"))
                         };
+                        let (clock, clock_off) = crate::clock_text::peer_clock(l, p.clock_offset_ms);
+                        let clock_title = clock_off.then(|| lang.t("clock.off_title"));
                         view! {
                             <tr data-testid=format!("peer-row-{}", p.peer_id)>
                                 <td>{p.display_name.clone()}</td>
@@ -82,6 +85,13 @@ fn table(
                                 <td class="mono small">{p.address.clone().unwrap_or_default()}</td>
                                 <td><span class=badge>{state}</span></td>
                                 <td class="small">{last_seen(l, p.last_seen_at)}</td>
+                                <td
+                                    class=if clock_off { "small clock-off" } else { "small" }
+                                    title=clock_title
+                                    data-testid=format!("peer-clock-{}", p.peer_id)
+                                >
+                                    {clock}
+                                </td>
                                 <td>
                                     <button
                                         type="button"

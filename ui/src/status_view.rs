@@ -48,7 +48,20 @@ fn facts(lang: Lang, s: Status) -> impl IntoView {
             ("discovery", &s.discovery_port.to_string()),
         ],
     );
+    let warnings = s
+        .warnings
+        .iter()
+        .map(|w| crate::clock_text::warning(lang.0.get(), w))
+        .collect::<Vec<_>>();
     view! {
+        {(!warnings.is_empty()).then(|| view! {
+            <ul class="warnings" data-testid="status-warnings" aria-label=lang.t("status.warnings")>
+                {warnings
+                    .into_iter()
+                    .map(|text| view! { <li class="warning">{text}</li> })
+                    .collect_view()}
+            </ul>
+        })}
         <dl class="facts">
             <dt>{lang.t("status.node_id")}</dt>
             <dd class="mono" data-testid="node-id">{s.node_id}</dd>

@@ -9,7 +9,6 @@ use api_types::{Cidr, LanMeshSettings, NodeId};
 use thiserror::Error;
 
 use super::packet::PublicKey;
-use super::replay::DEFAULT_REPLAY_WINDOW;
 use super::targets::LocalNetwork;
 
 /// Unicast probes per heartbeat interval through routed subnets: at the default 15 s a
@@ -86,7 +85,6 @@ pub struct DiscoveryConfig {
     pub broadcast: BroadcastMode,
     pub networks: NetworkSource,
     pub probe_budget: usize,
-    pub replay_window: Duration,
     /// Announced in every packet once the transport gives nodes key pairs.
     pub public_key: Option<PublicKey>,
 }
@@ -125,7 +123,6 @@ impl DiscoveryConfig {
             broadcast: BroadcastMode::AttachedSubnets,
             networks: NetworkSource::System,
             probe_budget: DEFAULT_PROBE_BUDGET,
-            replay_window: DEFAULT_REPLAY_WINDOW,
             public_key: None,
         }
     }

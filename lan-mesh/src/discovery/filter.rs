@@ -1,11 +1,12 @@
 //! The receive filter: every datagram on the discovery port passes here before anything
-//! else sees it. Pure: a function of (bytes, source, config, now, replay state).
+//! else sees it. Pure: a function of (bytes, source, config, replay state) — and of no
+//! clock: a sender's clock may be off by days (see `replay`).
 //!
 //! Order (docs/PROTOCOL.md, "Receive filter"): structure (size, magic, length, version,
 //! fields) → our own → blocked node → blocked subnet → outside allowed subnets → tag →
-//! replay window. The policy checks come before the HMAC so that blocked and foreign
+//! per-sender replay check. The policy checks come before the HMAC so that blocked and foreign
 //! traffic is dropped without spending a hash on it, and the replay check comes last so
-//! only authenticated packets can occupy the bounded nonce cache.
+//! only authenticated packets can occupy the bounded per-sender table.
 
 use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -15,7 +16,7 @@ use api_types::{Cidr, NodeId};
 use serde::Serialize;
 
 use super::auth::DiscoveryKey;
-use super::packet::{DecodeError, Packet, UnixMillis};
+use super::packet::{DecodeError, Packet};
 use super::rate_limit::SourceRateLimit;
 use super::replay::{ReplayGuard, ReplayVerdict};
 
@@ -160,12 +161,11 @@ impl FilterConfig {
     }
 }
 
-/// Runs the filter. On success the replay state has recorded the packet's nonce.
+/// Runs the filter. On success the replay state has recorded the packet.
 pub fn filter(
     bytes: &[u8],
     source: SocketAddr,
     config: &FilterConfig,
-    now: UnixMillis,
     replay: &mut ReplayGuard,
 ) -> Result<Packet, DropReason> {
     let decoded = Packet::decode(bytes)?;
@@ -191,7 +191,7 @@ pub fn filter(
         (None, Some(_)) => return Err(DropReason::UnexpectedTag),
         _ => {}
     }
-    match replay.check(packet.ts, packet.nonce, now) {
+    match replay.check(&packet.node_id, packet.instance_id, packet.replay_seq()) {
         ReplayVerdict::Fresh => Ok(decoded.packet),
         ReplayVerdict::Stale => Err(DropReason::Stale),
         ReplayVerdict::Replayed => Err(DropReason::Replayed),
@@ -263,17 +263,15 @@ impl ReceiveFilter {
         }
     }
 
-    /// Rate limit, then [`filter`]. `now` drives the rate limit, `now_unix` the replay
-    /// window.
+    /// Rate limit, then [`filter`]. `now` drives the rate limit.
     pub fn accept(
         &mut self,
         bytes: &[u8],
         source: SocketAddr,
         now: Instant,
-        now_unix: UnixMillis,
     ) -> Result<Packet, DropReason> {
         let verdict = if self.rate.allow(source.ip(), now) {
-            filter(bytes, source, &self.config, now_unix, &mut self.replay)
+            filter(bytes, source, &self.config, &mut self.replay)
         } else {
             Err(DropReason::RateLimited)
         };
@@ -300,9 +298,9 @@ impl ReceiveFilter {
         self.counters
     }
 
-    /// A new window needs a new cache (entries were kept for the old window).
-    pub fn set_replay(&mut self, replay: ReplayGuard) {
-        self.replay = replay;
+    /// Drops what replay protection remembers of a sender (forgotten or blocked).
+    pub fn forget_sender(&mut self, sender: &NodeId) {
+        self.replay.forget(sender);
     }
 
     pub fn set_config(&mut self, config: FilterConfig) {
@@ -315,8 +313,7 @@ impl ReceiveFilter {
 mod tests {
     use super::*;
     use crate::discovery::packet::tests::{node, sample};
-    use crate::discovery::packet::{Nonce, PacketKind};
-    use crate::discovery::replay::DEFAULT_REPLAY_WINDOW;
+    use crate::discovery::packet::{InstanceId, Nonce, PacketKind, UnixMillis};
     use proptest::prelude::*;
 
     const NOW: UnixMillis = UnixMillis(1_700_000_000_000);
@@ -344,11 +341,12 @@ mod tests {
         p.node_id = node(n);
         p.ts = NOW;
         p.nonce = Nonce(nonce);
+        p.seq = Some(1_000 + u64::try_from(nonce).unwrap());
         p
     }
 
     fn guard() -> ReplayGuard {
-        ReplayGuard::new(DEFAULT_REPLAY_WINDOW, 64)
+        ReplayGuard::new(64)
     }
 
     fn run(
@@ -357,7 +355,7 @@ mod tests {
         cfg: &FilterConfig,
         g: &mut ReplayGuard,
     ) -> Result<Packet, DropReason> {
-        filter(bytes, src(from), cfg, NOW, g)
+        filter(bytes, src(from), cfg, g)
     }
 
     #[test]
@@ -384,8 +382,10 @@ mod tests {
         cfg.blocked_subnets.push(cidr("10.0.9.0/24"));
         let wrong_key = DiscoveryKey::from_secret("other");
         let mut g = guard();
+        // Node 4 was heard from a later run: packets of its earlier run are stale.
+        g.check(&node(4), InstanceId(7), 1);
+        g.check(&node(4), InstanceId(8), 1);
         let mut stale = packet_from(3, 5);
-        stale.ts = NOW.saturating_sub_ms(3_600_000);
 
         let mut own = stale.clone();
         own.node_id = node(1);
@@ -423,7 +423,7 @@ mod tests {
             run(&signed_stale, "10.0.1.1", &cfg, &mut g),
             Err(DropReason::Stale)
         );
-        assert!(g.is_empty(), "nothing rejected may enter the nonce cache");
+        assert_eq!(g.len(), 1, "nothing rejected may enter the replay table");
 
         let open = config("");
         assert_eq!(
@@ -460,10 +460,10 @@ mod tests {
         let mut f = ReceiveFilter::new(config(""), guard());
         let t = Instant::now();
         for _ in 0..3 {
-            let _ = f.accept(b"junk", src("10.0.0.7"), t, NOW);
+            let _ = f.accept(b"junk", src("10.0.0.7"), t);
         }
         let ok = packet_from(2, 9).encode(None).unwrap();
-        assert!(f.accept(&ok, src("10.0.0.7"), t, NOW).is_ok());
+        assert!(f.accept(&ok, src("10.0.0.7"), t).is_ok());
         let c = f.counters();
         assert_eq!((c.malformed, c.accepted, c.dropped()), (3, 1, 3));
         assert_eq!(
@@ -488,7 +488,7 @@ mod tests {
         let mut f = ReceiveFilter::new(config(""), guard());
         let t = Instant::now();
         for _ in 0..200 {
-            let _ = f.accept(b"junk", src("10.0.0.7"), t, NOW);
+            let _ = f.accept(b"junk", src("10.0.0.7"), t);
         }
         let c = f.counters();
         assert_eq!(
@@ -498,7 +498,7 @@ mod tests {
         assert_eq!(c.rate_limited, 200 - c.malformed);
         // Another source is unaffected.
         let ok = packet_from(2, 9).encode(None).unwrap();
-        assert!(f.accept(&ok, src("10.0.0.8"), t, NOW).is_ok());
+        assert!(f.accept(&ok, src("10.0.0.8"), t).is_ok());
     }
 
     #[test]
@@ -538,7 +538,7 @@ mod tests {
         ) {
             let cfg = config("s");
             let from = SocketAddr::new(IpAddr::V4(ip.into()), 1);
-            prop_assert!(filter(&bytes, from, &cfg, NOW, &mut guard()).is_err());
+            prop_assert!(filter(&bytes, from, &cfg, &mut guard()).is_err());
         }
     }
 }

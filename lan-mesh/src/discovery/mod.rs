@@ -1,9 +1,11 @@
 //! The discovery plane: nodes find each other by signed UDP broadcast and probes.
 //!
-//! Pure core — [`packet`] (codec), [`auth`] (HMAC key), [`replay`] (window + nonce
-//! cache), [`rate_limit`], [`filter`] (receive filter and drop counters), [`registry`] (peer state
-//! machine), [`targets`] (broadcast addresses and the probe sweep) — and a thin I/O
-//! shell: [`socket`] and the [`runtime`] actor behind the [`Discovery`] handle.
+//! Pure core — [`packet`] (codec), [`auth`] (HMAC key), [`replay`] (per-sender
+//! sequence windows; no clock comparisons), [`rate_limit`], [`filter`] (receive filter
+//! and drop counters), [`registry`] (peer state machine, clock offsets), [`targets`]
+//! (broadcast addresses and the probe sweep) — and a thin I/O shell: [`socket`], the
+//! [`datagrams`] pumps (one task receiving, one sending) and the [`runtime`] actor behind
+//! the [`Discovery`] handle.
 //! The wire format is specified in `docs/PROTOCOL.md`.
 //!
 //! How a node runs it (only while `lan_mesh.enabled`):
@@ -43,6 +45,7 @@
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod datagrams;
 pub mod filter;
 pub mod packet;
 pub mod rate_limit;

@@ -30,6 +30,8 @@ pub const MIN_PACKET_LEN: usize = HEADER_LEN + FIXED_BODY_LEN + 2 + 2;
 const FLAG_TAGGED: u8 = 0b0000_0001;
 const EXT_PUBLIC_KEY: u8 = 1;
 pub const PUBLIC_KEY_LEN: usize = 32;
+const EXT_SEQ: u8 = 2;
+const SEQ_LEN: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketKind {
@@ -85,7 +87,8 @@ impl fmt::Display for InstanceId {
     }
 }
 
-/// 128 random bits per packet; with `ts` it makes each packet unique for replay checks.
+/// 128 random bits per packet. Replay checks use the sequence number; the nonce keeps
+/// two otherwise identical packets (and their tags) distinct on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Nonce(pub u128);
 
@@ -120,6 +123,17 @@ pub struct Packet {
     pub listen_port: u16,
     pub display_name: String,
     pub public_key: Option<PublicKey>,
+    /// Counts up by one per packet within an instance: what replay protection keys on
+    /// (per sender, never against our clock). `None` from senders of an older version.
+    pub seq: Option<u64>,
+}
+
+impl Packet {
+    /// What replay protection orders this sender's packets by: its sequence number, or,
+    /// from an older sender without one, its timestamp.
+    pub fn replay_seq(&self) -> u64 {
+        self.seq.unwrap_or(self.ts.0)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -193,9 +207,14 @@ impl Packet {
             ext.extend_from_slice(&(PUBLIC_KEY_LEN as u16).to_be_bytes());
             ext.extend_from_slice(pk);
         }
+        if let Some(seq) = self.seq {
+            ext.push(EXT_SEQ);
+            ext.extend_from_slice(&(SEQ_LEN as u16).to_be_bytes());
+            ext.extend_from_slice(&seq.to_be_bytes());
+        }
         let tag_len = if key.is_some() { TAG_LEN } else { 0 };
         let total = HEADER_LEN + FIXED_BODY_LEN + 2 + name.len() + 2 + ext.len() + tag_len;
-        // Name ≤ 256 and one 35-byte extension keep this far below the cap; the check
+        // Name ≤ 256 and two extensions (35 + 11 bytes) keep this far below the cap; the check
         // guards future extensions.
         let total_u16 = u16::try_from(total).map_err(|_| EncodeError::NameTooLong)?;
         if total > MAX_PACKET_LEN {
@@ -300,6 +319,7 @@ impl Packet {
             return Err(DecodeError::BadExtension);
         }
         let mut public_key = None;
+        let mut seq = None;
         while !ext.buf.is_empty() {
             let ty = ext.u8().ok_or(DecodeError::BadExtension)?;
             let len = usize::from(ext.u16().ok_or(DecodeError::BadExtension)?);
@@ -310,6 +330,11 @@ impl Packet {
                 let pk: [u8; PUBLIC_KEY_LEN] =
                     value.try_into().map_err(|_| DecodeError::BadExtension)?;
                 if public_key.replace(PublicKey(pk)).is_some() {
+                    return Err(DecodeError::BadExtension);
+                }
+            } else if ty == EXT_SEQ {
+                let raw: [u8; SEQ_LEN] = value.try_into().map_err(|_| DecodeError::BadExtension)?;
+                if seq.replace(u64::from_be_bytes(raw)).is_some() {
                     return Err(DecodeError::BadExtension);
                 }
             }
@@ -324,6 +349,7 @@ impl Packet {
                 listen_port,
                 display_name: display_name.to_string(),
                 public_key,
+                seq,
             },
             signed,
             tag,
@@ -380,6 +406,7 @@ pub(crate) mod tests {
             listen_port: 19123,
             display_name: "张三 laptop".into(),
             public_key: None,
+            seq: None,
         }
     }
 
@@ -393,8 +420,9 @@ pub(crate) mod tests {
             1..=u16::MAX,
             "[^\\p{Cc}]{0,64}",
             prop::option::of(any::<[u8; 32]>()),
+            prop::option::of(any::<u64>()),
         )
-            .prop_map(|(kind, n, i, ts, nonce, port, name, pk)| Packet {
+            .prop_map(|(kind, n, i, ts, nonce, port, name, pk, seq)| Packet {
                 kind,
                 node_id: node(n),
                 instance_id: InstanceId(i),
@@ -403,6 +431,7 @@ pub(crate) mod tests {
                 listen_port: port,
                 display_name: name,
                 public_key: pk.map(PublicKey),
+                seq,
             })
     }
 
@@ -497,6 +526,25 @@ pub(crate) mod tests {
         assert_eq!(
             Packet::decode(&bytes).unwrap_err(),
             DecodeError::BadExtension
+        );
+    }
+
+    #[test]
+    fn the_sequence_number_travels_in_its_extension() {
+        let mut p = sample(PacketKind::Heartbeat);
+        let without = p.encode(None).unwrap();
+        p.seq = Some(0x0102_0304_0506_0708);
+        let with = p.encode(None).unwrap();
+        assert_eq!(with.len(), without.len() + 11);
+        assert_eq!(&with[with.len() - 11..with.len() - 8], &[EXT_SEQ, 0, 8]);
+        assert_eq!(
+            Packet::decode(&with).unwrap().packet.replay_seq(),
+            0x0102_0304_0506_0708
+        );
+        // An older sender's packet: the timestamp stands in.
+        assert_eq!(
+            Packet::decode(&without).unwrap().packet.replay_seq(),
+            p.ts.0
         );
     }
 

@@ -27,6 +27,10 @@ pub struct Peer {
     pub online: bool,
     pub last_seen_at: Option<UnixMillis>,
     pub blocked: bool,
+    /// Its clock minus ours, in milliseconds (positive = it is ahead), measured from its
+    /// packets' timestamps. Updated when it moves by [`OFFSET_REPORT_STEP_MS`] or more,
+    /// so a few milliseconds of network jitter do not make a peer "change".
+    pub clock_offset_ms: Option<i64>,
 }
 
 impl Peer {
@@ -41,8 +45,39 @@ impl Peer {
             online: false,
             last_seen_at: None,
             blocked: false,
+            clock_offset_ms: None,
         }
     }
+}
+
+/// How far the measured offset must move before the peer's record (and its events)
+/// change: well above LAN jitter, well below the one-minute warning threshold.
+pub const OFFSET_REPORT_STEP_MS: i64 = 500;
+/// Offset samples kept per peer. A packet's one-way delay (network, our queue) only
+/// ever makes its timestamp look older, so the largest recent sample is the best
+/// estimate; a few samples ride out one delayed packet.
+const OFFSET_SAMPLES: usize = 4;
+
+/// The recent `ts - now` samples of one peer.
+#[derive(Debug, Default)]
+struct OffsetSamples {
+    recent: std::collections::VecDeque<i64>,
+}
+
+impl OffsetSamples {
+    fn add(&mut self, sample: i64) -> i64 {
+        if self.recent.len() == OFFSET_SAMPLES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(sample);
+        self.recent.iter().copied().max().unwrap_or(sample)
+    }
+}
+
+fn offset_sample(ts: UnixMillis, now: UnixMillis) -> i64 {
+    let ts = i64::try_from(ts.0).unwrap_or(i64::MAX);
+    let now = i64::try_from(now.0).unwrap_or(i64::MAX);
+    ts.saturating_sub(now)
 }
 
 /// What changed in an `Updated` event.
@@ -54,11 +89,18 @@ pub struct PeerChanges {
     /// A new instance id: the peer restarted, so links to it are stale.
     pub restarted: bool,
     pub public_key: bool,
+    /// Its clock offset moved (by at least `OFFSET_REPORT_STEP_MS`).
+    pub clock_offset: bool,
 }
 
 impl PeerChanges {
     fn any(&self) -> bool {
-        self.address || self.display_name || self.listen_port || self.restarted || self.public_key
+        self.address
+            || self.display_name
+            || self.listen_port
+            || self.restarted
+            || self.public_key
+            || self.clock_offset
     }
 }
 
@@ -107,8 +149,7 @@ impl PeerEvent {
 struct Entry {
     peer: Peer,
     last_heard: Option<Instant>,
-    /// The newest `ts` the peer sent (its clock, not ours): orders its packets.
-    last_ts: Option<UnixMillis>,
+    offsets: OffsetSamples,
 }
 
 #[derive(Debug)]
@@ -140,13 +181,15 @@ impl PeerRegistry {
             self.peers.entry(peer.node_id.clone()).or_insert(Entry {
                 peer,
                 last_heard: None,
-                last_ts: None,
+                offsets: OffsetSamples::default(),
             });
         }
     }
 
     /// Applies an accepted packet. Blocked ids are ignored here too, so a filter bug
-    /// cannot resurrect a blocked peer.
+    /// cannot resurrect a blocked peer. Stragglers of a peer's previous run never get
+    /// here: replay protection refuses instances the peer has replaced (and judges
+    /// nothing by timestamps, which a peer's clock may put anywhere).
     pub fn observe(
         &mut self,
         packet: &Packet,
@@ -164,18 +207,21 @@ impl PeerRegistry {
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
-            last_ts: None,
+            offsets: OffsetSamples::default(),
         });
         let restarted = entry
             .peer
             .instance_id
             .is_some_and(|i| i != packet.instance_id);
-        if restarted && entry.last_ts.is_some_and(|t| packet.ts < t) {
-            // A straggler from the previous instance arriving after the new one spoke.
-            return Vec::new();
+        if restarted {
+            // Its clock may have been set since (that is often why it restarted).
+            entry.offsets = OffsetSamples::default();
         }
-        entry.last_ts = Some(entry.last_ts.map_or(packet.ts, |t| t.max(packet.ts)));
+        let offset = entry.offsets.add(offset_sample(packet.ts, now_unix));
         let peer = &mut entry.peer;
+        let offset_moved = peer
+            .clock_offset_ms
+            .is_none_or(|o| (o - offset).abs() >= OFFSET_REPORT_STEP_MS);
         let listen_addr = SocketAddr::new(source.ip(), packet.listen_port);
         let changes = PeerChanges {
             address: peer.discovery_addr.is_some_and(|a| a != source),
@@ -185,7 +231,11 @@ impl PeerRegistry {
                 .is_some_and(|a| a.port() != packet.listen_port),
             restarted,
             public_key: peer.public_key.is_some() && peer.public_key != packet.public_key,
+            clock_offset: peer.clock_offset_ms.is_some() && offset_moved,
         };
+        if offset_moved {
+            peer.clock_offset_ms = Some(offset);
+        }
         let was_online = peer.online;
         peer.display_name.clone_from(&packet.display_name);
         peer.discovery_addr = Some(source);
@@ -289,7 +339,7 @@ impl PeerRegistry {
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
-            last_ts: None,
+            offsets: OffsetSamples::default(),
         });
         entry.peer.blocked = false;
         vec![PeerEvent::Unblocked(entry.peer.clone())]
@@ -451,14 +501,56 @@ mod tests {
             panic!("{ev:?}")
         };
         assert!(changes.restarted && changes.display_name);
-        // A straggler from instance 1 is ignored.
-        assert!(f
-            .see(&pkt(PacketKind::Heartbeat, 2, 1, 11), "10.0.0.3:19124", 3)
-            .is_empty());
         assert_eq!(
             f.reg.get(&node(2)).unwrap().instance_id,
             Some(InstanceId(2))
         );
+    }
+
+    #[test]
+    fn a_restarted_peer_is_listed_whatever_its_clock_says() {
+        let mut f = Fixture::new();
+        f.see(
+            &pkt(PacketKind::Hello, 2, 1, 50_000_000),
+            "10.0.0.2:19124",
+            0,
+        );
+        // Restarted with its clock set back by hours: still the same peer, now current.
+        let ev = f.see(&pkt(PacketKind::Hello, 2, 2, 10), "10.0.0.2:19124", 1);
+        assert!(matches!(&ev[..], [PeerEvent::Updated { changes, .. }] if changes.restarted));
+        assert!(f.reg.get(&node(2)).unwrap().online);
+    }
+
+    #[test]
+    fn the_clock_offset_is_measured_and_reported_when_it_moves() {
+        let mut reg = PeerRegistry::new(TTL);
+        let t0 = Instant::now();
+        let now = UnixMillis(1_000_000_000);
+        let at = |ms: u64| pkt(PacketKind::Heartbeat, 2, 1, ms);
+        // Three hours ahead.
+        let ev = reg.observe(&at(now.0 + 10_800_000), addr("10.0.0.2:19124"), t0, now);
+        assert!(matches!(&ev[..], [PeerEvent::Online(p)] if p.clock_offset_ms == Some(10_800_000)));
+        // A packet delayed by 40 ms does not lower the estimate; jitter is no change.
+        let later = UnixMillis(now.0 + 1_000);
+        assert!(reg
+            .observe(
+                &at(now.0 + 10_800_000 + 960),
+                addr("10.0.0.2:19124"),
+                t0,
+                later
+            )
+            .is_empty());
+        assert_eq!(reg.get(&node(2)).unwrap().clock_offset_ms, Some(10_800_000));
+        // Its clock is fixed: after the older samples age out, the new offset shows.
+        let mut events = Vec::new();
+        for i in 0..4u64 {
+            let t = UnixMillis(now.0 + 2_000 + i);
+            events.extend(reg.observe(&at(t.0 - 5), addr("10.0.0.2:19124"), t0, t));
+        }
+        assert!(
+            matches!(&events[..], [PeerEvent::Updated { changes, .. }] if changes.clock_offset)
+        );
+        assert_eq!(reg.get(&node(2)).unwrap().clock_offset_ms, Some(-5));
     }
 
     #[test]

@@ -1,199 +1,237 @@
-//! Replay protection: a packet is accepted once, and only while its timestamp is within
-//! the window around our clock. Memory is bounded: when the nonce cache is full the
-//! oldest entry is evicted and the window's lower edge moves up past it, so a replay of
-//! an evicted packet is refused as stale instead of slipping through.
+//! Replay protection per sender: a packet is accepted at most once, judged only by what
+//! that sender sent before — never by comparing its clock with ours, because office PCs
+//! drift by minutes and some are hours or days off.
+//!
+//! Every packet carries the sender's instance id (random per process start) and a
+//! sequence number that counts up per packet within the instance. Per sender we keep its
+//! current instance, a sliding window of the sequence numbers accepted from it (as IPsec
+//! and WireGuard do), and the last few instances it retired. So:
+//!
+//! - a packet whose sequence number was already accepted, or lies further behind the
+//!   newest than the window reaches, is refused (`Replayed` / `Stale`);
+//! - a packet of an instance the sender has already replaced is refused (`Stale`): a
+//!   straggler or a replay of the sender's previous run;
+//! - a packet of a new instance starts a fresh window: the sender restarted.
+//!
+//! Memory is bounded: at most [`DEFAULT_SENDER_CAPACITY`] senders, the least recently
+//! heard evicted first (an O(log n) index keeps that cheap). What this cannot know is a
+//! sender it has no state for — the first packet after our own start, or after the
+//! sender was evicted — so one captured packet can be replayed once then; the registry
+//! ignores packets older than what it already heard from the peer, and the link
+//! handshake is what proves who is at an address (docs/PROTOCOL.md, "Limits").
+//!
+//! Senders of an older version carry no sequence number; their timestamp (milliseconds,
+//! monotonic in practice within a run) stands in for it.
 
-use std::collections::{BTreeSet, HashSet};
-use std::time::Duration;
+use std::collections::{BTreeSet, HashMap};
 
-use super::packet::{Nonce, UnixMillis};
+use api_types::NodeId;
 
-/// Office PCs sync time by NTP/AD to well under a second, but laptops waking from sleep
-/// and VMs drift; a minute each way tolerates that while keeping the replay cache small
-/// (a 200-node LAN at 15 s heartbeats fills about 1,600 entries in two minutes).
-pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(60);
-/// Several times the steady-state need above (burst of hellos after a power cut) at
-/// ~40 bytes an entry.
-pub const DEFAULT_NONCE_CAPACITY: usize = 8192;
+use super::packet::InstanceId;
+use crate::transport::replay_window::ReplayWindow;
+
+/// Far more nodes than any office LAN segment has (256 desktops is a large one), at
+/// ~200 bytes per sender.
+pub const DEFAULT_SENDER_CAPACITY: usize = 4096;
+/// Restarts remembered per sender, so stragglers of the last few runs stay refused.
+const RETIRED_INSTANCES: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayVerdict {
     Fresh,
-    /// Timestamp outside the window (or below the raised floor after evictions).
+    /// Behind the sender's window, or from an instance the sender has replaced.
     Stale,
-    /// Nonce already accepted within the window.
+    /// Already accepted from this sender.
     Replayed,
 }
 
 #[derive(Debug)]
+struct SenderState {
+    instance: InstanceId,
+    window: ReplayWindow,
+    retired: Vec<InstanceId>,
+    /// Position in the eviction order (higher = heard more recently).
+    touched: u64,
+}
+
+#[derive(Debug)]
 pub struct ReplayGuard {
-    window_ms: u64,
     capacity: usize,
-    seen: HashSet<Nonce>,
-    by_age: BTreeSet<(UnixMillis, Nonce)>,
-    /// Highest timestamp evicted for lack of room; anything at or below is refused.
-    floor: Option<UnixMillis>,
+    senders: HashMap<NodeId, SenderState>,
+    by_touch: BTreeSet<(u64, NodeId)>,
+    clock: u64,
+}
+
+impl Default for ReplayGuard {
+    fn default() -> Self {
+        ReplayGuard::new(DEFAULT_SENDER_CAPACITY)
+    }
 }
 
 impl ReplayGuard {
-    pub fn new(window: Duration, capacity: usize) -> Self {
+    pub fn new(capacity: usize) -> Self {
         ReplayGuard {
-            window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX),
             capacity: capacity.max(1),
-            seen: HashSet::new(),
-            by_age: BTreeSet::new(),
-            floor: None,
+            senders: HashMap::new(),
+            by_touch: BTreeSet::new(),
+            clock: 0,
         }
     }
 
-    pub fn window(&self) -> Duration {
-        Duration::from_millis(self.window_ms)
-    }
-
+    /// Senders with state.
     pub fn len(&self) -> usize {
-        self.seen.len()
+        self.senders.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
+        self.senders.is_empty()
     }
 
-    /// Checks a packet and, when fresh, remembers its nonce.
-    pub fn check(&mut self, ts: UnixMillis, nonce: Nonce, now: UnixMillis) -> ReplayVerdict {
-        let oldest = now.saturating_sub_ms(self.window_ms);
-        let newest = now.saturating_add_ms(self.window_ms);
-        if ts < oldest || ts > newest || self.floor.is_some_and(|f| ts <= f) {
-            return ReplayVerdict::Stale;
-        }
-        self.forget_older_than(oldest);
-        if self.seen.contains(&nonce) {
-            return ReplayVerdict::Replayed;
-        }
-        if self.seen.len() >= self.capacity {
-            if let Some(evicted) = self.by_age.pop_first() {
-                self.seen.remove(&evicted.1);
-                self.floor = Some(self.floor.map_or(evicted.0, |f| f.max(evicted.0)));
-                if ts <= evicted.0 {
-                    return ReplayVerdict::Stale;
-                }
+    /// Checks a packet of `sender` and, when fresh, records it. Call only for packets
+    /// whose tag (if any) verified, so only authentic packets occupy the table.
+    pub fn check(&mut self, sender: &NodeId, instance: InstanceId, seq: u64) -> ReplayVerdict {
+        self.clock += 1;
+        let touched = self.clock;
+        let Some(state) = self.senders.get_mut(sender) else {
+            self.insert(sender, instance, seq, touched);
+            return ReplayVerdict::Fresh;
+        };
+        let verdict = if state.instance == instance {
+            if state.window.may_accept(seq) {
+                state.window.accept(seq);
+                ReplayVerdict::Fresh
+            } else if state.window.is_behind(seq) {
+                ReplayVerdict::Stale
+            } else {
+                ReplayVerdict::Replayed
             }
-        }
-        self.seen.insert(nonce);
-        self.by_age.insert((ts, nonce));
-        ReplayVerdict::Fresh
+        } else if state.retired.contains(&instance) {
+            ReplayVerdict::Stale
+        } else {
+            if state.retired.len() == RETIRED_INSTANCES {
+                state.retired.remove(0);
+            }
+            state.retired.push(state.instance);
+            state.instance = instance;
+            state.window = ReplayWindow::default();
+            state.window.accept(seq);
+            ReplayVerdict::Fresh
+        };
+        let before = std::mem::replace(&mut state.touched, touched);
+        self.by_touch.remove(&(before, sender.clone()));
+        self.by_touch.insert((touched, sender.clone()));
+        verdict
     }
 
-    fn forget_older_than(&mut self, oldest: UnixMillis) {
-        while let Some(&(ts, nonce)) = self.by_age.first() {
-            if ts >= oldest {
-                break;
+    /// Forgets a sender (e.g. after it was forgotten or blocked by the user).
+    pub fn forget(&mut self, sender: &NodeId) {
+        if let Some(state) = self.senders.remove(sender) {
+            self.by_touch.remove(&(state.touched, sender.clone()));
+        }
+    }
+
+    fn insert(&mut self, sender: &NodeId, instance: InstanceId, seq: u64, touched: u64) {
+        if self.senders.len() >= self.capacity {
+            if let Some((_, oldest)) = self.by_touch.pop_first() {
+                self.senders.remove(&oldest);
             }
-            self.by_age.pop_first();
-            self.seen.remove(&nonce);
         }
-        // Once the window has moved past the floor, the window check alone suffices.
-        if self.floor.is_some_and(|f| f < oldest) {
-            self.floor = None;
-        }
+        let mut window = ReplayWindow::default();
+        window.accept(seq);
+        self.senders.insert(
+            sender.clone(),
+            SenderState {
+                instance,
+                window,
+                retired: Vec::new(),
+                touched,
+            },
+        );
+        self.by_touch.insert((touched, sender.clone()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::discovery::packet::tests::node;
     use proptest::prelude::*;
 
-    const NOW: UnixMillis = UnixMillis(1_000_000);
+    const A: InstanceId = InstanceId(1);
+    const B: InstanceId = InstanceId(2);
 
-    fn guard() -> ReplayGuard {
-        ReplayGuard::new(Duration::from_secs(60), 16)
+    #[test]
+    fn a_sequence_number_is_accepted_once_per_sender() {
+        let mut g = ReplayGuard::default();
+        let (x, y) = (node(1), node(2));
+        assert_eq!(g.check(&x, A, 10), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, A, 10), ReplayVerdict::Replayed);
+        // Another sender's numbers are its own.
+        assert_eq!(g.check(&y, A, 10), ReplayVerdict::Fresh);
+        // Late but inside the window: fine once.
+        assert_eq!(g.check(&x, A, 12), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, A, 11), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, A, 11), ReplayVerdict::Replayed);
     }
 
     #[test]
-    fn window_edges_are_inclusive() {
-        let mut g = guard();
-        assert_eq!(
-            g.check(UnixMillis(940_000), Nonce(1), NOW),
-            ReplayVerdict::Fresh
-        );
-        assert_eq!(
-            g.check(UnixMillis(1_060_000), Nonce(2), NOW),
-            ReplayVerdict::Fresh
-        );
-        assert_eq!(
-            g.check(UnixMillis(939_999), Nonce(3), NOW),
-            ReplayVerdict::Stale
-        );
-        assert_eq!(
-            g.check(UnixMillis(1_060_001), Nonce(4), NOW),
-            ReplayVerdict::Stale
-        );
+    fn far_behind_the_window_is_stale() {
+        let mut g = ReplayGuard::default();
+        let x = node(1);
+        assert_eq!(g.check(&x, A, 5), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, A, 100_000), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, A, 6), ReplayVerdict::Stale);
     }
 
     #[test]
-    fn a_nonce_is_accepted_once() {
-        let mut g = guard();
-        assert_eq!(g.check(NOW, Nonce(1), NOW), ReplayVerdict::Fresh);
-        assert_eq!(g.check(NOW, Nonce(1), NOW), ReplayVerdict::Replayed);
-        // Same nonce with another timestamp is still a replay within the window.
-        assert_eq!(
-            g.check(UnixMillis(999_000), Nonce(1), NOW),
-            ReplayVerdict::Replayed
-        );
+    fn a_restart_starts_over_and_the_old_run_stays_refused() {
+        let mut g = ReplayGuard::default();
+        let x = node(1);
+        assert_eq!(g.check(&x, A, 1_000), ReplayVerdict::Fresh);
+        // The restarted sender counts from 1 again (and its clock may be anywhere).
+        assert_eq!(g.check(&x, B, 1), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, B, 2), ReplayVerdict::Fresh);
+        assert_eq!(g.check(&x, A, 1_001), ReplayVerdict::Stale);
+        assert_eq!(g.check(&x, B, 1), ReplayVerdict::Replayed);
     }
 
     #[test]
-    fn expired_nonces_are_forgotten_and_their_replays_are_stale() {
-        let mut g = guard();
-        assert_eq!(g.check(NOW, Nonce(1), NOW), ReplayVerdict::Fresh);
-        let later = NOW.saturating_add_ms(60_001);
-        assert_eq!(g.check(later, Nonce(2), later), ReplayVerdict::Fresh);
-        assert_eq!(g.len(), 1);
-        assert_eq!(g.check(NOW, Nonce(1), later), ReplayVerdict::Stale);
-    }
-
-    #[test]
-    fn a_full_cache_raises_the_floor_instead_of_forgetting_silently() {
-        let mut g = ReplayGuard::new(Duration::from_secs(60), 2);
-        assert_eq!(
-            g.check(UnixMillis(990_000), Nonce(1), NOW),
-            ReplayVerdict::Fresh
-        );
-        assert_eq!(
-            g.check(UnixMillis(995_000), Nonce(2), NOW),
-            ReplayVerdict::Fresh
-        );
-        assert_eq!(g.check(NOW, Nonce(3), NOW), ReplayVerdict::Fresh);
+    fn the_least_recently_heard_sender_is_evicted_first() {
+        let mut g = ReplayGuard::new(2);
+        let (x, y, z) = (node(1), node(2), node(3));
+        g.check(&x, A, 1);
+        g.check(&y, A, 1);
+        g.check(&x, A, 2); // x heard again: y is now the oldest
+        g.check(&z, A, 1);
         assert_eq!(g.len(), 2);
-        // Nonce 1 was evicted; replaying it must not pass.
-        assert_eq!(
-            g.check(UnixMillis(990_000), Nonce(1), NOW),
-            ReplayVerdict::Stale
-        );
-        assert_eq!(
-            g.check(UnixMillis(995_000), Nonce(2), NOW),
-            ReplayVerdict::Replayed
-        );
+        assert_eq!(g.check(&x, A, 2), ReplayVerdict::Replayed);
+        // y was evicted, so its replay is what the module docs admit: accepted once.
+        assert_eq!(g.check(&y, A, 1), ReplayVerdict::Fresh);
+    }
+
+    #[test]
+    fn forgetting_a_sender_frees_its_state() {
+        let mut g = ReplayGuard::default();
+        let x = node(1);
+        g.check(&x, A, 1);
+        g.forget(&x);
+        assert!(g.is_empty());
     }
 
     proptest! {
-        /// Whatever the order and size, the same packet (ts, nonce) is never accepted
-        /// twice and memory stays within capacity.
+        /// Whatever the order, a (sender, instance, seq) is never accepted twice while
+        /// the sender is remembered, and memory stays within capacity.
         #[test]
         fn never_accepts_twice(
-            events in prop::collection::vec((0u64..200_000, 0u128..64, 0u64..200_000), 1..300),
-            cap in 1usize..32,
+            events in prop::collection::vec((0u128..4, 0u64..3, 0u64..3000), 1..400),
         ) {
-            let mut g = ReplayGuard::new(Duration::from_secs(60), cap);
+            let mut g = ReplayGuard::new(8);
             let mut accepted = std::collections::HashSet::new();
-            let mut now = 0u64;
-            for (ts, nonce, step) in events {
-                now += step % 1000;
-                let verdict = g.check(UnixMillis(ts), Nonce(nonce), UnixMillis(now + 100_000));
-                if verdict == ReplayVerdict::Fresh {
-                    prop_assert!(accepted.insert((ts, nonce)), "({}, {}) accepted twice", ts, nonce);
+            for (n, i, seq) in events {
+                if g.check(&node(n), InstanceId(i), seq) == ReplayVerdict::Fresh {
+                    prop_assert!(accepted.insert((n, i, seq)), "({}, {}, {}) accepted twice", n, i, seq);
                 }
-                prop_assert!(g.len() <= cap);
+                prop_assert!(g.len() <= 8);
             }
         }
     }

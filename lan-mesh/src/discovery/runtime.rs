@@ -4,7 +4,7 @@
 //! Stopping: cancelling the token (or `shutdown()`) says goodbye, saves peers and ends
 //! the task; dropping the last handle ends it at once without goodbye, as a crash would.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,11 +21,12 @@ use tokio_util::sync::CancellationToken;
 use super::auth::DiscoveryKey;
 use super::clock::{Clock, SystemClock};
 use super::config::{BroadcastMode, ConfigError, DiscoveryConfig, NetworkSource};
+use super::datagrams::{self, Inbound, Outbound, PumpCounters, RECEIVE_QUEUE, SEND_QUEUE};
 use super::filter::{DropCounters, FilterConfig, ReceiveFilter};
 use super::packet::{InstanceId, Nonce, Packet, PacketKind};
 use super::rate_limit::AnswerLimit;
 use super::registry::{Peer, PeerEvent, PeerRegistry};
-use super::replay::{ReplayGuard, DEFAULT_NONCE_CAPACITY};
+use super::replay::ReplayGuard;
 use super::socket::bind_discovery_socket;
 use super::store::{MemoryPeerStore, PeerStore};
 use super::targets::{self, LocalNetwork, ProbeSweep};
@@ -45,12 +46,20 @@ const HEARTBEAT_JITTER: f64 = 0.1;
 /// and should re-read `peers()`.
 const EVENT_CAPACITY: usize = 256;
 const COMMAND_CAPACITY: usize = 64;
-/// Targets whose send errors were logged; more are only counted.
-const MAX_WARNED_TARGETS: usize = 1024;
 const STORE_QUEUE: usize = 256;
-/// Larger than any valid packet, so an oversized datagram is seen as such (and counted)
-/// rather than silently truncated to a plausible length.
-const RECV_BUFFER: usize = 2048;
+/// Answers are spread over a short random delay so that a newcomer is not hit by every
+/// node's answer in the same millisecond (on a 256-node LAN, 255 answers to each of its
+/// hellos): 2 ms per online peer, at most half a second — still far below a heartbeat,
+/// and the newcomer lists everyone within that half second.
+const ANSWER_SPREAD_PER_PEER: Duration = Duration::from_millis(2);
+const ANSWER_SPREAD_MAX: Duration = Duration::from_millis(500);
+/// Answers scheduled but not yet sent; one per source address at a time.
+const MAX_PENDING_ANSWERS: usize = 4096;
+/// How long a stopping node keeps trying to get its goodbyes out of a full send buffer.
+const GOODBYE_FLUSH: Duration = Duration::from_secs(1);
+/// Socket buffers asked for (the kernel caps them at `net.core.{r,w}mem_max`): room for
+/// the bursts of a LAN of hundreds of nodes, so the pumps rarely find them full.
+const SOCKET_BUFFER: usize = 1 << 20;
 
 #[derive(Debug, Error)]
 pub enum DiscoveryError {
@@ -70,7 +79,17 @@ pub enum DiscoveryError {
 pub struct DiscoveryStats {
     pub received: DropCounters,
     pub sent: u64,
+    /// Packets the kernel refused for good (not sent, not retried).
     pub send_errors: u64,
+    /// Times a send waited for room in the socket's send buffer, then went out (the
+    /// kernel counts each as a `SndbufErrors`).
+    pub send_waits: u64,
+    /// Packets dropped because the send queue was full (counted, never silent).
+    pub send_queue_full: u64,
+    /// Datagrams dropped because the actor had fallen behind by a whole queue.
+    pub receive_queue_full: u64,
+    /// Answers not scheduled because too many were already waiting.
+    pub answers_dropped: u64,
     pub peers_online: usize,
 }
 
@@ -135,10 +154,7 @@ impl Discovery {
     /// at once. Must be called inside a tokio runtime.
     pub async fn start(config: DiscoveryConfig, env: DiscoveryEnv) -> Result<Self, DiscoveryError> {
         config.validate()?;
-        let socket = bind_discovery_socket(config.bind).map_err(|source| DiscoveryError::Bind {
-            addr: config.bind,
-            source,
-        })?;
+        let socket = bind(config.bind)?;
         let DiscoveryEnv {
             clock,
             rng_seed,
@@ -174,7 +190,7 @@ impl Discovery {
         }
         registry.restore(remembered);
         let key = DiscoveryKey::from_secret(config.shared_secret.expose());
-        let replay = ReplayGuard::new(config.replay_window, DEFAULT_NONCE_CAPACITY);
+        let replay = ReplayGuard::default();
         let filter = ReceiveFilter::new(
             FilterConfig {
                 own_id: config.node_id.clone(),
@@ -186,9 +202,31 @@ impl Discovery {
             replay,
         );
         let now = Instant::now();
+        let counters = Arc::new(PumpCounters::default());
+        let (inbound_tx, inbound) = mpsc::channel(RECEIVE_QUEUE);
+        let receiver = tokio::spawn(datagrams::receive(
+            Arc::clone(&socket),
+            Arc::clone(&clock),
+            inbound_tx.clone(),
+            Arc::clone(&counters),
+        ));
+        let (outbound, outbound_rx) = mpsc::channel(SEND_QUEUE);
+        let sender = tokio::spawn(datagrams::send(
+            Arc::clone(&socket),
+            outbound_rx,
+            Arc::clone(&counters),
+        ));
         let mut actor = Actor {
             config,
             socket,
+            receiver,
+            inbound_tx,
+            outbound,
+            counters,
+            seq: 0,
+            answers: BTreeSet::new(),
+            answering: HashSet::new(),
+            answers_dropped: 0,
             filter,
             registry,
             key,
@@ -204,9 +242,6 @@ impl Discovery {
             answered: AnswerLimit::default(),
             events: events.clone(),
             store: store_tx,
-            sent: 0,
-            send_errors: 0,
-            warned_targets: HashSet::new(),
         };
         actor.replan();
         actor.schedule_hellos(now);
@@ -219,9 +254,15 @@ impl Discovery {
         let task_stopped = stopped.clone();
         tokio::spawn(async move {
             let _stopped = task_stopped.drop_guard();
-            actor.run(inbox, task_cancel).await;
-            // Let the writer finish queued saves before reporting "stopped".
+            actor.run(inbox, inbound, task_cancel).await;
+            actor.receiver.abort();
+            // Closing the send queue lets the sender finish what is queued (goodbyes)
+            // and end; a send buffer that stays full must not hold the stop for long.
             drop(actor);
+            if tokio::time::timeout(GOODBYE_FLUSH, sender).await.is_err() {
+                tracing::warn!("discovery packets still queued at stop were dropped");
+            }
+            // Let the writer finish queued saves before reporting "stopped".
             if writer.await.is_err() {
                 tracing::warn!("peer store writer ended abnormally");
             }
@@ -360,9 +401,29 @@ async fn write_store(store: Box<dyn PeerStore>, mut ops: mpsc::Receiver<StoreOp>
     }
 }
 
+/// Binds the discovery socket with room for LAN-sized bursts.
+fn bind(addr: SocketAddr) -> Result<Arc<UdpSocket>, DiscoveryError> {
+    bind_discovery_socket(addr, SOCKET_BUFFER)
+        .map(Arc::new)
+        .map_err(|source| DiscoveryError::Bind { addr, source })
+}
+
 struct Actor {
     config: DiscoveryConfig,
-    socket: UdpSocket,
+    socket: Arc<UdpSocket>,
+    /// The receive pump of `socket` (replaced with the socket on a rebind).
+    receiver: tokio::task::JoinHandle<()>,
+    /// Kept to start a new receive pump after a rebind.
+    inbound_tx: mpsc::Sender<Inbound>,
+    outbound: mpsc::Sender<Outbound>,
+    counters: Arc<PumpCounters>,
+    /// The sequence number of the last packet sent (replay protection, per sender).
+    seq: u64,
+    /// Answers waiting for their (randomly spread) time, soonest first.
+    answers: BTreeSet<(Instant, SocketAddr)>,
+    /// The destinations in `answers`: one pending answer per address is enough.
+    answering: HashSet<SocketAddr>,
+    answers_dropped: u64,
     filter: ReceiveFilter,
     registry: PeerRegistry,
     key: Option<DiscoveryKey>,
@@ -380,41 +441,37 @@ struct Actor {
     answered: AnswerLimit,
     events: broadcast::Sender<PeerEvent>,
     store: mpsc::Sender<StoreOp>,
-    sent: u64,
-    send_errors: u64,
-    warned_targets: HashSet<SocketAddr>,
 }
 
 impl Actor {
-    async fn run(&mut self, mut inbox: mpsc::Receiver<Command>, cancel: CancellationToken) {
-        let mut buf = vec![0u8; RECV_BUFFER];
+    async fn run(
+        &mut self,
+        mut inbox: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<Inbound>,
+        cancel: CancellationToken,
+    ) {
         loop {
             let wake = self.next_wake();
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => {
-                    self.say_goodbye().await;
+                    self.say_goodbye();
                     self.save_all();
                     tracing::info!(node = %self.config.node_id, "discovery stopped");
                     return;
                 }
                 cmd = inbox.recv() => match cmd {
-                    Some(cmd) => self.command(cmd).await,
+                    Some(cmd) => self.command(cmd),
                     None => {
                         tracing::info!(node = %self.config.node_id, "discovery handles dropped; stopping without goodbye");
                         self.save_all();
                         return;
                     }
                 },
-                // Timers before the socket: under a flood the socket is always ready,
+                // Timers before datagrams: under a flood there is always a datagram,
                 // and heartbeats and expiry must still run.
-                () = tokio::time::sleep_until(wake) => self.tick().await,
-                received = self.socket.recv_from(&mut buf) => match received {
-                    Ok((len, source)) => self.datagram(buf.get(..len).unwrap_or_default(), source).await,
-                    // Unconnected UDP reports transient errors (e.g. ICMP echoes on some
-                    // platforms); nothing to do but keep receiving.
-                    Err(e) => tracing::debug!(error = %e, "discovery receive error"),
-                },
+                () = tokio::time::sleep_until(wake) => self.tick(),
+                Some(datagram) = inbound.recv() => self.datagram(datagram),
             }
         }
     }
@@ -423,6 +480,9 @@ impl Actor {
         let mut wake = self.next_heartbeat;
         if let Some(h) = self.hello_due.last() {
             wake = wake.min(*h);
+        }
+        if let Some((at, _)) = self.answers.first() {
+            wake = wake.min(*at);
         }
         if let Some(e) = self.registry.next_expiry() {
             wake = wake.min(Instant::from_std(e));
@@ -441,7 +501,6 @@ impl Actor {
         self.hello_due = HELLO_SCHEDULE.iter().rev().map(|d| now + *d).collect();
     }
 
-    /// Recomputes everything derived from config + local networks.
     fn replan(&mut self) {
         if let NetworkSource::Fixed(nets) = &self.config.networks {
             self.local = nets.clone();
@@ -477,10 +536,18 @@ impl Actor {
         });
     }
 
-    async fn tick(&mut self) {
+    fn tick(&mut self) {
         let now = Instant::now();
         let events = self.registry.expire(now.into_std());
         self.publish(events);
+        while let Some(&(at, to)) = self.answers.first() {
+            if at > now {
+                break;
+            }
+            self.answers.pop_first();
+            self.answering.remove(&to);
+            self.send(PacketKind::Answer, to);
+        }
         if self.hello_due.last().is_some_and(|h| *h <= now) {
             // The first hello of a burst also starts the sweep, so routed peers are
             // found at start instead of one heartbeat later.
@@ -488,33 +555,31 @@ impl Actor {
             while self.hello_due.last().is_some_and(|h| *h <= now) {
                 self.hello_due.pop();
             }
-            self.announce(PacketKind::Hello).await;
-            self.probe_manual_addresses().await;
+            self.announce(PacketKind::Hello);
+            self.probe_manual_addresses();
             if burst_start {
-                self.sweep_batch().await;
+                self.sweep_batch();
             }
         }
         if self.next_heartbeat <= now {
             if self.config.networks == NetworkSource::System {
                 self.replan();
             }
-            self.announce(PacketKind::Heartbeat).await;
-            self.probe_manual_addresses().await;
-            self.sweep_batch().await;
+            self.announce(PacketKind::Heartbeat);
+            self.probe_manual_addresses();
+            self.sweep_batch();
             let interval = self.config.heartbeat_interval;
             self.next_heartbeat = now + self.jittered(interval);
         }
     }
 
-    async fn sweep_batch(&mut self) {
+    fn sweep_batch(&mut self) {
         for ip in self.sweep.next_batch(self.config.probe_budget) {
             let to = SocketAddr::new(IpAddr::V4(ip), self.config.discovery_port);
-            self.send(PacketKind::Probe, to).await;
+            self.send(PacketKind::Probe, to);
         }
     }
 
-    /// Broadcasts and explicit targets, plus unicast to online peers that a broadcast
-    /// does not reach (found by probes or on a routed subnet).
     fn announce_targets(&self) -> Vec<SocketAddr> {
         let mut to: Vec<SocketAddr> = self.broadcast.clone();
         to.extend(&self.config.announce_targets);
@@ -535,34 +600,36 @@ impl Actor {
         to
     }
 
-    async fn announce(&mut self, kind: PacketKind) {
+    fn announce(&mut self, kind: PacketKind) {
         for to in self.announce_targets() {
-            self.send(kind, to).await;
+            self.send(kind, to);
         }
     }
 
-    async fn probe_manual_addresses(&mut self) {
+    fn probe_manual_addresses(&mut self) {
         for to in self.config.peer_addresses.clone() {
-            self.send(PacketKind::Probe, to).await;
+            self.send(PacketKind::Probe, to);
         }
     }
 
-    async fn say_goodbye(&mut self) {
+    fn say_goodbye(&mut self) {
         let mut to = self.announce_targets();
         to.extend(&self.config.peer_addresses);
         to.sort();
         to.dedup();
         for addr in to {
-            self.send(PacketKind::Goodbye, addr).await;
+            self.send(PacketKind::Goodbye, addr);
         }
     }
 
-    /// Encodes a fresh packet per destination (own nonce each), so a receiver on two
-    /// of our subnets sees two packets, not a replay.
-    async fn send(&mut self, kind: PacketKind, to: SocketAddr) {
+    /// Encodes a fresh packet per destination (own nonce and sequence number each), so
+    /// a receiver on two of our subnets sees two packets, not a replay, and queues it
+    /// for the send pump.
+    fn send(&mut self, kind: PacketKind, to: SocketAddr) {
         if self.filter.config.source_is_blocked(to.ip()) {
             return;
         }
+        self.seq += 1;
         let packet = Packet {
             kind,
             node_id: self.config.node_id.clone(),
@@ -572,6 +639,7 @@ impl Actor {
             listen_port: self.config.listen_port,
             display_name: self.config.display_name.clone(),
             public_key: self.config.public_key,
+            seq: Some(self.seq),
         };
         let bytes = match packet.encode(self.key.as_ref()) {
             Ok(b) => b,
@@ -581,53 +649,80 @@ impl Actor {
                 return;
             }
         };
-        match self.socket.send_to(&bytes, to).await {
-            Ok(_) => self.sent = self.sent.saturating_add(1),
-            Err(e) => {
-                self.send_errors = self.send_errors.saturating_add(1);
-                if self.warned_targets.len() < MAX_WARNED_TARGETS && self.warned_targets.insert(to)
-                {
-                    tracing::warn!(%to, error = %e, "cannot send discovery packet (further errors to this target are only counted)");
-                }
-            }
+        if self.outbound.try_send(Outbound { bytes, to }).is_err() {
+            self.counters
+                .send_queue_full
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
-    async fn datagram(&mut self, bytes: &[u8], source: SocketAddr) {
-        let now_unix = self.clock.now();
-        let now = Instant::now();
-        let Ok(packet) = self.filter.accept(bytes, source, now.into_std(), now_unix) else {
+    /// Schedules an answer to `to` after a random delay that grows with the LAN (see
+    /// `ANSWER_SPREAD_PER_PEER`); at most one pending answer per address.
+    fn schedule_answer(&mut self, to: SocketAddr, now: Instant) {
+        if self.answering.contains(&to) {
+            return;
+        }
+        if self.answering.len() >= MAX_PENDING_ANSWERS {
+            self.answers_dropped = self.answers_dropped.saturating_add(1);
+            return;
+        }
+        let peers = u32::try_from(self.registry.online().count()).unwrap_or(u32::MAX);
+        let spread = ANSWER_SPREAD_PER_PEER
+            .saturating_mul(peers)
+            .min(ANSWER_SPREAD_MAX);
+        let delay = spread.mul_f64(self.rng.random_range(0.0..=1.0));
+        self.answering.insert(to);
+        self.answers.insert((now + delay, to));
+    }
+
+    fn datagram(&mut self, datagram: Inbound) {
+        let Inbound {
+            bytes,
+            source,
+            at_unix,
+            at,
+        } = datagram;
+        let Ok(packet) = self.filter.accept(&bytes, source, at.into_std()) else {
             return;
         };
         let events = self
             .registry
-            .observe(&packet, source, now.into_std(), now_unix);
+            .observe(&packet, source, at.into_std(), at_unix);
         let newly_seen = events.iter().any(|e| {
             matches!(e, PeerEvent::Online(_))
                 || matches!(e, PeerEvent::Updated { changes, .. } if changes.restarted)
         });
         self.publish(events);
-        // Answer hello/probe; and re-announce at once to a peer we just discovered
-        // through its heartbeat, so it sees us without waiting for our next heartbeat.
+        // Answer hello/probe; and re-announce to a peer we just discovered through its
+        // heartbeat, so it sees us without waiting for our next heartbeat.
         let answer =
             packet.kind.wants_answer() || (newly_seen && packet.kind == PacketKind::Heartbeat);
-        if answer && self.answered.allow(source, now.into_std()) {
-            self.send(PacketKind::Answer, source).await;
+        if answer && self.answered.allow(source, at.into_std()) {
+            self.schedule_answer(source, Instant::now());
         }
     }
 
-    async fn command(&mut self, cmd: Command) {
+    fn stats(&self) -> DiscoveryStats {
+        let c = &self.counters;
+        DiscoveryStats {
+            received: self.filter.counters(),
+            sent: PumpCounters::get(&c.sent),
+            send_errors: PumpCounters::get(&c.send_errors),
+            send_waits: PumpCounters::get(&c.send_waits),
+            send_queue_full: PumpCounters::get(&c.send_queue_full),
+            receive_queue_full: PumpCounters::get(&c.receive_queue_full),
+            answers_dropped: self.answers_dropped,
+            peers_online: self.registry.online().count(),
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
         match cmd {
             Command::Peers(tx) => {
                 let _ = tx.send(self.registry.peers());
             }
             Command::Stats(tx) => {
-                let _ = tx.send(DiscoveryStats {
-                    received: self.filter.counters(),
-                    sent: self.sent,
-                    send_errors: self.send_errors,
-                    peers_online: self.registry.online().count(),
-                });
+                let _ = tx.send(self.stats());
             }
             Command::LocalAddr(tx) => {
                 if let Ok(addr) = self.socket.local_addr() {
@@ -639,6 +734,7 @@ impl Actor {
                     self.config.blocked_peers.push(id.clone());
                 }
                 self.filter.config.blocked_peers.insert(id.clone());
+                self.filter.forget_sender(&id);
                 let events = self.registry.block(&id);
                 self.publish(events);
                 let _ = tx.send(());
@@ -651,10 +747,11 @@ impl Actor {
                 self.publish(events);
                 let _ = tx.send(());
                 if let Some(addr) = last_addr {
-                    self.send(PacketKind::Probe, addr).await;
+                    self.send(PacketKind::Probe, addr);
                 }
             }
             Command::Forget(id, tx) => {
+                self.filter.forget_sender(&id);
                 let events = self.registry.forget(&id);
                 self.publish(events);
                 let _ = tx.send(());
@@ -664,7 +761,7 @@ impl Actor {
                     self.config.peer_addresses.push(addr);
                 }
                 let _ = tx.send(());
-                self.send(PacketKind::Probe, addr).await;
+                self.send(PacketKind::Probe, addr);
             }
             Command::RemovePeerAddress(addr, tx) => {
                 self.config.peer_addresses.retain(|a| *a != addr);
@@ -678,7 +775,7 @@ impl Actor {
                     // Hello at once (not after the reply's round trip through the
                     // scheduler), so the new settings are visible to peers quickly.
                     self.schedule_hellos(Instant::now());
-                    self.tick().await;
+                    self.tick();
                 }
             }
         }
@@ -690,11 +787,7 @@ impl Actor {
             return Err(ConfigError::NodeIdChanged.into());
         }
         if config.bind != self.config.bind {
-            self.socket =
-                bind_discovery_socket(config.bind).map_err(|source| DiscoveryError::Bind {
-                    addr: config.bind,
-                    source,
-                })?;
+            self.rebind(config.bind)?;
         }
         let secret_changed = config.shared_secret != self.config.shared_secret;
         if secret_changed {
@@ -704,12 +797,6 @@ impl Actor {
             self.next_heartbeat = self
                 .next_heartbeat
                 .min(Instant::now() + config.heartbeat_interval);
-        }
-        if config.replay_window != self.config.replay_window {
-            self.filter.set_replay(ReplayGuard::new(
-                config.replay_window,
-                DEFAULT_NONCE_CAPACITY,
-            ));
         }
         self.registry.set_ttl(config.peer_ttl);
         self.config = config;
@@ -726,6 +813,28 @@ impl Actor {
         }));
         self.publish(events);
         tracing::info!(node = %self.config.node_id, "discovery reconfigured");
+        Ok(())
+    }
+
+    /// Moves to a new socket: new pumps on it; the old sender finishes its queue on the
+    /// old socket and ends.
+    fn rebind(&mut self, addr: SocketAddr) -> Result<(), DiscoveryError> {
+        let socket = bind(addr)?;
+        self.receiver.abort();
+        self.receiver = tokio::spawn(datagrams::receive(
+            Arc::clone(&socket),
+            Arc::clone(&self.clock),
+            self.inbound_tx.clone(),
+            Arc::clone(&self.counters),
+        ));
+        let (outbound, outbound_rx) = mpsc::channel(SEND_QUEUE);
+        tokio::spawn(datagrams::send(
+            Arc::clone(&socket),
+            outbound_rx,
+            Arc::clone(&self.counters),
+        ));
+        self.outbound = outbound;
+        self.socket = socket;
         Ok(())
     }
 

@@ -41,6 +41,12 @@ impl ReplayWindow {
         self.bits[w] & b == 0
     }
 
+    /// Whether `nonce` lies further behind the newest accepted one than the window
+    /// reaches (as opposed to inside it and already seen).
+    pub fn is_behind(&self, nonce: u64) -> bool {
+        nonce < self.top && self.top - nonce > WINDOW
+    }
+
     /// Records an authenticated nonce (call only after `may_accept` and a good tag).
     pub fn accept(&mut self, nonce: u64) {
         if nonce >= self.top {

@@ -52,6 +52,7 @@ pub(super) fn stored_peer_view(p: storage::Peer) -> PeerView {
         online: false,
         last_seen_at: p.last_seen_at.and_then(|t| u64::try_from(t).ok()),
         blocked: p.blocked,
+        clock_offset_ms: None,
     }
 }
 

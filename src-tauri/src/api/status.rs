@@ -1,41 +1,43 @@
 //! `GET /api/v1/status`.
 
-use api_types::{DiscoveryCounters, Status};
+use api_types::{
+    DiscoveryCounters, PeerView, Status, Warning, WarningCode, CLOCK_OFFSET_WARNING_MS,
+};
 use axum::extract::State;
 use axum::Json;
+use lan_mesh::discovery::DiscoveryStats;
 
 use super::ApiState;
+use crate::mesh::peer_view;
 
 pub async fn get(State(state): State<ApiState>) -> Json<Status> {
     let settings = state.settings().current();
     let mesh = &settings.lan_mesh;
     let display_name = super::identity::own_name(&settings);
     let snapshot = state.mesh().snapshot();
-    let discovery = match &snapshot.discovery {
-        Some(d) => d.stats().await.ok().map(|s| {
-            let r = s.received;
-            DiscoveryCounters {
-                accepted: r.accepted,
-                rate_limited: r.rate_limited,
-                oversized: r.oversized,
-                malformed: r.malformed,
-                unsupported_version: r.unsupported_version,
-                own: r.own,
-                blocked_peer: r.blocked_peer,
-                blocked_subnet: r.blocked_subnet,
-                not_allowed: r.not_allowed,
-                missing_tag: r.missing_tag,
-                bad_tag: r.bad_tag,
-                unexpected_tag: r.unexpected_tag,
-                stale: r.stale,
-                replayed: r.replayed,
-                sent: s.sent,
-                send_errors: s.send_errors,
-                peers_online: s.peers_online as u64,
-            }
-        }),
-        None => None,
+    let (discovery, peers) = match &snapshot.discovery {
+        Some(d) => (
+            d.stats().await.ok().map(counters),
+            d.peers()
+                .await
+                .map(|p| p.iter().map(peer_view).collect())
+                .unwrap_or_default(),
+        ),
+        None => (None, Vec::new()),
     };
+    let mut warnings = Vec::new();
+    if mesh.enabled && mesh.shared_secret.is_empty() {
+        warnings.push(Warning {
+            code: WarningCode::OpenLan,
+            message: "The LAN mesh runs without a shared secret: anyone on the network can \
+                      join and see who is online."
+                .to_string(),
+            peer_id: None,
+            display_name: None,
+            offset_ms: None,
+        });
+    }
+    warnings.extend(clock_warnings(&peers));
     Json(Status {
         node_id: mesh.node_id.to_string(),
         display_name,
@@ -49,5 +51,148 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         discovery,
         transport: snapshot.transport.as_ref().map(|t| t.counters()),
         link_key: state.mesh().link_key().to_string(),
+        warnings,
     })
+}
+
+fn counters(s: DiscoveryStats) -> DiscoveryCounters {
+    let r = s.received;
+    DiscoveryCounters {
+        accepted: r.accepted,
+        rate_limited: r.rate_limited,
+        oversized: r.oversized,
+        malformed: r.malformed,
+        unsupported_version: r.unsupported_version,
+        own: r.own,
+        blocked_peer: r.blocked_peer,
+        blocked_subnet: r.blocked_subnet,
+        not_allowed: r.not_allowed,
+        missing_tag: r.missing_tag,
+        bad_tag: r.bad_tag,
+        unexpected_tag: r.unexpected_tag,
+        stale: r.stale,
+        replayed: r.replayed,
+        sent: s.sent,
+        send_errors: s.send_errors,
+        send_waits: s.send_waits,
+        send_queue_full: s.send_queue_full,
+        receive_queue_full: s.receive_queue_full,
+        answers_dropped: s.answers_dropped,
+        peers_online: s.peers_online as u64,
+    }
+}
+
+/// When most online colleagues agree that *our* clock is off (the median of their
+/// offsets is over the threshold), one warning about this computer; otherwise one per
+/// colleague whose clock is off. So a single wrong PC is named as such, on its own
+/// screen and on everyone else's.
+pub fn clock_warnings(peers: &[PeerView]) -> Vec<Warning> {
+    let online: Vec<&PeerView> = peers.iter().filter(|p| p.online && !p.blocked).collect();
+    let mut offsets: Vec<i64> = online.iter().filter_map(|p| p.clock_offset_ms).collect();
+    if offsets.is_empty() {
+        return Vec::new();
+    }
+    offsets.sort_unstable();
+    let median = offsets[offsets.len() / 2];
+    // With one colleague there is no majority: name the difference, not the culprit.
+    if offsets.len() >= 2 && median.unsigned_abs() > CLOCK_OFFSET_WARNING_MS.unsigned_abs() {
+        let ours = -median;
+        return vec![Warning {
+            code: WarningCode::ClockOffset,
+            message: format!(
+                "This computer's clock is {} {} most colleagues' clocks; set the time (or turn on time sync).",
+                human_duration(ours.unsigned_abs()),
+                if ours > 0 { "ahead of" } else { "behind" },
+            ),
+            peer_id: None,
+            display_name: None,
+            offset_ms: Some(ours),
+        }];
+    }
+    online
+        .into_iter()
+        .filter(|p| p.clock_is_off())
+        .map(|p| {
+            let offset = p.clock_offset_ms.unwrap_or_default();
+            Warning {
+                code: WarningCode::PeerClockOffset,
+                message: format!(
+                    "{}'s clock is {} {} this computer's.",
+                    if p.display_name.is_empty() {
+                        &p.peer_id
+                    } else {
+                        &p.display_name
+                    },
+                    human_duration(offset.unsigned_abs()),
+                    if offset > 0 { "ahead of" } else { "behind" },
+                ),
+                peer_id: Some(p.peer_id.clone()),
+                display_name: Some(p.display_name.clone()),
+                offset_ms: Some(offset),
+            }
+        })
+        .collect()
+}
+
+fn human_duration(ms: u64) -> String {
+    let minutes = ms / 60_000;
+    match minutes {
+        0..=119 => format!("{minutes} min"),
+        120..=2879 => format!("{} h", minutes / 60),
+        _ => format!("{} days", minutes / 1440),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(id: &str, offset: Option<i64>) -> PeerView {
+        PeerView {
+            peer_id: id.into(),
+            display_name: format!("name {id}"),
+            address: None,
+            online: true,
+            last_seen_at: None,
+            blocked: false,
+            clock_offset_ms: offset,
+        }
+    }
+
+    #[test]
+    fn one_wrong_colleague_is_named() {
+        let w = clock_warnings(&[
+            peer("a", Some(200)),
+            peer("b", Some(-150)),
+            peer("c", Some(3 * 3_600_000)),
+        ]);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, WarningCode::PeerClockOffset);
+        assert_eq!(w[0].peer_id.as_deref(), Some("c"));
+        assert!(w[0].message.contains("3 h ahead of"), "{}", w[0].message);
+    }
+
+    #[test]
+    fn our_own_wrong_clock_is_one_warning() {
+        let w = clock_warnings(&[
+            peer("a", Some(-300_000)),
+            peer("b", Some(-301_000)),
+            peer("c", Some(100)),
+        ]);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, WarningCode::ClockOffset);
+        assert_eq!(w[0].offset_ms, Some(300_000));
+        assert!(w[0].message.contains("5 min ahead of"), "{}", w[0].message);
+    }
+
+    #[test]
+    fn synced_clocks_and_offline_peers_warn_nobody() {
+        let mut off = peer("x", Some(86_400_000 * 2));
+        off.online = false;
+        assert!(clock_warnings(&[peer("a", Some(20)), off, peer("b", None)]).is_empty());
+        // With a single colleague there is no majority: the colleague is named.
+        let w = clock_warnings(&[peer("a", Some(-2 * 86_400_000))]);
+        assert_eq!(w[0].code, WarningCode::PeerClockOffset);
+        assert!(w[0].message.contains("2 days behind"), "{}", w[0].message);
+    }
 }
