@@ -385,7 +385,7 @@ mod tests {
         // Node 4 was heard from a later run: packets of its earlier run are stale.
         g.check(&node(4), InstanceId(7), 1);
         g.check(&node(4), InstanceId(8), 1);
-        let mut stale = packet_from(3, 5);
+        let stale = packet_from(3, 5);
 
         let mut own = stale.clone();
         own.node_id = node(1);

@@ -613,6 +613,8 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
                     listen_port: 9,
                     display_name: "bench-probe".to_string(),
                     public_key: None,
+                    // One instance, counting up: each probe is new to the node.
+                    seq: Some(u64::try_from(i).unwrap_or(u64::MAX) + 1),
                 }
                 .encode(key.as_ref())
                 .map_err(|e| anyhow!("{e}"))?;
