@@ -9,6 +9,7 @@ pub mod chat;
 pub mod fault_proxy;
 pub mod netns;
 pub mod node;
+pub mod scale;
 pub mod webdriver;
 
 use std::future::Future;

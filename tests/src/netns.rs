@@ -48,6 +48,10 @@ pub const PREFIX: &str = "lct-";
 pub const SUBNET: &str = "198.51.100.0/24";
 const SUBNET_BASE: [u8; 3] = [198, 51, 100];
 pub const BROADCAST: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 255);
+/// The subnet of a [`Lan::new_wide`] LAN, for more hosts than a /24 holds (the 256-host
+/// benchmark): 198.18.0.0/23, inside RFC 2544's range for benchmarking network devices
+/// (198.18.0.0/15), which is never routed either. Only ever inside the test namespaces.
+pub const WIDE_SUBNET: &str = "198.18.0.0/23";
 /// The node's default discovery port (`lan_mesh.discovery_port`).
 pub const DISCOVERY_PORT: u16 = 19124;
 
@@ -262,6 +266,8 @@ struct LanShared {
     namespaces: Mutex<Vec<String>>,
     next_host: AtomicU32,
     processes: Processes,
+    /// On [`WIDE_SUBNET`] instead of [`SUBNET`].
+    wide: bool,
 }
 
 impl Drop for LanShared {
@@ -310,6 +316,25 @@ impl Lan {
     ///
     /// Fails (never skips) when not root or when namespaces cannot be created.
     pub fn new(test: &str) -> anyhow::Result<Lan> {
+        Lan::create(test, false)
+    }
+
+    /// A LAN on [`WIDE_SUBNET`] (up to 500 hosts) instead of [`SUBNET`]; its nodes need
+    /// `allowed_subnets: [WIDE_SUBNET]` (see [`Lan::subnet`]).
+    pub fn new_wide(test: &str) -> anyhow::Result<Lan> {
+        Lan::create(test, true)
+    }
+
+    /// This LAN's subnet: [`SUBNET`] or [`WIDE_SUBNET`].
+    pub fn subnet(&self) -> &'static str {
+        if self.shared.wide {
+            WIDE_SUBNET
+        } else {
+            SUBNET
+        }
+    }
+
+    fn create(test: &str, wide: bool) -> anyhow::Result<Lan> {
         let euid = effective_uid()?;
         if euid != 0 {
             bail!(
@@ -338,6 +363,7 @@ impl Lan {
             namespaces: Mutex::new(Vec::new()),
             next_host: AtomicU32::new(1),
             processes: Processes::default(),
+            wide,
         });
         ip(&["-n", &switch, "link", "set", "lo", "up"])?;
         ip(&["-n", &switch, "link", "add", "br0", "type", "bridge"])?;
@@ -368,10 +394,23 @@ impl Lan {
     /// `ip netns list` (`a`, `attacker`, …).
     pub fn add_ns(&self, role: &str) -> anyhow::Result<NetNs> {
         let index = self.shared.next_host.fetch_add(1, Ordering::Relaxed);
-        let octet = u8::try_from(index)
-            .ok()
-            .filter(|o| (1..=250).contains(o))
-            .context("at most 250 hosts on one test LAN")?;
+        let (addr, prefix) = if self.shared.wide {
+            let index = u16::try_from(index)
+                .ok()
+                .filter(|i| (1..=500).contains(i))
+                .context("at most 500 hosts on one wide test LAN")?;
+            let [hi, lo] = index.to_be_bytes();
+            (Ipv4Addr::new(198, 18, hi, lo), 23)
+        } else {
+            let octet = u8::try_from(index)
+                .ok()
+                .filter(|o| (1..=250).contains(o))
+                .context("at most 250 hosts on one test LAN")?;
+            (
+                Ipv4Addr::new(SUBNET_BASE[0], SUBNET_BASE[1], SUBNET_BASE[2], octet),
+                24,
+            )
+        };
         let role: String = role
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
@@ -394,13 +433,12 @@ impl Lan {
         ])?;
         ip(&["-n", switch, "link", "set", &port, "master", "br0"])?;
         ip(&["-n", switch, "link", "set", &port, "up"])?;
-        let addr = Ipv4Addr::new(SUBNET_BASE[0], SUBNET_BASE[1], SUBNET_BASE[2], octet);
         ip(&[
             "-n",
             &name,
             "addr",
             "add",
-            &format!("{addr}/24"),
+            &format!("{addr}/{prefix}"),
             "brd",
             "+",
             "dev",

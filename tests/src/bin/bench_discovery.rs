@@ -1,8 +1,11 @@
 //! Discovery benchmark of issue 4, on the network-namespace LAN of `lanchat_tests::netns`.
 //!
 //! ```text
-//! bench_discovery [--sizes 2,8,32] [--joins 20] [--idle-secs 60] [--probes 1000]
+//! bench_discovery [--parts joins,scale]
+//!                 [--sizes 2,8,32] [--joins 20] [--idle-secs 60] [--probes 1000]
 //!                 [--probe-gap-ms 40] [--poll-ms 25]
+//!                 [--scale-sizes 32,64,128,256] [--heartbeat 15] [--ttl 45]
+//!                 [--stable-secs 300] [--sample-secs 5] [--converge-secs 60]
 //! ```
 //!
 //! Run as root (namespaces), with `lanchat` built next to this binary (or `LANCHAT_BIN`).
@@ -22,6 +25,19 @@
 //!    inside its namespace) alternates a signed lanchat `probe` to one node (encoded with
 //!    the real codec, `lan_mesh::discovery::Packet`) and an IPMsg `BR_ENTRY` to `iptux`
 //!    (under Xvfb in a namespace host of the same LAN), timing each request → answer.
+//! 4. **Scale** (issue 13), per `--scale-sizes`: N hosts spawned at once (LANs over 250
+//!    hosts use `netns::WIDE_SUBNET`); the time from the last node's `api.json` until
+//!    every node lists every other (`discovery.peers_online`, every node read about
+//!    every 0.1 s + one sweep); then `--stable-secs` of membership stability: every node
+//!    read every `--sample-secs`, and every node's `peer.offline` events counted (its
+//!    event WebSocket is recorded throughout, so a flap between two reads still counts);
+//!    discovery packets sent/accepted per host per second (node counters) and the
+//!    kernel's UDP datagrams in/out of each namespace; CPU (utime+stime) per node over
+//!    the window; RSS and PSS (`/proc/PID/smaps_rollup`) per node; the kernel's UDP
+//!    error counters, the switch's drops, softnet drops and the (machine-wide) ARP
+//!    table. Every read is made from this process (`lanchat_tests::scale`). Each sample
+//!    is printed as one line, so `--parts scale --scale-sizes 128 --heartbeat 5 --ttl 20
+//!    --stable-secs 60 --sample-secs 2` is the lab for watching a LAN misbehave.
 //!
 //! Every process it starts is ended by PID; every loop is bounded; traffic goes only to
 //! loopback and to the benchmark's own hosts in 198.51.100.0/24.
@@ -38,7 +54,7 @@ use lanchat_tests::bench::{
     api_of, clk_tck, cpu_ticks, drain_udp, fmt_summary, machine, start_iptux, summary,
     wait_udp_answer, IPMSG_PORT,
 };
-use lanchat_tests::netns::{Host, Lan, NodeSettings, SUBNET, TEST_SECRET};
+use lanchat_tests::netns::{Host, Lan, NodeSettings, DISCOVERY_PORT, SUBNET, TEST_SECRET};
 use lanchat_tests::{artifacts_dir, wait_until};
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -73,23 +89,29 @@ fn main() -> anyhow::Result<()> {
 
 #[derive(Debug, Clone)]
 struct Options {
+    /// Which parts run: `joins` (with `idle` and `answer` on the largest of `sizes`),
+    /// `scale`.
+    parts: Vec<String>,
     sizes: Vec<usize>,
     joins: usize,
     idle_secs: u64,
     probes: usize,
     probe_gap_ms: u64,
     poll_ms: u64,
+    scale: ScaleOptions,
 }
 
 impl Options {
     fn parse(args: &[String]) -> anyhow::Result<Options> {
         let mut o = Options {
+            parts: vec!["joins".to_string(), "scale".to_string()],
             sizes: vec![2, 8, 32],
             joins: 20,
             idle_secs: 60,
             probes: 1000,
             probe_gap_ms: 40,
             poll_ms: 25,
+            scale: ScaleOptions::default(),
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -107,6 +129,28 @@ impl Options {
                 "--probes" => o.probes = value.parse()?,
                 "--probe-gap-ms" => o.probe_gap_ms = value.parse()?,
                 "--poll-ms" => o.poll_ms = value.parse()?,
+                "--parts" => {
+                    o.parts = value.split(',').map(|s| s.trim().to_string()).collect();
+                    if let Some(p) = o
+                        .parts
+                        .iter()
+                        .find(|p| !["joins", "scale"].contains(&p.as_str()))
+                    {
+                        bail!("--parts: joins and/or scale, not {p}");
+                    }
+                }
+                "--scale-sizes" => {
+                    o.scale.sizes = value
+                        .split(',')
+                        .map(|s| s.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .context("--scale-sizes: comma-separated host counts")?;
+                }
+                "--heartbeat" => o.scale.heartbeat_sec = value.parse()?,
+                "--ttl" => o.scale.ttl_sec = value.parse()?,
+                "--stable-secs" => o.scale.stable_secs = value.parse()?,
+                "--sample-secs" => o.scale.sample_secs = value.parse()?,
+                "--converge-secs" => o.scale.converge_secs = value.parse()?,
                 _ => bail!("unknown option {flag}"),
             }
         }
@@ -119,6 +163,7 @@ impl Options {
         if o.poll_ms == 0 || o.probe_gap_ms == 0 {
             bail!("--poll-ms and --probe-gap-ms must be positive");
         }
+        o.scale.check()?;
         Ok(o)
     }
 }
@@ -143,7 +188,12 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
     println!("machine: {}", results["machine"]);
     let largest = opts.sizes.iter().copied().max().unwrap_or(2);
     let mut sizes = Vec::new();
-    for &n in &opts.sizes {
+    let joins_sizes: &[usize] = if opts.parts.iter().any(|p| p == "joins") {
+        &opts.sizes
+    } else {
+        &[]
+    };
+    for &n in joins_sizes {
         let lan = Lan::new(&format!("bench_discovery_{n}"))?;
         println!("\n== LAN of {n} hosts ({})", lan.name());
         let hosts = start_mesh(&lan, n).await?;
@@ -160,6 +210,16 @@ async fn bench(opts: Options) -> anyhow::Result<()> {
         drop(lan);
     }
     results["discovery"] = Value::Array(sizes);
+    if opts.parts.iter().any(|p| p == "scale") {
+        let mut scale = Vec::new();
+        for &n in &opts.scale.sizes {
+            scale.push(measure_scale(n, &opts.scale).await?);
+            // Written after every size: a 256-host run takes a while.
+            results["scale"] = Value::Array(scale.clone());
+            let out = artifacts_dir("bench_discovery")?.join("results.json");
+            std::fs::write(&out, serde_json::to_vec_pretty(&results)?)?;
+        }
+    }
     results["elapsed_secs"] = json!(started.elapsed().as_secs_f64());
     let out = artifacts_dir("bench_discovery")?.join("results.json");
     std::fs::write(&out, serde_json::to_vec_pretty(&results)?)?;
@@ -666,4 +726,248 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
 /// The node's discovery port (the settings the harness writes).
 fn lanchat_mesh_port() -> u16 {
     lanchat_tests::netns::DISCOVERY_PORT
+}
+
+// ---------------------------------------------------------------------------------------
+// Scale: 32 … 256 hosts started together (issue 13)
+
+#[derive(Debug, Clone)]
+struct ScaleOptions {
+    sizes: Vec<usize>,
+    heartbeat_sec: u32,
+    ttl_sec: u32,
+    /// The membership-stability window after the mesh formed.
+    stable_secs: u64,
+    /// How often every node is read during the window (and printed).
+    sample_secs: u64,
+    /// How long after the last start the full mesh may take before it counts as failed
+    /// (the window then still runs, to show the flapping).
+    converge_secs: u64,
+}
+
+impl Default for ScaleOptions {
+    fn default() -> Self {
+        ScaleOptions {
+            sizes: vec![32, 64, 128, 256],
+            heartbeat_sec: 15,
+            ttl_sec: 45,
+            stable_secs: 300,
+            sample_secs: 5,
+            converge_secs: 60,
+        }
+    }
+}
+
+impl ScaleOptions {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.sizes.iter().any(|&n| !(2..=500).contains(&n)) {
+            bail!("--scale-sizes: each LAN needs 2..=500 hosts");
+        }
+        if self.heartbeat_sec == 0 || self.ttl_sec <= self.heartbeat_sec {
+            bail!("--heartbeat must be positive and --ttl larger than it");
+        }
+        if self.sample_secs == 0 || self.stable_secs > 3600 || self.converge_secs > 600 {
+            bail!("--sample-secs ≥ 1, --stable-secs ≤ 3600, --converge-secs ≤ 600");
+        }
+        Ok(())
+    }
+}
+
+/// Time to a full mesh after the last node started, membership stability, traffic, CPU
+/// and memory per node, and where the kernel counted losses, for one LAN of `n` hosts.
+async fn measure_scale(n: usize, o: &ScaleOptions) -> anyhow::Result<Value> {
+    use lanchat_tests::scale::{self, Sample, Watch};
+    let lan = if n > 250 {
+        Lan::new_wide(&format!("bench_scale_{n}"))?
+    } else {
+        Lan::new(&format!("bench_scale_{n}"))?
+    };
+    let settings = NodeSettings {
+        heartbeat_interval_sec: o.heartbeat_sec,
+        peer_ttl_sec: o.ttl_sec,
+        allowed_subnets: vec![lan.subnet().to_string()],
+        ..NodeSettings::default()
+    };
+    println!(
+        "\n== scale: {n} hosts ({}, {}), heartbeat {} s, TTL {} s",
+        lan.name(),
+        lan.subnet(),
+        o.heartbeat_sec,
+        o.ttl_sec
+    );
+    let mem_before = scale::mem_available_kb()?;
+    let softnet0 = scale::softnet()?;
+    let t_spawn = Instant::now();
+    let (hosts, last_up) = scale::start_hosts(&lan, n, "n", &settings).await?;
+    let start_secs = last_up.duration_since(t_spawn).as_secs_f64();
+    println!(
+        "started {n} nodes in {start_secs:.1} s (all spawned at once; until the last api.json)"
+    );
+    let mut watch = Watch::start(&hosts).await?;
+    let want = (n - 1) as u64;
+
+    // 1. The full mesh: every node lists every other.
+    let mut mesh_at: Option<Instant> = None;
+    let mut node_mesh_at: Vec<Option<Instant>> = vec![None; n];
+    let converge_limit = Duration::from_secs(o.converge_secs);
+    let mut last_print = Instant::now() - Duration::from_secs(10);
+    let mut sample = Sample::take(&mut watch, &hosts, &lan, DISCOVERY_PORT).await;
+    for _ in 0..100_000 {
+        for (i, l) in sample.listed.iter().enumerate() {
+            if node_mesh_at[i].is_none() && *l == Some(want) {
+                node_mesh_at[i] = Some(sample.at);
+            }
+        }
+        if sample.short(want) == 0 {
+            mesh_at = Some(sample.at);
+            println!("{}", sample.line(last_up));
+            break;
+        }
+        if sample.at.duration_since(last_up) > converge_limit {
+            break;
+        }
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            println!("{}", sample.line(last_up));
+            last_print = Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        sample = Sample::take(&mut watch, &hosts, &lan, DISCOVERY_PORT).await;
+    }
+    let mesh_secs = mesh_at.map(|t| scale::signed_secs(t, last_up));
+    match mesh_secs {
+        Some(s) => println!("full mesh of {n}: {s:.2} s after the last node started"),
+        None => println!(
+            "NO full mesh of {n} within {} s of the last start:\n{}",
+            o.converge_secs,
+            sample.per_node(&hosts)
+        ),
+    }
+    let node_mesh_secs: Vec<f64> = node_mesh_at
+        .iter()
+        .flatten()
+        .map(|t| scale::signed_secs(*t, last_up))
+        .collect();
+
+    // 2. Stability: nobody may drop anybody while nobody leaves.
+    let pids: Vec<u32> = hosts
+        .iter()
+        .map(|h| h.pid().context("a node is not running"))
+        .collect::<anyhow::Result<_>>()?;
+    let tck = clk_tck()?;
+    let first = Sample::take(&mut watch, &hosts, &lan, DISCOVERY_PORT).await;
+    let cpu0: Vec<u64> = pids
+        .iter()
+        .map(|&p| cpu_ticks(p))
+        .collect::<anyhow::Result<_>>()?;
+    let t0 = Instant::now();
+    println!(
+        "stability window: {} s, a look every {} s",
+        o.stable_secs, o.sample_secs
+    );
+    let mut min_listed = vec![u64::MAX; n];
+    let mut short_samples = 0usize;
+    let mut samples = 0usize;
+    let rounds = o.stable_secs / o.sample_secs + 1;
+    let mut last = first.clone();
+    for _ in 0..rounds {
+        if t0.elapsed() >= Duration::from_secs(o.stable_secs) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(o.sample_secs)).await;
+        last = Sample::take(&mut watch, &hosts, &lan, DISCOVERY_PORT).await;
+        samples += 1;
+        if last.short(want) > 0 {
+            short_samples += 1;
+        }
+        for (m, l) in min_listed.iter_mut().zip(&last.listed) {
+            *m = (*m).min(l.unwrap_or(0));
+        }
+        println!("{}", last.line(last_up));
+    }
+    let cpu1: Vec<u64> = pids
+        .iter()
+        .map(|&p| cpu_ticks(p))
+        .collect::<anyhow::Result<_>>()?;
+    let window = t0.elapsed().as_secs_f64();
+    let mem: Vec<(u64, u64, u64)> = pids
+        .iter()
+        .map(|&p| scale::memory_kb(p))
+        .collect::<anyhow::Result<_>>()?;
+    let mem_after = scale::mem_available_kb()?;
+    let softnet1 = scale::softnet()?;
+    let per_node_rate = |f: &dyn Fn(&Sample, usize) -> u64| -> Vec<f64> {
+        (0..n)
+            .map(|i| f(&last, i).saturating_sub(f(&first, i)) as f64 / window)
+            .collect()
+    };
+    let node =
+        |key: &'static str| move |s: &Sample, i: usize| s.discovery[i][key].as_u64().unwrap_or(0);
+    let kern =
+        |key: &'static str| move |s: &Sample, i: usize| s.kernel[i].get(key).copied().unwrap_or(0);
+    let offline_in_window: u64 = last
+        .offline_events
+        .iter()
+        .zip(&first.offline_events)
+        .map(|(b, a)| b.saturating_sub(*a))
+        .sum();
+    let flapped_nodes = last
+        .offline_events
+        .iter()
+        .zip(&first.offline_events)
+        .filter(|(b, a)| b > a)
+        .count();
+    let cpu_pct: Vec<f64> = cpu0
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| b.saturating_sub(*a) as f64 / tck / window * 100.0)
+        .collect();
+    let kernel_totals: serde_json::Map<String, Value> = scale::KERNEL_KEYS
+        .iter()
+        .map(|k| (k.to_string(), json!(last.kernel_sum(k))))
+        .collect();
+    let node_totals: serde_json::Map<String, Value> = scale::NODE_KEYS
+        .iter()
+        .map(|k| (k.to_string(), json!(last.node_sum(k))))
+        .collect();
+    let min_listed_all = min_listed.iter().copied().min().unwrap_or(0);
+    let v = json!({
+        "hosts": n,
+        "subnet": lan.subnet(),
+        "heartbeat_sec": o.heartbeat_sec,
+        "ttl_sec": o.ttl_sec,
+        "start_secs": start_secs,
+        "mesh_secs_after_last_start": mesh_secs,
+        "node_mesh_secs": summary(node_mesh_secs),
+        "nodes_meshed": node_mesh_at.iter().flatten().count(),
+        "stable_window_secs": window,
+        "samples": samples,
+        "samples_with_a_node_short": short_samples,
+        "offline_events_in_window": offline_in_window,
+        "nodes_with_offline_events": flapped_nodes,
+        "min_listed_in_window": min_listed_all,
+        "sent_per_host_per_s": summary(per_node_rate(&node("sent"))),
+        "accepted_per_host_per_s": summary(per_node_rate(&node("accepted"))),
+        "kernel_out_per_host_per_s": summary(per_node_rate(&kern("OutDatagrams"))),
+        "kernel_in_per_host_per_s": summary(per_node_rate(&kern("InDatagrams"))),
+        "cpu_pct_per_node": summary(cpu_pct.clone()),
+        "cpu_pct_sum": cpu_pct.iter().sum::<f64>(),
+        "rss_kb": summary(mem.iter().map(|m| m.0 as f64).collect()),
+        "pss_kb": summary(mem.iter().map(|m| m.1 as f64).collect()),
+        "threads": summary(mem.iter().map(|m| m.2 as f64).collect()),
+        "mem_available_drop_kb": mem_before.saturating_sub(mem_after),
+        "node_totals": node_totals,
+        "kernel_totals": kernel_totals,
+        "switch": last.switch,
+        "softnet_dropped": softnet1[1].saturating_sub(softnet0[1]),
+        "arp_cache_end": last.arp,
+        "load_end": last.load,
+    });
+    println!("{n} hosts: {}", serde_json::to_string(&v)?);
+    if offline_in_window > 0 || mesh_secs.is_none() {
+        println!("per node at the end:\n{}", last.per_node(&hosts));
+    }
+    drop(watch);
+    drop(hosts);
+    drop(lan);
+    Ok(v)
 }
