@@ -66,7 +66,8 @@ pub struct MessageView {
     pub outgoing: bool,
     pub text: String,
     pub status: MessageStatus,
-    /// The author's clock, Unix ms.
+    /// When it was sent, Unix ms on this node's clock: a received message's author time
+    /// corrected by the author's measured clock offset, never after its arrival.
     pub sent_at: u64,
     /// Position in the conversation, the same on every node: sort by it (as a string
     /// it sorts correctly too). Also the `before` cursor of history paging.

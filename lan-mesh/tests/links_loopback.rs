@@ -44,6 +44,8 @@ struct Node {
     events: broadcast::Sender<DeliveryEvent>,
     cancel: CancellationToken,
     keys: NodeKeys,
+    /// This node's wall clock (a PC set wrong in some tests).
+    clock: delivery::Clock,
     _dir: Option<tempfile::TempDir>,
     dir_path: std::path::PathBuf,
 }
@@ -65,6 +67,10 @@ fn config(id: &NodeId, secret: &str) -> TransportConfig {
 
 impl Node {
     async fn start(name: &str, secret: &str) -> Node {
+        Node::start_with_clock(name, secret, delivery::Clock::system()).await
+    }
+
+    async fn start_with_clock(name: &str, secret: &str, clock: delivery::Clock) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let id: NodeId = ulid::Ulid::new().to_string().parse().unwrap();
@@ -75,6 +81,7 @@ impl Node {
             name,
             secret,
             NodeKeys::generate().unwrap(),
+            clock,
         )
         .await
     }
@@ -86,6 +93,7 @@ impl Node {
         name: &str,
         secret: &str,
         keys: NodeKeys,
+        clock: delivery::Clock,
     ) -> Node {
         let store = Store::open(&dir_path.join("lanchat.db")).await.unwrap();
         store
@@ -126,6 +134,8 @@ impl Node {
             sync_requests: delivery::SyncRequests::default(),
             send_now: delivery::SendNow::default(),
             cancel: cancel.clone(),
+            offsets: delivery::ClockOffsets::default(),
+            clock: clock.clone(),
         });
         Node {
             id,
@@ -136,6 +146,7 @@ impl Node {
             events,
             cancel,
             keys,
+            clock,
             _dir: dir,
             dir_path,
         }
@@ -175,7 +186,7 @@ impl Node {
 
     async fn send_dm(&self, to: &NodeId, text: &str) {
         self.store
-            .send_direct_message(to.clone(), text.into(), delivery::now_ms(), dm_outgoing)
+            .send_direct_message(to.clone(), text.into(), self.clock.now_ms(), dm_outgoing)
             .await
             .unwrap();
         self.wake.notify_one();
@@ -304,6 +315,7 @@ async fn a_node_id_with_new_keys_is_refused_until_forgotten() {
         "b",
         "office",
         NodeKeys::generate().unwrap(),
+        delivery::Clock::system(),
     )
     .await;
     a.sees(&b).await;
@@ -391,4 +403,54 @@ async fn a_blocked_peer_is_refused_and_its_link_closed() {
     })
     .await;
     assert_eq!(a.history(&b.id).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_days_ahead_chats_both_ways_without_dragging_the_other() {
+    const DAYS: i64 = 3 * 24 * 3_600_000;
+    let a = Node::start("a", "office").await;
+    // B's delivery and store run on a clock three days ahead (injected), and discovery
+    // has not measured it: nothing may depend on the two clocks agreeing.
+    let b = Node::start_with_clock(
+        "b",
+        "office",
+        delivery::Clock::from_fn(|| delivery::now_ms() + DAYS),
+    )
+    .await;
+    a.sees(&b).await;
+    b.sees(&a).await;
+    b.send_dm(&a.id, "from three days ahead").await;
+    wait_until("A holds B's message", || async {
+        a.history(&b.id).await.len() == 1
+    })
+    .await;
+    a.send_dm(&b.id, "reply").await;
+    wait_until("both hold both, delivered", || async {
+        let (ha, hb) = (a.history(&b.id).await, b.history(&a.id).await);
+        ha.len() == 2
+            && hb.len() == 2
+            && ha
+                .iter()
+                .chain(hb.iter())
+                .all(|m| m.status == MessageStatus::Delivered)
+    })
+    .await;
+    let (ha, hb) = (a.history(&b.id).await, b.history(&a.id).await);
+    assert_eq!(bodies(&ha), ["from three days ahead", "reply"]);
+    assert_eq!(bodies(&ha), bodies(&hb));
+    let early = &ha[0];
+    // Kept with B's stamp, shown on A's clock (no later than its arrival).
+    assert!(early.hlc.wall_ms() as i64 >= delivery::now_ms() + DAYS - 60_000);
+    assert!(early.shown_at() <= early.received_at);
+    // A's clock did not follow: the reply sorts after it, but A stamps a message
+    // elsewhere at its own time.
+    let c = Node::start("c", "office").await;
+    a.sees(&c).await;
+    a.send_dm(&c.id, "elsewhere").await;
+    let elsewhere = a.history(&c.id).await;
+    assert!(
+        (elsewhere[0].hlc.wall_ms() as i64) < delivery::now_ms() + 2 * 60_000,
+        "A's clock stays its own: {:?}",
+        elsewhere[0].hlc
+    );
 }

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::{Event, LanMeshSettings, MeshState, PeerView, Settings};
-use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts, SendNow, SyncRequests};
+use lan_mesh::delivery::{
+    self, AddressBook, Clock, ClockOffsets, DeliveryEvent, DeliveryParts, SendNow, SyncRequests,
+};
 use lan_mesh::discovery::{
     targets, Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
     PublicKey,
@@ -329,9 +331,15 @@ impl Supervisor {
             }
         };
         let addresses = AddressBook::default();
+        let offsets = ClockOffsets::default();
         // Subscribe before reading the list, so no change falls between the two.
         let peer_events = discovery.subscribe();
         if let Ok(peers) = discovery.peers().await {
+            for peer in &peers {
+                if let Some(offset) = delivery::measured_offset(peer) {
+                    offsets.set(&peer.node_id, offset);
+                }
+            }
             for peer in peers.iter().filter(|p| p.online) {
                 if let Some(addr) = peer.listen_addr {
                     addresses.set(&peer.node_id, addr);
@@ -353,6 +361,8 @@ impl Supervisor {
             sync_requests: self.sync_requests.clone(),
             send_now: self.send_now.clone(),
             cancel: forwarder_stop.clone(),
+            offsets,
+            clock: Clock::system(),
         });
         let (store, local_id) = (self.store.clone(), local.clone());
         let forwarders = vec![

@@ -159,8 +159,8 @@ pub(crate) fn insert_message(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (message_id, conversation_id, sender_id, body, sent_at,
-                                   received_at, hlc, status)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (message_id) DO NOTHING",
+                                   received_at, hlc, status, sender_clock_offset_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (message_id) DO NOTHING",
         )?
         .execute(params![
             message.message_id.to_string(),
@@ -171,6 +171,7 @@ pub(crate) fn insert_message(
             message.received_at,
             message.hlc.to_sql(),
             message.status.as_str(),
+            message.sender_clock_offset_ms,
         ])?;
     if inserted == 0 {
         return Ok(false);
@@ -200,6 +201,19 @@ pub(crate) fn insert_message(
     Ok(true)
 }
 
+/// The newest stamp in a conversation (zero when it has none): local events in it are
+/// stamped after it. `last_hlc` is kept by every insert, so this is one row's read.
+pub(crate) fn conversation_floor(
+    conn: &Connection,
+    conversation_id: &ConversationId,
+) -> StoreResult<Hlc> {
+    let last: Option<Option<i64>> = conn
+        .prepare_cached("SELECT last_hlc FROM conversations WHERE conversation_id = ?1")?
+        .query_row([conversation_id.as_str()], |r| r.get(0))
+        .optional()?;
+    Ok(last.flatten().map(Hlc::from_sql).unwrap_or_default())
+}
+
 /// Writes a message from the local user, stamped with the next HLC, status pending.
 pub(crate) fn insert_local_message(
     conn: &Connection,
@@ -210,8 +224,12 @@ pub(crate) fn insert_local_message(
 ) -> StoreResult<Message> {
     let local = state.local.clone().ok_or(StoreError::NoIdentity)?;
     validate_body(body)?;
-    let hlc = Hlc::tick(state.clock, u64::try_from(now).unwrap_or(0));
-    state.clock = hlc;
+    let now_wall = u64::try_from(now).unwrap_or(0);
+    // After everything in the conversation (a reply sorts after what it answers), even
+    // a stamp a peer made with a clock far ahead; the node's clock stays its own.
+    let floor = conversation_floor(conn, conversation_id)?;
+    state.clock = Hlc::tick(state.clock, now_wall);
+    let hlc = Hlc::tick_after(state.clock, floor, now_wall);
     let message = Message {
         message_id: MessageId::from_ulid(state.next_ulid()),
         conversation_id: conversation_id.clone(),
@@ -221,6 +239,7 @@ pub(crate) fn insert_local_message(
         received_at: now,
         hlc,
         status: MessageStatus::Pending,
+        sender_clock_offset_ms: None,
     };
     insert_message(conn, &message, false)?;
     Ok(message)

@@ -9,6 +9,8 @@
 //! received them in. The key reads use the index `messages_in_order`
 //! `(conversation_id, hlc, message_id)`, which covers them (no table lookups).
 
+use std::collections::HashMap;
+
 use api_types::NodeId;
 use rusqlite::{params, Connection};
 use sha2::{Digest, Sha256};
@@ -18,7 +20,6 @@ use crate::error::{StoreError, StoreResult};
 use crate::groups;
 use crate::hlc::Hlc;
 use crate::ids::{ConversationId, GlobalGroupId, MessageId, UserId};
-use crate::inbound::MAX_CLOCK_SKEW_MS;
 use crate::model::{Message, MessageStatus, OrderKey, UnixMs};
 use crate::peers;
 use crate::rows::{self, MESSAGE_COLUMNS};
@@ -219,8 +220,11 @@ pub(crate) fn messages_for_relay(
 /// Refused as a whole (nothing stored) when the group is unknown here, or this node or
 /// `from` is not a member of it in this node's view. Each message is stored with its
 /// author as sender, not the relay; one already held (by id), authored by this node,
-/// by a blocked author, stamped beyond the clock skew, or with an invalid body is
-/// skipped. The clock observes every stored stamp, like a normal receipt. Each stored
+/// by a blocked author, stamped beyond what SQLite holds, or with an invalid body is
+/// skipped; a stamp far ahead is kept as its author made it. The clock observes every
+/// stored stamp (bounded, see `Hlc::observe`), like a normal receipt. `author_offsets`
+/// are the authors' measured clock offsets, kept with each message to show it at a
+/// sensible time (`Message::shown_at`). Each stored
 /// id is also recorded in the inbox dedupe table, as its author's own `group.send`
 /// would have been (whose envelope id is the message id): when the author later resends
 /// it, the resend is acked as a duplicate instead of being announced again.
@@ -230,6 +234,7 @@ pub(crate) fn apply_relayed(
     from: &NodeId,
     group: &GlobalGroupId,
     messages: &[RelayedMessage],
+    author_offsets: &HashMap<NodeId, i64>,
     now: UnixMs,
 ) -> StoreResult<RelayOutcome> {
     let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
@@ -255,11 +260,11 @@ pub(crate) fn apply_relayed(
         ));
     }
     let conversation = ConversationId::group(group);
-    let limit = u64::try_from(now.saturating_add(MAX_CLOCK_SKEW_MS)).unwrap_or(0);
+    let now_wall = u64::try_from(now).unwrap_or(0);
     let mut outcome = RelayOutcome::default();
     for relayed in messages {
         let refused = relayed.author == local
-            || relayed.hlc.wall_ms() > limit
+            || !relayed.hlc.fits_sql()
             || chat::validate_body(&relayed.body).is_err()
             || peers::is_blocked(conn, &relayed.author)?;
         if refused {
@@ -275,6 +280,7 @@ pub(crate) fn apply_relayed(
             received_at: now,
             hlc: relayed.hlc,
             status: MessageStatus::Delivered,
+            sender_clock_offset_ms: author_offsets.get(&relayed.author).copied(),
         };
         // The author may be a member this node never saw online: its user must exist
         // for the history to name it.
@@ -283,7 +289,7 @@ pub(crate) fn apply_relayed(
             outcome.skipped += 1;
             continue;
         }
-        writer.clock = Hlc::observe(writer.clock, relayed.hlc);
+        writer.clock = Hlc::observe(writer.clock, relayed.hlc, now_wall);
         conn.prepare_cached(
             "INSERT INTO inbox_dedupe (envelope_id, from_peer_id, received_at) VALUES (?1, ?2, ?3)
              ON CONFLICT DO NOTHING",

@@ -5,12 +5,11 @@
 use api_types::NodeId;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::chat::{validate_name, MAX_PAGE};
+use crate::chat::{self, validate_name, MAX_PAGE};
 use crate::error::{StoreError, StoreResult};
 use crate::group_state::{GroupState, Stamp};
 use crate::hlc::Hlc;
 use crate::ids::{ConversationId, GlobalGroupId};
-use crate::inbound::MAX_CLOCK_SKEW_MS;
 use crate::model::{
     Group, GroupAction, GroupEdit, GroupInvitation, InboundOutcome, NewGroup, OutgoingEnvelope,
     UnixMs, MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS,
@@ -20,11 +19,16 @@ use crate::peers;
 use crate::rows;
 use crate::writer::WriterState;
 
-/// The stamp of a change made here now: the next clock reading, this node as editor.
-fn next_stamp(writer: &mut WriterState, now: UnixMs) -> StoreResult<Stamp> {
+/// The stamp of a change made here now to a group whose state is stamped up to
+/// `after` (0 for a new group): the next clock reading, and after every change in the
+/// state — so this edit wins over the ones it was made on, even when a member's clock
+/// far ahead stamped those — with this node as editor. The node's clock moves only by
+/// its own tick (see `Hlc::tick_after`).
+fn next_stamp(writer: &mut WriterState, after: u64, now: UnixMs) -> StoreResult<Stamp> {
     let editor = writer.local.clone().ok_or(StoreError::NoIdentity)?;
-    let hlc = Hlc::tick(writer.clock, u64::try_from(now).unwrap_or(0));
-    writer.clock = hlc;
+    let now = u64::try_from(now).unwrap_or(0);
+    writer.clock = Hlc::tick(writer.clock, now);
+    let hlc = Hlc::tick_after(writer.clock, Hlc::from_raw(after), now);
     Ok(Stamp {
         hlc: hlc.raw(),
         editor,
@@ -288,6 +292,11 @@ fn sync_cursors(
            AND peer_id NOT IN (SELECT member_id FROM group_members WHERE group_id = ?2)",
     )?
     .execute(params![conversation_id.as_str(), local_id])?;
+    // "Stamped so far" includes this node's messages stamped after a peer's clock far
+    // ahead (`Hlc::tick_after`), which the node's clock stays behind.
+    let start = writer
+        .clock
+        .max(chat::conversation_floor(conn, conversation_id)?);
     conn.prepare_cached(
         "INSERT INTO group_delivery (conversation_id, peer_id, acked_hlc, acked_message_id, next_retry_at)
          SELECT ?1, member_id, ?3, '~', ?4 FROM group_members WHERE group_id = ?2 AND member_id <> ?5
@@ -296,7 +305,7 @@ fn sync_cursors(
     .execute(params![
         conversation_id.as_str(),
         local_id,
-        writer.clock.to_sql(),
+        start.to_sql(),
         now,
         local.as_str()
     ])?;
@@ -341,7 +350,7 @@ pub(crate) fn create(
 ) -> StoreResult<Group> {
     let name = checked_name(&new.name)?;
     let announcement = checked_announcement(&new.announcement)?;
-    let stamp = next_stamp(writer, now)?;
+    let stamp = next_stamp(writer, 0, now)?;
     let id = GlobalGroupId::from_ulid(writer.next_ulid());
     let state = checked(
         GroupState::create(id, &stamp, &name, announcement, &new.members),
@@ -397,7 +406,7 @@ pub(crate) fn edit(
 ) -> StoreResult<Group> {
     let (mut state, local) = changeable(conn, writer, id)?;
     let before = state.member_ids();
-    let stamp = next_stamp(writer, now)?;
+    let stamp = next_stamp(writer, state.max_hlc(), now)?;
     if let Some(name) = &edit.name {
         let name = checked_name(name)?;
         if name != state.name() {
@@ -461,7 +470,7 @@ pub(crate) fn act(
         _ => {}
     }
     let before = state.member_ids();
-    let stamp = next_stamp(writer, now)?;
+    let stamp = next_stamp(writer, state.max_hlc(), now)?;
     match action {
         GroupAction::Leave => state.set_member(&local, false, &stamp),
         GroupAction::Dissolve => state.dissolve(&stamp),
@@ -471,9 +480,10 @@ pub(crate) fn act(
 }
 
 /// Checks an upsert from `from` on its own terms, the same on every node: a valid
-/// state, sent by a member of it (or by one leaving it), stamped no further ahead than
-/// clocks may be off.
-fn check_incoming(from: &NodeId, incoming: &GroupState, now: UnixMs) -> StoreResult<()> {
+/// state, sent by a member of it (or by one leaving it), with stamps SQLite can hold.
+/// How far ahead of this node's clock a stamp is never counts: that would depend on
+/// each member's clock, and members would end in different states.
+fn check_incoming(from: &NodeId, incoming: &GroupState) -> StoreResult<()> {
     incoming
         .validate()
         .map_err(|e| StoreError::invalid("group state", e.0))?;
@@ -488,11 +498,10 @@ fn check_incoming(from: &NodeId, incoming: &GroupState, now: UnixMs) -> StoreRes
             "the sender is not a member of the group",
         ));
     }
-    let limit = u64::try_from(now.saturating_add(MAX_CLOCK_SKEW_MS)).unwrap_or(0);
-    if Hlc::from_raw(incoming.max_hlc()).wall_ms() > limit {
+    if !Hlc::from_raw(incoming.max_hlc()).fits_sql() {
         return Err(StoreError::invalid(
             "group state",
-            "stamped in the future beyond clock skew",
+            "stamped beyond any clock",
         ));
     }
     Ok(())
@@ -511,8 +520,12 @@ pub(crate) fn merge(
     now: UnixMs,
 ) -> StoreResult<InboundOutcome> {
     let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
-    check_incoming(from, incoming, now)?;
-    writer.clock = Hlc::observe(writer.clock, Hlc::from_raw(incoming.max_hlc()));
+    check_incoming(from, incoming)?;
+    writer.clock = Hlc::observe(
+        writer.clock,
+        Hlc::from_raw(incoming.max_hlc()),
+        u64::try_from(now).unwrap_or(0),
+    );
     if let Some(current) = group(conn, &incoming.global_group_id)? {
         if current.state.owner != incoming.owner {
             return Err(StoreError::invalid("group state", "another owner"));
@@ -667,7 +680,7 @@ pub(crate) fn decline_invitation(
     let mut held = pending_invitation(conn, id)?;
     let local = writer.local.clone().ok_or(StoreError::NoIdentity)?;
     let before = held.state.member_ids();
-    let stamp = next_stamp(writer, now)?;
+    let stamp = next_stamp(writer, held.state.max_hlc(), now)?;
     held.state.set_member(&local, false, &stamp);
     put_invitation(conn, &held, false)?;
     announce(

@@ -4,17 +4,33 @@
 //!
 //! A sender retries an envelope until it is acked or until `MAX_RETRY_AGE_MS` after
 //! the envelope was created (the time in its ULID, on the sender's clock); then it gives
-//! up. Clocks of LAN machines are assumed within `MAX_CLOCK_SKEW_MS` of each other.
+//! up. Clocks of LAN machines may differ by days, so the envelope's age is judged on the
+//! sender's clock too: its time now is our receipt time plus its measured offset
+//! (`InboundEnvelope::sender_clock_offset_ms`, discovery's measurement). That
+//! measurement is trusted to within `MAX_OFFSET_ERROR_MS` (it is made from packets a
+//! few milliseconds old; a day covers a clock that was reset since).
 //!
-//! - An envelope whose ULID time is more than `MAX_RETRY_AGE_MS + MAX_CLOCK_SKEW_MS` in
-//!   the past is **expired**: its sender has given up, so any copy still arriving is a
+//! - An envelope more than `MAX_RETRY_AGE_MS + MAX_OFFSET_ERROR_MS` old on its sender's
+//!   clock is **expired**: its sender has given up, so any copy still arriving is a
 //!   late duplicate or a replay. It is not applied (reported `Expired`, to be acked).
-//! - An envelope whose ULID time is more than `MAX_CLOCK_SKEW_MS` in the future is
-//!   refused: the rule below could not keep its entry long enough.
-//! - A dedupe entry is kept `DEDUPE_RETENTION_MS = MAX_RETRY_AGE_MS + 2 × skew` after it
-//!   was received. First receipt `r ≥ created − skew`; the last retry arrives at
-//!   `≤ created + MAX_RETRY_AGE_MS + skew ≤ r + DEDUPE_RETENTION_MS`. So every copy that
-//!   is not expired finds its entry, and the table holds at most nine days of envelopes.
+//! - An envelope more than `MAX_OFFSET_ERROR_MS` in its sender's future is refused:
+//!   the rule below could not keep its entry long enough.
+//! - A dedupe entry is kept `DEDUPE_RETENTION_MS = MAX_RETRY_AGE_MS + 2 × error` after
+//!   it was received. First receipt at our `r`, the sender's clock then `r + o` with
+//!   `o` within the error of the measurement `m`: `created ≤ r + m + error`; the last
+//!   retry comes when the sender's clock reads `created + MAX_RETRY_AGE_MS`, at our
+//!   `≤ created − o + MAX_RETRY_AGE_MS ≤ r + DEDUPE_RETENTION_MS`. So every copy that is
+//!   not expired finds its entry, and the table holds at most nine days of envelopes.
+//! - With no measurement (the sender's packets not seen yet) neither rule is applied:
+//!   guessing "same clock" would throw away the messages of a PC days off. That is
+//!   safe because every effect is idempotent on its own — a message id is stored once
+//!   for good, and a group state merges into the same state however often it comes —
+//!   so the dedupe table only saves work there.
+//!
+//! Stamps (`hlc`) of messages and group changes are never refused for being ahead:
+//! whether a stamp counts as "too far ahead" would depend on each receiver's clock,
+//! and members would end with different histories. Each is stored as its author made
+//! it; what a wrong clock may not do is drag this node's clock (`Hlc::observe`).
 
 use rusqlite::{params, Connection};
 
@@ -30,9 +46,9 @@ use crate::peers;
 use crate::retry::MAX_RETRY_AGE_MS;
 use crate::writer::WriterState;
 
-/// Office machines sync time (NTP/AD); a day covers a badly set one.
-pub const MAX_CLOCK_SKEW_MS: i64 = 24 * 60 * 60 * 1_000;
-pub const DEDUPE_RETENTION_MS: i64 = MAX_RETRY_AGE_MS + 2 * MAX_CLOCK_SKEW_MS;
+/// How far a measured clock offset may be from the sender's real one (see above).
+pub const MAX_OFFSET_ERROR_MS: i64 = 24 * 60 * 60 * 1_000;
+pub const DEDUPE_RETENTION_MS: i64 = MAX_RETRY_AGE_MS + 2 * MAX_OFFSET_ERROR_MS;
 
 pub(crate) fn apply(
     conn: &Connection,
@@ -48,21 +64,25 @@ pub(crate) fn apply(
             "an envelope from this node itself",
         ));
     }
-    let created = i64::try_from(envelope.envelope_id.timestamp_ms()).unwrap_or(i64::MAX);
-    // Group messages are never given up by their sender (the member's delivery cursor
-    // resends them however long it was away), and a message id is stored once for
-    // good, so the expiry that bounds the dedupe table does not apply to them.
-    let never_given_up = matches!(effect, InboundEffect::GroupMessage { .. });
-    if !never_given_up
-        && envelope.received_at.saturating_sub(created) > MAX_RETRY_AGE_MS + MAX_CLOCK_SKEW_MS
-    {
-        return Ok(InboundOutcome::Expired);
-    }
-    if created.saturating_sub(envelope.received_at) > MAX_CLOCK_SKEW_MS {
-        return Err(StoreError::invalid(
-            "envelope_id",
-            "created in the future beyond clock skew",
-        ));
+    if let Some(offset) = envelope.sender_clock_offset_ms {
+        let created = i64::try_from(envelope.envelope_id.timestamp_ms()).unwrap_or(i64::MAX);
+        // The sender's clock now: its age rules are on that clock.
+        let sender_now = envelope.received_at.saturating_add(offset);
+        // Group messages are never given up by their sender (the member's delivery
+        // cursor resends them however long it was away), and a message id is stored
+        // once for good, so the expiry that bounds the dedupe table does not apply.
+        let never_given_up = matches!(effect, InboundEffect::GroupMessage { .. });
+        if !never_given_up
+            && sender_now.saturating_sub(created) > MAX_RETRY_AGE_MS + MAX_OFFSET_ERROR_MS
+        {
+            return Ok(InboundOutcome::Expired);
+        }
+        if created.saturating_sub(sender_now) > MAX_OFFSET_ERROR_MS {
+            return Err(StoreError::invalid(
+                "envelope_id",
+                "created in the future of its sender's own clock",
+            ));
+        }
     }
     if peers::is_blocked(conn, from)? {
         return Err(StoreError::Blocked(from.to_string()));
@@ -120,16 +140,13 @@ fn store_message(
     envelope: &InboundEnvelope,
     message: &InboundMessage,
 ) -> StoreResult<()> {
-    // A stamp far ahead would drag this node's clock (and so the order of everything it
-    // sends) into the future for good: refuse it like an envelope from the future.
-    let limit = u64::try_from(envelope.received_at.saturating_add(MAX_CLOCK_SKEW_MS)).unwrap_or(0);
-    if message.hlc.wall_ms() > limit {
-        return Err(StoreError::invalid(
-            "hlc",
-            "stamped in the future beyond clock skew",
-        ));
+    // However far ahead the author's clock is, the message keeps its stamp (the same
+    // order on every member); only this node's clock is kept from following it far.
+    if !message.hlc.fits_sql() {
+        return Err(StoreError::invalid("hlc", "beyond any clock"));
     }
-    writer.clock = Hlc::observe(writer.clock, message.hlc);
+    let now = u64::try_from(envelope.received_at).unwrap_or(0);
+    writer.clock = Hlc::observe(writer.clock, message.hlc, now);
     let stored = Message {
         message_id: message.message_id,
         conversation_id: conversation.clone(),
@@ -139,6 +156,7 @@ fn store_message(
         received_at: envelope.received_at,
         hlc: message.hlc,
         status: MessageStatus::Delivered,
+        sender_clock_offset_ms: envelope.sender_clock_offset_ms,
     };
     // A message id already stored (resent under a new envelope id) is not stored twice.
     chat::insert_message(conn, &stored, true)?;

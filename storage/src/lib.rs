@@ -37,9 +37,9 @@ pub use group_state::{
     DissolvedStamp, InvalidGroupState, MemberEntry, Register, MAX_MEMBER_ENTRIES, MAX_REGISTERS,
 };
 pub use group_sync::{message_hash, min_key, Fingerprint, KeyRange, RelayOutcome, RelayedMessage};
-pub use hlc::Hlc;
+pub use hlc::{Hlc, MAX_ADOPT_AHEAD_MS};
 pub use ids::{ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, MessageId, UserId};
-pub use inbound::{DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS};
+pub use inbound::{DEDUPE_RETENTION_MS, MAX_OFFSET_ERROR_MS};
 pub use model::*;
 pub use retry::{retry_delay_ms, RetryPolicy, MAX_RETRY_AGE_MS};
 pub use search::MAX_SEARCH_PAGE;

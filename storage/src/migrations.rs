@@ -183,6 +183,13 @@ CREATE TABLE group_invitations (
     received_at     INTEGER NOT NULL
 ) STRICT;
 "#,
+    // v5: the author's clock offset when a message arrived (its clock minus ours, as
+    // discovery measured it; NULL for own messages and when unknown), so the time shown
+    // for a message from a PC with a wrong clock is on this node's clock, while
+    // `sent_at` keeps the author's own stamp for relays.
+    r#"
+ALTER TABLE messages ADD COLUMN sender_clock_offset_ms INTEGER;
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -108,15 +108,36 @@ pub struct Message {
     pub conversation_id: ConversationId,
     pub sender: UserId,
     pub body: String,
-    /// The sender's wall clock when it was sent.
+    /// The sender's wall clock when it was sent: the author's own stamp, kept as it is
+    /// for everything that goes back on the wire (relays, catch-up).
     pub sent_at: UnixMs,
     /// This node's wall clock when it was stored.
     pub received_at: UnixMs,
     pub hlc: Hlc,
     pub status: MessageStatus,
+    /// The author's clock minus this node's when the message arrived (discovery's
+    /// measurement, positive = the author is ahead); `None` for this node's own
+    /// messages and when it was not known.
+    pub sender_clock_offset_ms: Option<i64>,
 }
 
+/// Measured offsets smaller than this are left out of `Message::shown_at`: they are the
+/// measurement's own noise (a packet's one-way delay) and NTP's error, and leaving them
+/// out makes nodes with good clocks show a message at the very same time.
+pub const MIN_SHOWN_CORRECTION_MS: i64 = 1_000;
+
 impl Message {
+    /// When the message was sent, on this node's clock: the author's `sent_at`
+    /// corrected by its measured offset, and never after it arrived here (a clock
+    /// ahead that was not measured would otherwise show it hours in the future).
+    pub fn shown_at(&self) -> UnixMs {
+        let offset = self
+            .sender_clock_offset_ms
+            .filter(|o| o.abs() >= MIN_SHOWN_CORRECTION_MS)
+            .unwrap_or(0);
+        self.sent_at.saturating_sub(offset).min(self.received_at)
+    }
+
     pub fn order_key(&self) -> OrderKey {
         OrderKey {
             hlc: self.hlc,
@@ -274,7 +295,11 @@ pub struct GroupDelivery {
 pub struct InboundEnvelope {
     pub envelope_id: EnvelopeId,
     pub from_peer_id: NodeId,
+    /// This node's wall clock on arrival.
     pub received_at: UnixMs,
+    /// The sender's clock minus ours (discovery's measurement), `None` when not
+    /// measured: the envelope's age is judged on the sender's clock with it.
+    pub sender_clock_offset_ms: Option<i64>,
 }
 
 /// The effect of an inbound business envelope on the chat store.

@@ -45,7 +45,8 @@ pub(crate) fn port(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u16>> {
 
 /// Columns read by `message`, in order, for a `messages` table aliased `m`.
 pub(crate) const MESSAGE_COLUMNS: &str =
-    "m.message_id, m.conversation_id, m.sender_id, m.body, m.sent_at, m.received_at, m.hlc, m.status";
+    "m.message_id, m.conversation_id, m.sender_id, m.body, m.sent_at, m.received_at, m.hlc, m.status,
+     m.sender_clock_offset_ms";
 
 /// Reads a message from `MESSAGE_COLUMNS` starting at column `at`.
 pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
@@ -60,5 +61,6 @@ pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
         hlc: Hlc::from_sql(row.get(at + 6)?),
         status: MessageStatus::parse(&status)
             .ok_or_else(|| conversion(at + 7, format!("unknown status {status:?}")))?,
+        sender_clock_offset_ms: row.get(at + 8)?,
     })
 }

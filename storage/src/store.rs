@@ -687,10 +687,11 @@ impl Store {
         from: NodeId,
         group: GlobalGroupId,
         messages: Vec<RelayedMessage>,
+        author_offsets: std::collections::HashMap<NodeId, i64>,
         now: UnixMs,
     ) -> StoreResult<RelayOutcome> {
         self.write(Durability::Normal, move |c, s| {
-            group_sync::apply_relayed(c, s, &from, &group, &messages, now)
+            group_sync::apply_relayed(c, s, &from, &group, &messages, &author_offsets, now)
         })
         .await
     }

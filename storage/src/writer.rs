@@ -213,11 +213,27 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
     tracing::debug!(offline, "peers reset to offline until seen again");
     Ok(WriterState {
         local,
-        clock: clock.map(Hlc::from_sql).unwrap_or_default(),
+        clock: restored_clock(clock.map(Hlc::from_sql).unwrap_or_default(), wall_now_ms()),
         ids: ulid::Generator::new(),
         retry: Default::default(),
         manual_group_accept: false,
     })
+}
+
+/// The clock after a restart: the newest stamp stored, but no further ahead than a
+/// remote stamp could have moved it while running (`Hlc::observe`). Stored stamps
+/// include peers' stamps far ahead, kept as their authors made them; starting from them
+/// would drag this node's clock after all. Its own events need no more: each is also
+/// stamped after its conversation or group (`Hlc::tick_after`).
+fn restored_clock(newest_stored: Hlc, now_ms: u64) -> Hlc {
+    Hlc::observe(Hlc::default(), newest_stored, now_ms)
+}
+
+fn wall_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 fn set_synchronous(conn: &Connection, durability: Durability) {

@@ -53,6 +53,33 @@ where
     }
 }
 
+/// The environment that runs a process with its whole wall clock shifted by `offset`
+/// (libfaketime's syntax: `+5m`, `-5m`, `+3h`, `+300s`) — Debian's `faketime`
+/// (`scripts/setup.sh` installs it), without its wrapper: `faketime CMD` forks and
+/// waits, so the PID a test holds would not be the node's. `LD_PRELOAD` of the library
+/// is what the wrapper does too. Only `CLOCK_REALTIME` (Rust's `SystemTime`) is
+/// shifted: `FAKETIME_DONT_FAKE_MONOTONIC` keeps tokio's timers on the real monotonic
+/// clock, as a PC whose clock is merely set wrong has it.
+pub fn faketime_env(offset: &str) -> anyhow::Result<Vec<(String, String)>> {
+    Ok(vec![
+        (
+            "LD_PRELOAD".to_string(),
+            libfaketime()?.to_string_lossy().into_owned(),
+        ),
+        ("FAKETIME".to_string(), offset.to_string()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".to_string(), "1".to_string()),
+    ])
+}
+
+/// Debian puts the library under `/usr/lib/<multiarch triplet>/faketime/`.
+fn libfaketime() -> anyhow::Result<PathBuf> {
+    let found = std::fs::read_dir("/usr/lib")?
+        .filter_map(Result::ok)
+        .map(|arch| arch.path().join("faketime").join("libfaketime.so.1"))
+        .find(|lib| lib.is_file());
+    found.context("libfaketime.so.1 not found: install Debian's faketime (scripts/setup.sh)")
+}
+
 /// `<workspace>/target/test-artifacts/<name>`: screenshots and logs a person can look at,
 /// in the clone's own `target/` even when CARGO_TARGET_DIR points elsewhere.
 pub fn artifacts_dir(name: &str) -> anyhow::Result<PathBuf> {

@@ -489,6 +489,18 @@ impl Lan {
         role: &str,
         settings: NodeSettings,
     ) -> anyhow::Result<Host> {
+        self.start_host_with_env(ns, role, settings, &[]).await
+    }
+
+    /// [`Lan::start_host`] with extra environment from the node's first start on (e.g.
+    /// [`crate::faketime_env`]: its whole process runs with a shifted clock).
+    pub async fn start_host_with_env(
+        &self,
+        ns: NetNs,
+        role: &str,
+        settings: NodeSettings,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Host> {
         let data_dir = self.shared.dir.join(&ns.name);
         let mut host = Host {
             ns,
@@ -498,7 +510,7 @@ impl Lan {
             display_name: role.to_string(),
             pid: None,
             api: None,
-            env: Vec::new(),
+            env: env.to_vec(),
         };
         host.write_settings(&settings)?;
         host.start().await?;
@@ -959,6 +971,9 @@ pub struct PeerView {
     pub online: bool,
     pub last_seen_at: Option<u64>,
     pub blocked: bool,
+    /// Its clock minus this node's, once measured (discovery).
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// An HTTP method for [`Host::call`].
@@ -1020,7 +1035,8 @@ impl Host {
     }
 
     /// Sets an environment variable for the node's next start (e.g. a test hook such as
-    /// `LANCHAT_CLOCK_OFFSET_MS`); restart the node for it to take effect.
+    /// `LANCHAT_RETRY_FIRST_MS`, or [`crate::faketime_env`]'s); restart the node for it
+    /// to take effect.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);
         self.env.push((key.to_string(), value.to_string()));

@@ -14,9 +14,10 @@
 //!   group with C waits as an invitation (event, list, not in the groups); a message to
 //!   it meanwhile is refused and counted (`envelopes_rejected`); accepted, the group
 //!   appears with that message; a declined one makes C leave it on A.
-//! - `a_clock_five_minutes_ahead_does_not_change_the_order`: C runs 5 minutes ahead
-//!   (`LANCHAT_CLOCK_OFFSET_MS`); A, B and C send 20 each at once → the same order on
-//!   all three, and a reply sent after seeing C's message sorts after it everywhere.
+//! - `a_clock_five_minutes_ahead_does_not_change_the_order`: C's whole process runs 5
+//!   minutes ahead (libfaketime, `lanchat_tests::faketime_env`); A, B and C send 20 each
+//!   at once → the same order on all three, and a reply sent after seeing C's message
+//!   sorts after it everywhere (C's own stamp shows its clock really is ahead).
 //!
 //! Short timers: heartbeat 1 s, TTL 3 s, retry backoff from 200 ms to 1 s. Deadlines
 //! are failure bounds, never measurements. Logs in
@@ -337,9 +338,9 @@ async fn invitations(mesh: &LoopbackMesh) -> anyhow::Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clock_five_minutes_ahead_does_not_change_the_order() {
     let mut mesh = three_nodes("a_clock_five_minutes_ahead_does_not_change_the_order").await;
-    mesh.restart_with(2, &[("LANCHAT_CLOCK_OFFSET_MS", "300000")])
-        .await
-        .unwrap();
+    let env = lanchat_tests::faketime_env("+5m").unwrap();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    mesh.restart_with(2, &env).await.unwrap();
     let result = skew(&mesh).await;
     mesh.explain(result).unwrap();
 }

@@ -11,8 +11,8 @@
 //! - `a_returning_member_catches_up_from_whoever_is_online`: C is stopped while A and B
 //!   send 25 each; then A is stopped for good; C comes back → it gets all 50 from B
 //!   (group catch-up: A's messages relayed by B), and its history equals B's.
-//! - `a_skewed_clock_and_an_invitation_on_the_lan`: C runs five minutes ahead
-//!   (`LANCHAT_CLOCK_OFFSET_MS`) with auto-accept off: A's group waits as C's invitation
+//! - `a_skewed_clock_and_an_invitation_on_the_lan`: C's whole process runs five minutes
+//!   ahead (libfaketime, `lanchat_tests::faketime_env`) with auto-accept off: A's group waits as C's invitation
 //!   until accepted; then A, B and C send 30 each at once → one order on all three, and
 //!   a reply A sends after seeing C's message sorts after it.
 //!
@@ -21,7 +21,7 @@
 use std::time::Duration;
 
 use lanchat_tests::netns::{Host, Lan, Method};
-use lanchat_tests::wait_until;
+use lanchat_tests::{faketime_env, wait_until};
 use serde_json::{json, Value};
 
 const SETTLE: Duration = Duration::from_secs(15);
@@ -308,7 +308,9 @@ async fn a_returning_member_catches_up_from_whoever_is_online() -> anyhow::Resul
 async fn a_skewed_clock_and_an_invitation_on_the_lan() -> anyhow::Result<()> {
     let lan = Lan::new("lan_groups_skew")?;
     let mut hosts = mesh(&lan, &["alpha", "bravo", "charlie"]).await?;
-    hosts[2].set_env("LANCHAT_CLOCK_OFFSET_MS", "300000");
+    for (key, value) in faketime_env("+5m")? {
+        hosts[2].set_env(&key, &value);
+    }
     hosts[2].restart().await?;
     hosts[2]
         .call_expect(

@@ -16,12 +16,13 @@
 //! the store's group commit instead of paying one fsync each in a row.
 
 mod addresses;
+mod clock;
 mod reconcile;
 mod sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use api_types::NodeId;
 use storage::{
@@ -34,6 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use addresses::AddressBook;
+pub use clock::{now_ms, Clock, ClockOffsets};
 pub use sync::SyncRequests;
 
 use crate::discovery::PeerEvent;
@@ -54,6 +56,14 @@ const INBOUND_CONCURRENCY: usize = 128;
 const GROUP_BATCH: u32 = 256;
 /// Early group acks kept per member (acks that overtook one for an older message).
 const MAX_EARLY_ACKS: usize = 4096;
+
+/// Discovery's measurement of a peer's clock offset.
+///
+/// TODO(merge main): `Peer::clock_offset_ms` lands with the discovery rewrite; until
+/// then no offset is known and the age rules are skipped (see storage's `inbound`).
+pub fn measured_offset(_peer: &crate::discovery::Peer) -> Option<i64> {
+    None
+}
 
 /// One member of one group, as group fan-out tracks it.
 type GroupMember = (GlobalGroupId, NodeId);
@@ -134,29 +144,11 @@ pub struct DeliveryParts {
     pub sync_requests: SyncRequests,
     pub send_now: SendNow,
     pub cancel: CancellationToken,
-}
-
-/// The node's wall clock in Unix milliseconds: stamps, retry times, receipt times. The
-/// local API uses it too, so every part of a node agrees on what time it is.
-pub fn now_ms() -> UnixMs {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-        .saturating_add(clock_offset_ms())
-}
-
-/// Test hook `LANCHAT_CLOCK_OFFSET_MS`: the node acts as if its clock were off by that
-/// much (e.g. `300000`, five minutes ahead), so tests show that skewed clocks do not
-/// change the order members see.
-fn clock_offset_ms() -> i64 {
-    static OFFSET: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    *OFFSET.get_or_init(|| {
-        std::env::var("LANCHAT_CLOCK_OFFSET_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    })
+    /// Peers' clock offsets known when delivery starts (delivery follows the peer
+    /// events from then on).
+    pub offsets: ClockOffsets,
+    /// The wall clock: [`Clock::system`] in the node.
+    pub clock: Clock,
 }
 
 struct Worker {
@@ -165,6 +157,9 @@ struct Worker {
     keys: NodeKeys,
     local: NodeId,
     addresses: AddressBook,
+    /// Each peer's clock offset, from discovery's peer events.
+    offsets: ClockOffsets,
+    clock: Clock,
     events: broadcast::Sender<DeliveryEvent>,
     inbound: Arc<Semaphore>,
     wake: Arc<Notify>,
@@ -187,6 +182,7 @@ struct Worker {
 
 /// Starts the delivery task; it ends when `cancel` fires.
 pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
+    let offsets = parts.offsets;
     let syncer = Arc::new(sync::Syncer::new(
         parts.store.clone(),
         parts.transport.clone(),
@@ -194,6 +190,8 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         parts.local.clone(),
         parts.addresses.clone(),
         parts.events.clone(),
+        offsets.clone(),
+        parts.clock.clone(),
     ));
     // Ends with the same token as the worker.
     sync::spawn_housekeeping(
@@ -207,6 +205,8 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         keys: parts.keys,
         local: parts.local,
         addresses: parts.addresses,
+        offsets,
+        clock: parts.clock,
         events: parts.events,
         inbound: Arc::new(Semaphore::new(INBOUND_CONCURRENCY)),
         wake: Arc::clone(&parts.wake),
@@ -272,7 +272,7 @@ async fn receive(
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             _ = prune.tick() => {
-                match worker.store.prune_inbox_dedupe(now_ms()).await {
+                match worker.store.prune_inbox_dedupe(worker.clock.now_ms()).await {
                     Ok(0) => {}
                     Ok(n) => tracing::debug!(n, "pruned old inbox dedupe entries"),
                     Err(e) => tracing::warn!("cannot prune the inbox dedupe table: {e}"),
@@ -315,7 +315,11 @@ impl Worker {
     async fn on_link_event(self: &Arc<Self>, event: LinkEvent) -> bool {
         match event {
             LinkEvent::Up { peer } => {
-                match self.store.outbox_due_now(peer.clone(), now_ms()).await {
+                match self
+                    .store
+                    .outbox_due_now(peer.clone(), self.clock.now_ms())
+                    .await
+                {
                     Ok(n) if n > 0 => tracing::debug!(%peer, n, "link up: backlog due now"),
                     Ok(_) => {}
                     Err(e) => tracing::warn!(%peer, "cannot reschedule the outbox: {e}"),
@@ -370,6 +374,7 @@ impl Worker {
     }
 
     async fn on_peer_event(&self, event: PeerEvent) -> bool {
+        self.note_clock_offset(&event);
         match event {
             PeerEvent::Online(peer) | PeerEvent::Updated { peer, .. } if peer.online => {
                 let came_online = match peer.listen_addr {
@@ -379,7 +384,7 @@ impl Worker {
                 if came_online {
                     let _ = self
                         .store
-                        .outbox_due_now(peer.node_id.clone(), now_ms())
+                        .outbox_due_now(peer.node_id.clone(), self.clock.now_ms())
                         .await;
                     self.group_backlog_due(&peer.node_id).await;
                     self.catch_up_with(peer.node_id.clone());
@@ -403,6 +408,23 @@ impl Worker {
         }
     }
 
+    /// Keeps the peer's measured clock offset: envelope ages are judged on its clock,
+    /// and its messages are shown on ours.
+    fn note_clock_offset(&self, event: &PeerEvent) {
+        match event {
+            PeerEvent::Online(peer)
+            | PeerEvent::Updated { peer, .. }
+            | PeerEvent::Offline { peer, .. }
+            | PeerEvent::Unblocked(peer) => {
+                if let Some(offset) = measured_offset(peer) {
+                    self.offsets.set(&peer.node_id, offset);
+                }
+            }
+            PeerEvent::Forgotten(id) => self.offsets.remove(id),
+            PeerEvent::Blocked(_) => {}
+        }
+    }
+
     /// Frames on the old link may be lost: what was in flight to `peer` is not.
     fn forget_in_flight(&self, peer: &NodeId) {
         self.group_in_flight
@@ -417,7 +439,7 @@ impl Worker {
         self.forget_in_flight(peer);
         if let Err(e) = self
             .store
-            .group_deliveries_due_now(peer.clone(), now_ms())
+            .group_deliveries_due_now(peer.clone(), self.clock.now_ms())
             .await
         {
             tracing::warn!(%peer, "cannot reschedule group deliveries: {e}");
@@ -461,7 +483,8 @@ impl Worker {
         let inbound = InboundEnvelope {
             envelope_id: envelope.envelope_id,
             from_peer_id: peer.clone(),
-            received_at: now_ms(),
+            received_at: self.clock.now_ms(),
+            sender_clock_offset_ms: self.offsets.get(&peer),
         };
         let message_id = match &effect {
             storage::InboundEffect::DirectMessage(m) => Some(m.message_id),
@@ -647,7 +670,7 @@ impl Worker {
             };
             let consumed = match self
                 .store
-                .group_acks_recorded(batch.clone(), now_ms())
+                .group_acks_recorded(batch.clone(), self.clock.now_ms())
                 .await
             {
                 Ok(consumed) => consumed,
@@ -718,7 +741,7 @@ impl Worker {
                     let attempt = SendAttempt::Failed(format!("rejected: {}", reject.reason));
                     if let Err(e) = self
                         .store
-                        .record_group_attempt(group, peer, attempt, now_ms())
+                        .record_group_attempt(group, peer, attempt, self.clock.now_ms())
                         .await
                     {
                         tracing::debug!("cannot record a group rejection: {e}");
@@ -755,7 +778,7 @@ impl Worker {
     /// Sends what is due; returns when to look again.
     async fn outbox_pass(self: &Arc<Self>) -> tokio::time::Instant {
         let start = tokio::time::Instant::now();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // Just stored by the API: out first, and recorded before the outbox is read, so
         // the read below no longer finds them due.
         let fresh = self.send_now.take();
@@ -780,7 +803,7 @@ impl Worker {
         let outbox_next = self.store.next_outbox_due_at().await.ok().flatten();
         let group_next = self.store.next_group_delivery_due_at().await.ok().flatten();
         let next = match outbox_next.into_iter().chain(group_next).min() {
-            Some(at) => Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)),
+            Some(at) => Duration::from_millis(u64::try_from(at - self.clock.now_ms()).unwrap_or(0)),
             None => MAX_IDLE,
         };
         start + next.min(MAX_IDLE)

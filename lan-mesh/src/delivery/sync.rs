@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::reconcile;
-use super::{now_ms, AddressBook, DeliveryEvent};
+use super::{AddressBook, Clock, ClockOffsets, DeliveryEvent};
 use crate::envelope::{
     ephemeral, Envelope, EnvelopeError, RangeSummary, RelayMessage, RelayPayload, RelayedPayload,
     SyncMessage, SyncRange, KIND_GROUP_RELAY, KIND_GROUP_SYNC, MAX_RELAY_MESSAGES, MAX_SYNC_RANGES,
@@ -92,6 +92,8 @@ pub(crate) struct Syncer {
     local: NodeId,
     addresses: AddressBook,
     events: broadcast::Sender<DeliveryEvent>,
+    offsets: ClockOffsets,
+    clock: Clock,
     ephemeral: Mutex<HashMap<EnvelopeId, Instant>>,
     sessions: Mutex<HashMap<(GlobalGroupId, NodeId), Session>>,
 }
@@ -105,6 +107,8 @@ enum Refusal {
 }
 
 impl Syncer {
+    // Each argument is one of the worker's shared handles, cloned once here.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: Store,
         transport: Transport,
@@ -112,6 +116,8 @@ impl Syncer {
         local: NodeId,
         addresses: AddressBook,
         events: broadcast::Sender<DeliveryEvent>,
+        offsets: ClockOffsets,
+        clock: Clock,
     ) -> Syncer {
         Syncer {
             store,
@@ -120,6 +126,8 @@ impl Syncer {
             local,
             addresses,
             events,
+            offsets,
+            clock,
             ephemeral: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
         }
@@ -364,9 +372,17 @@ impl Syncer {
     async fn on_relay(&self, peer: &NodeId, relay: RelayMessage) -> Result<(), Refusal> {
         let group = relay.group;
         self.touch(group, peer);
+        // Each author's measured offset, to show its messages on this node's clock.
+        let offsets = self.offsets.of(relay.messages.iter().map(|m| &m.author));
         let outcome = self
             .store
-            .apply_relayed(peer.clone(), group, relay.messages, now_ms())
+            .apply_relayed(
+                peer.clone(),
+                group,
+                relay.messages,
+                offsets,
+                self.clock.now_ms(),
+            )
             .await
             .map_err(|e| match e {
                 StoreError::Invalid { .. }
@@ -432,7 +448,13 @@ impl Syncer {
             global_group_id: group.to_string(),
             messages,
         };
-        match ephemeral(&self.local, peer, KIND_GROUP_RELAY, &payload, now_ms()) {
+        match ephemeral(
+            &self.local,
+            peer,
+            KIND_GROUP_RELAY,
+            &payload,
+            self.clock.now_ms(),
+        ) {
             Ok(envelope) => self.send(peer, &envelope).await,
             Err(e) => {
                 tracing::error!("cannot encode a group relay: {e}");
@@ -483,7 +505,7 @@ impl Syncer {
                 peer,
                 KIND_GROUP_SYNC,
                 &sync.to_payload(),
-                now_ms(),
+                self.clock.now_ms(),
             ) {
                 Ok(envelope) => self.send(peer, &envelope).await,
                 Err(e) => {

@@ -365,6 +365,7 @@ mod tests {
             received_at: 1_700_000_000_000,
             hlc: Hlc::from_raw(7 << 16),
             status: storage::MessageStatus::Pending,
+            sender_clock_offset_ms: None,
         };
         (group, message)
     }

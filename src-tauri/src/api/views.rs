@@ -125,7 +125,9 @@ pub fn message_view(m: &Message, names: &Names) -> MessageView {
         outgoing: names.is_local(&m.sender),
         text: m.body.clone(),
         status: status(m.status),
-        sent_at: unix_ms(m.sent_at),
+        // On this node's clock: a peer's wrong clock must not put its messages hours
+        // in the future (`Message::shown_at`; the author's own stamp stays stored).
+        sent_at: unix_ms(m.shown_at()),
         order: order_text(m.order_key()),
     }
 }

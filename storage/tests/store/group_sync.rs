@@ -3,7 +3,7 @@
 use storage::{
     ConversationId, EnvelopeId, Fingerprint, GlobalGroupId, GroupState, Hlc, InboundEffect,
     InboundEnvelope, InboundMessage, InboundOutcome, KeyRange, MessageId, MessageStatus, OrderKey,
-    RelayedMessage, Stamp, Store, StoreError, UserId, MAX_CLOCK_SKEW_MS,
+    RelayedMessage, Stamp, Store, StoreError, UserId, MAX_OFFSET_ERROR_MS,
 };
 
 use crate::{db_path, node, now_ms, open_with_peers};
@@ -20,6 +20,7 @@ async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGro
         envelope_id: EnvelopeId::new(),
         from_peer_id: node(1),
         received_at: now_ms(),
+        sender_clock_offset_ms: Some(0),
     };
     let outcome = store
         .apply_inbound(envelope, InboundEffect::GroupUpsert(state))
@@ -56,7 +57,7 @@ async fn fingerprints_count_and_xor_the_messages_of_a_range() {
         .map(|i| relayed(1 + (i % 2) as u8, base + i, &format!("m{i}")))
         .collect();
     let outcome = store
-        .apply_relayed(node(1), gid, batch.clone(), now_ms())
+        .apply_relayed(node(1), gid, batch.clone(), Default::default(), now_ms())
         .await
         .unwrap();
     assert_eq!(outcome.stored.len(), 20);
@@ -67,6 +68,7 @@ async fn fingerprints_count_and_xor_the_messages_of_a_range() {
             node(1),
             other,
             vec![relayed(1, base + 5, "elsewhere")],
+            Default::default(),
             now_ms(),
         )
         .await
@@ -130,23 +132,28 @@ async fn relayed_messages_keep_their_author_and_are_stored_once() {
     let base = (now_ms() as u64) << 16;
     let from_1 = relayed(1, base + 1, "from node 1");
     let own = relayed(0, base + 2, "written here");
+    // Stamped by a clock days ahead: kept with its stamp all the same (tests/store/clocks.rs).
     let future = relayed(
         1,
-        ((now_ms() + MAX_CLOCK_SKEW_MS + 60_000) as u64) << 16,
+        ((now_ms() + MAX_OFFSET_ERROR_MS + 60_000) as u64) << 16,
         "later",
     );
+    let beyond = relayed(1, u64::MAX, "beyond any clock");
     // Node 2 relays node 1's message: node 1 stays its sender.
     let outcome = store
         .apply_relayed(
             node(2),
             gid,
-            vec![from_1.clone(), own.clone(), future],
+            vec![from_1.clone(), own.clone(), future.clone(), beyond],
+            Default::default(),
             now_ms(),
         )
         .await
         .unwrap();
-    assert_eq!(outcome.stored.len(), 1);
+    assert_eq!(outcome.stored.len(), 2);
     assert_eq!(outcome.skipped, 2);
+    let kept = store.message(future.message_id).await.unwrap().unwrap();
+    assert_eq!(kept.hlc, future.hlc, "the author's stamp, as it made it");
     let stored = store.message(from_1.message_id).await.unwrap().unwrap();
     assert_eq!(stored.sender, UserId::lan(&node(1)));
     assert_eq!(stored.conversation_id, ConversationId::group(&gid));
@@ -156,7 +163,13 @@ async fn relayed_messages_keep_their_author_and_are_stored_once() {
 
     // Relayed again (by anyone): skipped.
     let again = store
-        .apply_relayed(node(1), gid, vec![from_1.clone()], now_ms())
+        .apply_relayed(
+            node(1),
+            gid,
+            vec![from_1.clone()],
+            Default::default(),
+            now_ms(),
+        )
         .await
         .unwrap();
     assert_eq!((again.stored.len(), again.skipped), (0, 1));
@@ -165,6 +178,7 @@ async fn relayed_messages_keep_their_author_and_are_stored_once() {
         envelope_id: EnvelopeId::from_ulid(from_1.message_id.ulid()),
         from_peer_id: node(1),
         received_at: now_ms(),
+        sender_clock_offset_ms: Some(0),
     };
     let effect = InboundEffect::GroupMessage {
         global_group_id: gid,
@@ -197,6 +211,7 @@ async fn relays_are_refused_unless_both_ends_are_members() {
             node(1),
             GlobalGroupId::new(),
             vec![relayed(1, base, "x")],
+            Default::default(),
             now_ms(),
         )
         .await
@@ -217,19 +232,32 @@ async fn relays_are_refused_unless_both_ends_are_members() {
         envelope_id: EnvelopeId::new(),
         from_peer_id: node(1),
         received_at: now_ms(),
+        sender_clock_offset_ms: Some(0),
     };
     store
         .apply_inbound(envelope, InboundEffect::GroupUpsert(removed))
         .await
         .unwrap();
     let err = store
-        .apply_relayed(node(1), without_me, vec![relayed(1, base, "x")], now_ms())
+        .apply_relayed(
+            node(1),
+            without_me,
+            vec![relayed(1, base, "x")],
+            Default::default(),
+            now_ms(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
     let without_3 = group_with(&store, vec![node(0), node(1)]).await;
     let err = store
-        .apply_relayed(node(3), without_3, vec![relayed(1, base, "x")], now_ms())
+        .apply_relayed(
+            node(3),
+            without_3,
+            vec![relayed(1, base, "x")],
+            Default::default(),
+            now_ms(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
@@ -242,12 +270,24 @@ async fn relays_are_refused_unless_both_ends_are_members() {
     let group = group_with(&store, vec![node(0), node(1), node(2)]).await;
     store.set_peer_blocked(node(2), true).await.unwrap();
     let err = store
-        .apply_relayed(node(2), group, vec![relayed(1, base, "x")], now_ms())
+        .apply_relayed(
+            node(2),
+            group,
+            vec![relayed(1, base, "x")],
+            Default::default(),
+            now_ms(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Blocked(_)), "{err:?}");
     let outcome = store
-        .apply_relayed(node(1), group, vec![relayed(2, base, "x")], now_ms())
+        .apply_relayed(
+            node(1),
+            group,
+            vec![relayed(2, base, "x")],
+            Default::default(),
+            now_ms(),
+        )
         .await
         .unwrap();
     assert_eq!((outcome.stored.len(), outcome.skipped), (0, 1));

@@ -6,6 +6,7 @@
 
 mod atomicity;
 mod chat;
+mod clocks;
 mod crash;
 mod group_sync;
 mod links;
@@ -79,6 +80,7 @@ pub fn inbound_dm(from: u8, body: &str) -> (InboundEnvelope, InboundEffect) {
             envelope_id: EnvelopeId::new(),
             from_peer_id: node(from),
             received_at: now,
+            sender_clock_offset_ms: Some(0),
         },
         InboundEffect::DirectMessage(InboundMessage {
             message_id: MessageId::new(),

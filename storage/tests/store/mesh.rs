@@ -1,7 +1,7 @@
 use storage::{
     ConversationId, EnvelopeId, GroupEdit, GroupState, HistoryQuery, Hlc, InboundEffect,
     InboundEnvelope, InboundOutcome, MessageStatus, NewGroup, OutboxStatus, OutgoingEnvelope,
-    SendAttempt, Stamp, Store, StoreError, DEDUPE_RETENTION_MS, MAX_CLOCK_SKEW_MS,
+    SendAttempt, Stamp, Store, StoreError, DEDUPE_RETENTION_MS, MAX_OFFSET_ERROR_MS,
     MAX_RETRY_AGE_MS,
 };
 use ulid::Ulid;
@@ -76,7 +76,7 @@ async fn dedupe_pruning_keeps_entries_for_as_long_as_a_sender_may_retry() {
         .await
         .unwrap();
     // Just inside retention: kept, so the sender's last retry is still a duplicate.
-    let last_retry = first + MAX_RETRY_AGE_MS + MAX_CLOCK_SKEW_MS;
+    let last_retry = first + MAX_RETRY_AGE_MS + MAX_OFFSET_ERROR_MS;
     assert_eq!(
         store
             .prune_inbox_dedupe(first + DEDUPE_RETENTION_MS)
@@ -112,19 +112,21 @@ async fn dedupe_pruning_keeps_entries_for_as_long_as_a_sender_may_retry() {
 }
 
 #[tokio::test]
-async fn envelopes_from_the_future_or_blocked_peers_are_refused() {
+async fn envelopes_from_their_senders_future_or_blocked_peers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 2).await;
     let (mut envelope, effect) = inbound_dm(1, "from the future");
-    let future = (now_ms() + 2 * MAX_CLOCK_SKEW_MS) as u64;
+    let future = (now_ms() + 2 * MAX_OFFSET_ERROR_MS) as u64;
     envelope.envelope_id = EnvelopeId::from_ulid(Ulid::from_parts(future, 1));
     assert!(matches!(
         store.apply_inbound(envelope, effect).await,
         Err(StoreError::Invalid { .. })
     ));
-    let (envelope, mut effect) = inbound_dm(1, "clock from the future");
+    // A stamp beyond what any clock (and SQLite) holds is refused; a stamp merely far
+    // ahead is not (tests/store/clocks.rs).
+    let (envelope, mut effect) = inbound_dm(1, "clock beyond any clock");
     if let InboundEffect::DirectMessage(m) = &mut effect {
-        m.hlc = storage::Hlc::from_wall_ms((now_ms() + 2 * MAX_CLOCK_SKEW_MS) as u64);
+        m.hlc = storage::Hlc::from_raw(u64::MAX);
     }
     assert!(matches!(
         store.apply_inbound(envelope, effect).await,
@@ -455,6 +457,7 @@ async fn receive(store: &Store, from: u8, state: GroupState) -> Result<InboundOu
         envelope_id: EnvelopeId::new(),
         from_peer_id: node(from),
         received_at: now_ms(),
+        sender_clock_offset_ms: Some(0),
     };
     store
         .apply_inbound(envelope, InboundEffect::GroupUpsert(state))
@@ -839,7 +842,7 @@ async fn old_group_messages_are_not_expired_like_envelopes() {
             announcement_changed: false
         }
     );
-    let old = now - MAX_RETRY_AGE_MS - MAX_CLOCK_SKEW_MS - 60_000;
+    let old = now - MAX_RETRY_AGE_MS - MAX_OFFSET_ERROR_MS - 60_000;
     let id = Ulid::from_parts(u64::try_from(old).unwrap(), 7);
     let message = storage::InboundMessage {
         message_id: storage::MessageId::from_ulid(id),
@@ -851,6 +854,7 @@ async fn old_group_messages_are_not_expired_like_envelopes() {
         envelope_id: EnvelopeId::from_ulid(id),
         from_peer_id: node(1),
         received_at: now,
+        sender_clock_offset_ms: Some(0),
     };
     let effect = InboundEffect::GroupMessage {
         global_group_id: gid,

@@ -32,6 +32,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         (1, include_str!("../fixtures/schema_v1.sql")),
         (2, include_str!("../fixtures/schema_v2.sql")),
         (3, include_str!("../fixtures/schema_v3.sql")),
+        (4, include_str!("../fixtures/schema_v4.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {
@@ -61,6 +62,11 @@ async fn every_earlier_schema_migrates_with_its_data() {
             .unwrap();
         let bodies: Vec<_> = page.messages.iter().map(|m| m.body.as_str()).collect();
         assert_eq!(bodies, ["hello from version one", "旧版本的消息你好世界"]);
+        // Stored before clock offsets were kept: shown at the author's own time.
+        assert!(page
+            .messages
+            .iter()
+            .all(|m| m.sender_clock_offset_ms.is_none() && m.shown_at() <= m.received_at));
         // Search covers messages written before the index existed.
         let hits = store
             .search(SearchQuery {
@@ -84,7 +90,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         let conversations = store.conversations().await.unwrap();
         assert_eq!(conversations[0].unread, 1);
         assert_eq!(conversations[0].name, "Alice");
-        if version == 3 {
+        if version >= 3 {
             // A group as whole-state revisions stored it reads as replicated state.
             let groups = store.groups().await.unwrap();
             assert_eq!(groups.len(), 1);

@@ -19,6 +19,7 @@ async fn load(store: &Store, gid: GlobalGroupId, specs: &[Spec], base: u64) {
             envelope_id: EnvelopeId::new(),
             from_peer_id: node(*sender),
             received_at: now_ms(),
+            sender_clock_offset_ms: Some(0),
         };
         store
             .apply_inbound(
@@ -45,6 +46,7 @@ async fn group_order(specs: Vec<Spec>, gid: GlobalGroupId, base: u64) -> Vec<Mes
         envelope_id: EnvelopeId::new(),
         from_peer_id: node(1),
         received_at: now_ms(),
+        sender_clock_offset_ms: Some(0),
     };
     let state = GroupState::create(
         gid,
@@ -158,6 +160,7 @@ async fn merged(gid: GlobalGroupId, base: u64, upserts: &[Upsert]) -> Option<Gro
             envelope_id: EnvelopeId::new(),
             from_peer_id: node(upsert.0),
             received_at: now_ms(),
+            sender_clock_offset_ms: Some(0),
         };
         // Refusals must be refusals on every node alike.
         let _ = store
