@@ -57,12 +57,11 @@ const GROUP_BATCH: u32 = 256;
 /// Early group acks kept per member (acks that overtook one for an older message).
 const MAX_EARLY_ACKS: usize = 4096;
 
-/// Discovery's measurement of a peer's clock offset.
-///
-/// TODO(merge main): `Peer::clock_offset_ms` lands with the discovery rewrite; until
-/// then no offset is known and the age rules are skipped (see storage's `inbound`).
-pub fn measured_offset(_peer: &crate::discovery::Peer) -> Option<i64> {
-    None
+/// Discovery's measurement of a peer's clock offset (its clock minus ours); `None`
+/// until discovery has heard it in this run, and then the age rules are skipped (see
+/// storage's `inbound`).
+pub fn measured_offset(peer: &crate::discovery::Peer) -> Option<i64> {
+    peer.clock_offset_ms
 }
 
 /// One member of one group, as group fan-out tracks it.
