@@ -605,11 +605,32 @@ async fn a_partitioned_host_expires_on_both_sides_and_returns_when_the_link_heal
 const VERSION_AT: usize = 4;
 const FLAGS_AT: usize = 6;
 const TOTAL_LEN_AT: usize = 8;
-const TS_AT: usize = 34;
+const NODE_ID_AT: usize = 10;
+const INSTANCE_AT: usize = 26;
 const NONCE_AT: usize = 42;
 const TAG_LEN: usize = 32;
+/// The `seq` extension is the last one a node writes: its 8 bytes end where the tag starts.
+const SEQ_LEN: usize = 8;
 const MAX_DATAGRAM: usize = 1200;
-const REPLAY_WINDOW: Duration = Duration::from_secs(60);
+
+/// A copy of `packet` re-signed (an insider knows the secret) as from `node` (16 bytes),
+/// `instance`, with sequence number `seq`.
+async fn forged(
+    lan_host: &lanchat_tests::netns::NetNs,
+    packet: &[u8],
+    node: [u8; 16],
+    instance: u64,
+    seq: u64,
+) -> anyhow::Result<Vec<u8>> {
+    let len = packet.len();
+    let mut p = packet.to_vec();
+    p[NODE_ID_AT..NODE_ID_AT + 16].copy_from_slice(&node);
+    p[INSTANCE_AT..INSTANCE_AT + 8].copy_from_slice(&instance.to_be_bytes());
+    p[len - TAG_LEN - SEQ_LEN..len - TAG_LEN].copy_from_slice(&seq.to_be_bytes());
+    let resigned = tag(lan_host, TEST_SECRET, &p[..len - TAG_LEN]).await?;
+    p[len - TAG_LEN..].copy_from_slice(&resigned);
+    Ok(p)
+}
 
 /// The HMAC tag of `body` under `secret` (docs/PROTOCOL.md, "Authentication"), computed
 /// with python3's standard library so this test shares no code with the node.
@@ -678,12 +699,23 @@ async fn hostile_packets_are_dropped_and_counted_and_the_peers_stay_listed() -> 
     let mut flipped = packet.clone();
     flipped[NONCE_AT] ^= 0x01;
 
-    let mut stale = packet.clone();
-    let old = unix_ms() - 2 * REPLAY_WINDOW.as_millis() as u64;
-    stale[TS_AT..TS_AT + 8].copy_from_slice(&old.to_be_bytes());
-    stale[NONCE_AT..NONCE_AT + 16].copy_from_slice(&ulid::Ulid::new().to_bytes());
-    let resigned = tag(&attacker, TEST_SECRET, &stale[..len - TAG_LEN]).await?;
-    stale[len - TAG_LEN..].copy_from_slice(&resigned);
+    // Stale is judged per sender, never by the clock: a sender "x" (a made-up id)
+    // speaks from instance 1, restarts as instance 2, and then a packet of its
+    // replaced instance 1 arrives.
+    let x = ulid::Ulid::new().to_bytes();
+    let before = a.counter("accepted").await?;
+    let first_run = forged(&attacker, &packet, x, 1, 10).await?;
+    let second_run = forged(&attacker, &packet, x, 2, 1).await?;
+    attacker
+        .send_udp(a.ip(), DISCOVERY_PORT, &[first_run, second_run])
+        .await?;
+    wait_until(
+        Duration::from_secs(3),
+        "a to accept both runs of x",
+        || async { (a.counter("accepted").await.ok()? >= before + 2).then_some(()) },
+    )
+    .await?;
+    let stale = forged(&attacker, &packet, x, 1, 11).await?;
 
     let mut untagged = packet[..len - TAG_LEN].to_vec();
     untagged[FLAGS_AT] &= !1;
