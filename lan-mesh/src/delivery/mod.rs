@@ -96,6 +96,26 @@ impl SendNow {
     }
 }
 
+/// The last `MAX_AWAITING_ACK` DMs announced `delivered`, oldest first out.
+#[derive(Default)]
+struct RecentlyDelivered {
+    order: std::collections::VecDeque<MessageId>,
+    set: std::collections::HashSet<MessageId>,
+}
+
+impl RecentlyDelivered {
+    fn insert(&mut self, id: MessageId) {
+        if self.set.insert(id) {
+            self.order.push_back(id);
+            if self.order.len() > MAX_AWAITING_ACK {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
+    }
+}
+
 /// Group acks not recorded yet. Acks arrive concurrently and out of order; one task at
 /// a time records them (`flushing`), batching whatever came in meanwhile.
 #[derive(Default)]
@@ -175,6 +195,9 @@ struct Worker {
     /// An ack found here announces `delivered` at once — the receiver stored the
     /// message durably before acking — while the store records it.
     awaiting_ack: Mutex<HashMap<EnvelopeId, (NodeId, MessageId)>>,
+    /// DMs recently announced `delivered`: a second send of one (the send-now path and
+    /// an outbox pass can both pick a fresh envelope) must not say `sent` after it.
+    delivered: Mutex<RecentlyDelivered>,
     /// Group catch-up (anti-entropy) sessions with other members.
     sync: Arc<sync::Syncer>,
 }
@@ -213,6 +236,7 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
         group_acks: Mutex::new(GroupAcks::default()),
         send_now: parts.send_now,
         awaiting_ack: Mutex::new(HashMap::new()),
+        delivered: Mutex::new(RecentlyDelivered::default()),
         sync: syncer,
     });
     tokio::spawn(run(
@@ -600,6 +624,8 @@ impl Worker {
                 let message_id = *message_id;
                 awaiting.remove(id);
                 drop(awaiting);
+                let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+                delivered.insert(message_id);
                 self.emit(DeliveryEvent::MessageStatus {
                     message_id,
                     conversation_id: ConversationId::dm(peer),
@@ -756,6 +782,10 @@ impl Worker {
     /// delivery cursors), so its conversation is the DM with the envelope's peer.
     fn emit_settled(&self, settled: &storage::AckedEnvelope, status: MessageStatus) {
         if let Some(message_id) = settled.message_id {
+            let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+            if status == MessageStatus::Delivered {
+                delivered.insert(message_id);
+            }
             self.emit(DeliveryEvent::MessageStatus {
                 message_id,
                 conversation_id: ConversationId::dm(&settled.peer_id),
@@ -832,11 +862,15 @@ impl Worker {
                 if entry.retry_count == 0 {
                     // Said now, before its ack can come back: `delivered` (announced
                     // from the ack, see `announce_delivered`) must not overtake it.
-                    self.emit(DeliveryEvent::MessageStatus {
-                        message_id,
-                        conversation_id: ConversationId::dm(&entry.peer_id),
-                        status: MessageStatus::Sent,
-                    });
+                    // Checked and said under the lock `delivered` is recorded under.
+                    let delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
+                    if !delivered.set.contains(&message_id) {
+                        self.emit(DeliveryEvent::MessageStatus {
+                            message_id,
+                            conversation_id: ConversationId::dm(&entry.peer_id),
+                            status: MessageStatus::Sent,
+                        });
+                    }
                 }
             }
             attempts.push((entry.envelope_id, attempt));
