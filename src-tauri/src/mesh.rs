@@ -336,7 +336,7 @@ impl Supervisor {
         let peer_events = discovery.subscribe();
         if let Ok(peers) = discovery.peers().await {
             for peer in &peers {
-                if let Some(offset) = delivery::measured_offset(peer) {
+                if let Some(offset) = peer.clock_offset_ms {
                     offsets.set(&peer.node_id, offset);
                 }
             }

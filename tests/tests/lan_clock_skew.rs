@@ -185,8 +185,8 @@ async fn skewed_hosts_are_seen_chat_and_share_one_group_history() -> anyhow::Res
         );
     }
 
-    // Every host's view of every other host's clock (after discovery rewrite: the
-    // peers API's `clock_offset_ms`), within 5 s of the real skew between them.
+    // Every host's view of every other host's clock (the peers API's
+    // `clock_offset_ms`), within 5 s of the real skew between them.
     for (observer, own_skew) in &hosts {
         for (peer, peer_skew) in &hosts {
             if peer.node_id == observer.node_id {
@@ -292,9 +292,14 @@ async fn skewed_hosts_are_seen_chat_and_share_one_group_history() -> anyhow::Res
             hosts[0].0.display_name
         );
     }
-    let position = |text: &str| orders[0].iter().position(|(_, t)| t == text);
+    let position = |text: &str| {
+        orders[0]
+            .iter()
+            .position(|(_, t)| t == text)
+            .ok_or_else(|| anyhow::anyhow!("{text:?} is not in the group's history"))
+    };
     anyhow::ensure!(
-        position("three hours early") < position("reply"),
+        position("three hours early")? < position("reply")?,
         "the reply sorts after what it answers"
     );
     Ok(())

@@ -57,13 +57,6 @@ const GROUP_BATCH: u32 = 256;
 /// Early group acks kept per member (acks that overtook one for an older message).
 const MAX_EARLY_ACKS: usize = 4096;
 
-/// Discovery's measurement of a peer's clock offset (its clock minus ours); `None`
-/// until discovery has heard it in this run, and then the age rules are skipped (see
-/// storage's `inbound`).
-pub fn measured_offset(peer: &crate::discovery::Peer) -> Option<i64> {
-    peer.clock_offset_ms
-}
-
 /// One member of one group, as group fan-out tracks it.
 type GroupMember = (GlobalGroupId, NodeId);
 
@@ -439,7 +432,7 @@ impl Worker {
             | PeerEvent::Updated { peer, .. }
             | PeerEvent::Offline { peer, .. }
             | PeerEvent::Unblocked(peer) => {
-                if let Some(offset) = measured_offset(peer) {
+                if let Some(offset) = peer.clock_offset_ms {
                     self.offsets.set(&peer.node_id, offset);
                 }
             }

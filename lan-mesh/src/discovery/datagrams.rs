@@ -69,7 +69,7 @@ impl PumpCounters {
         counter.load(Ordering::Relaxed)
     }
 
-    fn bump(counter: &AtomicU64) {
+    pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 }

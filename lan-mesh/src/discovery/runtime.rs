@@ -650,9 +650,7 @@ impl Actor {
             }
         };
         if self.outbound.try_send(Outbound { bytes, to }).is_err() {
-            self.counters
-                .send_queue_full
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            PumpCounters::bump(&self.counters.send_queue_full);
         }
     }
 
