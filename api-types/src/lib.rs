@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod error;
 pub mod events;
 pub mod groups;
+pub mod limits;
 pub mod node_id;
 pub mod peers;
 pub mod settings;

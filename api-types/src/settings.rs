@@ -25,7 +25,7 @@ pub const DEFAULT_HEARTBEAT_SEC: u32 = 15;
 pub const DEFAULT_PEER_TTL_SEC: u32 = 3 * DEFAULT_HEARTBEAT_SEC;
 pub const MAX_HEARTBEAT_SEC: u32 = 3600;
 pub const MAX_PEER_TTL_SEC: u32 = 86_400;
-pub const MAX_DISPLAY_NAME_CHARS: usize = 64;
+pub use crate::limits::MAX_DISPLAY_NAME_CHARS;
 pub const MAX_SECRET_BYTES: usize = 256;
 pub const MAX_SUBNETS: usize = 256;
 pub const MAX_BLOCKED_PEERS: usize = 10_000;
@@ -252,17 +252,9 @@ fn seconds(path: &str, v: &Value, max: u32) -> Result<u32, FieldError> {
 
 fn display_name(path: &str, v: &Value) -> Result<String, FieldError> {
     let name: String = parse_field(path, v)?;
-    let name = name.trim().to_string();
-    if name.chars().count() > MAX_DISPLAY_NAME_CHARS {
-        return Err(FieldError::new(
-            path,
-            format!("must be at most {MAX_DISPLAY_NAME_CHARS} characters"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(FieldError::new(path, "must not contain control characters"));
-    }
-    Ok(name)
+    crate::limits::check_display_name(&name)
+        .map(str::to_string)
+        .map_err(|e| FieldError::new(path, e.to_string()))
 }
 
 fn secret(path: &str, v: &Value) -> Result<String, FieldError> {

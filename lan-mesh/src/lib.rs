@@ -1,8 +1,9 @@
 //! `lan-mesh`: everything that crosses the LAN — discovery, the peer registry and
-//! blacklists, the encrypted transport, envelopes and their delivery (group sync comes
-//! with the groups issue). It knows nothing of Tauri, axum or Leptos, and runs no SQL:
-//! discovery sees storage through its `PeerStore` trait, delivery and the transport
-//! through `storage::Store`'s async methods.
+//! blacklists, the encrypted transport, envelopes, their delivery and group catch-up.
+//! It knows nothing of Tauri, axum or Leptos, and nothing of the database: discovery
+//! sees persistence through its `PeerStore` trait, delivery and the transport through
+//! the [`ports`] (implemented by the node over its store). Rules it shares with the
+//! store (ids, clocks, the group state machine, text limits) come from `chat_core`.
 //!
 //! The node starts the planes side by side (see `src-tauri/src/mesh.rs`):
 //! [`discovery::Discovery::start`], then [`transport::Transport::start`] (the LAN
@@ -11,4 +12,5 @@
 pub mod delivery;
 pub mod discovery;
 pub mod envelope;
+pub mod ports;
 pub mod transport;

@@ -3,6 +3,7 @@
 //! them live on every change, stops them (with goodbye) when disabled or when the node
 //! stops — and forwards peer and message events to the local API's event stream.
 
+use mesh_store::StorePorts;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -167,7 +168,7 @@ impl MeshHandle {
     /// Hands a DM's fresh outbox entry to the delivery worker, which sends it before it
     /// reads the outbox (one store round trip less on every message's way out).
     pub fn send_now(&self, entry: storage::OutboxEntry) {
-        self.send_now.push(entry);
+        self.send_now.push(mesh_store::queued(entry));
         self.outbox_wake.notify_one();
     }
 
@@ -318,7 +319,7 @@ impl Supervisor {
         let transport = match Transport::start(
             link_config,
             self.keys.clone(),
-            self.store.clone(),
+            Arc::new(StorePorts::new(self.store.clone())),
             link_tx,
             self.stop.child_token(),
         )
@@ -349,7 +350,7 @@ impl Supervisor {
         let forwarder_stop = CancellationToken::new();
         let (delivery_tx, delivery_rx) = broadcast::channel(DELIVERY_EVENT_BACKLOG);
         let delivery = delivery::spawn(DeliveryParts {
-            store: self.store.clone(),
+            store: Arc::new(StorePorts::new(self.store.clone())),
             transport: transport.clone(),
             keys: self.keys.clone(),
             local: local.clone(),

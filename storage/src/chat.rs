@@ -4,43 +4,33 @@ use api_types::NodeId;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{StoreError, StoreResult};
-use crate::hlc::Hlc;
-use crate::ids::{ConversationId, MessageId, UserId};
 use crate::model::{
-    Conversation, ConversationKind, HistoryQuery, LocalIdentity, Message, MessagePage,
-    MessageStatus, UnixMs, User, UserKind, MAX_BODY_BYTES, MAX_NAME_CHARS,
+    Conversation, ConversationKind, HistoryQuery, LocalIdentity, MessagePage, User, UserKind,
 };
+use crate::rows::HlcColumn;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
+use chat_core::Hlc;
+use chat_core::{ConversationId, MessageId, UserId};
+use chat_core::{Message, MessageStatus, UnixMs};
 
 /// Most messages one history page returns; a UI screen shows far fewer.
 pub const MAX_PAGE: u32 = 500;
 
-pub(crate) fn validate_name(field: &'static str, name: &str) -> StoreResult<String> {
-    let name = name.trim();
-    if name.chars().count() > MAX_NAME_CHARS {
-        return Err(StoreError::invalid(
-            field,
-            format!("longer than {MAX_NAME_CHARS} characters"),
-        ));
-    }
-    if name.chars().any(char::is_control) {
-        return Err(StoreError::invalid(field, "contains control characters"));
-    }
-    Ok(name.to_string())
+/// The store refuses what the API and the wire refuse already: the rules are written
+/// once, in `chat_core` (`api_types::limits`).
+pub(crate) fn text_error(field: &'static str, e: chat_core::TextError) -> StoreError {
+    StoreError::invalid(field, e.to_string())
+}
+
+pub(crate) fn validate_display_name(name: &str) -> StoreResult<String> {
+    chat_core::check_display_name(name)
+        .map(str::to_string)
+        .map_err(|e| text_error("display_name", e))
 }
 
 pub(crate) fn validate_body(body: &str) -> StoreResult<()> {
-    if body.trim().is_empty() {
-        return Err(StoreError::invalid("text", "a message cannot be empty"));
-    }
-    if body.len() > MAX_BODY_BYTES {
-        return Err(StoreError::invalid(
-            "text",
-            format!("longer than {MAX_BODY_BYTES} bytes"),
-        ));
-    }
-    Ok(())
+    chat_core::check_body(body).map_err(|e| text_error("text", e))
 }
 
 pub(crate) fn local_identity(conn: &Connection) -> StoreResult<Option<LocalIdentity>> {
@@ -65,7 +55,7 @@ pub(crate) fn set_local_identity(
     display_name: &str,
     now: UnixMs,
 ) -> StoreResult<LocalIdentity> {
-    let display_name = validate_name("display_name", display_name)?;
+    let display_name = validate_display_name(display_name)?;
     if let Some(stored) = local_identity(conn)? {
         if &stored.node_id != node_id {
             return Err(StoreError::IdentityMismatch {

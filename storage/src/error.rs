@@ -79,6 +79,15 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+impl From<chat_core::IdError> for StoreError {
+    fn from(e: chat_core::IdError) -> Self {
+        StoreError::Invalid {
+            field: e.what,
+            reason: e.reason,
+        }
+    }
+}
+
 impl StoreError {
     pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
         StoreError::Invalid {

@@ -8,10 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::error::{StoreError, StoreResult};
 use crate::groups;
-use crate::ids::{ConversationId, GlobalGroupId, MessageId, UserId};
-use crate::model::{GroupDelivery, Message, MessageStatus, SendAttempt, UnixMs};
+use crate::model::{GroupDelivery, SendAttempt};
+use crate::rows::HlcColumn;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
+use chat_core::{ConversationId, GlobalGroupId, MessageId, UserId};
+use chat_core::{Message, MessageStatus, UnixMs};
 
 struct Cursor {
     conversation_id: ConversationId,
@@ -109,7 +111,7 @@ pub(crate) fn due(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let mut list = Vec::with_capacity(cursors.len());
     for cursor in cursors {
-        let crate::ids::ConversationTarget::Group(global_group_id) =
+        let chat_core::ConversationTarget::Group(global_group_id) =
             *cursor.conversation_id.target()
         else {
             continue;

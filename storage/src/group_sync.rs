@@ -13,98 +13,17 @@ use std::collections::HashMap;
 
 use api_types::NodeId;
 use rusqlite::{params, Connection};
-use sha2::{Digest, Sha256};
 
 use crate::chat;
 use crate::error::{StoreError, StoreResult};
 use crate::groups;
-use crate::hlc::Hlc;
-use crate::ids::{ConversationId, GlobalGroupId, MessageId, UserId};
-use crate::model::{Message, MessageStatus, OrderKey, UnixMs};
 use crate::peers;
+use crate::rows::HlcColumn;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
-
-/// The stable 64-bit hash of a message id: the first 8 bytes (big-endian) of SHA-256
-/// over its 16 raw ULID bytes. Stable across builds and platforms (std's hashers are
-/// not), which two nodes comparing fingerprints need.
-pub fn message_hash(id: &MessageId) -> u64 {
-    let digest = Sha256::digest(id.ulid().to_bytes());
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&digest[..8]);
-    u64::from_be_bytes(first)
-}
-
-/// A summary of a set of messages: how many, and the xor of their hashes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Fingerprint {
-    pub count: u64,
-    pub xor: u64,
-}
-
-impl Fingerprint {
-    pub fn add(&mut self, id: &MessageId) {
-        self.count += 1;
-        self.xor ^= message_hash(id);
-    }
-
-    pub fn of<'a>(ids: impl IntoIterator<Item = &'a MessageId>) -> Fingerprint {
-        let mut fp = Fingerprint::default();
-        for id in ids {
-            fp.add(id);
-        }
-        fp
-    }
-}
-
-/// The smallest order key (the lower end of "everything").
-pub fn min_key() -> OrderKey {
-    OrderKey {
-        hlc: Hlc::from_raw(0),
-        message_id: MessageId::from_ulid(ulid::Ulid::nil()),
-    }
-}
-
-/// `[lo, hi)` over order keys; `hi = None` is unbounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyRange {
-    pub lo: OrderKey,
-    pub hi: Option<OrderKey>,
-}
-
-impl KeyRange {
-    /// Every possible key.
-    pub fn all() -> KeyRange {
-        KeyRange {
-            lo: min_key(),
-            hi: None,
-        }
-    }
-
-    pub fn contains(&self, key: &OrderKey) -> bool {
-        *key >= self.lo && self.hi.is_none_or(|hi| *key < hi)
-    }
-}
-
-/// A group message as a member relays it: its author's fields, nothing of the relay.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RelayedMessage {
-    pub message_id: MessageId,
-    /// The node that wrote it (stored as sender `lan:{author}`).
-    pub author: NodeId,
-    pub body: String,
-    pub sent_at: UnixMs,
-    pub hlc: Hlc,
-}
-
-impl RelayedMessage {
-    pub fn order_key(&self) -> OrderKey {
-        OrderKey {
-            hlc: self.hlc,
-            message_id: self.message_id,
-        }
-    }
-}
+use chat_core::Hlc;
+use chat_core::{ConversationId, GlobalGroupId, MessageId, UserId};
+use chat_core::{Fingerprint, KeyRange, Message, MessageStatus, OrderKey, RelayedMessage, UnixMs};
 
 /// What applying a relayed batch did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

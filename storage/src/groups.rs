@@ -5,19 +5,21 @@
 use api_types::NodeId;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::chat::{self, validate_name, MAX_PAGE};
+use crate::chat::{self, MAX_PAGE};
 use crate::error::{StoreError, StoreResult};
-use crate::group_state::{GroupState, Stamp};
-use crate::hlc::Hlc;
-use crate::ids::{ConversationId, GlobalGroupId};
+use crate::group_column;
 use crate::model::{
     Group, GroupAction, GroupEdit, GroupInvitation, InboundOutcome, NewGroup, OutgoingEnvelope,
-    UnixMs, MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS,
 };
 use crate::outbox;
 use crate::peers;
 use crate::rows;
+use crate::rows::HlcColumn;
 use crate::writer::WriterState;
+use chat_core::Hlc;
+use chat_core::{ConversationId, GlobalGroupId};
+use chat_core::{GroupState, Stamp};
+use chat_core::{UnixMs, MAX_GROUP_MEMBERS};
 
 /// The stamp of a change made here now to a group whose state is stamped up to
 /// `after` (0 for a new group): the next clock reading, and after every change in the
@@ -36,21 +38,13 @@ fn next_stamp(writer: &mut WriterState, after: u64, now: UnixMs) -> StoreResult<
 }
 
 fn checked_name(name: &str) -> StoreResult<String> {
-    let name = validate_name("name", name)?;
-    if name.is_empty() {
-        return Err(StoreError::invalid("name", "a group needs a name"));
-    }
-    Ok(name)
+    chat_core::check_group_name(name)
+        .map(str::to_string)
+        .map_err(|e| chat::text_error("name", e))
 }
 
 fn checked_announcement(text: &str) -> StoreResult<&str> {
-    if text.chars().count() > MAX_ANNOUNCEMENT_CHARS {
-        return Err(StoreError::invalid(
-            "announcement",
-            format!("longer than {MAX_ANNOUNCEMENT_CHARS} characters"),
-        ));
-    }
-    Ok(text)
+    chat_core::check_announcement(text).map_err(|e| chat::text_error("announcement", e))
 }
 
 /// A local change must leave a state every member accepts.
@@ -73,14 +67,13 @@ fn parse_state(text: &str) -> StoreResult<Option<GroupState>> {
     if text.is_empty() {
         return Ok(None);
     }
-    serde_json::from_str(text)
+    group_column::decode(text)
         .map(Some)
         .map_err(|e| StoreError::Malformed(format!("group state: {e}")))
 }
 
 fn state_text(state: &GroupState) -> String {
-    // Ids, integers and strings: serialising cannot fail.
-    serde_json::to_string(state).unwrap_or_default()
+    group_column::encode(state)
 }
 
 struct GroupRow {

@@ -37,18 +37,13 @@ use rusqlite::{params, Connection};
 use crate::chat;
 use crate::error::{StoreError, StoreResult};
 use crate::groups;
-use crate::hlc::Hlc;
-use crate::ids::{ConversationId, UserId};
-use crate::model::{
-    InboundEffect, InboundEnvelope, InboundMessage, InboundOutcome, Message, MessageStatus, UnixMs,
-};
+use crate::model::{InboundEffect, InboundEnvelope, InboundMessage, InboundOutcome};
 use crate::peers;
-use crate::retry::MAX_RETRY_AGE_MS;
 use crate::writer::WriterState;
-
-/// How far a measured clock offset may be from the sender's real one (see above).
-pub const MAX_OFFSET_ERROR_MS: i64 = 24 * 60 * 60 * 1_000;
-pub const DEDUPE_RETENTION_MS: i64 = MAX_RETRY_AGE_MS + 2 * MAX_OFFSET_ERROR_MS;
+use chat_core::Hlc;
+use chat_core::{ConversationId, UserId};
+use chat_core::{Message, MessageStatus, UnixMs};
+use chat_core::{DEDUPE_RETENTION_MS, MAX_OFFSET_ERROR_MS, MAX_RETRY_AGE_MS};
 
 pub(crate) fn apply(
     conn: &Connection,
@@ -103,11 +98,11 @@ pub(crate) fn apply(
     peers::ensure_peer(conn, writer, from)?;
     let now = envelope.received_at;
     match effect {
-        InboundEffect::Nothing => Ok(InboundOutcome::Applied),
+        InboundEffect::Nothing => Ok(InboundOutcome::Applied(None)),
         InboundEffect::DirectMessage(message) => {
             let conversation = chat::open_dm(conn, from, now)?;
-            store_message(conn, writer, &conversation, envelope, message)?;
-            Ok(InboundOutcome::Applied)
+            store_message(conn, writer, &conversation, envelope, message)
+                .map(InboundOutcome::Applied)
         }
         InboundEffect::GroupMessage {
             global_group_id,
@@ -126,8 +121,8 @@ pub(crate) fn apply(
                 return Err(StoreError::invalid("group", "this node is not a member"));
             }
             let conversation = ConversationId::group(global_group_id);
-            store_message(conn, writer, &conversation, envelope, message)?;
-            Ok(InboundOutcome::Applied)
+            store_message(conn, writer, &conversation, envelope, message)
+                .map(InboundOutcome::Applied)
         }
         InboundEffect::GroupUpsert(state) => groups::merge(conn, writer, from, state, now),
     }
@@ -139,7 +134,7 @@ fn store_message(
     conversation: &ConversationId,
     envelope: &InboundEnvelope,
     message: &InboundMessage,
-) -> StoreResult<()> {
+) -> StoreResult<Option<Message>> {
     // However far ahead the author's clock is, the message keeps its stamp (the same
     // order on every member); only this node's clock is kept from following it far.
     if !message.hlc.fits_sql() {
@@ -159,8 +154,7 @@ fn store_message(
         sender_clock_offset_ms: envelope.sender_clock_offset_ms,
     };
     // A message id already stored (resent under a new envelope id) is not stored twice.
-    chat::insert_message(conn, &stored, true)?;
-    Ok(())
+    Ok(chat::insert_message(conn, &stored, true)?.then_some(stored))
 }
 
 /// Drops dedupe entries past the retention window; returns how many.

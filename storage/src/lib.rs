@@ -12,19 +12,16 @@ pub mod settings_file;
 mod chat;
 mod database;
 mod error;
+mod group_column;
 mod group_delivery;
-mod group_state;
 mod group_sync;
 mod groups;
-mod hlc;
-mod ids;
 mod inbound;
 mod migrations;
 mod model;
 mod outbox;
 mod peers;
 mod readers;
-mod retry;
 mod rows;
 mod search;
 mod store;
@@ -33,18 +30,21 @@ mod writer;
 pub use chat::MAX_PAGE;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::{StoreError, StoreResult};
-pub use group_state::{
-    DissolvedStamp, InvalidGroupState, MemberEntry, Register, MAX_MEMBER_ENTRIES, MAX_REGISTERS,
-};
-pub use group_sync::{message_hash, min_key, Fingerprint, KeyRange, RelayOutcome, RelayedMessage};
-pub use hlc::{Hlc, MAX_ADOPT_AHEAD_MS};
-pub use ids::{ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, MessageId, UserId};
-pub use inbound::{DEDUPE_RETENTION_MS, MAX_OFFSET_ERROR_MS};
+pub use group_sync::RelayOutcome;
 pub use model::*;
-pub use retry::{retry_delay_ms, RetryPolicy, MAX_RETRY_AGE_MS};
 pub use search::MAX_SEARCH_PAGE;
 pub use settings_file::SettingsFileError;
 pub use store::{Store, DATABASE_FILE};
+
+// The store's records are made of chat-core's types; its callers get them from here
+// too, so that code which only talks to the store needs one import.
+pub use chat_core::{
+    message_hash, min_key, retry_delay_ms, ConversationId, ConversationTarget, DissolvedStamp,
+    EnvelopeId, Fingerprint, GlobalGroupId, GroupState, Hlc, InvalidGroupState, KeyRange,
+    MemberEntry, Message, MessageId, MessageStatus, OrderKey, Register, RelayedMessage,
+    RetryPolicy, Stamp, UnixMs, UserId, DEDUPE_RETENTION_MS, MAX_ADOPT_AHEAD_MS, MAX_BODY_BYTES,
+    MAX_MEMBER_ENTRIES, MAX_OFFSET_ERROR_MS, MAX_REGISTERS, MAX_RETRY_AGE_MS,
+};
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub fn schema_version() -> i64 {

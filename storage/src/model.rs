@@ -1,22 +1,10 @@
 //! The records the store returns and accepts. Plain data: no SQL here.
 
 use api_types::NodeId;
-
-pub use crate::group_state::{GroupState, Stamp};
-use crate::hlc::Hlc;
-use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId, UserId};
-
-/// Milliseconds since the Unix epoch. Callers pass `now` in so tests control time.
-pub type UnixMs = i64;
-
-/// Longest message body accepted (bytes). Chat text, not file transfer: a larger body is
-/// refused with an error instead of bloating every node's database and search index.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Longest display name, group name or announcement line accepted, in characters.
-pub const MAX_NAME_CHARS: usize = 128;
-pub const MAX_ANNOUNCEMENT_CHARS: usize = 4096;
-/// A group is an office team, not a broadcast list; this bounds fan-out work per send.
-pub const MAX_GROUP_MEMBERS: usize = 500;
+use chat_core::{
+    ConversationId, EnvelopeId, GlobalGroupId, GroupState, Hlc, Message, MessageId, OrderKey,
+    UnixMs, UserId,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalIdentity {
@@ -64,86 +52,6 @@ pub struct Peer {
     pub last_seen_at: Option<UnixMs>,
     pub capabilities: String,
     pub blocked: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum MessageStatus {
-    Pending,
-    Sent,
-    Delivered,
-    Failed,
-}
-
-impl MessageStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            MessageStatus::Pending => "pending",
-            MessageStatus::Sent => "sent",
-            MessageStatus::Delivered => "delivered",
-            MessageStatus::Failed => "failed",
-        }
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "pending" => MessageStatus::Pending,
-            "sent" => MessageStatus::Sent,
-            "delivered" => MessageStatus::Delivered,
-            "failed" => MessageStatus::Failed,
-            _ => return None,
-        })
-    }
-}
-
-/// The position of a message in its conversation, the same on every node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct OrderKey {
-    pub hlc: Hlc,
-    pub message_id: MessageId,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    pub message_id: MessageId,
-    pub conversation_id: ConversationId,
-    pub sender: UserId,
-    pub body: String,
-    /// The sender's wall clock when it was sent: the author's own stamp, kept as it is
-    /// for everything that goes back on the wire (relays, catch-up).
-    pub sent_at: UnixMs,
-    /// This node's wall clock when it was stored.
-    pub received_at: UnixMs,
-    pub hlc: Hlc,
-    pub status: MessageStatus,
-    /// The author's clock minus this node's when the message arrived (discovery's
-    /// measurement, positive = the author is ahead); `None` for this node's own
-    /// messages and when it was not known.
-    pub sender_clock_offset_ms: Option<i64>,
-}
-
-/// Measured offsets smaller than this are left out of `Message::shown_at`: they are the
-/// measurement's own noise (a packet's one-way delay) and NTP's error, and leaving them
-/// out makes nodes with good clocks show a message at the very same time.
-pub const MIN_SHOWN_CORRECTION_MS: i64 = 1_000;
-
-impl Message {
-    /// When the message was sent, on this node's clock: the author's `sent_at`
-    /// corrected by its measured offset, and never after it arrived here (a clock
-    /// ahead that was not measured would otherwise show it hours in the future).
-    pub fn shown_at(&self) -> UnixMs {
-        let offset = self
-            .sender_clock_offset_ms
-            .filter(|o| o.abs() >= MIN_SHOWN_CORRECTION_MS)
-            .unwrap_or(0);
-        self.sent_at.saturating_sub(offset).min(self.received_at)
-    }
-
-    pub fn order_key(&self) -> OrderKey {
-        OrderKey {
-            hlc: self.hlc,
-            message_id: self.message_id,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +219,7 @@ pub enum InboundEffect {
         message: InboundMessage,
     },
     /// A member's `group.upsert`: its whole state, merged field by field.
-    GroupUpsert(crate::group_state::GroupState),
+    GroupUpsert(GroupState),
     /// Envelopes whose effect lives outside the store; only deduped.
     Nothing,
 }
@@ -327,7 +235,9 @@ pub struct InboundMessage {
 /// What applying an inbound envelope did. In every case the sender may be acked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InboundOutcome {
-    Applied,
+    /// Applied now; for a message stored now, the message as stored (`None` when its
+    /// id was held already, under another envelope id).
+    Applied(Option<Message>),
     /// Seen before: nothing was applied again.
     Duplicate,
     /// Older than the dedupe window: it may have been applied and pruned, so it is not

@@ -5,15 +5,13 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::chat;
 use crate::error::{StoreError, StoreResult};
-use crate::ids::{ConversationId, ConversationTarget, EnvelopeId, MessageId, UserId};
-use crate::model::{
-    AckedEnvelope, Message, MessageStatus, OutboxEntry, OutboxStatus, OutgoingEnvelope,
-    SendAttempt, UnixMs,
-};
+use crate::model::{AckedEnvelope, OutboxEntry, OutboxStatus, OutgoingEnvelope, SendAttempt};
 use crate::peers;
-use crate::retry::{RetryPolicy, MAX_RETRY_AGE_MS};
 use crate::rows;
 use crate::writer::WriterState;
+use chat_core::{ConversationId, ConversationTarget, EnvelopeId, MessageId, UserId};
+use chat_core::{Message, MessageStatus, UnixMs};
+use chat_core::{RetryPolicy, MAX_RETRY_AGE_MS};
 
 /// Envelope kinds are short protocol names such as `dm.send`.
 const MAX_KIND_BYTES: usize = 64;

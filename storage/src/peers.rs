@@ -3,12 +3,13 @@
 use api_types::NodeId;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use crate::chat::validate_name;
+use crate::chat::validate_display_name;
 use crate::error::{StoreError, StoreResult};
-use crate::ids::{MessageId, UserId};
-use crate::model::{KeyPin, MessageStatus, Peer, PeerSighting, UnixMs};
+use crate::model::{KeyPin, Peer, PeerSighting};
 use crate::rows;
 use crate::writer::WriterState;
+use chat_core::{MessageId, UserId};
+use chat_core::{MessageStatus, UnixMs};
 
 /// Capabilities are lan-mesh's JSON; bounded so a peer cannot bloat every row.
 const MAX_CAPABILITIES_BYTES: usize = 4096;
@@ -62,7 +63,7 @@ pub(crate) fn record_sighting(
     s: &PeerSighting,
 ) -> StoreResult<Peer> {
     refuse_self(state, &s.peer_id)?;
-    let name = validate_name("display_name", &s.display_name)?;
+    let name = validate_display_name(&s.display_name)?;
     if s.ip.parse::<std::net::IpAddr>().is_err() {
         return Err(StoreError::invalid(
             "ip",

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use rusqlite::types::Type;
 use rusqlite::Row;
 
-use crate::hlc::Hlc;
-use crate::model::{Message, MessageStatus};
+use chat_core::Hlc;
+use chat_core::{Message, MessageStatus};
 
 pub(crate) fn parse<T>(row: &Row<'_>, idx: usize) -> rusqlite::Result<T>
 where
@@ -63,4 +63,21 @@ pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
             .ok_or_else(|| conversion(at + 7, format!("unknown status {status:?}")))?,
         sender_clock_offset_ms: row.get(at + 8)?,
     })
+}
+
+/// A stamp as SQLite holds it: integers there are signed, and every stamp before the
+/// year 10889 fits (`Hlc::fits_sql` refuses the others where they arrive).
+pub(crate) trait HlcColumn {
+    fn to_sql(self) -> i64;
+    fn from_sql(v: i64) -> Self;
+}
+
+impl HlcColumn for chat_core::Hlc {
+    fn to_sql(self) -> i64 {
+        i64::try_from(self.raw()).unwrap_or(i64::MAX)
+    }
+
+    fn from_sql(v: i64) -> Self {
+        chat_core::Hlc::from_raw(u64::try_from(v).unwrap_or(0))
+    }
 }

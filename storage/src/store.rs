@@ -10,19 +10,22 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
-use crate::group_sync::{Fingerprint, KeyRange, RelayOutcome, RelayedMessage};
-use crate::ids::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
-use crate::model::OrderKey;
+use crate::group_sync::RelayOutcome;
 use crate::model::{
     AckedEnvelope, Conversation, Group, GroupAction, GroupDelivery, GroupEdit, GroupInvitation,
-    GroupState, HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin,
-    LocalIdentity, Message, MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer,
-    PeerSighting, SearchPage, SearchQuery, SendAttempt, UnixMs, User,
+    HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity,
+    MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, SearchPage,
+    SearchQuery, SendAttempt, User,
 };
 use crate::readers::{self, ReadJob};
-use crate::retry::RetryPolicy;
 use crate::writer::{self, Command, Durability, WriteJob, WriterState};
 use crate::{chat, group_delivery, group_sync, groups, inbound, outbox, peers, search};
+use chat_core::OrderKey;
+use chat_core::RelayedMessage;
+use chat_core::RetryPolicy;
+use chat_core::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
+use chat_core::{Fingerprint, KeyRange};
+use chat_core::{GroupState, Message, UnixMs};
 
 /// The database file inside the data directory.
 pub const DATABASE_FILE: &str = "lanchat.db";
@@ -278,7 +281,7 @@ impl Store {
         E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
     {
         match conversation.target().clone() {
-            crate::ids::ConversationTarget::Direct(peer) => {
+            chat_core::ConversationTarget::Direct(peer) => {
                 self.write(Durability::Normal, move |c, s| {
                     let (message, entry) =
                         outbox::send_direct(c, s, &peer, &text, now, encode_direct)?;
@@ -286,7 +289,7 @@ impl Store {
                 })
                 .await
             }
-            crate::ids::ConversationTarget::Group(group) => {
+            chat_core::ConversationTarget::Group(group) => {
                 Ok((self.send_group_message(group, text, now).await?, None))
             }
         }

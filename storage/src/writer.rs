@@ -15,9 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chat;
 use crate::database;
 use crate::error::{StoreError, StoreResult};
-use crate::hlc::Hlc;
 use crate::peers;
+use crate::rows::HlcColumn;
 use crate::search;
+use chat_core::Hlc;
 
 /// Most jobs in one transaction: bounds the latency a job waits behind others, and is
 /// far past the point where the fsync per commit stops dominating.
@@ -35,7 +36,7 @@ pub(crate) struct WriterState {
     /// creation order (outbox order) and insert at the end of their index.
     pub ids: ulid::Generator,
     /// The outbox and group delivery backoff.
-    pub retry: crate::retry::RetryPolicy,
+    pub retry: chat_core::RetryPolicy,
     /// `auto_accept_group_sync` off: a group a member adds this node to waits as an
     /// invitation instead of being joined.
     pub manual_group_accept: bool,

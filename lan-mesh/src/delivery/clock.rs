@@ -5,7 +5,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use api_types::NodeId;
-use storage::UnixMs;
+use chat_core::UnixMs;
 
 /// The node's wall clock in Unix milliseconds: stamps, retry times, receipt times. The
 /// local API uses it too, so every part of a node agrees on what time it is.

@@ -25,10 +25,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_types::NodeId;
-use storage::{
-    ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, GroupDelivery, InboundEnvelope,
-    InboundOutcome, Message, MessageId, MessageStatus, OrderKey, OutboxEntry, OutboxStatus,
-    SendAttempt, Store, StoreError, UnixMs, UserId,
+use chat_core::{
+    ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, Message, MessageId,
+    MessageStatus, OrderKey, UnixMs, UserId,
 };
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
@@ -40,6 +39,10 @@ pub use sync::SyncRequests;
 
 use crate::discovery::PeerEvent;
 use crate::envelope::{is_catch_up_kind, Envelope};
+use crate::ports::{
+    Arrival, GroupDelivery, InboundEffect, InboundOutcome, MeshStore, PortError, QueuedEnvelope,
+    SendAttempt, Settled,
+};
 use crate::transport::{Ack, Frame, LinkEvent, NodeKeys, PeerKeys, Reject, SendError, Transport};
 
 /// Envelopes taken from the outbox per pass.
@@ -64,7 +67,7 @@ type GroupMember = (GlobalGroupId, NodeId);
 /// instead of reading them back from the outbox first (a store round trip on every
 /// message's way out). Lost entries cost nothing: they are in the outbox anyway.
 #[derive(Clone, Default)]
-pub struct SendNow(Arc<Mutex<Vec<OutboxEntry>>>);
+pub struct SendNow(Arc<Mutex<Vec<QueuedEnvelope>>>);
 
 /// Entries kept while no worker takes them (the mesh is off): the outbox has them all.
 const MAX_SEND_NOW: usize = 1024;
@@ -77,14 +80,14 @@ const REPLY_BUSY_TRIES: usize = 200;
 const MAX_AWAITING_ACK: usize = 8192;
 
 impl SendNow {
-    pub fn push(&self, entry: OutboxEntry) {
+    pub fn push(&self, entry: QueuedEnvelope) {
         let mut queue = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if queue.len() < MAX_SEND_NOW {
             queue.push(entry);
         }
     }
 
-    fn take(&self) -> Vec<OutboxEntry> {
+    fn take(&self) -> Vec<QueuedEnvelope> {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
@@ -143,7 +146,7 @@ pub enum DeliveryEvent {
 }
 
 pub struct DeliveryParts {
-    pub store: Store,
+    pub store: Arc<dyn MeshStore>,
     pub transport: Transport,
     pub keys: NodeKeys,
     pub local: NodeId,
@@ -164,7 +167,7 @@ pub struct DeliveryParts {
 }
 
 struct Worker {
-    store: Store,
+    store: Arc<dyn MeshStore>,
     transport: Transport,
     keys: NodeKeys,
     local: NodeId,
@@ -199,7 +202,7 @@ struct Worker {
 pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
     let offsets = parts.offsets;
     let syncer = Arc::new(sync::Syncer::new(
-        parts.store.clone(),
+        Arc::clone(&parts.store),
         parts.transport.clone(),
         parts.keys.clone(),
         parts.local.clone(),
@@ -496,38 +499,29 @@ impl Worker {
                 return;
             }
         };
-        let inbound = InboundEnvelope {
+        let arrival = Arrival {
             envelope_id: envelope.envelope_id,
-            from_peer_id: peer.clone(),
+            from: peer.clone(),
             received_at: self.clock.now_ms(),
             sender_clock_offset_ms: self.offsets.get(&peer),
         };
-        let message_id = match &effect {
-            storage::InboundEffect::DirectMessage(m) => Some(m.message_id),
-            storage::InboundEffect::GroupMessage { message, .. } => Some(message.message_id),
-            _ => None,
-        };
         let upserted = match &effect {
-            storage::InboundEffect::GroupUpsert(state) => Some(state.global_group_id),
+            InboundEffect::GroupUpsert(state) => Some(state.global_group_id),
             _ => None,
         };
-        match self.store.apply_inbound(inbound, effect).await {
+        match self.store.apply_inbound(arrival, effect).await {
             Ok(outcome) => {
                 self.reply(
                     &peer,
                     Frame::Ack(Ack {
                         envelope_id: envelope.envelope_id.to_string(),
-                        outcome: outcome_name(&outcome).to_string(),
+                        outcome: outcome.wire_name().to_string(),
                     }),
                 )
                 .await;
                 match (outcome, upserted) {
-                    (InboundOutcome::Applied, _) => {
-                        if let Some(id) = message_id {
-                            if let Ok(Some(message)) = self.store.message(id).await {
-                                self.emit(DeliveryEvent::MessageReceived(message));
-                            }
-                        }
+                    (InboundOutcome::Applied(Some(message)), _) => {
+                        self.emit(DeliveryEvent::MessageReceived(message));
                     }
                     (
                         InboundOutcome::GroupUpdated {
@@ -551,11 +545,7 @@ impl Worker {
                     _ => {}
                 }
             }
-            Err(
-                e @ (StoreError::Invalid { .. }
-                | StoreError::Blocked(_)
-                | StoreError::NotFound { .. }),
-            ) => {
+            Err(e @ PortError::Refused(_)) => {
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "refused an envelope: {e}");
                 self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
                     .await;
@@ -596,7 +586,7 @@ impl Worker {
             return;
         }
         let announced = self.announce_delivered(&id, &peer);
-        match self.store.outbox_ack(id, peer.clone()).await {
+        match self.store.outbox_acked(id, peer.clone()).await {
             Ok(Some(_)) if announced => {}
             Ok(Some(acked)) => self.emit_settled(&acked, MessageStatus::Delivered),
             // Not an outbox envelope: a `group.send`, whose envelope id is its message id.
@@ -773,7 +763,7 @@ impl Worker {
     /// The status an ack or a rejection just committed, without reading it back: an
     /// outbox row that carries a message is a DM (group messages travel by the members'
     /// delivery cursors), so its conversation is the DM with the envelope's peer.
-    fn emit_settled(&self, settled: &storage::AckedEnvelope, status: MessageStatus) {
+    fn emit_settled(&self, settled: &Settled, status: MessageStatus) {
         if let Some(message_id) = settled.message_id {
             let mut delivered = self.delivered.lock().unwrap_or_else(|p| p.into_inner());
             if status == MessageStatus::Delivered {
@@ -834,7 +824,7 @@ impl Worker {
     /// Hands each envelope to its link, then records every attempt in one write (the
     /// store schedules the retries) and emits the statuses that changed.
     /// Returns whether some link was too busy to take its envelope.
-    async fn send_and_record(self: &Arc<Self>, entries: &[OutboxEntry], now: UnixMs) -> bool {
+    async fn send_and_record(self: &Arc<Self>, entries: &[QueuedEnvelope], now: UnixMs) -> bool {
         let mut attempts = Vec::with_capacity(entries.len());
         let mut busy_peers: Vec<&NodeId> = Vec::new();
         for entry in entries {
@@ -869,22 +859,14 @@ impl Worker {
             attempts.push((entry.envelope_id, attempt));
         }
         match self.store.record_outbox_attempts(attempts, now).await {
-            Ok(updated) => {
-                let gave_up = updated
-                    .into_iter()
-                    .flatten()
-                    .filter(|entry| entry.status == OutboxStatus::Failed)
-                    .filter_map(|entry| entry.message_id)
-                    .collect();
-                self.emit_statuses(gave_up);
-            }
+            Ok(gave_up) => self.emit_statuses(gave_up),
             Err(e) => tracing::warn!("cannot record send attempts: {e}"),
         }
         !busy_peers.is_empty()
     }
 
     /// Remembers a DM envelope handed to its link, for its ack.
-    fn await_ack(&self, entry: &OutboxEntry, message_id: MessageId) {
+    fn await_ack(&self, entry: &QueuedEnvelope, message_id: MessageId) {
         let mut awaiting = self.awaiting_ack.lock().unwrap_or_else(|p| p.into_inner());
         if awaiting.len() >= MAX_AWAITING_ACK {
             awaiting.clear();
@@ -996,7 +978,7 @@ impl Worker {
     /// encoded at all (then it was failed here and needs no attempt recorded), or when
     /// the link's queue is full (`busy` set): backpressure, not a failure — the envelope
     /// stays due and the pass comes back in `BUSY_RETRY`, not after a retry backoff.
-    async fn try_send(&self, entry: &OutboxEntry, busy: &mut bool) -> Option<SendAttempt> {
+    async fn try_send(&self, entry: &QueuedEnvelope, busy: &mut bool) -> Option<SendAttempt> {
         let peer = &entry.peer_id;
         let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.seal(&self.keys));
         let bytes = match sealed {
@@ -1042,14 +1024,4 @@ fn reject(id: &EnvelopeId, reason: &str) -> Frame {
         envelope_id: id.to_string(),
         reason: reason.to_string(),
     })
-}
-
-fn outcome_name(outcome: &InboundOutcome) -> &'static str {
-    match outcome {
-        InboundOutcome::Applied => "applied",
-        InboundOutcome::Duplicate => "duplicate",
-        InboundOutcome::Expired => "expired",
-        InboundOutcome::Stale => "stale",
-        InboundOutcome::GroupUpdated { .. } | InboundOutcome::GroupInvitation => "applied",
-    }
 }

@@ -12,7 +12,7 @@
 
 use std::collections::HashSet;
 
-use storage::{Fingerprint, KeyRange, MessageId, OrderKey};
+use chat_core::{Fingerprint, KeyRange, MessageId, OrderKey};
 
 use crate::envelope::{RangeSummary, SyncRange, SYNC_LEAF};
 
@@ -111,8 +111,8 @@ fn split(mine: &[OrderKey], range: &KeyRange, out: &mut Vec<SyncRange>) {
 mod tests {
     use std::collections::{BTreeSet, HashMap};
 
+    use chat_core::Hlc;
     use proptest::prelude::*;
-    use storage::Hlc;
 
     use super::*;
     use crate::envelope::MAX_SYNC_ROUNDS;

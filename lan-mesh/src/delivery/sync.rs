@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api_types::NodeId;
-use storage::{EnvelopeId, GlobalGroupId, KeyRange, MessageId, OrderKey, Store, StoreError};
+use chat_core::{EnvelopeId, GlobalGroupId, KeyRange, MessageId, OrderKey};
 use tokio::sync::{broadcast, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -25,6 +25,7 @@ use crate::envelope::{
     SyncMessage, SyncRange, KIND_GROUP_RELAY, KIND_GROUP_SYNC, MAX_RELAY_MESSAGES, MAX_SYNC_RANGES,
     MAX_SYNC_ROUNDS,
 };
+use crate::ports::{MeshStore, PortError};
 use crate::transport::{Ack, Frame, NodeKeys, Reject, SendError, Transport};
 
 /// Bytes of payload JSON per catch-up envelope: well under the 200 KiB envelope limit
@@ -86,7 +87,7 @@ struct Session {
 }
 
 pub(crate) struct Syncer {
-    store: Store,
+    store: Arc<dyn MeshStore>,
     transport: Transport,
     keys: NodeKeys,
     local: NodeId,
@@ -110,7 +111,7 @@ impl Syncer {
     // Each argument is one of the worker's shared handles, cloned once here.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        store: Store,
+        store: Arc<dyn MeshStore>,
         transport: Transport,
         keys: NodeKeys,
         local: NodeId,
@@ -142,10 +143,9 @@ impl Syncer {
                 return;
             }
         };
-        for group in groups {
-            let state = &group.state;
+        for state in groups {
             if state.is_member(&self.local) && state.is_member(peer) {
-                self.start(group.state.global_group_id, peer).await;
+                self.start(state.global_group_id, peer).await;
             }
         }
     }
@@ -153,7 +153,7 @@ impl Syncer {
     /// Compares `group` with every member that is online now.
     pub(crate) async fn sync_group(&self, group: GlobalGroupId) {
         let state = match self.store.group(group).await {
-            Ok(Some(g)) => g.state,
+            Ok(Some(state)) => state,
             Ok(None) => return,
             Err(e) => {
                 tracing::warn!(%group, "cannot read a group for catch-up: {e}");
@@ -175,8 +175,8 @@ impl Syncer {
     async fn sync_all(&self) {
         match self.store.groups().await {
             Ok(groups) => {
-                for group in groups {
-                    self.sync_group(group.state.global_group_id).await;
+                for state in groups {
+                    self.sync_group(state.global_group_id).await;
                 }
             }
             Err(e) => tracing::warn!("cannot list groups for catch-up: {e}"),
@@ -323,7 +323,7 @@ impl Syncer {
     /// Both this node and `peer` must be members of `group` in this node's view.
     async fn check_members(&self, group: &GlobalGroupId, peer: &NodeId) -> Result<(), Refusal> {
         let state = match self.store.group(*group).await {
-            Ok(Some(g)) => g.state,
+            Ok(Some(state)) => state,
             Ok(None) => return Err(Refusal::Reject(format!("group {group} does not exist"))),
             Err(e) => return Err(Refusal::Silent(e.to_string())),
         };
@@ -351,7 +351,7 @@ impl Syncer {
         } else {
             let span = span(&sync.ranges);
             self.store
-                .group_sync_keys(group, span)
+                .group_keys(group, span)
                 .await
                 .map_err(|e| Refusal::Silent(e.to_string()))?
         };
@@ -385,10 +385,8 @@ impl Syncer {
             )
             .await
             .map_err(|e| match e {
-                StoreError::Invalid { .. }
-                | StoreError::NotFound { .. }
-                | StoreError::Blocked(_) => Refusal::Reject(e.to_string()),
-                e => Refusal::Silent(e.to_string()),
+                PortError::Refused(reason) => Refusal::Reject(reason),
+                PortError::Unavailable(reason) => Refusal::Silent(reason),
             })?;
         tracing::debug!(%peer, %group, stored = outcome.stored.len(), skipped = outcome.skipped, "relayed group messages");
         for message in outcome.stored {
@@ -577,7 +575,7 @@ fn span(ranges: &[SyncRange]) -> KeyRange {
         .iter()
         .map(|r| r.range.lo)
         .min()
-        .unwrap_or_else(storage::min_key);
+        .unwrap_or_else(chat_core::min_key);
     let hi: Option<OrderKey> = if ranges.iter().any(|r| r.range.hi.is_none()) {
         None
     } else {

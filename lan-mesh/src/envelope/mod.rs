@@ -6,21 +6,22 @@
 //! version, ids, sender (must be the link's peer), receiver (must be us), signature,
 //! then kind and payload; each failure has a reason the sender can log.
 
+mod group_wire;
 mod payload;
 mod sync_payload;
 
 use api_types::NodeId;
+use chat_core::{EnvelopeId, GlobalGroupId, Hlc, Message};
 use serde::{Deserialize, Serialize};
-use storage::{
-    EnvelopeId, GlobalGroupId, Hlc, InboundEffect, InboundMessage, Message, OutboxEntry,
-    MAX_BODY_BYTES,
-};
 
+use crate::ports::{InboundEffect, IncomingMessage, QueuedEnvelope};
 use crate::transport::{NodeKeys, PeerKeys};
 
+pub use group_wire::GroupStateWire;
+
 pub use payload::{
-    dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, KIND_DM_SEND, KIND_GROUP_SEND,
-    KIND_GROUP_UPSERT,
+    dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, Outgoing, KIND_DM_SEND,
+    KIND_GROUP_SEND, KIND_GROUP_UPSERT,
 };
 pub use sync_payload::{
     ephemeral, is_catch_up_kind, BoundPayload, RangePayload, RangeSummary, RelayMessage,
@@ -81,7 +82,7 @@ struct Wire {
 
 impl Envelope {
     /// The envelope an outbox row stands for (its payload is the JSON the encoder stored).
-    pub fn from_outbox(entry: &OutboxEntry, local: &NodeId) -> Result<Envelope, EnvelopeError> {
+    pub fn from_outbox(entry: &QueuedEnvelope, local: &NodeId) -> Result<Envelope, EnvelopeError> {
         Ok(Envelope {
             envelope_id: entry.envelope_id,
             kind: entry.kind.clone(),
@@ -197,13 +198,8 @@ impl Envelope {
             KIND_DM_SEND => {
                 let dm: DmPayload = serde_json::from_value(self.payload.clone())
                     .map_err(|_| EnvelopeError::Invalid("dm.send payload"))?;
-                if dm.text.trim().is_empty() {
-                    return Err(EnvelopeError::Invalid("empty text"));
-                }
-                if dm.text.len() > MAX_BODY_BYTES {
-                    return Err(EnvelopeError::Invalid("text too long"));
-                }
-                Ok(InboundEffect::DirectMessage(InboundMessage {
+                check_text(&dm.text)?;
+                Ok(InboundEffect::DirectMessage(IncomingMessage {
                     message_id: dm.message_id()?,
                     body: dm.text,
                     sent_at: dm.sent_at,
@@ -213,12 +209,7 @@ impl Envelope {
             KIND_GROUP_SEND => {
                 let send: GroupSendPayload = serde_json::from_value(self.payload.clone())
                     .map_err(|_| EnvelopeError::Invalid("group.send payload"))?;
-                if send.text.trim().is_empty() {
-                    return Err(EnvelopeError::Invalid("empty text"));
-                }
-                if send.text.len() > MAX_BODY_BYTES {
-                    return Err(EnvelopeError::Invalid("text too long"));
-                }
+                check_text(&send.text)?;
                 let message_id = send.message_id()?;
                 // The envelope id is the message id (see `group_send`): a mismatch is a
                 // forged or broken envelope, and would defeat the dedupe.
@@ -229,7 +220,7 @@ impl Envelope {
                 }
                 Ok(InboundEffect::GroupMessage {
                     global_group_id: send.global_group_id()?,
-                    message: InboundMessage {
+                    message: IncomingMessage {
                         message_id,
                         body: send.text,
                         sent_at: send.sent_at,
@@ -238,19 +229,27 @@ impl Envelope {
                 })
             }
             KIND_GROUP_UPSERT => {
-                let state: storage::GroupState = serde_json::from_value(self.payload.clone())
+                let state: GroupStateWire = serde_json::from_value(self.payload.clone())
                     .map_err(|_| EnvelopeError::Invalid("group.upsert payload"))?;
-                state.validate().map_err(|e| EnvelopeError::Invalid(e.0))?;
-                Ok(InboundEffect::GroupUpsert(state))
+                Ok(InboundEffect::GroupUpsert(state.into_state()?))
             }
             other => Err(EnvelopeError::UnknownKind(other.chars().take(64).collect())),
         }
     }
 }
 
+/// A message text on the wire: the same rule as everywhere (`chat_core::check_body`).
+pub(crate) fn check_text(text: &str) -> Result<(), EnvelopeError> {
+    chat_core::check_body(text).map_err(|e| match e {
+        chat_core::TextError::Empty => EnvelopeError::Invalid("empty text"),
+        _ => EnvelopeError::Invalid("text too long"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chat_core::MAX_BODY_BYTES;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -323,15 +322,15 @@ mod tests {
         assert!(env.effect().is_err());
     }
 
-    fn stamp(hlc: u64, editor: u8) -> storage::Stamp {
-        storage::Stamp {
+    fn stamp(hlc: u64, editor: u8) -> chat_core::Stamp {
+        chat_core::Stamp {
             hlc,
             editor: id(editor),
         }
     }
 
-    fn group_state() -> storage::GroupState {
-        let mut state = storage::GroupState::create(
+    fn group_state() -> chat_core::GroupState {
+        let mut state = chat_core::GroupState::create(
             GlobalGroupId::new(),
             &stamp(3, 1),
             "项目 team",
@@ -342,11 +341,11 @@ mod tests {
         state
     }
 
-    fn upsert(state: &storage::GroupState) -> Envelope {
+    fn upsert(state: &chat_core::GroupState) -> Envelope {
         let out = group_upsert_outgoing(state);
         Envelope {
             envelope_id: EnvelopeId::new(),
-            kind: out.kind,
+            kind: out.kind.to_string(),
             from_peer_id: id(2),
             to_peer_id: id(3),
             ts: 1_700_000_000_000,
@@ -357,14 +356,14 @@ mod tests {
     fn group_message(text: &str) -> (GlobalGroupId, Message) {
         let group = GlobalGroupId::new();
         let message = Message {
-            message_id: storage::MessageId::new(),
-            conversation_id: storage::ConversationId::group(&group),
-            sender: storage::UserId::lan(&id(1)),
+            message_id: chat_core::MessageId::new(),
+            conversation_id: chat_core::ConversationId::group(&group),
+            sender: chat_core::UserId::lan(&id(1)),
             body: text.into(),
             sent_at: 1_700_000_000_000,
             received_at: 1_700_000_000_000,
             hlc: Hlc::from_raw(7 << 16),
-            status: storage::MessageStatus::Pending,
+            status: chat_core::MessageStatus::Pending,
             sender_clock_offset_ms: None,
         };
         (group, message)
@@ -477,7 +476,7 @@ mod tests {
             opened.effect(),
             Ok(InboundEffect::GroupMessage {
                 global_group_id: group,
-                message: InboundMessage {
+                message: IncomingMessage {
                     message_id: message.message_id,
                     body: message.body.clone(),
                     sent_at: message.sent_at,
@@ -545,7 +544,7 @@ mod tests {
                 .iter()
                 .map(|n| ulid::Ulid::from(*n).to_string().parse().unwrap())
                 .collect();
-            let mut state = storage::GroupState::create(
+            let mut state = chat_core::GroupState::create(
                 GlobalGroupId::new(),
                 &stamp(hlc, 1),
                 &name,

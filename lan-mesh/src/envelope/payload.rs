@@ -3,10 +3,17 @@
 //! The outbox keeps `kind` and the payload bytes; the envelope around them (id,
 //! sender, receiver, time, signature) is built when it is sent, from the outbox row.
 
+use chat_core::{GlobalGroupId, GroupState, Message, MessageId};
 use serde::{Deserialize, Serialize};
-use storage::{GlobalGroupId, GroupState, Message, MessageId, OutgoingEnvelope};
 
-use super::EnvelopeError;
+use super::{EnvelopeError, GroupStateWire};
+
+/// An envelope's kind and payload as the outbox keeps them until it is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub kind: &'static str,
+    pub payload: Vec<u8>,
+}
 
 /// `dm.send`: one direct message, exactly as the sender stored it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,9 +47,9 @@ impl DmPayload {
 }
 
 /// What the store puts in the outbox beside a new DM (`Store::send_message`'s encoder).
-pub fn dm_outgoing(message: &Message) -> OutgoingEnvelope {
-    OutgoingEnvelope {
-        kind: KIND_DM_SEND.to_string(),
+pub fn dm_outgoing(message: &Message) -> Outgoing {
+    Outgoing {
+        kind: KIND_DM_SEND,
         // Serialising a struct of strings and integers cannot fail.
         payload: serde_json::to_vec(&DmPayload::from_message(message)).unwrap_or_default(),
     }
@@ -53,11 +60,11 @@ pub const KIND_GROUP_SEND: &str = "group.send";
 
 /// What the store puts in the outbox for every member when a group is created or
 /// edited (`Store::create_group` / `edit_group`'s encoder).
-pub fn group_upsert_outgoing(state: &GroupState) -> OutgoingEnvelope {
-    OutgoingEnvelope {
-        kind: KIND_GROUP_UPSERT.to_string(),
+pub fn group_upsert_outgoing(state: &GroupState) -> Outgoing {
+    Outgoing {
+        kind: KIND_GROUP_UPSERT,
         // Strings, integers and a list of strings: serialising cannot fail.
-        payload: serde_json::to_vec(state).unwrap_or_default(),
+        payload: serde_json::to_vec(&GroupStateWire::from_state(state)).unwrap_or_default(),
     }
 }
 

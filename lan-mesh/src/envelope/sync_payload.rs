@@ -9,11 +9,10 @@
 use std::collections::HashSet;
 
 use api_types::NodeId;
-use serde::{Deserialize, Serialize};
-use storage::{
+use chat_core::{
     EnvelopeId, Fingerprint, GlobalGroupId, Hlc, KeyRange, MessageId, OrderKey, RelayedMessage,
-    MAX_BODY_BYTES,
 };
+use serde::{Deserialize, Serialize};
 
 use super::{Envelope, EnvelopeError};
 
@@ -304,12 +303,7 @@ impl RelayPayload {
                 .author
                 .parse()
                 .map_err(|_| EnvelopeError::Invalid("author is not a node id"))?;
-            if m.text.trim().is_empty() {
-                return Err(EnvelopeError::Invalid("empty text"));
-            }
-            if m.text.len() > MAX_BODY_BYTES {
-                return Err(EnvelopeError::Invalid("text too long"));
-            }
+            super::check_text(&m.text)?;
             messages.push(RelayedMessage {
                 message_id,
                 author,
@@ -364,6 +358,7 @@ impl Envelope {
 
 #[cfg(test)]
 mod tests {
+    use chat_core::MAX_BODY_BYTES;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -387,7 +382,7 @@ mod tests {
             ranges: vec![
                 SyncRange {
                     range: KeyRange {
-                        lo: storage::min_key(),
+                        lo: chat_core::min_key(),
                         hi: Some(key(10, 5)),
                     },
                     summary: RangeSummary::Fingerprint(Fingerprint {

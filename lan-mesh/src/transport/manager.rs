@@ -6,8 +6,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::ports::{KeyBook, KeyPin};
 use api_types::NodeId;
-use storage::{KeyPin, Store};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -90,7 +90,7 @@ struct Shared {
     state: Mutex<State>,
     listener: Mutex<Option<Listener>>,
     keys: NodeKeys,
-    store: Store,
+    store: Arc<dyn KeyBook>,
     events: mpsc::Sender<LinkEvent>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
@@ -138,7 +138,7 @@ impl Transport {
     pub async fn start(
         config: TransportConfig,
         keys: NodeKeys,
-        store: Store,
+        store: Arc<dyn KeyBook>,
         events: mpsc::Sender<LinkEvent>,
         cancel: CancellationToken,
     ) -> Result<Transport, TransportError> {

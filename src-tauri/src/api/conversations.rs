@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use lan_mesh::envelope::dm_outgoing;
+use mesh_store::dm_envelope;
 use storage::{
     ConversationId, ConversationTarget, HistoryQuery, MessageId, MessagePage, StoreError,
     MAX_BODY_BYTES, MAX_PAGE,
@@ -149,7 +149,7 @@ pub async fn send(
     identity::ensure_local(&state).await?;
     let (message, entry) = state
         .store()
-        .send_message_queued(conversation, text, now_ms(), dm_outgoing)
+        .send_message_queued(conversation, text, now_ms(), dm_envelope)
         .await?;
     match entry {
         Some(entry) => state.mesh().send_now(entry),
@@ -198,7 +198,7 @@ pub async fn retry(
     identity::ensure_local(&state).await?;
     let message = state
         .store()
-        .retry_message(conversation, message_id, now_ms(), dm_outgoing)
+        .retry_message(conversation, message_id, now_ms(), dm_envelope)
         .await?;
     state.mesh().wake_outbox();
     let view = views::message_view(&message, &Names::local(&state));

@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use lan_mesh::envelope::group_upsert_outgoing;
+use mesh_store::group_upsert_envelope;
 use storage::{ConversationId, GlobalGroupId, Group, GroupAction, GroupEdit, NewGroup, Store};
 
 use super::params::Segments;
@@ -82,7 +82,7 @@ pub async fn create(
                 members,
             },
             now_ms(),
-            group_upsert_outgoing,
+            group_upsert_envelope,
         )
         .await?;
     let view = view(&state, &group).await?;
@@ -154,7 +154,7 @@ pub async fn update(
                 members,
             },
             now_ms(),
-            group_upsert_outgoing,
+            group_upsert_envelope,
         )
         .await?;
     let view = view(&state, &group).await?;
@@ -195,7 +195,7 @@ async fn act(state: &ApiState, id: &str, action: GroupAction) -> Result<Json<Gro
     identity::ensure_local(state).await?;
     let group = state
         .store()
-        .group_action(id, action, now_ms(), group_upsert_outgoing)
+        .group_action(id, action, now_ms(), group_upsert_envelope)
         .await?;
     let view = view(state, &group).await?;
     tracing::info!(group = %view.id, ?action, "group left or dissolved");
@@ -292,7 +292,7 @@ pub async fn decline(
     identity::ensure_local(&state).await?;
     state
         .store()
-        .decline_group_invitation(id, now_ms(), group_upsert_outgoing)
+        .decline_group_invitation(id, now_ms(), group_upsert_envelope)
         .await?;
     tracing::info!(group = %id, "declined a group invitation");
     state.mesh().wake_outbox();

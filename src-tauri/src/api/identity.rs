@@ -1,7 +1,7 @@
 //! Who this node is, as the API shows it and as the store stamps outgoing messages.
 
+use api_types::limits::MAX_DISPLAY_NAME_CHARS;
 use api_types::Settings;
-use storage::MAX_NAME_CHARS;
 
 use super::{now_ms, ApiError, ApiState};
 
@@ -16,13 +16,13 @@ pub fn own_name(settings: &Settings) -> String {
     }
 }
 
-/// `own_name` as the store accepts it: ≤ 128 characters without control characters
+/// `own_name` as the store accepts it: ≤ 64 characters without control characters
 /// (a host name can in principle be anything).
 pub fn stored_name(settings: &Settings) -> String {
     own_name(settings)
         .chars()
         .filter(|c| !c.is_control())
-        .take(MAX_NAME_CHARS)
+        .take(MAX_DISPLAY_NAME_CHARS)
         .collect()
 }
 
@@ -32,7 +32,7 @@ pub fn stored_name(settings: &Settings) -> String {
 pub async fn ensure_local(state: &ApiState) -> Result<(), ApiError> {
     let settings = state.settings().current();
     let node_id = settings.lan_mesh.node_id.clone();
-    // The store takes ≤ 128 characters without control characters; a host name can
+    // The store takes ≤ 64 characters without control characters; a host name can
     // in principle be anything.
     let name = stored_name(&settings);
     let wanted = (node_id, name.trim().to_string());

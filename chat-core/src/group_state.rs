@@ -1,5 +1,6 @@
 //! A group's state as a convergent replicated data type: what `group.upsert` carries
-//! and what every member stores.
+//! and what every member stores (each in its own format: `lan-mesh`'s wire type,
+//! `storage`'s column).
 //!
 //! Every field keeps the stamps of its changes — `(hlc, editor)`, a hybrid logical
 //! clock reading and the node that made the change — and two states merge field by
@@ -24,10 +25,9 @@
 //! - **owner**: fixed at creation.
 
 use api_types::NodeId;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::ids::GlobalGroupId;
-use crate::model::{MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS, MAX_NAME_CHARS};
+use api_types::limits::{MAX_ANNOUNCEMENT_CHARS, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_CHARS};
 
 /// Registers kept per field: the highest stamps. A register below the owner's newest
 /// can never win again; the cap bounds an upsert to what one frame carries (eight
@@ -48,8 +48,7 @@ pub struct Stamp {
 }
 
 /// One editor's latest value of a text field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Register {
     pub hlc: u64,
     pub editor: NodeId,
@@ -66,8 +65,7 @@ impl Register {
 }
 
 /// A node's membership: added (`present`) or removed, as of its stamp.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberEntry {
     pub id: NodeId,
     pub present: bool,
@@ -84,21 +82,15 @@ impl MemberEntry {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DissolvedStamp {
     pub hlc: u64,
     pub editor: NodeId,
 }
 
 /// A group's whole replicated state (see the module docs).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupState {
-    #[serde(
-        serialize_with = "group_id_text",
-        deserialize_with = "group_id_from_text"
-    )]
     pub global_group_id: GlobalGroupId,
     pub owner: NodeId,
     /// Highest stamp first, one per editor.
@@ -108,16 +100,6 @@ pub struct GroupState {
     /// By node id, one per node.
     pub members: Vec<MemberEntry>,
     pub dissolved: Option<DissolvedStamp>,
-}
-
-fn group_id_text<S: Serializer>(id: &GlobalGroupId, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(id)
-}
-
-fn group_id_from_text<'de, D: Deserializer<'de>>(d: D) -> Result<GlobalGroupId, D::Error> {
-    let text = String::deserialize(d)?;
-    text.parse()
-        .map_err(|_| serde::de::Error::custom("global_group_id is not a ULID"))
 }
 
 /// Why a state was refused: it breaks a rule every member checks alike.
@@ -222,7 +204,7 @@ impl GroupState {
         for register in &self.names {
             let name = register.value.trim();
             if name.is_empty()
-                || register.value.chars().count() > MAX_NAME_CHARS
+                || register.value.chars().count() > MAX_GROUP_NAME_CHARS
                 || register.value.chars().any(char::is_control)
             {
                 return Err(InvalidGroupState("bad group name"));
@@ -513,17 +495,6 @@ mod tests {
             g.validate(),
             Err(InvalidGroupState("not in canonical form"))
         );
-    }
-
-    #[test]
-    fn the_state_round_trips_through_json() {
-        let mut g = base();
-        g.set_announcement("公告", &stamp(11, 1));
-        g.dissolve(&stamp(12, 0));
-        let text = serde_json::to_string(&g).unwrap();
-        let back: GroupState = serde_json::from_str(&text).unwrap();
-        assert_eq!(back, g);
-        assert!(serde_json::from_str::<GroupState>(&text.replacen('{', "{\"x\":1,", 1)).is_err());
     }
 
     #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
-//! When to try an envelope again. Pure: the caller supplies `now` and the jitter.
+//! When to try an envelope again, and when to give up. Pure: the caller supplies `now`
+//! and the jitter.
 
-use crate::model::UnixMs;
+use crate::message::UnixMs;
 
 /// First retry soon: a dropped link on a LAN usually comes back within seconds.
 const FIRST_DELAY_MS: i64 = 2_000;
@@ -12,6 +13,13 @@ const JITTER_SPAN: f64 = 0.4;
 /// marks the message failed. The receiver's dedupe window is derived from it (see
 /// `dedupe`), so changing it means changing both sides' documentation.
 pub const MAX_RETRY_AGE_MS: i64 = 7 * 24 * 60 * 60 * 1_000;
+/// How far a measured clock offset may be from the sender's real one: the receiver
+/// judges an envelope's age on the sender's clock within this error (storage's
+/// `inbound` module docs derive the dedupe rule from it).
+pub const MAX_OFFSET_ERROR_MS: i64 = 24 * 60 * 60 * 1_000;
+/// How long a receiver keeps an envelope's dedupe entry: every copy a sender may still
+/// retry finds it.
+pub const DEDUPE_RETENTION_MS: i64 = MAX_RETRY_AGE_MS + 2 * MAX_OFFSET_ERROR_MS;
 
 /// The backoff schedule. The default is the product's; tests shrink it (a node reads
 /// `LANCHAT_RETRY_FIRST_MS` / `LANCHAT_RETRY_MAX_MS`) so "an hour offline" fits in seconds.

@@ -72,15 +72,6 @@ impl Hlc {
     pub fn fits_sql(self) -> bool {
         i64::try_from(self.0).is_ok()
     }
-
-    /// SQLite integers are signed; every stamp before year 10889 fits.
-    pub(crate) fn to_sql(self) -> i64 {
-        i64::try_from(self.0).unwrap_or(i64::MAX)
-    }
-
-    pub(crate) fn from_sql(v: i64) -> Hlc {
-        Hlc(u64::try_from(v).unwrap_or(0))
-    }
 }
 
 #[cfg(test)]

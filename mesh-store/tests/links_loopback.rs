@@ -1,5 +1,6 @@
 //! Loopback tier of the transport and delivery: real `Transport`s on 127.0.0.1 TCP,
-//! real delivery workers, real SQLite stores in temporary directories. Discovery is
+//! real delivery workers, real SQLite stores in temporary directories seen through
+//! this crate's ports. Discovery is
 //! replaced by its event channel (tests announce peers' addresses themselves).
 //! Deadlines are generous failure bounds, never measurements.
 
@@ -12,8 +13,8 @@ use std::time::Duration;
 use api_types::{Cidr, NodeId};
 use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts};
 use lan_mesh::discovery::{Peer, PeerEvent, SharedSecret};
-use lan_mesh::envelope::dm_outgoing;
 use lan_mesh::transport::{NodeKeys, Transport, TransportConfig};
+use mesh_store::{dm_envelope, StorePorts};
 use storage::{ConversationId, HistoryQuery, MessageStatus, PeerSighting, Store};
 use tokio::sync::{broadcast, mpsc, Notify};
 use tokio_util::sync::CancellationToken;
@@ -112,7 +113,7 @@ impl Node {
         let transport = Transport::start(
             config(&id, secret),
             keys.clone(),
-            store.clone(),
+            Arc::new(StorePorts::new(store.clone())),
             link_tx,
             cancel.child_token(),
         )
@@ -122,7 +123,7 @@ impl Node {
         let (events, _) = broadcast::channel(4096);
         let wake = Arc::new(Notify::new());
         delivery::spawn(DeliveryParts {
-            store: store.clone(),
+            store: Arc::new(StorePorts::new(store.clone())),
             transport: transport.clone(),
             keys: keys.clone(),
             local: id.clone(),
@@ -186,7 +187,7 @@ impl Node {
 
     async fn send_dm(&self, to: &NodeId, text: &str) {
         self.store
-            .send_direct_message(to.clone(), text.into(), self.clock.now_ms(), dm_outgoing)
+            .send_direct_message(to.clone(), text.into(), self.clock.now_ms(), dm_envelope)
             .await
             .unwrap();
         self.wake.notify_one();

@@ -1,4 +1,4 @@
-//! Identifiers the store hands out and accepts. Each kind has its own type so an
+//! Identifiers of messages, envelopes, groups, users and conversations. Each kind has its own type so an
 //! envelope id can never be passed where a message id is expected.
 
 use std::fmt;
@@ -7,7 +7,22 @@ use std::str::FromStr;
 use api_types::NodeId;
 use ulid::Ulid;
 
-use crate::error::StoreError;
+/// An identifier that does not parse: which kind, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct IdError {
+    pub what: &'static str,
+    pub reason: String,
+}
+
+impl IdError {
+    fn new(what: &'static str, reason: impl Into<String>) -> Self {
+        IdError {
+            what,
+            reason: reason.into(),
+        }
+    }
+}
 
 macro_rules! ulid_id {
     ($(#[$doc:meta])* $name:ident, $what:literal) => {
@@ -47,12 +62,12 @@ macro_rules! ulid_id {
         }
 
         impl FromStr for $name {
-            type Err = StoreError;
+            type Err = IdError;
 
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Ulid::from_string(s.trim())
                     .map($name)
-                    .map_err(|e| StoreError::invalid($what, e.to_string()))
+                    .map_err(|e| IdError::new($what, e.to_string()))
             }
         }
     };
@@ -102,15 +117,15 @@ impl fmt::Display for UserId {
 }
 
 impl FromStr for UserId {
-    type Err = StoreError;
+    type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let node = s.strip_prefix(LAN_PREFIX).ok_or_else(|| {
-            StoreError::invalid("user id", format!("{s:?} does not start with {LAN_PREFIX}"))
+            IdError::new("user id", format!("{s:?} does not start with {LAN_PREFIX}"))
         })?;
         let node: NodeId = node
             .parse()
-            .map_err(|e: api_types::NodeIdError| StoreError::invalid("user id", e.to_string()))?;
+            .map_err(|e: api_types::NodeIdError| IdError::new("user id", e.to_string()))?;
         Ok(UserId::lan(&node))
     }
 }
@@ -192,20 +207,20 @@ impl fmt::Display for ConversationId {
 }
 
 impl FromStr for ConversationId {
-    type Err = StoreError;
+    type Err = IdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(user) = s.strip_prefix(DM_PREFIX) {
             let user: UserId = user.parse()?;
             let node = user
                 .node_id()
-                .ok_or_else(|| StoreError::invalid("conversation id", s))?;
+                .ok_or_else(|| IdError::new("conversation id", s))?;
             return Ok(ConversationId::dm(&node));
         }
         if let Some(group) = s.strip_prefix(GROUP_PREFIX) {
             return Ok(ConversationId::group(&group.parse()?));
         }
-        Err(StoreError::invalid(
+        Err(IdError::new(
             "conversation id",
             format!("{s:?} is neither dm:lan:{{peer_id}} nor group:{{global_group_id}}"),
         ))
