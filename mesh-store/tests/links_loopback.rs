@@ -455,3 +455,32 @@ async fn a_node_days_ahead_chats_both_ways_without_dragging_the_other() {
         elsewhere[0].hlc
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_waits_for_every_task_of_the_transport() {
+    let a = Node::start("a", "s").await;
+    let b = Node::start("b", "s").await;
+    a.sees(&b).await;
+    b.sees(&a).await;
+    a.send_dm(&b.id, "x").await;
+    wait_until("delivered", || async { b.history(&a.id).await.len() == 1 }).await;
+    wait_until("linked", || async {
+        a.transport.counters().links_up == 1 && b.transport.counters().links_up == 1
+    })
+    .await;
+    let transport = a.transport.clone();
+    // The accept loop, and the link's supervisor, writer and reader.
+    assert!(
+        transport.running_tasks() >= 4,
+        "{}",
+        transport.running_tasks()
+    );
+    a.stop().await;
+    assert_eq!(transport.running_tasks(), 0);
+    // B heard the goodbye (or the socket closing) and dropped its end.
+    wait_until("B's link down", || async {
+        b.transport.counters().links_up == 0
+    })
+    .await;
+    b.stop().await;
+}

@@ -59,7 +59,13 @@ fn run(
             Err(_) => None,
         };
         match job {
-            Some(job) => job(&conn),
+            // A read that panics (a bug) drops its reply, so its caller gets an error;
+            // this thread stays to serve the next reads instead of dying with it.
+            Some(job) => {
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&conn))).is_err() {
+                    tracing::error!("a store read panicked");
+                }
+            }
             None => break,
         }
     }

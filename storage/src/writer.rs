@@ -4,7 +4,12 @@
 //! fsync. Each job runs inside its own savepoint, so a job that fails rolls back alone
 //! and the others in its batch still commit. A job's reply is sent only after the
 //! commit that holds it succeeded: an `Ok` means the data is in the database.
+//!
+//! A job that panics (a bug) is a failed job like any other: its savepoint is rolled
+//! back, its caller gets an error saying so, and the writer goes on with the next job.
+//! The queue is never left without its writer.
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::thread;
 
@@ -65,6 +70,8 @@ pub(crate) enum Durability {
 pub(crate) trait Job: Send {
     /// Runs the write; false if it failed (its savepoint is then rolled back).
     fn run(&mut self, conn: &Connection, state: &mut WriterState) -> bool;
+    /// The write panicked: its outcome is this error, whatever the commit does.
+    fn panicked(&mut self, reason: String);
     fn finish(self: Box<Self>, commit: Result<(), String>);
     fn durability(&self) -> Durability;
 }
@@ -108,6 +115,10 @@ where
         let ok = result.is_ok();
         self.result = Some(result);
         ok
+    }
+
+    fn panicked(&mut self, reason: String) {
+        self.result = Some(Err(StoreError::Commit(reason)));
     }
 
     fn finish(self: Box<Self>, commit: Result<(), String>) {
@@ -272,7 +283,7 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
             job.finish(Err(e.to_string()));
             continue;
         }
-        let ok = job.run(conn, state);
+        let ok = run_guarded(job.as_mut(), conn, state);
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error): the
             // earlier jobs of this batch are gone too. Say so, and start afresh.
@@ -319,6 +330,27 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     }
 }
 
+/// Runs a job, turning a panic into a failed job. The unwind may leave the job's own
+/// writes half done: its savepoint is still open, and the caller rolls it back like
+/// any failed job's. The state may hold something of it too, so it is reloaded as
+/// after a rolled-back batch. That is all the job could touch, hence `AssertUnwindSafe`.
+fn run_guarded(job: &mut dyn Job, conn: &Connection, state: &mut WriterState) -> bool {
+    match catch_unwind(AssertUnwindSafe(|| job.run(conn, state))) {
+        Ok(ok) => ok,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            tracing::error!(panic = %what, "a store write panicked; it was rolled back");
+            job.panicked(format!("the write failed with an internal error ({what})"));
+            forget_uncommitted(conn, state);
+            false
+        }
+    }
+}
+
 /// After a rolled-back batch, what jobs put in the state may not be in the database:
 /// read the identity back. The clock may stay ahead; it only has to be monotonic.
 fn forget_uncommitted(conn: &Connection, state: &mut WriterState) {
@@ -336,5 +368,94 @@ fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 fn finish_all(done: Vec<Box<dyn Job>>, outcome: Result<(), String>) {
     for job in done {
         job.finish(outcome.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    async fn write<R, F>(writer: &mpsc::Sender<Command>, f: F) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> StoreResult<R> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        writer
+            .send(Command::Write(WriteJob::boxed(Durability::Normal, f, tx)))
+            .await
+            .unwrap();
+        rx.await.unwrap()
+    }
+
+    fn set_note(conn: &Connection, key: &str) -> StoreResult<()> {
+        conn.execute("CREATE TABLE IF NOT EXISTS note (k TEXT PRIMARY KEY)", [])?;
+        conn.execute("INSERT INTO note (k) VALUES (?1)", [key])?;
+        Ok(())
+    }
+
+    fn notes(conn: &Connection) -> StoreResult<Vec<String>> {
+        let mut stmt = conn.prepare("SELECT k FROM note ORDER BY k")?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_is_an_error_to_its_caller_and_the_writer_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, ready) = spawn(dir.path().join("lanchat.db")).unwrap();
+        ready.await.unwrap().unwrap();
+
+        write(&writer, |c, _| set_note(c, "before")).await.unwrap();
+        let panicked = write(&writer, |c, _| -> StoreResult<()> {
+            set_note(c, "half done")?;
+            panic!("a bug in a write");
+        })
+        .await;
+        match panicked {
+            Err(StoreError::Commit(reason)) => {
+                assert!(reason.contains("a bug in a write"), "{reason}")
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+        // The writer is still there, and the panicking job's half is not in the file.
+        write(&writer, |c, _| set_note(c, "after")).await.unwrap();
+        let stored = write(&writer, |c, _| notes(c)).await.unwrap();
+        assert_eq!(stored, ["after", "before"]);
+    }
+
+    #[tokio::test]
+    async fn a_panic_fails_only_its_own_job_in_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, ready) = spawn(dir.path().join("lanchat.db")).unwrap();
+        ready.await.unwrap().unwrap();
+        write(&writer, |c, _| set_note(c, "table")).await.unwrap();
+
+        // Queued together, so they share one batch (the writer takes what is queued).
+        let mut replies = Vec::new();
+        for index in 0..5 {
+            let (tx, rx) = oneshot::channel();
+            let job = WriteJob::boxed(
+                Durability::Normal,
+                move |c: &Connection, _: &mut WriterState| -> StoreResult<()> {
+                    if index == 2 {
+                        panic!("job {index} panics");
+                    }
+                    set_note(c, &format!("job {index}"))
+                },
+                tx,
+            );
+            writer.send(Command::Write(job)).await.unwrap();
+            replies.push(rx);
+        }
+        let mut outcomes = Vec::new();
+        for rx in replies {
+            outcomes.push(rx.await.unwrap().is_ok());
+        }
+        assert_eq!(outcomes, [true, true, false, true, true]);
+        let stored = write(&writer, |c, _| notes(c)).await.unwrap();
+        assert_eq!(stored, ["job 0", "job 1", "job 3", "job 4", "table"]);
     }
 }

@@ -19,8 +19,16 @@ pub const MAX_CONNECTIONS_PER_IP: usize = 8;
 pub const MAX_CONNECTIONS: usize = 512;
 /// One WebSocket message is one sealed Noise message (nonce + ≤ 64 KiB).
 const MAX_WS_MESSAGE: usize = 70 * 1024;
-/// Frames queued for one link before `send` reports it busy (the outbox retries).
+/// Envelopes queued for one link (its bulk lane) before `send` reports it busy and
+/// `send_wait` waits.
 pub const LINK_QUEUE: usize = 256;
+/// Acks, rejects and close frames queued for one link (its control lane), sent before
+/// any queued envelope. Each answers an envelope the peer sent, so the peer's own
+/// sending (and the inbound budget) bounds how fast this fills.
+pub const CONTROL_QUEUE: usize = 128;
+/// How long a link closed here may take to tell the peer why (a `Close` frame and the
+/// WebSocket close) before its socket is dropped anyway.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Undecryptable messages in a row after which a link is garbage, not a lossy path.
 pub const MAX_BAD_MESSAGES_IN_A_ROW: u32 = 64;
 /// The path the listener serves; anything else is refused before the upgrade.

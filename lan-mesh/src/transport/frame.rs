@@ -18,6 +18,17 @@ pub enum Frame {
     Close(Close),
 }
 
+/// Which of a link's two outgoing queues a frame waits in. The link's writer always
+/// drains `Control` first, so an answer never waits behind queued envelopes. Local only:
+/// nothing on the wire says which lane a frame took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Small frames that steer the link or another node's outbox: acks, rejects, close.
+    Control,
+    /// Envelopes: the data, as many as the peer keeps up with.
+    Bulk,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ack {
@@ -122,6 +133,13 @@ impl Frame {
             }
             other => return Err(FrameError::UnknownType(other)),
         })
+    }
+
+    pub fn lane(&self) -> Lane {
+        match self {
+            Frame::Envelope(_) => Lane::Bulk,
+            Frame::Ready | Frame::Ack(_) | Frame::Reject(_) | Frame::Close(_) => Lane::Control,
+        }
     }
 
     pub fn close(reason: &str) -> Frame {

@@ -1,25 +1,33 @@
-//! One link: the WebSocket upgrade and Noise handshake on both sides, then the loop
-//! that seals outgoing frames, opens incoming ones, and keeps the link alive.
+//! One link: the WebSocket upgrade and Noise handshake on both sides, then two tasks
+//! on the split socket — a writer that seals outgoing frames from two lanes (control
+//! before bulk) and pings, and a reader that opens incoming frames — joined by a
+//! supervisor that ends both when either ends.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use api_types::NodeId;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{Sink, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio::task::JoinError;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use super::config::{websocket_config, LINK_PATH, MAX_BAD_MESSAGES_IN_A_ROW};
-use super::frame::Frame;
+use super::config::{
+    websocket_config, CLOSE_GRACE, CONTROL_QUEUE, LINK_PATH, LINK_QUEUE, MAX_BAD_MESSAGES_IN_A_ROW,
+};
+use super::frame::{Frame, Lane};
 use super::identity::{NodeKeys, PeerKeys};
-use super::noise::{Handshake, NoiseError, RemoteIdentity, Session};
+use super::noise::{Handshake, NoiseError, Opener, RemoteIdentity, Sealer, Session};
 use super::stats::Counters;
 
 pub(crate) type Ws = WebSocketStream<TcpStream>;
@@ -137,19 +145,38 @@ pub(crate) async fn dial(
     }
 }
 
-/// Seals and sends one frame (possibly several WebSocket messages).
+/// Seals and sends one frame (possibly several WebSocket messages) on a whole
+/// WebSocket, before the link is split (handshake answers and refusals).
 pub(crate) async fn send_frame(
     ws: &mut Ws,
     session: &mut Session,
     frame: &Frame,
 ) -> Result<(), LinkError> {
     let parts = session.seal(&frame.encode())?;
+    write_parts(ws, parts).await
+}
+
+async fn write_frame(
+    sink: &mut WsSink,
+    sealer: &mut Sealer,
+    frame: &Frame,
+) -> Result<(), LinkError> {
+    let parts = sealer.seal(&frame.encode())?;
+    write_parts(sink, parts).await
+}
+
+/// Feeds all parts of one frame and flushes after the last, so a frame's parts go out
+/// back to back (the receiver drops a frame whose parts are interleaved with others).
+async fn write_parts<S>(sink: &mut S, parts: Vec<Vec<u8>>) -> Result<(), LinkError>
+where
+    S: Sink<Message, Error = tokio_tungstenite::tungstenite::Error> + Unpin,
+{
     let last = parts.len().saturating_sub(1);
     for (i, part) in parts.into_iter().enumerate() {
         if i == last {
-            ws.send(Message::Binary(part.into())).await?;
+            sink.send(Message::Binary(part.into())).await?;
         } else {
-            ws.feed(Message::Binary(part.into())).await?;
+            sink.feed(Message::Binary(part.into())).await?;
         }
     }
     Ok(())
@@ -202,104 +229,545 @@ pub enum LinkEnd {
     Failed(String),
 }
 
+/// The sending ends of a link's two outgoing queues (see [`Lane`]).
+#[derive(Clone)]
+pub(crate) struct Lanes {
+    control: mpsc::Sender<Frame>,
+    bulk: mpsc::Sender<Frame>,
+}
+
+/// The writer's ends of the two queues.
+pub(crate) struct LaneReceivers {
+    control: mpsc::Receiver<Frame>,
+    bulk: mpsc::Receiver<Frame>,
+}
+
+pub(crate) fn lanes() -> (Lanes, LaneReceivers) {
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (bulk_tx, bulk_rx) = mpsc::channel(LINK_QUEUE);
+    (
+        Lanes {
+            control: control_tx,
+            bulk: bulk_tx,
+        },
+        LaneReceivers {
+            control: control_rx,
+            bulk: bulk_rx,
+        },
+    )
+}
+
+impl Lanes {
+    /// The queue a frame of this kind waits in.
+    pub(crate) fn for_frame(&self, frame: &Frame) -> &mpsc::Sender<Frame> {
+        match frame.lane() {
+            Lane::Control => &self.control,
+            Lane::Bulk => &self.bulk,
+        }
+    }
+}
+
 pub(crate) struct Running {
     pub peer: NodeId,
     pub keys: PeerKeys,
-    pub outgoing: mpsc::Receiver<Frame>,
+    pub outgoing: LaneReceivers,
     pub incoming: mpsc::Sender<super::LinkEvent>,
+    /// Cancelled by the manager: close the link (and tell the peer).
     pub cancel: CancellationToken,
     pub keepalive: Duration,
     pub dead_after: Duration,
-    pub counters: std::sync::Arc<Counters>,
+    pub counters: Arc<Counters>,
+    /// The transport's tracker: the link's reader and writer are its tasks, so the
+    /// transport's shutdown waits for them as well as for this one.
+    pub tasks: TaskTracker,
 }
 
-/// Runs an established link until it ends.
-pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> LinkEnd {
-    let mut last_heard = Instant::now();
-    let mut bad_in_a_row = 0u32;
-    let mut budget = FrameBudget::new();
-    let mut tick = tokio::time::interval(link.keepalive);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let end = loop {
-        tokio::select! {
-            _ = link.cancel.cancelled() => break LinkEnd::Local("closed".into()),
-            frame = link.outgoing.recv() => match frame {
-                None => break LinkEnd::Local("closed".into()),
-                Some(Frame::Close(c)) => break LinkEnd::Local(c.reason),
-                Some(frame) => {
-                    if let Err(e) = send_frame(&mut ws, &mut session, &frame).await {
-                        break LinkEnd::Failed(e.to_string());
-                    }
-                    link.counters.frames_sent.inc();
-                }
-            },
-            message = ws.next() => {
-                last_heard = Instant::now();
-                match message {
-                    Some(Ok(Message::Binary(bytes))) => match session.open(&bytes) {
-                        Ok(None) => {}
-                        Ok(Some(plain)) => {
-                            bad_in_a_row = 0;
-                            match Frame::decode(&plain) {
-                                Ok(Frame::Close(c)) => break LinkEnd::Remote(c.reason),
-                                Ok(Frame::Ready) => {}
-                                Ok(frame) => {
-                                    link.counters.frames_received.inc();
-                                    let wait = budget.take();
-                                    if !wait.is_zero() {
-                                        link.counters.frames_throttled.inc();
-                                        tokio::time::sleep(wait).await;
-                                    }
-                                    let event = super::LinkEvent::Frame { peer: link.peer.clone(), keys: link.keys, frame };
-                                    if link.incoming.send(event).await.is_err() {
-                                        break LinkEnd::Local("transport stopped".into());
-                                    }
-                                }
-                                Err(e) => {
-                                    link.counters.frames_malformed.inc();
-                                    tracing::debug!(peer = %link.peer, "malformed frame: {e}");
-                                }
-                            }
-                        }
-                        Err(_) => {
-                            link.counters.frames_undecryptable.inc();
-                            bad_in_a_row += 1;
-                            if bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW {
-                                break LinkEnd::Failed("too many undecryptable messages".into());
-                            }
-                        }
-                    },
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                    Some(Ok(Message::Text(_))) => break LinkEnd::Failed("text message on a link".into()),
-                    Some(Ok(Message::Close(_))) | None => break LinkEnd::Remote("connection closed".into()),
-                    Some(Err(e)) => break LinkEnd::Failed(e.to_string()),
-                }
-            }
-            _ = tick.tick() => {
-                if last_heard.elapsed() >= link.dead_after {
-                    break LinkEnd::Dead;
-                }
-                if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
-                    break LinkEnd::Failed(e.to_string());
-                }
-            }
+type WsSink = SplitSink<Ws, Message>;
+type WsSource = SplitStream<Ws>;
+
+/// The writer's socket half and cipher, handed back when it stops between frames so
+/// the supervisor can still say goodbye on it.
+struct WriteHalf {
+    sink: WsSink,
+    sealer: Sealer,
+}
+
+struct WriterDone {
+    /// Why the link should end, if the writer is the one that decided.
+    end: Option<LinkEnd>,
+    /// `None` when the socket failed or the writer was stopped in the middle of a frame
+    /// (another message on it would be glued to the cut-off frame).
+    half: Option<WriteHalf>,
+}
+
+/// Runs an established link until it ends: spawns its writer and reader, waits for the
+/// first to stop, stops the other, waits for it too, then (for a local close) tells the
+/// peer why. Neither half ever waits on the other: a slow socket write does not delay
+/// reading, and the inbound throttle or a busy delivery worker does not delay acks,
+/// rejects and pings.
+pub(crate) async fn run(ws: Ws, session: Session, link: Running) -> LinkEnd {
+    let (sink, source) = ws.split();
+    let (sealer, opener) = session.split();
+    // One half stopping stops the other; the manager's token stops both.
+    let stop = link.cancel.child_token();
+    let mut writer = link.tasks.spawn(write_loop(
+        WriteHalf { sink, sealer },
+        link.outgoing,
+        stop.clone(),
+        link.keepalive,
+        Arc::clone(&link.counters),
+    ));
+    let mut reader = link.tasks.spawn(read_loop(
+        Reader {
+            source,
+            opener,
+            peer: link.peer,
+            keys: link.keys,
+            incoming: link.incoming,
+            dead_after: link.dead_after,
+            counters: link.counters,
+        },
+        stop.clone(),
+    ));
+    let (end, half) = tokio::select! {
+        done = &mut writer => {
+            stop.cancel();
+            let done = writer_outcome(done);
+            let read = reader_outcome(reader.await);
+            (done.end.or(read), done.half)
+        }
+        read = &mut reader => {
+            stop.cancel();
+            let read = reader_outcome(read);
+            let done = writer_outcome(writer.await);
+            (read.or(done.end), done.half)
         }
     };
-    if let LinkEnd::Local(reason) = &end {
+    let end = end.unwrap_or_else(|| LinkEnd::Local("closed".into()));
+    if let (LinkEnd::Local(reason), Some(mut half)) = (&end, half) {
         // Best effort: tell the peer why, so it does not redial into a block at once.
-        let _ = tokio::time::timeout(Duration::from_millis(500), async {
-            let _ = send_frame(&mut ws, &mut session, &Frame::close(reason)).await;
-            let _ = ws.close(None).await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, async {
+            let _ = write_frame(&mut half.sink, &mut half.sealer, &Frame::close(reason)).await;
+            let _ = half.sink.close().await;
         })
         .await;
     }
     end
 }
 
+fn writer_outcome(joined: Result<WriterDone, JoinError>) -> WriterDone {
+    joined.unwrap_or_else(|e| WriterDone {
+        end: Some(LinkEnd::Failed(format!("the link's writer failed: {e}"))),
+        half: None,
+    })
+}
+
+fn reader_outcome(joined: Result<Option<LinkEnd>, JoinError>) -> Option<LinkEnd> {
+    joined.unwrap_or_else(|e| Some(LinkEnd::Failed(format!("the link's reader failed: {e}"))))
+}
+
+/// What the writer does next.
+enum Outgoing {
+    Frame(Frame),
+    Ping,
+}
+
+/// Sends what the lanes hold, control first, and a WebSocket ping every `keepalive`.
+async fn write_loop(
+    mut half: WriteHalf,
+    mut lanes: LaneReceivers,
+    stop: CancellationToken,
+    keepalive: Duration,
+    counters: Arc<Counters>,
+) -> WriterDone {
+    let mut tick = tokio::time::interval(keepalive);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        // Biased: checked in this order every time, so a queued ack or ping goes out
+        // before the next queued envelope however many wait. Control frames cannot
+        // starve envelopes for long: each answers an envelope the peer sent.
+        let next = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return WriterDone { end: None, half: Some(half) },
+            frame = lanes.control.recv() => match frame {
+                Some(frame) => Outgoing::Frame(frame),
+                None => return WriterDone { end: Some(LinkEnd::Local("closed".into())), half: Some(half) },
+            },
+            _ = tick.tick() => Outgoing::Ping,
+            frame = lanes.bulk.recv() => match frame {
+                Some(frame) => Outgoing::Frame(frame),
+                None => return WriterDone { end: Some(LinkEnd::Local("closed".into())), half: Some(half) },
+            },
+        };
+        let written = match &next {
+            Outgoing::Frame(Frame::Close(c)) => {
+                return WriterDone {
+                    end: Some(LinkEnd::Local(c.reason.clone())),
+                    half: Some(half),
+                }
+            }
+            Outgoing::Frame(frame) => {
+                tokio::select! {
+                    r = write_frame(&mut half.sink, &mut half.sealer, frame) => r,
+                    // A peer that stopped reading must not hold the link (or the
+                    // transport's shutdown) open.
+                    _ = stop.cancelled() => return WriterDone { end: None, half: None },
+                }
+            }
+            Outgoing::Ping => tokio::select! {
+                r = half.sink.send(Message::Ping(Vec::new().into())) => r.map_err(LinkError::from),
+                _ = stop.cancelled() => return WriterDone { end: None, half: None },
+            },
+        };
+        match written {
+            Ok(()) if matches!(next, Outgoing::Frame(_)) => counters.frames_sent.inc(),
+            Ok(()) => {}
+            Err(e) => {
+                return WriterDone {
+                    end: Some(LinkEnd::Failed(e.to_string())),
+                    half: None,
+                }
+            }
+        }
+    }
+}
+
+struct Reader {
+    source: WsSource,
+    opener: Opener,
+    peer: NodeId,
+    keys: PeerKeys,
+    incoming: mpsc::Sender<super::LinkEvent>,
+    dead_after: Duration,
+    counters: Arc<Counters>,
+}
+
+/// Opens incoming messages and hands their frames to the transport's owner, paced by
+/// the inbound budget. `None` when stopped from outside.
+async fn read_loop(mut r: Reader, stop: CancellationToken) -> Option<LinkEnd> {
+    let mut bad_in_a_row = 0u32;
+    let mut budget = FrameBudget::new();
+    loop {
+        // Anything heard (a pong, the peer's own ping, a frame) restarts the wait; time
+        // spent on the throttle or on a busy delivery worker is not silence.
+        let message = tokio::select! {
+            _ = stop.cancelled() => return None,
+            heard = tokio::time::timeout(r.dead_after, r.source.next()) => match heard {
+                Ok(message) => message,
+                Err(_) => return Some(LinkEnd::Dead),
+            },
+        };
+        let bytes = match message {
+            Some(Ok(Message::Binary(bytes))) => bytes,
+            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Text(_))) => {
+                return Some(LinkEnd::Failed("text message on a link".into()))
+            }
+            Some(Ok(Message::Close(_))) | None => {
+                return Some(LinkEnd::Remote("connection closed".into()))
+            }
+            Some(Err(e)) => return Some(LinkEnd::Failed(e.to_string())),
+        };
+        let plain = match r.opener.open(&bytes) {
+            Ok(None) => continue,
+            Ok(Some(plain)) => plain,
+            Err(_) => {
+                r.counters.frames_undecryptable.inc();
+                bad_in_a_row += 1;
+                if bad_in_a_row >= MAX_BAD_MESSAGES_IN_A_ROW {
+                    return Some(LinkEnd::Failed("too many undecryptable messages".into()));
+                }
+                continue;
+            }
+        };
+        bad_in_a_row = 0;
+        let frame = match Frame::decode(&plain) {
+            Ok(Frame::Close(c)) => return Some(LinkEnd::Remote(c.reason)),
+            Ok(Frame::Ready) => continue,
+            Ok(frame) => frame,
+            Err(e) => {
+                r.counters.frames_malformed.inc();
+                tracing::debug!(peer = %r.peer, "malformed frame: {e}");
+                continue;
+            }
+        };
+        r.counters.frames_received.inc();
+        let wait = budget.take();
+        if !wait.is_zero() {
+            r.counters.frames_throttled.inc();
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.cancelled() => return None,
+            }
+        }
+        let event = super::LinkEvent::Frame {
+            peer: r.peer.clone(),
+            keys: r.keys,
+            frame,
+        };
+        // Awaited: a busy delivery worker slows this peer's reading (TCP pushes back),
+        // never this link's writer.
+        tokio::select! {
+            sent = r.incoming.send(event) => {
+                if sent.is_err() {
+                    return Some(LinkEnd::Local("transport stopped".into()));
+                }
+            }
+            _ = stop.cancelled() => return None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transport::frame::Ack;
+    use crate::transport::LinkEvent;
+    use tokio::net::TcpListener;
+
+    /// A failure bound for waits that should end at once, never a measurement.
+    const BOUND: Duration = Duration::from_secs(20);
+    /// Envelopes of 64 KiB: two Noise messages each, so the socket fills after a few
+    /// hundred; a thousand more than the lane holds means the socket never filled.
+    const BULK_BYTES: usize = 64 * 1024;
+    const MAX_PUSHED: usize = LINK_QUEUE + 4096;
+
+    fn node_id() -> NodeId {
+        ulid::Ulid::new().to_string().parse().unwrap()
+    }
+
+    fn numbered(index: usize) -> Frame {
+        let mut body = vec![0u8; BULK_BYTES];
+        body[..8].copy_from_slice(&(index as u64).to_be_bytes());
+        Frame::Envelope(body)
+    }
+
+    fn index_of(body: &[u8]) -> usize {
+        usize::try_from(u64::from_be_bytes(body[..8].try_into().unwrap())).unwrap()
+    }
+
+    /// The side under test (the dialler, running [`run`]) and a raw peer (the
+    /// listener: its WebSocket and session, read or not as the test likes).
+    struct Pair {
+        link: tokio::task::JoinHandle<LinkEnd>,
+        lanes: Lanes,
+        events: mpsc::Receiver<LinkEvent>,
+        cancel: CancellationToken,
+        tasks: TaskTracker,
+        peer_ws: Ws,
+        peer_session: Session,
+    }
+
+    async fn linked_pair() -> Pair {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (a_id, b_id) = (node_id(), node_id());
+        let (a_keys, b_keys) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
+        let listening = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let (mut ws, mut session, _, _) = accept(tcp, &b_keys, "s", &b_id).await.unwrap();
+            send_frame(&mut ws, &mut session, &Frame::Ready)
+                .await
+                .unwrap();
+            (ws, session)
+        };
+        let dialling = dial(addr, &b_id, &a_keys, "s", &a_id);
+        let ((peer_ws, peer_session), dialled) = tokio::join!(listening, dialling);
+        let (ws, session, keys) = dialled.unwrap();
+        let (lanes, outgoing) = lanes();
+        let (events_tx, events) = mpsc::channel(16);
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let running = Running {
+            peer: b_id,
+            keys,
+            outgoing,
+            incoming: events_tx,
+            cancel: cancel.clone(),
+            // No pings and no death by silence in these tests: only what they send.
+            keepalive: Duration::from_secs(3600),
+            dead_after: Duration::from_secs(3600),
+            counters: Arc::new(Counters::default()),
+            tasks: tasks.clone(),
+        };
+        let link = tasks.spawn(run(ws, session, running));
+        Pair {
+            link,
+            lanes,
+            events,
+            cancel,
+            tasks,
+            peer_ws,
+            peer_session,
+        }
+    }
+
+    /// With the peer not reading: queues numbered envelopes, letting the link's writer
+    /// run after each, until the bulk lane is full. Returns how many were queued. More
+    /// than the lane holds proves the writer took some and then stalled on the socket.
+    async fn fill_until_the_writer_is_stuck(pair: &Pair) -> usize {
+        for index in 0..MAX_PUSHED {
+            match pair.lanes.bulk.try_send(numbered(index)) {
+                Ok(()) => tokio::task::yield_now().await,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    assert!(index > LINK_QUEUE, "the writer never ran");
+                    return index;
+                }
+                Err(e) => panic!("the link closed: {e}"),
+            }
+        }
+        panic!("{MAX_PUSHED} envelopes of {BULK_BYTES} bytes never filled the socket");
+    }
+
+    async fn next_frame(ws: &mut Ws, session: &mut Session) -> Frame {
+        loop {
+            let message = tokio::time::timeout(BOUND, next_binary(ws))
+                .await
+                .expect("the link under test went quiet")
+                .unwrap();
+            if let Some(plain) = session.open(&message).unwrap() {
+                return Frame::decode(&plain).unwrap();
+            }
+        }
+    }
+
+    // Current-thread runtime: the link's tasks run only when the test awaits, so what
+    // the test reads from the lanes between awaits is exactly what the writer left.
+    #[tokio::test]
+    async fn an_ack_overtakes_queued_envelopes_and_reading_goes_on_while_writing_is_stuck() {
+        let mut pair = linked_pair().await;
+        let pushed = fill_until_the_writer_is_stuck(&pair).await;
+
+        // Reading does not wait for the stuck writer: a frame from the peer arrives.
+        send_frame(
+            &mut pair.peer_ws,
+            &mut pair.peer_session,
+            &Frame::Envelope(b"from the peer".to_vec()),
+        )
+        .await
+        .unwrap();
+        let event = tokio::time::timeout(BOUND, pair.events.recv())
+            .await
+            .expect("the reader waited on the writer")
+            .unwrap();
+        assert!(
+            matches!(event, LinkEvent::Frame { frame: Frame::Envelope(ref b), .. } if b == b"from the peer"),
+            "{event:?}"
+        );
+
+        // Every envelope from `first_queued` on is still in the lane (nothing runs
+        // between reading its length and queueing the ack): the ack comes after them in
+        // time, and must go out before them.
+        let in_lane = LINK_QUEUE - pair.lanes.bulk.capacity();
+        assert!(
+            in_lane > 0,
+            "the writer emptied the lane without the peer reading"
+        );
+        let first_queued = pushed - in_lane;
+        let ack = Frame::Ack(Ack {
+            envelope_id: "the ack".into(),
+            outcome: "applied".into(),
+        });
+        pair.lanes.control.try_send(ack.clone()).unwrap();
+
+        // The peer reads (slowly, one frame at a time) until the last envelope.
+        let mut ack_after = None;
+        let mut seen = 0usize;
+        loop {
+            match next_frame(&mut pair.peer_ws, &mut pair.peer_session).await {
+                Frame::Envelope(body) => {
+                    let index = index_of(&body);
+                    assert_eq!(index, seen, "envelopes out of order");
+                    seen += 1;
+                    if index + 1 == pushed {
+                        break;
+                    }
+                }
+                frame if frame == ack => ack_after = Some(seen),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let ack_after = ack_after.expect("the ack never arrived");
+        assert!(
+            ack_after <= first_queued,
+            "the ack came after {ack_after} envelopes, but only {first_queued} had left the lane"
+        );
+
+        pair.cancel.cancel();
+        let end = tokio::time::timeout(BOUND, pair.link)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, LinkEnd::Local("closed".into()));
+        // The peer is told why.
+        assert_eq!(
+            next_frame(&mut pair.peer_ws, &mut pair.peer_session).await,
+            Frame::close("closed")
+        );
+    }
+
+    #[tokio::test]
+    async fn stopping_a_link_whose_peer_stopped_reading_joins_all_its_tasks() {
+        let pair = linked_pair().await;
+        fill_until_the_writer_is_stuck(&pair).await;
+        // The supervisor, the writer (blocked in a socket write) and the reader.
+        assert_eq!(pair.tasks.len(), 3);
+        pair.cancel.cancel();
+        let end = tokio::time::timeout(BOUND, pair.link)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, LinkEnd::Local("closed".into()));
+        pair.tasks.close();
+        tokio::time::timeout(BOUND, pair.tasks.wait())
+            .await
+            .expect("a link task outlived the stop");
+        assert!(pair.tasks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_peer_closing_ends_the_link_as_remote_and_both_halves() {
+        let mut pair = linked_pair().await;
+        send_frame(
+            &mut pair.peer_ws,
+            &mut pair.peer_session,
+            &Frame::close("blocked"),
+        )
+        .await
+        .unwrap();
+        let end = tokio::time::timeout(BOUND, pair.link)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, LinkEnd::Remote("blocked".into()));
+        pair.tasks.close();
+        tokio::time::timeout(BOUND, pair.tasks.wait())
+            .await
+            .unwrap();
+        assert!(pair.tasks.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_close_on_the_control_lane_goes_ahead_of_queued_envelopes() {
+        let mut pair = linked_pair().await;
+        for index in 0..LINK_QUEUE {
+            pair.lanes.bulk.try_send(numbered(index)).unwrap();
+        }
+        pair.lanes
+            .control
+            .try_send(Frame::close("blocked"))
+            .unwrap();
+        let end = tokio::time::timeout(BOUND, pair.link)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(end, LinkEnd::Local("blocked".into()));
+        assert_eq!(
+            next_frame(&mut pair.peer_ws, &mut pair.peer_session).await,
+            Frame::close("blocked")
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_inbound_budget_allows_a_burst_then_paces() {

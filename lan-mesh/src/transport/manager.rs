@@ -14,12 +14,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{
-    TransportConfig, HANDSHAKE_TIMEOUT, LINK_QUEUE, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
-};
+use super::config::{TransportConfig, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP};
 use super::frame::Frame;
 use super::identity::{NodeKeys, PeerKeys};
-use super::link::{self, LinkEnd, LinkError, Running, Ws};
+use super::link::{self, Lanes, LinkEnd, LinkError, Running, Ws};
 use super::noise::Session;
 use super::stats::Counters;
 
@@ -50,6 +48,7 @@ pub enum LinkEvent {
 pub enum SendError {
     #[error("no link to the peer")]
     NoLink,
+    /// `send`: the frame's queue on the link is full; `send_wait`: it stayed full.
     #[error("the link's queue is full")]
     Busy,
 }
@@ -66,8 +65,19 @@ pub enum TransportError {
 struct LinkEntry {
     id: u64,
     initiated_locally: bool,
-    tx: mpsc::Sender<Frame>,
+    lanes: Lanes,
     cancel: CancellationToken,
+}
+
+impl LinkEntry {
+    /// Asks the link to close, telling the peer `reason` (ahead of queued envelopes);
+    /// with the control lane full, closes it without saying why.
+    fn close(&self, reason: &str) {
+        let frame = Frame::close(reason);
+        if self.lanes.for_frame(&frame).try_send(frame).is_err() {
+            self.cancel.cancel();
+        }
+    }
 }
 
 struct State {
@@ -98,6 +108,15 @@ struct Shared {
 }
 
 /// The handle. Cheap to clone; `shutdown` ends every link and the listener.
+///
+/// Every task the transport starts — the accept loop, each handshake, each link's
+/// supervisor, writer and reader — runs on one `TaskTracker`, and `shutdown` waits for
+/// all of them. The order: the transport's token is cancelled; the accept loop stops
+/// accepting; handshakes in progress are dropped; each link's writer stops between
+/// frames (or mid-frame if the peer stopped reading) and its reader stops; each
+/// supervisor then sends `Close("closed")` within `CLOSE_GRACE` where the socket still
+/// takes it, closes the WebSocket and ends. Nothing is left running when `shutdown`
+/// returns.
 #[derive(Clone)]
 pub struct Transport {
     shared: Arc<Shared>,
@@ -223,14 +242,55 @@ impl Transport {
         self.shared.lock().links.contains_key(peer)
     }
 
-    /// Queues a frame on the peer's link; `NoLink` if there is none (dial with `connect`).
+    /// Queues a frame on the peer's link without waiting: envelopes on its bulk lane,
+    /// acks, rejects and closes on its control lane (sent first). `NoLink` if there is
+    /// none (dial with `connect`), `Busy` if that lane is full.
     pub fn send(&self, peer: &NodeId, frame: Frame) -> Result<(), SendError> {
         let st = self.shared.lock();
         let link = st.links.get(peer).ok_or(SendError::NoLink)?;
-        link.tx.try_send(frame).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => SendError::Busy,
-            mpsc::error::TrySendError::Closed(_) => SendError::NoLink,
-        })
+        link.lanes
+            .for_frame(&frame)
+            .try_send(frame)
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendError::Busy,
+                mpsc::error::TrySendError::Closed(_) => SendError::NoLink,
+            })
+    }
+
+    /// Queues a frame like `send`, but waits (up to `within`) for room on its lane
+    /// instead of failing at once: the back-pressure of a peer that reads slowly.
+    /// `Busy` if the lane stayed full for `within`; `NoLink` if there is no link, it
+    /// went down while waiting, or the transport is shutting down.
+    pub async fn send_wait(
+        &self,
+        peer: &NodeId,
+        frame: Frame,
+        within: Duration,
+    ) -> Result<(), SendError> {
+        let lane = {
+            let st = self.shared.lock();
+            let link = st.links.get(peer).ok_or(SendError::NoLink)?;
+            link.lanes.for_frame(&frame).clone()
+        };
+        // The reservation holds the frame's place, so it goes out in the order the
+        // waiting callers got room, and a caller that gives up leaves nothing queued.
+        tokio::select! {
+            reserved = tokio::time::timeout(within, lane.reserve()) => match reserved {
+                Ok(Ok(permit)) => {
+                    permit.send(frame);
+                    Ok(())
+                }
+                Ok(Err(_closed)) => Err(SendError::NoLink),
+                Err(_elapsed) => Err(SendError::Busy),
+            },
+            _ = self.shared.cancel.cancelled() => Err(SendError::NoLink),
+        }
+    }
+
+    /// Tasks of this transport still running (the accept loop, handshakes, three per
+    /// link). Zero once `shutdown` has returned.
+    pub fn running_tasks(&self) -> usize {
+        self.shared.tasks.len()
     }
 
     /// Dials `peer` at `addr` unless a link exists, a dial is under way, the peer or its
@@ -297,9 +357,7 @@ impl Transport {
     pub fn close_peer(&self, peer: &NodeId, reason: &str) {
         let st = self.shared.lock();
         if let Some(link) = st.links.get(peer) {
-            if link.tx.try_send(Frame::close(reason)).is_err() {
-                link.cancel.cancel();
-            }
+            link.close(reason);
         }
     }
 
@@ -318,14 +376,13 @@ impl Transport {
         st.config = Arc::new(config);
         st.redial.clear();
         for link in st.links.values() {
-            if link.tx.try_send(Frame::close("settings changed")).is_err() {
-                link.cancel.cancel();
-            }
+            link.close("settings changed");
         }
         Ok(())
     }
 
-    /// Ends the listener and every link, and waits for their tasks.
+    /// Ends the listener and every link, and waits for every task the transport
+    /// started (see [`Transport`] for the order).
     pub async fn shutdown(&self) {
         self.shared.cancel.cancel();
         self.shared.tasks.close();
@@ -402,7 +459,10 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: Cancell
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!("accepting a LAN connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = cancel.cancelled() => break,
+                }
                 continue;
             }
         };
@@ -501,7 +561,7 @@ async fn register(
     keys: PeerKeys,
     slot: Option<Slot>,
 ) {
-    let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    let (lanes, outgoing) = link::lanes();
     let cancel = shared.cancel.child_token();
     let (id, config, refused) = {
         let mut st = shared.lock();
@@ -534,7 +594,7 @@ async fn register(
                 LinkEntry {
                     id,
                     initiated_locally,
-                    tx,
+                    lanes,
                     cancel: cancel.clone(),
                 },
             );
@@ -547,23 +607,29 @@ async fn register(
         return;
     }
     tracing::debug!(%peer, initiated_locally, "link up");
-    if shared
-        .events
-        .send(LinkEvent::Up { peer: peer.clone() })
-        .await
-        .is_err()
-    {
+    let announced = tokio::select! {
+        sent = shared.events.send(LinkEvent::Up { peer: peer.clone() }) => sent.is_ok(),
+        _ = cancel.cancelled() => false,
+    };
+    if !announced {
+        // The entry stays until this link's id is replaced or removed: take it out so
+        // `send` does not queue on a link that never runs.
+        let mut st = shared.lock();
+        if st.links.get(&peer).is_some_and(|l| l.id == id) {
+            st.links.remove(&peer);
+        }
         return;
     }
     let running = Running {
         peer: peer.clone(),
         keys,
-        outgoing: rx,
+        outgoing,
         incoming: shared.events.clone(),
         cancel,
         keepalive: config.keepalive,
         dead_after: config.dead_after,
         counters: Arc::clone(&shared.counters),
+        tasks: shared.tasks.clone(),
     };
     let shared = Arc::clone(shared);
     let tasks = shared.tasks.clone();
@@ -582,7 +648,11 @@ async fn register(
         };
         tracing::debug!(%peer, ?end, "link down");
         if removed {
-            let _ = shared.events.send(LinkEvent::Down { peer, end }).await;
+            // Nobody waits for it once the transport is stopping.
+            tokio::select! {
+                _ = shared.events.send(LinkEvent::Down { peer, end }) => {}
+                _ = shared.cancel.cancelled() => {}
+            }
         }
     });
 }

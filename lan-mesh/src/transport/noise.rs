@@ -19,7 +19,7 @@
 //! reordered below the link (as the fault proxy does in tests) costs that frame only,
 //! never the link; the outbox resends what was not acked.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -247,12 +247,18 @@ impl Handshake {
             .state
             .into_stateless_transport_mode()
             .map_err(snow_err)?;
+        let transport = Arc::new(transport);
         Ok((
             Session {
-                transport,
-                next_nonce: 0,
-                window: ReplayWindow::default(),
-                partial: None,
+                sealer: Sealer {
+                    transport: Arc::clone(&transport),
+                    next_nonce: 0,
+                },
+                opener: Opener {
+                    transport,
+                    window: ReplayWindow::default(),
+                    partial: None,
+                },
             },
             RemoteIdentity {
                 hello,
@@ -264,14 +270,44 @@ impl Handshake {
 
 /// The encrypted session of a link: seals outgoing frames, opens incoming ones.
 pub struct Session {
-    transport: snow::StatelessTransportState,
+    sealer: Sealer,
+    opener: Opener,
+}
+
+impl Session {
+    /// Seals one frame into one or more wire messages (`nonce ‖ ciphertext`).
+    pub fn seal(&mut self, frame: &[u8]) -> Result<Vec<Vec<u8>>, NoiseError> {
+        self.sealer.seal(frame)
+    }
+
+    /// Opens one wire message; see [`Opener::open`].
+    pub fn open(&mut self, message: &[u8]) -> Result<Option<Vec<u8>>, NoiseError> {
+        self.opener.open(message)
+    }
+
+    /// The sending and the receiving half, for a link whose writer and reader are
+    /// separate tasks. The two directions share no mutable state (each has its own
+    /// cipher key and nonces; snow's stateless transport only reads its keys).
+    pub fn split(self) -> (Sealer, Opener) {
+        (self.sealer, self.opener)
+    }
+}
+
+/// The sending half of a [`Session`].
+pub struct Sealer {
+    transport: Arc<snow::StatelessTransportState>,
     next_nonce: u64,
+}
+
+/// The receiving half of a [`Session`].
+pub struct Opener {
+    transport: Arc<snow::StatelessTransportState>,
     window: ReplayWindow,
     /// A frame split over several messages, being put together: (last nonce, bytes).
     partial: Option<(u64, Vec<u8>)>,
 }
 
-impl Session {
+impl Sealer {
     /// Seals one frame into one or more wire messages (`nonce ‖ ciphertext`).
     pub fn seal(&mut self, frame: &[u8]) -> Result<Vec<Vec<u8>>, NoiseError> {
         if frame.len() > MAX_FRAME_BYTES {
@@ -303,7 +339,9 @@ impl Session {
         out.truncate(NONCE_LEN + n);
         Ok(out)
     }
+}
 
+impl Opener {
     /// Opens one wire message. `Ok(Some(frame))` when a frame is complete, `Ok(None)`
     /// while a split frame waits for its next part. A forged, corrupt or replayed
     /// message is an error for that message only; the caller counts it and goes on.
