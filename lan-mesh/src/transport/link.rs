@@ -211,6 +211,7 @@ pub(crate) struct Running {
     pub keepalive: Duration,
     pub dead_after: Duration,
     pub counters: std::sync::Arc<Counters>,
+    pub health: std::sync::Arc<super::health::LinkHealth>,
 }
 
 /// Runs an established link until it ends.
@@ -221,6 +222,13 @@ pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> 
     let mut tick = tokio::time::interval(link.keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // The keepalive pings double as the round-trip measurement (the peer's WebSocket
+    // answers each with a pong); the first goes out at once so diagnostics have an RTT
+    // before the first keepalive interval has passed.
+    let mut ping_sent: Option<Instant> = None;
+    if ws.send(Message::Ping(Vec::new().into())).await.is_ok() {
+        ping_sent = Some(Instant::now());
+    }
     let end = loop {
         tokio::select! {
             _ = link.cancel.cancelled() => break LinkEnd::Local("closed".into()),
@@ -270,7 +278,12 @@ pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> 
                             }
                         }
                     },
-                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Pong(_))) => {
+                        if let Some(sent) = ping_sent.take() {
+                            link.health.record_rtt(sent.elapsed());
+                        }
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Text(_))) => break LinkEnd::Failed("text message on a link".into()),
                     Some(Ok(Message::Close(_))) | None => break LinkEnd::Remote("connection closed".into()),
                     Some(Err(e)) => break LinkEnd::Failed(e.to_string()),
@@ -283,6 +296,8 @@ pub(crate) async fn run(mut ws: Ws, mut session: Session, mut link: Running) -> 
                 if let Err(e) = ws.send(Message::Ping(Vec::new().into())).await {
                     break LinkEnd::Failed(e.to_string());
                 }
+                // An unanswered ping is not timed again: its pong may still come.
+                ping_sent.get_or_insert_with(Instant::now);
             }
         }
     };

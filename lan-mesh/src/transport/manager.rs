@@ -18,6 +18,7 @@ use super::config::{
     TransportConfig, HANDSHAKE_TIMEOUT, LINK_QUEUE, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP,
 };
 use super::frame::Frame;
+use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
 use super::identity::{NodeKeys, PeerKeys};
 use super::link::{self, LinkEnd, LinkError, Running, Ws};
 use super::noise::Session;
@@ -68,6 +69,7 @@ struct LinkEntry {
     initiated_locally: bool,
     tx: mpsc::Sender<Frame>,
     cancel: CancellationToken,
+    health: Arc<LinkHealth>,
 }
 
 struct State {
@@ -79,6 +81,8 @@ struct State {
     per_ip: HashMap<IpAddr, usize>,
     total: usize,
     next_id: u64,
+    /// Why each peer's last link or dial ended (diagnostics).
+    failures: Failures,
 }
 
 struct Listener {
@@ -151,6 +155,7 @@ impl Transport {
                 per_ip: HashMap::new(),
                 total: 0,
                 next_id: 0,
+                failures: Failures::default(),
             }),
             listener: Mutex::new(None),
             keys,
@@ -219,6 +224,42 @@ impl Transport {
         c
     }
 
+    /// Every peer with a link, a dial, a backoff or a remembered failure (diagnostics).
+    pub fn links(&self) -> Vec<LinkReport> {
+        let st = self.shared.lock();
+        let mut peers: HashSet<&NodeId> = st.links.keys().collect();
+        peers.extend(st.dialing.iter());
+        peers.extend(st.redial.keys());
+        peers.extend(st.failures.peers());
+        peers
+            .into_iter()
+            .map(|peer| {
+                let link = st.links.get(peer);
+                let phase = if link.is_some() {
+                    LinkPhase::Up
+                } else if st.dialing.contains(peer) {
+                    LinkPhase::Dialling
+                } else if let Some((attempts, _)) = st.redial.get(peer) {
+                    LinkPhase::Backoff {
+                        attempts: *attempts,
+                    }
+                } else {
+                    LinkPhase::None
+                };
+                let health = link.map(|l| &l.health);
+                LinkReport {
+                    peer: peer.clone(),
+                    phase,
+                    addr: health.and_then(|h| h.addr),
+                    rtt: health.and_then(|h| h.rtt()),
+                    key_fingerprint: health.map(|h| h.keys.fingerprint()),
+                    up_since_ms: health.map(|h| h.up_since_ms),
+                    last_error: st.failures.get(peer).cloned(),
+                }
+            })
+            .collect()
+    }
+
     pub fn is_linked(&self, peer: &NodeId) -> bool {
         self.shared.lock().links.contains_key(peer)
     }
@@ -273,7 +314,8 @@ impl Transport {
                     Ok(_) => {
                         st.redial.remove(&peer);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        st.failures.record(&peer, format!("dial to {addr} failed: {e}"));
                         let attempts = st.redial.get(&peer).map_or(0, |(n, _)| *n) + 1;
                         let delay = redial_delay(&config, attempts);
                         st.redial.insert(peer.clone(), (attempts, Instant::now() + delay));
@@ -283,7 +325,7 @@ impl Transport {
             match outcome {
                 Ok((ws, session, keys)) => {
                     shared.counters.links_dialled.inc();
-                    register(&shared, peer, true, ws, session, keys, None).await;
+                    register(&shared, peer, true, addr, ws, session, keys, None).await;
                 }
                 Err(e) => {
                     shared.counters.dials_failed.inc();
@@ -419,7 +461,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: Cancell
             match result {
                 Ok(Ok((ws, session, peer, keys))) => {
                     shared.counters.links_accepted.inc();
-                    register(&shared, peer, false, ws, session, keys, Some(slot)).await;
+                    register(&shared, peer, false, addr, ws, session, keys, Some(slot)).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%addr, "inbound link refused: {e}"),
                 Err(_) => {
@@ -492,10 +534,12 @@ async fn accept_checked(
 /// Makes an established link the peer's link, or closes it if the peer already has the
 /// preferred one. With two links (both sides dialled at once) both nodes keep the one
 /// dialled by the smaller node id, so they agree without talking.
+#[allow(clippy::too_many_arguments)]
 async fn register(
     shared: &Arc<Shared>,
     peer: NodeId,
     initiated_locally: bool,
+    addr: SocketAddr,
     mut ws: Ws,
     mut session: Session,
     keys: PeerKeys,
@@ -503,6 +547,7 @@ async fn register(
 ) {
     let (tx, rx) = mpsc::channel(LINK_QUEUE);
     let cancel = shared.cancel.child_token();
+    let link_health = Arc::new(LinkHealth::new(Some(addr), keys));
     let (id, config, refused) = {
         let mut st = shared.lock();
         let config = Arc::clone(&st.config);
@@ -536,6 +581,7 @@ async fn register(
                     initiated_locally,
                     tx,
                     cancel: cancel.clone(),
+                    health: Arc::clone(&link_health),
                 },
             );
         }
@@ -564,6 +610,7 @@ async fn register(
         keepalive: config.keepalive,
         dead_after: config.dead_after,
         counters: Arc::clone(&shared.counters),
+        health: link_health,
     };
     let shared = Arc::clone(shared);
     let tasks = shared.tasks.clone();
@@ -575,6 +622,10 @@ async fn register(
             let mut st = shared.lock();
             if st.links.get(&peer).is_some_and(|l| l.id == id) {
                 st.links.remove(&peer);
+                if !shared.cancel.is_cancelled() {
+                    let reason = health::describe_end(&end, config.dead_after);
+                    st.failures.record(&peer, reason);
+                }
                 true
             } else {
                 false
