@@ -58,7 +58,9 @@ pub enum LinkPhase {
     /// A dial is under way.
     Dialling,
     /// Dials failed; the next one waits for the backoff.
-    Backoff { attempts: u32 },
+    Backoff {
+        attempts: u32,
+    },
     /// No link and nothing under way.
     None,
 }
