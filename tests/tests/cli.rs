@@ -45,7 +45,11 @@ fn stderr(out: &Output) -> String {
 #[tokio::test]
 async fn no_node_is_a_clear_error_with_its_own_exit_status() {
     let dir = tempfile::tempdir().unwrap();
-    for command in [vec!["status"], vec!["peers"], vec!["send", "--to", "x", "hi"]] {
+    for command in [
+        vec!["status"],
+        vec!["peers"],
+        vec!["send", "--to", "x", "hi"],
+    ] {
         let out = lanchat(dir.path(), &command).await;
         assert_eq!(out.status.code(), Some(3), "{command:?}: {}", stderr(&out));
         let err = stderr(&out);
@@ -66,7 +70,10 @@ async fn a_killed_node_leaves_an_api_file_the_command_sees_through() {
     let out = lanchat(&dir, &["status"]).await;
     assert!(out.status.success(), "{}", stderr(&out));
     mesh.nodes[0].kill().unwrap();
-    assert!(dir.join("api.json").exists(), "SIGKILL leaves api.json behind");
+    assert!(
+        dir.join("api.json").exists(),
+        "SIGKILL leaves api.json behind"
+    );
     let out = lanchat(&dir, &["status"]).await;
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("no longer runs"), "{}", stderr(&out));
@@ -112,7 +119,11 @@ async fn status_peers_and_send_talk_to_the_running_node() {
         );
 
         // send by display name, by peer id, by conversation id.
-        let out = lanchat(&a.data_dir, &["send", "--to", "Bravo", "hello", "by", "name"]).await;
+        let out = lanchat(
+            &a.data_dir,
+            &["send", "--to", "Bravo", "hello", "by", "name"],
+        )
+        .await;
         anyhow::ensure!(out.status.success(), "send by name: {}", stderr(&out));
         anyhow::ensure!(stdout(&out).contains(&dm(b_id)), "{}", stdout(&out));
         let out = lanchat(&a.data_dir, &["send", "--to", c_id, "hello by id"]).await;
@@ -122,7 +133,11 @@ async fn status_peers_and_send_talk_to_the_running_node() {
             &["--json", "send", "--to", &dm(b_id), "hello by conversation"],
         )
         .await;
-        anyhow::ensure!(out.status.success(), "send by conversation: {}", stderr(&out));
+        anyhow::ensure!(
+            out.status.success(),
+            "send by conversation: {}",
+            stderr(&out)
+        );
         let sent: serde_json::Value = serde_json::from_slice(&out.stdout)?;
         anyhow::ensure!(sent["text"] == "hello by conversation", "{sent}");
 
@@ -145,7 +160,10 @@ async fn status_peers_and_send_talk_to_the_running_node() {
 
         // Carol takes bravo's name: "bravo" now means two people.
         let (code, body) = c
-            .put_json("v1/settings", &json!({"lan_mesh": {"display_name": "bravo"}}))
+            .put_json(
+                "v1/settings",
+                &json!({"lan_mesh": {"display_name": "bravo"}}),
+            )
             .await?;
         anyhow::ensure!(code.is_success(), "{body}");
         wait_until(ONLINE, "alpha to see carol renamed", || async {
@@ -170,7 +188,9 @@ async fn status_peers_and_send_talk_to_the_running_node() {
         // Nothing of the refused sends was stored.
         for id in [b_id, c_id] {
             let h = history(a, &dm(id)).await?;
-            anyhow::ensure!(!h.iter().any(|m| m.text == "who gets this?" || m.text == "hi"));
+            anyhow::ensure!(!h
+                .iter()
+                .any(|m| m.text == "who gets this?" || m.text == "hi"));
         }
         Ok(())
     }

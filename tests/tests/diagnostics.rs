@@ -123,3 +123,54 @@ async fn diagnostics_show_links_drops_and_faults_and_the_export_keeps_secrets_ou
     .await;
     mesh.explain(result).unwrap();
 }
+
+/// The Diagnostics tab in a real Chromium: the colleague's link shown connected with
+/// its key, in both languages, and the export button fetching the file.
+#[tokio::test]
+async fn the_diagnostics_tab_shows_the_link_and_exports() {
+    let shots = artifacts_dir("diagnostics").unwrap();
+    let mesh = LoopbackMesh::start("diagnostics/browser", &["alpha", "bravo"], SECRET, &[])
+        .await
+        .unwrap();
+    let (a, b) = (&mesh.nodes[0], &mesh.nodes[1]);
+    let b_id = mesh.ids[1].clone();
+    let result = async {
+        lanchat_tests::chat::wait_contact_online(a, &b_id, true, LIMIT).await?;
+        let sent = send_dm(a, &dm(&b_id), "hello").await?;
+        wait_all_delivered(a, &dm(&b_id), &[sent.id.clone()], LIMIT).await?;
+        let b_key = status(b).await?.link_key;
+
+        let browser = lanchat_tests::webdriver::Browser::start().await?;
+        browser.set_window_size(1280, 900).await?;
+        browser.goto(&format!("{}#token={}", a.url, a.token)).await?;
+        browser.click("[data-testid=lang-en-US]").await?;
+        browser.click("[data-testid=tab-diagnostics]").await?;
+        let link = format!("[data-testid=diag-link-{b_id}]");
+        // The tab refetches on peer events; the refresh button makes sure of the RTT.
+        browser.wait_for_text(&link, LIMIT, |t| t == "Connected").await?;
+        browser.click("[data-testid=diag-refresh]").await?;
+        let row = browser
+            .wait_for_text(&format!("[data-testid=diag-peer-{b_id}]"), LIMIT, |t| {
+                t.contains(" ms") && t.contains(&b_key)
+            })
+            .await?;
+        anyhow::ensure!(row.contains("bravo"), "{row}");
+        browser.screenshot(&shots.join("diagnostics-en-US.png")).await?;
+
+        browser.click("[data-testid=diag-export]").await?;
+        let saved = browser
+            .wait_for_text("[data-testid=diag-exported]", LIMIT, |t| !t.is_empty())
+            .await?;
+        anyhow::ensure!(
+            saved.starts_with("Saved as lanchat-diagnostics-") && saved.ends_with(".json"),
+            "{saved}"
+        );
+
+        browser.click("[data-testid=lang-zh-CN]").await?;
+        browser.wait_for_text(&link, LIMIT, |t| t == "已连接").await?;
+        browser.screenshot(&shots.join("diagnostics-zh-CN.png")).await?;
+        browser.quit().await
+    }
+    .await;
+    mesh.explain(result).unwrap();
+}

@@ -37,11 +37,7 @@ async fn entry(from: &Host, peer: &Host) -> anyhow::Result<Value> {
     let report = from.get("v1/diagnostics").await?;
     report["peers"]
         .as_array()
-        .and_then(|peers| {
-            peers
-                .iter()
-                .find(|p| p["peer_id"] == peer.node_id.as_str())
-        })
+        .and_then(|peers| peers.iter().find(|p| p["peer_id"] == peer.node_id.as_str()))
         .cloned()
         .ok_or_else(|| anyhow::anyhow!("{} not in the diagnostics: {report}", peer.node_id))
 }
@@ -54,8 +50,7 @@ async fn links_up(from: &Host, peers: &[&Host], text: &str) -> anyhow::Result<()
     for peer in peers {
         wait_until(LIMIT, "a timed link to each peer", || async {
             let e = entry(from, peer).await.ok()?;
-            (e["link"] == "up" && e["rtt_ms"].is_number() && e["outbox_depth"] == 0)
-                .then_some(())
+            (e["link"] == "up" && e["rtt_ms"].is_number() && e["outbox_depth"] == 0).then_some(())
         })
         .await?;
     }
