@@ -44,7 +44,7 @@ async fn diagnostics_show_links_drops_and_faults_and_the_export_keeps_secrets_ou
     let result = async {
         lanchat_tests::chat::wait_contact_online(a, &b_id, true, LIMIT).await?;
         let sent = send_dm(a, &dm(&b_id), CANARY).await?;
-        wait_all_delivered(a, &dm(&b_id), &[sent.id.clone()], LIMIT).await?;
+        wait_all_delivered(a, &dm(&b_id), std::slice::from_ref(&sent.id), LIMIT).await?;
         let b_key = status(b).await?.link_key;
 
         // The link to bravo: up, timed by a keepalive ping, keyed as bravo says.
@@ -137,17 +137,25 @@ async fn the_diagnostics_tab_shows_the_link_and_exports() {
     let result = async {
         lanchat_tests::chat::wait_contact_online(a, &b_id, true, LIMIT).await?;
         let sent = send_dm(a, &dm(&b_id), "hello").await?;
-        wait_all_delivered(a, &dm(&b_id), &[sent.id.clone()], LIMIT).await?;
+        wait_all_delivered(a, &dm(&b_id), std::slice::from_ref(&sent.id), LIMIT).await?;
         let b_key = status(b).await?.link_key;
 
         let browser = lanchat_tests::webdriver::Browser::start().await?;
         browser.set_window_size(1280, 900).await?;
-        browser.goto(&format!("{}#token={}", a.url, a.token)).await?;
+        browser
+            .goto(&format!("{}#token={}", a.url, a.token))
+            .await?;
+        // The wasm app renders after it loads: wait for it before clicking.
+        browser
+            .wait_for_text("[data-testid=tab-diagnostics]", LIMIT, |t| !t.is_empty())
+            .await?;
         browser.click("[data-testid=lang-en-US]").await?;
         browser.click("[data-testid=tab-diagnostics]").await?;
         let link = format!("[data-testid=diag-link-{b_id}]");
         // The tab refetches on peer events; the refresh button makes sure of the RTT.
-        browser.wait_for_text(&link, LIMIT, |t| t == "Connected").await?;
+        browser
+            .wait_for_text(&link, LIMIT, |t| t == "Connected")
+            .await?;
         browser.click("[data-testid=diag-refresh]").await?;
         let row = browser
             .wait_for_text(&format!("[data-testid=diag-peer-{b_id}]"), LIMIT, |t| {
@@ -155,7 +163,9 @@ async fn the_diagnostics_tab_shows_the_link_and_exports() {
             })
             .await?;
         anyhow::ensure!(row.contains("bravo"), "{row}");
-        browser.screenshot(&shots.join("diagnostics-en-US.png")).await?;
+        browser
+            .screenshot(&shots.join("diagnostics-en-US.png"))
+            .await?;
 
         browser.click("[data-testid=diag-export]").await?;
         let saved = browser
@@ -167,8 +177,12 @@ async fn the_diagnostics_tab_shows_the_link_and_exports() {
         );
 
         browser.click("[data-testid=lang-zh-CN]").await?;
-        browser.wait_for_text(&link, LIMIT, |t| t == "已连接").await?;
-        browser.screenshot(&shots.join("diagnostics-zh-CN.png")).await?;
+        browser
+            .wait_for_text(&link, LIMIT, |t| t == "已连接")
+            .await?;
+        browser
+            .screenshot(&shots.join("diagnostics-zh-CN.png"))
+            .await?;
         browser.quit().await
     }
     .await;
