@@ -26,3 +26,6 @@ cargo clippy "${locked[@]}" -p ui --target wasm32-unknown-unknown -- -D warnings
 
 step "all tests"
 cargo test "${locked[@]}" --workspace
+
+step ".deb: build from the debug binary, install, validate, start headless"
+scripts/test-deb.sh

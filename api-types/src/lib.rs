@@ -6,6 +6,7 @@
 
 pub mod chat;
 pub mod cidr;
+pub mod diagnostics;
 pub mod error;
 pub mod events;
 pub mod groups;
@@ -20,6 +21,7 @@ pub use chat::{
     SearchResults, SendMessage,
 };
 pub use cidr::{Cidr, CidrError};
+pub use diagnostics::{Diagnostics, DropCount, Fault, LinkState, NodeDiagnostics, PeerDiagnostics};
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;
 pub use groups::{

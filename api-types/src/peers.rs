@@ -18,6 +18,17 @@ pub struct PeerView {
     /// discovery packets; `null` until heard from in this run.
     #[serde(default)]
     pub clock_offset_ms: Option<i64>,
+    /// Round trip of its link's last keepalive ping, in whole milliseconds rounded up
+    /// (a LAN's sub-millisecond link shows 1); `null` without a link.
+    #[serde(default)]
+    pub rtt_ms: Option<u64>,
+    /// Its link's state (`up`, `connecting`, `retrying`, `idle`, `offline`, `blocked`).
+    #[serde(default)]
+    pub link: crate::diagnostics::LinkState,
+    /// Fingerprint of its link key (as its own status shows in `link_key`): the keys it
+    /// proved on the open link, else the ones it announces in discovery.
+    #[serde(default)]
+    pub key_fingerprint: Option<String>,
 }
 
 /// A peer whose clock differs from ours by more than this is flagged (the UI and the

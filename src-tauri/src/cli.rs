@@ -1,4 +1,9 @@
-//! Command line: `lanchat [--data-dir DIR] [--api-addr ADDR] [serve|window]`.
+//! Command line: `lanchat [--data-dir DIR] [--api-addr ADDR] [serve|window]` runs a
+//! node; `lanchat [--data-dir DIR] [--json] status|peers|send` talks to the node that
+//! runs on that data directory, through its local API (see [`remote`]).
+
+pub mod remote;
+mod resolve;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -22,6 +27,10 @@ pub struct Cli {
     )]
     pub api_addr: SocketAddr,
 
+    /// Print what the running node answered as JSON (status, peers, send).
+    #[arg(long, global = true)]
+    pub json: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -33,18 +42,40 @@ pub enum Command {
     Serve,
     /// Open the desktop window (the default when a display is available).
     Window,
+    /// Show the running node's status (exit status 3 when no node runs).
+    Status,
+    /// List the peers the running node knows, online first.
+    Peers,
+    /// Send a message through the running node.
+    Send(SendArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// A display name, a peer id, a group id or a conversation id (`dm:lan:…`,
+    /// `group:…`). A name several contacts or groups share is refused with the list.
+    #[arg(long, value_name = "NAME_OR_ID")]
+    pub to: String,
+    /// The message; several words are joined with spaces; `-` reads it from stdin.
+    #[arg(required = true, value_name = "TEXT")]
+    pub text: Vec<String>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
     Window,
-    Headless { reason: Option<&'static str> },
+    Headless {
+        reason: Option<&'static str>,
+    },
+    /// A client of the running node: no node starts in this process.
+    Client,
 }
 
 pub fn mode(command: Option<&Command>, display: bool) -> Mode {
     match command {
         Some(Command::Serve) => Mode::Headless { reason: None },
         Some(Command::Window) => Mode::Window,
+        Some(Command::Status | Command::Peers | Command::Send(_)) => Mode::Client,
         None if display => Mode::Window,
         None => Mode::Headless {
             reason: Some(
@@ -76,6 +107,7 @@ mod tests {
         );
         assert_eq!(mode(Some(&Command::Window), false), Mode::Window);
         assert_eq!(mode(None, true), Mode::Window);
+        assert_eq!(mode(Some(&Command::Peers), true), Mode::Client);
         assert!(matches!(
             mode(None, false),
             Mode::Headless { reason: Some(_) }
@@ -97,5 +129,24 @@ mod tests {
         assert_eq!(cli.data_dir, Some(PathBuf::from("/tmp/x")));
         assert_eq!(cli.api_addr.port(), 8080);
         assert!(Cli::try_parse_from(["lanchat", "--api-addr", "nonsense"]).is_err());
+    }
+
+    #[test]
+    fn parses_client_commands() {
+        let cli =
+            Cli::try_parse_from(["lanchat", "send", "--to", "bob", "hello", "there", "--json"])
+                .unwrap();
+        assert!(cli.json);
+        match cli.command {
+            Some(Command::Send(args)) => {
+                assert_eq!(args.to, "bob");
+                assert_eq!(args.text, ["hello", "there"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["lanchat", "send", "hello"]).is_err());
+        assert!(Cli::try_parse_from(["lanchat", "send", "--to", "bob"]).is_err());
+        let cli = Cli::try_parse_from(["lanchat", "--data-dir", "/d", "peers"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Peers)));
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod fault_log;
 pub mod live_settings;
 pub mod logging;
 pub mod mesh;
@@ -27,6 +28,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             .context("cannot find a data directory for this user; pass --data-dir DIR")?,
     };
     let mode = cli::mode(cli.command.as_ref(), cli::has_display());
+    if let (Mode::Client, Some(command)) = (&mode, &cli.command) {
+        return cli::remote::run(command, &data_dir, cli.json).map_err(anyhow::Error::from);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lanchat-node")
@@ -59,6 +63,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Mode::Window => window::run(runtime, node, shutdown),
+        Mode::Client => Ok(()),
     }
 }
 

@@ -9,7 +9,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lanchat: {e:#}");
-            ExitCode::FAILURE
+            // A client command says "no node runs" with its own status, for scripts.
+            match e.downcast_ref::<lanchat::cli::remote::ClientError>() {
+                Some(client) => ExitCode::from(client.exit_code()),
+                None => ExitCode::FAILURE,
+            }
         }
     }
 }

@@ -577,7 +577,22 @@ pub fn peer_view(p: &Peer) -> PeerView {
         last_seen_at: p.last_seen_at.map(|t| t.0),
         blocked: p.blocked,
         clock_offset_ms: p.clock_offset_ms,
+        // The transport's view (link, RTT) is added where it is asked for (the peers
+        // and diagnostics endpoints); discovery knows only presence.
+        rtt_ms: None,
+        link: crate::api::diagnostics::link_state(p.blocked, p.online, None),
+        key_fingerprint: p.public_key.map(|k| key_fingerprint(&k.0)),
     }
+}
+
+/// A key's short fingerprint, as `NodeKeys::fingerprint` and `PeerKeys::fingerprint`
+/// write it (the status page's `link_key`).
+fn key_fingerprint(noise_public: &[u8]) -> String {
+    noise_public
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn api_event(event: PeerEvent) -> Event {

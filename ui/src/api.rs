@@ -111,6 +111,32 @@ impl Client {
         self.token.as_deref()
     }
 
+    pub async fn diagnostics(&self) -> Result<api_types::Diagnostics, UiError> {
+        self.get("/api/v1/diagnostics").await
+    }
+
+    /// The export file: its suggested name (from `Content-Disposition`) and its text.
+    pub async fn diagnostics_export(&self) -> Result<(String, String), UiError> {
+        let resp = self
+            .call(Request::get("/api/v1/diagnostics/export"))
+            .await?;
+        if !resp.ok() {
+            return Err(error_of(resp).await);
+        }
+        let name = resp
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| {
+                v.split("filename=\"")
+                    .nth(1)
+                    .and_then(|rest| rest.split('"').next())
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| "lanchat-diagnostics.json".to_string());
+        let body = resp.text().await.map_err(network)?;
+        Ok((name, body))
+    }
+
     pub async fn peers(&self) -> Result<Vec<PeerView>, UiError> {
         self.get("/api/v1/peers").await
     }

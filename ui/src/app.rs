@@ -12,6 +12,7 @@ use wasm_bindgen::JsCast;
 use crate::api::Client;
 use crate::chat_model::{document_title, unread_total};
 use crate::conversation_view::ConversationPane;
+use crate::diagnostics_view::DiagnosticsView;
 use crate::group_dialog::CreateGroupDialog;
 use crate::group_model;
 use crate::group_state::Groups;
@@ -50,6 +51,7 @@ enum Tab {
     Chat,
     Status,
     Lan,
+    Diagnostics,
 }
 
 #[component]
@@ -208,6 +210,8 @@ pub fn App() -> impl IntoView {
                     on:click=move |_| tab.set(Tab::Status)>{move || lang.t("tab.status")}</button>
                 <button type="button" data-testid="tab-lan" aria-pressed=move || (tab.get() == Tab::Lan).to_string()
                     on:click=move |_| tab.set(Tab::Lan)>{move || lang.t("tab.lan")}</button>
+                <button type="button" data-testid="tab-diagnostics" aria-pressed=move || (tab.get() == Tab::Diagnostics).to_string()
+                    on:click=move |_| tab.set(Tab::Diagnostics)>{move || lang.t("tab.diagnostics")}</button>
             </nav>
             {move || me.get().flatten().map(|(name, on_lan)| view! {
                 <span class="me" data-testid="me-name" title=lang.t("chat.me")>
@@ -221,6 +225,7 @@ pub fn App() -> impl IntoView {
                 Tab::Chat => view! { <Messenger/> }.into_any(),
                 Tab::Status => view! { <StatusCard/> }.into_any(),
                 Tab::Lan => view! { <LanSettings/> <PeersTable/> }.into_any(),
+                Tab::Diagnostics => view! { <DiagnosticsView/> }.into_any(),
             }}
         </main>
         <Toasts/>

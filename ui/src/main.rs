@@ -6,6 +6,7 @@ mod app;
 mod chat_model;
 mod clock_text;
 mod conversation_view;
+mod diagnostics_view;
 mod events;
 mod group_dialog;
 mod group_info;

@@ -277,6 +277,8 @@ pub(crate) struct Running {
     pub keepalive: Duration,
     pub dead_after: Duration,
     pub counters: Arc<Counters>,
+    /// What diagnostics read of this link (its round-trip time, from the keepalives).
+    pub health: Arc<super::health::LinkHealth>,
     /// The transport's tracker: the link's reader and writer are its tasks, so the
     /// transport's shutdown waits for them as well as for this one.
     pub tasks: TaskTracker,
@@ -316,6 +318,7 @@ pub(crate) async fn run(ws: Ws, session: Session, link: Running) -> LinkEnd {
         stop.clone(),
         link.keepalive,
         Arc::clone(&link.counters),
+        Arc::clone(&link.health),
     ));
     let mut reader = link.tasks.spawn(read_loop(
         Reader {
@@ -326,6 +329,7 @@ pub(crate) async fn run(ws: Ws, session: Session, link: Running) -> LinkEnd {
             incoming: link.incoming,
             dead_after: link.dead_after,
             counters: link.counters,
+            health: link.health,
         },
         stop.clone(),
     ));
@@ -379,10 +383,12 @@ async fn write_loop(
     stop: CancellationToken,
     keepalive: Duration,
     counters: Arc<Counters>,
+    health: Arc<super::health::LinkHealth>,
 ) -> WriterDone {
+    // The first tick is at once: the keepalive pings also time the round trip, and
+    // diagnostics show it before the first interval has passed.
     let mut tick = tokio::time::interval(keepalive);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
     loop {
         // Biased: checked in this order every time, so a queued ack or ping goes out
         // before the next queued envelope however many wait. Control frames cannot
@@ -422,7 +428,7 @@ async fn write_loop(
         };
         match written {
             Ok(()) if matches!(next, Outgoing::Frame(_)) => counters.frames_sent.inc(),
-            Ok(()) => {}
+            Ok(()) => health.ping_sent(),
             Err(e) => {
                 return WriterDone {
                     end: Some(LinkEnd::Failed(e.to_string())),
@@ -441,6 +447,7 @@ struct Reader {
     incoming: mpsc::Sender<super::LinkEvent>,
     dead_after: Duration,
     counters: Arc<Counters>,
+    health: Arc<super::health::LinkHealth>,
 }
 
 /// Opens incoming messages and hands their frames to the transport's owner, paced by
@@ -460,7 +467,11 @@ async fn read_loop(mut r: Reader, stop: CancellationToken) -> Option<LinkEnd> {
         };
         let bytes = match message {
             Some(Ok(Message::Binary(bytes))) => bytes,
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Pong(_))) => {
+                r.health.pong_received();
+                continue;
+            }
+            Some(Ok(Message::Ping(_) | Message::Frame(_))) => continue,
             Some(Ok(Message::Text(_))) => {
                 return Some(LinkEnd::Failed("text message on a link".into()))
             }
@@ -581,6 +592,7 @@ mod tests {
         let tasks = TaskTracker::new();
         let running = Running {
             peer: b_id,
+            health: Arc::new(crate::transport::health::LinkHealth::new(None, keys)),
             keys,
             outgoing,
             incoming: events_tx,

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::config::{TransportConfig, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP};
 use super::frame::Frame;
+use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
 use super::identity::{NodeKeys, PeerKeys};
 use super::link::{self, Lanes, LinkEnd, LinkError, Running, Ws};
 use super::noise::Session;
@@ -67,6 +68,7 @@ struct LinkEntry {
     initiated_locally: bool,
     lanes: Lanes,
     cancel: CancellationToken,
+    health: Arc<LinkHealth>,
 }
 
 impl LinkEntry {
@@ -89,6 +91,8 @@ struct State {
     per_ip: HashMap<IpAddr, usize>,
     total: usize,
     next_id: u64,
+    /// Why each peer's last link or dial ended (diagnostics).
+    failures: Failures,
 }
 
 struct Listener {
@@ -170,6 +174,7 @@ impl Transport {
                 per_ip: HashMap::new(),
                 total: 0,
                 next_id: 0,
+                failures: Failures::default(),
             }),
             listener: Mutex::new(None),
             keys,
@@ -236,6 +241,42 @@ impl Transport {
         let mut c = self.shared.counters.snapshot();
         c.links_up = self.shared.lock().links.len() as u64;
         c
+    }
+
+    /// Every peer with a link, a dial, a backoff or a remembered failure (diagnostics).
+    pub fn links(&self) -> Vec<LinkReport> {
+        let st = self.shared.lock();
+        let mut peers: HashSet<&NodeId> = st.links.keys().collect();
+        peers.extend(st.dialing.iter());
+        peers.extend(st.redial.keys());
+        peers.extend(st.failures.peers());
+        peers
+            .into_iter()
+            .map(|peer| {
+                let link = st.links.get(peer);
+                let phase = if link.is_some() {
+                    LinkPhase::Up
+                } else if st.dialing.contains(peer) {
+                    LinkPhase::Dialling
+                } else if let Some((attempts, _)) = st.redial.get(peer) {
+                    LinkPhase::Backoff {
+                        attempts: *attempts,
+                    }
+                } else {
+                    LinkPhase::None
+                };
+                let health = link.map(|l| &l.health);
+                LinkReport {
+                    peer: peer.clone(),
+                    phase,
+                    addr: health.and_then(|h| h.addr),
+                    rtt: health.and_then(|h| h.rtt()),
+                    key_fingerprint: health.map(|h| h.keys.fingerprint()),
+                    up_since_ms: health.map(|h| h.up_since_ms),
+                    last_error: st.failures.get(peer).cloned(),
+                }
+            })
+            .collect()
     }
 
     pub fn is_linked(&self, peer: &NodeId) -> bool {
@@ -333,7 +374,8 @@ impl Transport {
                     Ok(_) => {
                         st.redial.remove(&peer);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        st.failures.record(&peer, format!("dial to {addr} failed: {e}"));
                         let attempts = st.redial.get(&peer).map_or(0, |(n, _)| *n) + 1;
                         let delay = redial_delay(&config, attempts);
                         st.redial.insert(peer.clone(), (attempts, Instant::now() + delay));
@@ -343,7 +385,7 @@ impl Transport {
             match outcome {
                 Ok((ws, session, keys)) => {
                     shared.counters.links_dialled.inc();
-                    register(&shared, peer, true, ws, session, keys, None).await;
+                    register(&shared, peer, true, addr, ws, session, keys, None).await;
                 }
                 Err(e) => {
                     shared.counters.dials_failed.inc();
@@ -479,7 +521,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: Cancell
             match result {
                 Ok(Ok((ws, session, peer, keys))) => {
                     shared.counters.links_accepted.inc();
-                    register(&shared, peer, false, ws, session, keys, Some(slot)).await;
+                    register(&shared, peer, false, addr, ws, session, keys, Some(slot)).await;
                 }
                 Ok(Err(e)) => tracing::debug!(%addr, "inbound link refused: {e}"),
                 Err(_) => {
@@ -552,10 +594,12 @@ async fn accept_checked(
 /// Makes an established link the peer's link, or closes it if the peer already has the
 /// preferred one. With two links (both sides dialled at once) both nodes keep the one
 /// dialled by the smaller node id, so they agree without talking.
+#[allow(clippy::too_many_arguments)]
 async fn register(
     shared: &Arc<Shared>,
     peer: NodeId,
     initiated_locally: bool,
+    addr: SocketAddr,
     mut ws: Ws,
     mut session: Session,
     keys: PeerKeys,
@@ -563,6 +607,7 @@ async fn register(
 ) {
     let (lanes, outgoing) = link::lanes();
     let cancel = shared.cancel.child_token();
+    let link_health = Arc::new(LinkHealth::new(Some(addr), keys));
     let (id, config, refused) = {
         let mut st = shared.lock();
         let config = Arc::clone(&st.config);
@@ -596,6 +641,7 @@ async fn register(
                     initiated_locally,
                     lanes,
                     cancel: cancel.clone(),
+                    health: Arc::clone(&link_health),
                 },
             );
         }
@@ -630,6 +676,7 @@ async fn register(
         dead_after: config.dead_after,
         counters: Arc::clone(&shared.counters),
         tasks: shared.tasks.clone(),
+        health: link_health,
     };
     let shared = Arc::clone(shared);
     let tasks = shared.tasks.clone();
@@ -641,6 +688,10 @@ async fn register(
             let mut st = shared.lock();
             if st.links.get(&peer).is_some_and(|l| l.id == id) {
                 st.links.remove(&peer);
+                if !shared.cancel.is_cancelled() {
+                    let reason = health::describe_end(&end, config.dead_after);
+                    st.failures.record(&peer, reason);
+                }
                 true
             } else {
                 false

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod frame;
+pub mod health;
 pub mod identity;
 pub mod link;
 pub mod manager;
@@ -17,6 +18,7 @@ pub mod stats;
 
 pub use config::TransportConfig;
 pub use frame::{Ack, Frame, Reject};
+pub use health::{Failure, LinkPhase, LinkReport};
 pub use identity::{KeyError, NodeKeys, PeerKeys, NODE_KEYS_LEN};
 pub use link::LinkEnd;
 pub use manager::{LinkEvent, SendError, Transport, TransportError};

@@ -4,6 +4,7 @@
 mod assets;
 mod contacts;
 mod conversations;
+pub(crate) mod diagnostics;
 mod error;
 mod events;
 pub(crate) mod groups;
@@ -57,6 +58,8 @@ struct Inner {
     /// sending checks it on every message, and the store's copy changes only through
     /// `identity::ensure_local`, so a match here spares a store read on that hot path.
     identity_stored: std::sync::Mutex<Option<(api_types::NodeId, String)>>,
+    /// Unix ms when this node's API started (diagnostics).
+    started_at: u64,
 }
 
 impl ApiState {
@@ -77,6 +80,7 @@ impl ApiState {
                 store,
                 stopping,
                 identity_stored: std::sync::Mutex::new(None),
+                started_at: u64::try_from(now_ms()).unwrap_or(0),
             }),
         }
     }
@@ -137,6 +141,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/group-invitations/{id}/decline", post(groups::decline))
         .route("/search", get(search::search))
         .route("/events", get(events::stream))
+        .route("/diagnostics", get(diagnostics::get))
+        .route("/diagnostics/export", get(diagnostics::export))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     Router::new()

@@ -53,6 +53,13 @@ pub(super) fn stored_peer_view(p: storage::Peer) -> PeerView {
         last_seen_at: p.last_seen_at.and_then(|t| u64::try_from(t).ok()),
         blocked: p.blocked,
         clock_offset_ms: None,
+        rtt_ms: None,
+        link: if p.blocked {
+            api_types::LinkState::Blocked
+        } else {
+            api_types::LinkState::Offline
+        },
+        key_fingerprint: None,
     }
 }
 
@@ -73,6 +80,7 @@ pub async fn list(
         })
         .filter(|p| include_blocked || !p.blocked)
         .collect();
+    super::diagnostics::add_link_fields(&state, &mut peers);
     peers.sort_by(|a, b| {
         b.online
             .cmp(&a.online)

@@ -156,6 +156,9 @@ mod tests {
             last_seen_at: None,
             blocked: false,
             clock_offset_ms: offset,
+            rtt_ms: None,
+            link: api_types::LinkState::Idle,
+            key_fingerprint: None,
         }
     }
 
