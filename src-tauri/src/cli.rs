@@ -22,6 +22,10 @@ pub struct Cli {
     )]
     pub api_addr: SocketAddr,
 
+    /// Start in the tray without showing the window (as the autostart entry does).
+    #[arg(long, global = true)]
+    pub hidden: bool,
+
     #[command(subcommand)]
     pub command: Option<Command>,
 }

@@ -6,6 +6,7 @@ mod app;
 mod chat_model;
 mod clock_text;
 mod conversation_view;
+mod desktop_prefs;
 mod events;
 mod group_dialog;
 mod group_info;
@@ -21,7 +22,9 @@ mod search_view;
 mod settings_form;
 mod settings_view;
 mod status_view;
+mod switcher;
 mod time_text;
+mod welcome;
 
 fn main() {
     console_error_panic_hook::set_once();
