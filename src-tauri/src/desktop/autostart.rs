@@ -42,7 +42,8 @@ pub fn entry(exe: &Path, data_dir: &Path, default_dir: Option<&Path>) -> String 
 }
 
 /// The Exec key's quoting: double quotes around arguments with anything but plain
-/// characters, with `"`, `` ` ``, `$` and `\` escaped (and `%` doubled, field codes).
+/// characters, with `"`, `` ` ``, `$` and `\` escaped by a backslash — written doubled,
+/// since the file's string escapes are undone first — and `%` doubled (field codes).
 fn quote(arg: &str) -> String {
     let plain = !arg.is_empty()
         && arg
@@ -55,7 +56,7 @@ fn quote(arg: &str) -> String {
     let mut out = String::from("\"");
     for c in arg.chars() {
         if matches!(c, '"' | '`' | '$' | '\\') {
-            out.push('\\');
+            out.push_str("\\\\");
         }
         out.push(c);
     }
@@ -102,9 +103,9 @@ mod tests {
         assert!(own.contains("\nExec=/usr/bin/lanchat --hidden\n"), "{own}");
         let other = entry(exe, Path::new("/tmp/my profile$1"), Some(default));
         assert!(
-            other.contains(r#"Exec=/usr/bin/lanchat --data-dir "/tmp/my profile\$1" --hidden"#),
+            other.contains(r#"Exec=/usr/bin/lanchat --data-dir "/tmp/my profile\\$1" --hidden"#),
             "{other}"
         );
-        assert_eq!(quote("50%"), "50%%");
+        assert_eq!(quote("/tmp/50%"), "\"/tmp/50%%\"");
     }
 }

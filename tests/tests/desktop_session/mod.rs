@@ -56,9 +56,31 @@ impl DesktopSession {
 
         let bus_path = dir.join("bus");
         session.bus = format!("unix:path={}", bus_path.display());
-        let address = format!("--address={}", session.bus);
+        // A session bus that starts nothing by itself (no service directories): only
+        // what the test starts runs, and no second notification server is activated
+        // by a query that comes before dunst has registered.
+        let bus_config = dir.join("bus.conf");
+        std::fs::write(
+            &bus_config,
+            format!(
+                r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>{}</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"#,
+                session.bus
+            ),
+        )?;
+        let config_arg = format!("--config-file={}", bus_config.display());
         session.spawn(
-            Command::new("dbus-daemon").args(["--session", "--nofork", &address]),
+            Command::new("dbus-daemon").args(["--nofork", &config_arg]),
             "dbus-daemon (install dbus)",
         )?;
         wait_until(Duration::from_secs(20), "the session bus", || {
@@ -66,6 +88,14 @@ impl DesktopSession {
             async move { ready.then_some(()) }
         })
         .await?;
+
+        // The panel's side of the tray: a StatusNotifierWatcher, with which the app's
+        // tray icon registers (and exports its menu, as a panel reads it).
+        let bus_env = session.bus.clone();
+        session.spawn(
+            Command::new("status-notifier-watcher").env("DBUS_SESSION_BUS_ADDRESS", &bus_env),
+            "status-notifier-watcher (install haskell-status-notifier-item-utils)",
+        )?;
 
         let config = dir.join("dunstrc");
         // Notifications stay until acted on, so the test can count and click them.
