@@ -39,7 +39,11 @@ pub fn choices(
             conversation_id: c.id.clone(),
             name: c.name.clone(),
             unread: c.unread,
-            avatar_id: c.peer_id.clone().unwrap_or_else(|| c.id.clone()),
+            avatar_id: c
+                .peer_id
+                .as_ref()
+                .map(|p| format!("lan:{p}"))
+                .unwrap_or_else(|| c.id.clone()),
             online: online(&c.peer_id),
         })
         .collect();
