@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 # Tests: Xvfb + screenshots + OCR for the window, Chromium for the UI, and the
 # network tools of the LAN tests; faketime (libfaketime) runs a test node's whole
 # process with its clock off by minutes or hours; desktop-file-utils validates the
-# .deb's desktop entry (dpkg-deb and dpkg-shlibdeps come with build-essential).
+# .deb's desktop entry and the autostart entry (dpkg-deb and dpkg-shlibdeps come with
+# build-essential). The desktop shell: the tray needs libayatana-appindicator3 to build;
+# its tests run a session bus (dbus), dunst as the notification server and a
+# StatusNotifierWatcher (haskell-status-notifier-item-utils, the panel's side of the tray).
 packages=(
   build-essential pkg-config python3
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
@@ -17,7 +20,7 @@ packages=(
   xvfb xauth xdotool imagemagick tesseract-ocr tesseract-ocr-eng
   chromium chromium-driver
   iproute2 nftables tcpdump curl faketime
-  desktop-file-utils
+  libayatana-appindicator3-dev dbus dunst haskell-status-notifier-item-utils desktop-file-utils
 )
 
 missing=()

@@ -32,5 +32,5 @@ pub use peers::{
     AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters,
     CLOCK_OFFSET_WARNING_MS,
 };
-pub use settings::{LanMeshSettings, Language, Settings, UiSettings};
+pub use settings::{DesktopSettings, LanMeshSettings, Language, Settings, UiSettings};
 pub use status::{MeshState, Status, Warning, WarningCode};

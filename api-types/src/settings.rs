@@ -30,11 +30,15 @@ pub const MAX_SECRET_BYTES: usize = 256;
 pub const MAX_SUBNETS: usize = 256;
 pub const MAX_BLOCKED_PEERS: usize = 10_000;
 pub const MAX_PEER_ADDRESSES: usize = 256;
+pub const MAX_MUTED_CONVERSATIONS: usize = 10_000;
+/// `group:` plus a ULID, or `dm:lan:` plus a node id, with room to spare.
+const MAX_CONVERSATION_ID_BYTES: usize = 128;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
     pub lan_mesh: LanMeshSettings,
     pub ui: UiSettings,
+    pub desktop: DesktopSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,71 @@ pub struct LanMeshSettings {
 pub struct UiSettings {
     /// `null` follows the system (browser) language.
     pub language: Option<Language>,
+    /// The first-start welcome (name, office secret or open LAN) was answered. A new
+    /// settings file starts with `false`; a file written before this field existed
+    /// reads as `true`, so an upgrade never greets a user who is already set up.
+    pub welcome_done: bool,
+}
+
+/// The desktop shell: notifications, the tray and starting with the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DesktopSettings {
+    /// Desktop notifications for messages that arrive while the window is hidden or
+    /// not focused.
+    pub notifications: bool,
+    /// Show the sender's text in a notification; off shows only who wrote.
+    pub notification_previews: bool,
+    /// Ask the notification service to play its message sound.
+    pub notification_sound: bool,
+    /// No notifications at all (the tray's "mute all").
+    pub do_not_disturb: bool,
+    /// Conversations (`dm:lan:{peer}` or `group:{id}`) that never notify, except a group
+    /// message that mentions this user.
+    pub muted_conversations: Vec<String>,
+    /// Closing the window hides it to the tray; quitting is in the tray menu.
+    pub close_to_tray: bool,
+    /// Start lanchat (hidden in the tray) when the user logs in (XDG autostart).
+    pub autostart: bool,
+}
+
+impl Default for DesktopSettings {
+    fn default() -> Self {
+        DesktopSettings {
+            notifications: true,
+            notification_previews: true,
+            notification_sound: true,
+            do_not_disturb: false,
+            muted_conversations: Vec::new(),
+            close_to_tray: true,
+            autostart: false,
+        }
+    }
+}
+
+impl DesktopSettings {
+    pub fn is_muted(&self, conversation_id: &str) -> bool {
+        self.muted_conversations
+            .iter()
+            .any(|c| c == conversation_id)
+    }
+
+    fn apply(&mut self, fields: &Map<String, Value>) -> Result<(), FieldError> {
+        for (key, value) in fields {
+            let path = format!("desktop.{key}");
+            let path = path.as_str();
+            match key.as_str() {
+                "notifications" => self.notifications = parse_field(path, value)?,
+                "notification_previews" => self.notification_previews = parse_field(path, value)?,
+                "notification_sound" => self.notification_sound = parse_field(path, value)?,
+                "do_not_disturb" => self.do_not_disturb = parse_field(path, value)?,
+                "muted_conversations" => self.muted_conversations = conversation_ids(path, value)?,
+                "close_to_tray" => self.close_to_tray = parse_field(path, value)?,
+                "autostart" => self.autostart = parse_field(path, value)?,
+                _ => return Err(FieldError::new(path, "unknown setting")),
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -126,6 +195,7 @@ impl Settings {
         Settings {
             lan_mesh: LanMeshSettings::defaults(node_id),
             ui: UiSettings::default(),
+            desktop: DesktopSettings::default(),
         }
     }
 
@@ -138,7 +208,16 @@ impl Settings {
             .and_then(|m| m.get("node_id"))
             .ok_or_else(|| FieldError::new("lan_mesh.node_id", "missing"))?;
         let node_id: NodeId = parse_field("lan_mesh.node_id", node_id)?;
-        Settings::defaults(node_id).patched(doc, NodeIdRule::Settable)
+        let mut base = Settings::defaults(node_id);
+        // A file without the key predates the welcome: that user is already set up.
+        base.ui.welcome_done = true;
+        base.patched(doc, NodeIdRule::Settable)
+    }
+
+    /// Settings for a first start: defaults with an administrator's preseed document
+    /// (the same shape as `PUT /api/v1/settings`, usually without a node id) applied.
+    pub fn preseeded(node_id: NodeId, preseed: &Value) -> Result<Settings, FieldError> {
+        Settings::defaults(node_id).patched(preseed, NodeIdRule::ReadOnly)
     }
 
     /// Applies a partial document (`PUT /api/v1/settings`): only the keys present change.
@@ -150,6 +229,7 @@ impl Settings {
                     .lan_mesh
                     .apply(as_object("lan_mesh", value)?, node_id)?,
                 "ui" => next.ui.apply(as_object("ui", value)?)?,
+                "desktop" => next.desktop.apply(as_object("desktop", value)?)?,
                 other => return Err(FieldError::new(other, "unknown setting")),
             }
         }
@@ -164,6 +244,7 @@ impl UiSettings {
             let path = format!("ui.{key}");
             match key.as_str() {
                 "language" => self.language = parse_field(&path, value)?,
+                "welcome_done" => self.welcome_done = parse_field(&path, value)?,
                 _ => return Err(FieldError::new(path, "unknown setting")),
             }
         }
@@ -312,6 +393,34 @@ fn socket_addrs(path: &str, v: &Value) -> Result<Vec<SocketAddr>, FieldError> {
     addrs.sort();
     addrs.dedup();
     Ok(addrs)
+}
+
+fn conversation_ids(path: &str, v: &Value) -> Result<Vec<String>, FieldError> {
+    let items: Vec<String> = parse_field(path, v)?;
+    if items.len() > MAX_MUTED_CONVERSATIONS {
+        return Err(FieldError::new(
+            path,
+            format!("at most {MAX_MUTED_CONVERSATIONS} entries"),
+        ));
+    }
+    for (i, item) in items.iter().enumerate() {
+        let shaped = (item.starts_with("dm:lan:") || item.starts_with("group:"))
+            && item.len() <= MAX_CONVERSATION_ID_BYTES
+            && item.chars().all(|c| c.is_ascii_graphic());
+        if !shaped {
+            return Err(FieldError::new(
+                path,
+                format!(
+                    "entry {} ('{item}') is not a conversation id (dm:lan:{{peer_id}} or group:{{group_id}})",
+                    i + 1
+                ),
+            ));
+        }
+    }
+    let mut ids = items;
+    ids.sort();
+    ids.dedup();
+    Ok(ids)
 }
 
 fn node_ids(path: &str, v: &Value) -> Result<Vec<NodeId>, FieldError> {
@@ -515,6 +624,61 @@ mod tests {
         let e = Settings::from_document(&json!({"lan_mesh": {}})).unwrap_err();
         assert_eq!(e.field, "lan_mesh.node_id");
         let e = Settings::from_document(&json!("garbage")).unwrap_err();
+        assert_eq!(e.field, "lan_mesh.node_id");
+    }
+
+    #[test]
+    fn desktop_settings_default_and_validate() {
+        let s = base();
+        assert!(s.desktop.notifications && s.desktop.close_to_tray && !s.desktop.autostart);
+        assert!(!s.ui.welcome_done, "a new node greets its user");
+        let s = put(json!({"desktop": {"muted_conversations": [
+            "group:01ARZ3NDEKTSV4RRFFQ69G5FAV", "dm:lan:01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "group:01ARZ3NDEKTSV4RRFFQ69G5FAV"], "do_not_disturb": true}}))
+        .unwrap();
+        assert_eq!(s.desktop.muted_conversations.len(), 2);
+        assert!(s.desktop.is_muted("group:01ARZ3NDEKTSV4RRFFQ69G5FAV"));
+        assert!(s.desktop.do_not_disturb);
+        for (patch, field) in [
+            (
+                json!({"desktop": {"muted_conversations": ["x"]}}),
+                "desktop.muted_conversations",
+            ),
+            (
+                json!({"desktop": {"muted_conversations": ["group:a b"]}}),
+                "desktop.muted_conversations",
+            ),
+            (
+                json!({"desktop": {"autostart": "yes"}}),
+                "desktop.autostart",
+            ),
+            (json!({"desktop": {"tray": true}}), "desktop.tray"),
+            (json!({"ui": {"welcome_done": 1}}), "ui.welcome_done"),
+        ] {
+            assert_eq!(put(patch.clone()).unwrap_err().field, field, "{patch}");
+        }
+    }
+
+    #[test]
+    fn an_old_file_is_past_the_welcome_and_a_preseed_is_not() {
+        let old = Settings::from_document(
+            &json!({"lan_mesh": {"node_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}}),
+        )
+        .unwrap();
+        assert!(old.ui.welcome_done);
+        let seeded = Settings::preseeded(
+            node_id(),
+            &json!({"lan_mesh": {"enabled": true, "shared_secret": "office"}}),
+        )
+        .unwrap();
+        assert!(!seeded.ui.welcome_done && seeded.lan_mesh.enabled);
+        let written = serde_json::to_value(&seeded).unwrap();
+        assert!(!Settings::from_document(&written).unwrap().ui.welcome_done);
+        let e = Settings::preseeded(
+            node_id(),
+            &json!({"lan_mesh": {"node_id": "01BX5ZZKBKACTAV9WEVGEMMVRZ"}}),
+        )
+        .unwrap_err();
         assert_eq!(e.field, "lan_mesh.node_id");
     }
 

@@ -21,6 +21,10 @@ pub struct Status {
     pub node_id: String,
     /// The configured display name, or the host name when none is configured.
     pub display_name: String,
+    /// A name for the first-start welcome to offer: the user's full name from the
+    /// system account, else the login name, else the host name.
+    #[serde(default)]
+    pub suggested_name: String,
     pub version: String,
     pub mesh_enabled: bool,
     pub mesh_state: MeshState,

@@ -30,6 +30,9 @@ pub struct Cli {
     /// Print what the running node answered as JSON (status, peers, send).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Start in the tray without showing the window (as the autostart entry does).
+    #[arg(long, global = true)]
+    pub hidden: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod desktop;
 pub mod fault_log;
 pub mod live_settings;
 pub mod logging;
@@ -41,11 +42,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         api_addr: cli.api_addr,
     };
     let shutdown = runtime.block_on(async { ShutdownSignal::install() });
-    let node = runtime
-        .block_on(Node::start(config))
-        .context("cannot start the node")?;
     match mode {
         Mode::Headless { reason } => {
+            let node = runtime
+                .block_on(Node::start(config))
+                .context("cannot start the node")?;
             if let Some(reason) = reason {
                 eprintln!("{reason}");
             }
@@ -62,7 +63,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             });
             Ok(())
         }
-        Mode::Window => window::run(runtime, node, shutdown),
+        // The window starts its node itself, after checking that no other window runs
+        // on this data directory.
+        Mode::Window => window::run(runtime, config, shutdown, cli.hidden),
         Mode::Client => Ok(()),
     }
 }

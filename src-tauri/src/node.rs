@@ -22,6 +22,9 @@ use crate::peer_store::SqlitePeerStore;
 /// Written into the data directory so scripts, tests and a second `lanchat` can find
 /// the running node's API (removed again on a clean stop).
 pub const API_FILE: &str = "api.json";
+/// A first start applies the first of these that exists (see README, "Preseeding").
+pub const PRESEED_FILE: &str = "preseed.json";
+pub const SYSTEM_PRESEED: &str = "/etc/lanchat/preseed.json";
 /// Open event streams and slow clients get this long to finish when the node stops.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -70,7 +73,8 @@ pub struct Node {
     server: JoinHandle<std::io::Result<()>>,
     mesh: Mesh,
     store: Store,
-    _data_dir: Arc<DataDir>,
+    settings: Arc<LiveSettings>,
+    data_dir: Arc<DataDir>,
 }
 
 impl Node {
@@ -79,7 +83,11 @@ impl Node {
             return Err(NodeError::NotLoopback(config.api_addr));
         }
         let data_dir = Arc::new(DataDir::open(&config.data_dir)?);
-        let settings = settings_file::load_or_create(&data_dir)?;
+        let preseeds = [
+            config.data_dir.join(PRESEED_FILE),
+            PathBuf::from(SYSTEM_PRESEED),
+        ];
+        let settings = settings_file::load_or_create_preseeded(&data_dir, &preseeds)?;
         let token = data_dir.api_token()?;
         let listener =
             TcpListener::bind(config.api_addr)
@@ -130,7 +138,7 @@ impl Node {
         let state = ApiState::new(
             local,
             token.clone(),
-            live,
+            Arc::clone(&live),
             mesh.handle(),
             store.clone(),
             stop.clone(),
@@ -166,7 +174,8 @@ impl Node {
             server,
             mesh,
             store,
-            _data_dir: data_dir,
+            settings: live,
+            data_dir,
         })
     }
 
@@ -176,6 +185,24 @@ impl Node {
 
     pub fn token(&self) -> &str {
         &self.token
+    }
+
+    /// The live settings, for the desktop shell (notifications, tray, autostart).
+    pub fn settings(&self) -> Arc<LiveSettings> {
+        Arc::clone(&self.settings)
+    }
+
+    /// The same events the local API streams at `/api/v1/events`.
+    pub fn events(&self) -> tokio::sync::broadcast::Receiver<api_types::Event> {
+        self.mesh.handle().subscribe()
+    }
+
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data_dir.path()
     }
 
     /// Says goodbye to the LAN, stops serving, waits (bounded) for requests in flight,

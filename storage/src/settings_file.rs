@@ -31,6 +31,17 @@ pub fn path(dir: &DataDir) -> PathBuf {
 
 /// Loads the settings, or creates them with defaults and a new node id on first start.
 pub fn load_or_create(dir: &DataDir) -> Result<Settings, SettingsFileError> {
+    load_or_create_preseeded(dir, &[])
+}
+
+/// Like `load_or_create`, but a first start applies the first of `preseeds` that
+/// exists: a partial settings document an administrator placed there (the same shape
+/// as `PUT /api/v1/settings`). A preseed that is not valid stops the first start with
+/// a message naming it, like a bad settings file; later starts never read it.
+pub fn load_or_create_preseeded(
+    dir: &DataDir,
+    preseeds: &[PathBuf],
+) -> Result<Settings, SettingsFileError> {
     let path = path(dir);
     match fs::read(&path) {
         Ok(bytes) => parse(&path, &bytes),
@@ -43,13 +54,50 @@ pub fn load_or_create(dir: &DataDir) -> Result<Settings, SettingsFileError> {
                         path: path.clone(),
                         reason: format!("generated node id rejected: {e}"),
                     })?;
-            let settings = Settings::defaults(node_id);
+            let settings = match read_preseed(preseeds)? {
+                Some((preseed_path, doc)) => {
+                    let settings = Settings::preseeded(node_id, &doc).map_err(|error| {
+                        SettingsFileError::Invalid {
+                            path: preseed_path.clone(),
+                            error,
+                        }
+                    })?;
+                    tracing::info!(preseed = %preseed_path.display(), "first start from a preseed");
+                    settings
+                }
+                None => Settings::defaults(node_id),
+            };
             save_to(&path, &settings)?;
             tracing::info!(path = %path.display(), "created settings with a new node id");
             Ok(settings)
         }
         Err(source) => Err(SettingsFileError::Io { path, source }),
     }
+}
+
+fn read_preseed(
+    candidates: &[PathBuf],
+) -> Result<Option<(PathBuf, serde_json::Value)>, SettingsFileError> {
+    for candidate in candidates {
+        match fs::read(candidate) {
+            Ok(bytes) => {
+                let doc =
+                    serde_json::from_slice(&bytes).map_err(|e| SettingsFileError::Corrupt {
+                        path: candidate.clone(),
+                        reason: e.to_string(),
+                    })?;
+                return Ok(Some((candidate.clone(), doc)));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => {
+                return Err(SettingsFileError::Io {
+                    path: candidate.clone(),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(None)
 }
 
 pub fn save(dir: &DataDir, settings: &Settings) -> Result<(), SettingsFileError> {
@@ -105,6 +153,30 @@ mod tests {
         s.lan_mesh.display_name = "前台".into();
         save(&dir, &s).unwrap();
         assert_eq!(load_or_create(&dir).unwrap(), s);
+    }
+
+    #[test]
+    fn a_first_start_takes_the_first_preseed_found_and_later_starts_ignore_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(&tmp.path().join("node")).unwrap();
+        let missing = tmp.path().join("missing.json");
+        let preseed = tmp.path().join("preseed.json");
+        fs::write(
+            &preseed,
+            r#"{"lan_mesh": {"enabled": true, "shared_secret": "office"}, "ui": {"welcome_done": true}}"#,
+        )
+        .unwrap();
+        let candidates = [missing, preseed.clone()];
+        let first = load_or_create_preseeded(&dir, &candidates).unwrap();
+        assert!(first.lan_mesh.enabled && first.ui.welcome_done);
+        assert_eq!(first.lan_mesh.shared_secret, "office");
+        fs::write(&preseed, r#"{"lan_mesh": {"listen_port": 0}}"#).unwrap();
+        assert_eq!(load_or_create_preseeded(&dir, &candidates).unwrap(), first);
+
+        let fresh = DataDir::open(&tmp.path().join("other")).unwrap();
+        let err = load_or_create_preseeded(&fresh, &candidates).unwrap_err();
+        assert!(err.to_string().contains("preseed.json"), "{err}");
+        assert!(!path(&fresh).exists(), "a bad preseed writes no settings");
     }
 
     #[test]

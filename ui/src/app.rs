@@ -12,6 +12,7 @@ use wasm_bindgen::JsCast;
 use crate::api::Client;
 use crate::chat_model::{document_title, unread_total};
 use crate::conversation_view::ConversationPane;
+use crate::desktop_prefs::{DesktopPrefs, DesktopSettingsCard};
 use crate::diagnostics_view::DiagnosticsView;
 use crate::group_dialog::CreateGroupDialog;
 use crate::group_model;
@@ -24,6 +25,8 @@ use crate::rail::Rail;
 use crate::search_view::SearchResults;
 use crate::settings_view::LanSettings;
 use crate::status_view::StatusCard;
+use crate::switcher::ConversationSwitcher;
+use crate::welcome::Welcome;
 
 /// The language every component renders in; switching it re-renders live.
 #[derive(Clone, Copy)]
@@ -73,6 +76,51 @@ pub fn App() -> impl IntoView {
     provide_context(groups);
     let notices = Notices::new();
     provide_context(notices);
+    let prefs = DesktopPrefs::new();
+    provide_context(prefs);
+    prefs.load(client.clone());
+    let switcher_open = RwSignal::new(false);
+    // The first-start welcome: its settings and suggested name once both arrived,
+    // until answered.
+    let welcome = LocalResource::new({
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            async move {
+                let settings = client.settings().await.ok()?;
+                if settings.ui.welcome_done {
+                    return None;
+                }
+                let suggested = client
+                    .status()
+                    .await
+                    .map(|s| s.suggested_name)
+                    .unwrap_or_default();
+                Some((settings, suggested))
+            }
+        }
+    });
+    let welcome_done = RwSignal::new(false);
+    // The desktop shell opens a conversation (a notification was clicked): a DOM event
+    // for a running page, sessionStorage for a window it created for that.
+    let open_from_shell = move |id: String| {
+        tab.set(Tab::Chat);
+        chat.open(&id);
+    };
+    if let Some(storage) = web_sys::window().and_then(|w| w.session_storage().ok().flatten()) {
+        if let Ok(Some(id)) = storage.get_item("lanchat.open") {
+            let _ = storage.remove_item("lanchat.open");
+            open_from_shell(id);
+        }
+    }
+    let _ = window_event_listener_untyped("lanchat:open", move |ev| {
+        if let Some(id) = ev
+            .dyn_ref::<web_sys::CustomEvent>()
+            .and_then(|e| e.detail().as_string())
+        {
+            open_from_shell(id);
+        }
+    });
 
     if let Some(token) = client.token() {
         crate::events::subscribe(
@@ -133,9 +181,17 @@ pub fn App() -> impl IntoView {
     });
     let _ = window_event_listener_untyped("focus", move |_| chat.read_if_viewed());
     let _ = window_event_listener_untyped("visibilitychange", move |_| chat.read_if_viewed());
-    // Ctrl+K (or Cmd+K) searches the history from anywhere; Escape leaves the search.
+    // Ctrl+K (or Cmd+K) opens the conversation switcher; Ctrl+Shift+F searches the
+    // history from anywhere; Escape leaves the search.
     let _ = window_event_listener(leptos::ev::keydown, move |ev| {
-        if (ev.ctrl_key() || ev.meta_key()) && ev.key().eq_ignore_ascii_case("k") {
+        if (ev.ctrl_key() || ev.meta_key()) && !ev.shift_key() && ev.key().eq_ignore_ascii_case("k")
+        {
+            ev.prevent_default();
+            switcher_open.set(true);
+        } else if (ev.ctrl_key() || ev.meta_key())
+            && ev.shift_key()
+            && ev.key().eq_ignore_ascii_case("f")
+        {
             ev.prevent_default();
             tab.set(Tab::Chat);
             request_animation_frame(|| {
@@ -224,11 +280,17 @@ pub fn App() -> impl IntoView {
             {move || match tab.get() {
                 Tab::Chat => view! { <Messenger/> }.into_any(),
                 Tab::Status => view! { <StatusCard/> }.into_any(),
-                Tab::Lan => view! { <LanSettings/> <PeersTable/> }.into_any(),
+                Tab::Lan => view! { <LanSettings/> <DesktopSettingsCard/> <PeersTable/> }.into_any(),
                 Tab::Diagnostics => view! { <DiagnosticsView/> }.into_any(),
             }}
         </main>
         <Toasts/>
+        {move || switcher_open.get().then(|| view! {
+            <ConversationSwitcher open=switcher_open on_pick=Callback::new(open_from_shell)/>
+        })}
+        {move || (!welcome_done.get()).then(|| welcome.get().flatten().map(|(settings, suggested)| view! {
+            <Welcome settings=settings suggested_name=suggested done=welcome_done/>
+        }))}
     }
 }
 

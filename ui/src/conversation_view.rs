@@ -247,6 +247,7 @@ fn Conversation(id: String) -> impl IntoView {
                     <h2 data-testid="conversation-title">{name}</h2>
                     <p class="conv-sub" class:online=online data-testid="conversation-subtitle">{subtitle}</p>
                 </div>
+                <crate::desktop_prefs::MuteToggle conversation_id=id.clone()/>
                 {move || (kind.get() == ConversationKind::Group).then(|| view! {
                     <button type="button" class="head-button" data-testid="group-info-button"
                         aria-controls="group-info"

@@ -6,6 +6,7 @@ mod app;
 mod chat_model;
 mod clock_text;
 mod conversation_view;
+mod desktop_prefs;
 mod diagnostics_view;
 mod events;
 mod group_dialog;
@@ -22,7 +23,9 @@ mod search_view;
 mod settings_form;
 mod settings_view;
 mod status_view;
+mod switcher;
 mod time_text;
+mod welcome;
 
 fn main() {
     console_error_panic_hook::set_once();
