@@ -101,11 +101,20 @@ async fn notifications_collapse_open_the_conversation_and_respect_mute_and_menti
                         &shot.to_string_lossy(),
                         "-resize",
                         "200%",
+                        "-colorspace",
+                        "Gray",
                         &ocr.to_string_lossy(),
                     ],
                 )
             })
-            .and_then(|_| session.run("tesseract", &[&ocr.to_string_lossy(), "stdout"]))
+            // Sparse text (`--psm 11`): the page layout analysis of the default mode
+            // skipped the message bubbles in CI's screenshot though they were shown.
+            .and_then(|_| {
+                session.run(
+                    "tesseract",
+                    &[&ocr.to_string_lossy(), "stdout", "--psm", "11"],
+                )
+            })
             .ok();
         async move { text.filter(|t| t.contains("first one") && t.contains(PEER_NAME)) }
     })

@@ -73,8 +73,8 @@ pub struct SendNow(Arc<Mutex<Vec<QueuedEnvelope>>>);
 const MAX_SEND_NOW: usize = 1024;
 /// How soon the outbox is looked at again after a link's queue was full.
 const BUSY_RETRY: Duration = Duration::from_millis(5);
-/// How many times an answer waits `BUSY_RETRY` for room on a full link (≤ 1 s).
-const REPLY_BUSY_TRIES: usize = 200;
+/// How long an answer waits for room on a full control lane.
+const REPLY_WAIT: Duration = Duration::from_secs(1);
 /// Sent DM envelopes remembered for their ack; past this (peers away, acks never
 /// coming) the memory is dropped and acks take the store's path.
 const MAX_AWAITING_ACK: usize = 8192;
@@ -557,25 +557,17 @@ impl Worker {
         }
     }
 
-    /// Answers an envelope. A full link queue is waited out (briefly): a dropped ack
-    /// costs the sender a whole retransmission timeout, and under a flood the queue
-    /// drains within milliseconds.
+    /// Answers an envelope. Acks and rejects take the link's control lane, ahead of
+    /// queued envelopes; a full lane is waited out (briefly): a dropped ack costs the
+    /// sender a whole retransmission timeout.
     async fn reply(&self, peer: &NodeId, frame: Frame) {
         if matches!(frame, Frame::Reject(_)) {
             self.transport.count_envelope_refused(true);
         }
-        for _ in 0..REPLY_BUSY_TRIES {
-            match self.transport.send(peer, frame.clone()) {
-                Ok(()) => return,
-                Err(SendError::Busy) => tokio::time::sleep(BUSY_RETRY).await,
-                Err(e) => {
-                    // The sender resends and gets the ack then (a duplicate is acked too).
-                    tracing::debug!(%peer, "cannot answer: {e}");
-                    return;
-                }
-            }
+        if let Err(e) = self.transport.send_wait(peer, frame, REPLY_WAIT).await {
+            // The sender resends and gets the ack then (a duplicate is acked too).
+            tracing::debug!(%peer, "cannot answer: {e}");
         }
-        tracing::debug!(%peer, "cannot answer: the link stayed full");
     }
 
     async fn on_ack(&self, peer: NodeId, ack: Ack) {

@@ -45,10 +45,9 @@ const TICK: Duration = Duration::from_secs(1);
 /// repairs what a bounded or interrupted session left. Equal histories cost one
 /// fingerprint each way.
 const RESYNC_EVERY: Duration = Duration::from_secs(10 * 60);
-/// A full link queue is waited for this often, this many times, before the rest of a
+/// How long a catch-up envelope waits for room on a full link before the rest of the
 /// session is dropped (the next session resumes).
-const BUSY_PAUSE: Duration = Duration::from_millis(20);
-const BUSY_TRIES: u32 = 250;
+const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// Ids of catch-up envelopes awaiting their ack, remembered so their acks are
 /// recognised without a store lookup; forgotten after this long (lost with a link).
 const EPHEMERAL_TTL: Duration = Duration::from_secs(60);
@@ -536,21 +535,22 @@ impl Syncer {
             }
         };
         self.remember(envelope.envelope_id);
-        for _ in 0..BUSY_TRIES {
-            // `send` drops the frame when the queue is full: keep the bytes to retry.
-            match self.transport.send(peer, Frame::Envelope(bytes.clone())) {
-                Ok(()) => return true,
-                Err(SendError::Busy) => tokio::time::sleep(BUSY_PAUSE).await,
-                Err(SendError::NoLink) => {
-                    if let Some(addr) = self.addresses.get(peer) {
-                        self.transport.connect(peer, addr);
-                    }
-                    self.owns_ack(&envelope.envelope_id);
-                    return false;
+        // Waits for room on the link (back-pressure), no sleep-and-retry.
+        match self
+            .transport
+            .send_wait(peer, Frame::Envelope(bytes), BUSY_WAIT)
+            .await
+        {
+            Ok(()) => return true,
+            Err(SendError::Busy) => {
+                tracing::debug!(%peer, "link stayed busy: group catch-up paused until the next session");
+            }
+            Err(SendError::NoLink) => {
+                if let Some(addr) = self.addresses.get(peer) {
+                    self.transport.connect(peer, addr);
                 }
             }
         }
-        tracing::debug!(%peer, "link stayed busy: group catch-up paused until the next session");
         self.owns_ack(&envelope.envelope_id);
         false
     }
