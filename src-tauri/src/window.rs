@@ -103,15 +103,22 @@ pub fn run(
         });
     }
 
+    // A signal is acted on once the event loop runs: an exit requested before it does
+    // was lost (CI: SIGTERM 26 ms after the node started left the process running).
     let handle = app.handle().clone();
+    let loop_running = Arc::new(tokio::sync::Notify::new());
+    let running = Arc::clone(&loop_running);
     runtime.spawn(async move {
         shutdown.wait().await;
+        running.notified().await;
         handle.exit(0);
     });
 
     // The event loop never returns; the node is stopped from its exit event.
     let node = Mutex::new(Some(node));
     app.run(move |app, event| match event {
+        // Stores the permit when the waiter is not waiting yet.
+        RunEvent::Ready => loop_running.notify_one(),
         // The last window closed (hidden to the tray): keep running unless the user
         // turned closing-to-tray off. A quit from the tray or a signal has a code.
         RunEvent::ExitRequested {
