@@ -29,7 +29,7 @@ impl StorePorts {
 }
 
 /// An encoded envelope in the store's type (the outbox keeps kind and payload as given).
-pub fn outgoing(out: Outgoing) -> storage::OutgoingEnvelope {
+fn outgoing(out: Outgoing) -> storage::OutgoingEnvelope {
     storage::OutgoingEnvelope {
         kind: out.kind.to_string(),
         payload: out.payload,

@@ -1249,6 +1249,19 @@ impl Host {
         self.call_expect(Method::Get, path, None, 200).await
     }
 
+    /// The id of this node's DM with `with`.
+    pub fn dm_with(&self, with: &Host) -> String {
+        format!("dm:lan:{}", with.node_id)
+    }
+
+    /// Sends `text` to `to` as a DM (the API must take it: `201`); the stored message.
+    pub async fn send_dm(&self, to: &Host, text: &str) -> anyhow::Result<Value> {
+        let path = format!("v1/conversations/{}/messages", self.dm_with(to));
+        let body = serde_json::json!({ "text": text });
+        self.call_expect(Method::Post, &path, Some(&body), 201)
+            .await
+    }
+
     /// `GET /api/v1/peers` (blocked peers left out, as the node does by default).
     pub async fn peers(&self) -> anyhow::Result<Vec<PeerView>> {
         let v = self.get("v1/peers").await?;

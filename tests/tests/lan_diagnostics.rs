@@ -17,21 +17,6 @@ use serde_json::{json, Value};
 const SETTLE: Duration = Duration::from_secs(15);
 const LIMIT: Duration = Duration::from_secs(20);
 
-fn dm(to: &Host) -> String {
-    format!("dm:lan:{}", to.node_id)
-}
-
-async fn send(from: &Host, to: &Host, text: &str) -> anyhow::Result<()> {
-    from.call_expect(
-        Method::Post,
-        &format!("v1/conversations/{}/messages", dm(to)),
-        Some(&json!({ "text": text })),
-        201,
-    )
-    .await
-    .map(drop)
-}
-
 /// `from`'s diagnostics entry for `peer`.
 async fn entry(from: &Host, peer: &Host) -> anyhow::Result<Value> {
     let report = from.get("v1/diagnostics").await?;
@@ -45,7 +30,7 @@ async fn entry(from: &Host, peer: &Host) -> anyhow::Result<Value> {
 /// Sends one message to each peer and waits until `from` has a timed link to each.
 async fn links_up(from: &Host, peers: &[&Host], text: &str) -> anyhow::Result<()> {
     for peer in peers {
-        send(from, peer, text).await?;
+        from.send_dm(peer, text).await?;
     }
     for peer in peers {
         wait_until(LIMIT, "a timed link to each peer", || async {

@@ -23,24 +23,13 @@ async fn mesh(lan: &Lan, names: &[&str]) -> anyhow::Result<Vec<Host>> {
     lan.add_hosts_listing_each_other(names, SETTLE).await
 }
 
-fn dm(to: &Host) -> String {
-    format!("dm:lan:{}", to.node_id)
-}
-
-async fn send(from: &Host, to: &Host, text: &str) -> anyhow::Result<Value> {
-    from.call_expect(
-        Method::Post,
-        &format!("v1/conversations/{}/messages", dm(to)),
-        Some(&json!({ "text": text })),
-        201,
-    )
-    .await
-}
-
 /// Every message of the DM with `with`, oldest first.
 async fn history(host: &Host, with: &Host) -> anyhow::Result<Vec<Value>> {
     let page = host
-        .get(&format!("v1/conversations/{}/messages?limit=200", dm(with)))
+        .get(&format!(
+            "v1/conversations/{}/messages?limit=200",
+            host.dm_with(with)
+        ))
         .await?;
     Ok(page["messages"].as_array().cloned().unwrap_or_default())
 }
@@ -101,9 +90,9 @@ async fn a_chat_crosses_the_wire_encrypted_and_arrives_once_both_ways() -> anyho
         "秘密消息 canary 91b2",
         "multi\nline canary c0de",
     ];
-    send(a, b, canaries[0]).await?;
-    send(b, a, canaries[1]).await?;
-    send(a, b, canaries[2]).await?;
+    a.send_dm(b, canaries[0]).await?;
+    b.send_dm(a, canaries[1]).await?;
+    a.send_dm(b, canaries[2]).await?;
     wait_until(
         DELIVERY,
         "the three messages on both sides, delivered",
@@ -187,7 +176,7 @@ async fn wrong_secrets_replays_and_junk_are_refused_and_counted_and_the_node_car
     .await?;
 
     // The node is fine: it still chats.
-    send(b, a, "still here").await?;
+    b.send_dm(a, "still here").await?;
     wait_delivered(b, a, 1).await?;
     Ok(())
 }
@@ -197,13 +186,13 @@ async fn blocking_closes_the_link_drops_the_queue_and_holds_both_ways() -> anyho
     let lan = Lan::new("transport-block")?;
     let hosts = mesh(&lan, &["a", "b"]).await?;
     let (a, b) = (&hosts[0], &hosts[1]);
-    send(a, b, "hello before the block").await?;
+    a.send_dm(b, "hello before the block").await?;
     wait_delivered(a, b, 1).await?;
     assert_eq!(a.transport_counter("links_up").await?, 1);
 
     // Something queued for b that cannot go out: b is cut off for the moment.
     lan.set_partitioned(&b.ns, true)?;
-    send(a, b, "queued for b").await?;
+    a.send_dm(b, "queued for b").await?;
     a.call_expect(
         Method::Post,
         &format!("v1/peers/{}/block", b.node_id),
@@ -224,7 +213,7 @@ async fn blocking_closes_the_link_drops_the_queue_and_holds_both_ways() -> anyho
     );
 
     // b still sees a and tries to reach it: a refuses every link, and a never dials b.
-    send(b, a, "let me in").await?;
+    b.send_dm(a, "let me in").await?;
     wait_until(SETTLE, "a refused b's link as blocked", || async {
         (a.transport_counter("refused_blocked_peer").await.ok()? >= 1).then_some(())
     })
@@ -262,13 +251,13 @@ async fn a_partition_heals_into_the_backlog_delivered_once_without_a_reconnect_s
     let lan = Lan::new("transport-partition")?;
     let hosts = mesh(&lan, &["a", "b"]).await?;
     let (a, b) = (&hosts[0], &hosts[1]);
-    send(a, b, "before").await?;
+    a.send_dm(b, "before").await?;
     wait_delivered(a, b, 1).await?;
 
     lan.set_partitioned(&b.ns, true)?;
     let cut = Instant::now();
     for i in 0..20 {
-        send(a, b, &format!("during the partition {i}")).await?;
+        a.send_dm(b, &format!("during the partition {i}")).await?;
     }
     // Long enough for the link to die (TTL) and several backoff rounds to pass.
     tokio::time::sleep(Duration::from_secs(8)).await;

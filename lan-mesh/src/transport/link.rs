@@ -560,6 +560,11 @@ mod tests {
 
     /// The side under test (the dialler, running [`run`]) and a raw peer (the
     /// listener: its WebSocket and session, read or not as the test likes).
+    /// How the link task ended (within `BOUND`).
+    async fn link_end(link: tokio::task::JoinHandle<LinkEnd>) -> LinkEnd {
+        tokio::time::timeout(BOUND, link).await.unwrap().unwrap()
+    }
+
     struct Pair {
         link: tokio::task::JoinHandle<LinkEnd>,
         lanes: Lanes,
@@ -707,10 +712,7 @@ mod tests {
         );
 
         pair.cancel.cancel();
-        let end = tokio::time::timeout(BOUND, pair.link)
-            .await
-            .unwrap()
-            .unwrap();
+        let end = link_end(pair.link).await;
         assert_eq!(end, LinkEnd::Local("closed".into()));
         // The peer is told why.
         assert_eq!(
@@ -726,10 +728,7 @@ mod tests {
         // The supervisor, the writer (blocked in a socket write) and the reader.
         assert_eq!(pair.tasks.len(), 3);
         pair.cancel.cancel();
-        let end = tokio::time::timeout(BOUND, pair.link)
-            .await
-            .unwrap()
-            .unwrap();
+        let end = link_end(pair.link).await;
         assert_eq!(end, LinkEnd::Local("closed".into()));
         pair.tasks.close();
         tokio::time::timeout(BOUND, pair.tasks.wait())
@@ -748,10 +747,7 @@ mod tests {
         )
         .await
         .unwrap();
-        let end = tokio::time::timeout(BOUND, pair.link)
-            .await
-            .unwrap()
-            .unwrap();
+        let end = link_end(pair.link).await;
         assert_eq!(end, LinkEnd::Remote("blocked".into()));
         pair.tasks.close();
         tokio::time::timeout(BOUND, pair.tasks.wait())
@@ -770,10 +766,7 @@ mod tests {
             .control
             .try_send(Frame::close("blocked"))
             .unwrap();
-        let end = tokio::time::timeout(BOUND, pair.link)
-            .await
-            .unwrap()
-            .unwrap();
+        let end = link_end(pair.link).await;
         assert_eq!(end, LinkEnd::Local("blocked".into()));
         assert_eq!(
             next_frame(&mut pair.peer_ws, &mut pair.peer_session).await,

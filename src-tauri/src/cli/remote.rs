@@ -222,10 +222,7 @@ async fn status(node: &RemoteNode, json: bool) -> Result<String, ClientError> {
         s.display_name,
         s.node_id,
         s.version,
-        serde_json::to_value(s.mesh_state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default(),
+        wire_name(&s.mesh_state),
         s.mesh_error
             .as_deref()
             .map(|e| format!(" ({e})"))
@@ -329,11 +326,16 @@ async fn send(node: &RemoteNode, args: &SendArgs, json: bool) -> Result<String, 
         target.label,
         target.conversation_id,
         message.id,
-        serde_json::to_value(message.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+        wire_name(&message.status)
     ))
+}
+
+/// A unit enum as the API spells it (`"running"`, `"delivered"`).
+fn wire_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
