@@ -89,37 +89,12 @@ async fn notifications_collapse_open_the_conversation_and_respect_mute_and_menti
     .await
     .with_context(|| a.log())?;
     // And the person sees it: the conversation's messages on screen (read by OCR).
-    let shot = root.join("opened-from-notification.png");
-    let ocr = root.join("ocr.png");
-    wait_until(LIMIT, "the conversation on screen", || {
-        let text = session
-            .screenshot(&shot)
-            .and_then(|_| {
-                session.run(
-                    "convert",
-                    &[
-                        &shot.to_string_lossy(),
-                        "-resize",
-                        "200%",
-                        "-colorspace",
-                        "Gray",
-                        &ocr.to_string_lossy(),
-                    ],
-                )
-            })
-            // Sparse text (`--psm 11`): the page layout analysis of the default mode
-            // skipped the message bubbles in CI's screenshot though they were shown.
-            .and_then(|_| {
-                session.run(
-                    "tesseract",
-                    &[&ocr.to_string_lossy(), "stdout", "--psm", "11"],
-                )
-            })
-            .ok();
-        async move { text.filter(|t| t.contains("first one") && t.contains(PEER_NAME)) }
-    })
-    .await
-    .with_context(|| format!("last screenshot: {}", shot.display()))?;
+    session
+        .wait_screen_text(
+            &root.join("opened-from-notification.png"),
+            &["first one", PEER_NAME],
+        )
+        .await?;
     let history = session.history()?;
     assert_eq!(history.len(), 1, "{history:?}");
     let (_, summary, body) = &history[0];

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lanchat_tests::wait_until;
+use lanchat_tests::{poll_until, wait_until};
 
 pub const LIMIT: Duration = Duration::from_secs(60);
 
@@ -240,6 +240,88 @@ x.XFlush(d)
     pub fn screenshot(&self, path: &Path) -> anyhow::Result<()> {
         self.run("import", &["-window", "root", &path.to_string_lossy()])
             .map(|_| ())
+    }
+
+    /// Takes a screenshot to `shot` and reads it by OCR several ways: one pass misses
+    /// small text in bubbles that another reads, and which one varies with the
+    /// machine. Tesseract reads black on white best, so the light UI is made grey and
+    /// then black and white (a threshold) or stretched in contrast; each image is read
+    /// in page-layout and sparse-text modes. Returns each pass's text, lower-cased with
+    /// runs of white space made one space.
+    pub fn read_screen(&self, shot: &Path) -> anyhow::Result<Vec<String>> {
+        const PREPARED: [&[&str]; 2] = [
+            &[
+                "-resize",
+                "200%",
+                "-colorspace",
+                "Gray",
+                "-threshold",
+                "75%",
+            ],
+            &[
+                "-filter",
+                "Lanczos",
+                "-resize",
+                "250%",
+                "-colorspace",
+                "Gray",
+                "-level",
+                "10%,90%",
+            ],
+        ];
+        self.screenshot(shot)?;
+        let shot_str = shot.to_string_lossy().into_owned();
+        let mut texts = Vec::new();
+        for (i, steps) in PREPARED.iter().enumerate() {
+            let prepared = shot.with_extension(format!("ocr-{i}.png"));
+            let prepared_str = prepared.to_string_lossy().into_owned();
+            let mut args = vec![shot_str.as_str()];
+            args.extend_from_slice(steps);
+            args.push(&prepared_str);
+            self.run("convert", &args)?;
+            for psm in ["3", "11"] {
+                let text = self.run("tesseract", &[&prepared_str, "stdout", "--psm", psm])?;
+                texts.push(
+                    text.split_whitespace()
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                        .to_lowercase(),
+                );
+            }
+        }
+        Ok(texts)
+    }
+
+    /// Waits until one OCR pass of the screen reads every one of `needles` (compared
+    /// lower-case); the error names the screenshot and says what was read instead.
+    pub async fn wait_screen_text(&self, shot: &Path, needles: &[&str]) -> anyhow::Result<()> {
+        let mut last = Vec::new();
+        let found = poll_until(
+            LIMIT,
+            Duration::from_millis(500),
+            "the text on screen",
+            || {
+                let read = self.read_screen(shot);
+                let hit = match &read {
+                    Ok(texts) => texts
+                        .iter()
+                        .any(|t| needles.iter().all(|n| t.contains(&n.to_lowercase()))),
+                    Err(_) => false,
+                };
+                last = match read {
+                    Ok(texts) => texts,
+                    Err(e) => vec![format!("{e:#}")],
+                };
+                async move { hit.then_some(()) }
+            },
+        )
+        .await;
+        found.with_context(|| {
+            format!(
+                "{needles:?} not read on screen; last screenshot: {}; OCR read: {last:#?}",
+                shot.display()
+            )
+        })
     }
 }
 
