@@ -458,7 +458,7 @@ pub fn mem_available_kb() -> anyhow::Result<u64> {
 /// once on a two-core machine pushed its load to ~15 and one of them missed the
 /// 30 s limit for writing its `api.json` — a start-up race of the lab, not of the LAN
 /// (real desktops start over minutes, each on its own CPU).
-const STARTS_AT_ONCE: usize = 16;
+pub const STARTS_AT_ONCE: usize = 16;
 
 /// Plugs `n` namespace hosts into `lan` (one after the other: `ip` commands are quick),
 /// then starts a node in each, [`STARTS_AT_ONCE`] at a time, each start waiting for its

@@ -801,7 +801,8 @@ async fn measure_scale(n: usize, o: &ScaleOptions) -> anyhow::Result<Value> {
     let (hosts, last_up) = scale::start_hosts(&lan, n, "n", &settings).await?;
     let start_secs = last_up.duration_since(t_spawn).as_secs_f64();
     println!(
-        "started {n} nodes in {start_secs:.1} s (all spawned at once; until the last api.json)"
+        "started {n} nodes in {start_secs:.1} s ({} at a time; until the last api.json)",
+        scale::STARTS_AT_ONCE
     );
     let mut watch = Watch::start(&hosts).await?;
     let want = (n - 1) as u64;
