@@ -14,11 +14,17 @@
 //!
 //! Inbound envelopes and acks are handled concurrently (bounded), so their commits share
 //! the store's group commit instead of paying one fsync each in a row.
+//!
+//! It reaches the store through [`crate::ports`] and the other nodes through
+//! [`crate::links::Links`] only, so its unit tests (`tests.rs`) run it on
+//! `crate::testing`'s in-memory ports and links, on paused time.
 
 mod addresses;
 mod clock;
 mod reconcile;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
