@@ -14,11 +14,17 @@
 //!
 //! Inbound envelopes and acks are handled concurrently (bounded), so their commits share
 //! the store's group commit instead of paying one fsync each in a row.
+//!
+//! It reaches the store through [`crate::ports`] and the other nodes through
+//! [`crate::links::Links`] only, so its unit tests (`tests.rs`) run it on
+//! `crate::testing`'s in-memory ports and links, on paused time.
 
 mod addresses;
 mod clock;
 mod reconcile;
 mod sync;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -39,6 +45,7 @@ pub use sync::SyncRequests;
 
 use crate::discovery::PeerEvent;
 use crate::envelope::{is_catch_up_kind, Envelope};
+use crate::links::Links;
 use crate::ports::{
     Arrival, GroupDelivery, InboundEffect, InboundOutcome, MeshStore, PortError, QueuedEnvelope,
     SendAttempt, Settled,
@@ -145,9 +152,11 @@ pub enum DeliveryEvent {
     GroupInvitation(GlobalGroupId),
 }
 
-pub struct DeliveryParts {
+/// What delivery runs on. `L` is the links to other nodes: the node's [`Transport`],
+/// or a test's in-memory network (`testing::MemoryNet`).
+pub struct DeliveryParts<L = Transport> {
     pub store: Arc<dyn MeshStore>,
-    pub transport: Transport,
+    pub transport: L,
     pub keys: NodeKeys,
     pub local: NodeId,
     pub link_events: mpsc::Receiver<LinkEvent>,
@@ -168,7 +177,7 @@ pub struct DeliveryParts {
 
 struct Worker {
     store: Arc<dyn MeshStore>,
-    transport: Transport,
+    transport: Arc<dyn Links>,
     keys: NodeKeys,
     local: NodeId,
     addresses: AddressBook,
@@ -199,11 +208,14 @@ struct Worker {
 }
 
 /// Starts the delivery task; it ends when `cancel` fires.
-pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
+pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
     let offsets = parts.offsets;
+    // One handle for both the worker and catch-up; behind a pointer so their code is
+    // the same for the transport and a test's links.
+    let transport: Arc<dyn Links> = Arc::new(parts.transport);
     let syncer = Arc::new(sync::Syncer::new(
         Arc::clone(&parts.store),
-        parts.transport.clone(),
+        Arc::clone(&transport),
         parts.keys.clone(),
         parts.local.clone(),
         parts.addresses.clone(),
@@ -219,7 +231,7 @@ pub fn spawn(parts: DeliveryParts) -> JoinHandle<()> {
     );
     let worker = Arc::new(Worker {
         store: parts.store,
-        transport: parts.transport,
+        transport,
         keys: parts.keys,
         local: parts.local,
         addresses: parts.addresses,

@@ -25,8 +25,9 @@ use crate::envelope::{
     SyncMessage, SyncRange, KIND_GROUP_RELAY, KIND_GROUP_SYNC, MAX_RELAY_MESSAGES, MAX_SYNC_RANGES,
     MAX_SYNC_ROUNDS,
 };
+use crate::links::Links;
 use crate::ports::{MeshStore, PortError};
-use crate::transport::{Ack, Frame, NodeKeys, Reject, SendError, Transport};
+use crate::transport::{Ack, Frame, NodeKeys, Reject, SendError};
 
 /// Bytes of payload JSON per catch-up envelope: well under the 200 KiB envelope limit
 /// (and the 256 KiB frame), so one relay batch is a few link chunks, and the link
@@ -87,7 +88,7 @@ struct Session {
 
 pub(crate) struct Syncer {
     store: Arc<dyn MeshStore>,
-    transport: Transport,
+    transport: Arc<dyn Links>,
     keys: NodeKeys,
     local: NodeId,
     addresses: AddressBook,
@@ -111,7 +112,7 @@ impl Syncer {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         store: Arc<dyn MeshStore>,
-        transport: Transport,
+        transport: Arc<dyn Links>,
         keys: NodeKeys,
         local: NodeId,
         addresses: AddressBook,
