@@ -328,7 +328,7 @@ fn group_upsert_payload() -> impl Strategy<Value = Payload> {
             Payload {
                 kind: KIND_GROUP_UPSERT.into(),
                 value,
-                expect: (!mutated).then(|| Expected::Effect(InboundEffect::GroupUpsert(state))),
+                expect: (!mutated).then_some(Expected::Effect(InboundEffect::GroupUpsert(state))),
                 envelope_id: None,
             }
         })
@@ -460,7 +460,7 @@ fn case() -> impl Strategy<Value = Case> {
             any::<u8>()
                 .prop_filter("another version", |v| *v != ENVELOPE_VERSION)
                 .prop_map(Value::from),
-            any_json().prop_filter("not our version", |v| *v != Value::from(ENVELOPE_VERSION)),
+            any_json().prop_filter("not our version", |v| *v != ENVELOPE_VERSION),
         ],
     );
     let other_node = prop_oneof![ulid(), junk_id()];
