@@ -3,6 +3,7 @@
 # downloads. The desktop shell embeds ui/dist, so this runs before building it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/cargo-bin.sh
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 cargo build --target wasm32-unknown-unknown -p ui --release

@@ -4,6 +4,7 @@
 # (for example: scripts/run.sh serve --data-dir /tmp/node-a).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/cargo-bin.sh
 
 scripts/setup.sh
 scripts/build-ui.sh

@@ -4,6 +4,7 @@
 # skipped when its result is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/cargo-bin.sh
 
 # Build: the Tauri window (WebKitGTK). Run: fonts that cover Chinese.
 # Tests: Xvfb + screenshots + OCR for the window, Chromium for the UI, and the

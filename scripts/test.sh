@@ -4,6 +4,7 @@
 # desktop window under Xvfb. Screenshots land in target/test-artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/cargo-bin.sh
 
 scripts/setup.sh
 

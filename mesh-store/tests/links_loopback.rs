@@ -187,7 +187,12 @@ impl Node {
 
     async fn send_dm(&self, to: &NodeId, text: &str) {
         self.store
-            .send_direct_message(to.clone(), text.into(), self.clock.now_ms(), dm_envelope)
+            .send_message_queued(
+                ConversationId::dm(to),
+                text.into(),
+                self.clock.now_ms(),
+                dm_envelope,
+            )
             .await
             .unwrap();
         self.wake.notify_one();

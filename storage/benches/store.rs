@@ -34,6 +34,11 @@ fn node(n: u32) -> NodeId {
     s.parse().unwrap()
 }
 
+/// The DM conversation with `node(n)`.
+fn dm(n: u32) -> ConversationId {
+    ConversationId::dm(&node(n))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -237,7 +242,7 @@ async fn bench_inserts(dir: &Path) {
     let t = Instant::now();
     for i in 0..SINGLE {
         store
-            .send_direct_message(node(1), body(i), now_ms(), envelope)
+            .send_message_queued(dm(1), body(i), now_ms(), envelope)
             .await
             .unwrap();
     }
@@ -249,7 +254,7 @@ async fn bench_inserts(dir: &Path) {
         tasks.push(tokio::spawn(async move {
             for i in 0..BATCHED / IN_FLIGHT {
                 store
-                    .send_direct_message(node(1), body(worker * 1_000 + i), now_ms(), envelope)
+                    .send_message_queued(dm(1), body(worker * 1_000 + i), now_ms(), envelope)
                     .await
                     .unwrap();
             }
@@ -275,7 +280,7 @@ async fn bench_inserts(dir: &Path) {
     }
     let trivial = rate(BATCHED / IN_FLIGHT * IN_FLIGHT, t.elapsed());
     println!("(a one-row update through the store, {IN_FLIGHT} in flight: {trivial:.0} writes/s)");
-    println!("| path | A: raw, plain messages table (rows/s) | B: raw, messages + search index (rows/s) | C: raw, same rows as a store DM (msgs/s) | store send_direct_message (msgs/s) | store / A | store / B | store / C |");
+    println!("| path | A: raw, plain messages table (rows/s) | B: raw, messages + search index (rows/s) | C: raw, same rows as a store DM (msgs/s) | store send_message_queued, DM (msgs/s) | store / A | store / B | store / C |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     println!(
         "| single (one commit each) | {raw_single:.0} | {indexed_single:.0} | {same_single:.0} | {store_single:.0} | {:.2} | {:.2} | {:.2} |",
@@ -326,15 +331,16 @@ async fn bench_round_trip(dir: &Path) {
     let mut samples = Vec::with_capacity(ROUND_TRIPS);
     for i in 0..ROUND_TRIPS {
         let t = Instant::now();
-        let (_, id) = store
-            .send_direct_message(node(1), body(i), now_ms(), envelope)
+        let (_, entry) = store
+            .send_message_queued(dm(1), body(i), now_ms(), envelope)
             .await
             .unwrap();
+        let id = entry.unwrap().envelope_id;
         store
-            .record_outbox_attempt(id, SendAttempt::Sent, now_ms())
+            .record_outbox_attempts(vec![(id, SendAttempt::Sent)], now_ms())
             .await
             .unwrap();
-        assert!(store.outbox_acked(id).await.unwrap());
+        assert!(store.outbox_ack(id, node(1)).await.unwrap().is_some());
         samples.push(t.elapsed());
     }
     let p50 = percentile(&mut samples, 0.5);
@@ -385,7 +391,7 @@ async fn bench_group_fan_out(dir: &Path) {
     let t = Instant::now();
     for i in 0..GROUP_SENDS {
         store
-            .send_group_message(gid, body(i), now_ms())
+            .send_message_queued(ConversationId::group(&gid), body(i), now_ms(), envelope)
             .await
             .unwrap();
     }

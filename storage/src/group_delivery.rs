@@ -178,7 +178,7 @@ pub(crate) fn record_attempt(
 /// was owed, so it never skips one; an ack out of order is ignored and the skipped
 /// message is sent again (the receiver dedupes it). When every member is past a
 /// message, it is delivered. Returns whether the cursor moved.
-pub(crate) fn acked(
+fn acked(
     conn: &Connection,
     writer: &WriterState,
     group: &GlobalGroupId,

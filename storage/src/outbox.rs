@@ -213,14 +213,14 @@ pub(crate) fn record_attempt(
 pub(crate) fn acked(
     conn: &Connection,
     id: &EnvelopeId,
-    from: Option<&NodeId>,
+    from: &NodeId,
 ) -> StoreResult<Option<AckedEnvelope>> {
     let row: Option<(NodeId, Option<String>)> = conn
         .prepare_cached(
-            "DELETE FROM outbox WHERE envelope_id = ?1 AND (?2 IS NULL OR peer_id = ?2)
+            "DELETE FROM outbox WHERE envelope_id = ?1 AND peer_id = ?2
              RETURNING peer_id, message_id",
         )?
-        .query_row(params![id.to_string(), from.map(NodeId::as_str)], |r| {
+        .query_row(params![id.to_string(), from.as_str()], |r| {
             Ok((rows::parse(r, 0)?, r.get(1)?))
         })
         .optional()?;

@@ -174,10 +174,6 @@ impl Store {
         .await
     }
 
-    pub async fn peer(&self, peer: NodeId) -> StoreResult<Option<Peer>> {
-        self.read(move |c| peers::peer(c, &peer)).await
-    }
-
     pub async fn peers(&self) -> StoreResult<Vec<Peer>> {
         self.read(peers::peers).await
     }
@@ -216,60 +212,12 @@ impl Store {
         self.read(move |c| chat::message(c, &message_id)).await
     }
 
-    /// Writes a DM (status pending) and its envelope in the outbox, in one transaction.
-    /// `encode` turns the stored message into the envelope (lan-mesh's codec).
-    pub async fn send_direct_message<E>(
-        &self,
-        peer: NodeId,
-        text: String,
-        now: UnixMs,
-        encode: E,
-    ) -> StoreResult<(Message, EnvelopeId)>
-    where
-        E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
-    {
-        self.write(Durability::Normal, move |c, s| {
-            let (message, entry) = outbox::send_direct(c, s, &peer, &text, now, encode)?;
-            Ok((message, entry.envelope_id))
-        })
-        .await
-    }
-
-    /// Writes a group message (status pending). Its fan-out is the members' delivery
-    /// cursors, so no per-recipient rows: see `due_group_deliveries`.
-    pub async fn send_group_message(
-        &self,
-        group: GlobalGroupId,
-        text: String,
-        now: UnixMs,
-    ) -> StoreResult<Message> {
-        self.write(Durability::Normal, move |c, s| {
-            let local = s.local.clone().ok_or(StoreError::NoIdentity)?;
-            groups::check_may_send(c, &group, &local)?;
-            chat::insert_local_message(c, s, &ConversationId::group(&group), &text, now)
-        })
-        .await
-    }
-
-    /// Sends a message to a DM or group conversation.
-    pub async fn send_message<E>(
-        &self,
-        conversation: ConversationId,
-        text: String,
-        now: UnixMs,
-        encode_direct: E,
-    ) -> StoreResult<Message>
-    where
-        E: FnOnce(&Message) -> OutgoingEnvelope + Send + 'static,
-    {
-        self.send_message_queued(conversation, text, now, encode_direct)
-            .await
-            .map(|(message, _)| message)
-    }
-
-    /// `send_message`, also returning a DM's new outbox entry, so the delivery worker can
-    /// send it at once without reading the outbox first (a group message has none: its
-    /// members' cursors carry it).
+    /// Sends a message to a DM or group conversation: the message (status pending) and,
+    /// for a DM, its envelope in the outbox, in one transaction. `encode_direct` turns a
+    /// DM into its envelope (lan-mesh's codec). Returns the DM's new outbox entry too, so
+    /// the delivery worker can send it at once without reading the outbox first; a group
+    /// message has none (its fan-out is the members' delivery cursors, see
+    /// `due_group_deliveries`).
     pub async fn send_message_queued<E>(
         &self,
         conversation: ConversationId,
@@ -290,7 +238,19 @@ impl Store {
                 .await
             }
             chat_core::ConversationTarget::Group(group) => {
-                Ok((self.send_group_message(group, text, now).await?, None))
+                self.write(Durability::Normal, move |c, s| {
+                    let local = s.local.clone().ok_or(StoreError::NoIdentity)?;
+                    groups::check_may_send(c, &group, &local)?;
+                    let message = chat::insert_local_message(
+                        c,
+                        s,
+                        &ConversationId::group(&group),
+                        &text,
+                        now,
+                    )?;
+                    Ok((message, None))
+                })
+                .await
             }
         }
     }
@@ -435,10 +395,6 @@ impl Store {
         self.read(outbox::next_due_at).await
     }
 
-    pub async fn outbox_entry(&self, envelope: EnvelopeId) -> StoreResult<Option<OutboxEntry>> {
-        self.read(move |c| outbox::entry(c, &envelope)).await
-    }
-
     pub async fn outbox_for_peer(&self, peer: NodeId) -> StoreResult<Vec<OutboxEntry>> {
         self.read(move |c| outbox::for_peer(c, &peer)).await
     }
@@ -475,22 +431,10 @@ impl Store {
         .await
     }
 
-    /// Records an attempt and schedules the retry (exponential backoff with jitter).
-    pub async fn record_outbox_attempt(
-        &self,
-        envelope: EnvelopeId,
-        attempt: SendAttempt,
-        now: UnixMs,
-    ) -> StoreResult<Option<OutboxEntry>> {
-        let jitter = rand::random::<f64>();
-        self.write(Durability::Normal, move |c, s| {
-            outbox::record_attempt(c, &s.retry, &envelope, &attempt, now, jitter)
-        })
-        .await
-    }
-
-    /// `record_outbox_attempt` for many envelopes in one transaction (an outbox pass):
-    /// one commit instead of one per envelope. Results in the same order.
+    /// Records send attempts, each scheduling its envelope's retry (exponential backoff
+    /// with jitter), in one transaction (an outbox pass): one commit, not one per
+    /// envelope. For each, the updated entry, or `None` if it was acked meanwhile; in
+    /// the same order.
     pub async fn record_outbox_attempts(
         &self,
         attempts: Vec<(EnvelopeId, SendAttempt)>,
@@ -508,15 +452,6 @@ impl Store {
         .await
     }
 
-    /// The peer acked: removes the envelope, marks its message delivered. False if it
-    /// was already gone (a repeated ack).
-    pub async fn outbox_acked(&self, envelope: EnvelopeId) -> StoreResult<bool> {
-        self.write(Durability::Normal, move |c, _| {
-            outbox::acked(c, &envelope, None).map(|a| a.is_some())
-        })
-        .await
-    }
-
     /// `from` acked an envelope sent to it: removes it and marks its message delivered.
     /// `None` for a repeated ack, or an ack from another peer than the receiver.
     pub async fn outbox_ack(
@@ -525,7 +460,7 @@ impl Store {
         from: NodeId,
     ) -> StoreResult<Option<AckedEnvelope>> {
         self.write(Durability::Normal, move |c, _| {
-            outbox::acked(c, &envelope, Some(&from))
+            outbox::acked(c, &envelope, &from)
         })
         .await
     }
@@ -589,37 +524,9 @@ impl Store {
         .await
     }
 
-    /// A member acked a group message; true if its cursor moved.
-    pub async fn group_message_acked(
-        &self,
-        group: GlobalGroupId,
-        peer: NodeId,
-        message_id: MessageId,
-        now: UnixMs,
-    ) -> StoreResult<bool> {
-        self.write(Durability::Normal, move |c, s| {
-            group_delivery::acked(c, s, &group, &peer, &message_id, now)
-        })
-        .await
-    }
-
-    /// Several acks from one member, in any order (see `group_delivery::acked_many`):
-    /// the ids that moved its cursor; keep the others for a later call.
-    pub async fn group_messages_acked(
-        &self,
-        group: GlobalGroupId,
-        peer: NodeId,
-        message_ids: Vec<MessageId>,
-        now: UnixMs,
-    ) -> StoreResult<Vec<MessageId>> {
-        self.write(Durability::Normal, move |c, s| {
-            group_delivery::acked_many(c, s, &group, &peer, &message_ids, now)
-        })
-        .await
-    }
-
-    /// Acks of several members at once, one transaction: for each `(group, peer, ids)`
-    /// the ids that moved that member's cursor (as `group_messages_acked`).
+    /// Acks of members, in any order, in one transaction: for each `(group, peer, ids)`
+    /// the ids that moved that member's cursor (see `group_delivery::acked_many`); keep
+    /// the others for a later call.
     pub async fn group_acks_recorded(
         &self,
         acks: Vec<(GlobalGroupId, NodeId, Vec<MessageId>)>,

@@ -2,7 +2,8 @@
 //! only through their local API; drive a real Chromium over WebDriver.
 //!
 //! Every process a test starts is ended by PID when its handle drops; every wait is a
-//! bounded `wait_until`, never a bare sleep standing in for an assertion.
+//! bounded `wait_until`, never a bare sleep standing in for an assertion; an absence is
+//! checked with `holds_until`, up to an event or counter showing it could have ended.
 
 pub mod bench;
 pub mod chat;
@@ -50,6 +51,44 @@ where
             anyhow::bail!("timed out after {limit:?} waiting for {what}");
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// Checks that `holds` keeps holding until `reached` shows that the moment when it could
+/// have stopped has passed: a drop counter saying the packets that would have changed it
+/// arrived and were handled, a later message ordered after them having arrived. An
+/// absence is shown by what happened instead, never by a fixed pause. `holds` is looked
+/// at once more after `reached` came, so the last look is after that point. Fails with
+/// `what` and `holds`' reason the first time it does not hold, or after `limit` if
+/// `reached` never comes.
+pub async fn holds_until<H, HFut, R, RFut>(
+    limit: Duration,
+    what: &str,
+    mut holds: H,
+    mut reached: R,
+) -> anyhow::Result<()>
+where
+    H: FnMut() -> HFut,
+    HFut: Future<Output = anyhow::Result<Result<(), String>>>,
+    R: FnMut() -> RFut,
+    RFut: Future<Output = anyhow::Result<bool>>,
+{
+    let start = Instant::now();
+    loop {
+        let passed = reached().await?;
+        if let Err(why) = holds().await? {
+            anyhow::bail!("{what} stopped holding after {:?}: {why}", start.elapsed());
+        }
+        if passed {
+            return Ok(());
+        }
+        if start.elapsed() >= limit {
+            anyhow::bail!(
+                "{what} held, but what shows it could have stopped never came within {limit:?}"
+            );
+        }
+        // Each look is a few API calls: often enough, without loading the nodes.
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -515,5 +554,60 @@ impl Drop for LoopbackMesh {
         if std::thread::panicking() {
             eprintln!("{}", self.log_tails());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn holds_until_looks_once_more_after_the_point_is_reached() {
+        // The thing goes wrong exactly when the point is reached: only the last look,
+        // after it, can see that.
+        let ticks = AtomicU32::new(0);
+        let result = holds_until(
+            Duration::from_secs(5),
+            "the absence",
+            || async {
+                Ok(if ticks.load(Ordering::SeqCst) >= 3 {
+                    Err("it happened".to_string())
+                } else {
+                    Ok(())
+                })
+            },
+            || async { Ok(ticks.fetch_add(1, Ordering::SeqCst) + 1 >= 3) },
+        )
+        .await;
+        let err = result.expect_err("the last look saw it");
+        assert!(err.to_string().contains("it happened"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn holds_until_fails_when_the_point_never_comes() {
+        let result = holds_until(
+            Duration::from_millis(300),
+            "the absence",
+            || async { Ok(Ok(())) },
+            || async { Ok(false) },
+        )
+        .await;
+        assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn holds_until_passes_once_the_point_is_reached() {
+        let ticks = AtomicU32::new(0);
+        holds_until(
+            Duration::from_secs(5),
+            "the absence",
+            || async { Ok(Ok(())) },
+            || async { Ok(ticks.fetch_add(1, Ordering::SeqCst) >= 2) },
+        )
+        .await
+        .unwrap();
+        assert_eq!(ticks.load(Ordering::SeqCst), 3);
     }
 }

@@ -1351,30 +1351,3 @@ impl Drop for Host {
         }
     }
 }
-
-/// Observes for `duration` (polling every `every`) that `check` keeps holding; fails
-/// with `what` and the offending value the first time it does not. Bounded in time and
-/// count. For "stays out for N heartbeats", never as a substitute for `wait_until`.
-pub async fn holds_for<F, Fut>(
-    duration: Duration,
-    every: Duration,
-    what: &str,
-    mut check: F,
-) -> anyhow::Result<()>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Result<(), String>>>,
-{
-    let start = Instant::now();
-    let max_rounds = duration.as_millis() / every.as_millis().max(1) + 2;
-    for _ in 0..max_rounds {
-        if let Err(why) = check().await? {
-            bail!("{what} stopped holding after {:?}: {why}", start.elapsed());
-        }
-        if start.elapsed() >= duration {
-            return Ok(());
-        }
-        tokio::time::sleep(every).await;
-    }
-    Ok(())
-}

@@ -11,10 +11,10 @@
 //!   `message.new` per message; both nodes end with the identical history (ids, texts,
 //!   authors, order, timestamps).
 //! - `a_peer_that_was_away_gets_the_whole_backlog_once_and_in_order`: B is stopped, A
-//!   sends 100, the outbox keeps retrying with a growing backoff for several seconds
-//!   ("an hour" with short timers) while every message stays `pending`; B comes back on
-//!   its data directory → B has the 100 exactly once, in sending order, and all 100 end
-//!   `delivered` on A.
+//!   sends 100; once A's outbox has tried them and kept them (its diagnostics show all
+//!   100 queued for B, the last attempt failed with `peer offline`) every message is
+//!   still `pending`; B comes back on its data directory → B has the 100 exactly once,
+//!   in sending order, and all 100 end `delivered` on A.
 //! - `a_sender_killed_after_accepting_sends_delivers_them_after_restart`: A reaches B
 //!   over a slow link (20–40 ms per frame through a `FaultProxy`, so acks are still
 //!   under way) and is SIGKILLed right after its 100th send was accepted (201) → after
@@ -48,7 +48,7 @@ use lanchat_tests::chat::{
     summary, transport, user, wait_all_delivered, wait_contact_online, wait_count, EventRecorder,
 };
 use lanchat_tests::fault_proxy::{FaultProxy, Faults};
-use lanchat_tests::{LoopbackPair, PairPlan, Side};
+use lanchat_tests::{wait_until, LoopbackPair, NodeProcess, PairPlan, Side};
 
 const SECRET: &str = "office";
 /// Discovery on loopback: hello, probe and answer take well under a second.
@@ -57,8 +57,6 @@ const ONLINE: Duration = Duration::from_secs(15);
 const DELIVERY: Duration = Duration::from_secs(45);
 /// 1000 messages through 30 % loss each way (each needs ~2 tries, the unluckiest ~10).
 const LOSSY_DELIVERY: Duration = Duration::from_secs(120);
-/// How long B stays away while A's backoff grows (200 ms → 2 s cap in 4 doublings).
-const AWAY: Duration = Duration::from_secs(6);
 /// Sends open at once in the lossy test.
 const IN_FLIGHT: usize = 16;
 
@@ -335,8 +333,9 @@ async fn backlog_after_absence(p: &mut LoopbackPair) -> anyhow::Result<()> {
 
     let to_b = dm(&p.b_id);
     let sent = send_in_order(&p.a, &to_b, &numbered("while you were away", 100)).await?;
-    // B stays away while A's outbox keeps retrying, its backoff growing to the cap.
-    tokio::time::sleep(AWAY).await;
+    // Until A's outbox has tried B's backlog, found B away and kept all of it: a message
+    // lost or settled wrongly would be so by then.
+    wait_outbox_tried(&p.a, &p.b_id, sent.len(), DELIVERY).await?;
     let queued = history(&p.a, &to_b).await?;
     assert_eq!(ids(&queued), ids(&sent), "A keeps every message");
     assert_all(
@@ -354,6 +353,29 @@ async fn backlog_after_absence(p: &mut LoopbackPair) -> anyhow::Result<()> {
     let on_b = history(&p.b, &to_a).await?;
     assert_received_exactly_once(&sent, &on_b);
     Ok(())
+}
+
+/// Waits until `node`'s diagnostics show `count` envelopes queued for `peer` and its last
+/// attempt to send one failed because the peer is away (`outbox_last_error`).
+async fn wait_outbox_tried(
+    node: &NodeProcess,
+    peer: &str,
+    count: usize,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let what = format!("{count} envelopes tried and kept for {peer}");
+    wait_until(limit, &what, || async {
+        let diagnostics = node.get_json("v1/diagnostics").await.ok()?;
+        let entry = diagnostics["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == peer)?
+            .clone();
+        (entry["outbox_depth"].as_u64()? == count as u64
+            && entry["outbox_last_error"] == "peer offline")
+            .then_some(())
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------

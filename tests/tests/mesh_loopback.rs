@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use futures_util::StreamExt;
-use lanchat_tests::{wait_until, LoopbackPair, NodeProcess};
+use lanchat_tests::{holds_until, wait_until, LoopbackPair, NodeProcess};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -24,6 +25,14 @@ async fn peer(node: &NodeProcess, id: &str, query: &str) -> Option<Value> {
         .iter()
         .find(|p| p["peer_id"] == id)
         .cloned()
+}
+
+/// One of the node's discovery counters (`GET /api/v1/status`).
+async fn discovery_counter(node: &NodeProcess, name: &str) -> anyhow::Result<u64> {
+    let status = node.get_json("v1/status").await?;
+    status["discovery"][name]
+        .as_u64()
+        .with_context(|| format!("no discovery counter {name:?} in {status}"))
 }
 
 async fn online(node: &NodeProcess, id: &str) -> bool {
@@ -88,11 +97,20 @@ async fn two_nodes_find_each_other_and_blocks_hold() -> anyhow::Result<()> {
     let dir = p.a.data_dir.clone();
     p.a.stop().await?;
     p.a = NodeProcess::serve(&dir).await?;
-    tokio::time::sleep(Duration::from_secs(3)).await; // three heartbeats of b's packets
-    assert!(
-        peer(&p.a, &p.b_id, "").await.is_none(),
-        "block survives a restart"
-    );
+    // The restarted a counts from zero: three of b's packets dropped as blocked means b
+    // kept announcing to it, so the look below comes after b could have reappeared.
+    holds_until(
+        LIMIT,
+        "the block survives a restart",
+        || async {
+            Ok(match peer(&p.a, &p.b_id, "").await {
+                Some(b) => Err(format!("a lists b: {b}")),
+                None => Ok(()),
+            })
+        },
+        || async { Ok(discovery_counter(&p.a, "blocked_peer").await? >= 3) },
+    )
+    .await?;
 
     let unblocked =
         p.a.http()
@@ -125,21 +143,26 @@ async fn two_nodes_find_each_other_and_blocks_hold() -> anyhow::Result<()> {
 #[tokio::test]
 async fn a_node_with_another_secret_is_never_seen() -> anyhow::Result<()> {
     let p = pair("not-the-office-secret").await?;
-    // Five heartbeats: long enough for several hellos, probes and answers each way.
-    let mut rejected = 0;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        assert!(peer(&p.a, &p.b_id, "?include_blocked=true").await.is_none());
-        assert!(peer(&p.b, &p.a_id, "?include_blocked=true").await.is_none());
-        rejected = p.a.get_json("v1/status").await?["discovery"]["bad_tag"]
-            .as_u64()
-            .unwrap_or(0);
-    }
-    assert!(
-        rejected > 0,
-        "b's packets reached a and were dropped for their tag"
-    );
-    Ok(())
+    // Until each has dropped several of the other's packets for their tag (hellos,
+    // probes, heartbeats): only then does "not listed" mean refused, not "not yet".
+    holds_until(
+        LIMIT,
+        "neither lists the other",
+        || async {
+            if let Some(b) = peer(&p.a, &p.b_id, "?include_blocked=true").await {
+                return Ok(Err(format!("a lists b: {b}")));
+            }
+            if let Some(a) = peer(&p.b, &p.a_id, "?include_blocked=true").await {
+                return Ok(Err(format!("b lists a: {a}")));
+            }
+            Ok(Ok(()))
+        },
+        || async {
+            Ok(discovery_counter(&p.a, "bad_tag").await? >= 3
+                && discovery_counter(&p.b, "bad_tag").await? >= 3)
+        },
+    )
+    .await
 }
 
 #[tokio::test]

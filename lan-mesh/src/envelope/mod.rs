@@ -555,12 +555,8 @@ mod tests {
             prop_assert_eq!(upsert(&state).effect(), Ok(InboundEffect::GroupUpsert(state)));
         }
     }
-
-    proptest! {
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
-            let keys = NodeKeys::generate().unwrap();
-            let _ = Envelope::open(&bytes, &id(1), &keys.public(), &id(2));
-        }
-    }
 }
+
+/// What a peer can put in a link frame, signed and unsigned, under a fuzzer.
+#[cfg(test)]
+mod fuzz;

@@ -46,7 +46,8 @@ impl DmPayload {
     }
 }
 
-/// What the store puts in the outbox beside a new DM (`Store::send_message`'s encoder).
+/// What the store puts in the outbox beside a new DM (the encoder of
+/// `Store::send_message_queued`).
 pub fn dm_outgoing(message: &Message) -> Outgoing {
     Outgoing {
         kind: KIND_DM_SEND,

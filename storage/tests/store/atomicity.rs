@@ -1,7 +1,7 @@
 use rusqlite::Connection;
 use storage::{ConversationId, HistoryQuery, InboundOutcome, StoreError};
 
-use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
+use crate::{db_path, inbound_dm, node, now_ms, open_with_peers, send_dm};
 
 /// Makes the database fail mid-transaction: a trigger installed from a second
 /// connection aborts an insert into `table`, after earlier statements already ran.
@@ -26,8 +26,7 @@ async fn a_failed_enqueue_leaves_no_message_behind() {
     let store = open_with_peers(&path, 1).await;
     store.open_direct(node(1), now_ms()).await.unwrap();
     let side = inject_failure(&path, "outbox");
-    let err = store
-        .send_direct_message(node(1), "half written?".into(), now_ms(), dm_envelope)
+    let err = send_dm(&store, node(1), "half written?".into(), now_ms())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("injected failure"), "{err}");
@@ -49,8 +48,7 @@ async fn a_failed_enqueue_leaves_no_message_behind() {
     assert_eq!(store.conversations().await.unwrap()[0].last_message, None);
     assert!(store.outbox_for_peer(node(1)).await.unwrap().is_empty());
     heal(&side);
-    store
-        .send_direct_message(node(1), "now it works".into(), now_ms(), dm_envelope)
+    send_dm(&store, node(1), "now it works".into(), now_ms())
         .await
         .unwrap();
     assert_eq!(store.outbox_for_peer(node(1)).await.unwrap().len(), 1);
@@ -98,9 +96,7 @@ async fn a_failing_write_does_not_take_its_batch_down() {
             format!("ok {i}")
         };
         tasks.push(tokio::spawn(async move {
-            store
-                .send_direct_message(node(1), text, now_ms(), dm_envelope)
-                .await
+            send_dm(&store, node(1), text, now_ms()).await
         }));
     }
     let mut ok = 0;

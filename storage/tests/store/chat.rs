@@ -3,7 +3,7 @@ use storage::{
     UserKind, MAX_BODY_BYTES,
 };
 
-use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
+use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers, send_dm};
 
 #[tokio::test]
 async fn a_dm_can_be_opened_before_any_message_and_lists_with_the_peer_name() {
@@ -49,14 +49,13 @@ async fn users_are_the_local_user_and_virtual_lan_users() {
 async fn sending_unread_and_mark_read() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 1).await;
-    let (sent, _) = store
-        .send_direct_message(node(1), "hi there".into(), now_ms(), dm_envelope)
+    let (sent, _) = send_dm(&store, node(1), "hi there".into(), now_ms())
         .await
         .unwrap();
     assert_eq!(sent.status, MessageStatus::Pending);
     assert_eq!(sent.sender, UserId::lan(&node(0)));
-    let via_id = store
-        .send_message(
+    let (via_id, entry) = store
+        .send_message_queued(
             ConversationId::dm(&node(1)),
             "by conversation id".into(),
             now_ms(),
@@ -65,6 +64,7 @@ async fn sending_unread_and_mark_read() {
         .await
         .unwrap();
     assert_eq!(via_id.conversation_id, ConversationId::dm(&node(1)));
+    assert_eq!(entry.map(|e| e.message_id), Some(Some(via_id.message_id)));
     assert_eq!(store.outbox_for_peer(node(1)).await.unwrap().len(), 2);
     for text in ["one", "two"] {
         let (env, effect) = inbound_dm(1, text);
@@ -91,8 +91,7 @@ async fn history_pages_newest_last_without_gaps_or_overlap() {
     let store = open_with_peers(&db_path(&dir), 1).await;
     let t0 = now_ms();
     for i in 0..23 {
-        store
-            .send_direct_message(node(1), format!("m{i}"), t0 + i, dm_envelope)
+        send_dm(&store, node(1), format!("m{i}"), t0 + i)
             .await
             .unwrap();
     }
@@ -124,17 +123,13 @@ async fn bad_input_is_refused_with_a_clear_error_and_nothing_stored() {
         "   ".to_string(),
         "x".repeat(MAX_BODY_BYTES + 1),
     ] {
-        let err = store
-            .send_direct_message(node(1), text, now_ms(), dm_envelope)
-            .await
-            .unwrap_err();
+        let err = send_dm(&store, node(1), text, now_ms()).await.unwrap_err();
         assert!(
             matches!(err, StoreError::Invalid { field: "text", .. }),
             "{err:?}"
         );
     }
-    let err = store
-        .send_direct_message(node(5), "to nobody".into(), now_ms(), dm_envelope)
+    let err = send_dm(&store, node(5), "to nobody".into(), now_ms())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err:?}");
@@ -177,8 +172,7 @@ async fn bad_input_is_refused_with_a_clear_error_and_nothing_stored() {
 async fn sending_needs_an_identity() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&db_path(&dir)).await.unwrap();
-    let err = store
-        .send_direct_message(node(1), "hi".into(), now_ms(), dm_envelope)
+    let err = send_dm(&store, node(1), "hi".into(), now_ms())
         .await
         .unwrap_err();
     assert!(
@@ -193,13 +187,11 @@ async fn after_close_writes_are_refused_and_the_file_reopens() {
     let path = db_path(&dir);
     let store = open_with_peers(&path, 1).await;
     let other = store.clone();
-    let (sent, _) = store
-        .send_direct_message(node(1), "before close".into(), now_ms(), dm_envelope)
+    let (sent, _) = send_dm(&store, node(1), "before close".into(), now_ms())
         .await
         .unwrap();
     store.close().await.unwrap();
-    let err = other
-        .send_direct_message(node(1), "after close".into(), now_ms(), dm_envelope)
+    let err = send_dm(&other, node(1), "after close".into(), now_ms())
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::Closed), "{err:?}");

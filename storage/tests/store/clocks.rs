@@ -9,7 +9,7 @@ use storage::{
 };
 use ulid::Ulid;
 
-use crate::{db_path, dm_envelope, node, now_ms, open_with_peers};
+use crate::{db_path, node, now_ms, open_with_peers};
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -48,8 +48,7 @@ fn rand_bits() -> u128 {
 }
 
 async fn send_dm(store: &Store, to: u8, text: &str) -> storage::Message {
-    store
-        .send_direct_message(node(to), text.into(), now_ms(), dm_envelope)
+    crate::send_dm(store, node(to), text.into(), now_ms())
         .await
         .unwrap()
         .0

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use storage::{MessageId, Store};
 
-use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
+use crate::{db_path, inbound_dm, node, now_ms, open_with_peers, send_dm};
 
 const CHILD_ENV: &str = "LANCHAT_STORAGE_CRASH_CHILD_DB";
 /// Acknowledged writes to see before the kill: enough that the kill lands mid-stream.
@@ -35,13 +35,7 @@ fn writer_child_process() {
             tokio::spawn(async move {
                 for i in 0u64.. {
                     let id = if worker % 2 == 0 {
-                        store
-                            .send_direct_message(
-                                node(1),
-                                format!("out {worker}/{i}"),
-                                now_ms(),
-                                dm_envelope,
-                            )
+                        send_dm(&store, node(1), format!("out {worker}/{i}"), now_ms())
                             .await
                             .unwrap()
                             .0

@@ -6,7 +6,7 @@ use storage::{
     RelayedMessage, Stamp, Store, StoreError, UserId, MAX_OFFSET_ERROR_MS,
 };
 
-use crate::{db_path, node, now_ms, open_with_peers};
+use crate::{db_path, node, now_ms, open_with_peers, send_group};
 
 /// A group `node(1)` made with `members` (node 0 is this store), applied by upsert.
 async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGroupId {
@@ -194,8 +194,7 @@ async fn relayed_messages_keep_their_author_and_are_stored_once() {
         InboundOutcome::Duplicate
     );
     // A local message sent now sorts after what was relayed (the clock observed it).
-    let mine = store
-        .send_group_message(gid, "after".into(), now_ms() - 10_000)
+    let mine = send_group(&store, gid, "after".into(), now_ms() - 10_000)
         .await
         .unwrap();
     assert!(mine.hlc > from_1.hlc);

@@ -3,7 +3,7 @@
 
 use storage::{KeyPin, MessageStatus, OutboxStatus, RetryPolicy, SendAttempt};
 
-use crate::{db_path, dm_envelope, node, now_ms, open_with_peers};
+use crate::{db_path, node, now_ms, open_with_peers, record_attempt, send_dm};
 
 #[tokio::test]
 async fn link_keys_are_pinned_on_first_contact_and_checked_after() {
@@ -50,10 +50,7 @@ async fn only_the_receiver_can_ack_and_a_rejection_fails_the_message() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 2).await;
     let now = now_ms();
-    let (m1, e1) = store
-        .send_direct_message(node(1), "one".into(), now, dm_envelope)
-        .await
-        .unwrap();
+    let (m1, e1) = send_dm(&store, node(1), "one".into(), now).await.unwrap();
     assert!(store.outbox_ack(e1, node(2)).await.unwrap().is_none());
     let acked = store.outbox_ack(e1, node(1)).await.unwrap().unwrap();
     assert_eq!(acked.message_id, Some(m1.message_id));
@@ -62,10 +59,7 @@ async fn only_the_receiver_can_ack_and_a_rejection_fails_the_message() {
     let status = store.message(m1.message_id).await.unwrap().unwrap().status;
     assert_eq!(status, MessageStatus::Delivered);
 
-    let (m2, e2) = store
-        .send_direct_message(node(1), "two".into(), now, dm_envelope)
-        .await
-        .unwrap();
+    let (m2, e2) = send_dm(&store, node(1), "two".into(), now).await.unwrap();
     assert!(store
         .outbox_rejected(e2, node(2), "not yours".into())
         .await
@@ -77,7 +71,8 @@ async fn only_the_receiver_can_ack_and_a_rejection_fails_the_message() {
         .unwrap()
         .unwrap();
     assert_eq!(rejected.message_id, Some(m2.message_id));
-    let entry = store.outbox_entry(e2).await.unwrap().unwrap();
+    let queued = store.outbox_for_peer(node(1)).await.unwrap();
+    let entry = queued.iter().find(|e| e.envelope_id == e2).unwrap();
     assert_eq!(entry.status, OutboxStatus::Failed);
     assert_eq!(entry.last_error.as_deref(), Some("unknown kind"));
     let status = store.message(m2.message_id).await.unwrap().unwrap().status;
@@ -104,12 +99,8 @@ async fn a_link_coming_up_makes_the_peers_backlog_due_at_once() {
     let now = now_ms();
     let mut envelopes = Vec::new();
     for peer in [1, 2] {
-        let (_, e) = store
-            .send_direct_message(node(peer), "hi".into(), now, dm_envelope)
-            .await
-            .unwrap();
-        let entry = store
-            .record_outbox_attempt(e, SendAttempt::Failed("no link".into()), now)
+        let (_, e) = send_dm(&store, node(peer), "hi".into(), now).await.unwrap();
+        let entry = record_attempt(&store, e, SendAttempt::Failed("no link".into()), now)
             .await
             .unwrap()
             .unwrap();

@@ -20,8 +20,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use api_types::NodeId;
 use storage::{
-    EnvelopeId, Hlc, InboundEffect, InboundEnvelope, InboundMessage, MessageId, OutgoingEnvelope,
-    Store, UnixMs,
+    ConversationId, EnvelopeId, GlobalGroupId, Hlc, InboundEffect, InboundEnvelope, InboundMessage,
+    Message, MessageId, OutboxEntry, OutgoingEnvelope, SendAttempt, Store, StoreResult, UnixMs,
 };
 
 pub fn node(n: u8) -> NodeId {
@@ -89,4 +89,63 @@ pub fn inbound_dm(from: u8, body: &str) -> (InboundEnvelope, InboundEffect) {
             hlc: Hlc::from_raw(Hlc::from_wall_ms(now as u64).raw() + tick),
         }),
     )
+}
+
+// The store's one way to do each of these, in the shape most tests want.
+
+/// A DM sent through `Store::send_message_queued`: the message and its envelope's id.
+pub async fn send_dm(
+    store: &Store,
+    to: NodeId,
+    text: String,
+    now: UnixMs,
+) -> StoreResult<(Message, EnvelopeId)> {
+    let (message, entry) = store
+        .send_message_queued(ConversationId::dm(&to), text, now, dm_envelope)
+        .await?;
+    let entry = entry.expect("a DM is queued in the outbox");
+    Ok((message, entry.envelope_id))
+}
+
+/// A group message sent through `Store::send_message_queued` (no outbox entry: the
+/// members' delivery cursors carry it, so the encoder is never called).
+pub async fn send_group(
+    store: &Store,
+    group: GlobalGroupId,
+    text: String,
+    now: UnixMs,
+) -> StoreResult<Message> {
+    let (message, entry) = store
+        .send_message_queued(ConversationId::group(&group), text, now, dm_envelope)
+        .await?;
+    assert!(entry.is_none(), "a group message has no outbox entry");
+    Ok(message)
+}
+
+/// One send attempt, recorded as the delivery worker records a pass of them.
+pub async fn record_attempt(
+    store: &Store,
+    envelope: EnvelopeId,
+    attempt: SendAttempt,
+    now: UnixMs,
+) -> StoreResult<Option<OutboxEntry>> {
+    let mut recorded = store
+        .record_outbox_attempts(vec![(envelope, attempt)], now)
+        .await?;
+    Ok(recorded.pop().flatten())
+}
+
+/// One member's acks, recorded as the delivery worker records them: the ids that moved
+/// its cursor.
+pub async fn member_acks(
+    store: &Store,
+    group: GlobalGroupId,
+    peer: NodeId,
+    message_ids: Vec<MessageId>,
+    now: UnixMs,
+) -> StoreResult<Vec<MessageId>> {
+    let recorded = store
+        .group_acks_recorded(vec![(group, peer, message_ids)], now)
+        .await?;
+    Ok(recorded.concat())
 }

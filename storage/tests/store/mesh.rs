@@ -6,7 +6,10 @@ use storage::{
 };
 use ulid::Ulid;
 
-use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
+use crate::{
+    db_path, dm_envelope, inbound_dm, member_acks, node, now_ms, open_with_peers, record_attempt,
+    send_dm, send_group,
+};
 
 fn upsert_envelope(state: &GroupState) -> OutgoingEnvelope {
     OutgoingEnvelope {
@@ -153,8 +156,7 @@ async fn outbox_is_due_in_order_and_retries_back_off() {
     let t0 = now_ms();
     let mut ids = Vec::new();
     for (i, peer) in [1, 2, 1].into_iter().enumerate() {
-        let (_, id) = store
-            .send_direct_message(node(peer), format!("m{i}"), t0, dm_envelope)
+        let (_, id) = send_dm(&store, node(peer), format!("m{i}"), t0)
             .await
             .unwrap();
         ids.push(id);
@@ -170,16 +172,14 @@ async fn outbox_is_due_in_order_and_retries_back_off() {
     assert_eq!(store.due_outbox(t0 - 1, 10).await.unwrap().len(), 0);
 
     // First fails (link down), second is sent and waits for its ack.
-    let failed = store
-        .record_outbox_attempt(ids[0], SendAttempt::Failed("no link".into()), t0)
+    let failed = record_attempt(&store, ids[0], SendAttempt::Failed("no link".into()), t0)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(failed.retry_count, 1);
     assert_eq!(failed.last_error.as_deref(), Some("no link"));
     assert!(failed.next_retry_at >= t0 + 1_600 && failed.next_retry_at <= t0 + 2_400);
-    let sent = store
-        .record_outbox_attempt(ids[1], SendAttempt::Sent, t0)
+    let sent = record_attempt(&store, ids[1], SendAttempt::Sent, t0)
         .await
         .unwrap()
         .unwrap();
@@ -224,8 +224,7 @@ async fn outbox_is_due_in_order_and_retries_back_off() {
     let mut delays = Vec::new();
     let mut at = t0;
     for _ in 0..4 {
-        let e = store
-            .record_outbox_attempt(ids[2], SendAttempt::Failed("x".into()), at)
+        let e = record_attempt(&store, ids[2], SendAttempt::Failed("x".into()), at)
             .await
             .unwrap()
             .unwrap();
@@ -234,10 +233,16 @@ async fn outbox_is_due_in_order_and_retries_back_off() {
     }
     assert!(delays.windows(2).all(|w| w[1] > w[0]), "{delays:?}");
 
-    // Ack: gone from the outbox, message delivered; a second ack is harmless.
-    assert!(store.outbox_acked(ids[1]).await.unwrap());
-    assert!(!store.outbox_acked(ids[1]).await.unwrap());
-    assert!(store.outbox_entry(ids[1]).await.unwrap().is_none());
+    // Ack (from its receiver): gone from the outbox, message delivered; a second ack is
+    // harmless.
+    assert!(store.outbox_ack(ids[1], node(2)).await.unwrap().is_some());
+    assert!(store.outbox_ack(ids[1], node(2)).await.unwrap().is_none());
+    assert!(store
+        .outbox_for_peer(node(2))
+        .await
+        .unwrap()
+        .iter()
+        .all(|e| e.envelope_id != ids[1]));
     let msg = store.message(msg.message_id).await.unwrap().unwrap();
     assert_eq!(msg.status, MessageStatus::Delivered);
 }
@@ -247,19 +252,18 @@ async fn an_envelope_is_given_up_after_the_retry_age_and_its_message_fails() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 1).await;
     let t0 = now_ms();
-    let (message, id) = store
-        .send_direct_message(node(1), "into the void".into(), t0, dm_envelope)
+    let (message, id) = send_dm(&store, node(1), "into the void".into(), t0)
         .await
         .unwrap();
-    let entry = store
-        .record_outbox_attempt(
-            id,
-            SendAttempt::Failed("timeout".into()),
-            t0 + MAX_RETRY_AGE_MS,
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let entry = record_attempt(
+        &store,
+        id,
+        SendAttempt::Failed("timeout".into()),
+        t0 + MAX_RETRY_AGE_MS,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(entry.status, OutboxStatus::Failed);
     assert!(store
         .due_outbox(t0 + 2 * MAX_RETRY_AGE_MS, 10)
@@ -275,14 +279,8 @@ async fn blocking_a_peer_drops_its_queue_and_refuses_new_sends() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 2).await;
     let t0 = now_ms();
-    let (m1, _) = store
-        .send_direct_message(node(1), "a".into(), t0, dm_envelope)
-        .await
-        .unwrap();
-    store
-        .send_direct_message(node(2), "b".into(), t0, dm_envelope)
-        .await
-        .unwrap();
+    let (m1, _) = send_dm(&store, node(1), "a".into(), t0).await.unwrap();
+    send_dm(&store, node(2), "b".into(), t0).await.unwrap();
     assert_eq!(
         store.set_peer_blocked(node(1), true).await.unwrap(),
         [m1.message_id]
@@ -293,16 +291,15 @@ async fn blocking_a_peer_drops_its_queue_and_refuses_new_sends() {
         MessageStatus::Failed
     );
     assert!(matches!(
-        store
-            .send_direct_message(node(1), "c".into(), t0, dm_envelope)
-            .await,
+        send_dm(&store, node(1), "c".into(), t0).await,
         Err(StoreError::Blocked(_))
     ));
     // It sticks across restarts.
     let path = store.path().to_path_buf();
     store.close().await.unwrap();
     let store = Store::open(&path).await.unwrap();
-    assert!(store.peer(node(1)).await.unwrap().unwrap().blocked);
+    let peers = store.peers().await.unwrap();
+    assert!(peers.iter().any(|p| p.peer_id == node(1) && p.blocked));
 }
 
 #[tokio::test]
@@ -329,20 +326,15 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
     assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 2);
     assert!(store.due_group_deliveries(t0, 10).await.unwrap().is_empty());
 
-    let unknown = store
-        .send_group_message(storage::GlobalGroupId::new(), "lost".into(), t0)
+    let unknown = send_group(&store, storage::GlobalGroupId::new(), "lost".into(), t0)
         .await
         .unwrap_err();
     assert!(
         matches!(unknown, StoreError::NotFound { .. }),
         "{unknown:?}"
     );
-    let a = store
-        .send_group_message(gid, "first".into(), t0)
-        .await
-        .unwrap();
-    let b = store
-        .send_group_message(gid, "second".into(), t0 + 1)
+    let a = send_group(&store, gid, "first".into(), t0).await.unwrap();
+    let b = send_group(&store, gid, "second".into(), t0 + 1)
         .await
         .unwrap();
     let due = store.due_group_deliveries(t0 + 1, 10).await.unwrap();
@@ -367,26 +359,22 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
     );
 
     // Out of order ack is ignored; in order acks advance.
-    assert!(!store
-        .group_message_acked(gid, node(1), b.message_id, t0 + 2)
-        .await
-        .unwrap());
-    assert!(store
-        .group_message_acked(gid, node(1), a.message_id, t0 + 2)
-        .await
-        .unwrap());
-    assert!(store
-        .group_message_acked(gid, node(1), b.message_id, t0 + 2)
-        .await
-        .unwrap());
+    let acked = |peer: u8, id: storage::MessageId, at: i64| {
+        let store = store.clone();
+        async move {
+            member_acks(&store, gid, node(peer), vec![id], at)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(acked(1, b.message_id, t0 + 2).await.is_empty());
+    assert_eq!(acked(1, a.message_id, t0 + 2).await, [a.message_id]);
+    assert_eq!(acked(1, b.message_id, t0 + 2).await, [b.message_id]);
     assert_eq!(
         store.message(a.message_id).await.unwrap().unwrap().status,
         MessageStatus::Sent
     );
-    assert!(store
-        .group_message_acked(gid, node(2), a.message_id, t0 + 3)
-        .await
-        .unwrap());
+    assert_eq!(acked(2, a.message_id, t0 + 3).await, [a.message_id]);
     assert_eq!(
         store.message(a.message_id).await.unwrap().unwrap().status,
         MessageStatus::Delivered
@@ -424,8 +412,7 @@ async fn group_messages_fan_out_by_cursor_and_are_delivered_when_all_acked() {
         .await
         .unwrap();
     assert!(edited.state.is_member(&node(3)));
-    let c = store
-        .send_group_message(gid, "third".into(), t0 + 5)
+    let c = send_group(&store, gid, "third".into(), t0 + 5)
         .await
         .unwrap();
     let due = store.due_group_deliveries(t0 + 5, 10).await.unwrap();
@@ -560,7 +547,7 @@ async fn removing_a_member_stops_its_deliveries_and_tells_it() {
         .unwrap();
     let gid = group.state.global_group_id;
     for e in store.due_outbox(t0, 10).await.unwrap() {
-        store.outbox_acked(e.envelope_id).await.unwrap();
+        store.outbox_ack(e.envelope_id, e.peer_id).await.unwrap();
     }
     let edited = store
         .edit_group(
@@ -592,8 +579,7 @@ async fn removing_a_member_stops_its_deliveries_and_tells_it() {
             (node(2), "group.upsert".to_string())
         ]
     );
-    store
-        .send_group_message(gid, "after".into(), t0 + 2)
+    send_group(&store, gid, "after".into(), t0 + 2)
         .await
         .unwrap();
     let due = store.due_group_deliveries(t0 + 2, 10).await.unwrap();
@@ -615,8 +601,7 @@ async fn a_failed_message_is_queued_again_by_retry_under_the_same_id() {
     let store = open_with_peers(&db_path(&dir), 2).await;
     let t0 = now_ms();
     let conv = ConversationId::dm(&node(1));
-    let (message, first) = store
-        .send_direct_message(node(1), "try again".into(), t0, dm_envelope)
+    let (message, first) = send_dm(&store, node(1), "try again".into(), t0)
         .await
         .unwrap();
     // Still pending: nothing to retry.
@@ -629,14 +614,14 @@ async fn a_failed_message_is_queued_again_by_retry_under_the_same_id() {
             ..
         })
     ));
-    store
-        .record_outbox_attempt(
-            first,
-            SendAttempt::Failed("timeout".into()),
-            t0 + MAX_RETRY_AGE_MS,
-        )
-        .await
-        .unwrap();
+    record_attempt(
+        &store,
+        first,
+        SendAttempt::Failed("timeout".into()),
+        t0 + MAX_RETRY_AGE_MS,
+    )
+    .await
+    .unwrap();
     let failed = store.message(message.message_id).await.unwrap().unwrap();
     assert_eq!(failed.status, MessageStatus::Failed);
 
@@ -671,7 +656,11 @@ async fn a_failed_message_is_queued_again_by_retry_under_the_same_id() {
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].envelope_id, again.envelope_id);
     // Its ack delivers the message.
-    assert!(store.outbox_acked(again.envelope_id).await.unwrap());
+    assert!(store
+        .outbox_ack(again.envelope_id, node(1))
+        .await
+        .unwrap()
+        .is_some());
     assert_eq!(
         store
             .message(message.message_id)
@@ -697,8 +686,7 @@ async fn retry_refuses_other_conversations_inbound_messages_and_blocked_peers() 
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 2).await;
     let t0 = now_ms();
-    let (message, _) = store
-        .send_direct_message(node(2), "blocked later".into(), t0, dm_envelope)
+    let (message, _) = send_dm(&store, node(2), "blocked later".into(), t0)
         .await
         .unwrap();
     // Blocking fails it; while blocked it cannot be queued again.
@@ -775,27 +763,29 @@ async fn acks_in_any_order_move_a_cursor_without_gaps_and_links_make_it_due() {
     assert_eq!(store.next_group_delivery_due_at().await.unwrap(), None);
     let mut sent = Vec::new();
     for i in 0..4 {
-        let m = store
-            .send_group_message(gid, format!("m{i}"), t0 + i)
+        let m = send_group(&store, gid, format!("m{i}"), t0 + i)
             .await
             .unwrap();
         sent.push(m.message_id);
     }
     assert!(store.next_group_delivery_due_at().await.unwrap().is_some());
     // Acks for 3 and 1 came first: nothing moves (0 is still owed).
-    let consumed = store
-        .group_messages_acked(gid, node(1), vec![sent[3], sent[1]], t0 + 5)
+    let consumed = member_acks(&store, gid, node(1), vec![sent[3], sent[1]], t0 + 5)
         .await
         .unwrap();
     assert!(consumed.is_empty());
     // 0 arrives: the cursor moves over 0 and 1, stops before the gap at 2.
-    let consumed = store
-        .group_messages_acked(gid, node(1), vec![sent[3], sent[1], sent[0]], t0 + 5)
-        .await
-        .unwrap();
+    let consumed = member_acks(
+        &store,
+        gid,
+        node(1),
+        vec![sent[3], sent[1], sent[0]],
+        t0 + 5,
+    )
+    .await
+    .unwrap();
     assert_eq!(consumed, vec![sent[0], sent[1]]);
-    let consumed = store
-        .group_messages_acked(gid, node(1), vec![sent[3], sent[2]], t0 + 5)
+    let consumed = member_acks(&store, gid, node(1), vec![sent[3], sent[2]], t0 + 5)
         .await
         .unwrap();
     assert_eq!(consumed, vec![sent[2], sent[3]]);

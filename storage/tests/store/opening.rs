@@ -3,7 +3,7 @@ use std::fs;
 use rusqlite::Connection;
 use storage::{ConversationId, HistoryQuery, SearchQuery, Store, StoreError};
 
-use crate::{db_path, node};
+use crate::{db_path, node, send_dm};
 
 #[tokio::test]
 async fn a_fresh_file_is_created_at_the_latest_version_and_reopens() {
@@ -219,8 +219,7 @@ async fn a_damaged_page_is_reported_as_corruption() {
                 "message number {i} with some padding to fill pages {}",
                 "x".repeat(200)
             );
-            store
-                .send_direct_message(node(1), body, crate::now_ms(), crate::dm_envelope)
+            send_dm(&store, node(1), body, crate::now_ms())
                 .await
                 .unwrap();
         }

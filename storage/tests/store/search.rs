@@ -1,6 +1,6 @@
 use storage::{SearchQuery, Store};
 
-use crate::{db_path, dm_envelope, inbound_dm, node, now_ms, open_with_peers};
+use crate::{db_path, inbound_dm, node, now_ms, open_with_peers, send_dm};
 
 async fn find(store: &Store, text: &str) -> Vec<String> {
     store
@@ -59,12 +59,10 @@ async fn results_page_newest_first_without_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 1).await;
     for i in 0..57 {
-        store
-            .send_direct_message(node(1), format!("report {i:03}"), now_ms(), dm_envelope)
+        send_dm(&store, node(1), format!("report {i:03}"), now_ms())
             .await
             .unwrap();
-        store
-            .send_direct_message(node(1), format!("noise {i}"), now_ms(), dm_envelope)
+        send_dm(&store, node(1), format!("noise {i}"), now_ms())
             .await
             .unwrap();
     }
@@ -126,8 +124,7 @@ async fn stored_messages_are_in_the_search_index_without_a_search() {
         let (env, effect) = inbound_dm(1, &format!("quarterly figures {i}"));
         store.apply_inbound(env, effect).await.unwrap();
     }
-    store
-        .send_direct_message(node(1), "quarterly plan".into(), now_ms(), dm_envelope)
+    send_dm(&store, node(1), "quarterly plan".into(), now_ms())
         .await
         .unwrap();
     wait_indexed(&path, "quarterly", 6).await;
