@@ -3,8 +3,11 @@
 //! directory (0600) by the node; peers pin both on first contact.
 
 use std::fmt;
+use std::str::FromStr;
 
+use api_types::NodeId;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use sha2::{Digest, Sha256};
 
 use super::noise::NOISE_PARAMS;
 
@@ -20,6 +23,9 @@ pub enum KeyError {
     #[error("the stored public key does not belong to the stored private key")]
     Mismatch,
 }
+
+/// Domain separation for [`PeerKeys::node_id`]: these bytes are hashed nowhere else.
+const NODE_ID_DOMAIN: &[u8] = b"lanchat/node-id/v1";
 
 /// The public half, as a peer proves it in the handshake and the store pins it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -45,6 +51,23 @@ impl PeerKeys {
         // `verify_strict` is the plain check plus the refusal of small-order points: one
         // verification, not two (~40 µs saved on every inbound envelope).
         key.verify_strict(message, &signature).is_ok()
+    }
+
+    /// The node id these keys derive: the first 128 bits of SHA-256 over a domain tag,
+    /// the Ed25519 key and the X25519 key, written as a ULID (26 Crockford base32
+    /// digits) so that every place that parses node ids keeps working. Whoever shows an
+    /// id must hold the keys that hash to it, so an id cannot be claimed by anyone else.
+    pub fn node_id(&self) -> NodeId {
+        let mut hash = Sha256::new();
+        hash.update(NODE_ID_DOMAIN);
+        hash.update(self.signing);
+        hash.update(self.noise);
+        let digest = hash.finalize();
+        let mut first = [0u8; 16];
+        first.copy_from_slice(&digest[..16]);
+        let text = ulid::Ulid::from(u128::from_be_bytes(first)).to_string();
+        // A u128 always encodes as a valid 26-digit id whose first digit is at most 7.
+        NodeId::from_str(&text).unwrap_or_else(|_| unreachable!("a ULID is a node id"))
     }
 
     /// A short fingerprint for logs and reports (never the keys' secret halves).
@@ -152,6 +175,25 @@ mod tests {
         let other = NodeKeys::generate().unwrap();
         assert!(!other.public().verify(b"hello", &sig));
         assert!(!format!("{keys:?}").contains(&format!("{:?}", keys.noise_private)));
+    }
+
+    #[test]
+    fn node_ids_are_derived_from_both_public_keys() {
+        let keys = NodeKeys::generate().unwrap().public();
+        let id = keys.node_id();
+        assert_eq!(id, keys.node_id(), "the derivation is deterministic");
+        let mut other = keys;
+        other.noise[0] ^= 1;
+        assert_ne!(other.node_id(), id);
+        let mut other = keys;
+        other.signing[31] ^= 1;
+        assert_ne!(other.node_id(), id);
+        // Pinned vector: changing the derivation changes every node's id.
+        let fixed = PeerKeys {
+            noise: [1; 32],
+            signing: [2; 32],
+        };
+        assert_eq!(fixed.node_id().as_str(), "0Z1BR3HB2JXE79ZVB0M6EHMWTG");
     }
 
     #[test]
