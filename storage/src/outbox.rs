@@ -174,6 +174,11 @@ pub(crate) fn record_attempt(
     let Some(current) = entry(conn, id)? else {
         return Ok(None);
     };
+    // A reject (or a give-up) can land between the send and this record: the attempt
+    // must not bring a failed envelope back to life.
+    if current.status != OutboxStatus::Pending {
+        return Ok(Some(current));
+    }
     let attempts = current.retry_count.saturating_add(1);
     let give_up = now.saturating_sub(current.created_at) >= MAX_RETRY_AGE_MS;
     let error = match attempt {
@@ -183,7 +188,7 @@ pub(crate) fn record_attempt(
     conn.prepare_cached(
         "UPDATE outbox SET retry_count = ?2, next_retry_at = ?3, status = ?4,
              last_error = COALESCE(?5, last_error)
-         WHERE envelope_id = ?1",
+         WHERE envelope_id = ?1 AND status = 'pending'",
     )?
     .execute(params![
         id.to_string(),

@@ -86,6 +86,33 @@ async fn only_the_receiver_can_ack_and_a_rejection_fails_the_message() {
 }
 
 #[tokio::test]
+async fn an_attempt_recorded_after_a_reject_leaves_the_envelope_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with_peers(&db_path(&dir), 1).await;
+    let now = now_ms();
+    let (m, e) = send_dm(&store, node(1), "raced".into(), now).await.unwrap();
+    // The peer's reject overtakes the sender's record of its own send.
+    store
+        .outbox_rejected(e, node(1), "unknown kind".into())
+        .await
+        .unwrap()
+        .unwrap();
+    let entry = record_attempt(&store, e, SendAttempt::Sent, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.status, OutboxStatus::Failed);
+    assert_eq!(entry.last_error.as_deref(), Some("unknown kind"));
+    let status = store.message(m.message_id).await.unwrap().unwrap().status;
+    assert_eq!(status, MessageStatus::Failed);
+    assert!(store
+        .due_outbox(now + 10_000_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
 async fn a_link_coming_up_makes_the_peers_backlog_due_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 2).await;
