@@ -495,7 +495,7 @@ pub fn transport_config(s: &LanMeshSettings) -> TransportConfig {
 async fn delivery_event(store: &Store, local: &api_types::NodeId, event: DeliveryEvent) -> Event {
     match event {
         DeliveryEvent::MessageReceived(message) => {
-            let names = crate::api::views::Names::from_store(store, local).await;
+            let names = crate::api::views::Names::for_sender(store, local, &message.sender).await;
             Event::MessageNew {
                 message: crate::api::views::message_view(&message, &names),
             }

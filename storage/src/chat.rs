@@ -108,6 +108,13 @@ pub(crate) fn users(conn: &Connection) -> StoreResult<Vec<User>> {
     Ok(users)
 }
 
+pub(crate) fn user_display_name(conn: &Connection, user: &UserId) -> StoreResult<Option<String>> {
+    conn.prepare_cached("SELECT display_name FROM users WHERE user_id = ?1")?
+        .query_row([user.as_str()], |row| row.get(0))
+        .optional()
+        .map_err(Into::into)
+}
+
 /// Creates the DM conversation with a known peer if it does not exist yet.
 pub(crate) fn open_dm(
     conn: &Connection,

@@ -9,7 +9,6 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::error::{StoreError, StoreResult};
 use crate::groups;
 use crate::model::{GroupDelivery, SendAttempt};
-use crate::rows::HlcColumn;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
 use chat_core::{ConversationId, GlobalGroupId, MessageId, UserId};
@@ -158,11 +157,13 @@ pub(crate) fn record_attempt(
         error
     ])?;
     if *attempt == SendAttempt::Sent {
+        // The repeated status term lets SQLite use the partial index
+        // `messages_undelivered` (only owed messages), not the conversation's history.
         let sender = local_user(writer)?;
         conn.prepare_cached(
             "UPDATE messages SET status = 'sent'
              WHERE conversation_id = ?1 AND sender_id = ?2 AND status = 'pending'
-               AND (hlc, message_id) > (?3, ?4)",
+               AND status IN ('pending', 'sent') AND (hlc, message_id) > (?3, ?4)",
         )?
         .execute(params![
             conversation_id.as_str(),
@@ -174,27 +175,64 @@ pub(crate) fn record_attempt(
     Ok(())
 }
 
-/// A member acked `message_id`. The cursor only moves when that is the next message it
-/// was owed, so it never skips one; an ack out of order is ignored and the skipped
-/// message is sent again (the receiver dedupes it). When every member is past a
-/// message, it is delivered. Returns whether the cursor moved.
-fn acked(
+/// The key of the next message of ours a cursor is owed, if any (the cursor's own
+/// columns as stored): the index `messages_in_order` finds it without reading the
+/// message.
+fn next_owed(
+    conn: &Connection,
+    sender: &UserId,
+    conversation_id: &ConversationId,
+    after: &(i64, String),
+) -> StoreResult<Option<(i64, String)>> {
+    conn.prepare_cached(
+        "SELECT hlc, message_id FROM messages
+         WHERE conversation_id = ?1 AND (hlc, message_id) > (?2, ?3) AND sender_id = ?4
+         ORDER BY hlc, message_id LIMIT 1",
+    )?
+    .query_row(
+        params![conversation_id.as_str(), after.0, after.1, sender.as_str()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+    .optional()
+    .map_err(Into::into)
+}
+
+/// Several acks from one member, in any order: moves its cursor over every message it
+/// was owed next that is among `message_ids`, as far as they reach without a gap (it
+/// never skips one; an ack out of order waits, and the skipped message is sent again —
+/// the receiver dedupes it). Returns the ids consumed; the others (acks that came
+/// before a message still owed ahead of them) are for the caller to keep and pass
+/// again with a later ack. When every member is past a message, it is delivered.
+pub(crate) fn acked_many(
     conn: &Connection,
     writer: &WriterState,
     group: &GlobalGroupId,
     peer: &NodeId,
-    message_id: &MessageId,
+    message_ids: &[MessageId],
     now: UnixMs,
-) -> StoreResult<bool> {
+) -> StoreResult<Vec<MessageId>> {
     let conversation_id = ConversationId::group(group);
     let sender = local_user(writer)?;
     let Some(cursor) = cursor(conn, &conversation_id, peer)? else {
-        return Ok(false);
+        return Ok(Vec::new());
     };
-    let next = pending_after(conn, &sender, &cursor, 1)?;
-    let Some(next) = next.first().filter(|m| &m.message_id == message_id) else {
-        return Ok(false);
-    };
+    let mut at = (cursor.acked_hlc, cursor.acked_message_id);
+    let mut consumed = Vec::new();
+    while let Some(next) = next_owed(conn, &sender, &conversation_id, &at)? {
+        let Some(id) = message_ids
+            .iter()
+            .find(|id| id.to_string() == next.1)
+            .copied()
+        else {
+            break;
+        };
+        consumed.push(id);
+        at = next;
+    }
+    if consumed.is_empty() {
+        return Ok(consumed);
+    }
+    let slowest_before = slowest_cursor(conn, &conversation_id)?;
     conn.prepare_cached(
         "UPDATE group_delivery SET acked_hlc = ?3, acked_message_id = ?4, retry_count = 0,
              next_retry_at = ?5, last_error = NULL
@@ -203,19 +241,15 @@ fn acked(
     .execute(params![
         conversation_id.as_str(),
         peer.as_str(),
-        next.hlc.to_sql(),
-        next.message_id.to_string(),
+        at.0,
+        at.1,
         now
     ])?;
-    // Delivered = every member's cursor is at or past it.
-    let slowest: Option<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT acked_hlc, acked_message_id FROM group_delivery WHERE conversation_id = ?1
-             ORDER BY acked_hlc, acked_message_id LIMIT 1",
-        )?
-        .query_row([conversation_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
-        .optional()?;
-    if let Some((hlc, id)) = slowest {
+    // Delivered = every member's cursor is at or past it: only what lies between the
+    // slowest cursor before and after this move can change (the partial index
+    // `messages_undelivered` holds just the messages still owed to someone).
+    let slowest_after = slowest_cursor(conn, &conversation_id)?;
+    if let Some((hlc, id)) = slowest_after.filter(|after| Some(after) != slowest_before.as_ref()) {
         conn.prepare_cached(
             "UPDATE messages SET status = ?5
              WHERE conversation_id = ?1 AND sender_id = ?2 AND status IN ('pending', 'sent')
@@ -229,38 +263,21 @@ fn acked(
             MessageStatus::Delivered.as_str()
         ])?;
     }
-    Ok(true)
+    Ok(consumed)
 }
 
-/// Several acks from one member, in any order: moves its cursor over every message it
-/// was owed next that is among `message_ids`, as far as they reach without a gap.
-/// Returns the ids consumed; the others (acks that came before a message still
-/// owed ahead of them) are for the caller to keep and pass again with a later ack.
-pub(crate) fn acked_many(
+/// The cursor of the member furthest behind in a group conversation.
+fn slowest_cursor(
     conn: &Connection,
-    writer: &WriterState,
-    group: &GlobalGroupId,
-    peer: &NodeId,
-    message_ids: &[MessageId],
-    now: UnixMs,
-) -> StoreResult<Vec<MessageId>> {
-    let conversation_id = ConversationId::group(group);
-    let sender = local_user(writer)?;
-    let mut consumed = Vec::new();
-    loop {
-        let Some(current) = cursor(conn, &conversation_id, peer)? else {
-            return Ok(consumed);
-        };
-        let next = pending_after(conn, &sender, &current, 1)?;
-        let Some(next) = next.first().filter(|m| message_ids.contains(&m.message_id)) else {
-            return Ok(consumed);
-        };
-        let id = next.message_id;
-        if !acked(conn, writer, group, peer, &id, now)? {
-            return Ok(consumed);
-        }
-        consumed.push(id);
-    }
+    conversation_id: &ConversationId,
+) -> StoreResult<Option<(i64, String)>> {
+    conn.prepare_cached(
+        "SELECT acked_hlc, acked_message_id FROM group_delivery WHERE conversation_id = ?1
+         ORDER BY acked_hlc, acked_message_id LIMIT 1",
+    )?
+    .query_row([conversation_id.as_str()], |r| Ok((r.get(0)?, r.get(1)?)))
+    .optional()
+    .map_err(Into::into)
 }
 
 /// When the next member that is owed messages may be sent them, if any.

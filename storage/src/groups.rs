@@ -714,6 +714,29 @@ pub(crate) fn check_may_send(
     }
 }
 
+/// Whether the group exists, and whether each of two nodes is a member of it: the
+/// checks every inbound group message makes, in one statement.
+pub(crate) fn membership_pair(
+    conn: &Connection,
+    id: &GlobalGroupId,
+    first: &NodeId,
+    second: &NodeId,
+) -> StoreResult<(bool, bool, bool)> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT g.group_id IS NOT NULL,
+                    EXISTS (SELECT 1 FROM group_members m
+                            WHERE m.group_id = g.group_id AND m.member_id = ?2),
+                    EXISTS (SELECT 1 FROM group_members m
+                            WHERE m.group_id = g.group_id AND m.member_id = ?3)
+             FROM (SELECT 1) LEFT JOIN groups g ON g.global_group_id = ?1",
+        )?
+        .query_row(
+            params![id.to_string(), first.as_str(), second.as_str()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?)
+}
+
 pub(crate) fn is_member(conn: &Connection, id: &GlobalGroupId, node: &NodeId) -> StoreResult<bool> {
     Ok(conn
         .prepare_cached(

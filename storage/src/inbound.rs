@@ -108,16 +108,19 @@ pub(crate) fn apply(
             global_group_id,
             message,
         } => {
-            if groups::group(conn, global_group_id)?.is_none() {
+            // One keyed read; the group's state itself is not needed (nor parsed).
+            let (exists, sender_is_member, local_is_member) =
+                groups::membership_pair(conn, global_group_id, from, &local)?;
+            if !exists {
                 return Err(StoreError::not_found("group", global_group_id));
             }
-            if !groups::is_member(conn, global_group_id, from)? {
+            if !sender_is_member {
                 return Err(StoreError::invalid(
                     "from_peer_id",
                     "sender is not a member of the group",
                 ));
             }
-            if !groups::is_member(conn, global_group_id, &local)? {
+            if !local_is_member {
                 return Err(StoreError::invalid("group", "this node is not a member"));
             }
             let conversation = ConversationId::group(global_group_id);

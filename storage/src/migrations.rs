@@ -190,6 +190,16 @@ CREATE TABLE group_invitations (
     r#"
 ALTER TABLE messages ADD COLUMN sender_clock_offset_ms INTEGER;
 "#,
+    // v6: indexes for the group fan-out's acks. `messages_undelivered` holds only the
+    // messages some receiver still owes an ack (own messages `pending` or `sent`), so
+    // marking them `delivered` no longer walks a conversation's whole history on every
+    // ack; `group_delivery_slowest` finds the member furthest behind without sorting
+    // every member's cursor.
+    r#"
+CREATE INDEX messages_undelivered ON messages (conversation_id, hlc, message_id)
+    WHERE status IN ('pending', 'sent');
+CREATE INDEX group_delivery_slowest ON group_delivery (conversation_id, acked_hlc, acked_message_id);
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

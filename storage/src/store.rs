@@ -23,7 +23,7 @@ use crate::{chat, group_delivery, group_sync, groups, inbound, outbox, peers, se
 use chat_core::OrderKey;
 use chat_core::RelayedMessage;
 use chat_core::RetryPolicy;
-use chat_core::{ConversationId, EnvelopeId, GlobalGroupId, MessageId};
+use chat_core::{ConversationId, EnvelopeId, GlobalGroupId, MessageId, UserId};
 use chat_core::{Fingerprint, KeyRange};
 use chat_core::{GroupState, Message, UnixMs};
 
@@ -126,6 +126,12 @@ impl Store {
     /// The local user and every peer's virtual user `lan:{peer_id}`.
     pub async fn users(&self) -> StoreResult<Vec<User>> {
         self.read(chat::users).await
+    }
+
+    /// One user's display name (`None`: no such user), for views of a single message:
+    /// one keyed read instead of the whole users table.
+    pub async fn user_display_name(&self, user: UserId) -> StoreResult<Option<String>> {
+        self.read(move |c| chat::user_display_name(c, &user)).await
     }
 
     // ---- peers ----

@@ -23,6 +23,7 @@ mod addresses;
 mod clock;
 mod reconcile;
 mod sync;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -119,6 +120,37 @@ impl RecentlyDelivered {
     }
 }
 
+/// This node's group messages handed to links recently, with their group: an ack for
+/// one of them goes straight to its member's cursor, without asking the store whether
+/// the id is an outbox envelope and whose message it is (two store round trips per ack,
+/// 63 acks per message in a 64-member group). Bounded; an ack for an id forgotten here
+/// takes the store path, as before.
+#[derive(Default)]
+struct RecentGroupSends {
+    order: std::collections::VecDeque<MessageId>,
+    groups: HashMap<MessageId, GlobalGroupId>,
+}
+
+/// Group messages remembered by [`RecentGroupSends`]: a few batches for every group.
+const MAX_RECENT_GROUP_SENDS: usize = 8192;
+
+impl RecentGroupSends {
+    fn insert(&mut self, id: MessageId, group: GlobalGroupId) {
+        if self.groups.insert(id, group).is_none() {
+            self.order.push_back(id);
+            if self.order.len() > MAX_RECENT_GROUP_SENDS {
+                if let Some(old) = self.order.pop_front() {
+                    self.groups.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn group_of(&self, id: &MessageId) -> Option<GlobalGroupId> {
+        self.groups.get(id).copied()
+    }
+}
+
 /// Group acks not recorded yet. Acks arrive concurrently and out of order; one task at
 /// a time records them (`flushing`), batching whatever came in meanwhile.
 #[derive(Default)]
@@ -194,6 +226,8 @@ struct Worker {
     group_in_flight: Mutex<HashMap<GroupMember, OrderKey>>,
     /// Group acks waiting to be recorded, and early ones (see `GroupAcks`).
     group_acks: Mutex<GroupAcks>,
+    /// Own group messages sent recently (see `RecentGroupSends`).
+    recent_group_sends: Mutex<RecentGroupSends>,
     /// DM envelopes to send before reading the outbox.
     send_now: SendNow,
     /// DM envelopes handed to a link and not acked yet: envelope → (receiver, message).
@@ -205,6 +239,8 @@ struct Worker {
     delivered: Mutex<RecentlyDelivered>,
     /// Group catch-up (anti-entropy) sessions with other members.
     sync: Arc<sync::Syncer>,
+    /// Every task started besides the two loops; joined at stop.
+    tasks: tasks::OwnedTasks,
 }
 
 /// Starts the delivery task; it ends when `cancel` fires.
@@ -213,6 +249,7 @@ pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
     // One handle for both the worker and catch-up; behind a pointer so their code is
     // the same for the transport and a test's links.
     let transport: Arc<dyn Links> = Arc::new(parts.transport);
+    let tasks = tasks::OwnedTasks::new(parts.cancel.clone());
     let syncer = Arc::new(sync::Syncer::new(
         Arc::clone(&parts.store),
         Arc::clone(&transport),
@@ -222,9 +259,10 @@ pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
         parts.events.clone(),
         offsets.clone(),
         parts.clock.clone(),
+        tasks.clone(),
     ));
     // Ends with the same token as the worker.
-    sync::spawn_housekeeping(
+    let housekeeping = sync::spawn_housekeeping(
         Arc::clone(&syncer),
         parts.sync_requests,
         parts.cancel.clone(),
@@ -242,18 +280,25 @@ pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
         wake: Arc::clone(&parts.wake),
         group_in_flight: Mutex::new(HashMap::new()),
         group_acks: Mutex::new(GroupAcks::default()),
+        recent_group_sends: Mutex::new(RecentGroupSends::default()),
         send_now: parts.send_now,
         awaiting_ack: Mutex::new(HashMap::new()),
         delivered: Mutex::new(RecentlyDelivered::default()),
         sync: syncer,
+        tasks: tasks.clone(),
     });
-    tokio::spawn(run(
-        worker,
-        parts.link_events,
-        parts.peer_events,
-        parts.wake,
-        parts.cancel,
-    ))
+    tokio::spawn(async move {
+        run(
+            worker,
+            parts.link_events,
+            parts.peer_events,
+            parts.wake,
+            parts.cancel,
+        )
+        .await;
+        let _ = housekeeping.await;
+        tasks.join().await;
+    })
 }
 
 /// Two loops, so neither waits for the other: the outbox pass awaits the store after
@@ -374,7 +419,7 @@ impl Worker {
                     return false;
                 };
                 let worker = Arc::clone(self);
-                tokio::spawn(async move {
+                self.tasks.spawn(async move {
                     worker.on_frame(peer, keys, frame).await;
                     drop(permit);
                 });
@@ -390,7 +435,7 @@ impl Worker {
             return;
         }
         let worker = Arc::clone(self);
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             for message_id in messages {
                 worker.emit_status(message_id).await;
             }
@@ -401,7 +446,8 @@ impl Worker {
     /// store and may wait for a busy link).
     fn catch_up_with(&self, peer: NodeId) {
         let sync = Arc::clone(&self.sync);
-        tokio::spawn(async move { sync.peer_reachable(&peer).await });
+        self.tasks
+            .spawn(async move { sync.peer_reachable(&peer).await });
     }
 
     async fn on_peer_event(&self, event: PeerEvent) -> bool {
@@ -549,7 +595,8 @@ impl Worker {
                         // history is compared with every online member (a new member's
                         // snapshot). Equal histories cost one fingerprint each way.
                         let sync = Arc::clone(&self.sync);
-                        tokio::spawn(async move { sync.sync_group(group).await });
+                        self.tasks
+                            .spawn(async move { sync.sync_group(group).await });
                     }
                     (InboundOutcome::GroupInvitation, Some(group)) => {
                         self.emit(DeliveryEvent::GroupInvitation(group));
@@ -590,6 +637,20 @@ impl Worker {
             return;
         }
         let announced = self.announce_delivered(&id, &peer);
+        if !announced {
+            let message_id = MessageId::from_ulid(id.ulid());
+            let group = self
+                .recent_group_sends
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .group_of(&message_id);
+            if let Some(group) = group {
+                // A `group.send` of ours: its envelope id is its message id, never an
+                // outbox envelope's.
+                self.group_acked(peer, group, message_id).await;
+                return;
+            }
+        }
         match self.store.outbox_acked(id, peer.clone()).await {
             Ok(Some(_)) if announced => {}
             Ok(Some(acked)) => self.emit_settled(&acked, MessageStatus::Delivered),
@@ -639,6 +700,11 @@ impl Worker {
         let Some((group, _)) = self.own_group_message(message_id).await else {
             return;
         };
+        self.group_acked(peer, group, message_id).await;
+    }
+
+    /// `peer` acked our message `message_id` of `group`.
+    async fn group_acked(&self, peer: NodeId, group: GlobalGroupId, message_id: MessageId) {
         {
             let mut acks = self.lock_group_acks();
             let key = (group, peer);
@@ -890,20 +956,31 @@ impl Worker {
             }
         };
         let mut full = false;
+        let mut records = Vec::with_capacity(due.len());
         for delivery in due {
             full |= delivery.messages.len() as u32 >= GROUP_BATCH;
             let (attempt, first_sends) = self.send_group_delivery(&delivery);
             let group = delivery.global_group_id;
             let peer = delivery.peer_id.clone();
-            if let Err(e) = self
-                .store
-                .record_group_attempt(group, peer.clone(), attempt, now)
-                .await
-            {
+            records.push(async move {
+                let recorded = self
+                    .store
+                    .record_group_attempt(group, peer.clone(), attempt, now)
+                    .await;
+                (peer, recorded, first_sends)
+            });
+        }
+        // All members' attempts at once: the store's writer commits them together (one
+        // commit for the pass, not one per member in a row).
+        // A message sent to many members for the first time is announced `sent` once.
+        let mut first_sent = std::collections::BTreeSet::new();
+        for (peer, recorded, first_sends) in futures_util::future::join_all(records).await {
+            if let Err(e) = recorded {
                 tracing::warn!(%peer, "cannot record a group delivery attempt: {e}");
             }
-            self.emit_statuses(first_sends);
+            first_sent.extend(first_sends);
         }
+        self.emit_statuses(first_sent.into_iter().collect());
         full
     }
 
@@ -949,6 +1026,10 @@ impl Worker {
             match self.transport.send(peer, Frame::Envelope(bytes)) {
                 Ok(()) => {
                     last_sent = Some(message.order_key());
+                    self.recent_group_sends
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(message.message_id, delivery.global_group_id);
                     if message.status == MessageStatus::Pending {
                         first_sends.push(message.message_id);
                     }

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::reconcile;
+use super::tasks::OwnedTasks;
 use super::{AddressBook, Clock, ClockOffsets, DeliveryEvent};
 use crate::envelope::{
     ephemeral, Envelope, EnvelopeError, RangeSummary, RelayMessage, RelayPayload, RelayedPayload,
@@ -97,6 +98,8 @@ pub(crate) struct Syncer {
     clock: Clock,
     ephemeral: Mutex<HashMap<EnvelopeId, Instant>>,
     sessions: Mutex<HashMap<(GlobalGroupId, NodeId), Session>>,
+    /// The worker's owned tasks: sessions started by the housekeeping run there too.
+    tasks: OwnedTasks,
 }
 
 /// Why a catch-up envelope was not taken.
@@ -119,6 +122,7 @@ impl Syncer {
         events: broadcast::Sender<DeliveryEvent>,
         offsets: ClockOffsets,
         clock: Clock,
+        tasks: OwnedTasks,
     ) -> Syncer {
         Syncer {
             store,
@@ -131,6 +135,7 @@ impl Syncer {
             clock,
             ephemeral: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            tasks,
         }
     }
 
@@ -610,14 +615,14 @@ pub(crate) fn spawn_housekeeping(
                 _ = cancel.cancelled() => break,
                 _ = requests.notify.notified() => {
                     for group in requests.take() {
-                        let syncer = Arc::clone(&syncer);
-                        tokio::spawn(async move { syncer.sync_group(group).await });
+                        let session = Arc::clone(&syncer);
+                        syncer.tasks.spawn(async move { session.sync_group(group).await });
                     }
                 }
                 _ = tick.tick() => syncer.tick().await,
                 _ = resync.tick() => {
-                    let syncer = Arc::clone(&syncer);
-                    tokio::spawn(async move { syncer.sync_all().await });
+                    let session = Arc::clone(&syncer);
+                    syncer.tasks.spawn(async move { session.sync_all().await });
                 }
             }
         }

@@ -17,6 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::auth::DiscoveryKey;
 use super::clock::{Clock, SystemClock};
@@ -211,7 +212,8 @@ impl Discovery {
             Arc::clone(&counters),
         ));
         let (outbound, outbound_rx) = mpsc::channel(SEND_QUEUE);
-        let sender = tokio::spawn(datagrams::send(
+        let senders = TaskTracker::new();
+        senders.spawn(datagrams::send(
             Arc::clone(&socket),
             outbound_rx,
             Arc::clone(&counters),
@@ -220,6 +222,7 @@ impl Discovery {
             config,
             socket,
             receiver,
+            senders: senders.clone(),
             inbound_tx,
             outbound,
             counters,
@@ -257,9 +260,14 @@ impl Discovery {
             actor.run(inbox, inbound, task_cancel).await;
             actor.receiver.abort();
             // Closing the send queue lets the sender finish what is queued (goodbyes)
-            // and end; a send buffer that stays full must not hold the stop for long.
+            // and end (and a rebind's retired sender its own queue); a send buffer that
+            // stays full must not hold the stop for long.
             drop(actor);
-            if tokio::time::timeout(GOODBYE_FLUSH, sender).await.is_err() {
+            senders.close();
+            if tokio::time::timeout(GOODBYE_FLUSH, senders.wait())
+                .await
+                .is_err()
+            {
                 tracing::warn!("discovery packets still queued at stop were dropped");
             }
             // Let the writer finish queued saves before reporting "stopped".
@@ -413,6 +421,9 @@ struct Actor {
     socket: Arc<UdpSocket>,
     /// The receive pump of `socket` (replaced with the socket on a rebind).
     receiver: tokio::task::JoinHandle<()>,
+    /// The send pumps: the current socket's, and a rebind's retired one while it
+    /// finishes its queue. Waited for at stop.
+    senders: TaskTracker,
     /// Kept to start a new receive pump after a rebind.
     inbound_tx: mpsc::Sender<Inbound>,
     outbound: mpsc::Sender<Outbound>,
@@ -826,7 +837,7 @@ impl Actor {
             Arc::clone(&self.counters),
         ));
         let (outbound, outbound_rx) = mpsc::channel(SEND_QUEUE);
-        tokio::spawn(datagrams::send(
+        self.senders.spawn(datagrams::send(
             Arc::clone(&socket),
             outbound_rx,
             Arc::clone(&self.counters),

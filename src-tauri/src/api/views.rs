@@ -97,6 +97,28 @@ impl Names {
         }
     }
 
+    /// The names one message received from another node needs: its sender's only (a
+    /// keyed read, not the users table, on the path every inbound message takes).
+    pub async fn for_sender(
+        store: &storage::Store,
+        local_id: &api_types::NodeId,
+        sender: &UserId,
+    ) -> Names {
+        let local = UserId::lan(local_id);
+        if *sender == local {
+            return Names::from_store(store, local_id).await;
+        }
+        let mut others = HashMap::new();
+        if let Ok(Some(name)) = store.user_display_name(sender.clone()).await {
+            others.insert(sender.clone(), name);
+        }
+        Names {
+            local,
+            local_name: String::new(),
+            others,
+        }
+    }
+
     pub fn is_local(&self, user: &UserId) -> bool {
         *user == self.local
     }

@@ -32,6 +32,8 @@ use tokio_tungstenite::tungstenite::Message;
 const SETTLE: Duration = Duration::from_secs(120);
 const PER_MESSAGE: Duration = Duration::from_secs(30);
 const FLOOD_LIMIT: Duration = Duration::from_secs(300);
+/// How long the nodes are watched doing nothing, for the idle CPU taken out of the flood's.
+const IDLE_WINDOW: Duration = Duration::from_secs(5);
 
 struct Options {
     members: usize,
@@ -222,6 +224,13 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
         let members: u64 = mesh.nodes[1..].iter().map(ticks).sum();
         (sender, members)
     };
+    // What the nodes spend doing nothing (heartbeats, pings), to take out of the flood's
+    // CPU: the per-message cost is what the messages add.
+    let idle_before = cpu(&mesh);
+    let idle_start = Instant::now();
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let idle_after = cpu(&mesh);
+    let idle_s = idle_start.elapsed().as_secs_f64();
     let cpu_before = cpu(&mesh);
     let start = Instant::now();
     lanchat_tests::chat::send_concurrently(sender, &conv, &texts, 16).await?;
@@ -245,6 +254,12 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
     let tck = clk_tck()?;
     let sender_cpu_s = (cpu_after.0 - cpu_before.0) as f64 / tck;
     let members_cpu_s = (cpu_after.1 - cpu_before.1) as f64 / tck;
+    let idle_sender_per_s = (idle_after.0 - idle_before.0) as f64 / tck / idle_s;
+    let idle_members_per_s = (idle_after.1 - idle_before.1) as f64 / tck / idle_s;
+    let sender_ms_per_message =
+        (sender_cpu_s - idle_sender_per_s * flood_s).max(0.0) * 1e3 / o.flood as f64;
+    let member_ms_per_received = (members_cpu_s - idle_members_per_s * flood_s).max(0.0) * 1e3
+        / (o.flood as f64 * members as f64);
 
     let echo = raw_ws_echo(500).await?;
     let dir = artifacts_dir("bench_group_fanout/raw")?;
@@ -269,6 +284,15 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
     eprintln!(
         "flood CPU: sender {sender_cpu_s:.2} s, all {members} members together {members_cpu_s:.2} s"
     );
+    eprintln!(
+        "idle CPU ({idle_s:.1} s window): sender {:.2} %, members {:.2} % together",
+        idle_sender_per_s * 100.0,
+        idle_members_per_s * 100.0
+    );
+    eprintln!(
+        "CPU beyond idle: sender {sender_ms_per_message:.3} ms per message, \
+         {member_ms_per_received:.3} ms per message received per member"
+    );
     eprintln!("raw SQLite, one transaction: {raw_rows:.0} rows/s");
     let p99 = last
         .get("p99")
@@ -285,7 +309,10 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
         "flood": {"messages": o.flood, "accepted_s": accepted_s, "all_members_s": flood_s,
                   "group_messages_per_s": rate,
                   "member_deliveries_per_s": rate * members as f64,
-                  "sender_cpu_s": sender_cpu_s, "members_cpu_s": members_cpu_s},
+                  "sender_cpu_s": sender_cpu_s, "members_cpu_s": members_cpu_s,
+                  "idle_cpu_per_s": {"sender": idle_sender_per_s, "members": idle_members_per_s},
+                  "sender_cpu_ms_per_message": sender_ms_per_message,
+                  "member_cpu_ms_per_received_message": member_ms_per_received},
         "raw_sqlite_single_transaction_rows_per_s": raw_rows,
         "targets": {"p99_le_100ms": p99 <= 100.0},
     }))
