@@ -81,8 +81,8 @@ impl SetPresence {
     }
 }
 
-/// This node's presence (`GET`/`PUT /api/v1/presence`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// This node's presence (`GET`/`PUT /api/v1/presence`); every start begins `online`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MyPresence {
     pub presence: Presence,
     /// `idle` when the idle timer set `away` (activity turns it back to `online`).

@@ -172,7 +172,7 @@ fn queue(
         conn.prepare_cached(
             "DELETE FROM outbox WHERE envelope_id = ?1 AND (retry_count = 0 OR status = 'failed')",
         )?
-            .execute([old])?;
+        .execute([old])?;
     }
     let id = outbox::insert(conn, writer, peer, envelope, None, now)?;
     conn.prepare_cached("UPDATE outbox SET next_retry_at = ?2 WHERE envelope_id = ?1")?
