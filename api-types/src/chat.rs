@@ -17,6 +17,9 @@ pub struct ContactView {
     pub last_seen_at: Option<u64>,
     pub blocked: bool,
     pub is_self: bool,
+    /// `online|away|busy|offline` (this node's own, for `is_self`).
+    #[serde(default)]
+    pub presence: crate::presence::Presence,
     /// The DM conversation id (`dm:lan:{peer_id}`), usable before any message exists.
     pub conversation_id: String,
 }
@@ -53,6 +56,8 @@ pub enum MessageStatus {
     Delivered,
     /// Given up; `POST .../messages/{id}/retry` queues it again.
     Failed,
+    /// An outgoing DM its recipient has read (its read receipt arrived).
+    Read,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +77,17 @@ pub struct MessageView {
     /// Position in the conversation, the same on every node: sort by it (as a string
     /// it sorts correctly too). Also the `before` cursor of history paging.
     pub order: String,
+    /// For this node's own group messages: how many of the other members have read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_by: Option<ReadBy>,
+}
+
+/// "Read by `count` of `of`": members other than the author whose read position has
+/// passed the message, of the members other than the author now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadBy {
+    pub count: u32,
+    pub of: u32,
 }
 
 /// `GET /api/v1/conversations/{id}/messages?before=ORDER&limit=N`: oldest first.

@@ -58,6 +58,21 @@ pub struct Diagnostics {
     /// Faults since the node started, including those no longer in `faults`.
     pub faults_total: u64,
     pub warnings: Vec<Warning>,
+    /// Read receipts since the node started.
+    #[serde(default)]
+    pub receipts: ReceiptCounters,
+}
+
+/// Read receipts since the node started (docs/PROTOCOL.md, "Read receipts").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptCounters {
+    /// `receipt.read` envelopes this node queued: one per recipient each time a
+    /// conversation is marked read with something new in it, however many messages.
+    pub queued: u64,
+    /// Receipts from peers that moved a read position here.
+    pub applied: u64,
+    /// Receipts refused: their sender is not in the conversation they name.
+    pub refused: u64,
 }
 
 /// This node: identity, version, configuration that matters for reachability.

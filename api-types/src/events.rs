@@ -43,6 +43,20 @@ pub enum Event {
         message_id: String,
         status: MessageStatus,
     },
+    /// Read receipts arrived: `reader` has read `conversation_id` up to the message at
+    /// `order` (DM statuses turn `read`, groups' "read by k of n" grow). Refetch the
+    /// messages shown.
+    #[serde(rename = "conversation.receipt")]
+    ConversationReceipt {
+        conversation_id: String,
+        reader: String,
+        order: String,
+    },
+    /// This node's presence changed (by any client, the tray or the idle timer).
+    #[serde(rename = "presence.changed")]
+    PresenceChanged {
+        presence: crate::presence::MyPresence,
+    },
     /// A conversation was marked read (from any client of this node).
     #[serde(rename = "conversation.read")]
     ConversationRead { conversation_id: String },

@@ -12,6 +12,10 @@ pub struct GroupMemberView {
     /// As discovery last saw it; the node id when the member was never seen.
     pub display_name: String,
     pub online: bool,
+    /// `online|away|busy|offline`, as discovery last heard it (this node's own for
+    /// `is_self`).
+    #[serde(default)]
+    pub presence: crate::presence::Presence,
     pub is_self: bool,
     pub is_owner: bool,
 }

@@ -13,15 +13,18 @@ pub mod groups;
 pub mod limits;
 pub mod node_id;
 pub mod peers;
+pub mod presence;
 pub mod settings;
 pub mod status;
 
 pub use chat::{
     ContactView, ConversationKind, ConversationView, MessagePageView, MessageStatus, MessageView,
-    SearchResults, SendMessage,
+    ReadBy, SearchResults, SendMessage,
 };
 pub use cidr::{Cidr, CidrError};
-pub use diagnostics::{Diagnostics, DropCount, Fault, LinkState, NodeDiagnostics, PeerDiagnostics};
+pub use diagnostics::{
+    Diagnostics, DropCount, Fault, LinkState, NodeDiagnostics, PeerDiagnostics, ReceiptCounters,
+};
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;
 pub use groups::{
@@ -32,5 +35,6 @@ pub use peers::{
     AddPeerAddress, BlockState, DiscoveryCounters, PeerView, TransportCounters,
     CLOCK_OFFSET_WARNING_MS,
 };
+pub use presence::{MyPresence, Presence, PresenceSource, SetPresence};
 pub use settings::{DesktopSettings, LanMeshSettings, Language, Settings, UiSettings};
 pub use status::{MeshState, Status, Warning, WarningCode};

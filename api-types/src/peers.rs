@@ -29,6 +29,10 @@ pub struct PeerView {
     /// proved on the open link, else the ones it announces in discovery.
     #[serde(default)]
     pub key_fingerprint: Option<String>,
+    /// `online`, `away`, `busy` as the peer announces it while it is online;
+    /// `offline` otherwise. Older nodes announce nothing and show `online`.
+    #[serde(default)]
+    pub presence: crate::presence::Presence,
 }
 
 /// A peer whose clock differs from ours by more than this is flagged (the UI and the

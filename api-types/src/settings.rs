@@ -31,6 +31,11 @@ pub const MAX_SUBNETS: usize = 256;
 pub const MAX_BLOCKED_PEERS: usize = 10_000;
 pub const MAX_PEER_ADDRESSES: usize = 256;
 pub const MAX_MUTED_CONVERSATIONS: usize = 10_000;
+/// Ten minutes without input: long enough for reading or a phone call at the desk,
+/// short enough that colleagues see a lunch break.
+pub const DEFAULT_AUTO_AWAY_MINUTES: u32 = 10;
+/// A working day.
+pub const MAX_AUTO_AWAY_MINUTES: u32 = 24 * 60;
 /// `group:` plus a ULID, or `dm:lan:` plus a node id, with room to spare.
 const MAX_CONVERSATION_ID_BYTES: usize = 128;
 
@@ -90,6 +95,12 @@ pub struct DesktopSettings {
     pub close_to_tray: bool,
     /// Start lanchat (hidden in the tray) when the user logs in (XDG autostart).
     pub autostart: bool,
+    /// Minutes without input in the window before presence turns `away` by itself
+    /// (back to `online` at the next input); 0 = never.
+    pub auto_away_minutes: u32,
+    /// Tell senders when their DMs and group messages were read here. Off: no
+    /// receipts leave this node (others' receipts are still shown).
+    pub send_read_receipts: bool,
 }
 
 impl Default for DesktopSettings {
@@ -102,6 +113,8 @@ impl Default for DesktopSettings {
             muted_conversations: Vec::new(),
             close_to_tray: true,
             autostart: false,
+            auto_away_minutes: DEFAULT_AUTO_AWAY_MINUTES,
+            send_read_receipts: true,
         }
     }
 }
@@ -125,6 +138,20 @@ impl DesktopSettings {
                 "muted_conversations" => self.muted_conversations = conversation_ids(path, value)?,
                 "close_to_tray" => self.close_to_tray = parse_field(path, value)?,
                 "autostart" => self.autostart = parse_field(path, value)?,
+                "auto_away_minutes" => {
+                    self.auto_away_minutes = match value.as_u64() {
+                        Some(m) if m <= u64::from(MAX_AUTO_AWAY_MINUTES) => m as u32,
+                        _ => {
+                            return Err(FieldError::new(
+                                path,
+                                format!(
+                                    "must be minutes from 0 (never) to {MAX_AUTO_AWAY_MINUTES}"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                "send_read_receipts" => self.send_read_receipts = parse_field(path, value)?,
                 _ => return Err(FieldError::new(path, "unknown setting")),
             }
         }
@@ -625,6 +652,33 @@ mod tests {
         assert_eq!(e.field, "lan_mesh.node_id");
         let e = Settings::from_document(&json!("garbage")).unwrap_err();
         assert_eq!(e.field, "lan_mesh.node_id");
+    }
+
+    #[test]
+    fn presence_settings_default_and_validate() {
+        let s = base();
+        assert_eq!(s.desktop.auto_away_minutes, DEFAULT_AUTO_AWAY_MINUTES);
+        assert!(s.desktop.send_read_receipts);
+        let s =
+            put(json!({"desktop": {"auto_away_minutes": 0, "send_read_receipts": false}})).unwrap();
+        assert_eq!(s.desktop.auto_away_minutes, 0);
+        assert!(!s.desktop.send_read_receipts);
+        for bad in [
+            json!(-1),
+            json!(MAX_AUTO_AWAY_MINUTES + 1),
+            json!("5"),
+            json!(1.5),
+        ] {
+            let e = put(json!({"desktop": {"auto_away_minutes": bad}})).unwrap_err();
+            assert_eq!(e.field, "desktop.auto_away_minutes");
+        }
+        // A file from before these settings existed reads with the defaults.
+        let s = Settings::from_document(
+            &json!({"lan_mesh": {"node_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"},
+            "desktop": {"notifications": false}}),
+        )
+        .unwrap();
+        assert!(s.desktop.send_read_receipts);
     }
 
     #[test]

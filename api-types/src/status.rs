@@ -44,6 +44,9 @@ pub struct Status {
     /// What the user or IT should know about: an open LAN, a clock that is off, …
     #[serde(default)]
     pub warnings: Vec<Warning>,
+    /// This node's presence, as `GET /api/v1/presence` answers it.
+    #[serde(default)]
+    pub presence: crate::presence::MyPresence,
 }
 
 /// One warning in `GET /api/v1/status`. `code` is stable (the UI localises by it);

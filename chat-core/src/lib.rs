@@ -10,6 +10,7 @@ pub mod group_state;
 pub mod hlc;
 pub mod ids;
 pub mod message;
+pub mod receipts;
 pub mod retry;
 
 pub use api_types::limits::{

@@ -96,6 +96,12 @@ pub enum InboundEffect {
     },
     /// A member's `group.upsert`: its whole state, to merge.
     GroupUpsert(GroupState),
+    /// `receipt.read`: the sender has read the DM with us (`None`) or the group up to
+    /// `up_to`.
+    ReadReceipt {
+        global_group_id: Option<GlobalGroupId>,
+        up_to: OrderKey,
+    },
 }
 
 /// What applying an inbound envelope did. In every case the sender may be acked.
@@ -113,6 +119,13 @@ pub enum InboundOutcome {
     GroupUpdated { announcement_changed: bool },
     /// A group upsert for a group not joined yet while auto-accept is off.
     GroupInvitation,
+    /// A read receipt was recorded; `moved` when it advanced the sender's position
+    /// (false: it said nothing new — a resend or an older receipt).
+    ReadReceipt {
+        conversation_id: chat_core::ConversationId,
+        up_to: OrderKey,
+        moved: bool,
+    },
 }
 
 impl InboundOutcome {
@@ -122,9 +135,10 @@ impl InboundOutcome {
             InboundOutcome::Applied(_)
             | InboundOutcome::GroupUpdated { .. }
             | InboundOutcome::GroupInvitation => "applied",
+            InboundOutcome::ReadReceipt { moved: true, .. } => "applied",
             InboundOutcome::Duplicate => "duplicate",
             InboundOutcome::Expired => "expired",
-            InboundOutcome::Stale => "stale",
+            InboundOutcome::Stale | InboundOutcome::ReadReceipt { moved: false, .. } => "stale",
         }
     }
 }

@@ -46,6 +46,15 @@ pub fn group_upsert_envelope(state: &chat_core::GroupState) -> storage::Outgoing
     outgoing(lan_mesh::envelope::group_upsert_outgoing(state))
 }
 
+/// The store's encoder for a read receipt: `receipt.read` up to a position, for the
+/// DM with the recipient (`None`) or a group.
+pub fn read_receipt_envelope(
+    group: Option<&chat_core::GlobalGroupId>,
+    up_to: &chat_core::OrderKey,
+) -> storage::OutgoingEnvelope {
+    outgoing(lan_mesh::envelope::read_receipt_outgoing(group, up_to))
+}
+
 /// An outbox row as the mesh sends it.
 pub fn queued(entry: storage::OutboxEntry) -> QueuedEnvelope {
     QueuedEnvelope {
@@ -103,6 +112,13 @@ fn effect(e: InboundEffect) -> storage::InboundEffect {
             message: incoming(message),
         },
         InboundEffect::GroupUpsert(state) => storage::InboundEffect::GroupUpsert(state),
+        InboundEffect::ReadReceipt {
+            global_group_id,
+            up_to,
+        } => storage::InboundEffect::ReadReceipt {
+            global_group_id,
+            up_to,
+        },
     }
 }
 
@@ -118,6 +134,15 @@ fn outcome(o: storage::InboundOutcome) -> InboundOutcome {
             announcement_changed,
         },
         storage::InboundOutcome::GroupInvitation => InboundOutcome::GroupInvitation,
+        storage::InboundOutcome::ReadReceipt {
+            conversation_id,
+            up_to,
+            moved,
+        } => InboundOutcome::ReadReceipt {
+            conversation_id,
+            up_to,
+            moved,
+        },
     }
 }
 

@@ -181,6 +181,7 @@ impl Node {
             last_seen_at: None,
             blocked: false,
             clock_offset_ms: None,
+            presence: api_types::Presence::Online,
         };
         self.peers.send(PeerEvent::Online(peer)).unwrap();
     }

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod mesh;
 pub mod node;
 pub mod peer_store;
+pub mod presence;
 pub mod shutdown_signal;
 pub mod window;
 

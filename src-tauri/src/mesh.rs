@@ -8,7 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_types::{Event, LanMeshSettings, MeshState, PeerView, Settings};
+use api_types::{
+    Event, LanMeshSettings, MeshState, MyPresence, PeerView, ReceiptCounters, Settings,
+};
 use lan_mesh::delivery::{
     self, AddressBook, Clock, ClockOffsets, DeliveryEvent, DeliveryParts, SendNow, SyncRequests,
 };
@@ -17,6 +19,7 @@ use lan_mesh::discovery::{
     PublicKey,
 };
 use lan_mesh::transport::{NodeKeys, Transport, TransportConfig};
+use std::sync::atomic::{AtomicU64, Ordering};
 use storage::{GlobalGroupId, Store};
 use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
@@ -72,6 +75,17 @@ pub struct MeshHandle {
     send_now: SendNow,
     /// This node's link key fingerprint (for the status page).
     link_key: Arc<str>,
+    /// This node's presence (announced by discovery, read by the notifier).
+    presence: crate::presence::PresenceHandle,
+    receipts: Arc<Receipts>,
+}
+
+/// Read receipt counters (`GET /api/v1/diagnostics`).
+#[derive(Default)]
+struct Receipts {
+    queued: AtomicU64,
+    applied: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// Makes the peer store for each discovery start (a fresh one per runtime).
@@ -93,6 +107,14 @@ impl Mesh {
         let send_now = SendNow::default();
         let link_key: Arc<str> = parts.keys.public().fingerprint().into();
         let stop = CancellationToken::new();
+        let presence = crate::presence::PresenceHandle::default();
+        let receipts = Arc::new(Receipts::default());
+        crate::presence::spawn_idle_timer(presence.clone(), settings.clone(), stop.clone());
+        tokio::spawn(announce_presence_changes(
+            presence.subscribe(),
+            events.clone(),
+            stop.clone(),
+        ));
         let supervisor = Supervisor {
             snapshot: snapshot_tx,
             events: events.clone(),
@@ -104,6 +126,8 @@ impl Mesh {
             send_now: send_now.clone(),
             stop: stop.clone(),
             running: None,
+            presence: presence.clone(),
+            receipts: Arc::clone(&receipts),
         };
         let task = tokio::spawn(supervisor.run(settings));
         Mesh {
@@ -114,6 +138,8 @@ impl Mesh {
                 sync_requests,
                 send_now,
                 link_key,
+                presence,
+                receipts,
             },
             stop,
             task,
@@ -179,6 +205,67 @@ impl MeshHandle {
     pub fn sync_group(&self, group: GlobalGroupId) {
         self.sync_requests.request(group);
     }
+
+    /// This node's presence: read it, choose it, report input (`crate::presence`).
+    pub fn presence(&self) -> &crate::presence::PresenceHandle {
+        &self.presence
+    }
+
+    /// Counts receipt envelopes queued by marking a conversation read.
+    pub fn receipts_queued(&self, n: u32) {
+        self.receipts
+            .queued
+            .fetch_add(u64::from(n), Ordering::Relaxed);
+    }
+
+    pub fn receipt_counters(&self) -> ReceiptCounters {
+        ReceiptCounters {
+            queued: self.receipts.queued.load(Ordering::Relaxed),
+            applied: self.receipts.applied.load(Ordering::Relaxed),
+            refused: self.receipts.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Tells every API client when this node's presence changes (any path: the API, the
+/// tray, the idle timer).
+async fn announce_presence_changes(
+    mut presence: watch::Receiver<MyPresence>,
+    events: broadcast::Sender<Event>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = presence.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let now = *presence.borrow_and_update();
+                let _ = events.send(Event::PresenceChanged { presence: now });
+            }
+        }
+    }
+}
+
+/// Keeps discovery announcing this node's presence, for one mesh run.
+async fn follow_presence(
+    mut presence: watch::Receiver<MyPresence>,
+    discovery: Discovery,
+    stop: CancellationToken,
+) {
+    loop {
+        // First the value now: it may have changed since discovery was started with
+        // the one before (setting the same again announces nothing).
+        let now = presence.borrow_and_update().presence;
+        if discovery.set_presence(now).await.is_err() {
+            break;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = presence.changed() => if changed.is_err() { break },
+        }
+    }
 }
 
 struct Running {
@@ -208,6 +295,8 @@ struct Supervisor {
     send_now: SendNow,
     stop: CancellationToken,
     running: Option<Running>,
+    presence: crate::presence::PresenceHandle,
+    receipts: Arc<Receipts>,
 }
 
 impl Supervisor {
@@ -282,6 +371,7 @@ impl Supervisor {
         let env = DiscoveryEnv {
             store: (self.stores)(),
             cancel: self.stop.child_token(),
+            presence: self.presence.get().presence,
             ..Default::default()
         };
         match self.start_planes(config, env, link_config).await {
@@ -366,18 +456,25 @@ impl Supervisor {
             clock: Clock::system(),
         });
         let (store, local_id) = (self.store.clone(), local.clone());
+        let receipts = Arc::clone(&self.receipts);
         let forwarders = vec![
             tokio::spawn(forward(
                 discovery.subscribe(),
                 self.events.clone(),
                 forwarder_stop.clone(),
-                async |event| api_event(event),
+                async |event| Some(api_event(event)),
             )),
             tokio::spawn(forward(
                 delivery_rx,
                 self.events.clone(),
                 forwarder_stop.clone(),
-                async move |event| delivery_event(&store, &local_id, event).await,
+                async move |event| delivery_event(&store, &local_id, &receipts, event).await,
+            )),
+            // Discovery started with the presence of that moment; later changes follow.
+            tokio::spawn(follow_presence(
+                self.presence.subscribe(),
+                discovery.clone(),
+                forwarder_stop.clone(),
             )),
         ];
         Ok(Running {
@@ -492,8 +589,13 @@ pub fn transport_config(s: &LanMeshSettings) -> TransportConfig {
 
 /// Delivery's events as the local API's: a stored inbound message, a status change, a
 /// refused key.
-async fn delivery_event(store: &Store, local: &api_types::NodeId, event: DeliveryEvent) -> Event {
-    match event {
+async fn delivery_event(
+    store: &Store,
+    local: &api_types::NodeId,
+    receipts: &Receipts,
+    event: DeliveryEvent,
+) -> Option<Event> {
+    Some(match event {
         DeliveryEvent::MessageReceived(message) => {
             let names = crate::api::views::Names::for_sender(store, local, &message.sender).await;
             Event::MessageNew {
@@ -537,7 +639,24 @@ async fn delivery_event(store: &Store, local: &api_types::NodeId, event: Deliver
                 None => Event::Resync,
             }
         }
-    }
+        DeliveryEvent::ReadReceipt {
+            conversation_id,
+            reader,
+            up_to,
+        } => {
+            receipts.applied.fetch_add(1, Ordering::Relaxed);
+            Event::ConversationReceipt {
+                conversation_id: conversation_id.to_string(),
+                reader: reader.to_string(),
+                order: crate::api::views::order_text(up_to),
+            }
+        }
+        DeliveryEvent::ReceiptRefused { peer } => {
+            receipts.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%peer, "a read receipt was refused");
+            return None;
+        }
+    })
 }
 
 /// Passes one plane's events on to the API's stream until `stop`; a client of the API
@@ -546,7 +665,7 @@ async fn forward<T: Clone>(
     mut from: broadcast::Receiver<T>,
     to: broadcast::Sender<Event>,
     stop: CancellationToken,
-    mut convert: impl AsyncFnMut(T) -> Event,
+    mut convert: impl AsyncFnMut(T) -> Option<Event>,
 ) {
     loop {
         let received = tokio::select! {
@@ -557,7 +676,9 @@ async fn forward<T: Clone>(
         };
         match received {
             Ok(event) => {
-                let _ = to.send(convert(event).await);
+                if let Some(event) = convert(event).await {
+                    let _ = to.send(event);
+                }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 tracing::warn!("event forwarding fell {n} events behind");
@@ -582,6 +703,7 @@ pub fn peer_view(p: &Peer) -> PeerView {
         rtt_ms: None,
         link: crate::api::diagnostics::link_state(p.blocked, p.online, None),
         key_fingerprint: p.public_key.map(|k| key_fingerprint(&k.0)),
+        presence: api_types::Presence::shown(p.online && !p.blocked, p.presence),
     }
 }
 

@@ -201,6 +201,11 @@ impl Node {
         self.store.clone()
     }
 
+    /// This node's presence (the tray and the notifier use it).
+    pub fn presence(&self) -> crate::presence::PresenceHandle {
+        self.mesh.handle().presence().clone()
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()
     }

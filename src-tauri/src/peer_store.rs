@@ -55,6 +55,7 @@ impl PeerStore for SqlitePeerStore {
                         .map(UnixMillis),
                     blocked: p.blocked,
                     clock_offset_ms: None,
+                    presence: api_types::Presence::Online,
                 }
             })
             .collect())

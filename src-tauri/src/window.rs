@@ -41,6 +41,7 @@ struct NodeParts {
     store: Store,
     events: broadcast::Sender<Event>,
     data_dir: PathBuf,
+    presence: PresenceSetting,
 }
 
 pub fn run(
@@ -100,6 +101,7 @@ pub fn run(
             store: node.store(),
             events,
             data_dir: node.data_dir().to_path_buf(),
+            presence: PresenceSetting::from(node.presence()),
         });
     }
 
@@ -182,7 +184,7 @@ fn start_shell(
         .ui
         .language
         .unwrap_or_else(notifier::system_language);
-    let presence = PresenceSetting::default();
+    let presence = parts.presence.clone();
     let shell = Arc::new(WindowShell {
         app: app.clone(),
         url: parts.url,
@@ -223,8 +225,27 @@ fn start_shell(
         move |total| title_shell.show_unread(total),
         stop.clone(),
     );
+    follow_presence(Arc::clone(&shell), parts.presence.clone(), stop.clone());
     follow_settings(Arc::clone(&shell), parts.data_dir, stop);
     Ok(shell)
+}
+
+/// Keeps the tray's status check on the node's presence, whoever changed it (the UI's
+/// picker, `PUT /api/v1/presence`, the idle timer, the tray itself).
+fn follow_presence(shell: Arc<WindowShell>, presence: PresenceSetting, stop: CancellationToken) {
+    let mut changes = presence.subscribe();
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let now = changes.borrow_and_update().presence;
+            if let Some(tray) = shell.tray.get() {
+                tray.show_presence(PresenceSetting::shown(now));
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = stop.cancelled() => break,
+            }
+        }
+    });
 }
 
 /// Applies settings the shell owns whenever they change: the autostart entry and the

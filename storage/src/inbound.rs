@@ -128,6 +128,10 @@ pub(crate) fn apply(
                 .map(InboundOutcome::Applied)
         }
         InboundEffect::GroupUpsert(state) => groups::merge(conn, writer, from, state, now),
+        InboundEffect::ReadReceipt {
+            global_group_id,
+            up_to,
+        } => crate::receipts::apply(conn, envelope, global_group_id.as_ref(), up_to),
     }
 }
 

@@ -22,6 +22,7 @@ mod model;
 mod outbox;
 mod peers;
 mod readers;
+mod receipts;
 mod rows;
 mod search;
 mod store;
@@ -32,12 +33,15 @@ pub use data_dir::{DataDir, DataDirError};
 pub use error::{StoreError, StoreResult};
 pub use group_sync::RelayOutcome;
 pub use model::*;
+pub use receipts::MarkedRead;
 pub use search::MAX_SEARCH_PAGE;
 pub use settings_file::SettingsFileError;
 pub use store::{Store, DATABASE_FILE};
 
 // The store's records are made of chat-core's types; its callers get them from here
 // too, so that code which only talks to the store needs one import.
+/// What "read" means (`chat_core::receipts`), for the API that shows it.
+pub use chat_core::receipts as read_rules;
 pub use chat_core::{
     message_hash, min_key, retry_delay_ms, ConversationId, ConversationTarget, DissolvedStamp,
     EnvelopeId, Fingerprint, GlobalGroupId, GroupState, Hlc, InvalidGroupState, KeyRange,

@@ -200,6 +200,27 @@ CREATE INDEX messages_undelivered ON messages (conversation_id, hlc, message_id)
     WHERE status IN ('pending', 'sent');
 CREATE INDEX group_delivery_slowest ON group_delivery (conversation_id, acked_hlc, acked_message_id);
 "#,
+    // v7: read receipts. Per conversation and reader (this node and every peer that
+    // sent a `receipt.read`), the order key of the newest message read; statuses
+    // (`read`, "read by k of n") are computed from these, never stored per message.
+    // `receipt_outbox` names the receipt envelope still waiting in the outbox per
+    // conversation and recipient, so a newer one replaces it (`receipts::queue`).
+    r#"
+CREATE TABLE read_positions (
+    conversation_id TEXT NOT NULL,
+    reader_id       TEXT NOT NULL,
+    read_hlc        INTEGER NOT NULL,
+    read_message_id TEXT NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    PRIMARY KEY (conversation_id, reader_id)
+) STRICT, WITHOUT ROWID;
+CREATE TABLE receipt_outbox (
+    conversation_id TEXT NOT NULL,
+    peer_id         TEXT NOT NULL,
+    envelope_id     TEXT NOT NULL,
+    PRIMARY KEY (conversation_id, peer_id)
+) STRICT, WITHOUT ROWID;
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -222,6 +222,29 @@ pub enum InboundEffect {
     GroupUpsert(GroupState),
     /// Envelopes whose effect lives outside the store; only deduped.
     Nothing,
+    /// `receipt.read`: the sender read the DM with us (`None`) or the group up to here.
+    ReadReceipt {
+        global_group_id: Option<GlobalGroupId>,
+        up_to: OrderKey,
+    },
+}
+
+/// Who has read how far in one conversation (`Store::read_state`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadState {
+    /// Each reader's read position (this node's own included), by node id.
+    pub positions: Vec<(NodeId, OrderKey)>,
+    /// A group's present members (empty for a DM).
+    pub members: Vec<NodeId>,
+}
+
+impl ReadState {
+    pub fn position_of(&self, reader: &NodeId) -> Option<OrderKey> {
+        self.positions
+            .iter()
+            .find(|(r, _)| r == reader)
+            .map(|(_, key)| *key)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +276,12 @@ pub enum InboundOutcome {
     /// A group upsert for a group not joined yet while auto-accept is off: it is (still)
     /// an invitation.
     GroupInvitation,
+    /// A read receipt was recorded; `moved` when it advanced its sender's position.
+    ReadReceipt {
+        conversation_id: ConversationId,
+        up_to: OrderKey,
+        moved: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

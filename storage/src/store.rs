@@ -14,8 +14,8 @@ use crate::group_sync::RelayOutcome;
 use crate::model::{
     AckedEnvelope, Conversation, Group, GroupAction, GroupDelivery, GroupEdit, GroupInvitation,
     HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity,
-    MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, SearchPage,
-    SearchQuery, SendAttempt, User,
+    MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, ReadState,
+    SearchPage, SearchQuery, SendAttempt, User,
 };
 use crate::readers::{self, ReadJob};
 use crate::writer::{self, Command, Durability, WriteJob, WriterState};
@@ -202,6 +202,32 @@ impl Store {
             chat::mark_read(c, &conversation)
         })
         .await
+    }
+
+    /// Marks a conversation read and, with `send_receipts`, queues one `receipt.read`
+    /// per recipient (`encode` is lan-mesh's codec), all in one transaction. A DM that
+    /// does not exist yet is `NotFound`, as in `mark_read`.
+    pub async fn mark_read_with_receipts<E>(
+        &self,
+        conversation: ConversationId,
+        send_receipts: bool,
+        now: UnixMs,
+        encode: E,
+    ) -> StoreResult<crate::MarkedRead>
+    where
+        E: Fn(Option<&GlobalGroupId>, &OrderKey) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            crate::receipts::mark_read(c, s, &conversation, send_receipts, now, encode)
+        })
+        .await
+    }
+
+    /// Every reader's read position in a conversation (and a group's members): what
+    /// the API computes `read` and "read by k of n" from.
+    pub async fn read_state(&self, conversation: ConversationId) -> StoreResult<ReadState> {
+        self.read(move |c| crate::receipts::read_state(c, &conversation))
+            .await
     }
 
     /// A page of history, newest last.

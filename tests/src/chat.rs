@@ -182,7 +182,8 @@ pub async fn wait_all_delivered(
     wait_history(node, conversation, limit, &what, |messages| {
         let delivered: HashSet<&str> = messages
             .iter()
-            .filter(|m| m.status == MessageStatus::Delivered)
+            // Read (its receiver read it) is past delivered.
+            .filter(|m| matches!(m.status, MessageStatus::Delivered | MessageStatus::Read))
             .map(|m| m.id.as_str())
             .collect();
         ids.iter().all(|id| delivered.contains(id.as_str()))
@@ -247,6 +248,8 @@ pub fn status_rank(status: MessageStatus) -> u8 {
         MessageStatus::Sent => 1,
         MessageStatus::Delivered => 2,
         MessageStatus::Failed => 3,
+        // Past delivered: its reader has read it.
+        MessageStatus::Read => 4,
     }
 }
 

@@ -476,17 +476,51 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
     })
     .await?;
 
-    // Both outgoing messages end delivered, on both screens, without a reload.
+    // Both outgoing messages end read (delivered, then each reader had the
+    // conversation open: its read receipt came back), on both screens, without a reload.
     for (browser, own) in [(&a, text), (&b, reply)] {
-        wait_until(DELIVERY_LIMIT, &format!("{own:?} delivered"), || async {
+        wait_until(DELIVERY_LIMIT, &format!("{own:?} read"), || async {
             let shown = shown_messages(browser).await.ok()?;
             shown
                 .iter()
-                .any(|(t, outgoing, status)| t == own && *outgoing && status == "delivered")
+                .any(|(t, outgoing, status)| t == own && *outgoing && status == "read")
                 .then_some(())
         })
         .await?;
     }
+    let read_label = attr(
+        &a,
+        "[data-testid=message-list] .message.outgoing .state",
+        "title",
+    )
+    .await?;
+    assert_eq!(read_label.as_deref(), Some("Read"), "the tick says read");
+
+    // B chooses "busy" in its presence picker: its own dot, A's Users row and A's
+    // peers list show it, without a reload.
+    b.execute(
+        "const s = document.querySelector('[data-testid=presence-picker]'); \
+         s.value = 'busy'; s.dispatchEvent(new Event('change', {bubbles: true})); return true",
+    )
+    .await?;
+    wait_until(UI_LIMIT, "B's own dot busy", || async {
+        let p = attr(&b, "[data-testid=me-presence]", "data-presence")
+            .await
+            .ok()??;
+        (p == "busy").then_some(())
+    })
+    .await?;
+    wait_until(DELIVERY_LIMIT, "B busy in A's users", || async {
+        let p = attr(&a, &user_b, "data-presence").await.ok()??;
+        (p == "busy").then_some(())
+    })
+    .await?;
+    let row = a.text(&user_b).await?.unwrap_or_default();
+    assert!(row.contains("Busy"), "the row says busy: {row}");
+    let peers = pair.a.get_json("v1/peers").await?;
+    assert_eq!(peers[0]["presence"], "busy", "{peers}");
+    a.screenshot(&shots.join("messenger-presence-busy-light.png"))
+        .await?;
     wait_until(UI_LIMIT, "A's title without unread", || async {
         let title = a.execute("return document.title").await.ok()?;
         (title == "lanchat").then_some(())

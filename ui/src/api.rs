@@ -194,6 +194,35 @@ impl Client {
         decode(resp).await
     }
 
+    pub async fn presence(&self) -> Result<api_types::MyPresence, UiError> {
+        self.get("/api/v1/presence").await
+    }
+
+    pub async fn set_presence(
+        &self,
+        presence: api_types::Presence,
+    ) -> Result<api_types::MyPresence, UiError> {
+        let body = api_types::SetPresence {
+            presence: presence.as_str().to_string(),
+        };
+        let resp = self
+            .call_json(Request::put("/api/v1/presence"), &body)
+            .await?;
+        decode(resp).await
+    }
+
+    /// The user did something here (ends an automatic `away`, restarts the idle timer).
+    pub async fn report_activity(&self) -> Result<(), UiError> {
+        let resp = self
+            .call(Request::post("/api/v1/presence/activity"))
+            .await?;
+        if resp.ok() {
+            Ok(())
+        } else {
+            Err(error_of(resp).await)
+        }
+    }
+
     pub async fn mark_read(&self, conversation_id: &str) -> Result<(), UiError> {
         let url = format!(
             "/api/v1/conversations/{}/read",

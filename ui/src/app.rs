@@ -79,6 +79,10 @@ pub fn App() -> impl IntoView {
     let prefs = DesktopPrefs::new();
     provide_context(prefs);
     prefs.load(client.clone());
+    let mine = crate::presence_picker::Mine::new();
+    provide_context(mine);
+    mine.load(client.clone());
+    crate::presence_picker::report_activity(client.clone());
     let switcher_open = RwSignal::new(false);
     // The first-start welcome: its settings and suggested name once both arrived,
     // until answered.
@@ -136,6 +140,8 @@ pub fn App() -> impl IntoView {
                     | Event::PeerKeyMismatch { .. }
                     | Event::MeshState { .. }
                     | Event::Resync => changes.bump(),
+                    Event::PresenceChanged { presence } => mine.0.set(*presence),
+                    Event::ConversationReceipt { .. } => {}
                     Event::MessageNew { .. }
                     | Event::MessageStatus { .. }
                     | Event::ConversationRead { .. }
@@ -271,9 +277,12 @@ pub fn App() -> impl IntoView {
             </nav>
             {move || me.get().flatten().map(|(name, on_lan)| view! {
                 <span class="me" data-testid="me-name" title=lang.t("chat.me")>
-                    <span class=if on_lan { "dot on" } else { "dot" } aria-hidden="true"></span>{name}
+                    <span class=move || if on_lan { crate::presence_picker::dot_class(mine.0.get().presence) } else { "dot" }
+                        data-testid="me-presence" data-presence=move || mine.0.get().presence.as_str()
+                        aria-hidden="true"></span>{name}
                 </span>
             })}
+            <crate::presence_picker::PresencePicker/>
             <LanguageSwitch/>
         </header>
         <main class:messenger-main=move || tab.get() == Tab::Chat>

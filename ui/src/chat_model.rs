@@ -23,7 +23,16 @@ pub fn sort_conversations(list: &mut [ConversationView]) {
 pub fn merge_message(list: &mut Vec<MessageView>, message: MessageView) {
     if let Some(i) = list.iter().position(|m| m.id == message.id) {
         let status = newest_status(list[i].status, message.status);
-        list[i] = MessageView { status, ..message };
+        // "Read by k of n" only grows; a copy without it (an event) keeps the known one.
+        let read_by = match (list[i].read_by, message.read_by) {
+            (Some(old), Some(new)) if old.of == new.of && old.count > new.count => Some(old),
+            (old, new) => new.or(old),
+        };
+        list[i] = MessageView {
+            status,
+            read_by,
+            ..message
+        };
         // Its order is the same on every node, but keep the list sorted even if not.
         list.sort_by(|a, b| a.order.cmp(&b.order));
         return;
@@ -50,6 +59,7 @@ pub fn newest_status(current: MessageStatus, incoming: MessageStatus) -> Message
             MessageStatus::Sent => 1,
             MessageStatus::Delivered => 3,
             MessageStatus::Failed => 2,
+            MessageStatus::Read => 4,
         }
     }
     match (current, incoming) {
@@ -68,6 +78,22 @@ pub fn set_status(list: &mut [MessageView], message_id: &str, status: MessageSta
         }
         None => false,
     }
+}
+
+/// A DM's read receipt: every outgoing message up to `order` (the reader's position)
+/// is read. A failed one stays failed (it never arrived). Returns whether any changed.
+pub fn mark_read_up_to(list: &mut [MessageView], order: &str) -> bool {
+    let mut changed = false;
+    for m in list
+        .iter_mut()
+        .filter(|m| m.outgoing && m.order.as_str() <= order)
+    {
+        if m.status != MessageStatus::Failed && m.status != MessageStatus::Read {
+            m.status = MessageStatus::Read;
+            changed = true;
+        }
+    }
+    changed
 }
 
 /// What the conversation list needs after a `message.new` event.
@@ -451,6 +477,74 @@ pub fn avatar_tone(id: &str) -> String {
 }
 
 #[cfg(test)]
+mod receipt_tests {
+    use super::*;
+
+    fn mine(id: &str, order: &str, status: MessageStatus) -> MessageView {
+        MessageView {
+            id: id.into(),
+            conversation_id: "dm:lan:B".into(),
+            sender: "lan:A".into(),
+            sender_name: "A".into(),
+            outgoing: true,
+            text: "t".into(),
+            status,
+            sent_at: 0,
+            order: order.into(),
+            read_by: None,
+        }
+    }
+
+    #[test]
+    fn a_receipt_marks_outgoing_messages_up_to_its_position_read() {
+        let mut list = vec![
+            mine("1", "0001", MessageStatus::Delivered),
+            mine("2", "0002", MessageStatus::Failed),
+            mine("3", "0003", MessageStatus::Sent),
+            mine("4", "0004", MessageStatus::Delivered),
+        ];
+        let mut theirs = mine("5", "0002a", MessageStatus::Delivered);
+        theirs.outgoing = false;
+        list.push(theirs);
+        assert!(mark_read_up_to(&mut list, "0003"));
+        let statuses: Vec<_> = list.iter().map(|m| m.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                MessageStatus::Read,
+                MessageStatus::Failed,
+                MessageStatus::Read,
+                MessageStatus::Delivered,
+                MessageStatus::Delivered
+            ]
+        );
+        assert!(!mark_read_up_to(&mut list, "0003"), "idempotent");
+        // A later `delivered` (an ack after the receipt) never moves it back.
+        assert!(set_status(&mut list, "1", MessageStatus::Delivered));
+        assert_eq!(list[0].status, MessageStatus::Read);
+    }
+
+    #[test]
+    fn read_by_only_grows_and_survives_copies_without_it() {
+        let mut g = mine("1", "0001", MessageStatus::Delivered);
+        g.read_by = Some(api_types::ReadBy { count: 2, of: 3 });
+        let mut list = vec![g.clone()];
+        let mut older = g.clone();
+        older.read_by = Some(api_types::ReadBy { count: 1, of: 3 });
+        merge_message(&mut list, older);
+        assert_eq!(list[0].read_by, Some(api_types::ReadBy { count: 2, of: 3 }));
+        let mut event = g.clone();
+        event.read_by = None;
+        merge_message(&mut list, event);
+        assert_eq!(list[0].read_by, Some(api_types::ReadBy { count: 2, of: 3 }));
+        let mut newer = g;
+        newer.read_by = Some(api_types::ReadBy { count: 3, of: 3 });
+        merge_message(&mut list, newer);
+        assert_eq!(list[0].read_by, Some(api_types::ReadBy { count: 3, of: 3 }));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -465,6 +559,7 @@ mod tests {
             status: MessageStatus::Delivered,
             sent_at,
             order: order.into(),
+            read_by: None,
         }
     }
 
@@ -490,6 +585,7 @@ mod tests {
             last_seen_at: None,
             blocked: false,
             is_self: false,
+            presence: api_types::Presence::Online,
             conversation_id: format!("dm:lan:{peer_id}"),
         }
     }

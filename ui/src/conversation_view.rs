@@ -358,13 +358,16 @@ fn message_view(lang: Lang, chat: Chat, m: MessageView, show_sender: bool) -> im
         MessageStatus::Sent => "chat.status.sent",
         MessageStatus::Delivered => "chat.status.delivered",
         MessageStatus::Failed => "chat.status.failed",
+        MessageStatus::Read => "chat.status.read",
     };
     // Ticks for the usual states, words for the ones that need attention.
     let status_label = move || match status {
         MessageStatus::Sent => "✓".to_string(),
-        MessageStatus::Delivered => "✓✓".to_string(),
+        MessageStatus::Delivered | MessageStatus::Read => "✓✓".to_string(),
         MessageStatus::Pending | MessageStatus::Failed => lang.t(status_key),
     };
+    // A group message of mine: "read by k of n" once someone has read it.
+    let read_by = m.read_by.filter(|r| m.outgoing && r.of > 0);
     view! {
         <div
             id=format!("msg-{id}")
@@ -387,6 +390,13 @@ fn message_view(lang: Lang, chat: Chat, m: MessageView, show_sender: bool) -> im
                         <span class=format!("state {}", status_class(status)) data-testid=format!("status-{id}")
                             title=move || lang.t(status_key) aria-label=move || lang.t(status_key)>
                             {status_label}
+                        </span>
+                    })}
+                    {read_by.map(|r| view! {
+                        <span class="read-by" class:all=r.count == r.of data-testid=format!("read-by-{id}")
+                            data-count=r.count.to_string() data-of=r.of.to_string()>
+                            {move || i18n::tf(lang.0.get(), "chat.read_by", &[
+                                ("count", &r.count.to_string()), ("of", &r.of.to_string())])}
                         </span>
                     })}
                 </div>

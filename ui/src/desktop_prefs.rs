@@ -105,6 +105,7 @@ pub fn DesktopSettingsCard() -> impl IntoView {
     let lang = expect_context::<Lang>();
     let client = expect_context::<Client>();
     let prefs = expect_context::<DesktopPrefs>();
+    let number_client = client.clone();
     let switch = move |field: &'static str, get: fn(&DesktopSettings) -> bool| {
         let client = client.clone();
         view! {
@@ -129,6 +130,26 @@ pub fn DesktopSettingsCard() -> impl IntoView {
             {switch("do_not_disturb", |d| d.do_not_disturb)}
             {switch("close_to_tray", |d| d.close_to_tray)}
             {switch("autostart", |d| d.autostart)}
+            {switch("send_read_receipts", |d| d.send_read_receipts)}
+            <label class="switch-row">
+                <input type="number" min="0" max=api_types::settings::MAX_AUTO_AWAY_MINUTES.to_string()
+                    class="minutes" data-testid="desktop-auto_away_minutes"
+                    disabled=move || prefs.current.with(|d| d.is_none())
+                    prop:value=move || prefs.current.with(|d| d.as_ref().map(|d| d.auto_away_minutes.to_string()).unwrap_or_default())
+                    on:change={
+                        let client = number_client;
+                        move |ev| {
+                            // The node validates; its 400 is shown below.
+                            let text = event_target_value(&ev);
+                            let value = text.trim().parse::<u64>().map(|n| json!(n)).unwrap_or(json!(text));
+                            prefs.save(client.clone(), "auto_away_minutes", value);
+                        }
+                    }/>
+                <span class="row-main">
+                    <span class="row-title">{move || lang.t("desktop.auto_away_minutes")}</span>
+                    <span class="row-sub">{move || lang.t("desktop.auto_away_minutes.hint")}</span>
+                </span>
+            </label>
             {move || prefs.error.get().map(|e| view! {
                 <p class="field-error" role="alert" data-testid="desktop-error">{e.message(lang.0.get())}</p>
             })}

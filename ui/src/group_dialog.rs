@@ -246,7 +246,7 @@ pub fn MemberPicker(
                                         let peer = peer.clone();
                                         move |_| picked.update(|p| group_model::toggle_pick(p, &peer))
                                     }/>
-                                {avatar(&c.user_id, &c.display_name, Some(c.online))}
+                                {avatar(&c.user_id, &c.display_name, Some(api_types::Presence::shown(c.online, c.presence)))}
                                 <span class="row-main">
                                     <span class="row-title">{c.display_name.clone()}</span>
                                     <span class="row-sub">{sub}</span>

@@ -326,13 +326,19 @@ pub fn GroupInfo(conversation_id: String) -> impl IntoView {
                     m.display_name.clone()
                 };
                 let remove_label = i18n::tf(l, "group.member.remove", &[("name", &m.display_name)]);
+                // The contact list follows presence live (peer events); the group's own
+                // copy is as fresh as its last fetch.
+                let presence = chat.contacts.with(|c| match c {
+                    Some(Ok(list)) => list.iter().find(|c| c.peer_id == m.peer_id).map(|c| c.presence),
+                    _ => None,
+                }).unwrap_or_else(|| api_types::Presence::shown(m.online, m.presence));
                 view! {
                     <li class="member" class:offline=!m.online data-testid=format!("member-{}", m.peer_id)
-                        data-online=m.online.to_string()>
-                        {avatar(&m.user_id, &m.display_name, Some(m.online))}
+                        data-online=m.online.to_string() data-presence=presence.as_str()>
+                        {avatar(&m.user_id, &m.display_name, Some(presence))}
                         <span class="row-main">
                             <span class="row-title">{name}</span>
-                            <span class="row-sub">{i18n::t(l, if m.online { "peers.online" } else { "peers.offline" })}</span>
+                            <span class="row-sub">{i18n::t(l, crate::presence_picker::label_key(presence))}</span>
                         </span>
                         {m.is_owner.then(|| view! {
                             <span class="badge owner" data-testid="owner-badge">{i18n::t(l, "group.owner")}</span>

@@ -286,6 +286,7 @@ mod tests {
             last_seen_at: None,
             blocked: false,
             is_self: false,
+            presence: api_types::Presence::Online,
             conversation_id: format!("dm:lan:{peer_id}"),
         }
     }
@@ -297,6 +298,7 @@ mod tests {
             display_name: name.into(),
             online,
             is_self: false,
+            presence: api_types::Presence::Online,
             is_owner: owner,
         }
     }

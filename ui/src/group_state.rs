@@ -164,6 +164,8 @@ impl Groups {
             | Event::MessageNew { .. }
             | Event::MessageStatus { .. }
             | Event::ConversationRead { .. }
+            | Event::ConversationReceipt { .. }
+            | Event::PresenceChanged { .. }
             | Event::MeshState { .. } => {}
         }
     }

@@ -18,6 +18,7 @@ mod language;
 mod messenger;
 mod notices;
 mod peers_view;
+mod presence_picker;
 mod rail;
 mod search_view;
 mod settings_form;

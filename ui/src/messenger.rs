@@ -425,6 +425,32 @@ impl Chat {
             | Event::GroupInvitation { .. }
             | Event::GroupInvitationClosed { .. } => {}
             Event::MeshState { .. } => {}
+            Event::ConversationReceipt {
+                conversation_id,
+                order,
+                ..
+            } => self.on_receipt(&conversation_id, &order),
+            // This user's own entry in Users shows it.
+            Event::PresenceChanged { .. } => self.refresh_contacts(),
+        }
+    }
+
+    /// A read receipt: a DM's messages up to the reader's position are read (shown at
+    /// once); a group's "read by k of n" is the node's count, fetched again.
+    fn on_receipt(&self, conversation_id: &str, order: &str) {
+        if conversation_id.starts_with("dm:") {
+            self.with_open(conversation_id, |h| {
+                chat_model::mark_read_up_to(&mut h.messages, order);
+            });
+            self.conversations.update(|list| {
+                for c in list.iter_mut().filter(|c| c.id == conversation_id) {
+                    if let Some(last) = c.last_message.as_mut() {
+                        chat_model::mark_read_up_to(std::slice::from_mut(last), order);
+                    }
+                }
+            });
+        } else if self.open_id_untracked().as_deref() == Some(conversation_id) {
+            self.fetch_newest(conversation_id.to_string());
         }
     }
 

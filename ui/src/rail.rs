@@ -3,7 +3,7 @@
 //! activity with unread badges). Rows are buttons: Tab reaches them, Enter opens,
 //! the arrow keys move between rows of a list.
 
-use api_types::{ContactView, ConversationKind, ConversationView, MessageStatus};
+use api_types::{ContactView, ConversationKind, ConversationView, MessageStatus, Presence};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
@@ -80,11 +80,12 @@ fn arrow_keys(ev: web_sys::KeyboardEvent) {
     }
 }
 
-/// A round avatar with initials, and a presence dot when `online` is known.
-pub fn avatar(id: &str, name: &str, online: Option<bool>) -> impl IntoView {
+/// A round avatar with initials, and a presence dot (online, away, busy, offline)
+/// when it is known.
+pub fn avatar(id: &str, name: &str, presence: Option<Presence>) -> impl IntoView {
     let class = format!("avatar {}", avatar_tone(id));
-    let dot = online.map(|on| {
-        view! { <span class=if on { "dot on" } else { "dot off" } aria-hidden="true"></span> }
+    let dot = presence.map(|p| {
+        view! { <span class=crate::presence_picker::dot_class(p) data-presence=p.as_str() aria-hidden="true"></span> }
     });
     view! {
         <span class=class aria-hidden="true">
@@ -154,8 +155,11 @@ fn UsersSection() -> impl IntoView {
 
 fn contact_row(lang: Lang, chat: Chat, c: ContactView) -> impl IntoView {
     let l = lang.0.get();
+    let presence = Presence::shown(c.online, c.presence);
     let sub = if c.is_self {
         i18n::t(l, "chat.users.this_node")
+    } else if matches!(presence, Presence::Away | Presence::Busy) {
+        i18n::t(l, crate::presence_picker::label_key(presence))
     } else if c.online {
         c.address
             .clone()
@@ -185,7 +189,7 @@ fn contact_row(lang: Lang, chat: Chat, c: ContactView) -> impl IntoView {
         move || (chat.open_id().as_deref() == Some(conv.as_str())).then_some("true")
     };
     let inner = view! {
-        {avatar(&c.user_id, &c.display_name, Some(c.online))}
+        {avatar(&c.user_id, &c.display_name, Some(presence))}
         <span class="row-main">
             <span class="row-title">{name}</span>
             <span class="row-sub">{sub}</span>
@@ -207,6 +211,7 @@ fn contact_row(lang: Lang, chat: Chat, c: ContactView) -> impl IntoView {
                     class:offline=!c.online
                     data-testid=format!("user-{}", c.peer_id)
                     data-online=c.online.to_string()
+                    data-presence=presence.as_str()
                     title=title
                     aria-current=current
                     on:click=move |_| chat.open(&conv)
@@ -292,6 +297,7 @@ fn status_mark(status: MessageStatus) -> (&'static str, &'static str) {
         MessageStatus::Sent => ("✓", "chat.status.sent"),
         MessageStatus::Delivered => ("✓✓", "chat.status.delivered"),
         MessageStatus::Failed => ("!", "chat.status.failed"),
+        MessageStatus::Read => ("✓✓", "chat.status.read"),
     }
 }
 
@@ -301,6 +307,7 @@ pub fn status_class(status: MessageStatus) -> &'static str {
         MessageStatus::Sent => "sent",
         MessageStatus::Delivered => "delivered",
         MessageStatus::Failed => "failed",
+        MessageStatus::Read => "read",
     }
 }
 
@@ -314,7 +321,10 @@ fn conversation_row(
     let l = lang.0.get();
     let online = match (c.kind, &c.peer_id) {
         (ConversationKind::Dm, Some(peer)) => chat.contacts.with_untracked(|list| match list {
-            Some(Ok(list)) => list.iter().find(|x| &x.peer_id == peer).map(|x| x.online),
+            Some(Ok(list)) => list
+                .iter()
+                .find(|x| &x.peer_id == peer)
+                .map(|x| Presence::shown(x.online, x.presence)),
             _ => None,
         }),
         _ => None,

@@ -144,7 +144,7 @@ pub fn ConversationSwitcher(open: RwSignal<bool>, on_pick: Callback<String>) -> 
                                 data-testid=testid
                                 on:mousemove=move |_| selected.set(i)
                                 on:click=move |_| pick(id.clone())>
-                                {avatar(&c.avatar_id, &c.name, c.online)}
+                                {avatar(&c.avatar_id, &c.name, c.online.map(|on| api_types::Presence::shown(on, api_types::Presence::Online)))}
                                 <span class="row-main"><span class="row-title">{c.name.clone()}</span></span>
                                 {(c.unread > 0).then(|| view! {
                                     <span class="unread">{crate::chat_model::badge_text(c.unread)}</span>
@@ -189,6 +189,7 @@ mod tests {
             last_seen_at: None,
             blocked: false,
             is_self: false,
+            presence: api_types::Presence::Online,
             conversation_id: format!("dm:lan:{peer}"),
         }
     }

@@ -21,6 +21,7 @@
 
 mod addresses;
 mod clock;
+mod receipts;
 mod reconcile;
 mod sync;
 mod tasks;
@@ -182,6 +183,15 @@ pub enum DeliveryEvent {
     GroupAnnouncement(GlobalGroupId),
     /// A member added this node to a group while auto-accept is off: an invitation.
     GroupInvitation(GlobalGroupId),
+    /// `reader` has read `conversation_id` up to `up_to` (a `receipt.read` moved its
+    /// read position here).
+    ReadReceipt {
+        conversation_id: ConversationId,
+        reader: NodeId,
+        up_to: OrderKey,
+    },
+    /// A `receipt.read` was refused (its sender is not in the conversation it names).
+    ReceiptRefused { peer: NodeId },
 }
 
 /// What delivery runs on. `L` is the links to other nodes: the node's [`Transport`],
@@ -601,11 +611,18 @@ impl Worker {
                     (InboundOutcome::GroupInvitation, Some(group)) => {
                         self.emit(DeliveryEvent::GroupInvitation(group));
                     }
-                    _ => {}
+                    (other, _) => {
+                        if let Some(event) = receipts::applied(&peer, &other) {
+                            self.emit(event);
+                        }
+                    }
                 }
             }
             Err(e @ PortError::Refused(_)) => {
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "refused an envelope: {e}");
+                if let Some(event) = receipts::refused(&peer, &envelope) {
+                    self.emit(event);
+                }
                 self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
                     .await;
             }

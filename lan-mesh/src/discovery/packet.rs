@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use api_types::NodeId;
+use api_types::{NodeId, Presence};
 use thiserror::Error;
 
 use super::auth::{DiscoveryKey, TAG_LEN};
@@ -32,6 +32,27 @@ const EXT_PUBLIC_KEY: u8 = 1;
 pub const PUBLIC_KEY_LEN: usize = 32;
 const EXT_SEQ: u8 = 2;
 const SEQ_LEN: usize = 8;
+const EXT_PRESENCE: u8 = 3;
+const PRESENCE_LEN: usize = 1;
+
+/// A presence's code in extension 3. `Offline` is never announced (a node that sends
+/// is online); a code this build does not know reads as `Online`, so a later version
+/// may add states without older nodes dropping its packets.
+fn presence_code(p: Presence) -> u8 {
+    match p {
+        Presence::Online | Presence::Offline => 0,
+        Presence::Away => 1,
+        Presence::Busy => 2,
+    }
+}
+
+fn presence_from_code(code: u8) -> Presence {
+    match code {
+        1 => Presence::Away,
+        2 => Presence::Busy,
+        _ => Presence::Online,
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketKind {
@@ -126,6 +147,9 @@ pub struct Packet {
     /// Counts up by one per packet within an instance: what replay protection keys on
     /// (per sender, never against our clock). `None` from senders of an older version.
     pub seq: Option<u64>,
+    /// What the sender's user shows (extension 3); `None` from senders of an older
+    /// version, which are shown `online`.
+    pub presence: Option<Presence>,
 }
 
 impl Packet {
@@ -212,9 +236,14 @@ impl Packet {
             ext.extend_from_slice(&(SEQ_LEN as u16).to_be_bytes());
             ext.extend_from_slice(&seq.to_be_bytes());
         }
+        if let Some(presence) = self.presence {
+            ext.push(EXT_PRESENCE);
+            ext.extend_from_slice(&(PRESENCE_LEN as u16).to_be_bytes());
+            ext.push(presence_code(presence));
+        }
         let tag_len = if key.is_some() { TAG_LEN } else { 0 };
         let total = HEADER_LEN + FIXED_BODY_LEN + 2 + name.len() + 2 + ext.len() + tag_len;
-        // Name ≤ 256 and two extensions (35 + 11 bytes) keep this far below the cap; the check
+        // Name ≤ 256 and three extensions (35 + 11 + 4 bytes) keep this far below the cap; the check
         // guards future extensions.
         let total_u16 = u16::try_from(total).map_err(|_| EncodeError::NameTooLong)?;
         if total > MAX_PACKET_LEN {
@@ -320,6 +349,7 @@ impl Packet {
         }
         let mut public_key = None;
         let mut seq = None;
+        let mut presence = None;
         while !ext.buf.is_empty() {
             let ty = ext.u8().ok_or(DecodeError::BadExtension)?;
             let len = usize::from(ext.u16().ok_or(DecodeError::BadExtension)?);
@@ -337,6 +367,12 @@ impl Packet {
                 if seq.replace(u64::from_be_bytes(raw)).is_some() {
                     return Err(DecodeError::BadExtension);
                 }
+            } else if ty == EXT_PRESENCE {
+                let [code]: [u8; PRESENCE_LEN] =
+                    value.try_into().map_err(|_| DecodeError::BadExtension)?;
+                if presence.replace(presence_from_code(code)).is_some() {
+                    return Err(DecodeError::BadExtension);
+                }
             }
         }
         Ok(Decoded {
@@ -350,6 +386,7 @@ impl Packet {
                 display_name: display_name.to_string(),
                 public_key,
                 seq,
+                presence,
             },
             signed,
             tag,
@@ -407,6 +444,7 @@ pub(crate) mod tests {
             display_name: "张三 laptop".into(),
             public_key: None,
             seq: None,
+            presence: None,
         }
     }
 
@@ -421,18 +459,77 @@ pub(crate) mod tests {
             "[^\\p{Cc}]{0,64}",
             prop::option::of(any::<[u8; 32]>()),
             prop::option::of(any::<u64>()),
+            prop::option::of(prop::sample::select(vec![
+                Presence::Online,
+                Presence::Away,
+                Presence::Busy,
+            ])),
         )
-            .prop_map(|(kind, n, i, ts, nonce, port, name, pk, seq)| Packet {
-                kind,
-                node_id: node(n),
-                instance_id: InstanceId(i),
-                ts: UnixMillis(ts),
-                nonce: Nonce(nonce),
-                listen_port: port,
-                display_name: name,
-                public_key: pk.map(PublicKey),
-                seq,
-            })
+            .prop_map(
+                |(kind, n, i, ts, nonce, port, name, pk, seq, presence)| Packet {
+                    kind,
+                    node_id: node(n),
+                    instance_id: InstanceId(i),
+                    ts: UnixMillis(ts),
+                    nonce: Nonce(nonce),
+                    listen_port: port,
+                    display_name: name,
+                    public_key: pk.map(PublicKey),
+                    seq,
+                    presence,
+                },
+            )
+    }
+
+    #[test]
+    fn presence_rides_in_extension_3_and_unknown_codes_read_as_online() {
+        let mut p = sample(PacketKind::Heartbeat);
+        p.presence = Some(Presence::Busy);
+        let with = p.encode(None).unwrap();
+        let without = sample(PacketKind::Heartbeat).encode(None).unwrap();
+        // Four bytes: type, length (2), code.
+        assert_eq!(with.len(), without.len() + 4);
+        assert_eq!(&with[with.len() - 4..], &[EXT_PRESENCE, 0, 1, 2]);
+        assert_eq!(
+            Packet::decode(&with).unwrap().packet.presence,
+            Some(Presence::Busy)
+        );
+        // An older sender: no extension, no presence (shown online).
+        assert_eq!(Packet::decode(&without).unwrap().packet.presence, None);
+        // A later version's state this build does not know: online, not malformed.
+        let mut future = with.clone();
+        let last = future.len() - 1;
+        future[last] = 9;
+        assert_eq!(
+            Packet::decode(&future).unwrap().packet.presence,
+            Some(Presence::Online)
+        );
+        // Twice, or with the wrong length: malformed.
+        let mut twice = without.clone();
+        let ext_at = twice.len() - 2;
+        twice.truncate(ext_at);
+        twice.extend_from_slice(&8u16.to_be_bytes());
+        twice.extend_from_slice(&[EXT_PRESENCE, 0, 1, 1, EXT_PRESENCE, 0, 1, 2]);
+        let len = twice.len() as u16;
+        twice[8..10].copy_from_slice(&len.to_be_bytes());
+        assert_eq!(
+            Packet::decode(&twice).unwrap_err(),
+            DecodeError::BadExtension
+        );
+    }
+
+    #[test]
+    fn an_older_decoder_skips_the_presence_extension() {
+        // What an older node does with extension 3: an unknown type, skipped. Decoding
+        // with the type renumbered to one nobody knows stands in for that node.
+        let mut p = sample(PacketKind::Hello);
+        p.presence = Some(Presence::Away);
+        let mut bytes = p.encode(None).unwrap();
+        let at = bytes.len() - 4;
+        bytes[at] = 200;
+        let decoded = Packet::decode(&bytes).unwrap().packet;
+        assert_eq!(decoded.presence, None);
+        assert_eq!(decoded.display_name, p.display_name);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use api_types::NodeId;
+use api_types::{NodeId, Presence};
 use serde::Serialize;
 
 use super::packet::{InstanceId, Packet, PacketKind, PublicKey, UnixMillis};
@@ -31,6 +31,9 @@ pub struct Peer {
     /// packets' timestamps. Updated when it moves by [`OFFSET_REPORT_STEP_MS`] or more,
     /// so a few milliseconds of network jitter do not make a peer "change".
     pub clock_offset_ms: Option<i64>,
+    /// What its user shows (`online`, `away`, `busy`), from its latest packet; an
+    /// older node that announces nothing counts as `online`. Meaningful while `online`.
+    pub presence: Presence,
 }
 
 impl Peer {
@@ -46,6 +49,7 @@ impl Peer {
             last_seen_at: None,
             blocked: false,
             clock_offset_ms: None,
+            presence: Presence::Online,
         }
     }
 }
@@ -91,6 +95,8 @@ pub struct PeerChanges {
     pub public_key: bool,
     /// Its clock offset moved (by at least `OFFSET_REPORT_STEP_MS`).
     pub clock_offset: bool,
+    /// Its user's presence changed (online / away / busy).
+    pub presence: bool,
 }
 
 impl PeerChanges {
@@ -101,6 +107,7 @@ impl PeerChanges {
             || self.restarted
             || self.public_key
             || self.clock_offset
+            || self.presence
     }
 }
 
@@ -223,6 +230,7 @@ impl PeerRegistry {
             .clock_offset_ms
             .is_none_or(|o| (o - offset).abs() >= OFFSET_REPORT_STEP_MS);
         let listen_addr = SocketAddr::new(source.ip(), packet.listen_port);
+        let presence = packet.presence.unwrap_or(Presence::Online);
         let changes = PeerChanges {
             address: peer.discovery_addr.is_some_and(|a| a != source),
             display_name: !peer.display_name.is_empty() && peer.display_name != packet.display_name,
@@ -232,6 +240,7 @@ impl PeerRegistry {
             restarted,
             public_key: peer.public_key.is_some() && peer.public_key != packet.public_key,
             clock_offset: peer.clock_offset_ms.is_some() && offset_moved,
+            presence: peer.presence != presence,
         };
         if offset_moved {
             peer.clock_offset_ms = Some(offset);
@@ -242,6 +251,7 @@ impl PeerRegistry {
         peer.listen_addr = Some(listen_addr);
         peer.instance_id = Some(packet.instance_id);
         peer.public_key = packet.public_key;
+        peer.presence = presence;
         peer.online = true;
         peer.last_seen_at = Some(peer.last_seen_at.map_or(now_unix, |t| t.max(now_unix)));
         entry.last_heard = Some(now);
@@ -437,6 +447,28 @@ mod tests {
             .see(&pkt(PacketKind::Heartbeat, 2, 1, 11), "10.0.0.2:19124", 1)
             .is_empty());
         assert_eq!(f.reg.online().count(), 1);
+    }
+
+    #[test]
+    fn a_presence_change_is_an_update_and_an_older_sender_is_online() {
+        let mut f = Fixture::new();
+        // No extension (an older node): online.
+        let ev = f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        assert!(matches!(&ev[..], [PeerEvent::Online(p)] if p.presence == Presence::Online));
+        let mut busy = pkt(PacketKind::Heartbeat, 2, 1, 11);
+        busy.presence = Some(Presence::Busy);
+        let ev = f.see(&busy, "10.0.0.2:19124", 1);
+        assert!(matches!(
+            &ev[..],
+            [PeerEvent::Updated { peer, changes }] if changes.presence && peer.presence == Presence::Busy
+        ));
+        // The same again: nothing to tell.
+        busy.seq = Some(2);
+        assert!(f.see(&busy, "10.0.0.2:19124", 2).is_empty());
+        let mut back = pkt(PacketKind::Heartbeat, 2, 1, 12);
+        back.presence = Some(Presence::Online);
+        let ev = f.see(&back, "10.0.0.2:19124", 3);
+        assert!(matches!(&ev[..], [PeerEvent::Updated { changes, .. }] if changes.presence));
     }
 
     #[test]

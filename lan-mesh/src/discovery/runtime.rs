@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use api_types::{Cidr, NodeId};
+use api_types::{Cidr, NodeId, Presence};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use thiserror::Error;
@@ -41,6 +41,11 @@ pub const HELLO_SCHEDULE: [Duration; 4] = [
     Duration::from_secs(1),
     Duration::from_secs(3),
 ];
+/// A presence change goes out at once as a heartbeat to every announce target, and
+/// again after a second: one lost broadcast must not leave colleagues seeing the old
+/// state for a whole heartbeat interval (15 s). Heartbeats are not answered, so this
+/// costs two small packets per target, not a round of answers like `hello`.
+pub const PRESENCE_SCHEDULE: [Duration; 2] = [Duration::ZERO, Duration::from_secs(1)];
 /// Heartbeats are spread ±10% so nodes powered on together do not stay in lockstep.
 const HEARTBEAT_JITTER: f64 = 0.1;
 /// Events waiting for a slow subscriber; one that falls further behind sees `Lagged`
@@ -104,6 +109,8 @@ pub struct DiscoveryEnv {
     /// Cancelling it stops discovery cleanly (goodbye sent). A node passes a child of
     /// its root token.
     pub cancel: CancellationToken,
+    /// What this node announces at start (`Discovery::set_presence` changes it).
+    pub presence: Presence,
 }
 
 impl Default for DiscoveryEnv {
@@ -113,6 +120,7 @@ impl Default for DiscoveryEnv {
             rng_seed: None,
             store: Box::new(MemoryPeerStore::new()),
             cancel: CancellationToken::new(),
+            presence: Presence::Online,
         }
     }
 }
@@ -126,6 +134,7 @@ enum Command {
     Forget(NodeId, oneshot::Sender<()>),
     AddPeerAddress(SocketAddr, oneshot::Sender<()>),
     RemovePeerAddress(SocketAddr, oneshot::Sender<()>),
+    SetPresence(Presence, oneshot::Sender<()>),
     Reconfigure(
         Box<DiscoveryConfig>,
         oneshot::Sender<Result<(), DiscoveryError>>,
@@ -161,6 +170,7 @@ impl Discovery {
             rng_seed,
             mut store,
             cancel,
+            presence,
         } = env;
         let (store, remembered) = tokio::task::spawn_blocking(move || {
             let peers = store.load_peers();
@@ -241,6 +251,8 @@ impl Discovery {
             sweep: ProbeSweep::default(),
             sweep_inputs: None,
             hello_due: Vec::new(),
+            presence,
+            presence_due: Vec::new(),
             next_heartbeat: now,
             answered: AnswerLimit::default(),
             events: events.clone(),
@@ -335,6 +347,13 @@ impl Discovery {
 
     pub async fn remove_peer_address(&self, addr: SocketAddr) -> Result<(), DiscoveryError> {
         self.ask(|tx| Command::RemovePeerAddress(addr, tx)).await
+    }
+
+    /// Announces this user's presence from now on (extension 3 of every packet); a
+    /// change is sent at once to every announce target (`PRESENCE_SCHEDULE`).
+    /// `Offline` is announced as `online`: a node that sends is there.
+    pub async fn set_presence(&self, presence: Presence) -> Result<(), DiscoveryError> {
+        self.ask(|tx| Command::SetPresence(presence, tx)).await
     }
 
     /// Applies new settings at once: filter, blocks, intervals, targets; rebinds if the
@@ -448,6 +467,10 @@ struct Actor {
     sweep_inputs: Option<(Vec<Cidr>, Vec<Cidr>, Vec<LocalNetwork>)>,
     /// Remaining hello times, soonest last.
     hello_due: Vec<Instant>,
+    /// What every packet announces.
+    presence: Presence,
+    /// Remaining presence-change announcements, soonest last.
+    presence_due: Vec<Instant>,
     next_heartbeat: Instant,
     answered: AnswerLimit,
     events: broadcast::Sender<PeerEvent>,
@@ -491,6 +514,9 @@ impl Actor {
         let mut wake = self.next_heartbeat;
         if let Some(h) = self.hello_due.last() {
             wake = wake.min(*h);
+        }
+        if let Some(p) = self.presence_due.last() {
+            wake = wake.min(*p);
         }
         if let Some((at, _)) = self.answers.first() {
             wake = wake.min(*at);
@@ -572,6 +598,12 @@ impl Actor {
                 self.sweep_batch();
             }
         }
+        if self.presence_due.last().is_some_and(|p| *p <= now) {
+            while self.presence_due.last().is_some_and(|p| *p <= now) {
+                self.presence_due.pop();
+            }
+            self.announce(PacketKind::Heartbeat);
+        }
         if self.next_heartbeat <= now {
             if self.config.networks == NetworkSource::System {
                 self.replan();
@@ -651,6 +683,7 @@ impl Actor {
             display_name: self.config.display_name.clone(),
             public_key: self.config.public_key,
             seq: Some(self.seq),
+            presence: Some(self.presence),
         };
         let bytes = match packet.encode(self.key.as_ref()) {
             Ok(b) => b,
@@ -774,6 +807,19 @@ impl Actor {
             }
             Command::RemovePeerAddress(addr, tx) => {
                 self.config.peer_addresses.retain(|a| *a != addr);
+                let _ = tx.send(());
+            }
+            Command::SetPresence(presence, tx) => {
+                let presence = match presence {
+                    Presence::Offline => Presence::Online,
+                    p => p,
+                };
+                if presence != self.presence {
+                    self.presence = presence;
+                    let now = Instant::now();
+                    self.presence_due = PRESENCE_SCHEDULE.iter().rev().map(|d| now + *d).collect();
+                    tracing::debug!(presence = presence.as_str(), "announcing a presence change");
+                }
                 let _ = tx.send(());
             }
             Command::Reconfigure(config, tx) => {

@@ -8,6 +8,7 @@
 
 mod group_wire;
 mod payload;
+mod receipt;
 mod sync_payload;
 
 use api_types::NodeId;
@@ -23,6 +24,7 @@ pub use payload::{
     dm_outgoing, group_upsert_outgoing, DmPayload, GroupSendPayload, Outgoing, KIND_DM_SEND,
     KIND_GROUP_SEND, KIND_GROUP_UPSERT,
 };
+pub use receipt::{read_receipt_outgoing, ReadReceiptPayload, KIND_READ_RECEIPT};
 pub use sync_payload::{
     ephemeral, is_catch_up_kind, BoundPayload, RangePayload, RangeSummary, RelayMessage,
     RelayPayload, RelayedPayload, SyncMessage, SyncPayload, SyncRange, KIND_GROUP_RELAY,
@@ -233,6 +235,7 @@ impl Envelope {
                     .map_err(|_| EnvelopeError::Invalid("group.upsert payload"))?;
                 Ok(InboundEffect::GroupUpsert(state.into_state()?))
             }
+            KIND_READ_RECEIPT => receipt::effect(&self.payload),
             other => Err(EnvelopeError::UnknownKind(other.chars().take(64).collect())),
         }
     }

@@ -321,6 +321,7 @@ fn online_peer(peer: &NodeId, addr: std::net::SocketAddr) -> Peer {
         last_seen_at: None,
         blocked: false,
         clock_offset_ms: Some(0),
+        presence: api_types::Presence::Online,
     }
 }
 

@@ -120,6 +120,9 @@ struct State {
     cursors: BTreeMap<(GlobalGroupId, NodeId), Cursor>,
     pins: HashMap<NodeId, [u8; 64]>,
     attempts: Vec<AttemptRecord>,
+    /// Read positions per conversation and reader (`receipt.read`), as storage's
+    /// `read_positions`: they only move forward.
+    read_positions: HashMap<(ConversationId, NodeId), OrderKey>,
 }
 
 /// The ports in memory (see the module docs). Share it as `Arc<MemoryStore>`; it is
@@ -182,6 +185,7 @@ impl MemoryStore {
                 cursors: BTreeMap::new(),
                 pins: HashMap::new(),
                 attempts: Vec::new(),
+                read_positions: HashMap::new(),
             }),
         }
     }
@@ -422,6 +426,45 @@ impl State {
 
     fn is_blocked(&self, peer: &NodeId) -> bool {
         self.blocked.contains(peer)
+    }
+
+    /// A `receipt.read` from `from`, with storage's rules: refused unless the sender is
+    /// in the conversation it names (a DM held here, a group it is a member of); the
+    /// position only moves forward.
+    fn apply_receipt(
+        &mut self,
+        from: &NodeId,
+        group: Option<&GlobalGroupId>,
+        up_to: &OrderKey,
+    ) -> Result<InboundOutcome, PortError> {
+        let conversation = match group {
+            None => {
+                let conversation = ConversationId::dm(from);
+                if !self.conversations.contains_key(&conversation) {
+                    return Err(refused("a read receipt for a DM this node does not have"));
+                }
+                conversation
+            }
+            Some(id) => {
+                if !self.groups.contains_key(id) {
+                    return Err(refused(format!("group {id} not found")));
+                }
+                if !self.is_group_member(id, from) {
+                    return Err(refused("a read receipt from a node that is not a member"));
+                }
+                ConversationId::group(id)
+            }
+        };
+        let key = (conversation.clone(), from.clone());
+        let moved = chat_core::receipts::advances(self.read_positions.get(&key), up_to);
+        if moved {
+            self.read_positions.insert(key, *up_to);
+        }
+        Ok(InboundOutcome::ReadReceipt {
+            conversation_id: conversation,
+            up_to: *up_to,
+            moved,
+        })
     }
 
     /// The newest stamp in a conversation (a local message goes after it).
@@ -937,6 +980,10 @@ impl Inbox for MemoryStore {
                 InboundEffect::GroupUpsert(state) => {
                     st.merge_group(&self.local, from, state, arrival.received_at)
                 }
+                InboundEffect::ReadReceipt {
+                    global_group_id,
+                    up_to,
+                } => st.apply_receipt(from, global_group_id.as_ref(), up_to),
             }?;
             st.dedupe.insert(
                 arrival.envelope_id,

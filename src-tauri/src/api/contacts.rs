@@ -48,12 +48,14 @@ pub async fn list(
         })
         .filter(|c| include_blocked || !c.blocked)
         .collect();
+    // On the LAN, this node is reachable while its mesh runs.
+    let on_lan = state.mesh().snapshot().state == MeshState::Running;
     contacts.push(ContactView {
         user_id: UserId::lan(own_id).to_string(),
         peer_id: own_id.to_string(),
         display_name: identity::own_name(&settings),
-        // On the LAN, this node is reachable while its mesh runs.
-        online: state.mesh().snapshot().state == MeshState::Running,
+        online: on_lan,
+        presence: api_types::Presence::shown(on_lan, state.mesh().presence().get().presence),
         address: None,
         last_seen_at: None,
         blocked: false,
@@ -85,6 +87,11 @@ fn contact(id: &NodeId, p: PeerView, blocked: bool) -> ContactView {
         },
         peer_id: p.peer_id,
         online: p.online && !blocked,
+        presence: if blocked {
+            api_types::Presence::Offline
+        } else {
+            p.presence
+        },
         address: p.address,
         last_seen_at: p.last_seen_at,
         blocked,

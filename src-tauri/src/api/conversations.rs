@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
-use mesh_store::dm_envelope;
+use mesh_store::{dm_envelope, read_receipt_envelope};
 use storage::{
     ConversationId, ConversationTarget, HistoryQuery, MessageId, MessagePage, StoreError,
     MAX_BODY_BYTES, MAX_PAGE,
@@ -123,12 +123,23 @@ pub async fn history(
         Err(e) => return Err(e.into()),
     };
     let names = Names::load(&state).await?;
+    let mut messages: Vec<MessageView> = page
+        .messages
+        .iter()
+        .map(|m| views::message_view(m, &names))
+        .collect();
+    if messages.iter().any(|m| m.outgoing) {
+        // Statuses from the read positions; a history without them is still a history.
+        match state.store().read_state(conversation).await {
+            Ok(read) => {
+                let local = state.settings().current().lan_mesh.node_id;
+                views::apply_receipts(&mut messages, &page.messages, &read, &local);
+            }
+            Err(e) => tracing::warn!("cannot read the read positions: {e}"),
+        }
+    }
     Ok(Json(MessagePageView {
-        messages: page
-            .messages
-            .iter()
-            .map(|m| views::message_view(m, &names))
-            .collect(),
+        messages,
         older: page.older.map(views::order_text),
     }))
 }
@@ -169,8 +180,23 @@ pub async fn read(
     Segments(id): Segments<String>,
 ) -> Result<StatusCode, ApiError> {
     let conversation = conversation_id(&id)?;
-    match state.store().mark_read(conversation.clone()).await {
-        Ok(()) => {}
+    let send_receipts = state.settings().current().desktop.send_read_receipts;
+    let marked = state
+        .store()
+        .mark_read_with_receipts(
+            conversation.clone(),
+            send_receipts,
+            now_ms(),
+            read_receipt_envelope,
+        )
+        .await;
+    match marked {
+        Ok(marked) if marked.receipts_queued > 0 => {
+            // Due after `RECEIPT_DELAY_MS`: the worker learns when from the outbox.
+            state.mesh().receipts_queued(marked.receipts_queued);
+            state.mesh().wake_outbox();
+        }
+        Ok(_) => {}
         // A DM without messages has nothing unread.
         Err(StoreError::NotFound { .. }) if is_direct(&conversation) => {}
         Err(e) => return Err(e.into()),

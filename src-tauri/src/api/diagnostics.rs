@@ -137,6 +137,7 @@ async fn report(state: &ApiState) -> Diagnostics {
                     rtt_ms: None,
                     link: LinkState::Offline,
                     key_fingerprint: None,
+                    presence: api_types::Presence::Offline,
                 },
                 None,
                 &blocked,
@@ -211,6 +212,7 @@ async fn report(state: &ApiState) -> Diagnostics {
         faults,
         faults_total,
         warnings: status.warnings,
+        receipts: state.mesh().receipt_counters(),
     };
     scrub(&mut report, &[&mesh.shared_secret, &state.inner.token]);
     report

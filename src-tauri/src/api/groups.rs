@@ -48,12 +48,40 @@ fn member_ids(state: &ApiState, members: &[String]) -> Result<Vec<NodeId>, ApiEr
 async fn view(state: &ApiState, group: &Group) -> Result<GroupView, ApiError> {
     let users = state.store().users().await?;
     let settings = state.settings().current();
-    Ok(views::group_view(
+    let mut view = views::group_view(
         group,
         &users,
         &settings.lan_mesh.node_id,
         &identity::own_name(&settings),
-    ))
+    );
+    with_presence(state, std::slice::from_mut(&mut view)).await;
+    Ok(view)
+}
+
+/// Members' presence as discovery hears it now, and this node's own (the store's
+/// view knows only online or not).
+async fn with_presence(state: &ApiState, views: &mut [GroupView]) {
+    let announced: std::collections::HashMap<String, api_types::Presence> =
+        match state.mesh().discovery() {
+            Some(discovery) => discovery
+                .peers()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .map(|p| (p.node_id.to_string(), crate::mesh::peer_view(p).presence))
+                .collect(),
+            None => Default::default(),
+        };
+    let mine = state.mesh().presence().get().presence;
+    for member in views.iter_mut().flat_map(|v| v.members.iter_mut()) {
+        if member.is_self {
+            member.presence = mine;
+        } else if member.online {
+            if let Some(p) = announced.get(&member.peer_id) {
+                member.presence = *p;
+            }
+        }
+    }
 }
 
 /// Tells the delivery worker and every event stream.
@@ -97,12 +125,12 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<GroupView>>,
     let users = state.store().users().await?;
     let settings = state.settings().current();
     let name = identity::own_name(&settings);
-    Ok(Json(
-        groups
-            .iter()
-            .map(|g| views::group_view(g, &users, &settings.lan_mesh.node_id, &name))
-            .collect(),
-    ))
+    let mut views: Vec<GroupView> = groups
+        .iter()
+        .map(|g| views::group_view(g, &users, &settings.lan_mesh.node_id, &name))
+        .collect();
+    with_presence(&state, &mut views).await;
+    Ok(Json(views))
 }
 
 /// `GET /api/v1/groups/{id}`.

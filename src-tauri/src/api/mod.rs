@@ -13,6 +13,7 @@ pub(crate) mod identity;
 mod json_body;
 mod params;
 mod peers;
+mod presence;
 mod search;
 mod settings;
 mod status;
@@ -119,6 +120,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/peers/{peer_id}", delete(peers::forget))
         .route("/peers/{peer_id}/block", post(peers::block))
         .route("/peers/{peer_id}/unblock", post(peers::unblock))
+        .route("/presence", get(presence::get).put(presence::put))
+        .route("/presence/activity", post(presence::activity))
         .route("/contacts", get(contacts::list))
         .route("/conversations", get(conversations::list))
         .route(

@@ -60,6 +60,7 @@ pub(super) fn stored_peer_view(p: storage::Peer) -> PeerView {
             api_types::LinkState::Offline
         },
         key_fingerprint: None,
+        presence: api_types::Presence::Offline,
     }
 }
 
@@ -76,6 +77,9 @@ pub async fn list(
         .map(|mut p| {
             // The settings are the source of truth for blocks.
             p.blocked = blocked.iter().any(|b| b.as_str() == p.peer_id);
+            if p.blocked {
+                p.presence = api_types::Presence::Offline;
+            }
             p
         })
         .filter(|p| include_blocked || !p.blocked)

@@ -53,6 +53,7 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         transport: snapshot.transport.as_ref().map(|t| t.counters()),
         link_key: state.mesh().link_key().to_string(),
         warnings,
+        presence: state.mesh().presence().get(),
     })
 }
 
@@ -160,6 +161,7 @@ mod tests {
             rtt_ms: None,
             link: api_types::LinkState::Idle,
             key_fingerprint: None,
+            presence: api_types::Presence::Online,
         }
     }
 

@@ -151,6 +151,39 @@ pub fn message_view(m: &Message, names: &Names) -> MessageView {
         // in the future (`Message::shown_at`; the author's own stamp stays stored).
         sent_at: unix_ms(m.shown_at()),
         order: order_text(m.order_key()),
+        read_by: None,
+    }
+}
+
+/// Read receipts on this node's own messages, computed from the conversation's read
+/// positions (`chat_core::receipts`): a DM its peer has read turns `read`; a group
+/// message gets "read by k of n". `views` and `messages` are the same list.
+pub fn apply_receipts(
+    views: &mut [MessageView],
+    messages: &[Message],
+    read: &storage::ReadState,
+    local: &api_types::NodeId,
+) {
+    use storage::read_rules as receipts;
+    for (view, message) in views.iter_mut().zip(messages) {
+        if !view.outgoing {
+            continue;
+        }
+        let key = message.order_key();
+        match message.conversation_id.target() {
+            ConversationTarget::Direct(peer) => {
+                if view.status != MessageStatus::Failed
+                    && receipts::has_read(read.position_of(peer).as_ref(), &key)
+                {
+                    view.status = MessageStatus::Read;
+                }
+            }
+            ConversationTarget::Group(_) => {
+                let (count, of) =
+                    receipts::read_by(local, &key, &read.members, |m| read.position_of(m));
+                view.read_by = Some(api_types::ReadBy { count, of });
+            }
+        }
     }
 }
 
@@ -216,11 +249,14 @@ pub fn group_state_view(
                 Some(u) if !u.display_name.is_empty() => u.display_name.clone(),
                 _ => member.to_string(),
             };
+            let online = is_self || user.is_some_and(|u| u.online && !u.blocked);
             api_types::GroupMemberView {
                 peer_id: member.to_string(),
                 user_id: user_id.to_string(),
                 display_name,
-                online: is_self || user.is_some_and(|u| u.online && !u.blocked),
+                online,
+                // Refined from discovery where a request can ask it (`api::groups`).
+                presence: api_types::Presence::shown(online, api_types::Presence::Online),
                 is_self,
                 is_owner: *member == state.owner,
             }

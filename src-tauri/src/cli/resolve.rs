@@ -132,6 +132,7 @@ mod tests {
             last_seen_at: None,
             blocked: false,
             is_self: false,
+            presence: api_types::Presence::Online,
             conversation_id: format!("dm:lan:{id}"),
         }
     }

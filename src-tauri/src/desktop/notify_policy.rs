@@ -157,6 +157,7 @@ mod tests {
             status: MessageStatus::Delivered,
             sent_at: 0,
             order: "1".into(),
+            read_by: None,
         }
     }
 

@@ -1,9 +1,8 @@
-//! The user's status as the tray sets it (online / away / busy). For now it lives only
-//! in this process: busy silences notifications. The presence work (announcing it to
-//! colleagues, auto-away) reads and sets the same value through `PresenceSetting`.
+//! The user's status as the tray and the notifier see it (online / away / busy): a
+//! view of the node's own presence (`crate::presence`), so the tray, the UI's picker,
+//! `PUT /api/v1/presence` and the idle timer all change the one value colleagues see.
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
+use crate::presence::PresenceHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {
@@ -26,34 +25,52 @@ impl Presence {
     pub fn from_key(key: &str) -> Option<Presence> {
         Presence::ALL.into_iter().find(|p| p.key() == key)
     }
+
+    fn from_api(p: api_types::Presence) -> Presence {
+        match p {
+            api_types::Presence::Away => Presence::Away,
+            api_types::Presence::Busy => Presence::Busy,
+            // This node is never offline to itself.
+            api_types::Presence::Online | api_types::Presence::Offline => Presence::Online,
+        }
+    }
+
+    fn to_api(self) -> api_types::Presence {
+        match self {
+            Presence::Online => api_types::Presence::Online,
+            Presence::Away => api_types::Presence::Away,
+            Presence::Busy => api_types::Presence::Busy,
+        }
+    }
 }
 
-/// Shared, cheap to clone.
-#[derive(Clone)]
-pub struct PresenceSetting(Arc<AtomicU8>);
+/// Shared, cheap to clone: the node's presence handle.
+#[derive(Clone, Default)]
+pub struct PresenceSetting(PresenceHandle);
 
-impl Default for PresenceSetting {
-    fn default() -> Self {
-        PresenceSetting(Arc::new(AtomicU8::new(0)))
+impl From<PresenceHandle> for PresenceSetting {
+    fn from(handle: PresenceHandle) -> Self {
+        PresenceSetting(handle)
     }
 }
 
 impl PresenceSetting {
     pub fn get(&self) -> Presence {
-        match self.0.load(Ordering::Relaxed) {
-            1 => Presence::Away,
-            2 => Presence::Busy,
-            _ => Presence::Online,
-        }
+        Presence::from_api(self.0.get().presence)
     }
 
+    /// A choice from the tray: the same path as `PUT /api/v1/presence`.
     pub fn set(&self, presence: Presence) {
-        let n = match presence {
-            Presence::Online => 0,
-            Presence::Away => 1,
-            Presence::Busy => 2,
-        };
-        self.0.store(n, Ordering::Relaxed);
+        self.0.choose(presence.to_api());
+    }
+
+    /// Changes from any path (the UI, the API, the idle timer), for the tray.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<api_types::MyPresence> {
+        self.0.subscribe()
+    }
+
+    pub fn shown(p: api_types::Presence) -> Presence {
+        Presence::from_api(p)
     }
 }
 
@@ -62,12 +79,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_trips() {
-        let p = PresenceSetting::default();
+    fn round_trips_through_the_node_presence() {
+        let handle = PresenceHandle::default();
+        let p = PresenceSetting::from(handle.clone());
         assert_eq!(p.get(), Presence::Online);
         for want in Presence::ALL {
             p.clone().set(want);
             assert_eq!(p.get(), want);
+            assert_eq!(handle.get().presence, want.to_api());
             assert_eq!(Presence::from_key(want.key()), Some(want));
         }
     }

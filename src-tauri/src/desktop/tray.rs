@@ -134,7 +134,8 @@ impl Tray {
     }
 
     /// Check items toggle themselves when clicked; exactly one status stays checked.
-    fn show_presence(&self, presence: Presence) {
+    /// Also called when the presence changed elsewhere (the UI, the idle timer).
+    pub fn show_presence(&self, presence: Presence) {
         for (p, item) in &self.presence_items {
             let _ = item.set_checked(*p == presence);
         }

@@ -13,6 +13,7 @@ mod links;
 mod mesh;
 mod opening;
 mod ordering;
+mod receipts;
 mod search;
 
 use std::path::{Path, PathBuf};

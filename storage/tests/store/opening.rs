@@ -34,6 +34,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         (3, include_str!("../fixtures/schema_v3.sql")),
         (4, include_str!("../fixtures/schema_v4.sql")),
         (5, include_str!("../fixtures/schema_v5.sql")),
+        (6, include_str!("../fixtures/schema_v6.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {
@@ -103,6 +104,28 @@ async fn every_earlier_schema_migrates_with_its_data() {
             state.validate().unwrap();
             assert!(store.group_invitations().await.unwrap().is_empty());
         }
+        // Read receipts (v6) on an upgraded database: nothing read yet; marking the DM
+        // read moves this node's position to Alice's message and queues one receipt.
+        assert!(store
+            .read_state(dm.clone())
+            .await
+            .unwrap()
+            .positions
+            .is_empty());
+        let marked = store
+            .mark_read_with_receipts(
+                dm.clone(),
+                true,
+                crate::now_ms(),
+                crate::receipts::receipt_envelope,
+            )
+            .await
+            .unwrap();
+        assert_eq!(marked.receipts_queued, 1);
+        assert_eq!(
+            marked.moved_to.map(|k| k.message_id.to_string()).as_deref(),
+            Some("01HG0000000000000000000002")
+        );
         store.integrity_check().await.unwrap();
         store.close().await.unwrap();
         let conn = Connection::open(&path).unwrap();

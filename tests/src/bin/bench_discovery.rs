@@ -675,6 +675,7 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
                     public_key: None,
                     // One instance, counting up: each probe is new to the node.
                     seq: Some(u64::try_from(i).unwrap_or(u64::MAX) + 1),
+                    presence: None,
                 }
                 .encode(key.as_ref())
                 .map_err(|e| anyhow!("{e}"))?;
