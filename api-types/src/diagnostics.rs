@@ -189,6 +189,8 @@ impl TransportCounters {
             ("handshake_failed", self.handshake_failed),
             ("refused_blocked_peer", self.refused_blocked_peer),
             ("refused_key_mismatch", self.refused_key_mismatch),
+            ("refused_identity", self.refused_identity),
+            ("refused_twin", self.refused_twin),
             ("dials_failed", self.dials_failed),
             ("duplicate_links", self.duplicate_links),
             ("frames_undecryptable", self.frames_undecryptable),
@@ -232,6 +234,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), drops.len());
-        assert_eq!(TransportCounters::default().drops().len(), 11);
+        assert_eq!(TransportCounters::default().drops().len(), 13);
     }
 }

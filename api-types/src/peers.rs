@@ -106,6 +106,13 @@ pub struct TransportCounters {
     pub handshake_failed: u64,
     pub refused_blocked_peer: u64,
     pub refused_key_mismatch: u64,
+    /// Peers whose keys did not prove the id they claimed (or another id answered at
+    /// the address discovery announced for it): refused.
+    #[serde(default)]
+    pub refused_identity: u64,
+    /// Links refused or closed because two live nodes hold the peer's id (twins).
+    #[serde(default)]
+    pub refused_twin: u64,
     pub dials_failed: u64,
     pub duplicate_links: u64,
     pub frames_sent: u64,

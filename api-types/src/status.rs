@@ -64,6 +64,13 @@ pub struct Warning {
     /// ours minus our colleagues'; for `peer_clock_offset`, the peer's minus ours).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset_ms: Option<i64>,
+    /// For `duplicate_identity`: the other computer's link address (`ip:port`); for a
+    /// colleague's twins, the first of `addresses`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// For `duplicate_identity` about a colleague: every address holding its id.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,4 +82,9 @@ pub enum WarningCode {
     ClockOffset,
     /// One colleague's clock differs from ours by over a minute.
     PeerClockOffset,
+    /// Two live computers hold one identity (a copied data directory, a cloned VM):
+    /// this one and the one at `address` (`peer_id` is this node's id), or a
+    /// colleague's (`peer_id`) at `addresses`. Links with a twinned colleague are
+    /// refused, so messages for it wait instead of going to either twin.
+    DuplicateIdentity,
 }

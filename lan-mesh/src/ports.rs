@@ -277,9 +277,36 @@ pub trait GroupLog: Send + Sync {
     ) -> PortFuture<'_, RelayOutcome>;
 }
 
+/// What re-attaching a colleague's earlier id did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reattach {
+    /// Its contact, history, groups and queue moved to the new id.
+    Moved,
+    /// Nothing was known under the old id (or it was moved before).
+    NothingKnown,
+    /// The old id is of the random-id era and the keys pinned for it are not the ones
+    /// that signed the statement (or none were pinned): not moved.
+    Refused,
+}
+
 /// The link keys each peer showed first.
 pub trait KeyBook: Send + Sync {
     fn pin_link_keys(&self, peer: NodeId, keys: [u8; 64]) -> PortFuture<'_, KeyPin>;
+
+    /// A peer proved (a statement signed by `old_keys`) that its earlier id `old` is now
+    /// `new`. With `old_derived` the old keys derive the old id, which settles it;
+    /// otherwise the keys pinned for `old` must be `old_keys`. Moves what was known
+    /// under `old` to `new` (docs/STORAGE.md, "Identity changes").
+    fn reattach_identity(
+        &self,
+        old: NodeId,
+        old_keys: [u8; 64],
+        old_derived: bool,
+        new: NodeId,
+    ) -> PortFuture<'_, Reattach> {
+        let _ = (old, old_keys, old_derived, new);
+        Box::pin(async { Ok(Reattach::NothingKnown) })
+    }
 }
 
 /// Everything delivery and the transport need from persistence.

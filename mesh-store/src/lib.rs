@@ -379,6 +379,27 @@ impl GroupLog for StorePorts {
 }
 
 impl KeyBook for StorePorts {
+    fn reattach_identity(
+        &self,
+        old: NodeId,
+        old_keys: [u8; 64],
+        old_derived: bool,
+        new: NodeId,
+    ) -> PortFuture<'_, lan_mesh::ports::Reattach> {
+        Box::pin(async move {
+            let done = self
+                .store
+                .reattach_peer_checked(old, old_keys, old_derived, new)
+                .await
+                .map_err(port_error)?;
+            Ok(match done {
+                storage::PeerReattach::Moved => lan_mesh::ports::Reattach::Moved,
+                storage::PeerReattach::NothingKnown => lan_mesh::ports::Reattach::NothingKnown,
+                storage::PeerReattach::Refused => lan_mesh::ports::Reattach::Refused,
+            })
+        })
+    }
+
     fn pin_link_keys(&self, peer: NodeId, keys: [u8; 64]) -> PortFuture<'_, KeyPin> {
         Box::pin(async move {
             let pin = self

@@ -18,7 +18,7 @@ use lan_mesh::discovery::{
     targets, Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
     PublicKey,
 };
-use lan_mesh::transport::{NodeKeys, Transport, TransportConfig};
+use lan_mesh::transport::{IdentityStatement, NodeKeys, Transport, TransportConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use storage::{GlobalGroupId, Store};
 use tokio::sync::{broadcast, watch, Notify};
@@ -406,6 +406,9 @@ impl Supervisor {
             .map_err(|e| e.to_string())?;
         let (link_tx, link_rx) = tokio::sync::mpsc::channel(LINK_EVENT_BACKLOG);
         let local = link_config.node_id.clone();
+        // A twin proof holds for two peer TTLs: discovery re-suspects (and the proof is
+        // renewed) every heartbeat while both twins run.
+        let twin_hold = link_config.dead_after.saturating_mul(2);
         let transport = match Transport::start(
             link_config,
             self.keys.clone(),
@@ -421,6 +424,7 @@ impl Supervisor {
                 return Err(e.to_string());
             }
         };
+        let announcing = self.announce_previous_ids(&transport).await;
         let addresses = AddressBook::default();
         let offsets = ClockOffsets::default();
         // Subscribe before reading the list, so no change falls between the two.
@@ -457,7 +461,21 @@ impl Supervisor {
         });
         let (store, local_id) = (self.store.clone(), local.clone());
         let receipts = Arc::clone(&self.receipts);
-        let forwarders = vec![
+        let mut forwarders = Vec::new();
+        if announcing {
+            forwarders.push(tokio::spawn(link_every_colleague(
+                discovery.subscribe(),
+                transport.clone(),
+                forwarder_stop.clone(),
+            )));
+        }
+        forwarders.extend([
+            tokio::spawn(check_twins(
+                discovery.subscribe_twins(),
+                transport.clone(),
+                twin_hold,
+                forwarder_stop.clone(),
+            )),
             tokio::spawn(forward(
                 discovery.subscribe(),
                 self.events.clone(),
@@ -476,7 +494,7 @@ impl Supervisor {
                 discovery.clone(),
                 forwarder_stop.clone(),
             )),
-        ];
+        ]);
         Ok(Running {
             discovery,
             transport,
@@ -484,6 +502,27 @@ impl Supervisor {
             forwarders,
             forwarder_stop,
         })
+    }
+
+    /// This node's earlier ids (an upgrade from a random id), signed by its key, for
+    /// every handshake to announce. True when there are any.
+    async fn announce_previous_ids(&self, transport: &Transport) -> bool {
+        let previous = match self.store.own_previous_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("cannot read this node's earlier ids: {e}");
+                return false;
+            }
+        };
+        let public = self.keys.public();
+        let statements: Vec<IdentityStatement> = previous
+            .iter()
+            .take(lan_mesh::transport::noise::MAX_PREVIOUS_IDS)
+            .map(|old| IdentityStatement::sign(old, &self.keys, &public))
+            .collect();
+        let any = !statements.is_empty();
+        transport.announce_previous_ids(statements);
+        any
     }
 
     async fn stop_running(&mut self) {
@@ -531,6 +570,57 @@ impl Supervisor {
         });
         if changed {
             let _ = self.events.send(Event::MeshState { state, error });
+        }
+    }
+}
+
+/// Links to every colleague that comes online (once per link), so each hears this
+/// node's earlier ids in the handshake and re-attaches what it knew under them, even
+/// when nothing is queued for it.
+async fn link_every_colleague(
+    mut events: broadcast::Receiver<PeerEvent>,
+    transport: Transport,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            e = events.recv() => e,
+            _ = stop.cancelled() => return,
+        };
+        match event {
+            Ok(PeerEvent::Online(peer)) | Ok(PeerEvent::Updated { peer, .. }) if peer.online => {
+                if let Some(addr) = peer.listen_addr {
+                    transport.connect(&peer.node_id, addr);
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Has the transport prove or dismiss each twin discovery suspects: a probe handshake
+/// at every address announcing the id (see `lan_mesh::transport::twins`).
+async fn check_twins(
+    mut sightings: broadcast::Receiver<lan_mesh::discovery::TwinSighting>,
+    transport: Transport,
+    hold: Duration,
+    stop: CancellationToken,
+) {
+    loop {
+        let sighting = tokio::select! {
+            s = sightings.recv() => s,
+            _ = stop.cancelled() => return,
+        };
+        match sighting {
+            Ok(sighting) => {
+                for addr in &sighting.addresses {
+                    transport.check_identity_at(&sighting.node_id, *addr, hold);
+                }
+            }
+            // Missed suspicions come back at the next heartbeat.
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

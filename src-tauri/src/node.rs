@@ -87,7 +87,19 @@ impl Node {
             config.data_dir.join(PRESEED_FILE),
             PathBuf::from(SYSTEM_PRESEED),
         ];
-        let settings = settings_file::load_or_create_preseeded(&data_dir, &preseeds)?;
+        let mut settings = settings_file::load_or_create_preseeded(&data_dir, &preseeds)?;
+        let keys = data_dir.node_keys(NodeKeys::from_bytes, || {
+            NodeKeys::generate().map(|k| k.to_bytes().to_vec())
+        })?;
+        // The node's id is the one its keys derive (docs/PROTOCOL.md, "Node ids"). A
+        // data directory of the random-id era (or a fresh settings file) takes it now.
+        let derived = keys.public().node_id();
+        if settings.lan_mesh.node_id != derived {
+            tracing::info!(old = %settings.lan_mesh.node_id, new = %derived,
+                "the node id becomes the one its keys derive");
+            settings.lan_mesh.node_id = derived.clone();
+            settings_file::save(&data_dir, &settings)?;
+        }
         let token = data_dir.api_token()?;
         let listener =
             TcpListener::bind(config.api_addr)
@@ -106,6 +118,12 @@ impl Node {
             tracing::info!(?policy, "outbox retry policy from the environment");
             store.set_retry_policy(policy).await?;
         }
+        // A database kept under an earlier id moves to the derived one first (its own
+        // rows: identity, user, messages it wrote, group memberships); the contacts
+        // hear of it from the mesh (`identity.change`).
+        if let Some(old) = store.change_local_identity(derived.clone()).await? {
+            tracing::info!(%old, new = %derived, "this node's history moved to its derived id");
+        }
         // The store stamps outgoing messages and checks inbound ones with this node's
         // id, so it is set before anything can send or receive.
         let name = api::identity::stored_name(&settings);
@@ -116,9 +134,6 @@ impl Node {
                 lan_mesh::delivery::now_ms(),
             )
             .await?;
-        let keys = data_dir.node_keys(NodeKeys::from_bytes, || {
-            NodeKeys::generate().map(|k| k.to_bytes().to_vec())
-        })?;
         tracing::info!(link_key = %keys.public().fingerprint(), "node keys loaded");
 
         let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));

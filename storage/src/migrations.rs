@@ -221,6 +221,19 @@ CREATE TABLE receipt_outbox (
     PRIMARY KEY (conversation_id, peer_id)
 ) STRICT, WITHOUT ROWID;
 "#,
+    // v8: node ids derived from keys (docs/STORAGE.md, "Identity changes"). Each id
+    // that became another: this node's own (`local = 1`: an upgrade from a random id,
+    // or a new identity; its statement is announced to every contact) and those
+    // colleagues announced (`local = 0`: what arrives later under the old id is
+    // re-attached too).
+    r#"
+CREATE TABLE identity_changes (
+    old_id     TEXT PRIMARY KEY,
+    new_id     TEXT NOT NULL,
+    local      INTEGER NOT NULL CHECK (local IN (0, 1)),
+    changed_at INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

@@ -119,6 +119,53 @@ impl Store {
         .await
     }
 
+    /// This node's id becomes `new` (the id its keys derive, or a new identity's):
+    /// every row about itself moves in one durable commit. Returns the id it had, or
+    /// `None` when it already was `new` or the database is new.
+    pub async fn change_local_identity(&self, new: NodeId) -> StoreResult<Option<NodeId>> {
+        self.write(Durability::BeforeAck, move |c, s| {
+            crate::identity_change::change_local_identity(c, s, &new)
+        })
+        .await
+    }
+
+    /// A colleague proved that `old` is now `new`: its contact, DM history, group
+    /// memberships, delivery cursors and queued envelopes move to the new id. Returns
+    /// whether anything was known under `old`.
+    pub async fn reattach_peer(&self, old: NodeId, new: NodeId) -> StoreResult<bool> {
+        self.write(Durability::BeforeAck, move |c, _| {
+            crate::identity_change::reattach_peer(c, &old, &new)
+        })
+        .await
+    }
+
+    /// [`Store::reattach_peer`] once `old_keys` are shown to have held `old`: they
+    /// derive it (`old_derived`, which the caller checked) or were pinned for it.
+    pub async fn reattach_peer_checked(
+        &self,
+        old: NodeId,
+        old_keys: [u8; 64],
+        old_derived: bool,
+        new: NodeId,
+    ) -> StoreResult<crate::identity_change::PeerReattach> {
+        self.write(Durability::BeforeAck, move |c, _| {
+            crate::identity_change::reattach_peer_checked(c, &old, &old_keys, old_derived, &new)
+        })
+        .await
+    }
+
+    /// The link keys pinned for `peer` (64 bytes), if any: what an identity change
+    /// from an id of the random-id era is checked against.
+    pub async fn pinned_link_keys(&self, peer: NodeId) -> StoreResult<Option<Vec<u8>>> {
+        self.read(move |c| crate::identity_change::pinned_keys(c, &peer))
+            .await
+    }
+
+    /// This node's earlier ids, newest first.
+    pub async fn own_previous_ids(&self) -> StoreResult<Vec<NodeId>> {
+        self.read(crate::identity_change::own_previous_ids).await
+    }
+
     pub async fn local_identity(&self) -> StoreResult<Option<LocalIdentity>> {
         self.read(chat::local_identity).await
     }

@@ -172,6 +172,42 @@ fn unused_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
     anyhow::bail!("no free port below {ephemeral_from} after {PORT_TRIES} tries")
 }
 
+/// Key files made by [`keyed_node_id`], by the node id they derive, until
+/// [`write_settings`] puts them into a data directory.
+static NODE_KEYS: std::sync::Mutex<Vec<(String, Vec<u8>)>> = std::sync::Mutex::new(Vec::new());
+
+/// A node id known before the node first starts: a node's id is the one its keys
+/// derive, so this makes the keys (kept until [`write_settings`] writes the settings
+/// naming this id, which puts the key file beside them).
+pub fn keyed_node_id() -> anyhow::Result<String> {
+    let keys = lan_mesh::transport::NodeKeys::generate()?;
+    let id = keys.public().node_id().to_string();
+    NODE_KEYS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((id.clone(), keys.to_bytes().to_vec()));
+    Ok(id)
+}
+
+/// Writes `settings.json` into a data directory (created if needed) and, when its
+/// `lan_mesh.node_id` came from [`keyed_node_id`], the node's key file, so the node
+/// starts with exactly that id.
+pub fn write_settings(dir: &Path, doc: &serde_json::Value) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("settings.json"), doc.to_string())?;
+    let id = doc["lan_mesh"]["node_id"].as_str().unwrap_or_default();
+    let key = NODE_KEYS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(k, _)| k == id)
+        .map(|(_, bytes)| bytes.clone());
+    if let Some(bytes) = key {
+        storage::private_file::write_atomic(&dir.join(storage::data_dir::NODE_KEY_FILE), &bytes)?;
+    }
+    Ok(())
+}
+
 /// A settings document for a node on loopback with the LAN mesh on and short intervals
 /// (heartbeat 1 s, TTL 3 s) that probes `other_discovery_port` (loopback has no
 /// broadcast). Returns the node id and the document to write as `settings.json`.
@@ -181,7 +217,7 @@ pub fn loopback_mesh_settings(
     other_discovery_port: u16,
     secret: &str,
 ) -> anyhow::Result<(String, serde_json::Value)> {
-    let id = ulid::Ulid::new().to_string();
+    let id = keyed_node_id()?;
     let doc = serde_json::json!({"lan_mesh": {
         "enabled": true, "node_id": id, "display_name": name,
         "listen_port": free_port()?, "discovery_port": discovery_port,
@@ -297,11 +333,7 @@ impl PairPlan {
     pub async fn start(self) -> anyhow::Result<LoopbackPair> {
         for side in [Side::A, Side::B] {
             let dir = self.root.path().join(side.dir_name());
-            std::fs::create_dir_all(&dir)?;
-            std::fs::write(
-                dir.join("settings.json"),
-                self.settings[side.index()].to_string(),
-            )?;
+            write_settings(&dir, &self.settings[side.index()])?;
         }
         let a = start_node(&self.root.path().join("a"), &self.env[0]).await?;
         let b = start_node(&self.root.path().join("b"), &self.env[1]).await?;
@@ -487,8 +519,7 @@ impl LoopbackMesh {
         let mut nodes = Vec::new();
         for (name, doc) in names.iter().zip(&docs) {
             let node_dir = root.path().join(name);
-            std::fs::create_dir_all(&node_dir)?;
-            std::fs::write(node_dir.join("settings.json"), doc.to_string())?;
+            write_settings(&node_dir, doc)?;
             nodes.push(start_node(&node_dir, &env).await?);
         }
         Ok(LoopbackMesh {

@@ -506,7 +506,7 @@ impl Lan {
             ns,
             lan: Arc::clone(&self.shared),
             data_dir,
-            node_id: ulid::Ulid::new().to_string(),
+            node_id: crate::keyed_node_id()?,
             display_name: role.to_string(),
             pid: None,
             api: None,
@@ -514,6 +514,65 @@ impl Lan {
         };
         host.write_settings(&settings)?;
         host.start().await?;
+        Ok(host)
+    }
+
+    /// Starts a node in `ns` on a copy of `from`'s data directory (settings, keys,
+    /// database): a cloned computer, the same identity. Stop `from` first, so the copy
+    /// is of a closed database.
+    pub async fn start_copy(&self, ns: NetNs, role: &str, from: &Host) -> anyhow::Result<Host> {
+        let data_dir = self.shared.dir.join(&ns.name);
+        copy_dir(&from.data_dir, &data_dir)?;
+        let mut host = Host {
+            ns,
+            lan: Arc::clone(&self.shared),
+            data_dir,
+            node_id: from.node_id.clone(),
+            display_name: role.to_string(),
+            pid: None,
+            api: None,
+            env: from.env.clone(),
+        };
+        host.start().await?;
+        Ok(host)
+    }
+
+    /// Starts a node in `ns` on a copy of the data directory `fixture` (its key file and
+    /// database; its settings' node id is kept, the rest of `settings` is this LAN's):
+    /// a node of an earlier version being upgraded. `node_id` is then the id the node
+    /// runs with (read from its status), which may differ from the fixture's.
+    pub async fn start_from_fixture(
+        &self,
+        ns: NetNs,
+        role: &str,
+        fixture: &Path,
+        settings: NodeSettings,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Host> {
+        let data_dir = self.shared.dir.join(&ns.name);
+        copy_dir(fixture, &data_dir)?;
+        let stored: Value = serde_json::from_slice(&std::fs::read(fixture.join("settings.json"))?)?;
+        let old_id = stored["lan_mesh"]["node_id"]
+            .as_str()
+            .context("the fixture's settings have no node id")?
+            .to_string();
+        let mut host = Host {
+            ns,
+            lan: Arc::clone(&self.shared),
+            data_dir,
+            node_id: old_id,
+            display_name: role.to_string(),
+            pid: None,
+            api: None,
+            env: env.to_vec(),
+        };
+        host.write_settings(&settings)?;
+        host.start().await?;
+        let status = host.status().await?;
+        host.node_id = status["node_id"]
+            .as_str()
+            .context("the status has no node id")?
+            .to_string();
         Ok(host)
     }
 
@@ -897,6 +956,19 @@ pub fn hex_decode(hex: &str) -> anyhow::Result<Vec<u8>> {
         .collect()
 }
 
+/// Copies a data directory (files only: a node's directory has no subdirectories that
+/// matter), leaving out the running node's `api.json`.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() && entry.file_name() != "api.json" {
+            std::fs::copy(entry.path(), to.join(entry.file_name()))?;
+        }
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------
 // lanchat nodes
 
@@ -1003,7 +1075,7 @@ pub struct Host {
     pub ns: NetNs,
     lan: Arc<LanShared>,
     pub data_dir: PathBuf,
-    /// The ULID written to its settings.
+    /// Its node id: derived from the keys written beside its settings.
     pub node_id: String,
     pub display_name: String,
     pid: Option<u32>,
@@ -1025,13 +1097,8 @@ impl fmt::Debug for Host {
 
 impl Host {
     fn write_settings(&self, settings: &NodeSettings) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.data_dir)?;
         let doc = settings.document(&self.node_id, &self.display_name);
-        std::fs::write(
-            self.data_dir.join("settings.json"),
-            serde_json::to_vec_pretty(&doc)?,
-        )?;
-        Ok(())
+        crate::write_settings(&self.data_dir, &doc)
     }
 
     /// Sets an environment variable for the node's next start (e.g. a test hook such as

@@ -205,7 +205,7 @@ async fn ctrl_k_jumps_to_a_conversation() -> anyhow::Result<()> {
     let (b_id, sb) = loopback_mesh_settings("Zhang San", pb, pa, "office")?;
     for (name, doc) in [("a", sa), ("b", sb)] {
         std::fs::create_dir_all(tmp.path().join(name))?;
-        std::fs::write(tmp.path().join(name).join("settings.json"), doc.to_string())?;
+        lanchat_tests::write_settings(&tmp.path().join(name), &doc)?;
     }
     let a = NodeProcess::serve(&tmp.path().join("a")).await?;
     let b = NodeProcess::serve(&tmp.path().join("b")).await?;

@@ -291,7 +291,7 @@ async fn a_mesh_that_cannot_bind_reports_it_and_starts_once_the_port_is_free() -
     let port = squatter.local_addr()?.port();
     let (_, doc) = lanchat_tests::loopback_mesh_settings("alpha", port, port, "office")?;
     std::fs::create_dir_all(tmp.path().join("a"))?;
-    std::fs::write(tmp.path().join("a/settings.json"), doc.to_string())?;
+    lanchat_tests::write_settings(&tmp.path().join("a"), &doc)?;
     let node = NodeProcess::serve(&tmp.path().join("a")).await?;
 
     let status = wait_until(LIMIT, "mesh failed", || async {

@@ -12,7 +12,6 @@ use lanchat_tests::{artifacts_dir, wait_until, NodeProcess};
 
 const WINDOW_LIMIT: Duration = Duration::from_secs(60);
 const DISPLAY_NAME: &str = "Window Smoke Test";
-const NODE_ID: &str = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
 
 struct Xvfb {
     child: Child,
@@ -70,16 +69,16 @@ async fn the_window_opens_titled_and_shows_the_node() -> anyhow::Result<()> {
     let xvfb = Xvfb::start().await?;
     let tmp = tempfile::tempdir()?;
     let data_dir = tmp.path().join("node");
-    std::fs::create_dir_all(&data_dir)?;
+    let node_id = lanchat_tests::keyed_node_id()?;
     let settings = serde_json::json!({
-        "lan_mesh": {"node_id": NODE_ID, "display_name": DISPLAY_NAME},
+        "lan_mesh": {"node_id": node_id, "display_name": DISPLAY_NAME},
         "ui": {"language": "en-US"}
     });
-    std::fs::write(data_dir.join("settings.json"), settings.to_string())?;
+    lanchat_tests::write_settings(&data_dir, &settings)?;
 
     let mut node = NodeProcess::start(&data_dir, &[], &[("DISPLAY", &xvfb.display)]).await?;
     let status = node.get_json("v1/status").await?;
-    assert_eq!(status["node_id"], NODE_ID);
+    assert_eq!(status["node_id"], node_id.as_str());
 
     let display = xvfb.display.clone();
     let window = wait_until(WINDOW_LIMIT, "an X window named lanchat", || {

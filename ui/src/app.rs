@@ -17,6 +17,7 @@ use crate::diagnostics_view::DiagnosticsView;
 use crate::group_dialog::CreateGroupDialog;
 use crate::group_model;
 use crate::group_state::Groups;
+use crate::identity_banner::IdentityBanner;
 use crate::language;
 use crate::messenger::Chat;
 use crate::notices::{NoticeKind, Notices, Toasts};
@@ -285,6 +286,7 @@ pub fn App() -> impl IntoView {
             <crate::presence_picker::PresencePicker/>
             <LanguageSwitch/>
         </header>
+        <IdentityBanner/>
         <main class:messenger-main=move || tab.get() == Tab::Chat>
             {move || match tab.get() {
                 Tab::Chat => view! { <Messenger/> }.into_any(),

@@ -62,6 +62,24 @@ pub fn warning(lang: Language, w: &Warning) -> String {
                 &[("name", &name), ("offset", &offset_text)],
             )
         }
+        WarningCode::DuplicateIdentity => {
+            let address = w.address.clone().unwrap_or_default();
+            if w.addresses.is_empty() {
+                i18n::tf(lang, "warning.duplicate_identity", &[("address", &address)])
+            } else {
+                let name = w
+                    .display_name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .or_else(|| w.peer_id.clone())
+                    .unwrap_or_default();
+                i18n::tf(
+                    lang,
+                    "warning.peer_duplicate_identity",
+                    &[("name", &name), ("addresses", &w.addresses.join(", "))],
+                )
+            }
+        }
     }
 }
 
@@ -103,11 +121,39 @@ mod tests {
             peer_id: Some("01ARZ3NDEKTSV4RRFFQ69G5FAV".into()),
             display_name: Some("Li".into()),
             offset_ms: Some(3 * 3_600_000),
+            address: None,
+            addresses: Vec::new(),
         };
         assert_eq!(
             warning(Language::EnUs, &w),
             "Li's clock is 3 h ahead of this computer's."
         );
         assert_eq!(warning(Language::ZhCn, &w), "Li 的时钟比本机快 3 小时。");
+    }
+
+    #[test]
+    fn twin_warnings_name_the_other_address_in_both_languages() {
+        let mine = Warning {
+            code: WarningCode::DuplicateIdentity,
+            message: String::new(),
+            peer_id: Some("01ARZ3NDEKTSV4RRFFQ69G5FAV".into()),
+            display_name: None,
+            offset_ms: None,
+            address: Some("10.0.0.9:19123".into()),
+            addresses: Vec::new(),
+        };
+        assert!(warning(Language::EnUs, &mine).starts_with("The computer at 10.0.0.9:19123 "));
+        assert!(warning(Language::ZhCn, &mine).starts_with("位于 10.0.0.9:19123 的电脑"));
+        let theirs = Warning {
+            display_name: Some("Li".into()),
+            addresses: vec!["10.0.0.5:19123".into(), "10.0.0.9:19123".into()],
+            ..mine
+        };
+        let text = warning(Language::EnUs, &theirs);
+        assert!(
+            text.starts_with("Li runs on two computers at once (10.0.0.5:19123, 10.0.0.9:19123)"),
+            "{text}"
+        );
+        assert!(warning(Language::ZhCn, &theirs).starts_with("Li 同时在两台电脑上运行"));
     }
 }

@@ -13,6 +13,7 @@ mod group_dialog;
 mod group_info;
 mod group_model;
 mod group_state;
+mod identity_banner;
 mod invitations;
 mod language;
 mod messenger;

@@ -298,6 +298,19 @@ impl ReceiveFilter {
         self.counters
     }
 
+    /// The packet in `bytes` if it decodes and its tag (when the LAN has a secret)
+    /// verifies, whatever replay protection and the other rules say: what twin
+    /// detection looks at among the drops (our own id, a replaced instance).
+    pub fn authentic(&self, bytes: &[u8]) -> Option<Packet> {
+        let decoded = Packet::decode(bytes).ok()?;
+        let authentic = match (&self.config.key, decoded.tag) {
+            (Some(key), Some(tag)) => key.verify(decoded.signed, tag),
+            (None, None) => true,
+            _ => false,
+        };
+        authentic.then_some(decoded.packet)
+    }
+
     /// Drops what replay protection remembers of a sender (forgotten or blocked).
     pub fn forget_sender(&mut self, sender: &NodeId) {
         self.replay.forget(sender);

@@ -55,6 +55,7 @@ pub mod runtime;
 pub mod socket;
 pub mod store;
 pub mod targets;
+pub mod twins;
 
 pub use auth::DiscoveryKey;
 pub use clock::{Clock, SystemClock, TokioClock};
@@ -66,3 +67,4 @@ pub use replay::ReplayGuard;
 pub use runtime::{Discovery, DiscoveryEnv, DiscoveryError, DiscoveryStats};
 pub use store::{MemoryPeerStore, PeerStore, StoreError};
 pub use targets::LocalNetwork;
+pub use twins::{TwinSighting, TwinWatch};

@@ -23,7 +23,7 @@ use super::auth::DiscoveryKey;
 use super::clock::{Clock, SystemClock};
 use super::config::{BroadcastMode, ConfigError, DiscoveryConfig, NetworkSource};
 use super::datagrams::{self, Inbound, Outbound, PumpCounters, RECEIVE_QUEUE, SEND_QUEUE};
-use super::filter::{DropCounters, FilterConfig, ReceiveFilter};
+use super::filter::{DropCounters, DropReason, FilterConfig, ReceiveFilter};
 use super::packet::{InstanceId, Nonce, Packet, PacketKind};
 use super::rate_limit::AnswerLimit;
 use super::registry::{Peer, PeerEvent, PeerRegistry};
@@ -31,6 +31,7 @@ use super::replay::ReplayGuard;
 use super::socket::bind_discovery_socket;
 use super::store::{MemoryPeerStore, PeerStore};
 use super::targets::{self, LocalNetwork, ProbeSweep};
+use super::twins::{TwinSighting, TwinWatch};
 
 /// Broadcast is lossy (Wi-Fi drops multicast/broadcast first, and a switch port may
 /// still be coming up at boot), so `hello` is repeated: four tries in three seconds
@@ -51,6 +52,8 @@ const HEARTBEAT_JITTER: f64 = 0.1;
 /// Events waiting for a slow subscriber; one that falls further behind sees `Lagged`
 /// and should re-read `peers()`.
 const EVENT_CAPACITY: usize = 256;
+/// Twin suspicions waiting for the node (at most one per id per heartbeat).
+const TWIN_CAPACITY: usize = 64;
 const COMMAND_CAPACITY: usize = 64;
 const STORE_QUEUE: usize = 256;
 /// Answers are spread over a short random delay so that a newcomer is not hit by every
@@ -146,6 +149,7 @@ enum Command {
 pub struct Discovery {
     commands: mpsc::Sender<Command>,
     events: broadcast::Sender<PeerEvent>,
+    twins: broadcast::Sender<TwinSighting>,
     instance_id: InstanceId,
     cancel: CancellationToken,
     stopped: CancellationToken,
@@ -190,6 +194,7 @@ impl Discovery {
         let instance_id = InstanceId(rng.random());
         let (commands, inbox) = mpsc::channel(COMMAND_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let (twins, _) = broadcast::channel(TWIN_CAPACITY);
         let cancel = cancel.child_token();
         let stopped = CancellationToken::new();
         let (store_tx, store_rx) = mpsc::channel(STORE_QUEUE);
@@ -228,6 +233,7 @@ impl Discovery {
             outbound_rx,
             Arc::clone(&counters),
         ));
+        let (config_ttl, config_heartbeat) = (config.peer_ttl, config.heartbeat_interval);
         let mut actor = Actor {
             config,
             socket,
@@ -257,6 +263,8 @@ impl Discovery {
             answered: AnswerLimit::default(),
             events: events.clone(),
             store: store_tx,
+            twin_watch: TwinWatch::new(config_ttl, config_heartbeat),
+            twins: twins.clone(),
         };
         actor.replan();
         actor.schedule_hellos(now);
@@ -290,10 +298,17 @@ impl Discovery {
         Ok(Discovery {
             commands,
             events,
+            twins,
             instance_id,
             cancel,
             stopped,
         })
+    }
+
+    /// Suspected twins: one id announced by two live instances (see [`TwinWatch`]),
+    /// for the transport to prove or dismiss.
+    pub fn subscribe_twins(&self) -> broadcast::Receiver<TwinSighting> {
+        self.twins.subscribe()
     }
 
     /// This process's instance id (what peers use to notice a restart).
@@ -475,6 +490,8 @@ struct Actor {
     answered: AnswerLimit,
     events: broadcast::Sender<PeerEvent>,
     store: mpsc::Sender<StoreOp>,
+    twin_watch: TwinWatch,
+    twins: broadcast::Sender<TwinSighting>,
 }
 
 impl Actor {
@@ -724,9 +741,32 @@ impl Actor {
             at_unix,
             at,
         } = datagram;
-        let Ok(packet) = self.filter.accept(&bytes, source, at.into_std()) else {
-            return;
+        let packet = match self.filter.accept(&bytes, source, at.into_std()) {
+            Ok(packet) => packet,
+            Err(reason @ (DropReason::Own | DropReason::Stale)) => {
+                // Dropped, but maybe a twin's: our id from another instance, or a
+                // "replaced" instance that is still talking.
+                let Some(packet) = self.filter.authentic(&bytes) else {
+                    return;
+                };
+                let advances = self.twin_watch.advances(&packet);
+                self.watch_twins(&packet, source, at.into_std());
+                let gone = self.registry.get(&packet.node_id).is_none_or(|p| !p.online);
+                if reason != DropReason::Stale || !advances || !gone {
+                    return;
+                }
+                // The instance that replaced this one is gone (said goodbye, expired)
+                // while this one still talks, newer in its own sequence: it was the
+                // other of two twins, and is now the peer. Start its window afresh.
+                self.filter.forget_sender(&packet.node_id);
+                match self.filter.accept(&bytes, source, at.into_std()) {
+                    Ok(packet) => packet,
+                    Err(_) => return,
+                }
+            }
+            Err(_) => return,
         };
+        self.watch_twins(&packet, source, at.into_std());
         let events = self
             .registry
             .observe(&packet, source, at.into_std(), at_unix);
@@ -741,6 +781,19 @@ impl Actor {
             packet.kind.wants_answer() || (newly_seen && packet.kind == PacketKind::Heartbeat);
         if answer && self.answered.allow(source, at.into_std()) {
             self.schedule_answer(source, Instant::now());
+        }
+    }
+
+    fn watch_twins(&mut self, packet: &Packet, source: SocketAddr, now: std::time::Instant) {
+        if packet.kind == PacketKind::Goodbye {
+            return;
+        }
+        let own = (&self.config.node_id, self.instance_id);
+        if let Some(sighting) = self.twin_watch.observe(packet, source, own, now) {
+            tracing::info!(node = %sighting.node_id, addresses = ?sighting.addresses,
+                own = sighting.own, "one node id announced by two instances");
+            // No subscriber is fine (a test without a transport).
+            let _ = self.twins.send(sighting);
         }
     }
 
@@ -854,6 +907,8 @@ impl Actor {
                 .min(Instant::now() + config.heartbeat_interval);
         }
         self.registry.set_ttl(config.peer_ttl);
+        self.twin_watch
+            .set_timing(config.peer_ttl, config.heartbeat_interval);
         self.config = config;
         self.replan();
         let blocked: HashSet<NodeId> = self.config.blocked_peers.iter().cloned().collect();

@@ -1,6 +1,7 @@
 //! A node's long-lived keys: the Noise static key (X25519) that authenticates its links
 //! and the Ed25519 key that signs its envelopes. Generated once, kept in the data
-//! directory (0600) by the node; peers pin both on first contact.
+//! directory (0600) by the node. Its node id is the one the two public keys derive
+//! ([`PeerKeys::node_id`]); an id that changes is announced by an [`IdentityStatement`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,6 +27,94 @@ pub enum KeyError {
 
 /// Domain separation for [`PeerKeys::node_id`]: these bytes are hashed nowhere else.
 const NODE_ID_DOMAIN: &[u8] = b"lanchat/node-id/v1";
+
+/// Domain separation for [`IdentityStatement`] signatures.
+const STATEMENT_DOMAIN: &[u8] = b"lanchat/identity-change/v1";
+
+/// "The node that was `old_id` is now `new_id`", signed by the key that held the old id:
+/// an upgrade from a random id (the keys stay, only the id changes) or a new identity
+/// (new keys; the old key signs for them before it is dropped). Carried in the link
+/// `Hello` so every colleague hears it on its next link, however long it was away.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityStatement {
+    pub old_id: String,
+    pub new_id: String,
+    /// Hex public keys that held the old id (Noise, then Ed25519).
+    pub old_noise_key: String,
+    pub old_signing_key: String,
+    /// Hex Ed25519 signature by `old_signing_key` over the domain, both ids and the new
+    /// id's keys.
+    pub signature: String,
+}
+
+/// A statement whose signature holds, for the new id the link proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityChange {
+    pub old_id: NodeId,
+    pub new_id: NodeId,
+    pub old_keys: PeerKeys,
+    /// The old id is the one the old keys derive (else it is of the random-id era, and
+    /// only keys pinned for it earlier can vouch for it).
+    pub old_id_derived: bool,
+}
+
+fn statement_message(old_id: &str, new_id: &str, new_keys: &PeerKeys) -> Vec<u8> {
+    let mut out = Vec::with_capacity(STATEMENT_DOMAIN.len() + 52 + 64);
+    out.extend_from_slice(STATEMENT_DOMAIN);
+    out.extend_from_slice(old_id.as_bytes());
+    out.extend_from_slice(new_id.as_bytes());
+    out.extend_from_slice(&new_keys.to_bytes());
+    out
+}
+
+impl IdentityStatement {
+    /// Signs "`old_id` is now `new_keys`' id" with `old_keys` (the same keys for an
+    /// upgrade from a random id).
+    pub fn sign(old_id: &NodeId, old_keys: &NodeKeys, new_keys: &PeerKeys) -> Self {
+        let new_id = new_keys.node_id();
+        let old_public = old_keys.public();
+        let signature = old_keys.sign(&statement_message(
+            old_id.as_str(),
+            new_id.as_str(),
+            new_keys,
+        ));
+        IdentityStatement {
+            old_id: old_id.to_string(),
+            new_id: new_id.to_string(),
+            old_noise_key: super::noise::hex(&old_public.noise),
+            old_signing_key: super::noise::hex(&old_public.signing),
+            signature: super::noise::hex(&signature),
+        }
+    }
+
+    /// The change, if this statement is about `new_keys`' id and its signature holds.
+    pub fn verify(&self, new_keys: &PeerKeys) -> Option<IdentityChange> {
+        let new_id = new_keys.node_id();
+        if self.new_id != new_id.as_str() {
+            return None;
+        }
+        let old_id: NodeId = self.old_id.parse().ok()?;
+        if old_id == new_id {
+            return None;
+        }
+        let old_keys = PeerKeys {
+            noise: super::noise::unhex32(&self.old_noise_key)?,
+            signing: super::noise::unhex32(&self.old_signing_key)?,
+        };
+        let signature = super::noise::unhex64(&self.signature)?;
+        let message = statement_message(&self.old_id, &self.new_id, new_keys);
+        if !old_keys.verify(&message, &signature) {
+            return None;
+        }
+        Some(IdentityChange {
+            old_id_derived: old_keys.node_id() == old_id,
+            old_id,
+            new_id,
+            old_keys,
+        })
+    }
+}
 
 /// The public half, as a peer proves it in the handshake and the store pins it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -194,6 +283,36 @@ mod tests {
             signing: [2; 32],
         };
         assert_eq!(fixed.node_id().as_str(), "0Z1BR3HB2JXE79ZVB0M6EHMWTG");
+    }
+
+    #[test]
+    fn identity_statements_hold_for_their_new_keys_only() {
+        let old = NodeKeys::generate().unwrap();
+        let new = NodeKeys::generate().unwrap();
+        // A new identity: the old derived id vouches for the new keys.
+        let old_id = old.public().node_id();
+        let statement = IdentityStatement::sign(&old_id, &old, &new.public());
+        let change = statement.verify(&new.public()).unwrap();
+        assert_eq!(change.old_id, old_id);
+        assert_eq!(change.new_id, new.public().node_id());
+        assert!(change.old_id_derived);
+        assert_eq!(change.old_keys, old.public());
+        // Not for anyone else's keys, and not once altered.
+        assert_eq!(statement.verify(&old.public()), None);
+        let mut forged = statement.clone();
+        forged.old_id = NodeKeys::generate().unwrap().public().node_id().to_string();
+        assert_eq!(forged.verify(&new.public()), None);
+        // An upgrade from a random id: same keys, an id they do not derive.
+        let random: NodeId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let upgrade = IdentityStatement::sign(&random, &new, &new.public());
+        let change = upgrade.verify(&new.public()).unwrap();
+        assert_eq!(change.old_id, random);
+        assert!(!change.old_id_derived);
+        // Someone else cannot sign one for an id it does not hold the keys of... it can
+        // sign, but the statement names its own old keys, which must vouch for the old
+        // id (derive it, or be pinned for it): see `manager::identity_changes`.
+        let squat = IdentityStatement::sign(&old_id, &new, &new.public());
+        assert!(!squat.verify(&new.public()).unwrap().old_id_derived);
     }
 
     #[test]

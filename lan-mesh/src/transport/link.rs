@@ -26,7 +26,7 @@ use super::config::{
     websocket_config, CLOSE_GRACE, CONTROL_QUEUE, LINK_PATH, LINK_QUEUE, MAX_BAD_MESSAGES_IN_A_ROW,
 };
 use super::frame::{Frame, Lane};
-use super::identity::{NodeKeys, PeerKeys};
+use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::noise::{Handshake, NoiseError, Opener, RemoteIdentity, Sealer, Session};
 use super::stats::Counters;
 
@@ -75,14 +75,28 @@ fn remote_node_id(remote: &RemoteIdentity) -> Result<NodeId, LinkError> {
         .map_err(|_| LinkError::BadNodeId)
 }
 
+/// What the listener side learned from a finished handshake.
+pub(crate) struct Accepted {
+    pub ws: Ws,
+    pub session: Session,
+    /// The peer's id, proven: its keys derive it (checked by the handshake).
+    pub peer: NodeId,
+    pub keys: PeerKeys,
+    /// The dialler only checks who answers here (twin detection): no link.
+    pub probe: bool,
+    /// Earlier ids it announced, their statements verified (old keys not yet judged).
+    pub changes: Vec<IdentityChange>,
+}
+
 /// The listener side up to a finished Noise handshake. The caller then checks the peer
-/// (blocks, pins) and sends `Ready` or a `Close`.
+/// (blocks, twins) and sends `Ready` or a `Close`.
 pub(crate) async fn accept(
     tcp: TcpStream,
     keys: &NodeKeys,
     secret: &str,
     local: &NodeId,
-) -> Result<(Ws, Session, NodeId, PeerKeys), LinkError> {
+    previous: &[IdentityStatement],
+) -> Result<Accepted, LinkError> {
     // The signature is tungstenite's callback type; its error is its HTTP response.
     #[allow(clippy::result_large_err)]
     let check_path = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
@@ -97,13 +111,44 @@ pub(crate) async fn accept(
     let mut ws =
         tokio_tungstenite::accept_hdr_async_with_config(tcp, check_path, Some(websocket_config()))
             .await?;
-    let mut hs = Handshake::responder(keys, secret, local.as_str())?;
+    let mut hs = Handshake::responder(keys, secret, local.as_str())?.with_previous(previous);
     hs.read(&next_binary(&mut ws).await?)?;
     ws.send(Message::Binary(hs.write()?.into())).await?;
     hs.read(&next_binary(&mut ws).await?)?;
     let (session, remote) = hs.finish()?;
     let peer = remote_node_id(&remote)?;
-    Ok((ws, session, peer, remote.keys))
+    Ok(Accepted {
+        ws,
+        session,
+        peer,
+        keys: remote.keys,
+        probe: remote.hello.probe,
+        changes: remote.identity_changes(),
+    })
+}
+
+/// Who holds the keys at `addr`: dials, runs the handshake as a prober (the listener
+/// makes no link of it) and returns the id the answering node proved. It proves its
+/// keys in message 2, so nothing after our message 3 is awaited.
+pub(crate) async fn probe(
+    addr: SocketAddr,
+    keys: &NodeKeys,
+    secret: &str,
+    local: &NodeId,
+) -> Result<(NodeId, PeerKeys), LinkError> {
+    let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let url = format!("ws://{addr}{LINK_PATH}");
+    let (mut ws, _) =
+        tokio_tungstenite::client_async_with_config(url, tcp, Some(websocket_config())).await?;
+    let mut hs = Handshake::prober(keys, secret, local.as_str())?;
+    ws.send(Message::Binary(hs.write()?.into())).await?;
+    hs.read(&next_binary(&mut ws).await?)?;
+    ws.send(Message::Binary(hs.write()?.into())).await?;
+    let (_, remote) = hs.finish()?;
+    let peer = remote_node_id(&remote)?;
+    let _ = ws.close(None).await;
+    Ok((peer, remote.keys))
 }
 
 /// The dialling side, up to the responder's `Ready`: only then has the responder proved
@@ -114,13 +159,14 @@ pub(crate) async fn dial(
     keys: &NodeKeys,
     secret: &str,
     local: &NodeId,
-) -> Result<(Ws, Session, PeerKeys), LinkError> {
+    previous: &[IdentityStatement],
+) -> Result<(Ws, Session, PeerKeys, Vec<IdentityChange>), LinkError> {
     let tcp = TcpStream::connect(addr).await?;
     tcp.set_nodelay(true)?;
     let url = format!("ws://{addr}{LINK_PATH}");
     let (mut ws, _) =
         tokio_tungstenite::client_async_with_config(url, tcp, Some(websocket_config())).await?;
-    let mut hs = Handshake::initiator(keys, secret, local.as_str())?;
+    let mut hs = Handshake::initiator(keys, secret, local.as_str())?.with_previous(previous);
     ws.send(Message::Binary(hs.write()?.into())).await?;
     hs.read(&next_binary(&mut ws).await?)?;
     ws.send(Message::Binary(hs.write()?.into())).await?;
@@ -138,7 +184,7 @@ pub(crate) async fn dial(
             continue;
         };
         return match Frame::decode(&bytes) {
-            Ok(Frame::Ready) => Ok((ws, session, remote.keys)),
+            Ok(Frame::Ready) => Ok((ws, session, remote.keys, remote.identity_changes())),
             Ok(Frame::Close(c)) => Err(LinkError::Refused(c.reason)),
             _ => Err(LinkError::Unexpected),
         };
@@ -544,10 +590,6 @@ mod tests {
     const BULK_BYTES: usize = 64 * 1024;
     const MAX_PUSHED: usize = LINK_QUEUE + 4096;
 
-    fn node_id() -> NodeId {
-        ulid::Ulid::new().to_string().parse().unwrap()
-    }
-
     fn numbered(index: usize) -> Frame {
         let mut body = vec![0u8; BULK_BYTES];
         body[..8].copy_from_slice(&(index as u64).to_be_bytes());
@@ -578,19 +620,20 @@ mod tests {
     async fn linked_pair() -> Pair {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (a_id, b_id) = (node_id(), node_id());
         let (a_keys, b_keys) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
+        let (a_id, b_id) = (a_keys.public().node_id(), b_keys.public().node_id());
         let listening = async {
             let (tcp, _) = listener.accept().await.unwrap();
-            let (mut ws, mut session, _, _) = accept(tcp, &b_keys, "s", &b_id).await.unwrap();
+            let accepted = accept(tcp, &b_keys, "s", &b_id, &[]).await.unwrap();
+            let (mut ws, mut session) = (accepted.ws, accepted.session);
             send_frame(&mut ws, &mut session, &Frame::Ready)
                 .await
                 .unwrap();
             (ws, session)
         };
-        let dialling = dial(addr, &b_id, &a_keys, "s", &a_id);
+        let dialling = dial(addr, &b_id, &a_keys, "s", &a_id, &[]);
         let ((peer_ws, peer_session), dialled) = tokio::join!(listening, dialling);
-        let (ws, session, keys) = dialled.unwrap();
+        let (ws, session, keys, _) = dialled.unwrap();
         let (lanes, outgoing) = lanes();
         let (events_tx, events) = mpsc::channel(16);
         let cancel = CancellationToken::new();

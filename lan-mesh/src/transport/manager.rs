@@ -6,7 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::ports::{KeyBook, KeyPin};
+use crate::ports::{KeyBook, KeyPin, Reattach};
 use api_types::NodeId;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -17,10 +17,14 @@ use tokio_util::task::TaskTracker;
 use super::config::{TransportConfig, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP};
 use super::frame::Frame;
 use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
-use super::identity::{NodeKeys, PeerKeys};
+use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::link::{self, Lanes, LinkEnd, LinkError, Running, Ws};
-use super::noise::Session;
+use super::noise::{NoiseError, Session};
 use super::stats::Counters;
+use super::twins::{Twin, TwinBook};
+
+/// The reason a link with a twinned id is refused or closed (docs/PROTOCOL.md, "Twins").
+pub const DUPLICATE_IDENTITY: &str = "duplicate identity";
 
 /// What the transport tells its owner (the delivery worker).
 #[derive(Debug)]
@@ -93,6 +97,8 @@ struct State {
     next_id: u64,
     /// Why each peer's last link or dial ended (diagnostics).
     failures: Failures,
+    /// Ids proven at two addresses at once (or ours elsewhere): see [`TwinBook`].
+    twins: TwinBook,
 }
 
 struct Listener {
@@ -104,6 +110,8 @@ struct Shared {
     state: Mutex<State>,
     listener: Mutex<Option<Listener>>,
     keys: NodeKeys,
+    /// This node's earlier ids, announced in every `Hello` it sends.
+    previous: Mutex<Arc<Vec<IdentityStatement>>>,
     store: Arc<dyn KeyBook>,
     events: mpsc::Sender<LinkEvent>,
     counters: Arc<Counters>,
@@ -146,6 +154,10 @@ impl Drop for Slot {
 }
 
 impl Shared {
+    fn previous(&self) -> Arc<Vec<IdentityStatement>> {
+        Arc::clone(&self.previous.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; the state stays usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -175,9 +187,11 @@ impl Transport {
                 total: 0,
                 next_id: 0,
                 failures: Failures::default(),
+                twins: TwinBook::default(),
             }),
             listener: Mutex::new(None),
             keys,
+            previous: Mutex::new(Arc::new(Vec::new())),
             store,
             events,
             counters: Arc::new(Counters::default()),
@@ -279,6 +293,81 @@ impl Transport {
             .collect()
     }
 
+    /// This node's earlier ids (newest first), each signed by the key that held it:
+    /// announced in every link handshake from now on, so each colleague re-attaches
+    /// what it knew under them on its next link, however long it was away.
+    pub fn announce_previous_ids(&self, statements: Vec<IdentityStatement>) {
+        *self
+            .shared
+            .previous
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(statements);
+    }
+
+    /// Ids held by two live nodes at once, as proven by handshakes (this node's own
+    /// id included, with the other computers' addresses).
+    pub fn twins(&self) -> Vec<Twin> {
+        let st = self.shared.lock();
+        st.twins.twins(&st.config.node_id, Instant::now())
+    }
+
+    pub fn is_twinned(&self, peer: &NodeId) -> bool {
+        let st = self.shared.lock();
+        st.twins
+            .is_twinned(peer, &st.config.node_id, Instant::now())
+    }
+
+    /// Checks who holds `expected`'s keys at `addr` (discovery suspects twins there):
+    /// a probe handshake, no link. A proof is kept for `hold`; a peer proven at two
+    /// addresses is twinned, its link closed and new ones refused until the proofs
+    /// expire. An answer proving another id than discovery claimed is counted as a
+    /// refused identity.
+    pub fn check_identity_at(&self, expected: &NodeId, addr: SocketAddr, hold: Duration) {
+        let config = self.shared.config();
+        if !config.ip_is_admitted(addr.ip()) {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let expected = expected.clone();
+        self.shared.tasks.spawn(async move {
+            let probed = tokio::select! {
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, link::probe(
+                    addr, &shared.keys, config.shared_secret.expose(), &config.node_id)) => r,
+                _ = shared.cancel.cancelled() => return,
+            };
+            let proven = match probed {
+                Ok(Ok((id, _))) => id,
+                Ok(Err(e)) => {
+                    count_identity_failure(&shared, &e);
+                    tracing::debug!(%addr, "identity check failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            if proven != expected {
+                shared.counters.refused_identity.inc();
+                tracing::warn!(%addr, claimed = %expected, %proven,
+                    "discovery announced an id that the node at this address does not hold");
+                return;
+            }
+            let now = Instant::now();
+            let mut st = shared.lock();
+            let own = st.config.node_id.clone();
+            let was = st.twins.is_twinned(&expected, &own, now);
+            st.twins.prove(&expected, addr, now + hold, now);
+            if !was && st.twins.is_twinned(&expected, &own, now) {
+                let addresses = st.twins.twins(&own, now);
+                tracing::warn!(node = %expected, ?addresses,
+                    "two live nodes hold the same identity; links with it are refused until one is gone");
+                if expected != own {
+                    if let Some(link) = st.links.get(&expected) {
+                        link.close(DUPLICATE_IDENTITY);
+                    }
+                }
+            }
+        });
+    }
+
     pub fn is_linked(&self, peer: &NodeId) -> bool {
         self.shared.lock().links.contains_key(peer)
     }
@@ -340,6 +429,11 @@ impl Transport {
         let config = {
             let mut st = self.shared.lock();
             let config = Arc::clone(&st.config);
+            if st.twins.is_twinned(peer, &config.node_id, Instant::now()) {
+                // Not dialled: which twin answered would decide who gets the messages.
+                self.shared.counters.refused_twin.inc();
+                return;
+            }
             if st.links.contains_key(peer)
                 || st.dialing.contains(peer)
                 || *peer == config.node_id
@@ -447,16 +541,65 @@ async fn dial_checked(
     addr: SocketAddr,
 ) -> Result<(Ws, Session, PeerKeys), LinkError> {
     let secret = config.shared_secret.expose();
-    let (mut ws, mut session, keys) =
-        link::dial(addr, peer, &shared.keys, secret, &config.node_id).await?;
+    let previous = shared.previous();
+    let (mut ws, mut session, keys, changes) =
+        link::dial(addr, peer, &shared.keys, secret, &config.node_id, &previous)
+            .await
+            .inspect_err(|e| count_identity_failure(shared, e))?;
     if let Err(reason) = check_keys(shared, peer, &keys, addr).await {
         let _ = link::send_frame(&mut ws, &mut session, &Frame::close(reason)).await;
         return Err(LinkError::Refused(reason.to_string()));
     }
+    reattach(shared, changes).await;
     Ok((ws, session, keys))
 }
 
-/// Pins the peer's keys on first contact; refuses other keys for a known node id.
+/// Moves what the store knew under a linked peer's earlier ids to its id (before its
+/// link is up, so its queued envelopes go out on it). A statement whose old keys do
+/// not vouch for its old id is counted as a refused identity.
+async fn reattach(shared: &Shared, changes: Vec<IdentityChange>) {
+    for change in changes {
+        let (old, new) = (change.old_id.clone(), change.new_id.clone());
+        let result = shared
+            .store
+            .reattach_identity(
+                change.old_id,
+                change.old_keys.to_bytes(),
+                change.old_id_derived,
+                change.new_id,
+            )
+            .await;
+        match result {
+            Ok(Reattach::Moved) => {
+                tracing::info!(%old, %new, "a colleague's earlier id re-attached to its new one");
+            }
+            Ok(Reattach::NothingKnown) => {}
+            Ok(Reattach::Refused) => {
+                shared.counters.refused_identity.inc();
+                tracing::warn!(%old, %new,
+                    "refused an identity change: the keys that signed it never held the old id");
+            }
+            Err(e) => tracing::warn!(%old, %new, "cannot re-attach an earlier id: {e}"),
+        }
+    }
+}
+
+/// Counts a handshake whose peer did not prove the id it claimed (its keys derive
+/// another id, its signing key is not bound to its link key), or proved another id
+/// than the one discovery announced at its address.
+fn count_identity_failure(shared: &Shared, error: &LinkError) {
+    if matches!(
+        error,
+        LinkError::Noise(NoiseError::Identity(_)) | LinkError::WrongPeer { .. }
+    ) {
+        shared.counters.refused_identity.inc();
+        tracing::warn!("refused a peer whose keys do not prove its id: {error}");
+    }
+}
+
+/// Records the keys a proven id showed. Ids are derived from keys, so they always match
+/// for an id seen before; the book keeps which keys an id of an older (random-id)
+/// version was seen with, which an identity change is checked against.
 async fn check_keys(
     shared: &Arc<Shared>,
     peer: &NodeId,
@@ -560,25 +703,46 @@ async fn accept_checked(
 ) -> Result<(Ws, Session, NodeId, PeerKeys), LinkError> {
     let _ = tcp.set_nodelay(true);
     let config = shared.config();
-    let (mut ws, mut session, peer, keys) = match link::accept(
+    let previous = shared.previous();
+    let accepted = match link::accept(
         tcp,
         &shared.keys,
         config.shared_secret.expose(),
         &config.node_id,
+        &previous,
     )
     .await
     {
         Ok(ok) => ok,
         Err(e) => {
             shared.counters.handshake_failed.inc();
+            count_identity_failure(shared, &e);
             return Err(e);
         }
     };
-    let refusal = if peer == config.node_id {
+    let link::Accepted {
+        mut ws,
+        mut session,
+        peer,
+        keys,
+        probe,
+        changes,
+    } = accepted;
+    let twinned = {
+        let st = shared.lock();
+        st.twins.is_twinned(&peer, &config.node_id, Instant::now())
+    };
+    let refusal = if probe {
+        // Its handshake proved who we are; that was all it asked.
+        Some("identity checked")
+    } else if peer == config.node_id {
         Some("that is this node's own id")
     } else if config.peer_is_blocked(&peer) {
         shared.counters.refused_blocked_peer.inc();
         Some("blocked")
+    } else if twinned {
+        shared.counters.refused_twin.inc();
+        Some(DUPLICATE_IDENTITY)
     } else {
         check_keys(shared, &peer, &keys, addr).await.err()
     };
@@ -587,6 +751,7 @@ async fn accept_checked(
         let _ = ws.close(None).await;
         return Err(LinkError::Refused(reason.to_string()));
     }
+    reattach(shared, changes).await;
     link::send_frame(&mut ws, &mut session, &Frame::Ready).await?;
     Ok((ws, session, peer, keys))
 }
@@ -615,6 +780,9 @@ async fn register(
         st.next_id += 1;
         let refused = if config.peer_is_blocked(&peer) {
             Some("blocked")
+        } else if st.twins.is_twinned(&peer, &config.node_id, Instant::now()) {
+            shared.counters.refused_twin.inc();
+            Some(DUPLICATE_IDENTITY)
         } else {
             let preferred = initiated_locally == (config.node_id < peer);
             match st.links.get(&peer) {

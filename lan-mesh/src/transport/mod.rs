@@ -15,10 +15,14 @@ pub mod manager;
 pub mod noise;
 pub mod replay_window;
 pub mod stats;
+pub mod twins;
 
 pub use config::TransportConfig;
 pub use frame::{Ack, Frame, Reject};
 pub use health::{Failure, LinkPhase, LinkReport};
-pub use identity::{KeyError, NodeKeys, PeerKeys, NODE_KEYS_LEN};
+pub use identity::{
+    IdentityChange, IdentityStatement, KeyError, NodeKeys, PeerKeys, NODE_KEYS_LEN,
+};
 pub use link::LinkEnd;
-pub use manager::{LinkEvent, SendError, Transport, TransportError};
+pub use manager::{LinkEvent, SendError, Transport, TransportError, DUPLICATE_IDENTITY};
+pub use twins::Twin;

@@ -9,10 +9,16 @@
 //! ```
 //!
 //! The PSK is derived from the shared secret (an empty secret gives a fixed, public PSK:
-//! the link is still encrypted with forward secrecy, the peer is trusted on first use).
-//! The secret never travels. Each side's static key is its long-lived [`NodeKeys`]
-//! Noise key; the `Hello` payload names its node id and Ed25519 envelope key, and is
-//! authenticated by that static key.
+//! the link is still encrypted with forward secrecy). The secret never travels. Each
+//! side's static key is its long-lived [`NodeKeys`] Noise key; the `Hello` payload names
+//! its node id and Ed25519 envelope key, and is authenticated by that static key.
+//!
+//! Self-certifying identity (docs/PROTOCOL.md, "Node ids"): the Noise handshake proves
+//! the static key; the `Hello` binds the Ed25519 key to it with a signature over the
+//! handshake hash as it stood before the message that carries the `Hello` (so it cannot
+//! be replayed into another handshake) and over the static key; and the id the `Hello`
+//! claims must be the one both keys derive ([`PeerKeys::node_id`]). A peer failing any
+//! of the three is refused ([`NoiseError::Identity`]), whatever any store remembers.
 //!
 //! After the handshake, messages carry an explicit 64-bit nonce (snow's stateless
 //! transport) checked against a sliding replay window: a frame lost, repeated or
@@ -27,7 +33,7 @@ use sha2::Sha256;
 use snow::params::NoiseParams;
 use snow::resolvers::CryptoResolver;
 
-use super::identity::{NodeKeys, PeerKeys};
+use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::replay_window::ReplayWindow;
 
 #[allow(clippy::expect_used)]
@@ -50,8 +56,15 @@ const NONCE_LEN: usize = 8;
 const MAX_CHUNK: usize = MAX_NOISE_MESSAGE - TAG_LEN - 1;
 /// Largest reassembled frame (a 64 KiB message body with its JSON envelope fits twice).
 pub const MAX_FRAME_BYTES: usize = 256 * 1024;
-/// Largest handshake payload (`Hello`); anything bigger is not a lanchat node.
-const MAX_HELLO_BYTES: usize = 1024;
+/// Largest handshake payload (`Hello`); anything bigger is not a lanchat node. Room for
+/// the `Hello` and [`MAX_PREVIOUS_IDS`] identity statements (~330 bytes each).
+const MAX_HELLO_BYTES: usize = 2048;
+/// Earlier ids a `Hello` announces, newest first.
+pub const MAX_PREVIOUS_IDS: usize = 4;
+/// The link protocol version of the `Hello`: 2 adds the key binding and derived ids.
+pub const HELLO_VERSION: u8 = 2;
+/// Domain label of the `Hello`'s binding signature (signed nowhere else).
+const BINDING_DOMAIN: &[u8] = b"lanchat/link-binding/v1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoiseError {
@@ -62,6 +75,10 @@ pub enum NoiseError {
     OutOfOrder,
     #[error("bad hello: {0}")]
     Hello(&'static str),
+    /// The peer's keys do not prove the id it claims: its Ed25519 key is not bound to
+    /// its Noise key by a valid signature, or the two do not derive the claimed id.
+    #[error("identity refused: {0}")]
+    Identity(&'static str),
     #[error("cannot decrypt a frame (forged, corrupt or replayed)")]
     Decrypt,
     #[error("frame too large")]
@@ -95,19 +112,47 @@ pub(crate) fn public_key_matches(private: &[u8; 32], public: &[u8; 32]) -> bool 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Hello {
-    /// Link protocol version; this build speaks 1.
+    /// Link protocol version; this build speaks [`HELLO_VERSION`].
     pub v: u8,
     pub node_id: String,
     /// Hex Ed25519 public key that signs this node's envelopes.
     pub signing_key: String,
+    /// Hex Ed25519 signature by `signing_key` over [`binding_message`]: the envelope key
+    /// belongs to whoever holds the Noise static key, in this very handshake.
+    pub binding: String,
+    /// Set by a dialler that only checks who answers at an address (twin detection):
+    /// the listener answers with a `Close` instead of `Ready` and makes no link.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub probe: bool,
+    /// This node's earlier ids, each "now this one", signed by the key that held it
+    /// (docs/PROTOCOL.md, "Identity changes"), newest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous: Vec<IdentityStatement>,
+}
+
+/// What a `Hello`'s binding signs: the domain label, the handshake hash before the
+/// message that carries the `Hello`, and the sender's Noise static key.
+fn binding_message(handshake_hash: &[u8], noise_static: &[u8; 32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(BINDING_DOMAIN.len() + handshake_hash.len() + 32);
+    out.extend_from_slice(BINDING_DOMAIN);
+    out.extend_from_slice(handshake_hash);
+    out.extend_from_slice(noise_static);
+    out
 }
 
 impl Hello {
-    pub fn new(node_id: &str, keys: &PeerKeys) -> Self {
+    /// This node's `Hello` for a handshake whose hash is `handshake_hash` right before
+    /// the message that will carry it.
+    pub fn new(node_id: &str, keys: &NodeKeys, handshake_hash: &[u8], probe: bool) -> Self {
+        let public = keys.public();
+        let binding = keys.sign(&binding_message(handshake_hash, &public.noise));
         Hello {
-            v: 1,
+            v: HELLO_VERSION,
             node_id: node_id.to_string(),
-            signing_key: hex(&keys.signing),
+            signing_key: hex(&public.signing),
+            binding: hex(&binding),
+            probe,
+            previous: Vec::new(),
         }
     }
 
@@ -117,10 +162,29 @@ impl Hello {
         }
         let hello: Hello =
             serde_json::from_slice(bytes).map_err(|_| NoiseError::Hello("not a hello"))?;
-        if hello.v != 1 {
+        if hello.v != HELLO_VERSION {
             return Err(NoiseError::Hello("unsupported link version"));
         }
         Ok(hello)
+    }
+
+    /// The proven keys, once the Noise static key `noise` is known to be the sender's:
+    /// checks the binding signature and that the keys derive the claimed id.
+    fn verify(&self, noise: [u8; 32], handshake_hash: &[u8]) -> Result<PeerKeys, NoiseError> {
+        let signing = unhex32(&self.signing_key).ok_or(NoiseError::Hello("bad signing key"))?;
+        let binding = unhex64(&self.binding).ok_or(NoiseError::Hello("bad binding"))?;
+        let keys = PeerKeys { noise, signing };
+        if !keys.verify(&binding_message(handshake_hash, &noise), &binding) {
+            return Err(NoiseError::Identity(
+                "the signing key is not bound to the link key",
+            ));
+        }
+        if keys.node_id().as_str() != self.node_id {
+            return Err(NoiseError::Identity(
+                "the node id is not the one its keys derive",
+            ));
+        }
+        Ok(keys)
     }
 }
 
@@ -129,10 +193,18 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 pub(crate) fn unhex32(text: &str) -> Option<[u8; 32]> {
-    if text.len() != 64 {
+    unhex::<32>(text)
+}
+
+pub(crate) fn unhex64(text: &str) -> Option<[u8; 64]> {
+    unhex::<64>(text)
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 32];
+    let mut out = [0u8; N];
     for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
         let s = std::str::from_utf8(chunk).ok()?;
         out[i] = u8::from_str_radix(s, 16).ok()?;
@@ -147,11 +219,27 @@ pub struct RemoteIdentity {
     pub keys: PeerKeys,
 }
 
+impl RemoteIdentity {
+    /// The earlier ids it announced whose statements hold for its proven keys (the
+    /// caller still checks that the old keys vouch for each old id).
+    pub fn identity_changes(&self) -> Vec<IdentityChange> {
+        self.hello
+            .previous
+            .iter()
+            .take(MAX_PREVIOUS_IDS)
+            .filter_map(|s| s.verify(&self.keys))
+            .collect()
+    }
+}
+
 /// One side of a handshake in progress.
 pub struct Handshake {
     state: snow::HandshakeState,
-    hello: Vec<u8>,
-    remote: Option<Hello>,
+    keys: NodeKeys,
+    node_id: String,
+    probe: bool,
+    previous: Vec<IdentityStatement>,
+    remote: Option<RemoteIdentity>,
 }
 
 impl Handshake {
@@ -173,17 +261,31 @@ impl Handshake {
             builder.build_responder()
         }
         .map_err(snow_err)?;
-        let hello = serde_json::to_vec(&Hello::new(node_id, &keys.public()))
-            .map_err(|_| NoiseError::Hello("cannot encode"))?;
         Ok(Handshake {
             state,
-            hello,
+            keys: keys.clone(),
+            node_id: node_id.to_string(),
+            probe: false,
+            previous: Vec::new(),
             remote: None,
         })
     }
 
+    /// Announces this node's earlier ids in its `Hello` (at most [`MAX_PREVIOUS_IDS`]).
+    pub fn with_previous(mut self, previous: &[IdentityStatement]) -> Self {
+        self.previous = previous.iter().take(MAX_PREVIOUS_IDS).cloned().collect();
+        self
+    }
+
     pub fn initiator(keys: &NodeKeys, secret: &str, node_id: &str) -> Result<Self, NoiseError> {
         Handshake::build(keys, secret, node_id, true)
+    }
+
+    /// An initiator that only checks who answers (its `Hello` says `probe`).
+    pub fn prober(keys: &NodeKeys, secret: &str, node_id: &str) -> Result<Self, NoiseError> {
+        let mut hs = Handshake::build(keys, secret, node_id, true)?;
+        hs.probe = true;
+        Ok(hs)
     }
 
     pub fn responder(keys: &NodeKeys, secret: &str, node_id: &str) -> Result<Self, NoiseError> {
@@ -199,11 +301,22 @@ impl Handshake {
         // Message 1 (the initiator's, before it has heard the responder) carries no
         // payload: it is neither encrypted nor authenticated.
         let first = self.state.is_initiator() && self.remote.is_none();
-        let payload: &[u8] = if first { &[] } else { &self.hello };
+        let payload = if first {
+            Vec::new()
+        } else {
+            let mut hello = Hello::new(
+                &self.node_id,
+                &self.keys,
+                self.state.get_handshake_hash(),
+                self.probe,
+            );
+            hello.previous.clone_from(&self.previous);
+            serde_json::to_vec(&hello).map_err(|_| NoiseError::Hello("cannot encode"))?
+        };
         let mut out = vec![0u8; MAX_NOISE_MESSAGE];
         let n = self
             .state
-            .write_message(payload, &mut out)
+            .write_message(&payload, &mut out)
             .map_err(snow_err)?;
         out.truncate(n);
         Ok(out)
@@ -216,13 +329,24 @@ impl Handshake {
         if message.len() > MAX_NOISE_MESSAGE {
             return Err(NoiseError::TooLarge);
         }
+        // What the sender's binding signed: the hash before this message.
+        let before = self.state.get_handshake_hash().to_vec();
         let mut payload = vec![0u8; MAX_NOISE_MESSAGE];
         let n = self
             .state
             .read_message(message, &mut payload)
             .map_err(snow_err)?;
         if n > 0 {
-            self.remote = Some(Hello::decode(&payload[..n])?);
+            let hello = Hello::decode(&payload[..n])?;
+            // The message carrying a `Hello` (2 or 3) also carries the sender's static
+            // key, so it is known and proven here.
+            let noise: [u8; 32] = self
+                .state
+                .get_remote_static()
+                .and_then(|k| k.try_into().ok())
+                .ok_or(NoiseError::Hello("no static key"))?;
+            let keys = hello.verify(noise, &before)?;
+            self.remote = Some(RemoteIdentity { hello, keys });
         }
         Ok(())
     }
@@ -236,13 +360,7 @@ impl Handshake {
         if !self.state.is_handshake_finished() {
             return Err(NoiseError::OutOfOrder);
         }
-        let hello = self.remote.ok_or(NoiseError::Hello("missing"))?;
-        let noise: [u8; 32] = self
-            .state
-            .get_remote_static()
-            .and_then(|k| k.try_into().ok())
-            .ok_or(NoiseError::Hello("no static key"))?;
-        let signing = unhex32(&hello.signing_key).ok_or(NoiseError::Hello("bad signing key"))?;
+        let remote = self.remote.ok_or(NoiseError::Hello("missing"))?;
         let transport = self
             .state
             .into_stateless_transport_mode()
@@ -260,10 +378,7 @@ impl Handshake {
                     partial: None,
                 },
             },
-            RemoteIdentity {
-                hello,
-                keys: PeerKeys { noise, signing },
-            },
+            remote,
         ))
     }
 }
@@ -390,10 +505,23 @@ mod tests {
 
     type Side = (Session, RemoteIdentity);
 
+    fn id(keys: &NodeKeys) -> String {
+        keys.public().node_id().to_string()
+    }
+
     fn handshake(secret_a: &str, secret_b: &str) -> Result<(Side, Side), NoiseError> {
         let (ka, kb) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
-        let mut a = Handshake::initiator(&ka, secret_a, "A").unwrap();
-        let mut b = Handshake::responder(&kb, secret_b, "B").unwrap();
+        let a = Handshake::initiator(&ka, secret_a, &id(&ka)).unwrap();
+        let b = Handshake::responder(&kb, secret_b, &id(&kb)).unwrap();
+        run(a, b, &ka, &kb)
+    }
+
+    fn run(
+        mut a: Handshake,
+        mut b: Handshake,
+        ka: &NodeKeys,
+        kb: &NodeKeys,
+    ) -> Result<(Side, Side), NoiseError> {
         b.read(&a.write()?)?;
         a.read(&b.write()?)?;
         b.read(&a.write()?)?;
@@ -408,8 +536,9 @@ mod tests {
     #[test]
     fn same_secret_links_and_frames_flow_both_ways() {
         let ((mut a, ra), (mut b, rb)) = handshake("office", "office").unwrap();
-        assert_eq!(ra.hello.node_id, "B");
-        assert_eq!(rb.hello.node_id, "A");
+        assert_eq!(ra.hello.node_id, ra.keys.node_id().as_str());
+        assert_eq!(rb.hello.node_id, rb.keys.node_id().as_str());
+        assert_ne!(ra.hello.node_id, rb.hello.node_id);
         for msg in a.seal(b"hello B").unwrap() {
             assert_eq!(b.open(&msg).unwrap().unwrap(), b"hello B");
         }
@@ -464,6 +593,88 @@ mod tests {
         assert_eq!(b.open(&parts[0]).unwrap(), None);
         let next = a.seal(b"next").unwrap().remove(0);
         assert_eq!(b.open(&next).unwrap().unwrap(), b"next");
+    }
+
+    #[test]
+    fn a_claimed_id_the_keys_do_not_derive_is_refused_both_ways() {
+        let (ka, kb, kc) = (
+            NodeKeys::generate().unwrap(),
+            NodeKeys::generate().unwrap(),
+            NodeKeys::generate().unwrap(),
+        );
+        // The initiator claims C's id with its own keys: the responder refuses it.
+        let a = Handshake::initiator(&ka, "s", &id(&kc)).unwrap();
+        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        assert_eq!(
+            run(a, b, &ka, &kb).err(),
+            Some(NoiseError::Identity(
+                "the node id is not the one its keys derive"
+            ))
+        );
+        // The responder claims C's id: the initiator refuses it before answering.
+        let a = Handshake::initiator(&ka, "s", &id(&ka)).unwrap();
+        let b = Handshake::responder(&kb, "s", &id(&kc)).unwrap();
+        assert!(matches!(run(a, b, &ka, &kb), Err(NoiseError::Identity(_))));
+        // An id that is not even a ULID is refused the same way.
+        let a = Handshake::initiator(&ka, "s", "A").unwrap();
+        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        assert!(matches!(run(a, b, &ka, &kb), Err(NoiseError::Identity(_))));
+    }
+
+    #[test]
+    fn a_signing_key_not_bound_to_the_link_key_is_refused() {
+        let (ka, kb, kc) = (
+            NodeKeys::generate().unwrap(),
+            NodeKeys::generate().unwrap(),
+            NodeKeys::generate().unwrap(),
+        );
+        // A holds its own Noise key but presents C's signing key (signing with C's key
+        // as if C's Noise key were its own): the binding does not cover A's link key.
+        let mut a = Handshake::initiator(&ka, "s", &id(&kc)).unwrap();
+        a.keys = kc.clone();
+        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        assert_eq!(
+            run(a, b, &ka, &kb).err(),
+            Some(NoiseError::Identity(
+                "the signing key is not bound to the link key"
+            ))
+        );
+    }
+
+    #[test]
+    fn earlier_ids_ride_in_the_hello_and_only_valid_statements_come_out() {
+        let (ka, kb) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
+        let random: api_types::NodeId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let good = IdentityStatement::sign(&random, &ka, &ka.public());
+        // Signed for B's keys: not a statement about A.
+        let stray = IdentityStatement::sign(&random, &kb, &kb.public());
+        let a = Handshake::initiator(&ka, "s", &id(&ka))
+            .unwrap()
+            .with_previous(&[good, stray]);
+        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        let (_, (_, seen_by_b)) = run(a, b, &ka, &kb).unwrap();
+        let changes = seen_by_b.identity_changes();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].old_id, random);
+        assert_eq!(changes[0].new_id.as_str(), id(&ka));
+        assert!(!changes[0].old_id_derived);
+    }
+
+    #[test]
+    fn a_binding_is_valid_for_its_own_handshake_only() {
+        let k = NodeKeys::generate().unwrap();
+        let hello = Hello::new(&id(&k), &k, b"handshake one", false);
+        assert_eq!(
+            hello.verify(k.public().noise, b"handshake one"),
+            Ok(k.public())
+        );
+        assert!(matches!(
+            hello.verify(k.public().noise, b"handshake two"),
+            Err(NoiseError::Identity(_))
+        ));
+        // Version 1 hellos (random ids, nothing bound) are not spoken any more.
+        let old = br#"{"v":1,"node_id":"01ARZ3NDEKTSV4RRFFQ69G5FAV","signing_key":"00"}"#;
+        assert_eq!(Hello::decode(old), Err(NoiseError::Hello("not a hello")));
     }
 
     #[test]

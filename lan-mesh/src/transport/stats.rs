@@ -29,6 +29,12 @@ pub struct Counters {
     pub refused_blocked_peer: Counter,
     /// Refused after the handshake: keys other than the ones pinned for that node id.
     pub refused_key_mismatch: Counter,
+    /// Refused: a peer whose keys do not prove the id it claims (not derived from them,
+    /// or a signing key not bound to its link key), or an address where another id
+    /// than the one discovery announced answered.
+    pub refused_identity: Counter,
+    /// Refused or closed: an id two live nodes hold at once (twins).
+    pub refused_twin: Counter,
     pub dials_failed: Counter,
     /// The losing link of a simultaneous dial.
     pub duplicate_links: Counter,
@@ -59,6 +65,8 @@ impl Counters {
             handshake_failed: self.handshake_failed.get(),
             refused_blocked_peer: self.refused_blocked_peer.get(),
             refused_key_mismatch: self.refused_key_mismatch.get(),
+            refused_identity: self.refused_identity.get(),
+            refused_twin: self.refused_twin.get(),
             dials_failed: self.dials_failed.get(),
             duplicate_links: self.duplicate_links.get(),
             frames_sent: self.frames_sent.get(),

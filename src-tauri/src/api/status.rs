@@ -35,9 +35,14 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
             peer_id: None,
             display_name: None,
             offset_ms: None,
+            address: None,
+            addresses: Vec::new(),
         });
     }
     warnings.extend(clock_warnings(&peers));
+    if let Some(transport) = &snapshot.transport {
+        warnings.extend(twin_warnings(&mesh.node_id, &transport.twins(), &peers));
+    }
     Json(Status {
         node_id: mesh.node_id.to_string(),
         display_name,
@@ -109,6 +114,8 @@ pub fn clock_warnings(peers: &[PeerView]) -> Vec<Warning> {
             peer_id: None,
             display_name: None,
             offset_ms: Some(ours),
+            address: None,
+            addresses: Vec::new(),
         }];
     }
     online
@@ -131,9 +138,62 @@ pub fn clock_warnings(peers: &[PeerView]) -> Vec<Warning> {
                 peer_id: Some(p.peer_id.clone()),
                 display_name: Some(p.display_name.clone()),
                 offset_ms: Some(offset),
+                address: None,
+                addresses: Vec::new(),
             }
         })
         .collect()
+}
+
+/// One `duplicate_identity` warning per other computer holding this node's id, and one
+/// per colleague whose id two computers hold.
+pub fn twin_warnings(
+    own: &api_types::NodeId,
+    twins: &[lan_mesh::transport::Twin],
+    peers: &[PeerView],
+) -> Vec<Warning> {
+    let mut out = Vec::new();
+    for twin in twins {
+        let addresses: Vec<String> = twin.addresses.iter().map(|a| a.to_string()).collect();
+        if &twin.node_id == own {
+            for address in addresses {
+                out.push(Warning {
+                    code: WarningCode::DuplicateIdentity,
+                    message: format!(
+                        "The computer at {address} runs with this computer's identity (a copied \
+                         data directory?). Colleagues refuse both until one of them takes a new \
+                         identity."
+                    ),
+                    peer_id: Some(own.to_string()),
+                    display_name: None,
+                    offset_ms: None,
+                    address: Some(address),
+                    addresses: Vec::new(),
+                });
+            }
+        } else {
+            let name = peers
+                .iter()
+                .find(|p| p.peer_id == twin.node_id.as_str())
+                .map(|p| p.display_name.clone())
+                .filter(|n| !n.is_empty());
+            out.push(Warning {
+                code: WarningCode::DuplicateIdentity,
+                message: format!(
+                    "{} runs on two computers at once ({}); messages for it wait until one of \
+                     them takes a new identity.",
+                    name.as_deref().unwrap_or(twin.node_id.as_str()),
+                    addresses.join(", ")
+                ),
+                peer_id: Some(twin.node_id.to_string()),
+                display_name: name,
+                offset_ms: None,
+                address: addresses.first().cloned(),
+                addresses,
+            });
+        }
+    }
+    out
 }
 
 fn human_duration(ms: u64) -> String {

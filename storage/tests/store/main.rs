@@ -9,6 +9,7 @@ mod chat;
 mod clocks;
 mod crash;
 mod group_sync;
+mod identity;
 mod links;
 mod mesh;
 mod opening;

@@ -35,6 +35,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         (4, include_str!("../fixtures/schema_v4.sql")),
         (5, include_str!("../fixtures/schema_v5.sql")),
         (6, include_str!("../fixtures/schema_v6.sql")),
+        (7, include_str!("../fixtures/schema_v7.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {

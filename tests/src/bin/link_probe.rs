@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! link_probe handshake ADDR PEER_ID SECRET      → "linked" | "refused <reason>" | "failed <error>"
+//! link_probe claim ADDR PEER_ID SECRET CLAIMED_ID → the same, but presenting CLAIMED_ID
+//!     (another node's id) with this tool's own keys, which do not derive it
 //! link_probe junk ADDR garbage|oversized|truncated|text
 //!                                               → "closed" | "open"
 //! link_probe replay ADDR PEER_ID SECRET         → "<first> <replayed>": the first envelope
@@ -38,8 +40,24 @@ async fn main() -> anyhow::Result<()> {
     let outcome = match arg(0)?.as_str() {
         "handshake" => {
             let keys = NodeKeys::generate()?;
-            let me = fresh_id()?;
+            let me = keys.public().node_id();
             match handshake(arg(1)?.parse()?, &arg(2)?.parse()?, &arg(3)?, &keys, &me).await {
+                Ok(_) => "linked".to_string(),
+                Err(e) => format!("refused {e}"),
+            }
+        }
+        "claim" => {
+            let keys = NodeKeys::generate()?;
+            let claimed: NodeId = arg(4)?.parse()?;
+            match handshake(
+                arg(1)?.parse()?,
+                &arg(2)?.parse()?,
+                &arg(3)?,
+                &keys,
+                &claimed,
+            )
+            .await
+            {
                 Ok(_) => "linked".to_string(),
                 Err(e) => format!("refused {e}"),
             }
@@ -50,10 +68,6 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{outcome}");
     Ok(())
-}
-
-fn fresh_id() -> anyhow::Result<NodeId> {
-    Ok(ulid::Ulid::new().to_string().parse()?)
 }
 
 async fn connect(addr: SocketAddr) -> anyhow::Result<Ws> {
@@ -149,7 +163,7 @@ async fn acked(ws: &mut Ws, session: &mut Session, envelope: &str) -> bool {
 
 async fn replay(addr: SocketAddr, peer: &NodeId, secret: &str) -> anyhow::Result<String> {
     let keys = NodeKeys::generate()?;
-    let me = fresh_id()?;
+    let me = keys.public().node_id();
     let envelope = Envelope {
         envelope_id: storage::EnvelopeId::new(),
         kind: KIND_DM_SEND.into(),

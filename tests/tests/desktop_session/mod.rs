@@ -354,6 +354,5 @@ impl Drop for DesktopSession {
 pub fn write_settings(dir: &Path, mut doc: serde_json::Value) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     doc["ui"] = serde_json::json!({"language": "en-US"});
-    std::fs::write(dir.join("settings.json"), doc.to_string())?;
-    Ok(())
+    lanchat_tests::write_settings(dir, &doc)
 }
