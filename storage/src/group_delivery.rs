@@ -219,10 +219,11 @@ pub(crate) fn acked_many(
     let mut at = (cursor.acked_hlc, cursor.acked_message_id);
     let mut consumed = Vec::new();
     while let Some(next) = next_owed(conn, &sender, &conversation_id, &at)? {
-        let Some(id) = message_ids
-            .iter()
-            .find(|id| id.to_string() == next.1)
-            .copied()
+        let Some(id) = next
+            .1
+            .parse::<MessageId>()
+            .ok()
+            .filter(|id| message_ids.contains(id))
         else {
             break;
         };
