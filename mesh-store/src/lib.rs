@@ -65,6 +65,7 @@ fn port_error(e: StoreError) -> PortError {
         | StoreError::Blocked(_)
         | StoreError::NotFound { .. }
         | StoreError::Forbidden { .. } => PortError::Refused(e.to_string()),
+        StoreError::Forged(_) => PortError::Forged(e.to_string()),
         e => PortError::Unavailable(e.to_string()),
     }
 }
@@ -89,6 +90,7 @@ fn incoming(m: lan_mesh::ports::IncomingMessage) -> storage::InboundMessage {
         body: m.body,
         sent_at: m.sent_at,
         hlc: m.hlc,
+        signature: m.signature,
     }
 }
 
@@ -348,6 +350,7 @@ impl GroupLog for StorePorts {
             Ok(RelayOutcome {
                 stored: applied.stored,
                 skipped: applied.skipped,
+                forged: applied.forged,
             })
         })
     }

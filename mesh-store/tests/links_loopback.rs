@@ -74,17 +74,10 @@ impl Node {
     async fn start_with_clock(name: &str, secret: &str, clock: delivery::Clock) -> Node {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
-        let id: NodeId = ulid::Ulid::new().to_string().parse().unwrap();
-        Node::start_in(
-            Some(dir),
-            path,
-            id,
-            name,
-            secret,
-            NodeKeys::generate().unwrap(),
-            clock,
-        )
-        .await
+        // The id its keys derive, as a node's first start takes.
+        let keys = NodeKeys::generate().unwrap();
+        let id: NodeId = keys.public().node_id();
+        Node::start_in(Some(dir), path, id, name, secret, keys, clock).await
     }
 
     async fn start_in(
@@ -101,6 +94,7 @@ impl Node {
             .set_local_identity(id.clone(), name.into(), delivery::now_ms())
             .await
             .unwrap();
+        store.set_signer(Arc::new(keys.clone())).await.unwrap();
         store
             .set_retry_policy(storage::RetryPolicy {
                 first_delay_ms: 100,

@@ -87,7 +87,17 @@ impl Node {
             config.data_dir.join(PRESEED_FILE),
             PathBuf::from(SYSTEM_PRESEED),
         ];
-        let settings = settings_file::load_or_create_preseeded(&data_dir, &preseeds)?;
+        let keys = data_dir.node_keys(NodeKeys::from_bytes, || {
+            NodeKeys::generate().map(|k| k.to_bytes().to_vec())
+        })?;
+        tracing::info!(link_key = %keys.public().fingerprint(), "node keys loaded");
+        // A first start takes the id its keys derive (docs/PROTOCOL.md, "Signatures"):
+        // its signed group changes and messages verify everywhere under that id.
+        let settings = settings_file::load_or_create_preseeded_as(
+            &data_dir,
+            &preseeds,
+            keys.public().node_id(),
+        )?;
         let token = data_dir.api_token()?;
         let listener =
             TcpListener::bind(config.api_addr)
@@ -116,11 +126,7 @@ impl Node {
                 lan_mesh::delivery::now_ms(),
             )
             .await?;
-        let keys = data_dir.node_keys(NodeKeys::from_bytes, || {
-            NodeKeys::generate().map(|k| k.to_bytes().to_vec())
-        })?;
-        tracing::info!(link_key = %keys.public().fingerprint(), "node keys loaded");
-
+        store.set_signer(Arc::new(keys.clone())).await?;
         let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));
         let runtime = tokio::runtime::Handle::current();
         let peer_store = store.clone();

@@ -230,6 +230,8 @@ pub struct InboundMessage {
     pub body: String,
     pub sent_at: UnixMs,
     pub hlc: Hlc,
+    /// The author's signature, already verified by the wire engine; kept for relays.
+    pub signature: Option<chat_core::MessageSignature>,
 }
 
 /// What applying an inbound envelope did. In every case the sender may be acked.

@@ -5,9 +5,11 @@
 //! bounded `wait_until`, never a bare sleep standing in for an assertion; an absence is
 //! checked with `holds_until`, up to an event or counter showing it could have ended.
 
+pub mod attacker;
 pub mod bench;
 pub mod chat;
 pub mod fault_proxy;
+pub mod identity;
 pub mod netns;
 pub mod node;
 pub mod scale;
@@ -181,7 +183,7 @@ pub fn loopback_mesh_settings(
     other_discovery_port: u16,
     secret: &str,
 ) -> anyhow::Result<(String, serde_json::Value)> {
-    let id = ulid::Ulid::new().to_string();
+    let id = identity::new_node_id()?;
     let doc = serde_json::json!({"lan_mesh": {
         "enabled": true, "node_id": id, "display_name": name,
         "listen_port": free_port()?, "discovery_port": discovery_port,
@@ -302,6 +304,7 @@ impl PairPlan {
                 dir.join("settings.json"),
                 self.settings[side.index()].to_string(),
             )?;
+            identity::write_node_key(&dir, &self.ids[side.index()])?;
         }
         let a = start_node(&self.root.path().join("a"), &self.env[0]).await?;
         let b = start_node(&self.root.path().join("b"), &self.env[1]).await?;
@@ -489,6 +492,9 @@ impl LoopbackMesh {
             let node_dir = root.path().join(name);
             std::fs::create_dir_all(&node_dir)?;
             std::fs::write(node_dir.join("settings.json"), doc.to_string())?;
+            if let Some(id) = doc["lan_mesh"]["node_id"].as_str() {
+                identity::write_node_key(&node_dir, id)?;
+            }
             nodes.push(start_node(&node_dir, &env).await?);
         }
         Ok(LoopbackMesh {

@@ -506,7 +506,7 @@ impl Lan {
             ns,
             lan: Arc::clone(&self.shared),
             data_dir,
-            node_id: ulid::Ulid::new().to_string(),
+            node_id: crate::identity::new_node_id()?,
             display_name: role.to_string(),
             pid: None,
             api: None,
@@ -1031,6 +1031,7 @@ impl Host {
             self.data_dir.join("settings.json"),
             serde_json::to_vec_pretty(&doc)?,
         )?;
+        crate::identity::write_node_key(&self.data_dir, &self.node_id)?;
         Ok(())
     }
 

@@ -44,7 +44,7 @@ pub use clock::{now_ms, Clock, ClockOffsets};
 pub use sync::SyncRequests;
 
 use crate::discovery::PeerEvent;
-use crate::envelope::{is_catch_up_kind, Envelope};
+use crate::envelope::{is_catch_up_kind, Envelope, EnvelopeError};
 use crate::links::Links;
 use crate::ports::{
     Arrival, GroupDelivery, InboundEffect, InboundOutcome, MeshStore, PortError, QueuedEnvelope,
@@ -502,9 +502,12 @@ impl Worker {
             self.sync.on_envelope(peer, envelope).await;
             return;
         }
-        let effect = match envelope.effect() {
+        let effect = match envelope.verified_effect(&keys) {
             Ok(effect) => effect,
             Err(e) => {
+                if matches!(e, EnvelopeError::Forged(_)) {
+                    self.transport.count_envelope_forged(1);
+                }
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "rejected an envelope: {e}");
                 self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
                     .await;
@@ -557,7 +560,10 @@ impl Worker {
                     _ => {}
                 }
             }
-            Err(e @ PortError::Refused(_)) => {
+            Err(e @ (PortError::Refused(_) | PortError::Forged(_))) => {
+                if matches!(e, PortError::Forged(_)) {
+                    self.transport.count_envelope_forged(1);
+                }
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "refused an envelope: {e}");
                 self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
                     .await;

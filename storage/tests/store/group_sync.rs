@@ -35,6 +35,7 @@ async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGro
 
 fn relayed(author: u8, hlc: u64, text: &str) -> RelayedMessage {
     RelayedMessage {
+        signature: None,
         message_id: MessageId::new(),
         author: node(author),
         body: text.into(),
@@ -183,6 +184,7 @@ async fn relayed_messages_keep_their_author_and_are_stored_once() {
     let effect = InboundEffect::GroupMessage {
         global_group_id: gid,
         message: InboundMessage {
+            signature: None,
             message_id: from_1.message_id,
             body: from_1.body.clone(),
             sent_at: from_1.sent_at,
