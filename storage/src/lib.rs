@@ -38,7 +38,10 @@ pub use store::{Store, DATABASE_FILE};
 
 // The store's records are made of chat-core's types; its callers get them from here
 // too, so that code which only talks to the store needs one import.
-pub use chat_core::{group_state::statement as group_statement, AuthorKeys, Change, Signer};
+pub use chat_core::{
+    content_hash, group_state::statement as group_statement, AuthorKeys, Change, MessageSignature,
+    Signer,
+};
 pub use chat_core::{
     message_hash, min_key, retry_delay_ms, ConversationId, ConversationTarget, DissolvedStamp,
     EnvelopeId, Fingerprint, GlobalGroupId, GroupState, Hlc, InvalidGroupState, KeyRange,

@@ -33,6 +33,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         (2, include_str!("../fixtures/schema_v2.sql")),
         (3, include_str!("../fixtures/schema_v3.sql")),
         (4, include_str!("../fixtures/schema_v4.sql")),
+        (5, include_str!("../fixtures/schema_v5.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {
