@@ -107,6 +107,8 @@ pub enum InboundEffect {
 
 /// What applying an inbound envelope did. In every case the sender may be acked.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A message with its signature (128 bytes) is the common case, not the rare one.
+#[allow(clippy::large_enum_variant)]
 pub enum InboundOutcome {
     /// Stored now: for a message, the message as stored (no read back needed).
     Applied(Option<Message>),

@@ -236,6 +236,8 @@ pub struct InboundMessage {
 
 /// What applying an inbound envelope did. In every case the sender may be acked.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A message with its signature (128 bytes) is the common case, not the rare one.
+#[allow(clippy::large_enum_variant)]
 pub enum InboundOutcome {
     /// Applied now; for a message stored now, the message as stored (`None` when its
     /// id was held already, under another envelope id).

@@ -133,6 +133,8 @@ struct GroupAcks {
 
 /// What delivery tells the node (for the local API's event stream).
 #[derive(Debug, Clone)]
+// A message with its signature (128 bytes) is the common case, not the rare one.
+#[allow(clippy::large_enum_variant)]
 pub enum DeliveryEvent {
     /// A message from a peer was stored.
     MessageReceived(Message),
