@@ -197,6 +197,7 @@ impl TransportCounters {
             ("frames_malformed", self.frames_malformed),
             ("envelopes_dropped", self.envelopes_dropped),
             ("envelopes_rejected", self.envelopes_rejected),
+            ("envelopes_forged", self.envelopes_forged),
         ]
     }
 }

@@ -126,4 +126,8 @@ pub struct TransportCounters {
     /// Envelopes answered with `Reject` (bad payload, forged or refused change).
     #[serde(default)]
     pub envelopes_rejected: u64,
+    /// Statements refused as forged (a group change or message its author did not
+    /// sign, a change its signer may not make, a known message id with other content).
+    #[serde(default)]
+    pub envelopes_forged: u64,
 }

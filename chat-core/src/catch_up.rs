@@ -28,8 +28,14 @@ pub struct Fingerprint {
 
 impl Fingerprint {
     pub fn add(&mut self, id: &MessageId) {
+        self.add_hash(message_hash(id));
+    }
+
+    /// Adds a message by its content hash (`chat_core::content_hash` of its signed
+    /// statement): what catch-up compares, so one id with two texts differs.
+    pub fn add_hash(&mut self, hash: u64) {
         self.count += 1;
-        self.xor ^= message_hash(id);
+        self.xor ^= hash;
     }
 
     pub fn of<'a>(ids: impl IntoIterator<Item = &'a MessageId>) -> Fingerprint {

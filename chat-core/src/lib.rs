@@ -12,6 +12,7 @@ pub mod ids;
 pub mod message;
 pub mod receipts;
 pub mod retry;
+pub mod signing;
 
 pub use api_types::limits::{
     check_announcement, check_body, check_display_name, check_group_name, TextError,
@@ -20,7 +21,7 @@ pub use api_types::limits::{
 };
 pub use catch_up::{message_hash, min_key, Fingerprint, KeyRange};
 pub use group_state::{
-    DissolvedStamp, GroupState, InvalidGroupState, MemberEntry, Register, Stamp,
+    Change, DissolvedStamp, GroupState, InvalidGroupState, MemberEntry, Register, Stamp,
     MAX_MEMBER_ENTRIES, MAX_REGISTERS,
 };
 pub use hlc::{Hlc, MAX_ADOPT_AHEAD_MS};
@@ -28,8 +29,10 @@ pub use ids::{
     ConversationId, ConversationTarget, EnvelopeId, GlobalGroupId, IdError, MessageId, UserId,
 };
 pub use message::{
-    Message, MessageStatus, OrderKey, RelayedMessage, UnixMs, MIN_SHOWN_CORRECTION_MS,
+    content_hash, message_statement, Message, MessageScope, MessageSignature, MessageStatus,
+    OrderKey, RelayedMessage, UnixMs, MIN_SHOWN_CORRECTION_MS,
 };
 pub use retry::{
     retry_delay_ms, RetryPolicy, DEDUPE_RETENTION_MS, MAX_OFFSET_ERROR_MS, MAX_RETRY_AGE_MS,
 };
+pub use signing::{AuthorKeys, SecretSigner, Signature, Signer};

@@ -41,6 +41,10 @@ pub trait Links: Send + Sync {
     /// Counts an inbound envelope dropped (`rejected` false) or answered with
     /// `Reject` (diagnostics' drop counters).
     fn count_envelope_refused(&self, rejected: bool);
+    /// Counts `count` forged statements refused: group changes or messages whose
+    /// author did not sign them, changes their signer may not make, a known message id
+    /// with other content (diagnostics' `envelopes_forged`).
+    fn count_envelope_forged(&self, count: u64);
 }
 
 impl Links for Transport {
@@ -66,5 +70,9 @@ impl Links for Transport {
 
     fn count_envelope_refused(&self, rejected: bool) {
         Transport::count_envelope_refused(self, rejected);
+    }
+
+    fn count_envelope_forged(&self, count: u64) {
+        Transport::count_envelope_forged(self, count);
     }
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use api_types::NodeId;
 use chat_core::{
     EnvelopeId, Fingerprint, GlobalGroupId, GroupState, Hlc, KeyRange, Message, MessageId,
-    OrderKey, RelayedMessage, UnixMs,
+    MessageSignature, OrderKey, RelayedMessage, UnixMs,
 };
 
 /// A port's answer: boxed, so the traits stay object safe (`Arc<dyn MeshStore>`).
@@ -27,6 +27,10 @@ pub enum PortError {
     /// envelope that asked for it is rejected with this reason.
     #[error("{0}")]
     Refused(String),
+    /// Refused for good as a forgery (a group state in another owner's name, a known
+    /// message id with other content): rejected like `Refused`, and counted.
+    #[error("{0}")]
+    Forged(String),
     /// Nothing was stored (disk full, database closed, …); the sender retries.
     #[error("{0}")]
     Unavailable(String),
@@ -84,6 +88,9 @@ pub struct IncomingMessage {
     pub body: String,
     pub sent_at: UnixMs,
     pub hlc: Hlc,
+    /// The author's signature, verified on receipt, with the keys it verified under:
+    /// kept so the message can be relayed with its proof.
+    pub signature: Option<MessageSignature>,
 }
 
 /// What an inbound envelope asks persistence to do.
@@ -106,6 +113,8 @@ pub enum InboundEffect {
 
 /// What applying an inbound envelope did. In every case the sender may be acked.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A message with its signature (128 bytes) is the common case, not the rare one.
+#[allow(clippy::large_enum_variant)]
 pub enum InboundOutcome {
     /// Stored now: for a message, the message as stored (no read back needed).
     Applied(Option<Message>),
@@ -163,6 +172,8 @@ pub struct RelayOutcome {
     pub stored: Vec<Message>,
     /// Already held, authored by this node, or refused one by one.
     pub skipped: usize,
+    /// Of the skipped, ids held with other content (counted as forged).
+    pub forged: usize,
 }
 
 /// What pinning a peer's link keys found.

@@ -74,6 +74,7 @@ fn port_error(e: StoreError) -> PortError {
         | StoreError::Blocked(_)
         | StoreError::NotFound { .. }
         | StoreError::Forbidden { .. } => PortError::Refused(e.to_string()),
+        StoreError::Forged(_) => PortError::Forged(e.to_string()),
         e => PortError::Unavailable(e.to_string()),
     }
 }
@@ -98,6 +99,7 @@ fn incoming(m: lan_mesh::ports::IncomingMessage) -> storage::InboundMessage {
         body: m.body,
         sent_at: m.sent_at,
         hlc: m.hlc,
+        signature: m.signature,
     }
 }
 
@@ -373,6 +375,7 @@ impl GroupLog for StorePorts {
             Ok(RelayOutcome {
                 stored: applied.stored,
                 skipped: applied.skipped,
+                forged: applied.forged,
             })
         })
     }

@@ -93,6 +93,7 @@ impl Node {
             .set_local_identity(id.clone(), name.into(), delivery::now_ms())
             .await
             .unwrap();
+        store.set_signer(Arc::new(keys.clone())).await.unwrap();
         store
             .set_retry_policy(storage::RetryPolicy {
                 first_delay_ms: 100,

@@ -87,13 +87,14 @@ impl Node {
             config.data_dir.join(PRESEED_FILE),
             PathBuf::from(SYSTEM_PRESEED),
         ];
-        let mut settings = settings_file::load_or_create_preseeded(&data_dir, &preseeds)?;
         let keys = data_dir.node_keys(NodeKeys::from_bytes, || {
             NodeKeys::generate().map(|k| k.to_bytes().to_vec())
         })?;
-        // The node's id is the one its keys derive (docs/PROTOCOL.md, "Node ids"). A
-        // data directory of the random-id era (or a fresh settings file) takes it now.
+        // The node's id is the one its keys derive (docs/PROTOCOL.md, "Node ids"): a
+        // first start takes it, and a data directory of the random-id era takes it now.
         let derived = keys.public().node_id();
+        let mut settings =
+            settings_file::load_or_create_preseeded_as(&data_dir, &preseeds, derived.clone())?;
         if settings.lan_mesh.node_id != derived {
             tracing::info!(old = %settings.lan_mesh.node_id, new = %derived,
                 "the node id becomes the one its keys derive");
@@ -135,6 +136,7 @@ impl Node {
             )
             .await?;
         tracing::info!(link_key = %keys.public().fingerprint(), "node keys loaded");
+        store.set_signer(Arc::new(keys.clone())).await?;
 
         let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));
         let runtime = tokio::runtime::Handle::current();

@@ -11,6 +11,7 @@ use crate::rows::HlcColumn;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
 use chat_core::Hlc;
+use chat_core::{message_statement, ConversationTarget, MessageScope, MessageSignature};
 use chat_core::{ConversationId, MessageId, UserId};
 use chat_core::{Message, MessageStatus, UnixMs};
 
@@ -156,8 +157,8 @@ pub(crate) fn insert_message(
     let inserted = conn
         .prepare_cached(
             "INSERT INTO messages (message_id, conversation_id, sender_id, body, sent_at,
-                                   received_at, hlc, status, sender_clock_offset_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (message_id) DO NOTHING",
+                                   received_at, hlc, status, sender_clock_offset_ms, signature)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (message_id) DO NOTHING",
         )?
         .execute(params![
             message.message_id.to_string(),
@@ -169,9 +170,10 @@ pub(crate) fn insert_message(
             message.hlc.to_sql(),
             message.status.as_str(),
             message.sender_clock_offset_ms,
+            message.signature.map(|s| s.to_bytes()),
         ])?;
     if inserted == 0 {
-        return Ok(false);
+        return check_same_content(conn, message).map(|()| false);
     }
     let updated = conn
         .prepare_cached(
@@ -198,6 +200,43 @@ pub(crate) fn insert_message(
     Ok(true)
 }
 
+/// A message id held already may only come again with the very same content: another
+/// text (or author, conversation, stamp) under a known id is a forgery or an author
+/// contradicting itself, and is refused — never acknowledged as applied, so the two
+/// nodes cannot silently disagree (docs/PROTOCOL.md, "Signatures").
+fn check_same_content(conn: &Connection, message: &Message) -> StoreResult<()> {
+    let held = conn
+        .prepare_cached(
+            "SELECT conversation_id, sender_id, body, sent_at, hlc FROM messages
+             WHERE message_id = ?1",
+        )?
+        .query_row([message.message_id.to_string()], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let same = held.is_some_and(|(conversation, sender, body, sent_at, hlc)| {
+        conversation == message.conversation_id.as_str()
+            && sender == message.sender.as_str()
+            && body == message.body
+            && sent_at == message.sent_at
+            && hlc == message.hlc.to_sql()
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(StoreError::Forged(format!(
+            "message {} is held here with other content",
+            message.message_id
+        )))
+    }
+}
+
 /// The newest stamp in a conversation (zero when it has none): local events in it are
 /// stamped after it. `last_hlc` is kept by every insert, so this is one row's read.
 pub(crate) fn conversation_floor(
@@ -209,6 +248,33 @@ pub(crate) fn conversation_floor(
         .query_row([conversation_id.as_str()], |r| r.get(0))
         .optional()?;
     Ok(last.flatten().map(Hlc::from_sql).unwrap_or_default())
+}
+
+/// This node's signature of its own message (docs/PROTOCOL.md, "Signatures"): over its
+/// conversation (the DM's peer or the group), id, author, stamps and text. `None`
+/// without a signer (tests that need none).
+fn sign_message(
+    state: &WriterState,
+    local: &NodeId,
+    message: &Message,
+) -> Option<MessageSignature> {
+    let signer = state.signer.as_ref()?;
+    let scope = match message.conversation_id.target() {
+        ConversationTarget::Group(group) => MessageScope::Group(group),
+        ConversationTarget::Direct(peer) => MessageScope::Direct { to: peer },
+    };
+    let statement = message_statement(
+        scope,
+        &message.message_id,
+        local,
+        message.sent_at,
+        message.hlc,
+        &message.body,
+    );
+    Some(MessageSignature {
+        sig: signer.sign(&statement),
+        keys: signer.keys(),
+    })
 }
 
 /// Writes a message from the local user, stamped with the next HLC, status pending.
@@ -227,7 +293,7 @@ pub(crate) fn insert_local_message(
     let floor = conversation_floor(conn, conversation_id)?;
     state.clock = Hlc::tick(state.clock, now_wall);
     let hlc = Hlc::tick_after(state.clock, floor, now_wall);
-    let message = Message {
+    let mut message = Message {
         message_id: MessageId::from_ulid(state.next_ulid()),
         conversation_id: conversation_id.clone(),
         sender: UserId::lan(&local),
@@ -237,7 +303,9 @@ pub(crate) fn insert_local_message(
         hlc,
         status: MessageStatus::Pending,
         sender_clock_offset_ms: None,
+        signature: None,
     };
+    message.signature = sign_message(state, &local, &message);
     insert_message(conn, &message, false)?;
     Ok(message)
 }

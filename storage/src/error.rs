@@ -48,6 +48,11 @@ pub enum StoreError {
     Forbidden { field: &'static str, reason: String },
     #[error("peer {0} is blocked")]
     Blocked(String),
+    /// A statement its author did not make: a group state in another owner's name for
+    /// a group held here, a known message id with other content (docs/PROTOCOL.md,
+    /// "Signatures"). Refused like `Invalid`, counted apart.
+    #[error("forged: {0}")]
+    Forged(String),
     /// Only a message whose delivery was given up can be queued again.
     #[error("message {message_id} is {status}, not failed; only a failed message can be retried")]
     NotFailed {

@@ -1,10 +1,13 @@
 //! How a group's state is kept in `groups.state` (docs/STORAGE.md): JSON in the
 //! store's own types. Its text equals what schema v4 and v5 databases hold — which
 //! happened to be the wire's `group.upsert` payload then — and the two may now change
-//! apart (a migration here, a protocol version there).
+//! apart (a migration here, a protocol version there). Since group changes are
+//! signed, each change may carry its editor's signature (`sig`, hex) and the state its editors' keys
+//! (`keys`); both are optional so older texts still read (as unsigned changes).
 
 use api_types::NodeId;
-use chat_core::{DissolvedStamp, GroupState, MemberEntry, Register};
+use chat_core::signing::{hex, signature_from_hex, Signature};
+use chat_core::{AuthorKeys, DissolvedStamp, GroupState, MemberEntry, Register};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -16,6 +19,15 @@ struct StateColumn {
     announcements: Vec<RegisterColumn>,
     members: Vec<MemberColumn>,
     dissolved: Option<StampColumn>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    keys: Vec<KeysColumn>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysColumn {
+    id: NodeId,
+    keys: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -24,6 +36,8 @@ struct RegisterColumn {
     hlc: u64,
     editor: NodeId,
     value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -33,6 +47,8 @@ struct MemberColumn {
     present: bool,
     hlc: u64,
     editor: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -40,6 +56,17 @@ struct MemberColumn {
 struct StampColumn {
     hlc: u64,
     editor: NodeId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sig: Option<String>,
+}
+
+fn sig_text(sig: &Option<Signature>) -> Option<String> {
+    sig.as_ref().map(|s| hex(s))
+}
+
+fn parse_sig(text: Option<String>) -> Result<Option<Signature>, String> {
+    text.map(|t| signature_from_hex(&t).ok_or_else(|| "a bad signature".to_string()))
+        .transpose()
 }
 
 pub(crate) fn encode(state: &GroupState) -> String {
@@ -49,6 +76,7 @@ pub(crate) fn encode(state: &GroupState) -> String {
                 hlc: r.hlc,
                 editor: r.editor.clone(),
                 value: r.value.clone(),
+                sig: sig_text(&r.sig),
             })
             .collect()
     };
@@ -65,12 +93,22 @@ pub(crate) fn encode(state: &GroupState) -> String {
                 present: m.present,
                 hlc: m.hlc,
                 editor: m.editor.clone(),
+                sig: sig_text(&m.sig),
             })
             .collect(),
         dissolved: state.dissolved.as_ref().map(|d| StampColumn {
             hlc: d.hlc,
             editor: d.editor.clone(),
+            sig: sig_text(&d.sig),
         }),
+        keys: state
+            .keys
+            .iter()
+            .map(|(id, keys)| KeysColumn {
+                id: id.clone(),
+                keys: keys.to_hex(),
+            })
+            .collect(),
     };
     // Ids, integers and strings: serialising cannot fail.
     serde_json::to_string(&column).unwrap_or_default()
@@ -80,12 +118,15 @@ pub(crate) fn decode(text: &str) -> Result<GroupState, String> {
     let column: StateColumn = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let registers = |rs: Vec<RegisterColumn>| {
         rs.into_iter()
-            .map(|r| Register {
-                hlc: r.hlc,
-                editor: r.editor,
-                value: r.value,
+            .map(|r| {
+                Ok(Register {
+                    hlc: r.hlc,
+                    editor: r.editor,
+                    value: r.value,
+                    sig: parse_sig(r.sig)?,
+                })
             })
-            .collect()
+            .collect::<Result<Vec<_>, String>>()
     };
     Ok(GroupState {
         global_group_id: column
@@ -93,22 +134,38 @@ pub(crate) fn decode(text: &str) -> Result<GroupState, String> {
             .parse()
             .map_err(|_| "global_group_id is not a ULID".to_string())?,
         owner: column.owner,
-        names: registers(column.names),
-        announcements: registers(column.announcements),
+        names: registers(column.names)?,
+        announcements: registers(column.announcements)?,
         members: column
             .members
             .into_iter()
-            .map(|m| MemberEntry {
-                id: m.id,
-                present: m.present,
-                hlc: m.hlc,
-                editor: m.editor,
+            .map(|m| {
+                Ok(MemberEntry {
+                    id: m.id,
+                    present: m.present,
+                    hlc: m.hlc,
+                    editor: m.editor,
+                    sig: parse_sig(m.sig)?,
+                })
             })
-            .collect(),
-        dissolved: column.dissolved.map(|d| DissolvedStamp {
-            hlc: d.hlc,
-            editor: d.editor,
-        }),
+            .collect::<Result<Vec<_>, String>>()?,
+        dissolved: match column.dissolved {
+            Some(d) => Some(DissolvedStamp {
+                hlc: d.hlc,
+                editor: d.editor,
+                sig: parse_sig(d.sig)?,
+            }),
+            None => None,
+        },
+        keys: column
+            .keys
+            .into_iter()
+            .map(|k| {
+                AuthorKeys::from_hex(&k.keys)
+                    .map(|keys| (k.id, keys))
+                    .ok_or_else(|| "bad editor keys".to_string())
+            })
+            .collect::<Result<Vec<_>, String>>()?,
     })
 }
 
@@ -134,5 +191,22 @@ mod tests {
         let text = encode(&state);
         assert_eq!(decode(&text), Ok(state));
         assert!(decode(&text.replacen('{', "{\"x\":1,", 1)).is_err());
+    }
+
+    #[test]
+    fn signed_states_round_trip_with_their_signatures_and_keys() {
+        let owner = chat_core::SecretSigner::from_number(7);
+        let stamp = |hlc| Stamp {
+            hlc,
+            editor: chat_core::Signer::node_id(&owner),
+        };
+        let mut state =
+            GroupState::create(GlobalGroupId::new(), &stamp(10), "团队", "公告", &[node(1)]);
+        state.dissolve(&stamp(12));
+        assert_eq!(state.sign_own(&owner), 5);
+        let text = encode(&state);
+        let back = decode(&text).unwrap();
+        assert_eq!(back, state);
+        back.check_received().unwrap();
     }
 }

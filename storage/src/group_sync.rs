@@ -22,6 +22,7 @@ use crate::rows::HlcColumn;
 use crate::rows::{self, MESSAGE_COLUMNS};
 use crate::writer::WriterState;
 use chat_core::Hlc;
+use chat_core::{content_hash, message_statement, MessageScope};
 use chat_core::{ConversationId, GlobalGroupId, MessageId, UserId};
 use chat_core::{Fingerprint, KeyRange, Message, MessageStatus, OrderKey, RelayedMessage, UnixMs};
 
@@ -33,6 +34,8 @@ pub struct RelayOutcome {
     /// Already held here (by id), authored by this node, or refused one by one
     /// (author blocked, stamp in the future, invalid body).
     pub skipped: usize,
+    /// Of the skipped, ids held here with other content (`StoreError::Forged`).
+    pub forged: usize,
 }
 
 /// The order keys of a group's messages in `range`, ascending.
@@ -87,13 +90,51 @@ pub(crate) fn keys(
     Ok(list)
 }
 
+/// The range's fingerprint over the messages' content (docs/PROTOCOL.md, "Group
+/// catch-up"): each message counts by the hash of the statement its author signed, so
+/// one id held with two texts shows as a difference. Reads the bodies (not only the
+/// index): the statement covers them.
 pub(crate) fn fingerprint(
     conn: &Connection,
     group: &GlobalGroupId,
     range: &KeyRange,
 ) -> StoreResult<Fingerprint> {
-    let keys = keys(conn, group, range)?;
-    Ok(Fingerprint::of(keys.iter().map(|k| &k.message_id)))
+    let conversation = ConversationId::group(group);
+    let (hi_hlc, hi_id) = match range.hi {
+        Some(hi) => (hi.hlc.to_sql(), hi.message_id.to_string()),
+        None => (i64::MAX, "~".to_string()),
+    };
+    let mut fp = Fingerprint::default();
+    let mut rows = conn.prepare_cached(
+        "SELECT message_id, sender_id, body, sent_at, hlc FROM messages
+             WHERE conversation_id = ?1 AND (hlc, message_id) >= (?2, ?3)
+               AND (hlc, message_id) < (?4, ?5)",
+    )?;
+    let mut rows = rows.query(params![
+        conversation.as_str(),
+        range.lo.hlc.to_sql(),
+        range.lo.message_id.to_string(),
+        hi_hlc,
+        hi_id
+    ])?;
+    while let Some(row) = rows.next()? {
+        let id: MessageId = rows::parse(row, 0)?;
+        let sender: UserId = rows::parse(row, 1)?;
+        let author = sender
+            .node_id()
+            .ok_or_else(|| StoreError::Malformed(format!("group message {id} without a node")))?;
+        let body: String = row.get(2)?;
+        let statement = message_statement(
+            MessageScope::Group(group),
+            &id,
+            &author,
+            row.get(3)?,
+            Hlc::from_sql(row.get(4)?),
+            &body,
+        );
+        fp.add_hash(content_hash(&statement));
+    }
+    Ok(fp)
 }
 
 /// The messages among `ids` that this group's conversation holds, in order, as they
@@ -129,6 +170,7 @@ pub(crate) fn messages_for_relay(
                 body: m.body,
                 sent_at: m.sent_at,
                 hlc: m.hlc,
+                signature: m.signature,
             })
         })
         .collect())
@@ -200,13 +242,25 @@ pub(crate) fn apply_relayed(
             hlc: relayed.hlc,
             status: MessageStatus::Delivered,
             sender_clock_offset_ms: author_offsets.get(&relayed.author).copied(),
+            signature: relayed.signature,
         };
         // The author may be a member this node never saw online: its user must exist
         // for the history to name it.
         peers::ensure_peer(conn, writer, &relayed.author)?;
-        if !chat::insert_message(conn, &message, true)? {
-            outcome.skipped += 1;
-            continue;
+        match chat::insert_message(conn, &message, true) {
+            Ok(true) => {}
+            Ok(false) => {
+                outcome.skipped += 1;
+                continue;
+            }
+            // A known id with other content: not stored, counted by the caller.
+            Err(StoreError::Forged(reason)) => {
+                tracing::warn!(%from, "relayed {reason}");
+                outcome.skipped += 1;
+                outcome.forged += 1;
+                continue;
+            }
+            Err(e) => return Err(e),
         }
         writer.clock = Hlc::observe(writer.clock, relayed.hlc, now_wall);
         conn.prepare_cached(

@@ -47,8 +47,13 @@ fn checked_announcement(text: &str) -> StoreResult<&str> {
     chat_core::check_announcement(text).map_err(|e| chat::text_error("announcement", e))
 }
 
-/// A local change must leave a state every member accepts.
-fn checked(state: GroupState, field: &'static str) -> StoreResult<GroupState> {
+/// A local change must leave a state every member accepts; it is signed here with
+/// this node's keys (the changes it made are the unsigned ones).
+fn checked(
+    writer: &WriterState,
+    mut state: GroupState,
+    field: &'static str,
+) -> StoreResult<GroupState> {
     if state.member_ids().len() > MAX_GROUP_MEMBERS {
         return Err(StoreError::invalid(
             "members",
@@ -58,6 +63,9 @@ fn checked(state: GroupState, field: &'static str) -> StoreResult<GroupState> {
     state
         .validate()
         .map_err(|e| StoreError::invalid(field, e.0))?;
+    if let Some(signer) = &writer.signer {
+        state.sign_own(signer.as_ref());
+    }
     Ok(state)
 }
 
@@ -105,29 +113,24 @@ fn group_row(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option<GroupR
             ))
         })
         .optional()?;
-    let Some((local_id, text, name, announcement, owner, revision, editor, updated_at, conv)) =
+    let Some((local_id, text, name, announcement, owner, revision, _editor, updated_at, conv)) =
         head
     else {
         return Ok(None);
     };
-    let state = match parse_state(&text)? {
+    let mut state = match parse_state(&text)? {
         Some(state) => state,
         None => {
             let members = conn
                 .prepare_cached("SELECT member_id FROM group_members WHERE group_id = ?1")?
                 .query_map([&local_id], |row| rows::parse::<NodeId>(row, 0))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
-            legacy_state(
-                *id,
-                &owner,
-                &name,
-                &announcement,
-                &members,
-                revision,
-                editor,
-            )
+            legacy_state(*id, &owner, &name, &announcement, &members, revision)
         }
     };
+    // Before group changes were signed, members could rename: those registers no
+    // longer count and would make every later change invalid.
+    state.drop_members_registers();
     Ok(Some(GroupRow {
         local_id,
         conversation_id: conv,
@@ -136,8 +139,8 @@ fn group_row(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option<GroupR
     }))
 }
 
-/// A group stored before schema v4 (whole-state revisions): its fields as changes
-/// stamped with its old revision number, its members as added by the owner.
+/// A group stored before schema v4 (whole-state revisions): its fields as the owner's
+/// changes stamped with its old revision number.
 fn legacy_state(
     id: GlobalGroupId,
     owner: &NodeId,
@@ -145,20 +148,15 @@ fn legacy_state(
     announcement: &str,
     members: &[NodeId],
     revision: i64,
-    editor: NodeId,
 ) -> GroupState {
     let hlc = u64::try_from(revision).unwrap_or(1).max(1);
     let by_owner = Stamp {
         hlc,
         editor: owner.clone(),
     };
-    let mut state = GroupState::create(id, &by_owner, name, "", members);
-    let last = Stamp { hlc, editor };
-    state.set_name(name, &last);
-    if !announcement.is_empty() {
-        state.set_announcement(announcement, &last);
-    }
-    state
+    // Names and announcements count as the owner's, whoever last changed them then:
+    // only the owner writes them now.
+    GroupState::create(id, &by_owner, name, announcement, members)
 }
 
 pub(crate) fn group(conn: &Connection, id: &GlobalGroupId) -> StoreResult<Option<Group>> {
@@ -346,6 +344,7 @@ pub(crate) fn create(
     let stamp = next_stamp(writer, 0, now)?;
     let id = GlobalGroupId::from_ulid(writer.next_ulid());
     let state = checked(
+        writer,
         GroupState::create(id, &stamp, &name, announcement, &new.members),
         "members",
     )?;
@@ -389,6 +388,18 @@ fn commit_change(
     Ok(group)
 }
 
+/// Names and announcements are the owner's (docs/PROTOCOL.md, the group state machine).
+fn owner_only(state: &GroupState, local: &NodeId, field: &'static str) -> StoreResult<()> {
+    if state.may_edit_info(local) {
+        Ok(())
+    } else {
+        Err(StoreError::Forbidden {
+            field,
+            reason: "only the owner changes the group's name and announcement".into(),
+        })
+    }
+}
+
 pub(crate) fn edit(
     conn: &Connection,
     writer: &mut WriterState,
@@ -403,12 +414,14 @@ pub(crate) fn edit(
     if let Some(name) = &edit.name {
         let name = checked_name(name)?;
         if name != state.name() {
+            owner_only(&state, &local, "name")?;
             state.set_name(&name, &stamp);
         }
     }
     if let Some(announcement) = &edit.announcement {
         let announcement = checked_announcement(announcement)?;
         if announcement != state.announcement() {
+            owner_only(&state, &local, "announcement")?;
             state.set_announcement(announcement, &stamp);
         }
     }
@@ -432,7 +445,7 @@ pub(crate) fn edit(
             }
         }
     }
-    let state = checked(state, "members")?;
+    let state = checked(writer, state, "members")?;
     commit_change(conn, writer, &state, &before, now, encode)
 }
 
@@ -468,7 +481,7 @@ pub(crate) fn act(
         GroupAction::Leave => state.set_member(&local, false, &stamp),
         GroupAction::Dissolve => state.dissolve(&stamp),
     }
-    let state = checked(state, "group")?;
+    let state = checked(writer, state, "group")?;
     commit_change(conn, writer, &state, &before, now, encode)
 }
 
@@ -521,7 +534,9 @@ pub(crate) fn merge(
     );
     if let Some(current) = group(conn, &incoming.global_group_id)? {
         if current.state.owner != incoming.owner {
-            return Err(StoreError::invalid("group state", "another owner"));
+            return Err(StoreError::Forged(
+                "a group state in another owner's name".into(),
+            ));
         }
         let mut merged = current.state.clone();
         merged.merge(incoming);
@@ -536,7 +551,9 @@ pub(crate) fn merge(
     }
     if let Some((mut held, _status)) = invitation_row(conn, &incoming.global_group_id)? {
         if held.state.owner != incoming.owner {
-            return Err(StoreError::invalid("group state", "another owner"));
+            return Err(StoreError::Forged(
+                "a group state in another owner's name".into(),
+            ));
         }
         let before = held.state.clone();
         held.state.merge(incoming);
@@ -675,6 +692,9 @@ pub(crate) fn decline_invitation(
     let before = held.state.member_ids();
     let stamp = next_stamp(writer, held.state.max_hlc(), now)?;
     held.state.set_member(&local, false, &stamp);
+    if let Some(signer) = &writer.signer {
+        held.state.sign_own(signer.as_ref());
+    }
     put_invitation(conn, &held, false)?;
     announce(
         conn,

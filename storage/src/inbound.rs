@@ -159,6 +159,7 @@ fn store_message(
         hlc: message.hlc,
         status: MessageStatus::Delivered,
         sender_clock_offset_ms: envelope.sender_clock_offset_ms,
+        signature: message.signature,
     };
     // A message id already stored (resent under a new envelope id) is not stored twice.
     Ok(chat::insert_message(conn, &stored, true)?.then_some(stored))

@@ -45,6 +45,10 @@ pub use store::{Store, DATABASE_FILE};
 /// What "read" means (`chat_core::receipts`), for the API that shows it.
 pub use chat_core::receipts as read_rules;
 pub use chat_core::{
+    content_hash, group_state::statement as group_statement, AuthorKeys, Change, MessageSignature,
+    Signer,
+};
+pub use chat_core::{
     message_hash, min_key, retry_delay_ms, ConversationId, ConversationTarget, DissolvedStamp,
     EnvelopeId, Fingerprint, GlobalGroupId, GroupState, Hlc, InvalidGroupState, KeyRange,
     MemberEntry, Message, MessageId, MessageStatus, OrderKey, Register, RelayedMessage,

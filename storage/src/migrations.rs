@@ -234,6 +234,12 @@ CREATE TABLE identity_changes (
     changed_at INTEGER NOT NULL
 ) STRICT;
 "#,
+    // v9: the author's signature of a message and the author's public keys
+    // (`sig ‖ keys`, 64 + 64 bytes; docs/PROTOCOL.md "Signatures"), kept so any member
+    // can relay the message with its proof. NULL for messages from before.
+    r#"
+ALTER TABLE messages ADD COLUMN signature BLOB CHECK (signature IS NULL OR length(signature) = 128);
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

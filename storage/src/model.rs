@@ -253,10 +253,14 @@ pub struct InboundMessage {
     pub body: String,
     pub sent_at: UnixMs,
     pub hlc: Hlc,
+    /// The author's signature, already verified by the wire engine; kept for relays.
+    pub signature: Option<chat_core::MessageSignature>,
 }
 
 /// What applying an inbound envelope did. In every case the sender may be acked.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// A message with its signature (128 bytes) is the common case, not the rare one.
+#[allow(clippy::large_enum_variant)]
 pub enum InboundOutcome {
     /// Applied now; for a message stored now, the message as stored (`None` when its
     /// id was held already, under another envelope id).

@@ -46,7 +46,7 @@ pub(crate) fn port(row: &Row<'_>, idx: usize) -> rusqlite::Result<Option<u16>> {
 /// Columns read by `message`, in order, for a `messages` table aliased `m`.
 pub(crate) const MESSAGE_COLUMNS: &str =
     "m.message_id, m.conversation_id, m.sender_id, m.body, m.sent_at, m.received_at, m.hlc, m.status,
-     m.sender_clock_offset_ms";
+     m.sender_clock_offset_ms, m.signature";
 
 /// Reads a message from `MESSAGE_COLUMNS` starting at column `at`.
 pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
@@ -62,6 +62,13 @@ pub(crate) fn message(row: &Row<'_>, at: usize) -> rusqlite::Result<Message> {
         status: MessageStatus::parse(&status)
             .ok_or_else(|| conversion(at + 7, format!("unknown status {status:?}")))?,
         sender_clock_offset_ms: row.get(at + 8)?,
+        signature: match row.get::<_, Option<Vec<u8>>>(at + 9)? {
+            None => None,
+            Some(bytes) => Some(
+                chat_core::MessageSignature::from_bytes(&bytes)
+                    .ok_or_else(|| conversion(at + 9, "a signature of the wrong length".into()))?,
+            ),
+        },
     })
 }
 

@@ -43,17 +43,28 @@ pub fn load_or_create_preseeded(
     preseeds: &[PathBuf],
 ) -> Result<Settings, SettingsFileError> {
     let path = path(dir);
+    let node_id: NodeId =
+        ulid::Ulid::new()
+            .to_string()
+            .parse()
+            .map_err(|e| SettingsFileError::Corrupt {
+                path: path.clone(),
+                reason: format!("generated node id rejected: {e}"),
+            })?;
+    load_or_create_preseeded_as(dir, preseeds, node_id)
+}
+
+/// Like `load_or_create_preseeded`, with `node_id` as a first start's id (the node
+/// passes the id its keys derive).
+pub fn load_or_create_preseeded_as(
+    dir: &DataDir,
+    preseeds: &[PathBuf],
+    node_id: NodeId,
+) -> Result<Settings, SettingsFileError> {
+    let path = path(dir);
     match fs::read(&path) {
         Ok(bytes) => parse(&path, &bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let node_id: NodeId =
-                ulid::Ulid::new()
-                    .to_string()
-                    .parse()
-                    .map_err(|e| SettingsFileError::Corrupt {
-                        path: path.clone(),
-                        reason: format!("generated node id rejected: {e}"),
-                    })?;
             let settings = match read_preseed(preseeds)? {
                 Some((preseed_path, doc)) => {
                     let settings = Settings::preseeded(node_id, &doc).map_err(|error| {

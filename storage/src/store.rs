@@ -388,6 +388,19 @@ impl Store {
         .await
     }
 
+    /// The keys that sign this node's group changes and messages (docs/PROTOCOL.md,
+    /// "Signatures"). Set once at start, before anything is sent.
+    pub async fn set_signer(
+        &self,
+        signer: std::sync::Arc<dyn chat_core::Signer>,
+    ) -> StoreResult<()> {
+        self.write(Durability::Normal, move |_, s| {
+            s.signer = Some(signer);
+            Ok(())
+        })
+        .await
+    }
+
     /// Whether a group a member adds this node to is joined at once (the setting
     /// `auto_accept_group_sync`) or waits as an invitation.
     pub async fn set_group_auto_accept(&self, auto_accept: bool) -> StoreResult<()> {

@@ -45,6 +45,9 @@ pub(crate) struct WriterState {
     /// `auto_accept_group_sync` off: a group a member adds this node to waits as an
     /// invitation instead of being joined.
     pub manual_group_accept: bool,
+    /// Signs this node's group changes and messages (its node keys); `None` until the
+    /// node sets it, and in tests that need no signatures.
+    pub signer: Option<std::sync::Arc<dyn chat_core::Signer>>,
 }
 
 impl WriterState {
@@ -229,6 +232,7 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
         ids: ulid::Generator::new(),
         retry: Default::default(),
         manual_group_accept: false,
+        signer: None,
     })
 }
 

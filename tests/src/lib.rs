@@ -5,6 +5,7 @@
 //! bounded `wait_until`, never a bare sleep standing in for an assertion; an absence is
 //! checked with `holds_until`, up to an event or counter showing it could have ended.
 
+pub mod attacker;
 pub mod bench;
 pub mod chat;
 pub mod fault_proxy;

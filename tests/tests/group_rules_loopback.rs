@@ -3,13 +3,14 @@
 //! real `lanchat serve` processes on 127.0.0.1, driven only through their local API.
 //!
 //! - `permissions_removal_leave_and_dissolve_hold_on_every_member`: B (a member) may
-//!   rename but not change members (403); a removed member C gets nothing sent after its
+//!   neither rename nor change members (403: names are the owner's); A's rename reaches
+//!   both; a removed member C gets nothing sent after its
 //!   removal; re-added, it gets the current state; C leaves; A dissolves → every member
 //!   shows it and nobody can send.
 //! - `partitioned_edits_converge_after_healing`: B gets another shared secret (a real
 //!   partition: discovery and links refuse each other); A renames and adds a member
-//!   while B renames and leaves; B gets the secret back → all three show the same name,
-//!   members and revision.
+//!   while B leaves; B gets the secret back → all three show the same name, members
+//!   and revision.
 //! - `invitations_wait_for_the_user_when_auto_accept_is_off`: C turns auto-accept off; a
 //!   group with C waits as an invitation (event, list, not in the groups); a message to
 //!   it meanwhile is refused and counted (`envelopes_rejected`); accepted, the group
@@ -81,10 +82,10 @@ async fn permissions(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         .await?;
     }
 
-    // B is a member: it may rename, not add or remove members.
+    // B is a member: it may neither rename nor add or remove members.
     let b_view = wait_group(b, &id, DELIVERY, "B's view", |_| true).await?;
     anyhow::ensure!(
-        b_view.permissions.edit_info && !b_view.permissions.manage_members,
+        !b_view.permissions.edit_info && !b_view.permissions.manage_members,
         "{b_view:?}"
     );
     let (status, error) = refused(
@@ -98,9 +99,20 @@ async fn permissions(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         status == 403 && error.code == "forbidden" && error.field.as_deref() == Some("members"),
         "{status} {error:?}"
     );
-    update_group(b, &id, &serde_json::json!({"name": "by bravo"})).await?;
-    for node in [a, c] {
-        wait_group(node, &id, DELIVERY, "B's rename", |g| g.name == "by bravo").await?;
+    let (status, error) = refused(
+        b,
+        reqwest::Method::PUT,
+        &format!("v1/groups/{id}"),
+        &serde_json::json!({"name": "by bravo"}),
+    )
+    .await?;
+    anyhow::ensure!(
+        status == 403 && error.code == "forbidden" && error.field.as_deref() == Some("name"),
+        "{status} {error:?}"
+    );
+    update_group(a, &id, &serde_json::json!({"name": "by alpha"})).await?;
+    for node in [b, c] {
+        wait_group(node, &id, DELIVERY, "A's rename", |g| g.name == "by alpha").await?;
     }
 
     // A removes C: C learns it, and gets nothing sent afterwards.
@@ -206,8 +218,8 @@ async fn partition(mesh: &LoopbackMesh) -> anyhow::Result<()> {
     for node in [a, c] {
         lanchat_tests::chat::wait_contact_online(node, b_id, false, ONLINE).await?;
     }
-    // Concurrent edits on both sides: a rename and a member added on A (the owner); a
-    // rename and leaving on B.
+    // Concurrent edits on both sides: a rename and a member added on A (the owner);
+    // leaving on B (the only change a member makes).
     let newcomer = storage::MessageId::new().to_string();
     update_group(a, &id, &serde_json::json!({"name": "from A"})).await?;
     update_group(
@@ -216,7 +228,6 @@ async fn partition(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         &serde_json::json!({"members": [b_id, c_id, newcomer]}),
     )
     .await?;
-    update_group(b, &id, &serde_json::json!({"name": "from B"})).await?;
     let (status, _) = post_action(b, &format!("v1/groups/{id}/leave")).await?;
     anyhow::ensure!(status == 200, "B leaving: {status}");
     wait_group(c, &id, DELIVERY, "A's edits on C", |g| g.name == "from A").await?;
@@ -244,8 +255,8 @@ async fn partition(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         "both member changes survive: {settled:?}"
     );
     anyhow::ensure!(
-        settled.name == "from A" || settled.name == "from B",
-        "one of the two renames wins everywhere: {settled:?}"
+        settled.name == "from A",
+        "the rename everywhere: {settled:?}"
     );
     Ok(())
 }

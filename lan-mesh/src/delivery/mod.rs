@@ -46,7 +46,7 @@ pub use clock::{now_ms, Clock, ClockOffsets};
 pub use sync::SyncRequests;
 
 use crate::discovery::PeerEvent;
-use crate::envelope::{is_catch_up_kind, Envelope};
+use crate::envelope::{is_catch_up_kind, Envelope, EnvelopeError};
 use crate::links::Links;
 use crate::ports::{
     Arrival, GroupDelivery, InboundEffect, InboundOutcome, MeshStore, PortError, QueuedEnvelope,
@@ -166,6 +166,8 @@ struct GroupAcks {
 
 /// What delivery tells the node (for the local API's event stream).
 #[derive(Debug, Clone)]
+// A message with its signature (128 bytes) is the common case, not the rare one.
+#[allow(clippy::large_enum_variant)]
 pub enum DeliveryEvent {
     /// A message from a peer was stored.
     MessageReceived(Message),
@@ -558,9 +560,12 @@ impl Worker {
             self.sync.on_envelope(peer, envelope).await;
             return;
         }
-        let effect = match envelope.effect() {
+        let effect = match envelope.verified_effect(&keys) {
             Ok(effect) => effect,
             Err(e) => {
+                if matches!(e, EnvelopeError::Forged(_)) {
+                    self.transport.count_envelope_forged(1);
+                }
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "rejected an envelope: {e}");
                 self.reply(&peer, reject(&envelope.envelope_id, &e.to_string()))
                     .await;
@@ -618,7 +623,10 @@ impl Worker {
                     }
                 }
             }
-            Err(e @ PortError::Refused(_)) => {
+            Err(e @ (PortError::Refused(_) | PortError::Forged(_))) => {
+                if matches!(e, PortError::Forged(_)) {
+                    self.transport.count_envelope_forged(1);
+                }
                 tracing::warn!(%peer, envelope = %envelope.envelope_id, "refused an envelope: {e}");
                 if let Some(event) = receipts::refused(&peer, &envelope) {
                     self.emit(event);

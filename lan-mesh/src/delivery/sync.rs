@@ -374,9 +374,27 @@ impl Syncer {
         Ok(())
     }
 
-    async fn on_relay(&self, peer: &NodeId, relay: RelayMessage) -> Result<(), Refusal> {
+    async fn on_relay(&self, peer: &NodeId, mut relay: RelayMessage) -> Result<(), Refusal> {
         let group = relay.group;
         self.touch(group, peer);
+        // Each message must carry its author's signature, under keys that derive the
+        // author's id: a relay can forward messages, not write or change them. Forged
+        // ones are dropped and counted; the rest are stored.
+        let before = relay.messages.len();
+        relay.messages.retain(|m| {
+            m.signature
+                .is_some_and(|s| s.verifies(&m.author, &m.statement(&group)))
+        });
+        let forged = before - relay.messages.len();
+        if forged > 0 {
+            tracing::warn!(%peer, %group, forged, "relayed messages their authors did not sign");
+            self.transport.count_envelope_forged(forged as u64);
+        }
+        if relay.messages.is_empty() {
+            return Err(Refusal::Reject(
+                "forged: relayed messages their authors did not sign".into(),
+            ));
+        }
         // Each author's measured offset, to show its messages on this node's clock.
         let offsets = self.offsets.of(relay.messages.iter().map(|m| &m.author));
         let outcome = self
@@ -390,10 +408,13 @@ impl Syncer {
             )
             .await
             .map_err(|e| match e {
-                PortError::Refused(reason) => Refusal::Reject(reason),
+                PortError::Refused(reason) | PortError::Forged(reason) => Refusal::Reject(reason),
                 PortError::Unavailable(reason) => Refusal::Silent(reason),
             })?;
         tracing::debug!(%peer, %group, stored = outcome.stored.len(), skipped = outcome.skipped, "relayed group messages");
+        if outcome.forged > 0 {
+            self.transport.count_envelope_forged(outcome.forged as u64);
+        }
         for message in outcome.stored {
             let _ = self.events.send(DeliveryEvent::MessageReceived(message));
         }

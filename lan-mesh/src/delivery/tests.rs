@@ -65,12 +65,39 @@ fn ms_since_start(clock_ms: UnixMs) -> i64 {
 }
 
 /// A DM envelope as `from`'s node would send it.
+/// The author's signature of a message, with the test keys of `author`.
+fn sign_message(
+    author: &NodeId,
+    scope: chat_core::MessageScope<'_>,
+    id: &MessageId,
+    sent_at: UnixMs,
+    hlc: Hlc,
+    text: &str,
+) -> chat_core::MessageSignature {
+    let keys = crate::testing::keys_of(author).expect("a test node");
+    let statement = chat_core::message_statement(scope, id, author, sent_at, hlc, text);
+    chat_core::MessageSignature {
+        sig: keys.sign(&statement),
+        keys: crate::envelope::author_keys(&keys.public()),
+    }
+}
+
 fn dm_envelope(from: &NodeId, to: &NodeId, n: u128, message_id: MessageId, text: &str) -> Envelope {
+    let hlc = Hlc::from_wall_ms(START_MS as u64);
+    let signed = sign_message(
+        from,
+        chat_core::MessageScope::Direct { to },
+        &message_id,
+        START_MS,
+        hlc,
+        text,
+    );
     let payload = DmPayload {
         message_id: message_id.to_string(),
         text: text.into(),
         sent_at: START_MS,
-        hlc: Hlc::from_wall_ms(START_MS as u64).raw(),
+        hlc: hlc.raw(),
+        sig: chat_core::signing::hex(&signed.sig),
     };
     Envelope {
         envelope_id: EnvelopeId::from_ulid(ulid::Ulid::from_parts(START_MS as u64, n)),
@@ -83,18 +110,29 @@ fn dm_envelope(from: &NodeId, to: &NodeId, n: u128, message_id: MessageId, text:
 }
 
 /// A group message `author` wrote, as its node stores it.
+/// A group message `author` wrote (signed), as its node stores it.
 fn group_message(author: &NodeId, group: GlobalGroupId, n: u128, text: &str) -> Message {
     let at = START_MS + i64::try_from(n).expect("small");
+    let message_id = MessageId::from_ulid(ulid::Ulid::from_parts(at as u64, n));
+    let hlc = Hlc::from_wall_ms(at as u64);
     Message {
-        message_id: MessageId::from_ulid(ulid::Ulid::from_parts(at as u64, n)),
+        message_id,
         conversation_id: ConversationId::group(&group),
         sender: UserId::lan(author),
         body: text.into(),
         sent_at: at,
         received_at: at,
-        hlc: Hlc::from_wall_ms(at as u64),
+        hlc,
         status: MessageStatus::Pending,
         sender_clock_offset_ms: None,
+        signature: Some(sign_message(
+            author,
+            chat_core::MessageScope::Group(&group),
+            &message_id,
+            at,
+            hlc,
+            text,
+        )),
     }
 }
 
@@ -660,7 +698,8 @@ async fn catch_up_between_two_members_fetches_what_each_missed() {
         hlc: Hlc::from_wall_ms(START_MS as u64).raw(),
         editor: author.id.clone(),
     };
-    let state = GroupState::create(group, &stamp, "team", "", &[b.id.clone(), c.id.clone()]);
+    let mut state = GroupState::create(group, &stamp, "team", "", &[b.id.clone(), c.id.clone()]);
+    state.sign_own(&author.keys);
 
     // The author tells both members about the group.
     for (n, member) in [&b.id, &c.id].into_iter().enumerate() {
@@ -756,4 +795,131 @@ async fn a_blocked_peer_s_link_is_closed() {
         net.closes(),
         vec![(a.id.clone(), b.id.clone(), "blocked".to_string())]
     );
+}
+
+/// A member that holds the shared secret and a link forges group changes: adding a
+/// node, removing a member, renaming, dissolving, a change in the owner's name signed
+/// with its own key, a group made up in the owner's name. Each is rejected with its
+/// reason and counted as forged; the group stays as the owner made it and the made-up
+/// group is neither joined nor held as an invitation. A replay of the owner's real
+/// upsert changes nothing, and the member's own signed leave is applied.
+#[tokio::test(start_paused = true)]
+async fn forged_group_changes_are_rejected_counted_and_change_nothing() {
+    let (net, clock) = setup();
+    let mut owner = ScriptedPeer::join(&net, node_id(1));
+    let b = Engine::start(&net, node_id(2), &clock);
+    let mut mallory = ScriptedPeer::join(&net, node_id(3));
+    let group = GlobalGroupId::from_ulid(ulid::Ulid::from_parts(START_MS as u64, 60));
+    let (owner_id, mallory_id, mallory_keys) =
+        (owner.id.clone(), mallory.id.clone(), mallory.keys.clone());
+    let at = |n: u64| Stamp {
+        hlc: Hlc::from_wall_ms(START_MS as u64).raw() + n,
+        editor: owner_id.clone(),
+    };
+    let mut state = GroupState::create(
+        group,
+        &at(0),
+        "team",
+        "",
+        &[b.id.clone(), mallory.id.clone(), node_id(4)],
+    );
+    state.sign_own(&owner.keys);
+    link(&net, &owner.id, &b.id).await;
+    link(&net, &mallory.id, &b.id).await;
+    owner.send_envelope(&b.id, &upsert_envelope(&owner.id, &b.id, &state, 1));
+    until("B holds the group", SECOND, || {
+        b.store.group_state(group).is_some()
+    })
+    .await;
+    let _ = owner.frames_now();
+
+    let by_mallory = |n: u64| Stamp {
+        hlc: at(n).hlc,
+        editor: mallory_id.clone(),
+    };
+    let signed_by_mallory = |change: &dyn Fn(&mut GroupState)| {
+        let mut forged = state.clone();
+        change(&mut forged);
+        forged.sign_own(&mallory_keys);
+        forged
+    };
+    let adds_a_friend = signed_by_mallory(&|g| g.set_member(&node_id(5), true, &by_mallory(10)));
+    let removes_four = signed_by_mallory(&|g| g.set_member(&node_id(4), false, &by_mallory(11)));
+    let renames = signed_by_mallory(&|g| g.set_name("mallory's", &by_mallory(12)));
+    let dissolves = signed_by_mallory(&|g| g.dissolve(&by_mallory(13)));
+    // In the owner's name, signed with Mallory's key (the owner's keys are in the
+    // state, so the signature cannot verify).
+    let mut as_owner = state.clone();
+    as_owner.set_name("owner says so", &at(14));
+    for r in as_owner.names.iter_mut().filter(|r| r.sig.is_none()) {
+        r.sig = Some(mallory.keys.sign(&chat_core::group_state::statement(
+            &group,
+            chat_core::Change::Name(r),
+        )));
+    }
+    // A group "owned" by the owner that it never made, with B as a member.
+    let made_up_id = GlobalGroupId::from_ulid(ulid::Ulid::from_parts(START_MS as u64, 61));
+    let mut made_up = GroupState::create(
+        made_up_id,
+        &at(15),
+        "free pizza",
+        "",
+        &[b.id.clone(), mallory.id.clone()],
+    );
+    made_up.sign_own(&mallory.keys);
+
+    let forgeries = [
+        adds_a_friend,
+        removes_four,
+        renames,
+        dissolves,
+        as_owner,
+        made_up,
+    ];
+    for (n, forged) in forgeries.iter().enumerate() {
+        mallory.send_envelope(
+            &b.id,
+            &upsert_envelope(&mallory.id, &b.id, forged, 100 + n as u128),
+        );
+    }
+    run_for(SECOND).await;
+    // Answers only (B also opens catch-up with its fellow member).
+    let answers: Vec<_> = mallory
+        .frames_now()
+        .into_iter()
+        .filter(|(_, f)| !matches!(f, Frame::Envelope(_)))
+        .collect();
+    assert_eq!(answers.len(), forgeries.len(), "{answers:?}");
+    for (_, frame) in &answers {
+        match frame {
+            Frame::Reject(r) => assert!(r.reason.contains("forged"), "{r:?}"),
+            other => panic!("expected a reject, got {other:?}"),
+        }
+    }
+    let refusals = net.refusals(&b.id);
+    assert_eq!(refusals.forged, forgeries.len() as u64);
+    assert_eq!(b.store.group_state(group), Some(state.clone()));
+    assert_eq!(b.store.group_state(made_up_id), None);
+    assert_eq!(b.store.invitation(made_up_id), None);
+
+    // A replay of the owner's real upsert: acked, nothing changes.
+    mallory.send_envelope(&b.id, &upsert_envelope(&mallory.id, &b.id, &state, 200));
+    // Mallory's own leave is hers to sign: applied.
+    let leaves = signed_by_mallory(&|g| g.set_member(&mallory_id, false, &by_mallory(20)));
+    mallory.send_envelope(&b.id, &upsert_envelope(&mallory.id, &b.id, &leaves, 201));
+    run_for(SECOND).await;
+    let acks: Vec<String> = mallory
+        .frames_now()
+        .into_iter()
+        .filter(|(_, f)| !matches!(f, Frame::Envelope(_)))
+        .map(|(_, frame)| match frame {
+            Frame::Ack(a) => a.outcome,
+            other => panic!("expected acks, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(acks, vec!["stale".to_string(), "applied".to_string()]);
+    let held = b.store.group_state(group).expect("group");
+    assert!(!held.is_member(&mallory.id) && held.is_member(&node_id(4)));
+    assert_eq!(held.name(), "team");
+    assert_eq!(net.refusals(&b.id).forged, forgeries.len() as u64);
 }

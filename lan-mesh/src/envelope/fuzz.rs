@@ -20,9 +20,9 @@ fn node(n: u8) -> NodeId {
         .expect("a node id")
 }
 
-/// The link's peer: the one who signs.
+/// The link's peer: the one who signs, with the id its keys derive.
 fn peer() -> NodeId {
-    node(1)
+    keys().public().node_id()
 }
 
 /// This node: the receiver.
@@ -226,8 +226,8 @@ fn dm_payload() -> impl Strategy<Value = Payload> {
         mutation(),
     )
         .prop_map(|((id, id_ok), text, sent_at, hlc, mutation)| {
-            let mut value =
-                json!({ "message_id": id, "text": text, "sent_at": sent_at, "hlc": hlc });
+            let mut value = json!({ "message_id": id, "text": text, "sent_at": sent_at, "hlc": hlc,
+                    "sig": "00".repeat(64) });
             let mutated = mutation.apply(&mut value);
             let expect = match id.parse::<MessageId>() {
                 Ok(message_id) if id_ok && text_ok(&text) && !mutated => Some(Expected::Effect(
@@ -236,6 +236,7 @@ fn dm_payload() -> impl Strategy<Value = Payload> {
                         body: text,
                         sent_at,
                         hlc: Hlc::from_raw(hlc),
+                        signature: None,
                     }),
                 )),
                 _ => None,
@@ -264,7 +265,7 @@ fn group_send_payload() -> impl Strategy<Value = Payload> {
             |((group, group_ok), message, text, sent_at, hlc, (id_is_message, _), mutation)| {
                 let message_id = MessageId::from_ulid(ulid::Ulid::from(message));
                 let mut value = json!({ "global_group_id": group, "message_id": message_id.to_string(),
-                    "text": text, "sent_at": sent_at, "hlc": hlc });
+                        "text": text, "sent_at": sent_at, "hlc": hlc, "sig": "00".repeat(64) });
                 let mutated = mutation.apply(&mut value);
                 let expect = match group.parse::<GlobalGroupId>() {
                     Ok(global_group_id) if group_ok && id_is_message && text_ok(&text) && !mutated => {
@@ -275,6 +276,7 @@ fn group_send_payload() -> impl Strategy<Value = Payload> {
                                 body: text,
                                 sent_at,
                                 hlc: Hlc::from_raw(hlc),
+                                signature: None,
                             },
                         }))
                     }
@@ -317,6 +319,7 @@ fn group_upsert_payload() -> impl Strategy<Value = Payload> {
                 &members,
             );
             state.set_announcement(&announcement, &stamp(hlc + 1));
+            state.sign_own(keys());
             let mut value = serde_json::to_value(GroupStateWire::from_state(&state))
                 .expect("a group state serialises");
             let mutated = match extra {

@@ -3,7 +3,8 @@
 //! apart; `chat_core::GroupState` is what both convert to and from.
 
 use api_types::NodeId;
-use chat_core::{DissolvedStamp, GroupState, MemberEntry, Register};
+use chat_core::signing::{hex, signature_from_hex, Signature};
+use chat_core::{AuthorKeys, DissolvedStamp, GroupState, MemberEntry, Register};
 use serde::{Deserialize, Serialize};
 
 use super::EnvelopeError;
@@ -17,6 +18,15 @@ pub struct GroupStateWire {
     pub announcements: Vec<RegisterWire>,
     pub members: Vec<MemberWire>,
     pub dissolved: Option<StampWire>,
+    /// The editors' public keys (128 hex digits: X25519 then Ed25519), by node id.
+    pub keys: Vec<KeysWire>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeysWire {
+    pub id: NodeId,
+    pub keys: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +35,8 @@ pub struct RegisterWire {
     pub hlc: u64,
     pub editor: NodeId,
     pub value: String,
+    /// The editor's Ed25519 signature of the change, 128 hex digits.
+    pub sig: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +46,7 @@ pub struct MemberWire {
     pub present: bool,
     pub hlc: u64,
     pub editor: NodeId,
+    pub sig: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +54,7 @@ pub struct MemberWire {
 pub struct StampWire {
     pub hlc: u64,
     pub editor: NodeId,
+    pub sig: String,
 }
 
 impl GroupStateWire {
@@ -51,6 +65,7 @@ impl GroupStateWire {
                     hlc: r.hlc,
                     editor: r.editor.clone(),
                     value: r.value.clone(),
+                    sig: sig_text(&r.sig),
                 })
                 .collect()
         };
@@ -67,50 +82,89 @@ impl GroupStateWire {
                     present: m.present,
                     hlc: m.hlc,
                     editor: m.editor.clone(),
+                    sig: sig_text(&m.sig),
                 })
                 .collect(),
             dissolved: state.dissolved.as_ref().map(|d| StampWire {
                 hlc: d.hlc,
                 editor: d.editor.clone(),
+                sig: sig_text(&d.sig),
             }),
+            keys: state
+                .keys
+                .iter()
+                .map(|(id, keys)| KeysWire {
+                    id: id.clone(),
+                    keys: keys.to_hex(),
+                })
+                .collect(),
         }
     }
 
-    /// The state it carries, checked against the rules every member applies alike.
+    /// The state it carries, checked against the rules every member applies alike and
+    /// every change against its editor's signature. A state that breaks a rule or
+    /// carries a change its editor did not sign is `Forged`.
     pub fn into_state(self) -> Result<GroupState, EnvelopeError> {
+        let bad = || EnvelopeError::Invalid("group.upsert payload");
         let registers = |rs: Vec<RegisterWire>| {
             rs.into_iter()
-                .map(|r| Register {
-                    hlc: r.hlc,
-                    editor: r.editor,
-                    value: r.value,
+                .map(|r| {
+                    Ok(Register {
+                        hlc: r.hlc,
+                        editor: r.editor,
+                        value: r.value,
+                        sig: Some(parse_sig(&r.sig)?),
+                    })
                 })
-                .collect()
+                .collect::<Result<Vec<_>, EnvelopeError>>()
         };
         let state = GroupState {
-            global_group_id: self
-                .global_group_id
-                .parse()
-                .map_err(|_| EnvelopeError::Invalid("group.upsert payload"))?,
+            global_group_id: self.global_group_id.parse().map_err(|_| bad())?,
             owner: self.owner,
-            names: registers(self.names),
-            announcements: registers(self.announcements),
+            names: registers(self.names)?,
+            announcements: registers(self.announcements)?,
             members: self
                 .members
                 .into_iter()
-                .map(|m| MemberEntry {
-                    id: m.id,
-                    present: m.present,
-                    hlc: m.hlc,
-                    editor: m.editor,
+                .map(|m| {
+                    Ok(MemberEntry {
+                        id: m.id,
+                        present: m.present,
+                        hlc: m.hlc,
+                        editor: m.editor,
+                        sig: Some(parse_sig(&m.sig)?),
+                    })
                 })
-                .collect(),
-            dissolved: self.dissolved.map(|d| DissolvedStamp {
-                hlc: d.hlc,
-                editor: d.editor,
-            }),
+                .collect::<Result<Vec<_>, EnvelopeError>>()?,
+            dissolved: match self.dissolved {
+                Some(d) => Some(DissolvedStamp {
+                    hlc: d.hlc,
+                    editor: d.editor,
+                    sig: Some(parse_sig(&d.sig)?),
+                }),
+                None => None,
+            },
+            keys: self
+                .keys
+                .into_iter()
+                .map(|k| Ok((k.id, AuthorKeys::from_hex(&k.keys).ok_or_else(bad)?)))
+                .collect::<Result<Vec<_>, EnvelopeError>>()?,
         };
-        state.validate().map_err(|e| EnvelopeError::Invalid(e.0))?;
+        state.check_received().map_err(|e| {
+            if e.is_forgery() {
+                EnvelopeError::Forged(e.0)
+            } else {
+                EnvelopeError::Invalid(e.0)
+            }
+        })?;
         Ok(state)
     }
+}
+
+fn sig_text(sig: &Option<Signature>) -> String {
+    sig.as_ref().map(|s| hex(s)).unwrap_or_default()
+}
+
+fn parse_sig(text: &str) -> Result<Signature, EnvelopeError> {
+    signature_from_hex(text).ok_or(EnvelopeError::Forged("an unsigned change"))
 }

@@ -56,6 +56,11 @@ pub enum EnvelopeError {
     UnknownKind(String),
     #[error("invalid payload: {0}")]
     Invalid(&'static str),
+    /// A statement its author did not make: a signature that does not verify, keys
+    /// that do not derive the author's id, or a group change its editor may not make.
+    /// Rejected like `Invalid`, and counted apart (`envelopes_forged`).
+    #[error("forged: {0}")]
+    Forged(&'static str),
 }
 
 /// A business envelope, decoded.
@@ -206,6 +211,7 @@ impl Envelope {
                     body: dm.text,
                     sent_at: dm.sent_at,
                     hlc: Hlc::from_raw(dm.hlc),
+                    signature: None,
                 }))
             }
             KIND_GROUP_SEND => {
@@ -227,6 +233,7 @@ impl Envelope {
                         body: send.text,
                         sent_at: send.sent_at,
                         hlc: Hlc::from_raw(send.hlc),
+                        signature: None,
                     },
                 })
             }
@@ -238,6 +245,72 @@ impl Envelope {
             KIND_READ_RECEIPT => receipt::effect(&self.payload),
             other => Err(EnvelopeError::UnknownKind(other.chars().take(64).collect())),
         }
+    }
+}
+
+impl Envelope {
+    /// [`Envelope::effect`], with a message's author signature checked: the sender is
+    /// the author of a `dm.send` or `group.send`, and `sender_keys` are the keys its
+    /// link proved. A missing or wrong signature is `Forged`. The message keeps the
+    /// signature and keys, so it can be relayed with its proof.
+    pub fn verified_effect(&self, sender_keys: &PeerKeys) -> Result<InboundEffect, EnvelopeError> {
+        let mut effect = self.effect()?;
+        let (scope, message) = match &mut effect {
+            InboundEffect::DirectMessage(m) => (
+                chat_core::MessageScope::Direct {
+                    to: &self.to_peer_id,
+                },
+                m,
+            ),
+            InboundEffect::GroupMessage {
+                global_group_id,
+                message,
+            } => (chat_core::MessageScope::Group(global_group_id), message),
+            InboundEffect::GroupUpsert(_) => return Ok(effect),
+        };
+        let sig = self
+            .payload
+            .get("sig")
+            .and_then(|s| s.as_str())
+            .and_then(chat_core::signing::signature_from_hex)
+            .ok_or(EnvelopeError::Forged("an unsigned message"))?;
+        let statement = chat_core::message_statement(
+            scope,
+            &message.message_id,
+            &self.from_peer_id,
+            message.sent_at,
+            message.hlc,
+            &message.body,
+        );
+        if !sender_keys.verify(&statement, &sig) {
+            return Err(EnvelopeError::Forged(
+                "a message whose signature does not verify",
+            ));
+        }
+        message.signature = Some(chat_core::MessageSignature {
+            sig,
+            keys: author_keys(sender_keys),
+        });
+        Ok(effect)
+    }
+}
+
+/// The node's keys sign its group changes and messages (docs/PROTOCOL.md, "Signatures").
+impl chat_core::Signer for NodeKeys {
+    fn keys(&self) -> chat_core::AuthorKeys {
+        author_keys(&self.public())
+    }
+
+    fn sign(&self, message: &[u8]) -> chat_core::Signature {
+        NodeKeys::sign(self, message)
+    }
+}
+
+/// A peer's keys as chat-core checks signatures with them.
+pub fn author_keys(keys: &PeerKeys) -> chat_core::AuthorKeys {
+    chat_core::AuthorKeys {
+        noise: keys.noise,
+        signing: keys.signing,
     }
 }
 
@@ -268,7 +341,19 @@ mod tests {
             to_peer_id: id(2),
             ts: 1_700_000_000_000,
             payload: json!({"message_id": ulid::Ulid::new().to_string(), "text": text,
-                "sent_at": 1_700_000_000_000i64, "hlc": 42u64}),
+                "sent_at": 1_700_000_000_000i64, "hlc": 42u64, "sig": "00".repeat(64)}),
+        }
+    }
+
+    #[test]
+    fn chat_core_derives_the_same_node_id_as_the_transport() {
+        for _ in 0..8 {
+            let keys = NodeKeys::generate().unwrap();
+            assert_eq!(
+                author_keys(&keys.public()).node_id(),
+                keys.public().node_id()
+            );
+            assert_eq!(chat_core::Signer::node_id(&keys), keys.public().node_id());
         }
     }
 
@@ -325,22 +410,35 @@ mod tests {
         assert!(env.effect().is_err());
     }
 
+    /// Test node `n`'s keys; its id (`sid`) derives from them.
+    fn signer(n: u8) -> chat_core::SecretSigner {
+        chat_core::SecretSigner::from_number(u64::from(n))
+    }
+
+    fn sid(n: u8) -> NodeId {
+        chat_core::Signer::node_id(&signer(n))
+    }
+
     fn stamp(hlc: u64, editor: u8) -> chat_core::Stamp {
         chat_core::Stamp {
             hlc,
-            editor: id(editor),
+            editor: sid(editor),
         }
     }
 
+    /// Owned by 1, with 2 and 3; renamed and left by 3, each signed by its editor.
     fn group_state() -> chat_core::GroupState {
         let mut state = chat_core::GroupState::create(
             GlobalGroupId::new(),
             &stamp(3, 1),
             "项目 team",
             "周五发布",
-            &[id(2), id(3)],
+            &[sid(2), sid(3), id(4)],
         );
-        state.set_name("项目 team v2", &stamp(5, 2));
+        state.set_name("项目 team v2", &stamp(5, 1));
+        state.sign_own(&signer(1));
+        state.set_member(&sid(3), false, &stamp(6, 3));
+        state.sign_own(&signer(3));
         state
     }
 
@@ -368,6 +466,7 @@ mod tests {
             hlc: Hlc::from_raw(7 << 16),
             status: chat_core::MessageStatus::Pending,
             sender_clock_offset_ms: None,
+            signature: None,
         };
         (group, message)
     }
@@ -391,6 +490,7 @@ mod tests {
             edit(&mut env.payload);
             env.effect()
         };
+        assert_eq!(bad(&|_| {}), Ok(InboundEffect::GroupUpsert(state.clone())));
         assert_eq!(
             bad(&|p| p["names"][0]["value"] = json!("  ")),
             Err(EnvelopeError::Invalid("bad group name"))
@@ -411,18 +511,65 @@ mod tests {
             bad(&|p| p["announcements"][0]["value"] = json!("a".repeat(4097))),
             Err(EnvelopeError::Invalid("announcement too long"))
         );
+        let index = |p: &serde_json::Value, node: &NodeId| {
+            p["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .position(|m| m["id"] == json!(node.to_string()))
+                .unwrap()
+        };
         assert_eq!(
-            bad(&|p| p["members"][0]["present"] = json!(false)),
+            bad(&|p| {
+                let i = index(p, &sid(1));
+                p["members"][i]["present"] = json!(false);
+            }),
             Err(EnvelopeError::Invalid("the owner is not a member"))
         );
+        // Changes in another node's name, or beyond the signer's rights: forged.
         assert_eq!(
-            bad(&|p| p["members"][1]["editor"] = json!(id(3).to_string())),
-            Err(EnvelopeError::Invalid(
+            bad(&|p| {
+                let i = index(p, &sid(2));
+                p["members"][i]["editor"] = json!(sid(3).to_string());
+            }),
+            Err(EnvelopeError::Forged(
                 "a member entry not written by the owner"
             ))
         );
         assert_eq!(
-            bad(&|p| p["members"][1]["id"] = json!("nope")),
+            bad(&|p| {
+                let i = index(p, &sid(2));
+                p["members"][i]["present"] = json!(false);
+            }),
+            Err(EnvelopeError::Forged(
+                "a change whose signature does not verify"
+            ))
+        );
+        assert_eq!(
+            bad(&|p| p["names"][0]["value"] = json!("renamed on the way")),
+            Err(EnvelopeError::Forged(
+                "a change whose signature does not verify"
+            ))
+        );
+        assert_eq!(
+            bad(&|p| p["names"][0]["sig"] = json!("")),
+            Err(EnvelopeError::Forged("an unsigned change"))
+        );
+        assert_eq!(
+            bad(&|p| p["keys"] = json!([])),
+            Err(EnvelopeError::Forged("a change by an editor without keys"))
+        );
+        assert_eq!(
+            bad(&|p| p["keys"][0]["keys"] = json!(chat_core::Signer::keys(&signer(2)).to_hex())),
+            Err(EnvelopeError::Forged(
+                "keys that do not derive their node id"
+            ))
+        );
+        assert_eq!(
+            bad(&|p| {
+                let i = index(p, &id(4));
+                p["members"][i]["id"] = json!("nope");
+            }),
             Err(EnvelopeError::Invalid("group.upsert payload"))
         );
         assert_eq!(
@@ -433,19 +580,20 @@ mod tests {
             Err(EnvelopeError::Invalid("not in canonical form"))
         );
         assert_eq!(
-            bad(&|p| p["names"][0]["editor"] = json!(id(9).to_string())),
-            Err(EnvelopeError::Invalid(
-                "an edit by a node that was never a member"
+            bad(&|p| p["names"][0]["editor"] = json!(sid(2).to_string())),
+            Err(EnvelopeError::Forged(
+                "a name or announcement not written by the owner"
             ))
         );
         assert_eq!(
-            bad(&|p| p["dissolved"] = json!({"hlc": 9, "editor": id(2).to_string()})),
-            Err(EnvelopeError::Invalid(
+            bad(&|p| p["dissolved"] =
+                json!({"hlc": 9, "editor": sid(2).to_string(), "sig": "00".repeat(64)})),
+            Err(EnvelopeError::Forged(
                 "dissolved by someone else than the owner"
             ))
         );
         assert_eq!(
-            bad(&|p| p["names"][1]["hlc"] = json!(0)),
+            bad(&|p| p["names"][0]["hlc"] = json!(0)),
             Err(EnvelopeError::Invalid("a stamp of 0"))
         );
         assert_eq!(
@@ -484,8 +632,14 @@ mod tests {
                     body: message.body.clone(),
                     sent_at: message.sent_at,
                     hlc: message.hlc,
+                    signature: None,
                 },
             })
+        );
+        // Unsigned (the row had no signature): refused as forged when verified.
+        assert_eq!(
+            opened.verified_effect(&keys.public()),
+            Err(EnvelopeError::Forged("an unsigned message"))
         );
     }
 
@@ -555,6 +709,7 @@ mod tests {
                 &members,
             );
             state.set_announcement(&announcement, &stamp(hlc + 1, 1));
+            state.sign_own(&signer(1));
             prop_assert_eq!(upsert(&state).effect(), Ok(InboundEffect::GroupUpsert(state)));
         }
     }

@@ -25,6 +25,18 @@ pub struct DmPayload {
     pub sent_at: i64,
     /// The sender's hybrid logical clock stamp: the message's place in the conversation.
     pub hlc: u64,
+    /// The author's Ed25519 signature of the message (128 hex digits; docs/PROTOCOL.md,
+    /// "Signatures"), checked against the link's keys.
+    pub sig: String,
+}
+
+/// A message's signature as sent: hex, or empty for a message stored unsigned (the
+/// receiver refuses it as forged).
+pub(crate) fn sig_text(message: &Message) -> String {
+    message
+        .signature
+        .map(|s| chat_core::signing::hex(&s.sig))
+        .unwrap_or_default()
 }
 
 pub const KIND_DM_SEND: &str = "dm.send";
@@ -36,6 +48,7 @@ impl DmPayload {
             text: message.body.clone(),
             sent_at: message.sent_at,
             hlc: message.hlc.raw(),
+            sig: sig_text(message),
         }
     }
 
@@ -79,6 +92,8 @@ pub struct GroupSendPayload {
     pub text: String,
     pub sent_at: i64,
     pub hlc: u64,
+    /// As `dm.send`'s.
+    pub sig: String,
 }
 
 impl GroupSendPayload {
@@ -89,6 +104,7 @@ impl GroupSendPayload {
             text: message.body.clone(),
             sent_at: message.sent_at,
             hlc: message.hlc.raw(),
+            sig: sig_text(message),
         }
     }
 

@@ -251,6 +251,14 @@ pub struct RelayedPayload {
     pub text: String,
     pub sent_at: i64,
     pub hlc: u64,
+    /// The author's Ed25519 signature of the message (128 hex digits). Missing or
+    /// empty: an unsigned message, dropped as forged by the receiver.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sig: String,
+    /// The author's public keys (128 hex digits: X25519 then Ed25519), which must
+    /// derive `author`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub keys: String,
 }
 
 impl RelayedPayload {
@@ -261,6 +269,11 @@ impl RelayedPayload {
             text: m.body.clone(),
             sent_at: m.sent_at,
             hlc: m.hlc.raw(),
+            sig: m
+                .signature
+                .map(|s| chat_core::signing::hex(&s.sig))
+                .unwrap_or_default(),
+            keys: m.signature.map(|s| s.keys.to_hex()).unwrap_or_default(),
         }
     }
 }
@@ -304,12 +317,18 @@ impl RelayPayload {
                 .parse()
                 .map_err(|_| EnvelopeError::Invalid("author is not a node id"))?;
             super::check_text(&m.text)?;
+            // Checked against the author by the receiver (`delivery::sync`): a missing
+            // or malformed signature is a forged message, dropped and counted there.
+            let signature = chat_core::signing::signature_from_hex(&m.sig)
+                .zip(chat_core::AuthorKeys::from_hex(&m.keys))
+                .map(|(sig, keys)| chat_core::MessageSignature { sig, keys });
             messages.push(RelayedMessage {
                 message_id,
                 author,
                 body: m.text.clone(),
                 sent_at: m.sent_at,
                 hlc: Hlc::from_raw(m.hlc),
+                signature,
             });
         }
         Ok(RelayMessage { group, messages })

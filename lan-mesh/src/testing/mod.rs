@@ -48,13 +48,51 @@ use crate::transport::{Ack, Frame, LinkEvent, NodeKeys, Reject};
 /// 2023-11-14T22:13:20Z: a plausible wall clock for tests to start at.
 pub const START_MS: UnixMs = 1_700_000_000_000;
 
-/// A node id for tests: the same for the same `n` on every run, so orders that depend
-/// on ids (cursors, sorted members) are the same too.
+/// A node id for tests: the id [`node_keys`]`(n)` derive, as every node's id is
+/// (docs/PROTOCOL.md, "Signatures"). The same for the same `n` on every run, so orders
+/// that depend on ids (cursors, sorted members) are the same too.
 pub fn node_id(n: u8) -> NodeId {
-    let text = ulid::Ulid::from_parts(START_MS as u64, u128::from(n)).to_string();
-    // A ULID's text is a valid node id by construction.
-    text.parse()
-        .unwrap_or_else(|_| unreachable!("a ULID is a node id"))
+    node_keys(n).public().node_id()
+}
+
+/// Test node `n`'s keys, made from a seed of `n`: the same on every run.
+pub fn node_keys(n: u8) -> NodeKeys {
+    test_keys()[usize::from(n)].clone()
+}
+
+/// The keys whose id is `id`, if it is one of [`node_id`]'s.
+pub fn keys_of(id: &NodeId) -> Option<NodeKeys> {
+    test_keys()
+        .iter()
+        .find(|k| k.public().node_id() == *id)
+        .cloned()
+}
+
+fn test_keys() -> &'static [NodeKeys] {
+    static KEYS: std::sync::OnceLock<Vec<NodeKeys>> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| (0..=u8::MAX).map(seeded_keys).collect())
+}
+
+fn seeded_keys(n: u8) -> NodeKeys {
+    use snow::resolvers::CryptoResolver;
+    let mut private = [0x5a_u8; 32];
+    private[0] = n;
+    let mut dh = snow::resolvers::DefaultResolver
+        .resolve_dh(&snow::params::DHChoice::Curve25519)
+        .unwrap_or_else(|| panic!("no X25519"));
+    dh.set(&private);
+    let mut bytes = [0u8; crate::transport::NODE_KEYS_LEN];
+    bytes[..32].copy_from_slice(&private);
+    bytes[32..64].copy_from_slice(dh.pubkey());
+    bytes[64..].fill(n ^ 0xa5);
+    bytes[95] = 7;
+    NodeKeys::from_bytes(&bytes).unwrap_or_else(|e| panic!("test keys: {e}"))
+}
+
+/// `id`'s keys if it is a test id, else fresh ones (its signatures then verify under
+/// no id: what a node with a made-up id gets).
+fn keys_for(id: &NodeId) -> NodeKeys {
+    keys_of(id).unwrap_or_else(|| NodeKeys::generate().unwrap_or_else(|e| panic!("test keys: {e}")))
 }
 
 /// The wall clock delivery and the store read: `start` plus the time tokio's clock has
@@ -148,7 +186,7 @@ impl Engine {
     /// Starts delivery on a store prepared beforehand (a policy, a scene).
     pub fn start_with(net: &MemoryNet, store: Arc<MemoryStore>, clock: &TestClock) -> Engine {
         let id = store.local().clone();
-        let keys = NodeKeys::generate().unwrap_or_else(|e| panic!("test keys: {e}"));
+        let keys = keys_for(&id);
         let (links, link_events) = net.join(&id, keys.public());
         let (peers, peer_events) = broadcast::channel(256);
         let (events_tx, events_rx) = broadcast::channel(4096);
@@ -336,7 +374,7 @@ pub struct ScriptedPeer {
 
 impl ScriptedPeer {
     pub fn join(net: &MemoryNet, id: NodeId) -> ScriptedPeer {
-        let keys = NodeKeys::generate().unwrap_or_else(|e| panic!("test keys: {e}"));
+        let keys = keys_for(&id);
         let (links, inbox) = net.join(&id, keys.public());
         ScriptedPeer {
             id,

@@ -69,6 +69,8 @@ pub type Filter = Arc<dyn Fn(&SentFrame) -> Verdict + Send + Sync>;
 pub struct Refusals {
     pub dropped: u64,
     pub rejected: u64,
+    /// Of those, forged statements (`Links::count_envelope_forged`).
+    pub forged: u64,
 }
 
 struct Node {
@@ -412,6 +414,13 @@ impl Links for MemoryLinks {
             } else {
                 n.refusals.dropped += 1;
             }
+        }
+    }
+
+    fn count_envelope_forged(&self, count: u64) {
+        let mut st = self.net.lock();
+        if let Some(n) = st.nodes.get_mut(&self.local) {
+            n.refusals.forged += count;
         }
     }
 }

@@ -309,8 +309,12 @@ impl MemoryStore {
             editor: self.local.clone(),
         };
         let id = GlobalGroupId::from_ulid(st.next_ulid(now));
-        let state = GroupState::create(id, &stamp, name, "", members);
+        let mut state = GroupState::create(id, &stamp, name, "", members);
         state.validate().map_err(|e| refused(e.0))?;
+        // Signed with the node's keys, as the SQLite store does.
+        if let Some(keys) = super::keys_of(&self.local) {
+            state.sign_own(&keys);
+        }
         st.write_group(&self.local, &state, now);
         let upsert = group_upsert_outgoing(&state);
         for member in state.member_ids() {
@@ -476,17 +480,29 @@ impl State {
     }
 
     /// Stores a message unless its id is held already (in any conversation). Returns
-    /// whether it was stored.
-    fn insert_message(&mut self, message: Message) -> bool {
-        if self.messages.contains_key(&message.message_id) {
-            return false;
+    /// whether it was stored; a held id with other content is `Forged`, as in storage.
+    fn insert_message(&mut self, message: Message) -> Result<bool, PortError> {
+        if let Some(held) = self.messages.get(&message.message_id) {
+            let same = held.conversation_id == message.conversation_id
+                && held.sender == message.sender
+                && held.body == message.body
+                && held.sent_at == message.sent_at
+                && held.hlc == message.hlc;
+            return if same {
+                Ok(false)
+            } else {
+                Err(PortError::Forged(format!(
+                    "forged: message {} is held here with other content",
+                    message.message_id
+                )))
+            };
         }
         self.conversations
             .entry(message.conversation_id.clone())
             .or_default()
             .insert(message.order_key());
         self.messages.insert(message.message_id, message);
-        true
+        Ok(true)
     }
 
     fn insert_local_message(
@@ -499,7 +515,7 @@ impl State {
         let now_wall = wall(now);
         let floor = self.floor(conversation);
         self.clock = Hlc::tick(self.clock, now_wall);
-        let message = Message {
+        let mut message = Message {
             message_id: MessageId::from_ulid(self.next_ulid(now)),
             conversation_id: conversation.clone(),
             sender: UserId::lan(local),
@@ -509,8 +525,31 @@ impl State {
             hlc: Hlc::tick_after(self.clock, floor, now_wall),
             status: MessageStatus::Pending,
             sender_clock_offset_ms: None,
+            signature: None,
         };
-        self.insert_message(message.clone());
+        // Signed with the node's keys, as the SQLite store does.
+        if let Some(keys) = super::keys_of(local) {
+            let scope = match conversation.target() {
+                chat_core::ConversationTarget::Group(g) => chat_core::MessageScope::Group(g),
+                chat_core::ConversationTarget::Direct(p) => {
+                    chat_core::MessageScope::Direct { to: p }
+                }
+            };
+            let statement = chat_core::message_statement(
+                scope,
+                &message.message_id,
+                local,
+                message.sent_at,
+                message.hlc,
+                &message.body,
+            );
+            message.signature = Some(chat_core::MessageSignature {
+                sig: keys.sign(&statement),
+                keys: crate::envelope::author_keys(&keys.public()),
+            });
+        }
+        // A fresh id: never held before.
+        let _ = self.insert_message(message.clone());
         message
     }
 
@@ -622,7 +661,9 @@ impl State {
         let group = incoming.global_group_id;
         if let Some(current) = self.groups.get(&group).cloned() {
             if current.owner != incoming.owner {
-                return Err(refused("group state with another owner"));
+                return Err(PortError::Forged(
+                    "forged: a group state in another owner's name".into(),
+                ));
             }
             let mut merged = current.clone();
             merged.merge(incoming);
@@ -637,7 +678,9 @@ impl State {
         }
         if let Some((held, _)) = self.invitations.get(&group).cloned() {
             if held.owner != incoming.owner {
-                return Err(refused("group state with another owner"));
+                return Err(PortError::Forged(
+                    "forged: a group state in another owner's name".into(),
+                ));
             }
             let mut merged = held.clone();
             merged.merge(incoming);
@@ -685,8 +728,9 @@ impl State {
             hlc: message.hlc,
             status: MessageStatus::Delivered,
             sender_clock_offset_ms: arrival.sender_clock_offset_ms,
+            signature: message.signature,
         };
-        Ok(self.insert_message(stored.clone()).then_some(stored))
+        Ok(self.insert_message(stored.clone())?.then_some(stored))
     }
 
     fn is_group_member(&self, group: &GlobalGroupId, node: &NodeId) -> bool {
@@ -1156,8 +1200,24 @@ impl GroupLog for MemoryStore {
         range: KeyRange,
     ) -> PortFuture<'_, Fingerprint> {
         Box::pin(async move {
-            let keys = self.open()?.keys_in(group, &range);
-            Ok(Fingerprint::of(keys.iter().map(|k| &k.message_id)))
+            // Over the content, as storage does: each message by the hash of the
+            // statement its author signed.
+            let st = self.open()?;
+            let mut fp = Fingerprint::default();
+            for key in st.keys_in(group, &range) {
+                if let Some(m) = st.messages.get(&key.message_id) {
+                    let author = m.sender.node_id().ok_or_else(|| refused("no author"))?;
+                    fp.add_hash(chat_core::content_hash(&chat_core::message_statement(
+                        chat_core::MessageScope::Group(&group),
+                        &m.message_id,
+                        &author,
+                        m.sent_at,
+                        m.hlc,
+                        &m.body,
+                    )));
+                }
+            }
+            Ok(fp)
         })
     }
 
@@ -1189,6 +1249,7 @@ impl GroupLog for MemoryStore {
                         body: m.body.clone(),
                         sent_at: m.sent_at,
                         hlc: m.hlc,
+                        signature: m.signature,
                     })
                 })
                 .collect())
@@ -1240,10 +1301,19 @@ impl GroupLog for MemoryStore {
                     hlc: relayed.hlc,
                     status: MessageStatus::Delivered,
                     sender_clock_offset_ms: author_offsets.get(&relayed.author).copied(),
+                    signature: relayed.signature,
                 };
-                if !st.insert_message(message.clone()) {
-                    outcome.skipped += 1;
-                    continue;
+                match st.insert_message(message.clone()) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        outcome.skipped += 1;
+                        continue;
+                    }
+                    Err(_) => {
+                        outcome.skipped += 1;
+                        outcome.forged += 1;
+                        continue;
+                    }
                 }
                 st.clock = Hlc::observe(st.clock, relayed.hlc, wall(now));
                 // As the author's own `group.send` (envelope id = message id) would
@@ -1296,6 +1366,7 @@ mod tests {
             body: text.into(),
             sent_at: START_MS,
             hlc: Hlc::from_wall_ms(START_MS as u64),
+            signature: None,
         }
     }
 

@@ -251,6 +251,11 @@ impl Transport {
         }
     }
 
+    /// Counts forged statements refused (see `Links::count_envelope_forged`).
+    pub fn count_envelope_forged(&self, count: u64) {
+        self.shared.counters.envelopes_forged.add(count);
+    }
+
     pub fn counters(&self) -> api_types::TransportCounters {
         let mut c = self.shared.counters.snapshot();
         c.links_up = self.shared.lock().links.len() as u64;

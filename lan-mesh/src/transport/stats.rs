@@ -9,6 +9,9 @@ impl Counter {
     pub fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
     pub fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
@@ -52,6 +55,9 @@ pub struct Counters {
     /// the store refused (a forged or outsider's group upsert, an unknown group, a
     /// non-member's message).
     pub envelopes_rejected: Counter,
+    /// Statements refused as forged: a group change or message its author did not
+    /// sign, a change its signer may not make, a known message id with other content.
+    pub envelopes_forged: Counter,
 }
 
 impl Counters {
@@ -75,6 +81,7 @@ impl Counters {
             frames_malformed: self.frames_malformed.get(),
             envelopes_dropped: self.envelopes_dropped.get(),
             envelopes_rejected: self.envelopes_rejected.get(),
+            envelopes_forged: self.envelopes_forged.get(),
             frames_throttled: self.frames_throttled.get(),
             links_up: 0,
         }

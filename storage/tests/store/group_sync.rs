@@ -35,6 +35,7 @@ async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGro
 
 fn relayed(author: u8, hlc: u64, text: &str) -> RelayedMessage {
     RelayedMessage {
+        signature: None,
         message_id: MessageId::new(),
         author: node(author),
         body: text.into(),
@@ -78,7 +79,7 @@ async fn fingerprints_count_and_xor_the_messages_of_a_range() {
     let expected: Vec<OrderKey> = batch.iter().map(key_of).collect();
     assert_eq!(all, expected);
     let fp_all = store.group_fingerprint(gid, KeyRange::all()).await.unwrap();
-    assert_eq!(fp_all, Fingerprint::of(batch.iter().map(|m| &m.message_id)));
+    assert_eq!(fp_all, content_fp(gid, &batch));
     assert_eq!(fp_all.count, 20);
 
     // [5, 12): seven messages; the two halves xor to the whole.
@@ -89,10 +90,7 @@ async fn fingerprints_count_and_xor_the_messages_of_a_range() {
     let keys = store.group_sync_keys(gid, mid).await.unwrap();
     assert_eq!(keys, expected[5..12].to_vec());
     let fp_mid = store.group_fingerprint(gid, mid).await.unwrap();
-    assert_eq!(
-        fp_mid,
-        Fingerprint::of(batch[5..12].iter().map(|m| &m.message_id))
-    );
+    assert_eq!(fp_mid, content_fp(gid, &batch[5..12]));
     let below = KeyRange {
         lo: storage::min_key(),
         hi: Some(key_of(&batch[10])),
@@ -183,6 +181,7 @@ async fn relayed_messages_keep_their_author_and_are_stored_once() {
     let effect = InboundEffect::GroupMessage {
         global_group_id: gid,
         message: InboundMessage {
+            signature: None,
             message_id: from_1.message_id,
             body: from_1.body.clone(),
             sent_at: from_1.sent_at,
@@ -290,4 +289,13 @@ async fn relays_are_refused_unless_both_ends_are_members() {
         .await
         .unwrap();
     assert_eq!((outcome.stored.len(), outcome.skipped), (0, 1));
+}
+
+/// The fingerprint of `messages` over their content, as docs/PROTOCOL.md defines it.
+fn content_fp(group: storage::GlobalGroupId, messages: &[RelayedMessage]) -> Fingerprint {
+    let mut fp = Fingerprint::default();
+    for m in messages {
+        fp.add_hash(storage::content_hash(&m.statement(&group)));
+    }
+    fp
 }

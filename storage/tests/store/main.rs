@@ -85,6 +85,7 @@ pub fn inbound_dm(from: u8, body: &str) -> (InboundEnvelope, InboundEffect) {
             sender_clock_offset_ms: Some(0),
         },
         InboundEffect::DirectMessage(InboundMessage {
+            signature: None,
             message_id: MessageId::new(),
             body: body.into(),
             sent_at: now,

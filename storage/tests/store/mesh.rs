@@ -455,8 +455,9 @@ async fn receive(store: &Store, from: u8, state: GroupState) -> Result<InboundOu
 async fn concurrent_group_edits_converge_whatever_the_arrival_order() {
     let gid = storage::GlobalGroupId::new();
     let base = founded(gid);
+    // Node 2 leaves while the owner renames and adds node 3.
     let mut from_two = base.clone();
-    from_two.set_name("From two", &stamp(2, 2));
+    from_two.set_member(&node(2), false, &stamp(2, 2));
     let mut from_one = base.clone();
     from_one.set_name("From one", &stamp(2, 1));
     from_one.set_member(&node(3), true, &stamp(2, 1));
@@ -472,11 +473,8 @@ async fn concurrent_group_edits_converge_whatever_the_arrival_order() {
         finals.push(store.group(gid).await.unwrap().unwrap().state);
     }
     assert!(finals.windows(2).all(|w| w[0] == w[1]), "{finals:#?}");
-    assert_eq!(
-        finals[0].name(),
-        "From two",
-        "equal clocks: node 2 beats node 1"
-    );
+    assert_eq!(finals[0].name(), "From one");
+    assert!(!finals[0].is_member(&node(2)), "the leave survives");
     assert!(
         finals[0].is_member(&node(3)),
         "the concurrent member change survives"
@@ -514,6 +512,11 @@ async fn forged_and_outsider_group_edits_are_refused() {
         ),
         "{err:?}"
     );
+    assert!(store.group(gid).await.unwrap().is_none());
+    // Node 2 renames: only the owner writes names.
+    let mut forged = founded(gid);
+    forged.set_name("Mine now", &stamp(5, 2));
+    assert!(receive(&store, 2, forged).await.is_err());
     assert!(store.group(gid).await.unwrap().is_none());
     // The owner's own state is taken; a state naming another owner for it is not.
     assert!(matches!(
@@ -835,6 +838,7 @@ async fn old_group_messages_are_not_expired_like_envelopes() {
     let old = now - MAX_RETRY_AGE_MS - MAX_OFFSET_ERROR_MS - 60_000;
     let id = Ulid::from_parts(u64::try_from(old).unwrap(), 7);
     let message = storage::InboundMessage {
+        signature: None,
         message_id: storage::MessageId::from_ulid(id),
         body: "from long ago".into(),
         sent_at: old,

@@ -36,6 +36,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         (5, include_str!("../fixtures/schema_v5.sql")),
         (6, include_str!("../fixtures/schema_v6.sql")),
         (7, include_str!("../fixtures/schema_v7.sql")),
+        (8, include_str!("../fixtures/schema_v8.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {

@@ -27,6 +27,7 @@ async fn load(store: &Store, gid: GlobalGroupId, specs: &[Spec], base: u64) {
                 InboundEffect::GroupMessage {
                     global_group_id: gid,
                     message: InboundMessage {
+                        signature: None,
                         message_id,
                         body: format!("from {sender} at {offset}/{counter}"),
                         sent_at: wall as i64,
