@@ -395,6 +395,14 @@ impl KeyBook for StorePorts {
                 .reattach_peer_checked(old, old_keys, old_derived, new)
                 .await
                 .map_err(port_error)?;
+            if done == storage::PeerReattach::Moved {
+                // Its queued DMs were signed for its old id: signed again for the new
+                // one before the link is up (the transport awaits this port).
+                self.store
+                    .resign_queued_direct(dm_envelope)
+                    .await
+                    .map_err(port_error)?;
+            }
             Ok(match done {
                 storage::PeerReattach::Moved => lan_mesh::ports::Reattach::Moved,
                 storage::PeerReattach::NothingKnown => lan_mesh::ports::Reattach::NothingKnown,

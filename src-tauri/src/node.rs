@@ -137,6 +137,15 @@ impl Node {
             .await?;
         tracing::info!(link_key = %keys.public().fingerprint(), "node keys loaded");
         store.set_signer(Arc::new(keys.clone())).await?;
+        // DMs queued under an earlier id of this node (or before messages were signed)
+        // carry no valid signature for it: signed again before anything is sent.
+        let resigned = store.resign_queued_direct(mesh_store::dm_envelope).await?;
+        if resigned > 0 {
+            tracing::info!(
+                resigned,
+                "queued direct messages signed again for this node's id"
+            );
+        }
 
         let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));
         let runtime = tokio::runtime::Handle::current();

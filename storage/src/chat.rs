@@ -253,7 +253,7 @@ pub(crate) fn conversation_floor(
 /// This node's signature of its own message (docs/PROTOCOL.md, "Signatures"): over its
 /// conversation (the DM's peer or the group), id, author, stamps and text. `None`
 /// without a signer (tests that need none).
-fn sign_message(
+pub(crate) fn sign_message(
     state: &WriterState,
     local: &NodeId,
     message: &Message,

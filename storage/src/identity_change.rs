@@ -185,8 +185,8 @@ pub(crate) fn reattach_peer(conn: &Connection, old: &NodeId, new: &NodeId) -> St
         "UPDATE group_delivery SET peer_id = ?2 WHERE peer_id = ?1",
         params![old.as_str(), new.as_str()],
     )?;
-    // Queued envelopes now go to the new id (they are sealed for their receiver when
-    // sent, so nothing in them names the old one).
+    // Queued envelopes now go to the new id. A queued DM's signature still names the
+    // old one: `outbox::resign_queued_direct` signs it again after the move.
     conn.execute(
         "UPDATE outbox SET peer_id = ?2 WHERE peer_id = ?1",
         params![old.as_str(), new.as_str()],

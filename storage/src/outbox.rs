@@ -348,6 +348,62 @@ where
     Ok(message)
 }
 
+/// Signs again every local DM still queued, for the ids the node and each receiver
+/// have now, and re-encodes its payload (envelope id kept, so a receiver that already
+/// applied it acks it as a duplicate). A DM's signature names its author and its
+/// recipient (docs/PROTOCOL.md, "Signatures"): one queued before this node took its
+/// derived id, before its receiver's id was re-attached, or before messages were signed
+/// would be refused as forged. Returns how many payloads changed; none without a signer.
+pub(crate) fn resign_queued_direct<E>(
+    conn: &Connection,
+    writer: &WriterState,
+    encode: E,
+) -> StoreResult<usize>
+where
+    E: Fn(&Message) -> OutgoingEnvelope,
+{
+    let Some(local) = writer.local.clone() else {
+        return Ok(0);
+    };
+    if writer.signer.is_none() {
+        return Ok(0);
+    }
+    let queued: Vec<(String, NodeId, MessageId)> = conn
+        .prepare_cached(
+            "SELECT envelope_id, peer_id, message_id FROM outbox
+             WHERE status = 'pending' AND kind = 'dm.send' AND message_id IS NOT NULL",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, rows::parse(r, 1)?, rows::parse(r, 2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut changed = 0;
+    for (envelope_id, peer, message_id) in queued {
+        let Some(mut message) = chat::message(conn, &message_id)? else {
+            continue;
+        };
+        if message.sender != UserId::lan(&local)
+            || message.conversation_id != ConversationId::dm(&peer)
+        {
+            continue;
+        }
+        let signature = chat::sign_message(writer, &local, &message);
+        if signature == message.signature {
+            continue;
+        }
+        message.signature = signature;
+        conn.prepare_cached("UPDATE messages SET signature = ?2 WHERE message_id = ?1")?
+            .execute(params![
+                message_id.to_string(),
+                signature.map(|s| s.to_bytes())
+            ])?;
+        conn.prepare_cached("UPDATE outbox SET payload = ?2 WHERE envelope_id = ?1")?
+            .execute(params![envelope_id, encode(&message).payload])?;
+        changed += 1;
+    }
+    Ok(changed)
+}
+
 /// A message whose envelope will not be sent any more is failed (unless it was
 /// delivered meanwhile).
 fn fail_message(conn: &Connection, message_id: &MessageId) -> StoreResult<()> {

@@ -154,6 +154,18 @@ impl Store {
         .await
     }
 
+    /// Re-signs and re-encodes the DMs still queued for the ids as they are now (after
+    /// this node's or a receiver's id changed; see `outbox::resign_queued_direct`).
+    pub async fn resign_queued_direct<E>(&self, encode: E) -> StoreResult<usize>
+    where
+        E: Fn(&Message) -> OutgoingEnvelope + Send + 'static,
+    {
+        self.write(Durability::Normal, move |c, s| {
+            outbox::resign_queued_direct(c, s, encode)
+        })
+        .await
+    }
+
     /// The link keys pinned for `peer` (64 bytes), if any: what an identity change
     /// from an id of the random-id era is checked against.
     pub async fn pinned_link_keys(&self, peer: NodeId) -> StoreResult<Option<Vec<u8>>> {
