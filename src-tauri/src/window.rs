@@ -222,7 +222,7 @@ fn start_shell(
     unread::spawn(
         parts.store,
         parts.events.subscribe(),
-        move |total| title_shell.show_unread(total),
+        move |total| title_shell.on_main_thread(move |shell| shell.show_unread(total)),
         stop.clone(),
     );
     follow_presence(Arc::clone(&shell), parts.presence.clone(), stop.clone());
@@ -236,10 +236,12 @@ fn follow_presence(shell: Arc<WindowShell>, presence: PresenceSetting, stop: Can
     let mut changes = presence.subscribe();
     tauri::async_runtime::spawn(async move {
         loop {
-            let now = changes.borrow_and_update().presence;
-            if let Some(tray) = shell.tray.get() {
-                tray.show_presence(PresenceSetting::shown(now));
-            }
+            let now = PresenceSetting::shown(changes.borrow_and_update().presence);
+            shell.on_main_thread(move |shell| {
+                if let Some(tray) = shell.tray.get() {
+                    tray.show_presence(now);
+                }
+            });
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { break },
                 _ = stop.cancelled() => break,
@@ -256,9 +258,12 @@ fn follow_settings(shell: Arc<WindowShell>, data_dir: PathBuf, stop: Cancellatio
         let mut applied: Option<bool> = None;
         loop {
             let desktop = changes.borrow_and_update().desktop.clone();
-            if let Some(tray) = shell.tray.get() {
-                tray.show_do_not_disturb(desktop.do_not_disturb);
-            }
+            let do_not_disturb = desktop.do_not_disturb;
+            shell.on_main_thread(move |shell| {
+                if let Some(tray) = shell.tray.get() {
+                    tray.show_do_not_disturb(do_not_disturb);
+                }
+            });
             if applied != Some(desktop.autostart) {
                 let dir = data_dir.clone();
                 let enabled = desktop.autostart;
@@ -287,6 +292,18 @@ pub struct WindowShell {
 }
 
 impl WindowShell {
+    /// Runs `f` on the event loop's thread without waiting for it. Tauri's window and
+    /// menu setters wait for the main thread to run them: called from the node's
+    /// runtime while the main thread waits for the node to stop (the exit event), they
+    /// blocked both of its workers and the stop never finished (a SIGTERM right after
+    /// the start left the process running).
+    fn on_main_thread(self: &Arc<Self>, f: impl FnOnce(&WindowShell) + Send + 'static) {
+        let shell = Arc::clone(self);
+        if let Err(e) = self.app.run_on_main_thread(move || f(&shell)) {
+            tracing::debug!("the event loop has ended: {e}");
+        }
+    }
+
     fn window(&self) -> Option<WebviewWindow> {
         self.app.get_webview_window(MAIN)
     }
