@@ -291,6 +291,8 @@ const KEY_ENTER: char = '\u{E007}';
 const KEY_SHIFT: char = '\u{E008}';
 const KEY_NULL: char = '\u{E000}';
 const KEY_ESCAPE: char = '\u{E00C}';
+const KEY_TAB: char = '\u{E004}';
+const KEY_BACKSPACE: char = '\u{E003}';
 
 /// Opens a node's UI (the messenger is the first screen) in English.
 async fn open_messenger(browser: &Browser, node: &NodeProcess) -> anyhow::Result<()> {
@@ -955,6 +957,52 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
             .any(|(t, outgoing, _)| t == reply && !*outgoing)
             .then_some(())
     })
+    .await?;
+
+    // `@` completes a member's name: "@bra" offers bravo, Tab takes it, and the message
+    // with the mention reaches B.
+    a.type_text("[data-testid=composer]", "@bra").await?;
+    a.wait_for_text("[data-testid=mention-option]", UI_LIMIT, |t| t == "@bravo")
+        .await?;
+    a.screenshot(&shots.join("group-mention.png")).await?;
+    a.type_text("[data-testid=composer]", &KEY_TAB.to_string())
+        .await?;
+    wait_until(
+        UI_LIMIT,
+        "the completed mention in A's composer",
+        || async {
+            let value = input_value(&a, "composer").await.ok()?;
+            let closed = a.text("[data-testid=mention-list]").await.ok()?.is_none();
+            (value == "@bravo " && closed).then_some(())
+        },
+    )
+    .await?;
+    a.type_text("[data-testid=composer]", &format!("ship it{KEY_ENTER}"))
+        .await?;
+    wait_until(DELIVERY_LIMIT, "A's mention in B's UI", || async {
+        let shown = shown_messages(&b).await.ok()?;
+        shown
+            .iter()
+            .any(|(t, outgoing, _)| t == "@bravo ship it" && !*outgoing)
+            .then_some(())
+    })
+    .await?;
+    // Escape closes the list without touching the text; a DM offers no names.
+    a.type_text("[data-testid=composer]", "@b").await?;
+    a.wait_for_text("[data-testid=mention-option]", UI_LIMIT, |t| t == "@bravo")
+        .await?;
+    a.type_text("[data-testid=composer]", &KEY_ESCAPE.to_string())
+        .await?;
+    wait_until(UI_LIMIT, "the mention list closed by Escape", || async {
+        let closed = a.text("[data-testid=mention-list]").await.ok()?.is_none();
+        let value = input_value(&a, "composer").await.ok()?;
+        (closed && value == "@b").then_some(())
+    })
+    .await?;
+    a.type_text(
+        "[data-testid=composer]",
+        &format!("{KEY_BACKSPACE}{KEY_BACKSPACE}"),
+    )
     .await?;
 
     // A's group info panel, opened from the header by keyboard: both members, A owns.

@@ -380,6 +380,106 @@ pub fn outgoing_text(draft: &str) -> Option<String> {
     (!text.trim().is_empty()).then_some(text)
 }
 
+/// An `@name` being typed: where its `@` is (a byte offset in the draft) and what
+/// follows it up to the caret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MentionQuery {
+    pub at: usize,
+    pub query: String,
+}
+
+/// The longest `@…` worth completing: a display name is at most 64 characters.
+const MENTION_QUERY_MAX: usize = 64;
+
+/// The `@name` the caret (a byte offset) is in, if any: an `@` at the start or after a
+/// space or newline, then up to 64 characters on the same line. Spaces may follow (names
+/// have them: "@Li Na"); the candidates decide whether anything still matches.
+pub fn mention_query(draft: &str, caret: usize) -> Option<MentionQuery> {
+    let before = draft.get(..caret)?;
+    let line = before.rsplit('\n').next().unwrap_or(before);
+    let line_start = caret - line.len();
+    for (i, c) in line.char_indices().rev() {
+        if c == '@' {
+            let query = &line[i + 1..];
+            let starts_word = line[..i]
+                .chars()
+                .next_back()
+                .is_none_or(char::is_whitespace);
+            if !starts_word || query.chars().count() > MENTION_QUERY_MAX {
+                return None;
+            }
+            return Some(MentionQuery {
+                at: line_start + i,
+                query: query.to_string(),
+            });
+        }
+    }
+    None
+}
+
+/// The names to offer for `query`: those starting with it, then those with a later word
+/// starting with it (any case), each once, in the given order within each kind; at most
+/// `limit`. A query the whole of a name already equals offers nothing more to complete.
+pub fn mention_candidates(names: &[String], query: &str, limit: usize) -> Vec<String> {
+    let q = query.to_lowercase();
+    let mut first = Vec::new();
+    let mut later = Vec::new();
+    for name in names {
+        let n = name.trim();
+        let lower = n.to_lowercase();
+        if n.is_empty()
+            || lower == q
+            || first.contains(&n.to_string())
+            || later.contains(&n.to_string())
+        {
+            continue;
+        }
+        if lower.starts_with(&q) {
+            first.push(n.to_string());
+        } else if !q.is_empty() && lower.split_whitespace().skip(1).any(|w| w.starts_with(&q)) {
+            later.push(n.to_string());
+        }
+    }
+    first.extend(later);
+    first.truncate(limit);
+    first
+}
+
+/// The draft with the `@query` before `caret` replaced by `@name ` and the caret (a
+/// byte offset) after it.
+pub fn complete_mention(
+    draft: &str,
+    mention: &MentionQuery,
+    caret: usize,
+    name: &str,
+) -> (String, usize) {
+    let caret = caret.min(draft.len());
+    let at = mention.at.min(caret);
+    let inserted = format!("@{name} ");
+    let rest = draft[caret..].strip_prefix(' ').unwrap_or(&draft[caret..]);
+    let text = format!("{}{inserted}{rest}", &draft[..at]);
+    (text, at + inserted.len())
+}
+
+/// A byte offset in `text` from a position counted in UTF-16 code units (what a text
+/// area's `selectionStart` is); a position inside a character rounds down.
+pub fn byte_offset(text: &str, utf16: usize) -> usize {
+    let mut units = 0;
+    for (i, c) in text.char_indices() {
+        if units + c.len_utf16() > utf16 {
+            return i;
+        }
+        units += c.len_utf16();
+    }
+    text.len()
+}
+
+/// The UTF-16 position of a byte offset in `text` (for `setSelectionRange`).
+pub fn utf16_offset(text: &str, byte: usize) -> usize {
+    text.get(..byte.min(text.len()))
+        .map_or(0, |t| t.encode_utf16().count())
+}
+
 /// Splits `text` into pieces, marking the ones that match a word of `query` (any case),
 /// for highlighting search hits.
 pub fn highlight(text: &str, query: &str) -> Vec<(String, bool)> {
@@ -904,5 +1004,115 @@ mod tests {
             query_value("会议 notes&x"),
             "%E4%BC%9A%E8%AE%AE%20notes%26x"
         );
+    }
+
+    #[test]
+    fn a_mention_is_found_at_the_caret_after_a_space_or_line_start_only() {
+        let q = |d: &str| mention_query(d, d.len());
+        assert_eq!(
+            q("@br"),
+            Some(MentionQuery {
+                at: 0,
+                query: "br".into()
+            })
+        );
+        assert_eq!(
+            q("hi @Li Na"),
+            Some(MentionQuery {
+                at: 3,
+                query: "Li Na".into()
+            })
+        );
+        assert_eq!(
+            q("line\n@"),
+            Some(MentionQuery {
+                at: 5,
+                query: String::new()
+            })
+        );
+        assert_eq!(q("mail me@example"), None, "an address is no mention");
+        assert_eq!(q("@bravo\nnext"), None, "a mention ends at the line");
+        assert_eq!(q("no mention"), None);
+        assert_eq!(q(&format!("@{}", "x".repeat(65))), None);
+        // In the middle of the draft: only what is before the caret counts.
+        assert_eq!(
+            mention_query("@bra and more", 4),
+            Some(MentionQuery {
+                at: 0,
+                query: "bra".into()
+            })
+        );
+        assert_eq!(mention_query("é@x", 1), None, "not a character boundary");
+        // Chinese names, multi-byte text before the @.
+        assert_eq!(
+            mention_query("你好 @王", "你好 @王".len()),
+            Some(MentionQuery {
+                at: 7,
+                query: "王".into()
+            })
+        );
+    }
+
+    #[test]
+    fn candidates_start_with_the_query_first_then_a_later_word_any_case() {
+        let names: Vec<String> = [
+            "Bravo",
+            "alpha desk",
+            "Li Na",
+            "Bob",
+            "Na Li",
+            "bravo",
+            "王芳",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            mention_candidates(&names, "b", 8),
+            ["Bravo", "Bob", "bravo"]
+        );
+        assert_eq!(mention_candidates(&names, "na", 8), ["Na Li", "Li Na"]);
+        assert_eq!(mention_candidates(&names, "DESK", 8), ["alpha desk"]);
+        assert_eq!(mention_candidates(&names, "王", 8), ["王芳"]);
+        assert_eq!(mention_candidates(&names, "", 2), ["Bravo", "alpha desk"]);
+        assert!(
+            mention_candidates(&names, "li na", 8).is_empty(),
+            "already complete"
+        );
+        assert!(mention_candidates(&names, "zz", 8).is_empty());
+    }
+
+    #[test]
+    fn completing_replaces_the_query_and_puts_the_caret_after_one_space() {
+        let draft = "hi @bra";
+        let m = mention_query(draft, draft.len()).unwrap();
+        assert_eq!(
+            complete_mention(draft, &m, draft.len(), "bravo"),
+            ("hi @bravo ".to_string(), 10)
+        );
+        // Completed in the middle: the text after the caret stays, without a double space.
+        let draft = "@br please";
+        let m = mention_query(draft, 3).unwrap();
+        assert_eq!(
+            complete_mention(draft, &m, 3, "bravo"),
+            ("@bravo please".to_string(), 7)
+        );
+    }
+
+    #[test]
+    fn caret_positions_convert_between_utf16_and_bytes() {
+        let text = "a😀王b";
+        assert_eq!(byte_offset(text, 0), 0);
+        assert_eq!(byte_offset(text, 1), 1);
+        assert_eq!(
+            byte_offset(text, 2),
+            1,
+            "inside the surrogate pair rounds down"
+        );
+        assert_eq!(byte_offset(text, 3), 5);
+        assert_eq!(byte_offset(text, 4), 8);
+        assert_eq!(byte_offset(text, 99), text.len());
+        for byte in [0, 1, 5, 8, 9] {
+            assert_eq!(byte_offset(text, utf16_offset(text, byte)), byte);
+        }
     }
 }

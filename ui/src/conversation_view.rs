@@ -10,7 +10,10 @@ use wasm_bindgen::JsCast;
 
 use crate::api::UiError;
 use crate::app::Lang;
-use crate::chat_model::{self, composer_key, outgoing_text, ComposerKey, Row};
+use crate::chat_model::{
+    self, byte_offset, complete_mention, composer_key, mention_candidates, mention_query,
+    outgoing_text, utf16_offset, ComposerKey, MentionQuery, Row,
+};
 use crate::group_info::GroupInfo;
 use crate::group_model;
 use crate::group_state::Groups;
@@ -23,6 +26,8 @@ use crate::time_text;
 const LOAD_OLDER_MARGIN: i32 = 120;
 /// Scrolled further than this from the newest message, new arrivals offer a jump back.
 const JUMP_MARGIN: i32 = 160;
+/// At most this many members are offered while an `@name` is typed.
+const MENTION_CHOICES: usize = 6;
 
 #[component]
 pub fn ConversationPane() -> impl IntoView {
@@ -80,6 +85,18 @@ fn Conversation(id: String) -> impl IntoView {
         })
     });
     let composer_note = Memo::new(move |_| group.with(|g| group_model::composer_note(g.as_ref())));
+    // The other members' names, in the member list's order, for `@name` completion.
+    let mentionable = Memo::new(move |_| {
+        group.with(|g| {
+            g.as_ref().map_or_else(Vec::new, |g| {
+                group_model::sorted_members(&g.members)
+                    .into_iter()
+                    .filter(|m| !m.is_self)
+                    .map(|m| m.display_name)
+                    .collect()
+            })
+        })
+    });
     let subtitle = {
         let id = id.clone();
         move || {
@@ -306,7 +323,7 @@ fn Conversation(id: String) -> impl IntoView {
             {move || load_error().map(|e| view! {
                 <p class="error inline" role="alert" data-testid="history-error">{e.message(lang.0.get())}</p>
             })}
-            <Composer id=id.clone() composer_ref=composer_ref note=composer_note/>
+            <Composer id=id.clone() composer_ref=composer_ref note=composer_note mentionable=mentionable/>
         </section>
     }
 }
@@ -419,6 +436,8 @@ fn Composer(
     composer_ref: NodeRef<html::Textarea>,
     /// A catalog key saying why this node cannot send here (left, dissolved).
     note: Memo<Option<&'static str>>,
+    /// The names `@` completes to (the group's other members; none in a DM).
+    mentionable: Memo<Vec<String>>,
 ) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
@@ -429,6 +448,47 @@ fn Composer(
         let id = id.clone();
         Effect::new(move |_| chat.keep_draft(&id, draft.get()));
     }
+    // `@name` completion: the caret (a byte offset in the draft), the `@` whose list
+    // Escape closed, and the highlighted choice.
+    let caret = RwSignal::new(0usize);
+    let dismissed = RwSignal::new(None::<usize>);
+    let choice = RwSignal::new(0usize);
+    let mention = Memo::new(move |_| {
+        let names = mentionable.get();
+        if names.is_empty() {
+            return None;
+        }
+        let query = draft.with(|d| mention_query(d, caret.get()))?;
+        if dismissed.get() == Some(query.at) {
+            return None;
+        }
+        let choices = mention_candidates(&names, &query.query, MENTION_CHOICES);
+        (!choices.is_empty()).then_some((query, choices))
+    });
+    Effect::new(move |_| {
+        mention.track();
+        choice.set(0);
+    });
+    let read_caret = move || {
+        if let Some(el) = composer_ref.get_untracked() {
+            let utf16 = el.selection_start().ok().flatten().unwrap_or(0) as usize;
+            caret.set(draft.with_untracked(|d| byte_offset(d, utf16)));
+        }
+    };
+    let complete = move |query: MentionQuery, name: String| {
+        let (text, at) =
+            draft.with_untracked(|d| complete_mention(d, &query, caret.get_untracked(), &name));
+        if let Some(el) = composer_ref.get_untracked() {
+            // The element first, so the reactive value set after it changes nothing and
+            // the caret stays after the name.
+            el.set_value(&text);
+            let pos = utf16_offset(&text, at) as u32;
+            let _ = el.set_selection_range(pos, pos);
+            let _ = el.focus();
+        }
+        caret.set(at);
+        draft.set(text);
+    };
 
     let send = {
         let id = id.clone();
@@ -473,6 +533,31 @@ fn Composer(
         move |ev: web_sys::KeyboardEvent| {
             // keyCode 229: WebKit's sign that an IME is still composing.
             let composing = ev.is_composing() || ev.key_code() == 229;
+            if let Some((query, choices)) = mention.get_untracked() {
+                let n = choices.len();
+                let picked = || choices.get(choice.get_untracked()).cloned();
+                match ev.key().as_str() {
+                    "ArrowDown" => choice.set((choice.get_untracked() + 1) % n),
+                    "ArrowUp" => choice.set((choice.get_untracked() + n - 1) % n),
+                    "Tab" if !ev.shift_key() => {
+                        if let Some(name) = picked() {
+                            complete(query, name);
+                        }
+                    }
+                    "Enter" if !ev.shift_key() && !composing => {
+                        if let Some(name) = picked() {
+                            complete(query, name);
+                        }
+                    }
+                    "Escape" => {
+                        dismissed.set(Some(query.at));
+                        ev.stop_propagation();
+                    }
+                    _ => return,
+                }
+                ev.prevent_default();
+                return;
+            }
             if composer_key(&ev.key(), ev.shift_key(), composing) == ComposerKey::Send {
                 ev.prevent_default();
                 send();
@@ -497,6 +582,28 @@ fn Composer(
             {move || error.get().map(|e| view! {
                 <p class="error inline" role="alert" data-testid="send-error">{e.message(lang.0.get())}</p>
             })}
+            {move || mention.get().map(|(query, choices)| {
+                let options = choices.into_iter().enumerate().map(|(i, name)| {
+                    let query = query.clone();
+                    let shown = name.clone();
+                    view! {
+                        <li role="option" data-testid="mention-option"
+                            class:active=move || choice.get() == i
+                            aria-selected=move || (choice.get() == i).to_string()
+                            // Keeps the focus in the text area.
+                            on:mousedown=move |ev| ev.prevent_default()
+                            on:click=move |_| complete(query.clone(), name.clone())>
+                            "@" {shown}
+                        </li>
+                    }
+                }).collect_view();
+                view! {
+                    <ul class="mention-list" role="listbox" data-testid="mention-list"
+                        aria-label=move || lang.t("chat.mention.label")>
+                        {options}
+                    </ul>
+                }
+            })}
             <div class="composer-row">
                 <textarea
                     node_ref=composer_ref
@@ -510,7 +617,16 @@ fn Composer(
                         if let Some(t) = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlTextAreaElement>().ok()) {
                             draft.set(t.value());
                         }
+                        read_caret();
                     }
+                    on:keyup=move |ev: web_sys::KeyboardEvent| {
+                        // Caret moves (arrows, Home, End) change the `@name` it is in.
+                        if !matches!(ev.key().as_str(), "ArrowDown" | "ArrowUp" | "Tab" | "Enter" | "Escape") {
+                            read_caret();
+                        }
+                    }
+                    on:click=move |_| read_caret()
+                    on:blur=move |_| caret.set(0)
                     on:keydown=on_keydown
                 ></textarea>
                 <button type="submit" class="primary send" data-testid="send-button"
