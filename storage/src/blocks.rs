@@ -60,8 +60,20 @@ pub(crate) fn apply(
     state: &mut WriterState,
     list: BlockList,
 ) -> StoreResult<Vec<NewlyBlocked>> {
+    // A node blocked before it was ever seen gets its row (and virtual user) now, so it
+    // can be listed and unblocked; one that became another id does not come back.
     // Rows made later (a first sighting, a group member) take their block from the
     // list when they are made (`peers::ensure_peer`, `peers::record_sighting`).
+    state.blocks = list.clone();
+    let mut moved = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM identity_changes WHERE old_id = ?1 AND local = 0)",
+    )?;
+    for peer in &list.peers {
+        let was_moved: bool = moved.query_row([peer.as_str()], |r| r.get(0))?;
+        if state.local.as_ref() != Some(peer) && !was_moved {
+            peers::ensure_peer(conn, state, peer)?;
+        }
+    }
     let followed = followed_ids(conn, &list.peers)?;
     let known: Vec<(NodeId, Option<String>, bool)> = conn
         .prepare_cached("SELECT peer_id, last_ip, blocked FROM peers")?
@@ -85,7 +97,6 @@ pub(crate) fn apply(
             tracing::info!(peer = %peer, "peer unblocked");
         }
     }
-    state.blocks = list;
     Ok(began)
 }
 

@@ -566,7 +566,11 @@ async fn dial_checked(
 
 /// A peer whose identity statements say it was a blocked node is that node: a new
 /// key does not lift a block (docs/PROTOCOL.md, "Node ids"). Counted as a blocked peer.
-fn names_a_blocked_id(shared: &Shared, config: &TransportConfig, changes: &[IdentityChange]) -> bool {
+fn names_a_blocked_id(
+    shared: &Shared,
+    config: &TransportConfig,
+    changes: &[IdentityChange],
+) -> bool {
     let blocked = changes.iter().any(|c| config.peer_is_blocked(&c.old_id));
     if blocked {
         shared.counters.refused_blocked_peer.inc();

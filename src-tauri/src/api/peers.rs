@@ -204,9 +204,11 @@ async fn set_blocked(
     // The settings are the block; the store takes it now rather than when the mesh
     // supervisor sees the change, so nothing from the peer is stored after this answer.
     let mesh = state.mesh();
-    crate::blocks::apply(state.store(), &state.settings().current().lan_mesh, |event| {
-        mesh.publish(event)
-    })
+    crate::blocks::apply(
+        state.store(),
+        &state.settings().current().lan_mesh,
+        |event| mesh.publish(event),
+    )
     .await
     .map_err(store_failed)?;
     if let Some(discovery) = state.mesh().discovery() {

@@ -79,7 +79,10 @@ async fn the_settings_list_is_the_block_and_applying_it_again_changes_nothing() 
     let peers: Vec<_> = began.iter().map(|b| b.peer.clone()).collect();
     assert_eq!(peers, [node(2)]);
     assert!(block_only(&store, &[node(2), node(9)]).await.is_empty());
-    // A node never seen before is blocked from its first sighting.
+    // A node never seen is listed, blocked, so that it can be unblocked...
+    let listed = store.peers().await.unwrap();
+    assert!(listed.iter().any(|p| p.peer_id == node(9) && p.blocked));
+    // ... and its first sighting keeps it blocked.
     store
         .record_peer_sighting(storage::PeerSighting {
             peer_id: node(9),
