@@ -13,7 +13,7 @@ use std::time::Duration;
 use api_types::{Cidr, NodeId};
 use lan_mesh::delivery::{self, AddressBook, DeliveryEvent, DeliveryParts};
 use lan_mesh::discovery::{Peer, PeerEvent, SharedSecret};
-use lan_mesh::transport::{NodeKeys, Transport, TransportConfig};
+use lan_mesh::transport::{IdentityStatement, NodeKeys, Transport, TransportConfig};
 use mesh_store::{dm_envelope, StorePorts};
 use storage::{ConversationId, HistoryQuery, MessageStatus, PeerSighting, Store};
 use tokio::sync::{broadcast, mpsc, Notify};
@@ -386,6 +386,48 @@ async fn a_blocked_peer_is_refused_and_its_link_closed() {
     })
     .await;
     assert_eq!(a.history(&b.id).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_key_does_not_lift_a_block() {
+    let a = Node::start("a", "s").await;
+    let b = Node::start("b", "s").await;
+    a.sees(&b).await;
+    b.sees(&a).await;
+    b.send_dm(&a.id, "before").await;
+    wait_until("delivered", || async { a.history(&b.id).await.len() == 1 }).await;
+    let mut blocked = config(&a.id, "s");
+    blocked.blocked_peers = vec![b.id.clone()];
+    a.transport.reconfigure(blocked).await.unwrap();
+    a.store
+        .apply_blocks(storage::BlockList {
+            peers: vec![b.id.clone()],
+            subnets: vec![],
+        })
+        .await
+        .unwrap();
+    // B comes back with new keys, saying (signed by its old key) that it was B.
+    let c = Node::start("c", "s").await;
+    c.transport
+        .announce_previous_ids(vec![IdentityStatement::sign(
+            &b.id,
+            &b.keys,
+            &c.keys.public(),
+        )]);
+    c.sees(&a).await;
+    let refused_before = a.transport.counters().refused_blocked_peer;
+    c.send_dm(&a.id, "it's me, with a new key").await;
+    wait_until("the new key refused as the blocked node", || async {
+        a.transport.counters().refused_blocked_peer > refused_before
+    })
+    .await;
+    assert!(a.history(&c.id).await.is_empty());
+    let peers = a.store.peers().await.unwrap();
+    assert!(
+        peers.iter().any(|p| p.peer_id == b.id && p.blocked),
+        "nothing re-attached to the new id: {peers:?}"
+    );
+    assert_eq!(a.transport.counters().links_up, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,6 +5,7 @@
 //! process and serves the local API and the UI on loopback.
 
 pub mod api;
+pub mod blocks;
 pub mod cli;
 pub mod desktop;
 pub mod fault_log;

@@ -323,6 +323,14 @@ impl Supervisor {
     }
 
     async fn apply(&mut self, wanted: &LanMeshSettings) {
+        let events = self.events.clone();
+        if let Err(e) = crate::blocks::apply(&self.store, wanted, |event| {
+            let _ = events.send(event);
+        })
+        .await
+        {
+            tracing::warn!("cannot apply the blocks to the store: {e}");
+        }
         if let Err(e) = self
             .store
             .set_group_auto_accept(wanted.auto_accept_group_sync)

@@ -594,6 +594,49 @@ async fn bad_chat_requests_get_clear_errors() -> anyhow::Result<()> {
         "a peer without a name shows its id"
     );
 
+    // A block written through the settings is the same block (one list, no second
+    // place to keep in step), and lifting it there lifts it everywhere.
+    let (status, _) = post_empty(node, &format!("v1/peers/{stranger}/unblock")).await?;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = post(node, &messages, &json!({"text": "unblocked"})).await?;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _) = put(
+        node,
+        "v1/settings",
+        &json!({"lan_mesh": {"blocked_peers": [stranger.as_str()]}}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    wait_until(
+        Duration::from_secs(5),
+        "the settings' block in force",
+        || async {
+            let (status, body) = post(node, &messages, &json!({"text": "hi"})).await.ok()?;
+            (status == StatusCode::FORBIDDEN && body["code"] == "peer_blocked").then_some(())
+        },
+    )
+    .await?;
+    let (_, contacts) = get(node, "v1/contacts?include_blocked=true").await?;
+    assert_eq!(contacts[1]["blocked"], true, "{contacts}");
+    let (status, _) = put(
+        node,
+        "v1/settings",
+        &json!({"lan_mesh": {"blocked_peers": []}}),
+    )
+    .await?;
+    assert_eq!(status, StatusCode::OK);
+    wait_until(
+        Duration::from_secs(5),
+        "the block lifted by the settings",
+        || async {
+            let (status, _) = post(node, &messages, &json!({"text": "again"}))
+                .await
+                .ok()?;
+            (status == StatusCode::CREATED).then_some(())
+        },
+    )
+    .await?;
+
     // Nothing above broke the node.
     let (status, _) = get(node, "v1/status").await?;
     assert_eq!(status, StatusCode::OK);

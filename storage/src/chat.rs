@@ -3,6 +3,7 @@
 use api_types::NodeId;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::blocks::SENDER_NOT_BLOCKED;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{
     Conversation, ConversationKind, HistoryQuery, LocalIdentity, MessagePage, User, UserKind,
@@ -367,6 +368,7 @@ pub(crate) fn history(
         None => conn
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1
+                   AND {SENDER_NOT_BLOCKED}
                  ORDER BY m.hlc DESC, m.message_id DESC LIMIT ?2"
             ))?
             .query_map(params![conversation_id.as_str(), fetch], |row| {
@@ -376,7 +378,7 @@ pub(crate) fn history(
         Some(before) => conn
             .prepare_cached(&format!(
                 "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id = ?1
-                   AND (m.hlc, m.message_id) < (?2, ?3)
+                   AND (m.hlc, m.message_id) < (?2, ?3) AND {SENDER_NOT_BLOCKED}
                  ORDER BY m.hlc DESC, m.message_id DESC LIMIT ?4"
             ))?
             .query_map(
@@ -408,7 +410,7 @@ pub(crate) fn conversations(conn: &Connection) -> StoreResult<Vec<Conversation>>
          FROM conversations c
          LEFT JOIN peers p ON p.peer_id = c.peer_id
          LEFT JOIN groups g ON g.group_id = c.group_id
-         LEFT JOIN messages m ON m.message_id = c.last_message_id
+         LEFT JOIN messages m ON m.message_id = c.last_message_id AND {SENDER_NOT_BLOCKED}
          ORDER BY COALESCE(c.last_hlc, c.created_at * 65536) DESC, c.conversation_id"
     ))?;
     let list = stmt

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use api_types::NodeId;
 use rusqlite::{params, Connection};
 
+use crate::blocks;
 use crate::chat;
 use crate::error::{StoreError, StoreResult};
 use crate::groups;
@@ -205,7 +206,7 @@ pub(crate) fn apply_relayed(
             "a relay from this node itself",
         ));
     }
-    if peers::is_blocked(conn, from)? {
+    if blocks::refuses(conn, writer, from)? {
         return Err(StoreError::Blocked(from.to_string()));
     }
     if groups::group(conn, group)?.is_none() {
@@ -227,7 +228,7 @@ pub(crate) fn apply_relayed(
         let refused = relayed.author == local
             || !relayed.hlc.fits_sql()
             || chat::validate_body(&relayed.body).is_err()
-            || peers::is_blocked(conn, &relayed.author)?;
+            || blocks::refuses(conn, writer, &relayed.author)?;
         if refused {
             outcome.skipped += 1;
             continue;

@@ -34,6 +34,7 @@
 
 use rusqlite::{params, Connection};
 
+use crate::blocks;
 use crate::chat;
 use crate::error::{StoreError, StoreResult};
 use crate::groups;
@@ -79,7 +80,7 @@ pub(crate) fn apply(
             ));
         }
     }
-    if peers::is_blocked(conn, from)? {
+    if blocks::refuses(conn, writer, from)? {
         return Err(StoreError::Blocked(from.to_string()));
     }
     let fresh = conn

@@ -9,6 +9,7 @@ pub mod data_dir;
 pub mod private_file;
 pub mod settings_file;
 
+mod blocks;
 mod chat;
 mod database;
 mod error;
@@ -29,6 +30,7 @@ mod search;
 mod store;
 mod writer;
 
+pub use blocks::{BlockList, NewlyBlocked};
 pub use chat::MAX_PAGE;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::{StoreError, StoreResult};

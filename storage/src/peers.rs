@@ -8,8 +8,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{KeyPin, Peer, PeerSighting};
 use crate::rows;
 use crate::writer::WriterState;
-use chat_core::{MessageId, UserId};
-use chat_core::{MessageStatus, UnixMs};
+use chat_core::UnixMs;
+use chat_core::UserId;
 
 /// Capabilities are lan-mesh's JSON; bounded so a peer cannot bloat every row.
 const MAX_CAPABILITIES_BYTES: usize = 4096;
@@ -46,9 +46,10 @@ pub(crate) fn ensure_peer(
 ) -> StoreResult<()> {
     refuse_self(state, peer)?;
     conn.prepare_cached(
-        "INSERT INTO peers (peer_id, display_name) VALUES (?1, '') ON CONFLICT DO NOTHING",
+        "INSERT INTO peers (peer_id, display_name, blocked) VALUES (?1, '', ?2)
+         ON CONFLICT DO NOTHING",
     )?
-    .execute([peer.as_str()])?;
+    .execute(params![peer.as_str(), state.blocks.covers(peer, None)])?;
     conn.prepare_cached(
         "INSERT INTO users (user_id, kind, peer_id, display_name) VALUES (?1, 'lan', ?2, '')
          ON CONFLICT DO NOTHING",
@@ -74,13 +75,23 @@ pub(crate) fn record_sighting(
         return Err(StoreError::invalid("capabilities", "too long"));
     }
     conn.prepare_cached(
-        "INSERT INTO peers (peer_id, display_name, last_ip, last_port, online, last_seen_at, capabilities)
-         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
+        "INSERT INTO peers (peer_id, display_name, last_ip, last_port, online, last_seen_at,
+                            capabilities, blocked)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6, ?7)
          ON CONFLICT (peer_id) DO UPDATE SET display_name = excluded.display_name,
              last_ip = excluded.last_ip, last_port = excluded.last_port, online = 1,
-             last_seen_at = excluded.last_seen_at, capabilities = excluded.capabilities",
+             last_seen_at = excluded.last_seen_at, capabilities = excluded.capabilities,
+             blocked = peers.blocked OR excluded.blocked",
     )?
-    .execute(params![s.peer_id.as_str(), name, s.ip, s.port, s.seen_at, s.capabilities])?;
+    .execute(params![
+        s.peer_id.as_str(),
+        name,
+        s.ip,
+        s.port,
+        s.seen_at,
+        s.capabilities,
+        state.blocks.covers(&s.peer_id, Some(&s.ip))
+    ])?;
     conn.prepare_cached(
         "INSERT INTO users (user_id, kind, peer_id, display_name) VALUES (?1, 'lan', ?2, ?3)
          ON CONFLICT (user_id) DO UPDATE SET display_name = excluded.display_name",
@@ -106,42 +117,6 @@ pub(crate) fn set_offline(conn: &Connection, peer: &NodeId, now: UnixMs) -> Stor
 /// At start-up nobody is online until seen again.
 pub(crate) fn set_all_offline(conn: &Connection) -> StoreResult<usize> {
     Ok(conn.execute("UPDATE peers SET online = 0 WHERE online = 1", [])?)
-}
-
-/// Blocks or unblocks a peer. Blocking drops its queued envelopes and fails the
-/// messages they carried, in the same transaction, so nothing is sent to it later.
-/// Returns how many envelopes were dropped.
-pub(crate) fn set_blocked(
-    conn: &Connection,
-    state: &WriterState,
-    peer: &NodeId,
-    blocked: bool,
-) -> StoreResult<Vec<MessageId>> {
-    refuse_self(state, peer)?;
-    ensure_peer(conn, state, peer)?;
-    conn.prepare_cached(
-        "UPDATE peers SET blocked = ?2, online = online AND NOT ?2 WHERE peer_id = ?1",
-    )?
-    .execute(params![peer.as_str(), blocked])?;
-    if !blocked {
-        return Ok(Vec::new());
-    }
-    let failed = conn
-        .prepare_cached(
-            "UPDATE messages SET status = ?2
-             WHERE message_id IN (SELECT message_id FROM outbox WHERE peer_id = ?1 AND message_id IS NOT NULL)
-               AND status IN ('pending', 'sent')
-             RETURNING message_id",
-        )?
-        .query_map(params![peer.as_str(), MessageStatus::Failed.as_str()], |r| {
-            rows::parse::<MessageId>(r, 0)
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let dropped = conn
-        .prepare_cached("DELETE FROM outbox WHERE peer_id = ?1")?
-        .execute([peer.as_str()])?;
-    tracing::info!(peer = %peer, dropped, failed = failed.len(), "peer blocked");
-    Ok(failed)
 }
 
 pub(crate) fn peer(conn: &Connection, peer: &NodeId) -> StoreResult<Option<Peer>> {

@@ -11,6 +11,7 @@
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection};
 
+use crate::blocks::SENDER_NOT_BLOCKED;
 use crate::error::StoreResult;
 use crate::model::{SearchCursor, SearchPage, SearchQuery};
 use crate::rows::{self, MESSAGE_COLUMNS};
@@ -84,6 +85,7 @@ pub(crate) fn search(conn: &Connection, query: &SearchQuery) -> StoreResult<Sear
         args.push(Value::Text(matched.join(" AND ")));
         args.push(Value::Integer(after));
     }
+    sql.push_str(&format!(" AND {SENDER_NOT_BLOCKED}"));
     for term in &short {
         args.push(Value::Text(like_pattern(term)));
         sql.push_str(&format!(" AND m.body LIKE ?{} ESCAPE '\\'", args.len()));

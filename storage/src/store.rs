@@ -8,6 +8,7 @@ use api_types::NodeId;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::blocks::{self, BlockList, NewlyBlocked};
 use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
 use crate::group_sync::RelayOutcome;
@@ -210,17 +211,12 @@ impl Store {
         .await
     }
 
-    /// Blocks (dropping its queued envelopes; returns the messages that thereby failed)
-    /// or unblocks a peer.
-    pub async fn set_peer_blocked(
-        &self,
-        peer: NodeId,
-        blocked: bool,
-    ) -> StoreResult<Vec<MessageId>> {
-        self.write(Durability::Normal, move |c, s| {
-            peers::set_blocked(c, s, &peer, blocked)
-        })
-        .await
+    /// Makes the settings' blocks the store's (docs/STORAGE.md, "Blocks"): called at
+    /// every start and settings change. A peer whose block begins has its queued
+    /// envelopes dropped; returns those peers with the messages that thereby failed.
+    pub async fn apply_blocks(&self, list: BlockList) -> StoreResult<Vec<NewlyBlocked>> {
+        self.write(Durability::Normal, move |c, s| blocks::apply(c, s, list))
+            .await
     }
 
     /// Pins the keys a peer proved on an encrypted link, or checks them against the pin.

@@ -48,6 +48,8 @@ pub(crate) struct WriterState {
     /// Signs this node's group changes and messages (its node keys); `None` until the
     /// node sets it, and in tests that need no signatures.
     pub signer: Option<std::sync::Arc<dyn chat_core::Signer>>,
+    /// The settings' blocks (`blocks::apply`); `peers.blocked` mirrors them.
+    pub blocks: crate::blocks::BlockList,
 }
 
 impl WriterState {
@@ -233,6 +235,7 @@ fn load_state(conn: &Connection) -> StoreResult<WriterState> {
         retry: Default::default(),
         manual_group_accept: false,
         signer: None,
+        blocks: Default::default(),
     })
 }
 

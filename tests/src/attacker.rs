@@ -88,7 +88,7 @@ impl Attacker {
 pub struct AttackLink<'a> {
     attacker: &'a Attacker,
     pub peer: NodeId,
-    peer_keys: PeerKeys,
+    pub peer_keys: PeerKeys,
     ws: Ws,
     session: Session,
     /// Envelopes the node sent on this link (acked as they arrive), oldest first.

@@ -1,6 +1,7 @@
 //! A small W3C WebDriver client for Debian's headless Chromium via `chromedriver`.
 //! Only what the tests need: navigate, find, read text, click, run a script, screenshot.
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -32,7 +33,10 @@ impl Browser {
             }
         }
         let port = free_port()?;
+        // Its own process group: chromedriver does not end the Chromium it started when
+        // it is stopped, so the whole group is (see `stop_driver`).
         let driver = Command::new(CHROMEDRIVER)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -237,8 +241,10 @@ impl Browser {
 
     fn stop_driver(&mut self) {
         if let Some(mut driver) = self.driver.take() {
+            // The group is chromedriver's own (`process_group(0)`): Chromium and its
+            // helpers, which a session never ended would otherwise outlive the test.
             let _ = Command::new("kill")
-                .args(["-TERM", &driver.id().to_string()])
+                .args(["-TERM", "--", &format!("-{}", driver.id())])
                 .status();
             let _ = driver.wait();
         }

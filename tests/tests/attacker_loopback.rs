@@ -12,6 +12,11 @@
 //!   (`envelopes_forged`), and A and B show the group exactly as before (local API),
 //!   with no trace of the made-up group (no group, no invitation).
 //!
+//! - `a_relaying_member_can_neither_rewrite_nor_invent_messages`: Mallory, a member,
+//!   receives B's group message (with B's signature) and relays it to A with its text
+//!   changed, together with a message "by B" she made up: A stores neither, answers
+//!   `forged`, counts both, and A and B show B's words as B wrote them.
+//!
 //! Logs in `target/test-artifacts/attacker_loopback/<test>/`.
 
 #![allow(clippy::unwrap_used)]
@@ -19,10 +24,14 @@
 use std::time::Duration;
 
 use api_types::{GroupView, NodeId};
-use lan_mesh::envelope::{GroupStateWire, KIND_GROUP_UPSERT};
+use lan_mesh::envelope::{
+    author_keys, GroupSendPayload, GroupStateWire, RelayPayload, RelayedPayload, KIND_GROUP_RELAY,
+    KIND_GROUP_SEND, KIND_GROUP_UPSERT,
+};
 use lanchat_tests::attacker::{link_addr, Answer, Attacker};
 use lanchat_tests::chat::{
-    all_online, create_group, groups, same_group_state, wait_group, GROUP_NODES_SECRET,
+    all_online, create_group, group_conversation, groups, history, same_group_state, send_dm,
+    wait_group, GROUP_NODES_SECRET,
 };
 use lanchat_tests::{wait_until, LoopbackMesh};
 use storage::{Change, GlobalGroupId, GroupState, Stamp};
@@ -230,5 +239,106 @@ async fn forged_group_changes(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         .await?;
         anyhow::ensure!(counted == forged as u64, "counted {counted}, sent {forged}");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relaying_member_can_neither_rewrite_nor_invent_messages() {
+    let mesh = two_nodes("a_relaying_member_can_neither_rewrite_nor_invent_messages").await;
+    let result = rewritten_relays(&mesh).await;
+    mesh.explain(result).unwrap();
+}
+
+async fn rewritten_relays(mesh: &LoopbackMesh) -> anyhow::Result<()> {
+    let [a, b] = [&mesh.nodes[0], &mesh.nodes[1]];
+    let (a_id, b_id): (NodeId, NodeId) = (mesh.ids[0].parse()?, mesh.ids[1].parse()?);
+    all_online(mesh, ONLINE).await?;
+    let mallory = Attacker::new()?;
+    let created = create_group(a, "付款 payments", &[b_id.as_str(), mallory.id.as_str()]).await?;
+    let id = created.id.clone();
+    let conversation = group_conversation(&id);
+    wait_group(b, &id, DELIVERY, "the group on B", |g| g.members.len() == 3).await?;
+
+    // B writes; B's fan-out brings it to Mallory, with B's signature.
+    let mut to_b = mallory
+        .link(link_addr(b).await?, &b_id, GROUP_NODES_SECRET)
+        .await?;
+    let mut to_a = mallory
+        .link(link_addr(a).await?, &a_id, GROUP_NODES_SECRET)
+        .await?;
+    let original = "pay 100 to Bob";
+    send_dm(b, &conversation, original).await?;
+    let sent = to_b.wait_envelope(KIND_GROUP_SEND).await?;
+    let real: GroupSendPayload = serde_json::from_value(sent.payload)?;
+    anyhow::ensure!(real.text == original && !real.sig.is_empty(), "{real:?}");
+    let b_keys = author_keys(&to_b.peer_keys).to_hex();
+
+    // She relays it to A with her own text, and one more "by B" that B never wrote
+    // (signed by her, with her keys: they do not derive B's id).
+    let invented_id = storage::MessageId::new();
+    let group: GlobalGroupId = id.parse()?;
+    let invented_statement = chat_core::message_statement(
+        chat_core::MessageScope::Group(&group),
+        &invented_id,
+        &b_id,
+        real.sent_at,
+        chat_core::Hlc::from_raw(real.hlc + 1),
+        "B: Mallory is right",
+    );
+    let relay = RelayPayload {
+        global_group_id: id.clone(),
+        messages: vec![
+            RelayedPayload {
+                message_id: real.message_id.clone(),
+                author: b_id.to_string(),
+                text: "pay 900 to Mallory".into(),
+                sent_at: real.sent_at,
+                hlc: real.hlc,
+                sig: real.sig.clone(),
+                keys: b_keys.clone(),
+            },
+            RelayedPayload {
+                message_id: invented_id.to_string(),
+                author: b_id.to_string(),
+                text: "B: Mallory is right".into(),
+                sent_at: real.sent_at,
+                hlc: real.hlc + 1,
+                sig: lanchat_tests::netns::hex_encode(&mallory.keys.sign(&invented_statement)),
+                keys: author_keys(&mallory.keys.public()).to_hex(),
+            },
+        ],
+    };
+    let forged_before = lanchat_tests::chat::transport(a).await?.envelopes_forged;
+    let envelope = to_a.envelope(KIND_GROUP_RELAY, serde_json::to_value(&relay)?);
+    let answer = to_a.send(&envelope).await?;
+    anyhow::ensure!(
+        matches!(&answer, Answer::Rejected(reason) if reason.starts_with("forged")),
+        "the rewritten relay: {answer:?}"
+    );
+
+    // A has B's message as B wrote it (directly from B), and nothing Mallory made.
+    for node in [a, b] {
+        let texts = wait_until(DELIVERY, "B's message on both", || async {
+            let texts: Vec<String> = history(node, &conversation)
+                .await
+                .ok()?
+                .into_iter()
+                .map(|m| m.text)
+                .collect();
+            texts.contains(&original.to_string()).then_some(texts)
+        })
+        .await?;
+        anyhow::ensure!(texts == [original], "{texts:?}");
+    }
+    let counted = wait_until(Duration::from_secs(5), "both forgeries counted", || async {
+        let t = lanchat_tests::chat::transport(a).await.ok()?;
+        (t.envelopes_forged >= forged_before + 2).then_some(t.envelopes_forged)
+    })
+    .await?;
+    anyhow::ensure!(
+        counted == forged_before + 2,
+        "counted {}",
+        counted - forged_before
+    );
     Ok(())
 }

@@ -266,7 +266,9 @@ impl Envelope {
                 global_group_id,
                 message,
             } => (chat_core::MessageScope::Group(global_group_id), message),
-            InboundEffect::GroupUpsert(_) => return Ok(effect),
+            // Changes are signed per field (checked when merged); a read receipt moves
+            // only its sender's own read position, which the link already proves.
+            InboundEffect::GroupUpsert(_) | InboundEffect::ReadReceipt { .. } => return Ok(effect),
         };
         let sig = self
             .payload

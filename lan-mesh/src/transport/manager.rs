@@ -551,12 +551,31 @@ async fn dial_checked(
         link::dial(addr, peer, &shared.keys, secret, &config.node_id, &previous)
             .await
             .inspect_err(|e| count_identity_failure(shared, e))?;
-    if let Err(reason) = check_keys(shared, peer, &keys, addr).await {
+    let checked = if names_a_blocked_id(shared, config, &changes) {
+        Err("blocked")
+    } else {
+        check_keys(shared, peer, &keys, addr).await
+    };
+    if let Err(reason) = checked {
         let _ = link::send_frame(&mut ws, &mut session, &Frame::close(reason)).await;
         return Err(LinkError::Refused(reason.to_string()));
     }
     reattach(shared, changes).await;
     Ok((ws, session, keys))
+}
+
+/// A peer whose identity statements say it was a blocked node is that node: a new
+/// key does not lift a block (docs/PROTOCOL.md, "Node ids"). Counted as a blocked peer.
+fn names_a_blocked_id(
+    shared: &Shared,
+    config: &TransportConfig,
+    changes: &[IdentityChange],
+) -> bool {
+    let blocked = changes.iter().any(|c| config.peer_is_blocked(&c.old_id));
+    if blocked {
+        shared.counters.refused_blocked_peer.inc();
+    }
+    blocked
 }
 
 /// Moves what the store knew under a linked peer's earlier ids to its id (before its
@@ -744,6 +763,8 @@ async fn accept_checked(
         Some("that is this node's own id")
     } else if config.peer_is_blocked(&peer) {
         shared.counters.refused_blocked_peer.inc();
+        Some("blocked")
+    } else if names_a_blocked_id(shared, &config, &changes) {
         Some("blocked")
     } else if twinned {
         shared.counters.refused_twin.inc();

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use api_types::{AddPeerAddress, BlockState, Event, FieldError, NodeId, PeerView};
+use api_types::{AddPeerAddress, BlockState, FieldError, NodeId, PeerView};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -201,21 +201,16 @@ async fn set_blocked(
         .settings()
         .update(&json!({"lan_mesh": {"blocked_peers": list}}))
         .await?;
-    match state.store().set_peer_blocked(id.clone(), blocked).await {
-        Ok(failed) => {
-            // Their queue was dropped: every client shows those messages failed now.
-            let conversation_id = storage::ConversationId::dm(&id).to_string();
-            for message_id in failed {
-                state.mesh().publish(Event::MessageStatus {
-                    conversation_id: conversation_id.clone(),
-                    message_id: message_id.to_string(),
-                    status: api_types::MessageStatus::Failed,
-                });
-            }
-        }
-        Err(storage::StoreError::NotFound { .. }) => {}
-        Err(e) => return Err(store_failed(e)),
-    }
+    // The settings are the block; the store takes it now rather than when the mesh
+    // supervisor sees the change, so nothing from the peer is stored after this answer.
+    let mesh = state.mesh();
+    crate::blocks::apply(
+        state.store(),
+        &state.settings().current().lan_mesh,
+        |event| mesh.publish(event),
+    )
+    .await
+    .map_err(store_failed)?;
     if let Some(discovery) = state.mesh().discovery() {
         let applied = if blocked {
             discovery.block(id.clone()).await

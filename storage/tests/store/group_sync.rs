@@ -6,7 +6,7 @@ use storage::{
     RelayedMessage, Stamp, Store, StoreError, UserId, MAX_OFFSET_ERROR_MS,
 };
 
-use crate::{db_path, node, now_ms, open_with_peers, send_group};
+use crate::{block_only, db_path, node, now_ms, open_with_peers, send_group};
 
 /// A group `node(1)` made with `members` (node 0 is this store), applied by upsert.
 async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGroupId {
@@ -266,7 +266,7 @@ async fn relays_are_refused_unless_both_ends_are_members() {
         .is_empty());
     // A blocked relay is refused; a blocked author's messages are skipped.
     let group = group_with(&store, vec![node(0), node(1), node(2)]).await;
-    store.set_peer_blocked(node(2), true).await.unwrap();
+    block_only(&store, &[node(2)]).await;
     let err = store
         .apply_relayed(
             node(2),

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod atomicity;
+mod blocks;
 mod chat;
 mod clocks;
 mod crash;
@@ -62,6 +63,17 @@ pub async fn open_with_peers(path: &Path, peers: u8) -> Store {
             .unwrap();
     }
     store
+}
+
+/// Gives the store the settings' blocks: exactly these nodes, no subnets.
+pub async fn block_only(store: &Store, peers: &[NodeId]) -> Vec<storage::NewlyBlocked> {
+    store
+        .apply_blocks(storage::BlockList {
+            peers: peers.to_vec(),
+            subnets: Vec::new(),
+        })
+        .await
+        .unwrap()
 }
 
 pub fn dm_envelope(message: &storage::Message) -> OutgoingEnvelope {

@@ -7,8 +7,8 @@ use storage::{
 use ulid::Ulid;
 
 use crate::{
-    db_path, dm_envelope, inbound_dm, member_acks, node, now_ms, open_with_peers, record_attempt,
-    send_dm, send_group,
+    block_only, db_path, dm_envelope, inbound_dm, member_acks, node, now_ms, open_with_peers,
+    record_attempt, send_dm, send_group,
 };
 
 fn upsert_envelope(state: &GroupState) -> OutgoingEnvelope {
@@ -135,14 +135,14 @@ async fn envelopes_from_their_senders_future_or_blocked_peers_are_refused() {
         store.apply_inbound(envelope, effect).await,
         Err(StoreError::Invalid { field: "hlc", .. })
     ));
-    store.set_peer_blocked(node(2), true).await.unwrap();
+    block_only(&store, &[node(2)]).await;
     let (envelope, effect) = inbound_dm(2, "blocked");
     assert!(matches!(
         store.apply_inbound(envelope.clone(), effect.clone()).await,
         Err(StoreError::Blocked(_))
     ));
     // Nothing was recorded: after unblocking, the same envelope applies.
-    store.set_peer_blocked(node(2), false).await.unwrap();
+    block_only(&store, &[]).await;
     assert!(matches!(
         store.apply_inbound(envelope, effect).await.unwrap(),
         InboundOutcome::Applied(_)
@@ -282,8 +282,11 @@ async fn blocking_a_peer_drops_its_queue_and_refuses_new_sends() {
     let (m1, _) = send_dm(&store, node(1), "a".into(), t0).await.unwrap();
     send_dm(&store, node(2), "b".into(), t0).await.unwrap();
     assert_eq!(
-        store.set_peer_blocked(node(1), true).await.unwrap(),
-        [m1.message_id]
+        block_only(&store, &[node(1)]).await,
+        [storage::NewlyBlocked {
+            peer: node(1),
+            failed: vec![m1.message_id]
+        }]
     );
     assert_eq!(store.due_outbox(t0, 10).await.unwrap().len(), 1);
     assert_eq!(
@@ -693,7 +696,7 @@ async fn retry_refuses_other_conversations_inbound_messages_and_blocked_peers() 
         .await
         .unwrap();
     // Blocking fails it; while blocked it cannot be queued again.
-    store.set_peer_blocked(node(2), true).await.unwrap();
+    block_only(&store, &[node(2)]).await;
     let conv = ConversationId::dm(&node(2));
     assert!(matches!(
         store
@@ -718,7 +721,7 @@ async fn retry_refuses_other_conversations_inbound_messages_and_blocked_peers() 
             .await,
         Err(StoreError::NotFound { .. })
     ));
-    store.set_peer_blocked(node(2), false).await.unwrap();
+    block_only(&store, &[]).await;
     let retried = store
         .retry_message(conv, message.message_id, t0, dm_envelope)
         .await
