@@ -266,7 +266,9 @@ impl Envelope {
                 global_group_id,
                 message,
             } => (chat_core::MessageScope::Group(global_group_id), message),
-            InboundEffect::GroupUpsert(_) => return Ok(effect),
+            // A group state carries its own signatures (checked when merged); a read
+            // receipt is about the proven sender itself and carries no author proof.
+            InboundEffect::GroupUpsert(_) | InboundEffect::ReadReceipt { .. } => return Ok(effect),
         };
         let sig = self
             .payload
