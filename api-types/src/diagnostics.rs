@@ -235,6 +235,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), drops.len());
-        assert_eq!(TransportCounters::default().drops().len(), 13);
+        assert_eq!(TransportCounters::default().drops().len(), 14);
     }
 }
