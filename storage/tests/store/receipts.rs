@@ -272,6 +272,7 @@ async fn reading_a_group_queues_one_receipt_per_other_member() {
                     body: "theirs".into(),
                     sent_at: now,
                     hlc: Hlc::from_wall_ms(now as u64 + 1),
+                    signature: None,
                 },
             },
         )
