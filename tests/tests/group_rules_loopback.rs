@@ -149,7 +149,7 @@ async fn permissions(mesh: &LoopbackMesh) -> anyhow::Result<()> {
     // Re-added, C gets the group's current state.
     update_group(a, &id, &serde_json::json!({"members": [b_id, c_id]})).await?;
     wait_group(c, &id, DELIVERY, "C back with the current name", |g| {
-        g.is_member && g.name == "by bravo" && member_ids(g).len() == 3
+        g.is_member && g.name == "by alpha" && member_ids(g).len() == 3
     })
     .await?;
 
