@@ -8,6 +8,7 @@
 //! the node has dropped several more of the outsider's packets (its drop counter), so
 //! the last look comes after the outsider could have got in.
 
+use anyhow::Context;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lanchat_tests::netns::{
@@ -627,8 +628,10 @@ const NODE_ID_AT: usize = 10;
 const INSTANCE_AT: usize = 26;
 const NONCE_AT: usize = 42;
 const TAG_LEN: usize = 32;
-/// The `seq` extension is the last one a node writes: its 8 bytes end where the tag starts.
+/// The `seq` extension's value (type 2).
 const SEQ_LEN: usize = 8;
+const NAME_LEN_AT: usize = 60;
+const SEQ_EXTENSION: u8 = 2;
 const MAX_DATAGRAM: usize = 1200;
 
 /// A copy of `packet` re-signed (an insider knows the secret) as from `node` (16 bytes),
@@ -644,10 +647,32 @@ async fn forged(
     let mut p = packet.to_vec();
     p[NODE_ID_AT..NODE_ID_AT + 16].copy_from_slice(&node);
     p[INSTANCE_AT..INSTANCE_AT + 8].copy_from_slice(&instance.to_be_bytes());
-    p[len - TAG_LEN - SEQ_LEN..len - TAG_LEN].copy_from_slice(&seq.to_be_bytes());
+    let at = seq_at(&p)?;
+    p[at..at + SEQ_LEN].copy_from_slice(&seq.to_be_bytes());
     let resigned = tag(lan_host, TEST_SECRET, &p[..len - TAG_LEN]).await?;
     p[len - TAG_LEN..].copy_from_slice(&resigned);
     Ok(p)
+}
+
+/// Where the value of the `seq` extension (type 2) starts, found by walking the
+/// extension records (docs/PROTOCOL.md, "Packet layout"): it need not be the last one.
+fn seq_at(packet: &[u8]) -> anyhow::Result<usize> {
+    let u16_at = |at: usize| -> anyhow::Result<usize> {
+        let bytes = packet.get(at..at + 2).context("packet too short")?;
+        Ok(usize::from(u16::from_be_bytes([bytes[0], bytes[1]])))
+    };
+    let name_len = u16_at(NAME_LEN_AT)?;
+    let ext_len_at = NAME_LEN_AT + 2 + name_len;
+    let mut at = ext_len_at + 2;
+    let end = at + u16_at(ext_len_at)?;
+    while at + 3 <= end {
+        let (kind, len) = (packet[at], u16_at(at + 1)?);
+        if kind == SEQ_EXTENSION && len == SEQ_LEN {
+            return Ok(at + 3);
+        }
+        at += 3 + len;
+    }
+    anyhow::bail!("the packet has no seq extension")
 }
 
 /// The HMAC tag of `body` under `secret` (docs/PROTOCOL.md, "The shared secret" and

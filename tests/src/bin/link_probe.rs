@@ -166,6 +166,20 @@ async fn acked(ws: &mut Ws, session: &mut Session, envelope: &str) -> bool {
 async fn replay(addr: SocketAddr, peer: &NodeId, secret: &str) -> anyhow::Result<String> {
     let keys = NodeKeys::generate()?;
     let me = keys.public().node_id();
+    // A real DM, signed by its author as every node's is (docs/PROTOCOL.md, "Signatures").
+    let (message_id, sent_at, text) = (
+        chat_core::MessageId::new(),
+        lan_mesh::delivery::now_ms(),
+        "replay canary",
+    );
+    let statement = chat_core::message_statement(
+        chat_core::MessageScope::Direct { to: peer },
+        &message_id,
+        &me,
+        sent_at,
+        chat_core::Hlc::from_raw(1),
+        text,
+    );
     let envelope = Envelope {
         envelope_id: storage::EnvelopeId::new(),
         kind: KIND_DM_SEND.into(),
@@ -173,10 +187,11 @@ async fn replay(addr: SocketAddr, peer: &NodeId, secret: &str) -> anyhow::Result
         to_peer_id: peer.clone(),
         ts: lan_mesh::delivery::now_ms(),
         payload: serde_json::json!({
-            "message_id": ulid::Ulid::new().to_string(),
-            "text": "replay canary",
-            "sent_at": lan_mesh::delivery::now_ms(),
+            "message_id": message_id.to_string(),
+            "text": text,
+            "sent_at": sent_at,
             "hlc": 1u64,
+            "sig": lanchat_tests::netns::hex_encode(&keys.sign(&statement)),
         }),
     };
     let id = envelope.envelope_id.to_string();
