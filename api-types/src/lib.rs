@@ -36,5 +36,8 @@ pub use peers::{
     CLOCK_OFFSET_WARNING_MS,
 };
 pub use presence::{MyPresence, Presence, PresenceSource, SetPresence};
-pub use settings::{DesktopSettings, LanMeshSettings, Language, Settings, UiSettings};
+pub use settings::{
+    DesktopSettings, GeneratedSecret, LanMeshSettings, LanMeshView, Language, Settings,
+    SettingsView, UiSettings,
+};
 pub use status::{MeshState, Status, Warning, WarningCode};

@@ -27,6 +27,9 @@ pub const MAX_HEARTBEAT_SEC: u32 = 3600;
 pub const MAX_PEER_TTL_SEC: u32 = 86_400;
 pub use crate::limits::MAX_DISPLAY_NAME_CHARS;
 pub const MAX_SECRET_BYTES: usize = 256;
+/// The shortest shared secret the API accepts (characters). Shorter ones already in a
+/// settings file still load, with a `weak_secret` status warning.
+pub const MIN_SECRET_CHARS: usize = 12;
 pub const MAX_SUBNETS: usize = 256;
 pub const MAX_BLOCKED_PEERS: usize = 10_000;
 pub const MAX_PEER_ADDRESSES: usize = 256;
@@ -59,11 +62,87 @@ pub struct LanMeshSettings {
     pub allowed_subnets: Vec<Cidr>,
     pub blocked_subnets: Vec<Cidr>,
     pub blocked_peers: Vec<NodeId>,
+    /// Never shown by the API (`secret_set` instead). Empty only with `open_lan`
+    /// (or while the mesh is off).
     pub shared_secret: String,
+    /// The explicit open LAN mode: no shared secret, anyone on the allowed subnets can
+    /// join. Required for an empty secret while the mesh is on; contradicts a secret.
+    pub open_lan: bool,
     pub auto_accept_group_sync: bool,
     /// Manually added discovery addresses (`ip:port`) of peers in routed subnets that
     /// broadcast cannot reach; each gets a unicast probe every heartbeat.
     pub peer_addresses: Vec<SocketAddr>,
+}
+
+impl LanMeshSettings {
+    /// A secret shorter than the API accepts (one from a settings file or preseed).
+    pub fn secret_is_weak(&self) -> bool {
+        !self.shared_secret.is_empty() && self.shared_secret.chars().count() < MIN_SECRET_CHARS
+    }
+}
+
+/// What `GET` and `PUT /api/v1/settings` answer: the settings without the shared
+/// secret, which never leaves the node (`lan_mesh.secret_set` says whether there is one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SettingsView {
+    pub lan_mesh: LanMeshView,
+    pub ui: UiSettings,
+    pub desktop: DesktopSettings,
+}
+
+/// [`LanMeshSettings`] as the API shows it: `secret_set` in place of `shared_secret`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LanMeshView {
+    pub enabled: bool,
+    pub node_id: NodeId,
+    pub display_name: String,
+    pub listen_host: IpAddr,
+    pub listen_port: u16,
+    pub discovery_port: u16,
+    pub heartbeat_interval_sec: u32,
+    pub peer_ttl_sec: u32,
+    pub allowed_subnets: Vec<Cidr>,
+    pub blocked_subnets: Vec<Cidr>,
+    pub blocked_peers: Vec<NodeId>,
+    /// Whether a shared secret is set (the secret itself is never returned).
+    pub secret_set: bool,
+    pub open_lan: bool,
+    pub auto_accept_group_sync: bool,
+    pub peer_addresses: Vec<SocketAddr>,
+}
+
+/// `POST /api/v1/settings/secret`: a strong secret for the user to save (nothing is
+/// saved by asking): four groups of five Crockford base32 characters, 100 random bits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GeneratedSecret {
+    pub secret: String,
+}
+
+impl From<&Settings> for SettingsView {
+    fn from(s: &Settings) -> Self {
+        let m = &s.lan_mesh;
+        SettingsView {
+            lan_mesh: LanMeshView {
+                enabled: m.enabled,
+                node_id: m.node_id.clone(),
+                display_name: m.display_name.clone(),
+                listen_host: m.listen_host,
+                listen_port: m.listen_port,
+                discovery_port: m.discovery_port,
+                heartbeat_interval_sec: m.heartbeat_interval_sec,
+                peer_ttl_sec: m.peer_ttl_sec,
+                allowed_subnets: m.allowed_subnets.clone(),
+                blocked_subnets: m.blocked_subnets.clone(),
+                blocked_peers: m.blocked_peers.clone(),
+                secret_set: !m.shared_secret.is_empty(),
+                open_lan: m.open_lan,
+                auto_accept_group_sync: m.auto_accept_group_sync,
+                peer_addresses: m.peer_addresses.clone(),
+            },
+            ui: s.ui.clone(),
+            desktop: s.desktop.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +282,7 @@ impl LanMeshSettings {
             blocked_subnets: Vec::new(),
             blocked_peers: Vec::new(),
             shared_secret: String::new(),
+            open_lan: false,
             auto_accept_group_sync: true,
             peer_addresses: Vec::new(),
         }
@@ -215,6 +295,19 @@ impl LanMeshSettings {
 pub enum NodeIdRule {
     Settable,
     ReadOnly,
+}
+
+/// Where a settings document comes from, which decides the rules that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The settings file or an administrator's preseed: a short secret loads (with a
+    /// status warning), and a `lan_mesh` block without `open_lan` (written before the
+    /// field existed) is open LAN exactly when the mesh is on with an empty secret, as
+    /// it ran before.
+    File,
+    /// `PUT /api/v1/settings`: a new secret must have [`MIN_SECRET_CHARS`], and
+    /// setting one (without saying `open_lan`) leaves the open LAN.
+    Api,
 }
 
 impl Settings {
@@ -238,23 +331,37 @@ impl Settings {
         let mut base = Settings::defaults(node_id);
         // A file without the key predates the welcome: that user is already set up.
         base.ui.welcome_done = true;
-        base.patched(doc, NodeIdRule::Settable)
+        base.apply_document(doc, NodeIdRule::Settable, Origin::File)
     }
 
     /// Settings for a first start: defaults with an administrator's preseed document
     /// (the same shape as `PUT /api/v1/settings`, usually without a node id) applied.
+    /// Like the settings file, a preseed may hold a short secret (with a warning) and
+    /// an empty secret with the mesh on means the open LAN.
     pub fn preseeded(node_id: NodeId, preseed: &Value) -> Result<Settings, FieldError> {
-        Settings::defaults(node_id).patched(preseed, NodeIdRule::ReadOnly)
+        Settings::defaults(node_id).apply_document(preseed, NodeIdRule::ReadOnly, Origin::File)
     }
 
-    /// Applies a partial document (`PUT /api/v1/settings`): only the keys present change.
+    /// Applies a partial document from an API client (`PUT /api/v1/settings`): only the
+    /// keys present change; a new secret must be strong enough.
     pub fn patched(&self, patch: &Value, node_id: NodeIdRule) -> Result<Settings, FieldError> {
+        self.apply_document(patch, node_id, Origin::Api)
+    }
+
+    fn apply_document(
+        &self,
+        patch: &Value,
+        node_id: NodeIdRule,
+        origin: Origin,
+    ) -> Result<Settings, FieldError> {
         let mut next = self.clone();
         for (key, value) in as_object("", patch)? {
             match key.as_str() {
-                "lan_mesh" => next
-                    .lan_mesh
-                    .apply(as_object("lan_mesh", value)?, node_id)?,
+                "lan_mesh" => {
+                    let fields = as_object("lan_mesh", value)?;
+                    next.lan_mesh.apply(fields, node_id)?;
+                    next.lan_mesh.settle_access(fields, origin)?;
+                }
                 "ui" => next.ui.apply(as_object("ui", value)?)?,
                 "desktop" => next.desktop.apply(as_object("desktop", value)?)?,
                 other => return Err(FieldError::new(other, "unknown setting")),
@@ -305,6 +412,7 @@ impl LanMeshSettings {
                 "blocked_subnets" => self.blocked_subnets = subnets(path, value)?,
                 "blocked_peers" => self.blocked_peers = node_ids(path, value)?,
                 "shared_secret" => self.shared_secret = secret(path, value)?,
+                "open_lan" => self.open_lan = parse_field(path, value)?,
                 "peer_addresses" => self.peer_addresses = socket_addrs(path, value)?,
                 "auto_accept_group_sync" => self.auto_accept_group_sync = parse_field(path, value)?,
                 _ => return Err(FieldError::new(path, "unknown setting")),
@@ -313,7 +421,59 @@ impl LanMeshSettings {
         Ok(())
     }
 
+    /// The rules of `shared_secret` and `open_lan` that depend on where the document
+    /// comes from (see [`Origin`]), after its keys were applied.
+    fn settle_access(
+        &mut self,
+        fields: &Map<String, Value>,
+        origin: Origin,
+    ) -> Result<(), FieldError> {
+        let says_open = fields.contains_key("open_lan");
+        match origin {
+            Origin::File => {
+                if !says_open {
+                    self.open_lan = self.enabled && self.shared_secret.is_empty();
+                }
+            }
+            Origin::Api => {
+                if fields.contains_key("shared_secret") && !self.shared_secret.is_empty() {
+                    if self.shared_secret.chars().count() < MIN_SECRET_CHARS {
+                        return Err(FieldError::new(
+                            "lan_mesh.shared_secret",
+                            format!(
+                                "must be at least {MIN_SECRET_CHARS} characters (or empty with \
+                                 open_lan for an open LAN); \
+                                 POST /api/v1/settings/secret generates a strong one"
+                            ),
+                        ));
+                    }
+                    if !says_open {
+                        self.open_lan = false;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn check_across_fields(&self) -> Result<(), FieldError> {
+        if self.open_lan && !self.shared_secret.is_empty() {
+            return Err(FieldError::new(
+                "lan_mesh.open_lan",
+                "the open LAN has no secret: send an empty shared_secret with it, or \
+                 set open_lan to false",
+            ));
+        }
+        if self.enabled && self.shared_secret.is_empty() && !self.open_lan {
+            return Err(FieldError::new(
+                "lan_mesh.shared_secret",
+                format!(
+                    "is needed while the LAN mesh is on: set one of at least \
+                     {MIN_SECRET_CHARS} characters, or choose the open LAN explicitly \
+                     (open_lan: true)"
+                ),
+            ));
+        }
         if self.peer_ttl_sec <= self.heartbeat_interval_sec {
             return Err(FieldError::new(
                 "lan_mesh.peer_ttl_sec",
@@ -496,14 +656,141 @@ mod tests {
               "display_name": "", "listen_host": "0.0.0.0", "listen_port": 19123,
               "discovery_port": 19124, "heartbeat_interval_sec": 15, "peer_ttl_sec": 45,
               "allowed_subnets": [], "blocked_subnets": [], "blocked_peers": [],
-              "shared_secret": "", "auto_accept_group_sync": true, "peer_addresses": [] })
+              "shared_secret": "", "open_lan": false, "auto_accept_group_sync": true,
+              "peer_addresses": [] })
         );
+    }
+
+    #[test]
+    fn the_view_is_the_document_without_the_secret() {
+        let mut s = put(json!({"lan_mesh": {"enabled": true,
+            "shared_secret": "correct horse battery", "allowed_subnets": ["10.1.2.3"]}}))
+        .unwrap();
+        let mut expected = serde_json::to_value(&s).unwrap();
+        let view = serde_json::to_value(SettingsView::from(&s)).unwrap();
+        assert!(!view.to_string().contains("correct horse"));
+        let block = expected["lan_mesh"].as_object_mut().unwrap();
+        block.remove("shared_secret");
+        block.insert("secret_set".into(), json!(true));
+        assert_eq!(view, expected, "a field is missing from the view");
+        s.lan_mesh.shared_secret.clear();
+        assert!(!SettingsView::from(&s).lan_mesh.secret_set);
+    }
+
+    #[test]
+    fn a_new_secret_needs_twelve_characters() {
+        for weak in ["office", "elevenchars", "短い秘密短い秘密短い秘"] {
+            let e = put(json!({"lan_mesh": {"shared_secret": weak}})).unwrap_err();
+            assert_eq!(e.field, "lan_mesh.shared_secret", "{weak}");
+            assert!(e.message.contains("12 characters"), "{}", e.message);
+        }
+        // Characters, not bytes: twelve CJK characters are enough.
+        let s = put(json!({"lan_mesh": {"shared_secret": "办公室的秘密办公室的秘密"}})).unwrap();
+        assert!(!s.lan_mesh.secret_is_weak());
+        assert!(put(json!({"lan_mesh": {"shared_secret": "twelve chars"}})).is_ok());
+    }
+
+    #[test]
+    fn an_empty_secret_is_an_explicit_open_lan() {
+        // The mesh on without a secret needs the open LAN said out loud.
+        let e = put(json!({"lan_mesh": {"enabled": true}})).unwrap_err();
+        assert_eq!(e.field, "lan_mesh.shared_secret");
+        let e = put(json!({"lan_mesh": {"enabled": true, "shared_secret": ""}})).unwrap_err();
+        assert_eq!(e.field, "lan_mesh.shared_secret");
+        let open = put(json!({"lan_mesh": {"enabled": true, "open_lan": true}})).unwrap();
+        assert!(open.lan_mesh.open_lan && open.lan_mesh.shared_secret.is_empty());
+        // A secret with the open LAN is a contradiction, whichever came first.
+        let e = open
+            .patched(
+                &json!({"lan_mesh": {"shared_secret": "a strong secret", "open_lan": true}}),
+                NodeIdRule::ReadOnly,
+            )
+            .unwrap_err();
+        assert_eq!(e.field, "lan_mesh.open_lan");
+        let closed = open
+            .patched(
+                &json!({"lan_mesh": {"shared_secret": "a strong secret"}}),
+                NodeIdRule::ReadOnly,
+            )
+            .unwrap();
+        assert!(
+            !closed.lan_mesh.open_lan,
+            "choosing a secret leaves the open LAN"
+        );
+        let e = closed
+            .patched(
+                &json!({"lan_mesh": {"open_lan": true}}),
+                NodeIdRule::ReadOnly,
+            )
+            .unwrap_err();
+        assert_eq!(e.field, "lan_mesh.open_lan");
+        let reopened = closed
+            .patched(
+                &json!({"lan_mesh": {"open_lan": true, "shared_secret": ""}}),
+                NodeIdRule::ReadOnly,
+            )
+            .unwrap();
+        assert!(reopened.lan_mesh.open_lan);
+        // A patch that does not mention the secret keeps it.
+        let renamed = closed
+            .patched(
+                &json!({"lan_mesh": {"display_name": "Li"}}),
+                NodeIdRule::ReadOnly,
+            )
+            .unwrap();
+        assert_eq!(renamed.lan_mesh.shared_secret, "a strong secret");
+        // The mesh off needs neither.
+        assert!(put(json!({"lan_mesh": {"enabled": false, "shared_secret": ""}})).is_ok());
+    }
+
+    #[test]
+    fn files_and_preseeds_of_before_keep_working() {
+        let id = "01ARZ3NDEKTSV4RRFFQ69G5FAV";
+        // Written before `open_lan` existed: the mesh ran on an empty secret.
+        let open = Settings::from_document(
+            &json!({"lan_mesh": {"node_id": id, "enabled": true, "shared_secret": ""}}),
+        )
+        .unwrap();
+        assert!(open.lan_mesh.open_lan);
+        let off = Settings::from_document(&json!({"lan_mesh": {"node_id": id}})).unwrap();
+        assert!(!off.lan_mesh.open_lan && !off.lan_mesh.enabled);
+        // A short secret an admin (or the test harness) wrote loads, flagged weak.
+        let short = Settings::from_document(
+            &json!({"lan_mesh": {"node_id": id, "enabled": true, "shared_secret": "office"}}),
+        )
+        .unwrap();
+        assert!(!short.lan_mesh.open_lan && short.lan_mesh.secret_is_weak());
+        // … and the API can still change other settings without retyping it.
+        let renamed = short
+            .patched(
+                &json!({"lan_mesh": {"display_name": "Li"}}),
+                NodeIdRule::ReadOnly,
+            )
+            .unwrap();
+        assert_eq!(renamed.lan_mesh.shared_secret, "office");
+        let seeded =
+            Settings::preseeded(node_id(), &json!({"lan_mesh": {"enabled": true}})).unwrap();
+        assert!(seeded.lan_mesh.open_lan);
+        let seeded = Settings::preseeded(
+            node_id(),
+            &json!({"lan_mesh": {"enabled": true, "shared_secret": "from IT"}}),
+        )
+        .unwrap();
+        assert!(!seeded.lan_mesh.open_lan && seeded.lan_mesh.secret_is_weak());
+        // What this version writes reads back the same.
+        let written = serde_json::to_value(&open).unwrap();
+        assert_eq!(Settings::from_document(&written).unwrap(), open);
+        // A file saying both is refused, naming the field.
+        let e = Settings::from_document(&json!({"lan_mesh": {"node_id": id,
+            "shared_secret": "a strong secret", "open_lan": true}}))
+        .unwrap_err();
+        assert_eq!(e.field, "lan_mesh.open_lan");
     }
 
     #[test]
     fn document_round_trips() {
         let s = put(
-            json!({"lan_mesh": {"enabled": true, "allowed_subnets": ["10.1.2.3"]},
+            json!({"lan_mesh": {"enabled": true, "open_lan": true, "allowed_subnets": ["10.1.2.3"]},
                            "ui": {"language": "zh-CN"}}),
         )
         .unwrap();
@@ -585,6 +872,14 @@ mod tests {
             (
                 json!({"lan_mesh": {"shared_secret": "s".repeat(257)}}),
                 "lan_mesh.shared_secret",
+            ),
+            (
+                json!({"lan_mesh": {"shared_secret": "short"}}),
+                "lan_mesh.shared_secret",
+            ),
+            (
+                json!({"lan_mesh": {"open_lan": "yes"}}),
+                "lan_mesh.open_lan",
             ),
             (
                 json!({"lan_mesh": {"node_id": "01BX5ZZKBKACTAV9WEVGEMMVRZ"}}),

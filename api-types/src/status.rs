@@ -76,8 +76,12 @@ pub struct Warning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WarningCode {
-    /// The mesh runs without a shared secret: anyone on the LAN can join and listen.
+    /// The mesh runs without a shared secret (the explicit open LAN mode): anyone on
+    /// the LAN can join and see who is online.
     OpenLan,
+    /// The shared secret (from the settings file or a preseed) is shorter than the API
+    /// accepts (12 characters): replace it with a generated one.
+    WeakSecret,
     /// This computer's clock differs from most online colleagues' by over a minute.
     ClockOffset,
     /// One colleague's clock differs from ours by over a minute.

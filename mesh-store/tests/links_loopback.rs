@@ -51,11 +51,24 @@ struct Node {
     dir_path: std::path::PathBuf,
 }
 
+/// The keys of `secret`, derived once per test binary (a node derives once per settings
+/// change: Argon2id is slow on purpose).
+fn keys(secret: &str) -> SharedSecret {
+    static DERIVED: std::sync::LazyLock<
+        std::sync::Mutex<std::collections::HashMap<String, SharedSecret>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut derived = DERIVED.lock().unwrap();
+    derived
+        .entry(secret.to_string())
+        .or_insert_with(|| SharedSecret::derive(secret).unwrap())
+        .clone()
+}
+
 fn config(id: &NodeId, secret: &str) -> TransportConfig {
     TransportConfig {
         node_id: id.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        shared_secret: SharedSecret::new(secret),
+        shared_secret: keys(secret),
         allowed_subnets: vec!["127.0.0.0/8".parse::<Cidr>().unwrap()],
         blocked_subnets: vec![],
         blocked_peers: vec![],

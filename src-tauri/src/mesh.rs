@@ -18,6 +18,7 @@ use lan_mesh::discovery::{
     targets, Discovery, DiscoveryConfig, DiscoveryEnv, OfflineReason, Peer, PeerEvent, PeerStore,
     PublicKey,
 };
+use lan_mesh::secret::{SecretCache, SharedSecret};
 use lan_mesh::transport::{IdentityStatement, NodeKeys, Transport, TransportConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use storage::{GlobalGroupId, Store};
@@ -96,6 +97,9 @@ pub struct MeshParts {
     pub stores: PeerStoreFactory,
     pub store: Store,
     pub keys: NodeKeys,
+    /// The shared secret's keys, already derived for the settings of the start (or
+    /// empty: the supervisor derives them).
+    pub secrets: SecretCache,
 }
 
 impl Mesh {
@@ -128,6 +132,7 @@ impl Mesh {
             running: None,
             presence: presence.clone(),
             receipts: Arc::clone(&receipts),
+            secrets: parts.secrets,
         };
         let task = tokio::spawn(supervisor.run(settings));
         Mesh {
@@ -297,6 +302,9 @@ struct Supervisor {
     running: Option<Running>,
     presence: crate::presence::PresenceHandle,
     receipts: Arc<Receipts>,
+    /// The keys of the shared secret: one Argon2id run per secret value, on the
+    /// blocking pool, when the settings change (never per packet or handshake).
+    secrets: SecretCache,
 }
 
 impl Supervisor {
@@ -343,9 +351,22 @@ impl Supervisor {
             self.publish_state(MeshState::Off, None, None);
             return;
         }
-        let mut config = discovery_config(wanted);
+        if self.running.is_none() && self.snapshot.borrow().state == MeshState::Off {
+            // The status says what is going on while the keys are derived.
+            self.publish_state(MeshState::Starting, None, None);
+        }
+        let secret = match self.secrets.keys(&wanted.shared_secret).await {
+            Ok(keys) => keys,
+            Err(e) => {
+                tracing::error!("the LAN mesh cannot start: {e}");
+                self.stop_running().await;
+                self.publish_state(MeshState::Failed, Some(e.to_string()), None);
+                return;
+            }
+        };
+        let mut config = discovery_config(wanted, secret.clone());
         config.public_key = Some(PublicKey(self.keys.public().noise));
-        let link_config = transport_config(wanted);
+        let link_config = transport_config(wanted, secret);
         if let Some(running) = &self.running {
             let reconfigured = match running.discovery.reconfigure(config.clone()).await {
                 Ok(()) => running
@@ -633,10 +654,10 @@ async fn check_twins(
     }
 }
 
-/// The discovery configuration for these settings. An empty display name announces
-/// the host name, as the status endpoint shows it.
-pub fn discovery_config(s: &LanMeshSettings) -> DiscoveryConfig {
-    let mut config = DiscoveryConfig::from_settings(s);
+/// The discovery configuration for these settings and the keys of their secret. An
+/// empty display name announces the host name, as the status endpoint shows it.
+pub fn discovery_config(s: &LanMeshSettings, secret: SharedSecret) -> DiscoveryConfig {
+    let mut config = DiscoveryConfig::from_settings(s, secret);
     if config.display_name.is_empty() {
         config.display_name = crate::host_name();
     }
@@ -663,7 +684,7 @@ fn advertised_listen_port() -> Option<u16> {
 
 /// The transport configuration for these settings. Link keepalive follows the
 /// heartbeat and a silent link dies after the peer TTL, like presence.
-pub fn transport_config(s: &LanMeshSettings) -> TransportConfig {
+pub fn transport_config(s: &LanMeshSettings, secret: SharedSecret) -> TransportConfig {
     let host = s.listen_host;
     let allowed = if s.allowed_subnets.is_empty() {
         // As discovery does; read once per (re)configuration here.
@@ -674,7 +695,7 @@ pub fn transport_config(s: &LanMeshSettings) -> TransportConfig {
     TransportConfig {
         node_id: s.node_id.clone(),
         listen: SocketAddr::new(host, s.listen_port),
-        shared_secret: lan_mesh::discovery::SharedSecret::new(s.shared_secret.clone()),
+        shared_secret: secret,
         allowed_subnets: allowed,
         blocked_subnets: s.blocked_subnets.clone(),
         blocked_peers: s.blocked_peers.clone(),

@@ -147,6 +147,16 @@ impl Node {
             );
         }
 
+        // The shared secret's keys (one Argon2id run, off the runtime's workers) before
+        // the mesh starts: by the time the API is announced, the mesh comes up as fast
+        // as it would with no KDF. Later changes derive in the mesh supervisor.
+        let mut secrets = lan_mesh::secret::SecretCache::default();
+        if settings.lan_mesh.enabled {
+            if let Err(e) = secrets.keys(&settings.lan_mesh.shared_secret).await {
+                // The supervisor tries again and reports the mesh as failed.
+                tracing::warn!("cannot derive the shared secret's keys: {e}");
+            }
+        }
         let live = Arc::new(LiveSettings::new(Arc::clone(&data_dir), settings));
         let runtime = tokio::runtime::Handle::current();
         let peer_store = store.clone();
@@ -158,6 +168,7 @@ impl Node {
                 stores,
                 store: store.clone(),
                 keys,
+                secrets,
             },
         );
         let stop = CancellationToken::new();

@@ -161,6 +161,7 @@ mod tests {
         let dir = DataDir::open(tmp.path()).unwrap();
         let mut s = load_or_create(&dir).unwrap();
         s.lan_mesh.enabled = true;
+        s.lan_mesh.open_lan = true;
         s.lan_mesh.display_name = "前台".into();
         save(&dir, &s).unwrap();
         assert_eq!(load_or_create(&dir).unwrap(), s);

@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use api_types::NodeId;
 use futures_util::{SinkExt, StreamExt};
 use lan_mesh::envelope::Envelope;
+use lan_mesh::secret::SharedSecret;
 use lan_mesh::transport::config::{websocket_config, LINK_PATH};
 use lan_mesh::transport::noise::{Handshake, Session};
 use lan_mesh::transport::{Frame, NodeKeys, PeerKeys};
@@ -55,7 +56,8 @@ impl Attacker {
         let (mut ws, _) =
             tokio_tungstenite::connect_async_with_config(url, Some(websocket_config()), true)
                 .await?;
-        let mut hs = Handshake::initiator(&self.keys, secret, self.id.as_str())?;
+        let secret = SharedSecret::derive(secret)?;
+        let mut hs = Handshake::initiator(&self.keys, &secret, self.id.as_str())?;
         ws.send(Message::Binary(hs.write()?.into())).await?;
         hs.read(&next_binary(&mut ws).await?)?;
         ws.send(Message::Binary(hs.write()?.into())).await?;
@@ -82,6 +84,34 @@ impl Attacker {
             received: Vec::new(),
         })
     }
+}
+
+/// What a dialler learned of the node listening at `addr` from the real handshake,
+/// proving `secret`, up to message 2 (the listener's identity) and no further: the id
+/// the listener proved, or why it learned nothing (the node closed instead of
+/// answering, or its answer did not open).
+pub async fn who_answers(addr: SocketAddr, secret: &str) -> anyhow::Result<Result<NodeId, String>> {
+    let attacker = Attacker::new()?;
+    let url = format!("ws://{addr}{LINK_PATH}");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async_with_config(url, Some(websocket_config()), true).await?;
+    let secret = SharedSecret::derive(secret)?;
+    let mut hs = Handshake::initiator(&attacker.keys, &secret, attacker.id.as_str())?;
+    ws.send(Message::Binary(hs.write()?.into())).await?;
+    let answer = match tokio::time::timeout(WAIT, next_binary(&mut ws)).await {
+        Ok(Ok(message)) => message,
+        Ok(Err(e)) => return Ok(Err(format!("no message 2: {e}"))),
+        Err(_) => return Ok(Err("no message 2 within the wait".into())),
+    };
+    let learned = match hs.read(&answer) {
+        Ok(()) => match hs.remote() {
+            Some(remote) => Ok(remote.keys.node_id()),
+            None => Err("message 2 named nobody".to_string()),
+        },
+        Err(e) => Err(format!("message 2 did not open: {e}")),
+    };
+    let _ = ws.close(None).await;
+    Ok(learned)
 }
 
 /// A link the attacker holds with one node.

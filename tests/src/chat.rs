@@ -513,7 +513,7 @@ pub async fn all_online(mesh: &crate::LoopbackMesh, limit: Duration) -> anyhow::
 }
 
 /// The shared secret of [`three_group_nodes`].
-pub const GROUP_NODES_SECRET: &str = "office";
+pub const GROUP_NODES_SECRET: &str = "office-group-nodes";
 
 /// Three nodes (alpha, bravo, charlie) that probe each other, with a short outbox
 /// backoff; data directories and logs under `target/test-artifacts/<artifacts>`.

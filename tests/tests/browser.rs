@@ -146,6 +146,112 @@ async fn input_value(browser: &Browser, testid: &str) -> anyhow::Result<String> 
     Ok(v.as_str().unwrap_or_default().to_string())
 }
 
+/// The shared secret in the LAN tab: never shown, a weak one refused at its field,
+/// "Generate" fills a strong one that saving keeps, and the open LAN is an explicit
+/// choice with a warning at the field and a banner on every tab while it is on.
+#[tokio::test]
+async fn lan_tab_refuses_a_weak_secret_generates_one_and_flags_the_open_lan() -> anyhow::Result<()>
+{
+    let shots = artifacts_dir("browser")?;
+    let tmp = tempfile::tempdir()?;
+    let node = NodeProcess::serve(&tmp.path().join("node")).await?;
+    let (status, body) = node
+        .put_json(
+            "v1/settings",
+            &serde_json::json!({"ui": {"welcome_done": true}, "lan_mesh": {
+                "listen_port": lanchat_tests::free_port()?,
+                "discovery_port": lanchat_tests::free_udp_port()?,
+                "allowed_subnets": ["127.0.0.0/8"]}}),
+        )
+        .await?;
+    anyhow::ensure!(status.is_success(), "{body}");
+    let browser = Browser::start().await?;
+    open_ui(&browser, &node).await?;
+    browser
+        .wait_for_text("[data-testid=secret-hint]", UI_LIMIT, |t| {
+            t.contains("12 characters")
+        })
+        .await?;
+
+    // Too short: the node's 400 is shown at the secret, nothing is saved.
+    browser
+        .type_text("[data-testid=input-shared_secret]", "office")
+        .await?;
+    browser.click("[data-testid=save-settings]").await?;
+    let error = browser
+        .wait_for_text("[data-testid=error-shared_secret]", UI_LIMIT, |t| {
+            !t.is_empty()
+        })
+        .await?;
+    assert!(error.contains("12 characters"), "{error}");
+    assert_eq!(
+        node.get_json("v1/settings").await?["lan_mesh"]["secret_set"],
+        false
+    );
+
+    // Generate: a strong secret in clear in the field, saved with the form.
+    browser.click("[data-testid=generate-secret]").await?;
+    let generated = wait_until(UI_LIMIT, "a generated secret in the field", || async {
+        let v = input_value(&browser, "input-shared_secret").await.ok()?;
+        (v.len() == 23 && v.split('-').count() == 4).then_some(v)
+    })
+    .await?;
+    browser
+        .screenshot(&shots.join("lan-settings-generated-secret.png"))
+        .await?;
+    browser.click("[data-testid=save-settings]").await?;
+    browser
+        .wait_for_text("[data-testid=save-status]", UI_LIMIT, |t| {
+            t.starts_with("Saved")
+        })
+        .await?;
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.data_dir.join("settings.json"))?)?;
+    assert_eq!(file["lan_mesh"]["shared_secret"], generated.as_str());
+    let shown = node.get_json("v1/settings").await?;
+    assert_eq!(shown["lan_mesh"]["secret_set"], true);
+    // Never shown again: the field is empty (empty keeps it) and says so.
+    assert_eq!(input_value(&browser, "input-shared_secret").await?, "");
+    browser
+        .wait_for_text("[data-testid=secret-hint]", UI_LIMIT, |t| {
+            t.contains("never shown")
+        })
+        .await?;
+    let page = browser.execute("return document.body.innerHTML").await?;
+    assert!(!page.as_str().unwrap_or_default().contains(&generated));
+
+    // The open LAN, chosen with the mesh on: a warning at the field, then a banner.
+    assert!(browser
+        .text("[data-testid=secret-warning]")
+        .await?
+        .is_none());
+    browser.click("[data-testid=input-open_lan]").await?;
+    browser
+        .wait_for_text("[data-testid=secret-warning]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    browser.click("[data-testid=input-enabled]").await?;
+    browser.click("[data-testid=save-settings]").await?;
+    browser
+        .wait_for_text("[data-testid=save-status]", UI_LIMIT, |t| {
+            t.starts_with("Saved")
+        })
+        .await?;
+    let shown = node.get_json("v1/settings").await?;
+    assert_eq!(shown["lan_mesh"]["open_lan"], true);
+    assert_eq!(shown["lan_mesh"]["secret_set"], false);
+    browser.click("[data-testid=tab-chat]").await?;
+    browser
+        .wait_for_text("[data-testid=access-banner]", UI_LIMIT, |t| {
+            t.contains("Open LAN")
+        })
+        .await?;
+    browser
+        .screenshot(&shots.join("open-lan-banner.png"))
+        .await?;
+    browser.quit().await?;
+    Ok(())
+}
+
 #[tokio::test]
 async fn lan_tab_validates_saves_lists_peers_and_blocks() -> anyhow::Result<()> {
     let shots = artifacts_dir("browser")?;

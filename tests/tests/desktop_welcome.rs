@@ -80,6 +80,17 @@ async fn the_welcome_sets_the_name_and_secret_and_turns_the_mesh_on() -> anyhow:
     browser
         .type_text("[data-testid=welcome-name]", "  前台 Reception ")
         .await?;
+    // A secret under 12 characters: the node's refusal is shown, nothing is saved.
+    browser
+        .type_text("[data-testid=welcome-secret]", "too short")
+        .await?;
+    browser.click("[data-testid=welcome-start]").await?;
+    let refusal = browser
+        .wait_for_text("[data-testid=welcome-error]", UI_LIMIT, |t| !t.is_empty())
+        .await?;
+    ensure!(refusal.contains("12 characters"), "{refusal}");
+    assert_eq!(settings(&node).await?["ui"]["welcome_done"], false);
+    browser.clear("[data-testid=welcome-secret]").await?;
     browser
         .type_text("[data-testid=welcome-secret]", "office secret")
         .await?;
@@ -90,7 +101,12 @@ async fn the_welcome_sets_the_name_and_secret_and_turns_the_mesh_on() -> anyhow:
     })
     .await?;
     assert_eq!(saved["lan_mesh"]["display_name"], "前台 Reception");
-    assert_eq!(saved["lan_mesh"]["shared_secret"], "office secret");
+    // The API never shows the secret; the settings file holds it.
+    assert_eq!(saved["lan_mesh"]["secret_set"], true);
+    assert!(saved["lan_mesh"].get("shared_secret").is_none());
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(node.data_dir.join("settings.json"))?)?;
+    assert_eq!(file["lan_mesh"]["shared_secret"], "office secret");
     assert_eq!(saved["lan_mesh"]["enabled"], true);
     wait_until(UI_LIMIT, "the mesh running", || async {
         let s = node.get_json("v1/status").await.ok()?;
@@ -172,7 +188,19 @@ async fn a_preseed_answers_the_first_start_and_a_bad_one_is_refused() -> anyhow:
     let node = NodeProcess::serve(&dir).await?;
     let s = settings(&node).await?;
     assert_eq!(s["lan_mesh"]["enabled"], true);
-    assert_eq!(s["lan_mesh"]["shared_secret"], "from IT");
+    // A preseed's short secret loads (never shown by the API), flagged as weak.
+    assert_eq!(s["lan_mesh"]["secret_set"], true);
+    assert_eq!(s["lan_mesh"]["open_lan"], false);
+    let file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("settings.json"))?)?;
+    assert_eq!(file["lan_mesh"]["shared_secret"], "from IT");
+    let status = node.get_json("v1/status").await?;
+    ensure!(
+        status["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["code"] == "weak_secret")),
+        "{status}"
+    );
     assert_eq!(s["ui"]["welcome_done"], true);
     assert_eq!(s["desktop"]["notification_previews"], false);
     assert_eq!(s["lan_mesh"]["node_id"].as_str().map(str::len), Some(26));
@@ -209,7 +237,9 @@ async fn ctrl_k_jumps_to_a_conversation() -> anyhow::Result<()> {
     }
     let a = NodeProcess::serve(&tmp.path().join("a")).await?;
     let b = NodeProcess::serve(&tmp.path().join("b")).await?;
+    // Each must know the other: b sends, a shows it.
     wait_contact_online(&a, &b_id, true, UI_LIMIT).await?;
+    wait_contact_online(&b, &a_id, true, UI_LIMIT).await?;
     send_dm(&b, &dm(&a_id), "ping").await?;
 
     let browser = Browser::start().await?;

@@ -212,7 +212,7 @@ async fn partition(mesh: &LoopbackMesh) -> anyhow::Result<()> {
     // B alone on another secret: nobody reaches it, it reaches nobody.
     put_settings(
         b,
-        serde_json::json!({"lan_mesh": {"shared_secret": "elsewhere"}}),
+        serde_json::json!({"lan_mesh": {"shared_secret": "elsewhere-secret"}}),
     )
     .await?;
     for node in [a, c] {

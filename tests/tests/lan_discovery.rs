@@ -675,24 +675,43 @@ fn seq_at(packet: &[u8]) -> anyhow::Result<usize> {
     anyhow::bail!("the packet has no seq extension")
 }
 
-/// The HMAC tag of `body` under `secret` (docs/PROTOCOL.md, "Authentication"), computed
-/// with python3's standard library so this test shares no code with the node.
+/// The HMAC tag of `body` under `secret` (docs/PROTOCOL.md, "The shared secret" and
+/// "Authentication"). The Argon2id master key comes from the documented parameters
+/// through the `argon2` crate (python3 has no Argon2); the labelled key and the tag are
+/// computed with python3's standard library, so this test shares no code with the node.
 async fn tag(
     lan_host: &lanchat_tests::netns::NetNs,
     secret: &str,
     body: &[u8],
 ) -> anyhow::Result<Vec<u8>> {
     let script = "import hmac, hashlib, sys\n\
-        k = hmac.new(sys.argv[1].encode(), b'lanchat discovery v1', hashlib.sha256).digest()\n\
+        k = hmac.new(bytes.fromhex(sys.argv[1]), b'lanchat discovery v2', hashlib.sha256).digest()\n\
         print(hmac.new(k, bytes.fromhex(sys.argv[2]), hashlib.sha256).hexdigest())\n";
+    let master = lanchat_tests::netns::hex_encode(&master_key(secret)?);
     let out = lan_host
         .python(
             script,
-            &[secret, &lanchat_tests::netns::hex_encode(body)],
+            &[&master, &lanchat_tests::netns::hex_encode(body)],
             Duration::from_secs(10),
         )
         .await?;
     lanchat_tests::netns::hex_decode(out.trim())
+}
+
+/// Argon2id(secret, salt "lanchat/lan-secret/argon2id/v2", m = 19 MiB, t = 2, p = 1,
+/// 32 bytes), as docs/PROTOCOL.md documents it.
+fn master_key(secret: &str) -> anyhow::Result<[u8; 32]> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let params = Params::new(19 * 1024, 2, 1, Some(32)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(
+            secret.as_bytes(),
+            b"lanchat/lan-secret/argon2id/v2",
+            &mut out,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(out)
 }
 
 /// Bytes that are no discovery packet (deterministic, not starting with the magic).
@@ -766,17 +785,21 @@ async fn hostile_packets_are_dropped_and_counted_and_the_peers_stay_listed() -> 
     untagged[TOTAL_LEN_AT..TOTAL_LEN_AT + 2].copy_from_slice(&short.to_be_bytes());
 
     let mut future_version = packet.clone();
-    future_version[VERSION_AT] = 2;
+    future_version[VERSION_AT] = 3;
+    // A node of version 1 (before Argon2id and XXpsk0): a clear cause, not a bad tag.
+    let mut old_version = packet.clone();
+    old_version[VERSION_AT] = 1;
 
     let mut oversized = packet.clone();
     oversized.resize(MAX_DATAGRAM + 100, 0);
 
-    let cases: [(&str, Vec<u8>); 7] = [
+    let cases: [(&str, Vec<u8>); 8] = [
         ("replayed", replayed),
         ("bad_tag", flipped),
         ("stale", stale),
         ("missing_tag", untagged),
         ("unsupported_version", future_version),
+        ("unsupported_version", old_version),
         ("malformed", garbage(300)),
         ("oversized", oversized),
     ];

@@ -6,7 +6,7 @@
 use api_types::{
     ApiErrorBody, BlockState, ContactView, ConversationView, CreateGroup, GroupInvitationView,
     GroupView, Language, MessagePageView, MessageView, PeerView, SearchResults, SendMessage,
-    Settings, Status, UpdateGroup,
+    SettingsView, Status, UpdateGroup,
 };
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
@@ -103,8 +103,17 @@ impl Client {
         self.get("/api/v1/status").await
     }
 
-    pub async fn settings(&self) -> Result<Settings, UiError> {
+    /// The settings as the node shows them (never the shared secret: `secret_set`).
+    pub async fn settings(&self) -> Result<SettingsView, UiError> {
         self.get("/api/v1/settings").await
+    }
+
+    /// A strong secret the node generated for the settings tab (nothing is saved).
+    pub async fn generate_secret(&self) -> Result<String, UiError> {
+        let resp = self.call(Request::post("/api/v1/settings/secret")).await?;
+        decode::<api_types::GeneratedSecret>(resp)
+            .await
+            .map(|g| g.secret)
     }
 
     pub fn token(&self) -> Option<&str> {
@@ -150,7 +159,7 @@ impl Client {
         decode(resp).await
     }
 
-    pub async fn update_settings(&self, patch: &Value) -> Result<Settings, UiError> {
+    pub async fn update_settings(&self, patch: &Value) -> Result<SettingsView, UiError> {
         let resp = self
             .call_json(Request::put("/api/v1/settings"), patch)
             .await?;

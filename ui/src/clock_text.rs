@@ -46,6 +46,7 @@ pub fn warning(lang: Language, w: &Warning) -> String {
     let offset_text = offset(lang, w.offset_ms.unwrap_or_default());
     match w.code {
         WarningCode::OpenLan => i18n::t(lang, "warning.open_lan"),
+        WarningCode::WeakSecret => i18n::t(lang, "warning.weak_secret"),
         WarningCode::ClockOffset => {
             i18n::tf(lang, "warning.clock_offset", &[("offset", &offset_text)])
         }

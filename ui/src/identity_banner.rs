@@ -1,6 +1,8 @@
-//! A banner over every tab while an identity is held by two computers at once (the
-//! status's `duplicate_identity` warnings): this computer and a copy of it, or a
-//! colleague's twins, whose messages wait until one of them is gone.
+//! Banners over every tab, from the status's warnings: while an identity is held by two
+//! computers at once (`duplicate_identity`: this computer and a copy of it, or a
+//! colleague's twins, whose messages wait until one of them is gone), and while the
+//! mesh runs as an open LAN or on a weak secret (`open_lan`, `weak_secret`) — for as
+//! long as that lasts, on every tab.
 
 use std::time::Duration;
 
@@ -27,26 +29,35 @@ pub fn IdentityBanner() -> impl IntoView {
         let client = client.clone();
         async move { client.status().await.ok() }
     });
-    move || {
-        let twins: Vec<Warning> = status
+    let of = move |codes: &'static [WarningCode]| -> Vec<Warning> {
+        status
             .get()
             .flatten()
             .map(|s| {
                 s.warnings
                     .into_iter()
-                    .filter(|w| w.code == WarningCode::DuplicateIdentity)
+                    .filter(|w| codes.contains(&w.code))
                     .collect()
             })
-            .unwrap_or_default();
-        (!twins.is_empty()).then(|| {
-            view! {
-                <div class="identity-banner" role="alert" data-testid="identity-banner">
-                    {twins
-                        .iter()
-                        .map(|w| view! { <p class="warning">{crate::clock_text::warning(lang.0.get(), w)}</p> })
-                        .collect_view()}
-                </div>
-            }
-        })
+            .unwrap_or_default()
+    };
+    let banner = move |codes: &'static [WarningCode], class: &'static str, testid: &'static str| {
+        move || {
+            let warnings = of(codes);
+            (!warnings.is_empty()).then(|| {
+                view! {
+                    <div class=class role="alert" data-testid=testid>
+                        {warnings
+                            .iter()
+                            .map(|w| view! { <p class="warning">{crate::clock_text::warning(lang.0.get(), w)}</p> })
+                            .collect_view()}
+                    </div>
+                }
+            })
+        }
+    };
+    view! {
+        {banner(&[WarningCode::DuplicateIdentity], "identity-banner", "identity-banner")}
+        {banner(&[WarningCode::OpenLan, WarningCode::WeakSecret], "identity-banner access-banner", "access-banner")}
     }
 }

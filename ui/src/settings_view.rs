@@ -1,6 +1,7 @@
 //! Settings → LAN: the mesh switch, name, ports, intervals, subnet lists, manual peer
-//! addresses, the shared secret, and the blocked nodes. Saving applies live; a value
-//! the node rejects is shown next to its field.
+//! addresses, the shared secret (never shown: typed or generated to replace it) or the
+//! explicit open LAN, and the blocked nodes. Saving applies live; a value the node
+//! rejects is shown next to its field.
 
 use api_types::ApiErrorBody;
 use leptos::prelude::*;
@@ -76,6 +77,29 @@ pub fn LanSettings() -> impl IntoView {
             });
         }
     };
+    // The node generates the secret (its CSPRNG); shown in clear so it can be read
+    // aloud or copied, and saved only with the form.
+    let generate = {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            spawn_local(async move {
+                match client.generate_secret().await {
+                    Ok(secret) => {
+                        draft.update(|d| {
+                            if let Some(d) = d {
+                                d.shared_secret = secret;
+                                d.open_lan = false;
+                            }
+                        });
+                        show_secret.set(true);
+                        rejected.set(None);
+                    }
+                    Err(e) => save_state.set(SaveState::Failed(e)),
+                }
+            });
+        }
+    };
     let unblock = move |peer_id: String| {
         let client = client.clone();
         spawn_local(async move {
@@ -113,26 +137,67 @@ pub fn LanSettings() -> impl IntoView {
                 <p class="hint">{move || lang.t("settings.allowed_subnets.hint")}</p>
                 {list_field(lang, draft, rejected, "blocked_subnets", "settings.subnet.placeholder", |d| &d.blocked_subnets, |d, v| d.blocked_subnets = v)}
                 {list_field(lang, draft, rejected, "peer_addresses", "settings.address.placeholder", |d| &d.peer_addresses, |d, v| d.peer_addresses = v)}
-                <div class="field">
+                <div class="field" data-testid="secret-field">
                     <label for="secret">{move || lang.t("settings.shared_secret")}</label>
                     <div class="add-row">
                         <input
                             id="secret"
                             data-testid="input-shared_secret"
                             autocomplete="off"
+                            spellcheck="false"
                             type=move || if show_secret.get() { "text" } else { "password" }
+                            disabled=move || draft.with(|d| d.as_ref().is_some_and(|d| d.open_lan))
+                            placeholder=move || lang.t(if draft.with(|d| d.as_ref().is_some_and(|d| d.secret_set)) {
+                                "settings.secret.keep_placeholder"
+                            } else {
+                                "settings.secret.new_placeholder"
+                            })
                             prop:value=move || draft.with(|d| d.as_ref().map(|d| d.shared_secret.clone()).unwrap_or_default())
                             on:input=move |ev| {
                                 let v = event_target_value(&ev);
                                 draft.update(|d| if let Some(d) = d { d.shared_secret = v });
                             }
                         />
+                        <button type="button" data-testid="generate-secret"
+                            disabled=move || draft.with(|d| d.as_ref().is_some_and(|d| d.open_lan))
+                            on:click=move |_| generate()>
+                            {move || lang.t("settings.secret.generate")}
+                        </button>
                         <button type="button" on:click=move |_| show_secret.update(|s| *s = !*s)>
                             {move || lang.t(if show_secret.get() { "settings.secret.hide" } else { "settings.secret.show" })}
                         </button>
                     </div>
+                    <p class="hint" data-testid="secret-hint">
+                        {move || lang.t(if draft.with(|d| d.as_ref().is_some_and(|d| d.secret_set)) {
+                            "settings.secret.set_hint"
+                        } else {
+                            "settings.secret.new_hint"
+                        })}
+                    </p>
+                    {move || draft.with(|d| d.as_ref().is_some_and(|d| d.enabled && d.needs_access_choice())).then(|| view! {
+                        <p class="hint" data-testid="secret-needed">{lang.t("welcome.secret_missing")}</p>
+                    })}
                     {field_error(lang, rejected, "shared_secret")}
-                    {move || draft.with(|d| d.as_ref().is_some_and(|d| d.shared_secret.is_empty())).then(|| view! {
+                    <label class="switch">
+                        <input
+                            type="checkbox"
+                            data-testid="input-open_lan"
+                            prop:checked=move || draft.with(|d| d.as_ref().is_some_and(|d| d.open_lan))
+                            on:change=move |ev| {
+                                let on = event_target_checked(&ev);
+                                draft.update(|d| if let Some(d) = d {
+                                    d.open_lan = on;
+                                    if on {
+                                        d.shared_secret.clear();
+                                    }
+                                });
+                            }
+                        />
+                        <span>{move || lang.t("settings.open_lan")}</span>
+                    </label>
+                    <p class="hint">{move || lang.t("settings.open_lan.hint")}</p>
+                    {field_error(lang, rejected, "open_lan")}
+                    {move || draft.with(|d| d.as_ref().is_some_and(|d| d.open_lan)).then(|| view! {
                         <p class="warning" role="alert" data-testid="secret-warning">{lang.t("settings.secret.empty_warning")}</p>
                     })}
                 </div>

@@ -3,7 +3,7 @@
 //! newcomer sees colleagues within a minute. Shown while `ui.welcome_done` is false;
 //! an administrator's preseed file fills in (or skips) the same answers.
 
-use api_types::Settings;
+use api_types::SettingsView;
 use leptos::html;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -18,21 +18,42 @@ enum Access {
     Open,
 }
 
+/// How the welcome's user joins the office's chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Joining<'a> {
+    /// With this secret (typed, pasted or generated).
+    Secret(&'a str),
+    /// With the secret an administrator preseeded (never shown here).
+    KeepSecret,
+    /// The explicit open LAN.
+    Open,
+}
+
 /// The patch the welcome saves.
-pub fn answers(name: &str, access_secret: Option<&str>) -> serde_json::Value {
-    json!({
+pub fn answers(name: &str, joining: Joining<'_>) -> serde_json::Value {
+    let mut patch = json!({
         "lan_mesh": {
             "display_name": name.trim(),
-            "shared_secret": access_secret.unwrap_or(""),
             "enabled": true,
+            "open_lan": joining == Joining::Open,
         },
         "ui": { "welcome_done": true },
-    })
+    });
+    match joining {
+        Joining::Secret(secret) => patch["lan_mesh"]["shared_secret"] = json!(secret),
+        Joining::Open => patch["lan_mesh"]["shared_secret"] = json!(""),
+        Joining::KeepSecret => {}
+    }
+    patch
 }
 
 /// Shown over the app until answered or put off.
 #[component]
-pub fn Welcome(settings: Settings, suggested_name: String, done: RwSignal<bool>) -> impl IntoView {
+pub fn Welcome(
+    settings: SettingsView,
+    suggested_name: String,
+    done: RwSignal<bool>,
+) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let client = expect_context::<Client>();
     let changes = expect_context::<PeerChanges>();
@@ -43,15 +64,17 @@ pub fn Welcome(settings: Settings, suggested_name: String, done: RwSignal<bool>)
         settings.lan_mesh.display_name.clone()
     };
     let name = RwSignal::new(preset_name);
-    let secret = RwSignal::new(settings.lan_mesh.shared_secret.clone());
-    // An admin who preseeded an empty secret with the mesh on chose the open LAN.
-    let access = RwSignal::new(
-        if settings.lan_mesh.enabled && settings.lan_mesh.shared_secret.is_empty() {
-            Access::Open
-        } else {
-            Access::Secret
-        },
-    );
+    // The node never shows a secret: an administrator's preseeded one is kept when the
+    // field stays empty.
+    let secret = RwSignal::new(String::new());
+    let preseeded_secret = settings.lan_mesh.secret_set;
+    // An admin who preseeded the open LAN (or an empty secret with the mesh on) chose it.
+    let access = RwSignal::new(if settings.lan_mesh.open_lan {
+        Access::Open
+    } else {
+        Access::Secret
+    });
+    let show_secret = RwSignal::new(false);
     let error = RwSignal::new(None::<UiError>);
     let missing_secret = RwSignal::new(false);
     let busy = RwSignal::new(false);
@@ -88,18 +111,37 @@ pub fn Welcome(settings: Settings, suggested_name: String, done: RwSignal<bool>)
                 return;
             }
             let secret_text = secret.get_untracked();
-            let chosen = match access.get_untracked() {
-                Access::Open => None,
+            let joining = match access.get_untracked() {
+                Access::Open => Joining::Open,
+                Access::Secret if secret_text.is_empty() && preseeded_secret => Joining::KeepSecret,
                 Access::Secret if secret_text.is_empty() => {
                     missing_secret.set(true);
                     return;
                 }
-                Access::Secret => Some(secret_text),
+                Access::Secret => Joining::Secret(&secret_text),
             };
-            save(answers(&name.get_untracked(), chosen.as_deref()));
+            save(answers(&name.get_untracked(), joining));
         }
     };
     let later = move || save(json!({ "ui": { "welcome_done": true } }));
+    // The first computer of an office makes the secret the others will type.
+    let generate = {
+        let client = client.clone();
+        move || {
+            let client = client.clone();
+            spawn_local(async move {
+                match client.generate_secret().await {
+                    Ok(generated) => {
+                        secret.set(generated);
+                        access.set(Access::Secret);
+                        missing_secret.set(false);
+                        show_secret.set(true);
+                    }
+                    Err(e) => error.set(Some(e)),
+                }
+            });
+        }
+    };
     let later_key = later.clone();
 
     view! {
@@ -132,13 +174,22 @@ pub fn Welcome(settings: Settings, suggested_name: String, done: RwSignal<bool>)
                             on:change=move |_| access.set(Access::Secret)/>
                         {move || lang.t("welcome.access.secret")}
                     </label>
-                    <input type="password" data-testid="welcome-secret" autocomplete="off"
+                    <input type=move || if show_secret.get() { "text" } else { "password" }
+                        data-testid="welcome-secret" autocomplete="off" spellcheck="false"
                         aria-label=move || lang.t("welcome.secret")
                         placeholder=move || lang.t("welcome.secret")
                         disabled=move || access.get() == Access::Open
                         aria-invalid=move || missing_secret.get().to_string()
                         prop:value=move || secret.get()
                         on:input=move |ev| { secret.set(event_target_value(&ev)); missing_secret.set(false); }/>
+                    {preseeded_secret.then(|| view! {
+                        <p class="muted small" data-testid="welcome-secret-kept">{move || lang.t("welcome.secret_kept")}</p>
+                    })}
+                    <button type="button" class="link" data-testid="welcome-generate"
+                        disabled=move || access.get() == Access::Open
+                        on:click=move |_| generate()>
+                        {move || lang.t("welcome.generate")}
+                    </button>
                     {move || missing_secret.get().then(|| view! {
                         <p class="field-error" role="alert" data-testid="welcome-secret-missing">{lang.t("welcome.secret_missing")}</p>
                     })}

@@ -8,26 +8,16 @@ type HmacSha256 = Hmac<Sha256>;
 /// Length of the HMAC-SHA256 tag that closes a signed packet.
 pub const TAG_LEN: usize = 32;
 
-/// Domain label mixed into the key, so the same shared secret used by the transport
-/// handshake (which derives its own key with another label) never yields a tag that is
-/// valid in both places.
-const KEY_LABEL: &[u8] = b"lanchat discovery v1";
-
-/// A key derived from the admin's shared secret; the secret itself is not kept.
+/// The HMAC key, derived from the admin's shared secret (see [`crate::secret`]); the
+/// secret itself is not kept.
 #[derive(Clone)]
 pub struct DiscoveryKey([u8; 32]);
 
 impl DiscoveryKey {
-    /// `None` for an empty secret: an open LAN, where packets carry no tag.
-    pub fn from_secret(secret: &str) -> Option<Self> {
-        if secret.is_empty() {
-            return None;
-        }
-        // HKDF-Extract in spirit: HMAC keyed by the secret over a fixed label gives a
-        // uniform 32-byte key whatever the secret's length or alphabet.
-        let mut mac = new_mac(secret.as_bytes());
-        mac.update(KEY_LABEL);
-        Some(DiscoveryKey(mac.finalize().into_bytes().into()))
+    /// A key taken from the secret's KDF output ([`crate::secret::SharedSecret`]), or
+    /// any 32 bytes in tests.
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        DiscoveryKey(key)
     }
 
     pub fn tag(&self, signed: &[u8]) -> [u8; TAG_LEN] {
@@ -61,14 +51,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_secret_means_no_key() {
-        assert!(DiscoveryKey::from_secret("").is_none());
-    }
-
-    #[test]
-    fn tags_verify_only_with_the_same_secret() {
-        let a = DiscoveryKey::from_secret("office").unwrap();
-        let b = DiscoveryKey::from_secret("office2").unwrap();
+    fn tags_verify_only_with_the_same_key() {
+        let a = DiscoveryKey::from_bytes([1; 32]);
+        let b = DiscoveryKey::from_bytes([2; 32]);
         let tag = a.tag(b"payload");
         assert!(a.verify(b"payload", &tag));
         assert!(!b.verify(b"payload", &tag));

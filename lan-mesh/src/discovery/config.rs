@@ -1,7 +1,6 @@
 //! What the discovery runtime is configured from: the settings block plus the knobs a
 //! node or a test needs (explicit targets, fixed interface lists, budgets).
 
-use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
@@ -16,31 +15,7 @@ use super::targets::LocalNetwork;
 /// below anything an IDS or a switch notices.
 pub const DEFAULT_PROBE_BUDGET: usize = 128;
 
-/// The shared secret; its `Debug` never shows it, so configs can be logged.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SharedSecret(String);
-
-impl SharedSecret {
-    pub fn new(secret: impl Into<String>) -> Self {
-        SharedSecret(secret.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for SharedSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "SharedSecret(none)"
-        } else {
-            "SharedSecret(..)"
-        })
-    }
-}
+pub use crate::secret::SharedSecret;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BroadcastMode {
@@ -77,6 +52,7 @@ pub struct DiscoveryConfig {
     pub allowed_subnets: Vec<Cidr>,
     pub blocked_subnets: Vec<Cidr>,
     pub blocked_peers: Vec<NodeId>,
+    /// The keys of the settings' shared secret, derived once (see [`crate::secret`]).
     pub shared_secret: SharedSecret,
     /// Extra `ip:port`s that get every hello/heartbeat/goodbye (e.g. loopback peers).
     pub announce_targets: Vec<SocketAddr>,
@@ -104,8 +80,10 @@ pub enum ConfigError {
 }
 
 impl DiscoveryConfig {
-    /// The runtime configuration a node gets from its settings block.
-    pub fn from_settings(s: &LanMeshSettings) -> Self {
+    /// The runtime configuration a node gets from its settings block and the keys of
+    /// its shared secret (derived by the caller, once per secret: the KDF is slow on
+    /// purpose).
+    pub fn from_settings(s: &LanMeshSettings, shared_secret: SharedSecret) -> Self {
         DiscoveryConfig {
             node_id: s.node_id.clone(),
             display_name: s.display_name.clone(),
@@ -117,7 +95,7 @@ impl DiscoveryConfig {
             allowed_subnets: s.allowed_subnets.clone(),
             blocked_subnets: s.blocked_subnets.clone(),
             blocked_peers: s.blocked_peers.clone(),
-            shared_secret: SharedSecret::new(s.shared_secret.clone()),
+            shared_secret,
             announce_targets: Vec::new(),
             peer_addresses: Vec::new(),
             broadcast: BroadcastMode::AttachedSubnets,
@@ -159,13 +137,14 @@ mod tests {
     fn from_settings_uses_the_settings_block() {
         let id: NodeId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
         let mut s = LanMeshSettings::defaults(id);
-        s.shared_secret = "hunter2".into();
-        let c = DiscoveryConfig::from_settings(&s);
+        s.shared_secret = "hunter2 hunter2".into();
+        let c = DiscoveryConfig::from_settings(&s, SharedSecret::derive(&s.shared_secret).unwrap());
         assert_eq!(c.bind, "0.0.0.0:19124".parse().unwrap());
         assert_eq!(c.heartbeat_interval, Duration::from_secs(15));
         assert_eq!(c.peer_ttl, Duration::from_secs(45));
         assert!(c.validate().is_ok());
         assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(format!("{c:?}").contains("SharedSecret(..)"));
         let mut bad = c.clone();
         bad.peer_ttl = bad.heartbeat_interval;
         assert!(matches!(bad.validate(), Err(ConfigError::Intervals { .. })));

@@ -12,11 +12,15 @@
 //!
 //! ```no_run
 //! use lan_mesh::discovery::{Discovery, DiscoveryConfig, DiscoveryEnv, PeerEvent};
+//! use lan_mesh::secret::SecretCache;
 //!
 //! # async fn node(settings: api_types::LanMeshSettings, host_name: String,
 //! #     store: lan_mesh::discovery::MemoryPeerStore,
 //! #     root: tokio_util::sync::CancellationToken) -> Result<(), Box<dyn std::error::Error>> {
-//! let mut config = DiscoveryConfig::from_settings(&settings);
+//! // One Argon2id run per secret value, off the runtime; cached across changes.
+//! let mut secrets = SecretCache::default();
+//! let keys = secrets.keys(&settings.shared_secret).await?;
+//! let mut config = DiscoveryConfig::from_settings(&settings, keys);
 //! if config.display_name.is_empty() {
 //!     config.display_name = host_name; // the status shows the same fallback
 //! }
@@ -34,7 +38,8 @@
 //!     }
 //! });
 //! // PUT /api/v1/settings changed lan_mesh.* (still enabled):
-//! discovery.reconfigure(DiscoveryConfig::from_settings(&settings)).await?;
+//! let keys = secrets.keys(&settings.shared_secret).await?; // the cache: no KDF run
+//! discovery.reconfigure(DiscoveryConfig::from_settings(&settings, keys)).await?;
 //! // GET /api/v1/peers:
 //! let _peers = discovery.peers().await?;
 //! // Disabled or quitting: goodbye, then wait for the task to end.

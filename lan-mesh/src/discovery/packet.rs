@@ -14,7 +14,10 @@ use super::auth::{DiscoveryKey, TAG_LEN};
 
 /// `LNCH`: lets a receiver drop stray traffic on the port after four bytes.
 pub const MAGIC: [u8; 4] = *b"LNCH";
-pub const VERSION: u8 = 1;
+/// 2 since the shared secret's keys come from Argon2id and links speak XXpsk0
+/// (docs/PROTOCOL.md, "Compatibility"): a node of version 1 and one of version 2 count
+/// each other's packets as `unsupported_version`, never as a bad tag.
+pub const VERSION: u8 = 2;
 /// Below the smallest common path MTU (1280 for IPv6, ~1400 with VPN overhead), so a
 /// packet never fragments; fragments are what lossy office Wi-Fi drops first.
 pub const MAX_PACKET_LEN: usize = 1200;
@@ -536,7 +539,7 @@ pub(crate) mod tests {
     fn layout_matches_the_spec() {
         let bytes = sample(PacketKind::Hello).encode(None).unwrap();
         assert_eq!(&bytes[0..4], b"LNCH");
-        assert_eq!(bytes[4], 1);
+        assert_eq!(bytes[4], 2);
         assert_eq!(bytes[5], 1);
         assert_eq!(bytes[6], 0);
         assert_eq!(
@@ -544,7 +547,7 @@ pub(crate) mod tests {
             bytes.len()
         );
         assert_eq!(bytes.len(), MIN_PACKET_LEN + "张三 laptop".len());
-        let key = DiscoveryKey::from_secret("s").unwrap();
+        let key = DiscoveryKey::from_bytes([7; 32]);
         let signed = sample(PacketKind::Hello).encode(Some(&key)).unwrap();
         assert_eq!(signed.len(), bytes.len() + TAG_LEN);
         assert_eq!(signed[6], FLAG_TAGGED);
@@ -552,7 +555,7 @@ pub(crate) mod tests {
 
     #[test]
     fn decode_returns_the_signed_range() {
-        let key = DiscoveryKey::from_secret("s").unwrap();
+        let key = DiscoveryKey::from_bytes([7; 32]);
         let bytes = sample(PacketKind::Probe).encode(Some(&key)).unwrap();
         let d = Packet::decode(&bytes).unwrap();
         assert_eq!(d.signed, &bytes[..bytes.len() - TAG_LEN]);
@@ -573,12 +576,15 @@ pub(crate) mod tests {
         let mut b = good.clone();
         b.push(0);
         assert_eq!(Packet::decode(&b).unwrap_err(), DecodeError::LengthMismatch);
-        let mut b = good.clone();
-        b[4] = 2;
-        assert_eq!(
-            Packet::decode(&b).unwrap_err(),
-            DecodeError::UnsupportedVersion(2)
-        );
+        // Version 1 (HMAC-derived keys, XXpsk3 links) and a later version alike.
+        for version in [1, 3] {
+            let mut b = good.clone();
+            b[4] = version;
+            assert_eq!(
+                Packet::decode(&b).unwrap_err(),
+                DecodeError::UnsupportedVersion(version)
+            );
+        }
         let mut b = good.clone();
         b[5] = 9;
         assert_eq!(Packet::decode(&b).unwrap_err(), DecodeError::UnknownKind(9));
@@ -647,8 +653,8 @@ pub(crate) mod tests {
 
     proptest! {
         #[test]
-        fn round_trip(p in arb_packet(), secret in prop::option::of("[a-z]{1,12}")) {
-            let key = secret.as_deref().and_then(DiscoveryKey::from_secret);
+        fn round_trip(p in arb_packet(), key in prop::option::of(any::<[u8; 32]>())) {
+            let key = key.map(DiscoveryKey::from_bytes);
             let bytes = p.encode(key.as_ref()).unwrap();
             prop_assert!(bytes.len() <= MAX_PACKET_LEN);
             let d = Packet::decode(&bytes).unwrap();

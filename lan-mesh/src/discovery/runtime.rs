@@ -205,7 +205,7 @@ impl Discovery {
             registry.block(id);
         }
         registry.restore(remembered);
-        let key = DiscoveryKey::from_secret(config.shared_secret.expose());
+        let key = config.shared_secret.discovery_key();
         let replay = ReplayGuard::default();
         let filter = ReceiveFilter::new(
             FilterConfig {
@@ -899,7 +899,7 @@ impl Actor {
         }
         let secret_changed = config.shared_secret != self.config.shared_secret;
         if secret_changed {
-            self.key = DiscoveryKey::from_secret(config.shared_secret.expose());
+            self.key = config.shared_secret.discovery_key();
         }
         if config.heartbeat_interval < self.config.heartbeat_interval {
             self.next_heartbeat = self

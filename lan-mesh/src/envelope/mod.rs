@@ -266,8 +266,8 @@ impl Envelope {
                 global_group_id,
                 message,
             } => (chat_core::MessageScope::Group(global_group_id), message),
-            // Changes are signed per field (checked when merged); a read receipt moves
-            // only its sender's own read position, which the link already proves.
+            // A group state carries its own signatures (checked when merged); a read
+            // receipt is about the proven sender itself and carries no author proof.
             InboundEffect::GroupUpsert(_) | InboundEffect::ReadReceipt { .. } => return Ok(effect),
         };
         let sig = self

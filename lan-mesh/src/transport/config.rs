@@ -31,8 +31,10 @@ pub const CONTROL_QUEUE: usize = 128;
 pub const CLOSE_GRACE: Duration = Duration::from_millis(500);
 /// Undecryptable messages in a row after which a link is garbage, not a lossy path.
 pub const MAX_BAD_MESSAGES_IN_A_ROW: u32 = 64;
-/// The path the listener serves; anything else is refused before the upgrade.
-pub const LINK_PATH: &str = "/lanchat/link/v1";
+/// The path the listener serves; anything else is refused before the upgrade. v2:
+/// XXpsk0 with the Argon2id-derived PSK; a v1 dialler (an older node) gets a 404
+/// before any cryptography (docs/PROTOCOL.md, "Compatibility").
+pub const LINK_PATH: &str = "/lanchat/link/v2";
 
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
@@ -47,6 +49,7 @@ pub struct TransportConfig {
     pub node_id: NodeId,
     /// `listen_host:listen_port`.
     pub listen: SocketAddr,
+    /// The keys of the settings' shared secret, derived once (see [`crate::secret`]).
     pub shared_secret: SharedSecret,
     /// The effective list (settings, or this machine's subnets when those are empty).
     pub allowed_subnets: Vec<Cidr>,

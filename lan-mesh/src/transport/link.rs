@@ -29,6 +29,7 @@ use super::frame::{Frame, Lane};
 use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::noise::{Handshake, NoiseError, Opener, RemoteIdentity, Sealer, Session};
 use super::stats::Counters;
+use crate::secret::SharedSecret;
 
 pub(crate) type Ws = WebSocketStream<TcpStream>;
 
@@ -88,22 +89,32 @@ pub(crate) struct Accepted {
     pub changes: Vec<IdentityChange>,
 }
 
+/// The path of link version 1 (before XXpsk0), refused with a reason.
+const OLD_LINK_PATH: &str = "/lanchat/link/v1";
+
 /// The listener side up to a finished Noise handshake. The caller then checks the peer
 /// (blocks, twins) and sends `Ready` or a `Close`.
 pub(crate) async fn accept(
     tcp: TcpStream,
     keys: &NodeKeys,
-    secret: &str,
+    secret: &SharedSecret,
     local: &NodeId,
     previous: &[IdentityStatement],
 ) -> Result<Accepted, LinkError> {
     // The signature is tungstenite's callback type; its error is its HTTP response.
     #[allow(clippy::result_large_err)]
     let check_path = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        if request.uri().path() == LINK_PATH {
+        let path = request.uri().path();
+        if path == LINK_PATH {
             Ok(response)
         } else {
-            let mut refusal = ErrorResponse::new(Some("not a lanchat link".into()));
+            // An older node (link v1: XXpsk3, HMAC-derived PSK) is told why in the body.
+            let why = if path == OLD_LINK_PATH {
+                "lanchat link v1 is not spoken here (this node speaks v2): upgrade lanchat"
+            } else {
+                "not a lanchat link"
+            };
+            let mut refusal = ErrorResponse::new(Some(why.into()));
             *refusal.status_mut() = StatusCode::NOT_FOUND;
             Err(refusal)
         }
@@ -133,7 +144,7 @@ pub(crate) async fn accept(
 pub(crate) async fn probe(
     addr: SocketAddr,
     keys: &NodeKeys,
-    secret: &str,
+    secret: &SharedSecret,
     local: &NodeId,
 ) -> Result<(NodeId, PeerKeys), LinkError> {
     let tcp = TcpStream::connect(addr).await?;
@@ -157,7 +168,7 @@ pub(crate) async fn dial(
     addr: SocketAddr,
     expected: &NodeId,
     keys: &NodeKeys,
-    secret: &str,
+    secret: &SharedSecret,
     local: &NodeId,
     previous: &[IdentityStatement],
 ) -> Result<(Ws, Session, PeerKeys, Vec<IdentityChange>), LinkError> {
@@ -622,16 +633,17 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (a_keys, b_keys) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
         let (a_id, b_id) = (a_keys.public().node_id(), b_keys.public().node_id());
+        let secret = crate::secret::derived_for_tests("s");
         let listening = async {
             let (tcp, _) = listener.accept().await.unwrap();
-            let accepted = accept(tcp, &b_keys, "s", &b_id, &[]).await.unwrap();
+            let accepted = accept(tcp, &b_keys, &secret, &b_id, &[]).await.unwrap();
             let (mut ws, mut session) = (accepted.ws, accepted.session);
             send_frame(&mut ws, &mut session, &Frame::Ready)
                 .await
                 .unwrap();
             (ws, session)
         };
-        let dialling = dial(addr, &b_id, &a_keys, "s", &a_id, &[]);
+        let dialling = dial(addr, &b_id, &a_keys, &secret, &a_id, &[]);
         let ((peer_ws, peer_session), dialled) = tokio::join!(listening, dialling);
         let (ws, session, keys, _) = dialled.unwrap();
         let (lanes, outgoing) = lanes();

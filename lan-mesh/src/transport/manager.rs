@@ -337,7 +337,7 @@ impl Transport {
         self.shared.tasks.spawn(async move {
             let probed = tokio::select! {
                 r = tokio::time::timeout(HANDSHAKE_TIMEOUT, link::probe(
-                    addr, &shared.keys, config.shared_secret.expose(), &config.node_id)) => r,
+                    addr, &shared.keys, &config.shared_secret, &config.node_id)) => r,
                 _ = shared.cancel.cancelled() => return,
             };
             let proven = match probed {
@@ -545,7 +545,7 @@ async fn dial_checked(
     peer: &NodeId,
     addr: SocketAddr,
 ) -> Result<(Ws, Session, PeerKeys), LinkError> {
-    let secret = config.shared_secret.expose();
+    let secret = &config.shared_secret;
     let previous = shared.previous();
     let (mut ws, mut session, keys, changes) =
         link::dial(addr, peer, &shared.keys, secret, &config.node_id, &previous)
@@ -731,7 +731,7 @@ async fn accept_checked(
     let accepted = match link::accept(
         tcp,
         &shared.keys,
-        config.shared_secret.expose(),
+        &config.shared_secret,
         &config.node_id,
         &previous,
     )

@@ -1,17 +1,23 @@
-//! The Noise layer of a link, without I/O: `Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s`.
+//! The Noise layer of a link, without I/O: `Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s`.
 //!
 //! ```text
 //!   initiator (dialler)                          responder (listener)
-//!   -> e                                          (msg 1, no payload)
+//!   -> psk, e                                     (msg 1, empty payload, sealed)
 //!   <- e, ee, s, es      + Hello(responder)       (msg 2)
-//!   -> s, se, psk        + Hello(initiator)       (msg 3: proves the secret)
-//!   <- transport frame `Ready` (nonce 0)          (proves the secret the other way)
+//!   -> s, se             + Hello(initiator)       (msg 3)
+//!   <- transport frame `Ready` (nonce 0)
 //! ```
 //!
-//! The PSK is derived from the shared secret (an empty secret gives a fixed, public PSK:
-//! the link is still encrypted with forward secrecy). The secret never travels. Each
-//! side's static key is its long-lived [`NodeKeys`] Noise key; the `Hello` payload names
-//! its node id and Ed25519 envelope key, and is authenticated by that static key.
+//! The PSK is mixed in first (`psk0`), so every message is encrypted under keys that
+//! need the shared secret: a dialler without it fails message 1 at the listener (which
+//! answers nothing) and could not decrypt message 2 anyway, so it never learns the
+//! listener's static key or `Hello` — its identity. (`XXpsk3`, before, sent the
+//! listener's identity to anyone who dialled.) The PSK comes from the secret through
+//! one Argon2id derivation ([`crate::secret::SharedSecret`]); an empty secret gives a
+//! fixed, public PSK: the link is still encrypted with forward secrecy. The secret
+//! never travels. Each side's static key is its long-lived [`NodeKeys`] Noise key; the
+//! `Hello` payload names its node id and Ed25519 envelope key, and is authenticated by
+//! that static key.
 //!
 //! Self-certifying identity (docs/PROTOCOL.md, "Node ids"): the Noise handshake proves
 //! the static key; the `Hello` binds the Ed25519 key to it with a signature over the
@@ -27,27 +33,24 @@
 
 use std::sync::{Arc, LazyLock};
 
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use snow::params::NoiseParams;
 use snow::resolvers::CryptoResolver;
 
 use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::replay_window::ReplayWindow;
+use crate::secret::SharedSecret;
 
 #[allow(clippy::expect_used)]
 pub(crate) static NOISE_PARAMS: LazyLock<NoiseParams> = LazyLock::new(|| {
-    "Noise_XXpsk3_25519_ChaChaPoly_BLAKE2s"
+    "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s"
         .parse()
         .expect("a valid Noise protocol name")
 });
 
 /// Bound into the handshake hash: a link of another protocol or version cannot be
-/// mistaken for this one.
-const PROLOGUE: &[u8] = b"lanchat link v1";
-/// Domain label of the PSK (discovery derives its HMAC key with another label).
-const PSK_LABEL: &[u8] = b"lanchat link psk v1";
+/// mistaken for this one (v2: XXpsk0 with the Argon2id-derived PSK).
+const PROLOGUE: &[u8] = b"lanchat link v2";
 /// Noise's own limit for one message.
 pub const MAX_NOISE_MESSAGE: usize = 65_535;
 const TAG_LEN: usize = 16;
@@ -68,7 +71,8 @@ const BINDING_DOMAIN: &[u8] = b"lanchat/link-binding/v1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoiseError {
-    /// Typically a different shared secret (the PSK does not match), or garbage.
+    /// Typically a different shared secret (the PSK does not match: message 1 fails at
+    /// the listener, message 2 at the dialler), or garbage.
     #[error("handshake failed: {0}")]
     Handshake(String),
     #[error("handshake message out of order")]
@@ -89,14 +93,6 @@ pub enum NoiseError {
 
 fn snow_err(e: snow::Error) -> NoiseError {
     NoiseError::Handshake(e.to_string())
-}
-
-pub(crate) fn link_psk(secret: &str) -> [u8; 32] {
-    #[allow(clippy::expect_used)]
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
-    mac.update(PSK_LABEL);
-    mac.finalize().into_bytes().into()
 }
 
 /// True if `public` is the X25519 public key of `private`.
@@ -245,15 +241,15 @@ pub struct Handshake {
 impl Handshake {
     fn build(
         keys: &NodeKeys,
-        secret: &str,
+        secret: &SharedSecret,
         node_id: &str,
         initiator: bool,
     ) -> Result<Self, NoiseError> {
-        let psk = link_psk(secret);
+        let psk = secret.link_psk();
         let builder = snow::Builder::new(NOISE_PARAMS.clone())
             .prologue(PROLOGUE)
             .and_then(|b| b.local_private_key(keys.noise_private()))
-            .and_then(|b| b.psk(3, &psk))
+            .and_then(|b| b.psk(0, &psk))
             .map_err(snow_err)?;
         let state = if initiator {
             builder.build_initiator()
@@ -277,18 +273,30 @@ impl Handshake {
         self
     }
 
-    pub fn initiator(keys: &NodeKeys, secret: &str, node_id: &str) -> Result<Self, NoiseError> {
+    pub fn initiator(
+        keys: &NodeKeys,
+        secret: &SharedSecret,
+        node_id: &str,
+    ) -> Result<Self, NoiseError> {
         Handshake::build(keys, secret, node_id, true)
     }
 
     /// An initiator that only checks who answers (its `Hello` says `probe`).
-    pub fn prober(keys: &NodeKeys, secret: &str, node_id: &str) -> Result<Self, NoiseError> {
+    pub fn prober(
+        keys: &NodeKeys,
+        secret: &SharedSecret,
+        node_id: &str,
+    ) -> Result<Self, NoiseError> {
         let mut hs = Handshake::build(keys, secret, node_id, true)?;
         hs.probe = true;
         Ok(hs)
     }
 
-    pub fn responder(keys: &NodeKeys, secret: &str, node_id: &str) -> Result<Self, NoiseError> {
+    pub fn responder(
+        keys: &NodeKeys,
+        secret: &SharedSecret,
+        node_id: &str,
+    ) -> Result<Self, NoiseError> {
         Handshake::build(keys, secret, node_id, false)
     }
 
@@ -298,8 +306,8 @@ impl Handshake {
         if !self.state.is_my_turn() || self.state.is_handshake_finished() {
             return Err(NoiseError::OutOfOrder);
         }
-        // Message 1 (the initiator's, before it has heard the responder) carries no
-        // payload: it is neither encrypted nor authenticated.
+        // Message 1 (the initiator's, before it has heard the responder) carries an
+        // empty payload, sealed under the PSK: it proves the secret, nothing else.
         let first = self.state.is_initiator() && self.remote.is_none();
         let payload = if first {
             Vec::new()
@@ -353,6 +361,13 @@ impl Handshake {
 
     pub fn is_finished(&self) -> bool {
         self.state.is_handshake_finished()
+    }
+
+    /// The peer as proven so far: the listener once the dialler read message 2, the
+    /// dialler once the listener read message 3. `None` before (and forever, for a
+    /// dialler without the secret).
+    pub fn remote(&self) -> Option<&RemoteIdentity> {
+        self.remote.as_ref()
     }
 
     /// The secure session and the proven peer, once all three messages have passed.
@@ -505,14 +520,18 @@ mod tests {
 
     type Side = (Session, RemoteIdentity);
 
+    fn secret(text: &str) -> SharedSecret {
+        crate::secret::derived_for_tests(text)
+    }
+
     fn id(keys: &NodeKeys) -> String {
         keys.public().node_id().to_string()
     }
 
     fn handshake(secret_a: &str, secret_b: &str) -> Result<(Side, Side), NoiseError> {
         let (ka, kb) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
-        let a = Handshake::initiator(&ka, secret_a, &id(&ka)).unwrap();
-        let b = Handshake::responder(&kb, secret_b, &id(&kb)).unwrap();
+        let a = Handshake::initiator(&ka, &secret(secret_a), &id(&ka)).unwrap();
+        let b = Handshake::responder(&kb, &secret(secret_b), &id(&kb)).unwrap();
         run(a, b, &ka, &kb)
     }
 
@@ -556,8 +575,57 @@ mod tests {
     fn different_secrets_fail_the_handshake() {
         assert!(handshake("office", "other").is_err());
         assert!(handshake("office", "").is_err());
+        assert!(handshake("", "office").is_err());
         // Empty on both sides: an open LAN, still encrypted.
         assert!(handshake("", "").is_ok());
+    }
+
+    /// XXpsk0: a dialler without the secret learns nothing about the listener. The
+    /// listener refuses its message 1 (so never sends message 2), and even a message 2
+    /// the listener wrote for someone else does not open without the secret.
+    #[test]
+    fn without_the_secret_the_listener_stays_anonymous() {
+        let (kx, kb) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
+        let listener =
+            |keys: &NodeKeys| Handshake::responder(keys, &secret("office"), &id(keys)).unwrap();
+        // An outsider dials with a guess: message 1 fails at the listener.
+        let mut outsider = Handshake::initiator(&kx, &secret("guess"), &id(&kx)).unwrap();
+        let mut b = listener(&kb);
+        assert!(matches!(
+            b.read(&outsider.write().unwrap()),
+            Err(NoiseError::Handshake(_))
+        ));
+        assert!(b.remote.is_none() && b.state.get_remote_static().is_none());
+        // The outsider records a message 2 the listener sent a colleague, and tries it
+        // as the answer to its own message 1 (or replays the colleague's message 1):
+        // both fail, and it holds no static key and no `Hello`.
+        let ka = NodeKeys::generate().unwrap();
+        let mut colleague = Handshake::initiator(&ka, &secret("office"), &id(&ka)).unwrap();
+        let mut b = listener(&kb);
+        let m1 = colleague.write().unwrap();
+        b.read(&m1).unwrap();
+        let m2 = b.write().unwrap();
+        let mut outsider = Handshake::initiator(&kx, &secret("guess"), &id(&kx)).unwrap();
+        outsider.write().unwrap();
+        assert!(matches!(outsider.read(&m2), Err(NoiseError::Handshake(_))));
+        assert!(outsider.remote.is_none() && outsider.state.get_remote_static().is_none());
+        // The listener's static key does not appear in clear in message 2.
+        let public = kb.public().noise;
+        assert!(!m2.windows(32).any(|w| w == public));
+        // The colleague with the secret reads the same message 2 and learns who it is.
+        colleague.read(&m2).unwrap();
+        assert_eq!(colleague.remote.as_ref().unwrap().keys, kb.public());
+    }
+
+    /// The open LAN's PSK is public: anyone can link (still only under the id its own
+    /// keys derive), which is why the UI and status warn while it is on.
+    #[test]
+    fn the_open_lan_links_anyone_with_the_public_psk() {
+        let open = SharedSecret::open_lan();
+        let (ka, kb) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
+        let a = Handshake::initiator(&ka, &open, &id(&ka)).unwrap();
+        let b = Handshake::responder(&kb, &open, &id(&kb)).unwrap();
+        assert!(run(a, b, &ka, &kb).is_ok());
     }
 
     #[test]
@@ -603,8 +671,8 @@ mod tests {
             NodeKeys::generate().unwrap(),
         );
         // The initiator claims C's id with its own keys: the responder refuses it.
-        let a = Handshake::initiator(&ka, "s", &id(&kc)).unwrap();
-        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        let a = Handshake::initiator(&ka, &secret("s"), &id(&kc)).unwrap();
+        let b = Handshake::responder(&kb, &secret("s"), &id(&kb)).unwrap();
         assert_eq!(
             run(a, b, &ka, &kb).err(),
             Some(NoiseError::Identity(
@@ -612,12 +680,12 @@ mod tests {
             ))
         );
         // The responder claims C's id: the initiator refuses it before answering.
-        let a = Handshake::initiator(&ka, "s", &id(&ka)).unwrap();
-        let b = Handshake::responder(&kb, "s", &id(&kc)).unwrap();
+        let a = Handshake::initiator(&ka, &secret("s"), &id(&ka)).unwrap();
+        let b = Handshake::responder(&kb, &secret("s"), &id(&kc)).unwrap();
         assert!(matches!(run(a, b, &ka, &kb), Err(NoiseError::Identity(_))));
         // An id that is not even a ULID is refused the same way.
-        let a = Handshake::initiator(&ka, "s", "A").unwrap();
-        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        let a = Handshake::initiator(&ka, &secret("s"), "A").unwrap();
+        let b = Handshake::responder(&kb, &secret("s"), &id(&kb)).unwrap();
         assert!(matches!(run(a, b, &ka, &kb), Err(NoiseError::Identity(_))));
     }
 
@@ -630,9 +698,9 @@ mod tests {
         );
         // A holds its own Noise key but presents C's signing key (signing with C's key
         // as if C's Noise key were its own): the binding does not cover A's link key.
-        let mut a = Handshake::initiator(&ka, "s", &id(&kc)).unwrap();
+        let mut a = Handshake::initiator(&ka, &secret("s"), &id(&kc)).unwrap();
         a.keys = kc.clone();
-        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        let b = Handshake::responder(&kb, &secret("s"), &id(&kb)).unwrap();
         assert_eq!(
             run(a, b, &ka, &kb).err(),
             Some(NoiseError::Identity(
@@ -648,10 +716,10 @@ mod tests {
         let good = IdentityStatement::sign(&random, &ka, &ka.public());
         // Signed for B's keys: not a statement about A.
         let stray = IdentityStatement::sign(&random, &kb, &kb.public());
-        let a = Handshake::initiator(&ka, "s", &id(&ka))
+        let a = Handshake::initiator(&ka, &secret("s"), &id(&ka))
             .unwrap()
             .with_previous(&[good, stray]);
-        let b = Handshake::responder(&kb, "s", &id(&kb)).unwrap();
+        let b = Handshake::responder(&kb, &secret("s"), &id(&kb)).unwrap();
         let (_, (_, seen_by_b)) = run(a, b, &ka, &kb).unwrap();
         let changes = seen_by_b.identity_changes();
         assert_eq!(changes.len(), 1);
@@ -680,9 +748,9 @@ mod tests {
     #[test]
     fn garbage_handshake_messages_are_errors() {
         let kb = NodeKeys::generate().unwrap();
-        let mut b = Handshake::responder(&kb, "s", "B").unwrap();
+        let mut b = Handshake::responder(&kb, &secret("s"), "B").unwrap();
         assert!(b.read(&[1, 2, 3]).is_err());
-        let mut b = Handshake::responder(&kb, "s", "B").unwrap();
+        let mut b = Handshake::responder(&kb, &secret("s"), "B").unwrap();
         assert_eq!(b.write().unwrap_err(), NoiseError::OutOfOrder);
     }
 

@@ -116,6 +116,7 @@ pub fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/status", get(status::get))
         .route("/settings", get(settings::get).put(settings::put))
+        .route("/settings/secret", post(settings::generate_secret))
         .route("/peers", get(peers::list).post(peers::add_address))
         .route("/peers/{peer_id}", delete(peers::forget))
         .route("/peers/{peer_id}/block", post(peers::block))

@@ -25,20 +25,7 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         ),
         None => (None, Vec::new()),
     };
-    let mut warnings = Vec::new();
-    if mesh.enabled && mesh.shared_secret.is_empty() {
-        warnings.push(Warning {
-            code: WarningCode::OpenLan,
-            message: "The LAN mesh runs without a shared secret: anyone on the network can \
-                      join and see who is online."
-                .to_string(),
-            peer_id: None,
-            display_name: None,
-            offset_ms: None,
-            address: None,
-            addresses: Vec::new(),
-        });
-    }
+    let mut warnings = secret_warnings(mesh);
     warnings.extend(clock_warnings(&peers));
     if let Some(transport) = &snapshot.transport {
         warnings.extend(twin_warnings(&mesh.node_id, &transport.twins(), &peers));
@@ -60,6 +47,38 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         warnings,
         presence: state.mesh().presence().get(),
     })
+}
+
+/// `open_lan` while the mesh runs without a secret (the explicit open LAN mode), or
+/// `weak_secret` while it runs on a secret shorter than the API accepts (one from the
+/// settings file or a preseed). Both stay until the settings change.
+pub fn secret_warnings(mesh: &api_types::LanMeshSettings) -> Vec<Warning> {
+    let (code, message) = if !mesh.enabled {
+        return Vec::new();
+    } else if mesh.shared_secret.is_empty() {
+        (
+            WarningCode::OpenLan,
+            "The LAN mesh runs as an open LAN, without a shared secret: anyone on the \
+             network can join and see who is online.",
+        )
+    } else if mesh.secret_is_weak() {
+        (
+            WarningCode::WeakSecret,
+            "The shared secret is shorter than 12 characters and may be guessed: set a \
+             generated one in the settings (on every computer of the office).",
+        )
+    } else {
+        return Vec::new();
+    };
+    vec![Warning {
+        code,
+        message: message.to_string(),
+        peer_id: None,
+        display_name: None,
+        offset_ms: None,
+        address: None,
+        addresses: Vec::new(),
+    }]
 }
 
 fn counters(s: DiscoveryStats) -> DiscoveryCounters {
@@ -223,6 +242,25 @@ mod tests {
             key_fingerprint: None,
             presence: api_types::Presence::Online,
         }
+    }
+
+    #[test]
+    fn an_open_lan_or_a_weak_secret_warns_while_the_mesh_is_on() {
+        let id: api_types::NodeId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let mut mesh = api_types::LanMeshSettings::defaults(id);
+        assert!(secret_warnings(&mesh).is_empty(), "the mesh is off");
+        mesh.enabled = true;
+        mesh.open_lan = true;
+        let w = secret_warnings(&mesh);
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].code, WarningCode::OpenLan);
+        mesh.open_lan = false;
+        mesh.shared_secret = "hunter2".into();
+        let w = secret_warnings(&mesh);
+        assert_eq!(w[0].code, WarningCode::WeakSecret);
+        assert!(!w[0].message.contains("hunter2"));
+        mesh.shared_secret = "PK3RT-9WQ2M-HX7VD-C4N8F".into();
+        assert!(secret_warnings(&mesh).is_empty());
     }
 
     #[test]

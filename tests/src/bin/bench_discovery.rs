@@ -49,7 +49,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context};
 use api_types::NodeId;
-use lan_mesh::discovery::{DiscoveryKey, InstanceId, Nonce, Packet, PacketKind, UnixMillis};
+use lan_mesh::discovery::{InstanceId, Nonce, Packet, PacketKind, UnixMillis};
 use lanchat_tests::bench::{
     api_of, clk_tck, cpu_ticks, drain_udp, fmt_summary, machine, start_iptux, summary,
     wait_udp_answer, IPMSG_PORT,
@@ -638,7 +638,7 @@ fn probe_main(args: &[String]) -> anyhow::Result<()> {
             bail!("{ip} is not on the benchmark LAN {SUBNET}");
         }
     }
-    let key = DiscoveryKey::from_secret(secret);
+    let key = lan_mesh::secret::SharedSecret::derive(secret)?.discovery_key();
     let count: usize = count.parse()?;
     let gap = Duration::from_millis(gap.parse()?);
     let me = NodeId::from_str(&ulid::Ulid::new().to_string()).map_err(|e| anyhow!("{e}"))?;

@@ -22,6 +22,7 @@ use anyhow::{bail, Context};
 use api_types::NodeId;
 use futures_util::{SinkExt, StreamExt};
 use lan_mesh::envelope::{Envelope, KIND_DM_SEND};
+use lan_mesh::secret::SharedSecret;
 use lan_mesh::transport::config::{websocket_config, LINK_PATH};
 use lan_mesh::transport::noise::{Handshake, Session};
 use lan_mesh::transport::{Frame, NodeKeys};
@@ -98,7 +99,8 @@ async fn handshake(
     me: &NodeId,
 ) -> anyhow::Result<(Ws, Session)> {
     let mut ws = connect(addr).await?;
-    let mut hs = Handshake::initiator(keys, secret, me.as_str())?;
+    let secret = SharedSecret::derive(secret)?;
+    let mut hs = Handshake::initiator(keys, &secret, me.as_str())?;
     ws.send(Message::Binary(hs.write()?.into())).await?;
     hs.read(&next_binary(&mut ws).await?)?;
     ws.send(Message::Binary(hs.write()?.into())).await?;
