@@ -70,7 +70,6 @@ EOF
 }
 settings Desk "$da" "$db" >"$work/a/settings.json"
 settings Peer "$db" "$da" >"$work/b/settings.json"
-a_id=$(python3 -c "import json; print(json.load(open('$work/a/settings.json'))['lan_mesh']['node_id'])")
 
 "$bin" serve --data-dir "$work/b" >"$out/peer.log" 2>&1 & pids+=($!)
 now() { date +%s.%N; }
@@ -141,7 +140,9 @@ EOF
 sleep "$idle"
 read -r hidden_kb hidden_parts < <(tree_pss "$app")
 
-# Notification latency: the peer posts a DM; dunst shows it.
+# Notification latency: the peer posts a DM; dunst shows it. The app's id is the one its
+# keys derive, written to its settings at its first start (not the placeholder above).
+a_id=$(python3 -c "import json; print(json.load(open('$work/a/settings.json'))['lan_mesh']['node_id'])")
 peer_api=$(python3 -c "import json; a=json.load(open('$work/b/api.json')); print(a['url'], a['token'])")
 read -r peer_url peer_token <<<"$peer_api"
 for _ in $(seq 200); do
