@@ -3,46 +3,10 @@
 //! directly and when relayed, and hidden from history and search while the block holds.
 
 use api_types::Cidr;
-use chat_core::{GlobalGroupId, GroupState, Hlc, MessageId, RelayedMessage, Stamp};
-use storage::{
-    BlockList, ConversationId, EnvelopeId, HistoryQuery, InboundEffect, InboundEnvelope,
-    SearchQuery, Store, StoreError,
-};
+use storage::{BlockList, ConversationId, HistoryQuery, SearchQuery, Store, StoreError};
 
+use crate::group_sync::{group_with, relayed};
 use crate::{block_only, db_path, inbound_dm, node, now_ms, open_with_peers};
-
-async fn group_of(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGroupId {
-    let gid = GlobalGroupId::new();
-    let founded = Stamp {
-        hlc: Hlc::from_wall_ms(u64::try_from(now_ms()).unwrap()).raw(),
-        editor: node(1),
-    };
-    let state = GroupState::create(gid, &founded, "Team", "", &members);
-    store
-        .apply_inbound(
-            InboundEnvelope {
-                envelope_id: EnvelopeId::new(),
-                from_peer_id: node(1),
-                received_at: now_ms(),
-                sender_clock_offset_ms: Some(0),
-            },
-            InboundEffect::GroupUpsert(state),
-        )
-        .await
-        .unwrap();
-    gid
-}
-
-fn relayed(author: u8, hlc: u64, text: &str) -> RelayedMessage {
-    RelayedMessage {
-        signature: None,
-        message_id: MessageId::new(),
-        author: node(author),
-        body: text.into(),
-        sent_at: now_ms(),
-        hlc: Hlc::from_raw(hlc),
-    }
-}
 
 async fn texts(store: &Store, conversation: ConversationId) -> Vec<String> {
     let page = store
@@ -118,7 +82,7 @@ async fn a_blocked_subnet_refuses_its_nodes_directly_and_relayed() {
     let dir = tempfile::tempdir().unwrap();
     // Peers 1..3 were last seen at 10.0.0.1 .. 10.0.0.3.
     let store = open_with_peers(&db_path(&dir), 3).await;
-    let gid = group_of(&store, vec![node(0), node(1), node(2), node(3)]).await;
+    let gid = group_with(&store, vec![node(0), node(1), node(2), node(3)]).await;
     let began = store
         .apply_blocks(BlockList {
             peers: Vec::new(),
@@ -158,7 +122,7 @@ async fn a_blocked_subnet_refuses_its_nodes_directly_and_relayed() {
 async fn what_a_blocked_node_wrote_is_hidden_while_the_block_holds() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_with_peers(&db_path(&dir), 2).await;
-    let gid = group_of(&store, vec![node(0), node(1), node(2)]).await;
+    let gid = group_with(&store, vec![node(0), node(1), node(2)]).await;
     let base = (now_ms() as u64) << 16;
     store
         .apply_relayed(

@@ -9,7 +9,7 @@ use storage::{
 use crate::{block_only, db_path, node, now_ms, open_with_peers, send_group};
 
 /// A group `node(1)` made with `members` (node 0 is this store), applied by upsert.
-async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGroupId {
+pub async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGroupId {
     let gid = GlobalGroupId::new();
     let founded = Stamp {
         hlc: Hlc::from_wall_ms(u64::try_from(now_ms()).unwrap()).raw(),
@@ -33,7 +33,7 @@ async fn group_with(store: &Store, members: Vec<api_types::NodeId>) -> GlobalGro
     gid
 }
 
-fn relayed(author: u8, hlc: u64, text: &str) -> RelayedMessage {
+pub fn relayed(author: u8, hlc: u64, text: &str) -> RelayedMessage {
     RelayedMessage {
         signature: None,
         message_id: MessageId::new(),
