@@ -40,4 +40,4 @@ pub use settings::{
     DesktopSettings, GeneratedSecret, LanMeshSettings, LanMeshView, Language, Settings,
     SettingsView, UiSettings,
 };
-pub use status::{MeshState, Status, Warning, WarningCode};
+pub use status::{MeshState, NewIdentity, Status, Warning, WarningCode};

@@ -33,6 +33,12 @@ pub struct PeerView {
     /// `offline` otherwise. Older nodes announce nothing and show `online`.
     #[serde(default)]
     pub presence: crate::presence::Presence,
+    /// The id whose computer this peer runs on a copy of: it took a new identity after
+    /// its data directory was copied, and proved the copy with the old id's key
+    /// (docs/PROTOCOL.md, "New identity for a copy"). `null` for everyone else, and
+    /// until its first link in this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
 }
 
 /// A peer whose clock differs from ours by more than this is flagged (the UI and the

@@ -92,3 +92,14 @@ pub enum WarningCode {
     /// refused, so messages for it wait instead of going to either twin.
     DuplicateIdentity,
 }
+
+/// The answer to `POST /api/v1/identity/new`: this computer's new identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewIdentity {
+    /// The id its new keys derive (as `status.node_id` shows from now on).
+    pub node_id: String,
+    /// The id it had, which stays with the computer it was copied from.
+    pub previous_id: String,
+    /// Fingerprint of the new link key (as `status.link_key`).
+    pub link_key: String,
+}

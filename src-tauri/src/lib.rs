@@ -12,6 +12,7 @@ pub mod fault_log;
 pub mod live_settings;
 pub mod logging;
 pub mod mesh;
+pub mod new_identity;
 pub mod node;
 pub mod peer_store;
 pub mod presence;

@@ -44,6 +44,26 @@ impl LiveSettings {
         self.current.subscribe()
     }
 
+    /// The data directory the settings file lives in.
+    pub fn data_dir(&self) -> &DataDir {
+        &self.dir
+    }
+
+    /// Writes a new node id (a new identity: the id its new keys derive), which no
+    /// settings patch may change. Saved first, then published.
+    pub async fn set_node_id(&self, id: api_types::NodeId) -> Result<Settings, UpdateError> {
+        let _writer = self.writer.lock().await;
+        let mut next = self.current();
+        next.lan_mesh.node_id = id;
+        let dir = Arc::clone(&self.dir);
+        let to_save = next.clone();
+        tokio::task::spawn_blocking(move || settings_file::save(&dir, &to_save))
+            .await
+            .map_err(|_| UpdateError::WriterGone)??;
+        self.current.send_replace(next.clone());
+        Ok(next)
+    }
+
     /// Applies a partial settings document. Nothing changes (in memory or on disk)
     /// unless the whole patch is valid and the file was written.
     pub async fn update(&self, patch: &Value) -> Result<Settings, UpdateError> {

@@ -22,7 +22,7 @@ use lan_mesh::secret::{SecretCache, SharedSecret};
 use lan_mesh::transport::{IdentityStatement, NodeKeys, Transport, TransportConfig};
 use std::sync::atomic::{AtomicU64, Ordering};
 use storage::{GlobalGroupId, Store};
-use tokio::sync::{broadcast, watch, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -74,12 +74,28 @@ pub struct MeshHandle {
     sync_requests: SyncRequests,
     /// DMs just stored, for the delivery worker to send before it reads the outbox.
     send_now: SendNow,
-    /// This node's link key fingerprint (for the status page).
-    link_key: Arc<str>,
+    /// This node's keys as they are now (a new identity replaces them): the status
+    /// page shows their fingerprint, and a new identity's copy statement is signed
+    /// with them.
+    keys: Arc<std::sync::RwLock<NodeKeys>>,
+    /// Asks the supervisor to run under new keys (`renew_keys`).
+    renew: mpsc::Sender<Renewal>,
     /// This node's presence (announced by discovery, read by the notifier).
     presence: crate::presence::PresenceHandle,
     receipts: Arc<Receipts>,
 }
+
+/// A new identity's keys for the supervisor (`MeshHandle::renew_keys`).
+struct Renewal {
+    keys: NodeKeys,
+    copy_of: IdentityStatement,
+    done: oneshot::Sender<()>,
+}
+
+/// The mesh supervisor has stopped (the node is stopping).
+#[derive(Debug, thiserror::Error)]
+#[error("the LAN mesh has stopped")]
+pub struct MeshGone;
 
 /// Read receipt counters (`GET /api/v1/diagnostics`).
 #[derive(Default)]
@@ -97,6 +113,9 @@ pub struct MeshParts {
     pub stores: PeerStoreFactory,
     pub store: Store,
     pub keys: NodeKeys,
+    /// The statement that this node runs on a copy of another id's computer, when it
+    /// took a new identity after a copy (`crate::new_identity`): announced on every link.
+    pub copy_of: Option<IdentityStatement>,
     /// The shared secret's keys, already derived for the settings of the start (or
     /// empty: the supervisor derives them).
     pub secrets: SecretCache,
@@ -109,7 +128,8 @@ impl Mesh {
         let outbox_wake = Arc::new(Notify::new());
         let sync_requests = SyncRequests::default();
         let send_now = SendNow::default();
-        let link_key: Arc<str> = parts.keys.public().fingerprint().into();
+        let keys = Arc::new(std::sync::RwLock::new(parts.keys.clone()));
+        let (renew, renewals) = mpsc::channel(1);
         let stop = CancellationToken::new();
         let presence = crate::presence::PresenceHandle::default();
         let receipts = Arc::new(Receipts::default());
@@ -125,6 +145,8 @@ impl Mesh {
             stores: parts.stores,
             store: parts.store,
             keys: parts.keys,
+            shared_keys: Arc::clone(&keys),
+            copy_of: parts.copy_of,
             outbox_wake: Arc::clone(&outbox_wake),
             sync_requests: sync_requests.clone(),
             send_now: send_now.clone(),
@@ -134,7 +156,7 @@ impl Mesh {
             receipts: Arc::clone(&receipts),
             secrets: parts.secrets,
         };
-        let task = tokio::spawn(supervisor.run(settings));
+        let task = tokio::spawn(supervisor.run(settings, renewals));
         Mesh {
             handle: MeshHandle {
                 snapshot,
@@ -142,7 +164,8 @@ impl Mesh {
                 outbox_wake,
                 sync_requests,
                 send_now,
-                link_key,
+                keys,
+                renew,
                 presence,
                 receipts,
             },
@@ -173,8 +196,34 @@ impl MeshHandle {
         self.snapshot.borrow().discovery.clone()
     }
 
-    pub fn link_key(&self) -> &str {
-        &self.link_key
+    /// This node's link key fingerprint (for the status page).
+    pub fn link_key(&self) -> String {
+        self.keys().public().fingerprint()
+    }
+
+    /// This node's keys as they are now.
+    pub fn keys(&self) -> NodeKeys {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops the mesh and has it run under `keys` from now on, announcing `copy_of`.
+    /// It starts again once the settings carry the id those keys derive (it never runs
+    /// with an id its keys do not derive). Returns once the old keys are out of use.
+    pub async fn renew_keys(
+        &self,
+        keys: NodeKeys,
+        copy_of: IdentityStatement,
+    ) -> Result<(), MeshGone> {
+        let (done, answer) = oneshot::channel();
+        self.renew
+            .send(Renewal {
+                keys,
+                copy_of,
+                done,
+            })
+            .await
+            .map_err(|_| MeshGone)?;
+        answer.await.map_err(|_| MeshGone)
     }
 
     pub fn transport(&self) -> Option<Transport> {
@@ -295,6 +344,9 @@ struct Supervisor {
     stores: PeerStoreFactory,
     store: Store,
     keys: NodeKeys,
+    /// The same keys, as the handles read them.
+    shared_keys: Arc<std::sync::RwLock<NodeKeys>>,
+    copy_of: Option<IdentityStatement>,
     outbox_wake: Arc<Notify>,
     sync_requests: SyncRequests,
     send_now: SendNow,
@@ -308,7 +360,11 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    async fn run(mut self, mut settings: watch::Receiver<Settings>) {
+    async fn run(
+        mut self,
+        mut settings: watch::Receiver<Settings>,
+        mut renewals: mpsc::Receiver<Renewal>,
+    ) {
         let mut applied: Option<LanMeshSettings> = None;
         loop {
             let wanted = settings.borrow_and_update().lan_mesh.clone();
@@ -320,6 +376,10 @@ impl Supervisor {
             tokio::select! {
                 changed = settings.changed() => if changed.is_err() { break },
                 _ = self.stop.cancelled() => break,
+                Some(renewal) = renewals.recv() => {
+                    self.renew(renewal).await;
+                    applied = None;
+                }
                 _ = tokio::time::sleep(RETRY_FAILED_START), if failed => {
                     // Forget what was applied so the same settings are tried again.
                     applied = None;
@@ -328,6 +388,17 @@ impl Supervisor {
         }
         self.stop_running().await;
         self.publish_state(MeshState::Off, None, None);
+    }
+
+    /// Stops everything that runs under the old keys, then takes the new ones.
+    async fn renew(&mut self, renewal: Renewal) {
+        self.stop_running().await;
+        tracing::info!(keys = %renewal.keys.public().fingerprint(), "the mesh takes new keys");
+        *self.shared_keys.write().unwrap_or_else(|p| p.into_inner()) = renewal.keys.clone();
+        self.keys = renewal.keys;
+        self.copy_of = Some(renewal.copy_of);
+        self.publish_state(MeshState::Starting, None, None);
+        let _ = renewal.done.send(());
     }
 
     async fn apply(&mut self, wanted: &LanMeshSettings) {
@@ -349,6 +420,13 @@ impl Supervisor {
         if !wanted.enabled {
             self.stop_running().await;
             self.publish_state(MeshState::Off, None, None);
+            return;
+        }
+        if wanted.node_id != self.keys.public().node_id() {
+            // Between a new identity's keys and its settings (a moment): nothing runs
+            // under an id its keys do not derive. The settings' change applies next.
+            self.stop_running().await;
+            self.publish_state(MeshState::Starting, None, None);
             return;
         }
         if self.running.is_none() && self.snapshot.borrow().state == MeshState::Off {
@@ -533,8 +611,9 @@ impl Supervisor {
         })
     }
 
-    /// This node's earlier ids (an upgrade from a random id), signed by its key, for
-    /// every handshake to announce. True when there are any.
+    /// This node's earlier ids (an upgrade from a random id), signed by its key, and
+    /// the id it was copied from, for every handshake to announce. True when there
+    /// are any.
     async fn announce_previous_ids(&self, transport: &Transport) -> bool {
         let previous = match self.store.own_previous_ids().await {
             Ok(ids) => ids,
@@ -544,10 +623,19 @@ impl Supervisor {
             }
         };
         let public = self.keys.public();
-        let statements: Vec<IdentityStatement> = previous
+        let own_id = public.node_id();
+        let copy_of = self
+            .copy_of
             .iter()
+            .filter(|s| s.new_id == own_id.as_str())
+            .cloned();
+        let statements: Vec<IdentityStatement> = copy_of
+            .chain(
+                previous
+                    .iter()
+                    .map(|old| IdentityStatement::sign(old, &self.keys, &public)),
+            )
             .take(lan_mesh::transport::noise::MAX_PREVIOUS_IDS)
-            .map(|old| IdentityStatement::sign(old, &self.keys, &public))
             .collect();
         let any = !statements.is_empty();
         transport.announce_previous_ids(statements);
@@ -823,6 +911,7 @@ pub fn peer_view(p: &Peer) -> PeerView {
         link: crate::api::diagnostics::link_state(p.blocked, p.online, None),
         key_fingerprint: p.public_key.map(|k| key_fingerprint(&k.0)),
         presence: api_types::Presence::shown(p.online && !p.blocked, p.presence),
+        copy_of: None,
     }
 }
 

@@ -122,7 +122,10 @@ impl Node {
         // A database kept under an earlier id moves to the derived one first (its own
         // rows: identity, user, messages it wrote, group memberships); the contacts
         // hear of it from the mesh (`identity.change`).
-        if let Some(old) = store.change_local_identity(derived.clone()).await? {
+        // A copy that took a new identity (and stopped before its database followed)
+        // keeps the old id's groups and earlier ids out of it.
+        let change = crate::new_identity::local_change_at_start(data_dir.path(), &derived);
+        if let Some(old) = store.change_local_identity(derived.clone(), change).await? {
             tracing::info!(%old, new = %derived, "this node's history moved to its derived id");
         }
         // The store stamps outgoing messages and checks inbound ones with this node's
@@ -169,6 +172,7 @@ impl Node {
                 store: store.clone(),
                 keys,
                 secrets,
+                copy_of: crate::new_identity::copy_statement(data_dir.path(), &derived),
             },
         );
         let stop = CancellationToken::new();

@@ -118,6 +118,13 @@ impl DataDir {
         }
     }
 
+    /// Replaces the node's key file (a new identity): written to a temporary file and
+    /// renamed over the old one, so a crash leaves either the old keys or the new.
+    pub fn replace_node_keys(&self, bytes: &[u8]) -> Result<(), DataDirError> {
+        let path = self.join(NODE_KEY_FILE);
+        private_file::write_atomic(&path, bytes).map_err(|source| DataDirError::Io { path, source })
+    }
+
     pub fn api_token(&self) -> Result<String, DataDirError> {
         let path = self.join(TOKEN_FILE);
         match fs::read_to_string(&path) {

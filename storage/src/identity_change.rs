@@ -58,13 +58,28 @@ fn rename_sender(conn: &Connection, old: &NodeId, new: &NodeId) -> StoreResult<(
     Ok(())
 }
 
-/// This node's id becomes `new`: its identity row, its user, the messages it wrote and
-/// its group memberships. Returns the previous id (`None` when it already was `new`,
-/// or when the database has no identity yet).
+/// How this node's id changes (`Store::change_local_identity`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalChange {
+    /// The same node under a new id (the keys' derived id replacing a random one):
+    /// everything moves, group memberships included, and the old id is announced as
+    /// this node's earlier one.
+    Moved,
+    /// A copied data directory taking a new identity while the original keeps the old
+    /// id: the history stays readable here (what this node wrote shows as its own),
+    /// but the old id's group memberships and earlier ids belong to the original, so
+    /// they are not taken along.
+    Copied,
+}
+
+/// This node's id becomes `new`: its identity row, its user and the messages it wrote;
+/// for a move also its group memberships. Returns the previous id (`None` when it
+/// already was `new`, or when the database has no identity yet).
 pub(crate) fn change_local_identity(
     conn: &Connection,
     state: &mut WriterState,
     new: &NodeId,
+    kind: LocalChange,
 ) -> StoreResult<Option<NodeId>> {
     let Some(old) = crate::chat::local_identity(conn)?.map(|i| i.node_id) else {
         return Ok(None);
@@ -96,15 +111,26 @@ pub(crate) fn change_local_identity(
         params![UserId::lan(&old).as_str(), UserId::lan(new).as_str()],
     )?;
     rename_sender(conn, &old, new)?;
-    rename_in_groups(conn, &old, new)?;
-    conn.execute(
-        "INSERT INTO identity_changes (old_id, new_id, local, changed_at)
-         VALUES (?1, ?2, 1, strftime('%s', 'now') * 1000)
-         ON CONFLICT (old_id) DO UPDATE SET new_id = excluded.new_id",
-        params![old.as_str(), new.as_str()],
-    )?;
+    match kind {
+        LocalChange::Moved => {
+            rename_in_groups(conn, &old, new)?;
+            conn.execute(
+                "INSERT INTO identity_changes (old_id, new_id, local, changed_at)
+                 VALUES (?1, ?2, 1, strftime('%s', 'now') * 1000)
+                 ON CONFLICT (old_id) DO UPDATE SET new_id = excluded.new_id",
+                params![old.as_str(), new.as_str()],
+            )?;
+            tracing::info!(%old, %new, "this node's id changed; its history moved with it");
+        }
+        LocalChange::Copied => {
+            // Statements about the old id's earlier ids are the original's to make:
+            // this node's keys never held them.
+            conn.execute("DELETE FROM identity_changes WHERE local = 1", [])?;
+            tracing::info!(%old, %new,
+                "this copy took a new identity; its history stays, the old id's groups do not");
+        }
+    }
     state.local = Some(new.clone());
-    tracing::info!(%old, %new, "this node's id changed; its history moved with it");
     Ok(Some(old))
 }
 

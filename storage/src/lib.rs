@@ -35,7 +35,7 @@ pub use chat::MAX_PAGE;
 pub use data_dir::{DataDir, DataDirError};
 pub use error::{StoreError, StoreResult};
 pub use group_sync::RelayOutcome;
-pub use identity_change::PeerReattach;
+pub use identity_change::{LocalChange, PeerReattach};
 pub use model::*;
 pub use receipts::MarkedRead;
 pub use search::MAX_SEARCH_PAGE;

@@ -12,6 +12,7 @@ use crate::blocks::{self, BlockList, NewlyBlocked};
 use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
 use crate::group_sync::RelayOutcome;
+use crate::identity_change::LocalChange;
 use crate::model::{
     AckedEnvelope, Conversation, Group, GroupAction, GroupDelivery, GroupEdit, GroupInvitation,
     HistoryQuery, InboundEffect, InboundEnvelope, InboundOutcome, KeyPin, LocalIdentity,
@@ -120,12 +121,16 @@ impl Store {
         .await
     }
 
-    /// This node's id becomes `new` (the id its keys derive, or a new identity's):
-    /// every row about itself moves in one durable commit. Returns the id it had, or
-    /// `None` when it already was `new` or the database is new.
-    pub async fn change_local_identity(&self, new: NodeId) -> StoreResult<Option<NodeId>> {
+    /// This node's id becomes `new` (the id its keys derive, or a copy's new identity):
+    /// the rows about itself move in one durable commit, as `kind` says. Returns the id
+    /// it had, or `None` when it already was `new` or the database is new.
+    pub async fn change_local_identity(
+        &self,
+        new: NodeId,
+        kind: LocalChange,
+    ) -> StoreResult<Option<NodeId>> {
         self.write(Durability::BeforeAck, move |c, s| {
-            crate::identity_change::change_local_identity(c, s, &new)
+            crate::identity_change::change_local_identity(c, s, &new, kind)
         })
         .await
     }

@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use lanchat_tests::netns::{Host, Lan, NetNs, NodeSettings, TEST_SECRET};
+use lanchat_tests::netns::{Host, Lan, Method, NetNs, NodeSettings, TEST_SECRET};
 use lanchat_tests::wait_until;
 use serde_json::Value;
 
@@ -202,6 +202,104 @@ async fn twins_from_a_copied_data_directory_are_warned_and_no_message_is_split_o
     let sent = history(&p, &a).await?;
     assert_eq!(texts(&sent), ["before the copy", "while twinned"]);
     assert!(sent.iter().all(|m| m["status"] == "delivered"), "{sent:?}");
+    Ok(())
+}
+
+/// `copy_of` of `id` in a node's peers list, if it lists it.
+async fn copy_of(host: &Host, id: &str) -> anyhow::Result<Option<String>> {
+    let peers = host.get("v1/peers").await?;
+    Ok(peers
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["peer_id"] == id)
+        .and_then(|p| p["copy_of"].as_str().map(str::to_string)))
+}
+
+#[tokio::test]
+async fn a_twin_taking_a_new_identity_keeps_its_history_and_both_computers_talk_again(
+) -> anyhow::Result<()> {
+    let lan = Lan::new("identity-renew")?;
+    let env = [
+        ("LANCHAT_RETRY_FIRST_MS".to_string(), "200".to_string()),
+        ("LANCHAT_RETRY_MAX_MS".to_string(), "500".to_string()),
+    ];
+    let mut a = lan
+        .start_host_with_env(lan.add_ns("a")?, "a", NodeSettings::default(), &env)
+        .await?;
+    let p = lan
+        .start_host_with_env(lan.add_ns("p")?, "p", NodeSettings::default(), &env)
+        .await?;
+    wait_until(SETTLE, "a and p list each other", || async {
+        (a.lists(&p).await.ok()? && p.lists(&a).await.ok()?).then_some(())
+    })
+    .await?;
+    p.send_dm(&a, "before the copy").await?;
+    wait_until(DELIVERY, "the first DM delivered", || async {
+        (texts(&history(&a, &p).await.ok()?) == ["before the copy"]).then_some(())
+    })
+    .await?;
+    a.stop().await?;
+    let mut a2 = lan.start_copy(lan.add_ns("a2")?, "a2", &a).await?;
+    a.start().await?;
+    wait_until(SETTLE, "the copy warned of its twin", || async {
+        (!twin_warnings(&a2).await.ok()?.is_empty()).then_some(())
+    })
+    .await?;
+
+    // The copy takes a new identity.
+    let old_id = a.node_id.clone();
+    let renewed = a2
+        .call_expect(Method::Post, "v1/identity/new", None, 200)
+        .await?;
+    let new_id = renewed["node_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(renewed["previous_id"], old_id.as_str());
+    assert!(new_id.len() == 26 && new_id != old_id, "{renewed}");
+    a2.node_id = new_id.clone();
+    assert_eq!(a2.status().await?["node_id"], new_id.as_str());
+    // Its history is still there (and still with p).
+    assert_eq!(texts(&history(&a2, &p).await?), ["before the copy"]);
+
+    // Nobody is twinned any more; p knows the new id as a copy of the old one.
+    wait_until(SETTLE, "the twin warnings gone everywhere", || async {
+        (twin_warnings(&a).await.ok()?.is_empty()
+            && twin_warnings(&a2).await.ok()?.is_empty()
+            && twin_warnings(&p).await.ok()?.is_empty())
+        .then_some(())
+    })
+    .await?;
+    wait_until(
+        SETTLE,
+        "p shows the new id as a copy of the old",
+        || async {
+            (copy_of(&p, &new_id).await.ok()?.as_deref() == Some(old_id.as_str())).then_some(())
+        },
+    )
+    .await?;
+
+    // Both computers talk to p, each under its own identity; nothing moved at p.
+    p.send_dm(&a, "to the original").await?;
+    a2.send_dm(&p, "from the copy").await?;
+    wait_until(DELIVERY, "both DMs delivered", || async {
+        let on_a = texts(&history(&a, &p).await.ok()?);
+        let from_copy = texts(&history(&p, &a2).await.ok()?);
+        (on_a == ["before the copy", "to the original"] && from_copy == ["from the copy"])
+            .then_some(())
+    })
+    .await?;
+    assert_eq!(
+        texts(&history(&p, &a).await?),
+        ["before the copy", "to the original"]
+    );
+    assert!(!texts(&history(&a2, &p).await?).contains(&"to the original".to_string()));
+
+    // A restart keeps the new identity and its history.
+    a2.restart().await?;
+    assert_eq!(a2.status().await?["node_id"], new_id.as_str());
+    assert_eq!(
+        texts(&history(&a2, &p).await?),
+        ["before the copy", "from the copy"]
+    );
     Ok(())
 }
 

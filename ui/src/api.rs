@@ -116,6 +116,12 @@ impl Client {
             .map(|g| g.secret)
     }
 
+    /// Gives this computer a new identity (`POST /api/v1/identity/new`).
+    pub async fn new_identity(&self) -> Result<api_types::NewIdentity, UiError> {
+        let resp = self.call(Request::post("/api/v1/identity/new")).await?;
+        decode::<api_types::NewIdentity>(resp).await
+    }
+
     pub fn token(&self) -> Option<&str> {
         self.token.as_deref()
     }

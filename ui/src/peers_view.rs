@@ -80,7 +80,14 @@ fn table(
                         let clock_title = clock_off.then(|| lang.t("clock.off_title"));
                         view! {
                             <tr data-testid=format!("peer-row-{}", p.peer_id)>
-                                <td>{p.display_name.clone()}</td>
+                                <td>
+                                    {p.display_name.clone()}
+                                    {p.copy_of.clone().map(|old| view! {
+                                        <div class="small muted" data-testid=format!("peer-copy-of-{}", p.peer_id)>
+                                            {i18n::tf(l, "peers.copy_of", &[("id", &old)])}
+                                        </div>
+                                    })}
+                                </td>
                                 <td class="mono small">{p.peer_id.clone()}</td>
                                 <td class="mono small">{p.address.clone().unwrap_or_default()}</td>
                                 <td><span class=badge>{state}</span></td>

@@ -99,6 +99,8 @@ pub struct LinkReport {
     pub key_fingerprint: Option<String>,
     pub up_since_ms: Option<u64>,
     pub last_error: Option<Failure>,
+    /// The id whose computer this peer's runs on a copy of (its copy statement).
+    pub copy_of: Option<NodeId>,
 }
 
 /// Why the last link or dial to a peer ended, and when (Unix ms).

@@ -28,16 +28,37 @@ pub enum KeyError {
 /// Domain separation for [`PeerKeys::node_id`]: these bytes are hashed nowhere else.
 const NODE_ID_DOMAIN: &[u8] = b"lanchat/node-id/v1";
 
-/// Domain separation for [`IdentityStatement`] signatures.
+/// Domain separation for [`IdentityStatement`] signatures: a move ("is now") and a copy
+/// ("was a copy of") sign different domains, so neither verifies as the other.
 const STATEMENT_DOMAIN: &[u8] = b"lanchat/identity-change/v1";
+const COPY_DOMAIN: &[u8] = b"lanchat/identity-copy/v1";
 
-/// "The node that was `old_id` is now `new_id`", signed by the key that held the old id:
-/// an upgrade from a random id (the keys stay, only the id changes) or a new identity
-/// (new keys; the old key signs for them before it is dropped). Carried in the link
-/// `Hello` so every colleague hears it on its next link, however long it was away.
+/// What an [`IdentityStatement`] says about its two ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ChangeKind {
+    /// "The node that was `old_id` is now `new_id`": an upgrade from a random id (the
+    /// keys stay, only the id changes). Colleagues move what they knew under the old
+    /// id to the new one.
+    #[default]
+    Moved,
+    /// "`new_id` runs on a computer that was a copy of `old_id`'s and took a new
+    /// identity": the old id lives on elsewhere (its twin), so colleagues move nothing;
+    /// they show the new id as a copy of the old one, and a block on the old id holds
+    /// for the copy too.
+    Copied,
+}
+
+/// A statement about this node's earlier id, signed by the key that held it: either
+/// "`old_id` is now `new_id`" ([`ChangeKind::Moved`]) or "`new_id` was a copy of
+/// `old_id`" ([`ChangeKind::Copied`], signed by the old key before the copy drops it).
+/// Carried in the link `Hello` so every colleague hears it on its next link, however
+/// long it was away.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdentityStatement {
+    /// True for a copy statement (absent: a move).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy: bool,
     pub old_id: String,
     pub new_id: String,
     /// Hex public keys that held the old id (Noise, then Ed25519).
@@ -57,11 +78,16 @@ pub struct IdentityChange {
     /// The old id is the one the old keys derive (else it is of the random-id era, and
     /// only keys pinned for it earlier can vouch for it).
     pub old_id_derived: bool,
+    pub kind: ChangeKind,
 }
 
-fn statement_message(old_id: &str, new_id: &str, new_keys: &PeerKeys) -> Vec<u8> {
-    let mut out = Vec::with_capacity(STATEMENT_DOMAIN.len() + 52 + 64);
-    out.extend_from_slice(STATEMENT_DOMAIN);
+fn statement_message(kind: ChangeKind, old_id: &str, new_id: &str, new_keys: &PeerKeys) -> Vec<u8> {
+    let domain = match kind {
+        ChangeKind::Moved => STATEMENT_DOMAIN,
+        ChangeKind::Copied => COPY_DOMAIN,
+    };
+    let mut out = Vec::with_capacity(domain.len() + 52 + 64);
+    out.extend_from_slice(domain);
     out.extend_from_slice(old_id.as_bytes());
     out.extend_from_slice(new_id.as_bytes());
     out.extend_from_slice(&new_keys.to_bytes());
@@ -72,14 +98,32 @@ impl IdentityStatement {
     /// Signs "`old_id` is now `new_keys`' id" with `old_keys` (the same keys for an
     /// upgrade from a random id).
     pub fn sign(old_id: &NodeId, old_keys: &NodeKeys, new_keys: &PeerKeys) -> Self {
+        Self::sign_kind(ChangeKind::Moved, old_id, old_keys, new_keys)
+    }
+
+    /// Signs "`new_keys`' id runs on a copy of `old_keys`' computer" with the old keys,
+    /// which the copy holds until it drops them for `new_keys`.
+    pub fn sign_copy(old_keys: &NodeKeys, new_keys: &PeerKeys) -> Self {
+        let old_id = old_keys.public().node_id();
+        Self::sign_kind(ChangeKind::Copied, &old_id, old_keys, new_keys)
+    }
+
+    fn sign_kind(
+        kind: ChangeKind,
+        old_id: &NodeId,
+        old_keys: &NodeKeys,
+        new_keys: &PeerKeys,
+    ) -> Self {
         let new_id = new_keys.node_id();
         let old_public = old_keys.public();
         let signature = old_keys.sign(&statement_message(
+            kind,
             old_id.as_str(),
             new_id.as_str(),
             new_keys,
         ));
         IdentityStatement {
+            copy: kind == ChangeKind::Copied,
             old_id: old_id.to_string(),
             new_id: new_id.to_string(),
             old_noise_key: super::noise::hex(&old_public.noise),
@@ -88,7 +132,17 @@ impl IdentityStatement {
         }
     }
 
+    pub fn kind(&self) -> ChangeKind {
+        if self.copy {
+            ChangeKind::Copied
+        } else {
+            ChangeKind::Moved
+        }
+    }
+
     /// The change, if this statement is about `new_keys`' id and its signature holds.
+    /// A copy must name the id its old keys derive (only a key-derived id can have been
+    /// copied with its keys).
     pub fn verify(&self, new_keys: &PeerKeys) -> Option<IdentityChange> {
         let new_id = new_keys.node_id();
         if self.new_id != new_id.as_str() {
@@ -103,15 +157,21 @@ impl IdentityStatement {
             signing: super::noise::unhex32(&self.old_signing_key)?,
         };
         let signature = super::noise::unhex64(&self.signature)?;
-        let message = statement_message(&self.old_id, &self.new_id, new_keys);
+        let kind = self.kind();
+        let message = statement_message(kind, &self.old_id, &self.new_id, new_keys);
         if !old_keys.verify(&message, &signature) {
             return None;
         }
+        let old_id_derived = old_keys.node_id() == old_id;
+        if kind == ChangeKind::Copied && !old_id_derived {
+            return None;
+        }
         Some(IdentityChange {
-            old_id_derived: old_keys.node_id() == old_id,
+            old_id_derived,
             old_id,
             new_id,
             old_keys,
+            kind,
         })
     }
 }
@@ -264,6 +324,41 @@ mod tests {
         let other = NodeKeys::generate().unwrap();
         assert!(!other.public().verify(b"hello", &sig));
         assert!(!format!("{keys:?}").contains(&format!("{:?}", keys.noise_private)));
+    }
+
+    #[test]
+    fn a_copy_statement_is_not_a_move_and_a_move_is_not_a_copy() {
+        let (old, new) = (NodeKeys::generate().unwrap(), NodeKeys::generate().unwrap());
+        let copy = IdentityStatement::sign_copy(&old, &new.public());
+        let change = copy.verify(&new.public()).expect("a valid copy statement");
+        assert_eq!(change.kind, ChangeKind::Copied);
+        assert_eq!(change.old_id, old.public().node_id());
+        assert_eq!(change.new_id, new.public().node_id());
+        assert!(change.old_id_derived);
+        // Not about another node's keys.
+        let other = NodeKeys::generate().unwrap();
+        assert!(copy.verify(&other.public()).is_none());
+        // The same signature read as a move (or a move read as a copy) does not hold.
+        let as_move = IdentityStatement {
+            copy: false,
+            ..copy.clone()
+        };
+        assert!(as_move.verify(&new.public()).is_none());
+        let moved = IdentityStatement::sign(&old.public().node_id(), &old, &new.public());
+        assert_eq!(moved.verify(&new.public()).unwrap().kind, ChangeKind::Moved);
+        let as_copy = IdentityStatement {
+            copy: true,
+            ..moved
+        };
+        assert!(as_copy.verify(&new.public()).is_none());
+        // A copy of an id its keys do not derive (a random-era id) is not accepted.
+        let random: NodeId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        let odd = IdentityStatement::sign_kind(ChangeKind::Copied, &random, &old, &new.public());
+        assert!(odd.verify(&new.public()).is_none());
+        // The wire form of a move is unchanged (no `copy` field).
+        let json =
+            serde_json::to_string(&IdentityStatement::sign(&random, &old, &new.public())).unwrap();
+        assert!(!json.contains("copy"), "{json}");
     }
 
     #[test]

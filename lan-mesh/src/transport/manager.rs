@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::config::{TransportConfig, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP};
 use super::frame::Frame;
 use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
-use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
+use super::identity::{ChangeKind, IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::link::{self, Lanes, LinkEnd, LinkError, Running, Ws};
 use super::noise::{NoiseError, Session};
 use super::stats::Counters;
@@ -99,7 +99,14 @@ struct State {
     failures: Failures,
     /// Ids proven at two addresses at once (or ours elsewhere): see [`TwinBook`].
     twins: TwinBook,
+    /// Linked peers that proved they run on a copy of another id's computer (new id →
+    /// the id it was copied from), for the peers list. Bounded: see [`MAX_COPIES`].
+    copies: HashMap<NodeId, NodeId>,
 }
+
+/// Copy statements remembered: one per colleague that took a new identity after a
+/// copy; beyond this many, new ones are not shown (nothing else depends on them).
+const MAX_COPIES: usize = 4096;
 
 struct Listener {
     addr: SocketAddr,
@@ -188,6 +195,7 @@ impl Transport {
                 next_id: 0,
                 failures: Failures::default(),
                 twins: TwinBook::default(),
+                copies: HashMap::new(),
             }),
             listener: Mutex::new(None),
             keys,
@@ -293,6 +301,7 @@ impl Transport {
                     key_fingerprint: health.map(|h| h.keys.fingerprint()),
                     up_since_ms: health.map(|h| h.up_since_ms),
                     last_error: st.failures.get(peer).cloned(),
+                    copy_of: st.copies.get(peer).cloned(),
                 }
             })
             .collect()
@@ -580,9 +589,19 @@ fn names_a_blocked_id(
 
 /// Moves what the store knew under a linked peer's earlier ids to its id (before its
 /// link is up, so its queued envelopes go out on it). A statement whose old keys do
-/// not vouch for its old id is counted as a refused identity.
+/// not vouch for its old id is counted as a refused identity. A copy statement moves
+/// nothing (the old id lives on at its twin): it is remembered for the peers list.
 async fn reattach(shared: &Shared, changes: Vec<IdentityChange>) {
     for change in changes {
+        if change.kind == ChangeKind::Copied {
+            let mut st = shared.lock();
+            if st.copies.len() < MAX_COPIES || st.copies.contains_key(&change.new_id) {
+                tracing::info!(old = %change.old_id, new = %change.new_id,
+                    "a colleague runs on a copy of another id's computer under a new identity");
+                st.copies.insert(change.new_id, change.old_id);
+            }
+            continue;
+        }
         let (old, new) = (change.old_id.clone(), change.new_id.clone());
         let result = shared
             .store

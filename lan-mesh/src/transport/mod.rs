@@ -21,7 +21,7 @@ pub use config::TransportConfig;
 pub use frame::{Ack, Frame, Reject};
 pub use health::{Failure, LinkPhase, LinkReport};
 pub use identity::{
-    IdentityChange, IdentityStatement, KeyError, NodeKeys, PeerKeys, NODE_KEYS_LEN,
+    ChangeKind, IdentityChange, IdentityStatement, KeyError, NodeKeys, PeerKeys, NODE_KEYS_LEN,
 };
 pub use link::LinkEnd;
 pub use manager::{LinkEvent, SendError, Transport, TransportError, DUPLICATE_IDENTITY};

@@ -58,6 +58,9 @@ pub(super) fn add_link_fields(state: &ApiState, peers: &mut [PeerView]) {
         if let Some(key) = link.and_then(|l| l.key_fingerprint.clone()) {
             peer.key_fingerprint = Some(key);
         }
+        peer.copy_of = link
+            .and_then(|l| l.copy_of.as_ref())
+            .map(|id| id.to_string());
     }
 }
 
@@ -138,6 +141,7 @@ async fn report(state: &ApiState) -> Diagnostics {
                     link: LinkState::Offline,
                     key_fingerprint: None,
                     presence: api_types::Presence::Offline,
+                    copy_of: None,
                 },
                 None,
                 &blocked,

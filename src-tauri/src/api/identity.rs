@@ -3,6 +3,10 @@
 use api_types::limits::MAX_DISPLAY_NAME_CHARS;
 use api_types::Settings;
 
+use api_types::NewIdentity;
+use axum::extract::State;
+use axum::Json;
+
 use super::{now_ms, ApiError, ApiState};
 
 /// The configured display name, or the host name when none is set (what `status`
@@ -48,4 +52,21 @@ pub async fn ensure_local(state: &ApiState) -> Result<(), ApiError> {
     }
     *state.identity_stored() = Some(wanted);
     Ok(())
+}
+
+/// `POST /api/v1/identity/new`: this computer takes a new identity (new keys, so a new
+/// id), keeps its history, and tells its colleagues it is a copy of the old id's
+/// computer (`crate::new_identity`). Meant for a copy whose twin keeps the old id.
+pub async fn renew(State(state): State<ApiState>) -> Result<Json<NewIdentity>, ApiError> {
+    // One at a time: a second click waits for the first and renews again.
+    let _one = state.renewing().await;
+    let renewed =
+        crate::new_identity::take_new_identity(state.settings(), state.mesh(), state.store())
+            .await
+            .map_err(|e| {
+                tracing::error!("cannot take a new identity: {e}");
+                ApiError::internal(format!("cannot take a new identity: {e}"))
+            })?;
+    *state.identity_stored() = None;
+    Ok(Json(renewed))
 }

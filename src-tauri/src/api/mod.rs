@@ -61,6 +61,8 @@ struct Inner {
     identity_stored: std::sync::Mutex<Option<(api_types::NodeId, String)>>,
     /// Unix ms when this node's API started (diagnostics).
     started_at: u64,
+    /// Held while this node takes a new identity.
+    renewing: tokio::sync::Mutex<()>,
 }
 
 impl ApiState {
@@ -82,6 +84,7 @@ impl ApiState {
                 stopping,
                 identity_stored: std::sync::Mutex::new(None),
                 started_at: u64::try_from(now_ms()).unwrap_or(0),
+                renewing: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -96,6 +99,10 @@ impl ApiState {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    async fn renewing(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.inner.renewing.lock().await
     }
 
     fn identity_stored(&self) -> std::sync::MutexGuard<'_, Option<(api_types::NodeId, String)>> {
@@ -121,6 +128,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/peers/{peer_id}", delete(peers::forget))
         .route("/peers/{peer_id}/block", post(peers::block))
         .route("/peers/{peer_id}/unblock", post(peers::unblock))
+        .route("/identity/new", post(identity::renew))
         .route("/presence", get(presence::get).put(presence::put))
         .route("/presence/activity", post(presence::activity))
         .route("/contacts", get(contacts::list))

@@ -61,6 +61,7 @@ pub(super) fn stored_peer_view(p: storage::Peer) -> PeerView {
         },
         key_fingerprint: None,
         presence: api_types::Presence::Offline,
+        copy_of: None,
     }
 }
 

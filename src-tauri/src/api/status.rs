@@ -241,6 +241,7 @@ mod tests {
             link: api_types::LinkState::Idle,
             key_fingerprint: None,
             presence: api_types::Presence::Online,
+            copy_of: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! schema (the frozen v5 fixture: a DM with history, a queued envelope, a group).
 
 use rusqlite::Connection;
-use storage::{ConversationId, GlobalGroupId, HistoryQuery, PeerReattach, Store};
+use storage::{ConversationId, GlobalGroupId, HistoryQuery, LocalChange, PeerReattach, Store};
 
 use crate::{db_path, node, now_ms};
 
@@ -41,12 +41,18 @@ async fn this_nodes_rows_move_to_its_new_id_and_nothing_is_lost() {
     let store = fixture(&dir).await;
     let new = id("7ZZZZZZZZZZZZZZZZZZZZZZZ00");
     assert_eq!(
-        store.change_local_identity(new.clone()).await.unwrap(),
+        store
+            .change_local_identity(new.clone(), LocalChange::Moved)
+            .await
+            .unwrap(),
         Some(node(0))
     );
     // Once is enough: the second start finds it done.
     assert_eq!(
-        store.change_local_identity(new.clone()).await.unwrap(),
+        store
+            .change_local_identity(new.clone(), LocalChange::Moved)
+            .await
+            .unwrap(),
         None
     );
     store
@@ -78,6 +84,63 @@ async fn this_nodes_rows_move_to_its_new_id_and_nothing_is_lost() {
         .unwrap();
     assert!(group.state.is_member(&new));
     assert!(!group.state.is_member(&node(0)));
+}
+
+#[tokio::test]
+async fn a_copy_taking_a_new_identity_keeps_its_history_but_not_the_old_ids_groups() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(&dir).await;
+    // The fixture's node upgrades first (as a copy of a random-era directory would).
+    let derived = id("7ZZZZZZZZZZZZZZZZZZZZZZZ00");
+    store
+        .change_local_identity(derived.clone(), LocalChange::Moved)
+        .await
+        .unwrap();
+    let copy = id("7YYYYYYYYYYYYYYYYYYYYYYY00");
+    assert_eq!(
+        store
+            .change_local_identity(copy.clone(), LocalChange::Copied)
+            .await
+            .unwrap(),
+        Some(derived.clone())
+    );
+    // The earlier ids were the original's: this node announces none.
+    assert!(store.own_previous_ids().await.unwrap().is_empty());
+    // The DM history is still here, what it wrote shown as its own.
+    let history = store
+        .history(
+            ConversationId::dm(&node(1)),
+            HistoryQuery {
+                before: None,
+                limit: 50,
+            },
+        )
+        .await
+        .unwrap()
+        .messages;
+    assert_eq!(history.len(), 2);
+    let own: Vec<_> = history
+        .iter()
+        .filter(|m| m.sender.node_id() != Some(node(1)))
+        .collect();
+    assert!(!own.is_empty());
+    assert!(own.iter().all(|m| m.sender.node_id() == Some(copy.clone())));
+    assert_eq!(
+        store.local_identity().await.unwrap().map(|i| i.node_id),
+        Some(copy.clone())
+    );
+    // The group still lists the original's id, not the copy's: its owner never added it.
+    let group = store
+        .group(
+            "01HF0000000000000000000001"
+                .parse::<GlobalGroupId>()
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(group.state.is_member(&derived));
+    assert!(!group.state.is_member(&copy));
 }
 
 #[tokio::test]
