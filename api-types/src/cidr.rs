@@ -47,11 +47,19 @@ impl fmt::Display for CidrError {
 impl std::error::Error for CidrError {}
 
 impl Cidr {
-    /// Builds the network containing `addr` with the given prefix length.
+    /// Builds the network containing `addr` with the given prefix length. A network
+    /// inside `::ffff:0:0/96` (IPv4-mapped IPv6) is the IPv4 network it maps: peers'
+    /// addresses are compared in their IPv4 form (see [`Cidr::contains`]), so in its
+    /// IPv6 form it would match nothing, not even its own address.
     pub fn new(addr: IpAddr, prefix: u8) -> Result<Self, CidrError> {
         let max = max_prefix(addr);
         if prefix > max {
             return Err(CidrError::PrefixTooLong { prefix, max });
+        }
+        if let (IpAddr::V6(v6), Some(v4_prefix)) = (addr, prefix.checked_sub(128 - 32)) {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return Cidr::new(IpAddr::V4(v4), v4_prefix);
+            }
         }
         Ok(Cidr {
             network: mask(addr, prefix),
@@ -158,9 +166,11 @@ impl FromStr for Cidr {
             Some(p) => p
                 .parse::<u8>()
                 .map_err(|_| CidrError::BadPrefix(p.to_string()))?,
-            None => match addr {
-                IpAddr::V4(_) => BARE_V4_PREFIX,
-                IpAddr::V6(_) => BARE_V6_PREFIX,
+            // A bare IPv4-mapped address is a bare IPv4 address: its /24.
+            None => match (addr, canonical(addr)) {
+                (IpAddr::V6(_), IpAddr::V4(_)) => BARE_V4_PREFIX + (128 - 32),
+                (IpAddr::V4(_), _) => BARE_V4_PREFIX,
+                (IpAddr::V6(_), _) => BARE_V6_PREFIX,
             },
         };
         Cidr::new(addr, prefix)
@@ -239,6 +249,23 @@ mod tests {
         let shown: Vec<String> = list.iter().map(ToString::to_string).collect();
         assert_eq!(shown, ["10.0.0.0/8", "10.1.2.0/24"]);
         assert_eq!(normalise_list(&["10.0.0.1", "nope"]).unwrap_err().0, 1);
+    }
+
+    /// Found by the `cidr` fuzz target (docs/SECURITY.md, "Fuzzing"): an IPv4-mapped
+    /// network stayed IPv6 and, since peers are compared in IPv4 form, matched nothing
+    /// — an allowed or blocked subnet that silently did nothing.
+    #[test]
+    fn an_ipv4_mapped_network_is_its_ipv4_network() {
+        let net = c("::ffff:10.0.0.1/120");
+        assert_eq!(net, c("10.0.0.0/24"));
+        assert!(net.contains(net.network()));
+        assert!(net.contains("10.0.0.5".parse().unwrap()));
+        assert!(net.contains("::ffff:10.0.0.5".parse().unwrap()));
+        assert_eq!(c("::ffff:10.0.0.1"), c("10.0.0.0/24"));
+        assert_eq!(c("::ffff:0:0/96"), c("0.0.0.0/0"));
+        // Wider than the mapped range: an IPv6 network as typed.
+        assert_eq!(c("::ffff:10.0.0.1/64").to_string(), "::/64");
+        assert_eq!(c("fe80::1").to_string(), "fe80::/64");
     }
 
     #[test]

@@ -1,0 +1,152 @@
+//! The seeds are valid — each reaches its target's accepting path — and the seed
+//! corpus committed under `fuzz/corpus/` is what they encode.
+
+use std::path::PathBuf;
+
+use fuzz_targets::seeds::seeds;
+use fuzz_targets::TARGETS;
+use lan_mesh::discovery::Packet;
+use lan_mesh::envelope::{Envelope, RelayPayload, SyncPayload, KIND_GROUP_RELAY, KIND_GROUP_SYNC};
+use lan_mesh::transport::Frame;
+
+fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+#[test]
+fn every_target_has_seeds_and_they_run_clean() {
+    for (name, body) in TARGETS {
+        let all = seeds(name);
+        assert!(all.len() >= 3, "{name}: {} seeds", all.len());
+        for seed in &all {
+            body(seed);
+        }
+    }
+}
+
+#[test]
+fn discovery_and_frame_seeds_decode() {
+    for seed in seeds("discovery_packet") {
+        let decoded = Packet::decode(&seed).unwrap();
+        if let Some(tag) = decoded.tag {
+            assert!(fuzz_targets::discovery::key().verify(decoded.signed, tag));
+        }
+    }
+    for seed in seeds("link_frame") {
+        Frame::decode(&seed).unwrap();
+    }
+}
+
+#[test]
+fn envelope_seeds_open_and_decode() {
+    use fuzz_targets::envelope::{local, peer, peer_keys, signed};
+    let mut kinds = Vec::new();
+    for seed in seeds("envelope") {
+        let (mode, rest) = seed.split_first().unwrap();
+        let bytes = match mode {
+            0 => rest.to_vec(),
+            1 => signed(rest),
+            _ => continue,
+        };
+        let envelope = Envelope::open(&bytes, &peer(), &peer_keys().public(), &local()).unwrap();
+        match envelope.kind.as_str() {
+            KIND_GROUP_SYNC => drop(envelope.group_sync().unwrap()),
+            KIND_GROUP_RELAY => drop(envelope.group_relay().unwrap()),
+            _ => drop(envelope.verified_effect(&peer_keys().public()).unwrap()),
+        }
+        kinds.push(envelope.kind);
+    }
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(
+        kinds.len(),
+        fuzz_targets::envelope::KINDS.len(),
+        "{kinds:?}"
+    );
+}
+
+#[test]
+fn sync_seeds_decode() {
+    for seed in seeds("sync_payload") {
+        let (mode, rest) = seed.split_first().unwrap();
+        if mode % 2 == 0 {
+            serde_json::from_slice::<SyncPayload>(rest)
+                .unwrap()
+                .decode()
+                .unwrap();
+        } else {
+            serde_json::from_slice::<RelayPayload>(rest)
+                .unwrap()
+                .decode()
+                .unwrap();
+        }
+    }
+}
+
+#[test]
+fn settings_cidr_and_api_seeds_are_accepted() {
+    use api_types::settings::NodeIdRule;
+    use api_types::{NodeId, Settings};
+    let node: NodeId = ulid::Ulid::from(7u128).to_string().parse().unwrap();
+    let [file, patch, ui] = <[Vec<u8>; 3]>::try_from(seeds("settings_json")).unwrap();
+    Settings::from_document(&serde_json::from_slice(&file).unwrap()).unwrap();
+    for doc in [patch, ui] {
+        Settings::defaults(node.clone())
+            .patched(&serde_json::from_slice(&doc).unwrap(), NodeIdRule::ReadOnly)
+            .unwrap();
+    }
+    let cidrs = seeds("cidr");
+    let first = std::str::from_utf8(&cidrs[0]).unwrap();
+    assert_eq!(
+        first.parse::<api_types::Cidr>().unwrap().to_string(),
+        "10.1.2.0/24"
+    );
+    let bodies = seeds("api_bodies");
+    let send: api_types::SendMessage = serde_json::from_slice(&bodies[0]).unwrap();
+    api_types::limits::check_body(&send.text).unwrap();
+    let set: api_types::SetPresence = serde_json::from_slice(&bodies[4]).unwrap();
+    set.chosen().unwrap();
+}
+
+/// The committed corpus holds at least the seeds (the fuzzer may add files; they
+/// must run clean too).
+#[test]
+fn the_committed_corpus_holds_the_seeds_and_runs_clean() {
+    for (name, body) in TARGETS {
+        let dir = corpus_dir(name);
+        let mut files: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+            .collect();
+        files.sort();
+        for file in &files {
+            body(file);
+        }
+        for (i, seed) in seeds(name).iter().enumerate() {
+            // The handshake's recorded message 1 has a fresh ephemeral key each time.
+            if name == "noise_handshake" && i == 0 {
+                continue;
+            }
+            assert!(
+                files.contains(seed),
+                "{name}: seed {i} is not in {} — run `cargo test -p fuzz-targets --test seeds -- --ignored`",
+                dir.display()
+            );
+        }
+    }
+}
+
+/// Writes the seeds into `fuzz/corpus/<target>/seed-<n>`.
+#[test]
+#[ignore = "writes fuzz/corpus; run by hand after changing the seeds"]
+fn write_the_seed_corpus() {
+    for (name, _) in TARGETS {
+        let dir = corpus_dir(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (i, seed) in seeds(name).iter().enumerate() {
+            std::fs::write(dir.join(format!("seed-{i}")), seed).unwrap();
+        }
+    }
+}
