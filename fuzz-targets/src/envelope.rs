@@ -21,8 +21,8 @@ use lan_mesh::ports::InboundEffect;
 use lan_mesh::transport::{NodeKeys, PeerKeys};
 use serde_json::{json, Value};
 
-use crate::node_keys;
 use crate::sync::{check_relay, check_sync};
+use crate::{node_id, node_keys};
 
 /// The kinds a selector byte picks from; past the end, a kind nobody knows.
 pub const KINDS: [&str; 6] = [
@@ -36,17 +36,17 @@ pub const KINDS: [&str; 6] = [
 const UNKNOWN_KIND: &str = "x.unknown";
 
 /// The link's peer, who signs (node 0).
-pub fn peer_keys() -> NodeKeys {
+pub fn peer_keys() -> &'static NodeKeys {
     node_keys(0)
 }
 
 pub fn peer() -> NodeId {
-    peer_keys().public().node_id()
+    node_id(0).clone()
 }
 
 /// This node, the receiver (node 1).
 pub fn local() -> NodeId {
-    node_keys(1).public().node_id()
+    node_id(1).clone()
 }
 
 /// `body` ‖ the peer's signature over it.
@@ -70,7 +70,11 @@ pub fn body(kind: &str, payload: &Value) -> Value {
 }
 
 fn open(bytes: &[u8]) -> Result<Envelope, EnvelopeError> {
-    Envelope::open(bytes, &peer(), &peer_keys().public(), &local())
+    Envelope::open(bytes, node_id(0), &peer_public(), node_id(1))
+}
+
+fn peer_public() -> PeerKeys {
+    peer_keys().public()
 }
 
 /// Opening never panics and never calls the peer's own signature bad; what opens is
@@ -134,7 +138,7 @@ fn decode(envelope: &Envelope) {
                 check_relay(&message);
             }
         }
-        _ => check_effect(envelope, &peer_keys().public()),
+        _ => check_effect(envelope, &peer_public()),
     }
 }
 

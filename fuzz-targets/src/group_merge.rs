@@ -9,6 +9,8 @@
 //! editors (more than the register cap of eight, so the cap is exercised); odd: the
 //! rest is a `group.upsert` payload.
 
+use std::sync::OnceLock;
+
 use api_types::NodeId;
 use chat_core::signing::SecretSigner;
 use chat_core::{
@@ -20,12 +22,26 @@ use crate::Choices;
 
 const POOL: u8 = 12;
 
-fn signer(n: u8) -> SecretSigner {
-    SecretSigner::from_number(u64::from(n % POOL))
+/// The pool's ids and keys (each derives its id), made once.
+fn pool() -> &'static [(NodeId, AuthorKeys)] {
+    static POOL_KEYS: OnceLock<Vec<(NodeId, AuthorKeys)>> = OnceLock::new();
+    POOL_KEYS.get_or_init(|| {
+        (0..POOL)
+            .map(|n| {
+                let signer = SecretSigner::from_number(u64::from(n));
+                (signer.node_id(), signer.keys())
+            })
+            .collect()
+    })
+}
+
+fn member_of_pool(n: u8) -> &'static (NodeId, AuthorKeys) {
+    let pool = pool();
+    &pool[usize::from(n) % pool.len()]
 }
 
 fn node(c: &mut Choices) -> NodeId {
-    signer(c.byte()).node_id()
+    member_of_pool(c.byte()).0.clone()
 }
 
 fn hlc(c: &mut Choices) -> u64 {
@@ -62,17 +78,12 @@ fn member(c: &mut Choices) -> MemberEntry {
 
 fn keys(c: &mut Choices) -> (NodeId, AuthorKeys) {
     // Mostly the keys the id derives from, sometimes another node's (a forgery).
-    let id = node(c);
-    let owner = if c.below(4) == 0 {
-        signer(c.byte())
+    let (id, keys) = member_of_pool(c.byte()).clone();
+    if c.below(4) == 0 {
+        (id, member_of_pool(c.byte()).1)
     } else {
-        SecretSigner::from_number(u64::from(
-            (0..POOL)
-                .find(|n| signer(*n).node_id() == id)
-                .unwrap_or_default(),
-        ))
-    };
-    (id, owner.keys())
+        (id, keys)
+    }
 }
 
 fn list<T>(c: &mut Choices, max: u8, item: fn(&mut Choices) -> T) -> Vec<T> {
@@ -85,7 +96,7 @@ fn list<T>(c: &mut Choices, max: u8, item: fn(&mut Choices) -> T) -> Vec<T> {
 fn state(c: &mut Choices) -> GroupState {
     GroupState {
         global_group_id: GlobalGroupId::from_ulid(ulid::Ulid::from(1u128)),
-        owner: signer(0).node_id(),
+        owner: member_of_pool(0).0.clone(),
         names: list(c, 10, register),
         announcements: list(c, 3, register),
         members: list(c, 6, member),

@@ -17,17 +17,17 @@ use lan_mesh::secret::SharedSecret;
 use lan_mesh::transport::noise::{Handshake, Hello, MAX_NOISE_MESSAGE};
 use serde_json::Value;
 
-use crate::{node_keys, noise_private, NOISE_PROLOGUE, NOISE_PROTOCOL};
+use crate::{node_id, node_keys, noise_private, NOISE_PROLOGUE, NOISE_PROTOCOL};
 
 const MODES: u8 = 5;
 
-fn node_id(n: u8) -> String {
-    node_keys(n).public().node_id().to_string()
+fn id(n: u8) -> String {
+    node_id(n).to_string()
 }
 
 /// The listener (node 1) on the open LAN.
 fn responder() -> Handshake {
-    match Handshake::responder(&node_keys(1), &SharedSecret::open_lan(), &node_id(1)) {
+    match Handshake::responder(node_keys(1), &SharedSecret::open_lan(), &id(1)) {
         Ok(hs) => hs,
         Err(e) => panic!("a responder: {e}"),
     }
@@ -79,7 +79,7 @@ fn check_finished(resp: Handshake) {
 /// A valid `Hello` of node 0 for a message 3 after `hash`, with the fields of `patch`
 /// (a JSON object, else nothing) put over it. `None` when the patch changes nothing.
 fn patched_hello(patch: &[u8], hash: &[u8]) -> (Vec<u8>, bool) {
-    let hello = Hello::new(&node_id(0), &node_keys(0), hash, false);
+    let hello = Hello::new(&id(0), node_keys(0), hash, false);
     let mut value = match serde_json::to_value(&hello) {
         Ok(v) => v,
         Err(e) => panic!("a hello serialises: {e}"),
@@ -116,12 +116,11 @@ pub fn noise_handshake(data: &[u8]) {
             }
         }
         1 => {
-            let keys = node_keys(0);
-            let mut init = match Handshake::initiator(&keys, &SharedSecret::open_lan(), &node_id(0))
-            {
-                Ok(hs) => hs,
-                Err(e) => panic!("an initiator: {e}"),
-            };
+            let mut init =
+                match Handshake::initiator(node_keys(0), &SharedSecret::open_lan(), &id(0)) {
+                    Ok(hs) => hs,
+                    Err(e) => panic!("an initiator: {e}"),
+                };
             let m1 = init.write().ok();
             assert!(
                 m1.is_some_and(|m1| resp.read(&m1).is_ok()),

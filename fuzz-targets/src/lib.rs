@@ -77,9 +77,36 @@ impl<'a> Choices<'a> {
 pub(crate) const NOISE_PROTOCOL: &str = "Noise_XXpsk0_25519_ChaChaPoly_BLAKE2s";
 pub(crate) const NOISE_PROLOGUE: &[u8] = b"lanchat link v2";
 
-/// Node `n`'s keys, the same in every run (a crash reproduces from its input alone):
-/// the X25519 private key and the Ed25519 seed are fixed bytes.
-pub fn node_keys(n: u8) -> lan_mesh::transport::NodeKeys {
+/// How many fixed nodes the harnesses use (0: the peer / dialler, 1: this node).
+const NODES: u8 = 2;
+
+/// Node `n`'s keys (`n` < 2), the same in every run (a crash reproduces from its input
+/// alone): the X25519 private key and the Ed25519 seed are fixed bytes. Made once.
+pub fn node_keys(n: u8) -> &'static lan_mesh::transport::NodeKeys {
+    static KEYS: std::sync::OnceLock<Vec<lan_mesh::transport::NodeKeys>> =
+        std::sync::OnceLock::new();
+    let all = KEYS.get_or_init(|| (0..NODES).map(make_node_keys).collect());
+    match all.get(usize::from(n)) {
+        Some(keys) => keys,
+        None => panic!("node {n}: the harnesses have {NODES} nodes"),
+    }
+}
+
+/// Node `n`'s id, the one its keys derive. Made once.
+pub fn node_id(n: u8) -> &'static api_types::NodeId {
+    static IDS: std::sync::OnceLock<Vec<api_types::NodeId>> = std::sync::OnceLock::new();
+    let all = IDS.get_or_init(|| {
+        (0..NODES)
+            .map(|n| node_keys(n).public().node_id())
+            .collect()
+    });
+    match all.get(usize::from(n)) {
+        Some(id) => id,
+        None => panic!("node {n}: the harnesses have {NODES} nodes"),
+    }
+}
+
+fn make_node_keys(n: u8) -> lan_mesh::transport::NodeKeys {
     let private = noise_private(n);
     let mut bytes = [0u8; lan_mesh::transport::NODE_KEYS_LEN];
     bytes[..32].copy_from_slice(&private);

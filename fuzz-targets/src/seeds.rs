@@ -121,7 +121,7 @@ fn link_frame() -> Vec<Vec<u8>> {
 
 fn noise_handshake() -> Vec<Vec<u8>> {
     let id = peer().to_string();
-    let m1 = Handshake::initiator(&peer_keys(), &SharedSecret::open_lan(), &id)
+    let m1 = Handshake::initiator(peer_keys(), &SharedSecret::open_lan(), &id)
         .and_then(|mut hs| hs.write())
         .unwrap_or_default();
     vec![
@@ -175,7 +175,7 @@ pub(crate) fn group_state() -> GroupState {
         editor: peer(),
     };
     let mut state = GroupState::create(group(), &stamp, "Team", "Welcome", &[local()]);
-    state.sign_own(&peer_keys());
+    state.sign_own(peer_keys());
     state
 }
 
@@ -257,7 +257,7 @@ fn envelope() -> Vec<Vec<u8>> {
                 ts: 0,
                 payload: payload.clone(),
             }
-            .seal(&peer_keys())
+            .seal(peer_keys())
             .unwrap_or_else(|_| signed(&body));
             out.push(with_mode(0, &sealed));
         }
