@@ -272,14 +272,20 @@ mod tests {
         let refused = live
             .update(&serde_json::json!({"ui": {"welcome_done": true}}))
             .await;
-        assert!(matches!(refused, Err(UpdateError::HandEdited(_))), "{refused:?}");
+        assert!(
+            matches!(refused, Err(UpdateError::HandEdited(_))),
+            "{refused:?}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), broken, "left as it was");
         assert_eq!(live.current(), before, "the node keeps what it had");
 
         // Another node id is refused the same way.
         std::fs::remove_file(&path).unwrap();
         live.sync_from_disk().await.unwrap();
-        assert!(live.file_problem().is_none(), "a removed file is no problem");
+        assert!(
+            live.file_problem().is_none(),
+            "a removed file is no problem"
+        );
         live.update(&serde_json::json!({"ui": {"welcome_done": true}}))
             .await
             .unwrap();

@@ -239,7 +239,9 @@ mod tests {
         fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
         let repaired = enforce_private(&path).unwrap();
         assert_eq!(repaired.len(), 4, "{repaired:?}");
-        assert!(repaired.iter().any(|r| r.path == path && r.old_mode == 0o755));
+        assert!(repaired
+            .iter()
+            .any(|r| r.path == path && r.old_mode == 0o755));
         fs::set_permissions(path.join("anything"), fs::Permissions::from_mode(0o666)).unwrap();
         drop(DataDir::open(&path).unwrap());
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
@@ -247,7 +249,10 @@ mod tests {
         for entry in fs::read_dir(&path).unwrap() {
             assert_eq!(mode(&entry.unwrap().path()), 0o600);
         }
-        assert!(enforce_private(&path).unwrap().is_empty(), "nothing left to repair");
+        assert!(
+            enforce_private(&path).unwrap().is_empty(),
+            "nothing left to repair"
+        );
     }
 
     #[test]

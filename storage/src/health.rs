@@ -65,7 +65,7 @@ impl Health {
         if let Some(f) = fault.take() {
             tracing::info!(
                 failures = f.failures,
-                "the database can be written again ({} is over)",
+                "the database can be written again (it could not be: {})",
                 describe(f.kind)
             );
         }

@@ -377,9 +377,7 @@ fn commit_batch(
         Some((kind, message)) => health.failed(kind, message),
         // Only a commit that wrote something proves the disk takes writes again (one
         // that changed nothing writes nothing, and succeeds on a full disk too).
-        None if committed_ok && conn.total_changes() > changes_before => {
-            health.recovered()
-        }
+        None if committed_ok && conn.total_changes() > changes_before => health.recovered(),
         None => {}
     }
 }

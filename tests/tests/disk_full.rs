@@ -45,11 +45,21 @@ impl Tmpfs {
     fn mount(path: &Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(path).unwrap();
         let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size},mode=0700"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
             .arg(path)
             .status()
             .unwrap();
-        assert!(status.success(), "mount -t tmpfs on {} failed", path.display());
+        assert!(
+            status.success(),
+            "mount -t tmpfs on {} failed",
+            path.display()
+        );
         Tmpfs {
             path: path.to_path_buf(),
         }
@@ -173,7 +183,11 @@ async fn a_full_disk_stores_and_acks_nothing_and_delivery_resumes_when_space_ret
         let copies = on_b.iter().filter(|m| m.id == waiting.id).count();
         anyhow::ensure!(copies == 1, "B holds the message {copies} times");
         wait_until(DELIVERY, "B's disk_full warning to clear", || async {
-            (!warning_codes(&pair.b).await.iter().any(|c| c == "disk_full")).then_some(())
+            (!warning_codes(&pair.b)
+                .await
+                .iter()
+                .any(|c| c == "disk_full"))
+            .then_some(())
         })
         .await?;
         Ok(())

@@ -145,10 +145,18 @@ async fn the_token_and_the_secret_reach_no_log_response_or_other_file() {
     pair.stop(Side::A).await.unwrap();
     pair.stop(Side::B).await.unwrap();
 
-    let secrets = [OLD_SECRET, NEW_SECRET, tokens[0].as_str(), tokens[1].as_str()];
+    let secrets = [
+        OLD_SECRET,
+        NEW_SECRET,
+        tokens[0].as_str(),
+        tokens[1].as_str(),
+    ];
     for (what, text) in &bodies {
         for s in secrets {
-            assert!(!text.contains(s), "the response to {what} holds a secret: {text}");
+            assert!(
+                !text.contains(s),
+                "the response to {what} holds a secret: {text}"
+            );
         }
     }
     let allowed = ["api-token", "api.json", "settings.json"];
@@ -175,7 +183,11 @@ async fn the_token_and_the_secret_reach_no_log_response_or_other_file() {
         checked += 1;
     }
     // Both logs, both databases (with their WALs or checkpointed), the keys, …
-    assert!(checked >= 6, "only {checked} files checked under {}", root.display());
+    assert!(
+        checked >= 6,
+        "only {checked} files checked under {}",
+        root.display()
+    );
 }
 
 fn mode(path: &Path) -> u32 {
@@ -205,7 +217,10 @@ async fn wider_modes_are_repaired_at_the_next_start() {
     let log = node.log();
     for file in &files {
         let needle = format!("path={}", file.display());
-        assert!(log.contains(&needle), "no repair logged for {needle}:\n{log}");
+        assert!(
+            log.contains(&needle),
+            "no repair logged for {needle}:\n{log}"
+        );
     }
     assert!(log.contains("old_mode=0644"), "{log}");
     assert!(log.contains("old_mode=0755"), "{log}");
@@ -252,11 +267,7 @@ async fn a_corrupt_database_or_settings_file_stops_the_start_and_is_left_untouch
             b"this is not a database, it is a shopping list\n",
             &["lanchat.db", "not an SQLite database", "left untouched"],
         ),
-        (
-            "lanchat.db",
-            &zeroed,
-            &["lanchat.db", "left untouched"],
-        ),
+        ("lanchat.db", &zeroed, &["lanchat.db", "left untouched"]),
         (
             "settings.json",
             b"{ \"lan_mesh\": { \"enabled\": tru",
@@ -310,7 +321,10 @@ async fn a_hand_edit_of_settings_json_is_applied_live_and_a_broken_one_never_ove
     .unwrap();
     // A save from the UI builds on the edit.
     let (status, view) = node
-        .put_json("v1/settings", &serde_json::json!({"ui": {"welcome_done": true}}))
+        .put_json(
+            "v1/settings",
+            &serde_json::json!({"ui": {"welcome_done": true}}),
+        )
         .await
         .unwrap();
     assert!(status.is_success(), "{view}");
@@ -330,17 +344,30 @@ async fn a_hand_edit_of_settings_json_is_applied_live_and_a_broken_one_never_ove
     .await
     .unwrap();
     assert!(
-        warning["message"].as_str().unwrap().contains("settings.json"),
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("settings.json"),
         "{warning}"
     );
     let (status, refused) = node
-        .put_json("v1/settings", &serde_json::json!({"ui": {"welcome_done": false}}))
+        .put_json(
+            "v1/settings",
+            &serde_json::json!({"ui": {"welcome_done": false}}),
+        )
         .await
         .unwrap();
     assert_eq!(status.as_u16(), 409, "{refused}");
     assert_eq!(refused["code"], "settings_file_invalid", "{refused}");
-    assert_eq!(std::fs::read(&path).unwrap(), broken, "the broken edit was overwritten");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        broken,
+        "the broken edit was overwritten"
+    );
     let status = node.get_json("v1/status").await.unwrap();
-    assert_eq!(status["display_name"], "手改的名字", "the node kept what it had");
+    assert_eq!(
+        status["display_name"], "手改的名字",
+        "the node kept what it had"
+    );
     assert!(node.log().contains("edited by hand"), "{}", node.log());
 }
