@@ -239,7 +239,7 @@ mod tests {
     #[tokio::test]
     async fn a_valid_hand_edit_is_applied_and_kept_by_the_next_save() {
         let (_tmp, live) = live();
-        let mut rx = live.subscribe();
+        let rx = live.subscribe();
         edit(&live, |doc| doc["lan_mesh"]["display_name"] = "前台".into());
         live.sync_from_disk().await.unwrap();
         assert!(rx.has_changed().unwrap(), "published like a PUT");

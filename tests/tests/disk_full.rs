@@ -139,9 +139,14 @@ async fn a_full_disk_stores_and_acks_nothing_and_delivery_resumes_when_space_ret
     let first = send_dm(&pair.a, &dm(&b_id), "before the disk filled up")
         .await
         .unwrap();
-    wait_all_delivered(&pair.a, &dm(&b_id), &[first.id.clone()], DELIVERY)
-        .await
-        .unwrap();
+    wait_all_delivered(
+        &pair.a,
+        &dm(&b_id),
+        std::slice::from_ref(&first.id),
+        DELIVERY,
+    )
+    .await
+    .unwrap();
 
     let filler = fill(&b_dir);
     let waiting = send_dm(&pair.a, &dm(&b_id), "while the disk is full")
@@ -178,7 +183,13 @@ async fn a_full_disk_stores_and_acks_nothing_and_delivery_resumes_when_space_ret
         );
 
         std::fs::remove_file(&filler)?;
-        wait_all_delivered(&pair.a, &dm(&b_id), &[waiting.id.clone()], DELIVERY).await?;
+        wait_all_delivered(
+            &pair.a,
+            &dm(&b_id),
+            std::slice::from_ref(&waiting.id),
+            DELIVERY,
+        )
+        .await?;
         let on_b = history(&pair.b, &dm(&a_id)).await?;
         let copies = on_b.iter().filter(|m| m.id == waiting.id).count();
         anyhow::ensure!(copies == 1, "B holds the message {copies} times");

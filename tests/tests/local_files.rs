@@ -96,12 +96,22 @@ async fn the_token_and_the_secret_reach_no_log_response_or_other_file() {
         .unwrap();
     let to_b = send_dm(&pair.a, &dm(&b_id), "你好 bravo").await.unwrap();
     let to_a = send_dm(&pair.b, &dm(&a_id), "hello alpha").await.unwrap();
-    wait_all_delivered(&pair.a, &dm(&b_id), &[to_b.id.clone()], DELIVERY)
-        .await
-        .unwrap();
-    wait_all_delivered(&pair.b, &dm(&a_id), &[to_a.id.clone()], DELIVERY)
-        .await
-        .unwrap();
+    wait_all_delivered(
+        &pair.a,
+        &dm(&b_id),
+        std::slice::from_ref(&to_b.id),
+        DELIVERY,
+    )
+    .await
+    .unwrap();
+    wait_all_delivered(
+        &pair.b,
+        &dm(&a_id),
+        std::slice::from_ref(&to_a.id),
+        DELIVERY,
+    )
+    .await
+    .unwrap();
 
     for (node, peer) in [(&pair.a, &b_id), (&pair.b, &a_id)] {
         for path in [
