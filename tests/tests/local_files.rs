@@ -174,6 +174,20 @@ async fn the_token_and_the_secret_reach_no_log_response_or_other_file() {
     for file in files_under(&root) {
         let name = file.file_name().unwrap().to_string_lossy().into_owned();
         if allowed.contains(&name.as_str()) {
+            // The search itself works: the files that must hold them do.
+            let bytes = std::fs::read(&file).unwrap();
+            let held = if name == "settings.json" {
+                NEW_SECRET
+            } else if file.starts_with(root.join("a")) {
+                tokens[0].as_str()
+            } else {
+                tokens[1].as_str()
+            };
+            assert!(
+                contains(&bytes, held),
+                "{} lacks its secret",
+                file.display()
+            );
             continue;
         }
         let bytes = std::fs::read(&file).unwrap();
