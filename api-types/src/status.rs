@@ -91,6 +91,17 @@ pub enum WarningCode {
     /// colleague's (`peer_id`) at `addresses`. Links with a twinned colleague are
     /// refused, so messages for it wait instead of going to either twin.
     DuplicateIdentity,
+    /// The data directory's disk is full: nothing more is stored (messages from
+    /// colleagues wait on their computers, unacknowledged, and arrive once there is
+    /// space). Gone with the next write that succeeds.
+    DiskFull,
+    /// The database cannot be written for another reason of the disk (I/O error,
+    /// read-only file system, permissions); `message` has the system's words.
+    StorageError,
+    /// `settings.json` was edited by hand into something the node cannot use (not
+    /// JSON, a bad value, another node id): the node keeps the settings it had and does
+    /// not save over the file until it is fixed; `message` names the problem.
+    SettingsFile,
 }
 
 /// The answer to `POST /api/v1/identity/new`: this computer's new identity.

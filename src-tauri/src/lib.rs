@@ -53,13 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(reason) = reason {
                 eprintln!("{reason}");
             }
-            println!("lanchat {} is running headless.", env!("CARGO_PKG_VERSION"));
-            println!("Local API and UI: {}", node.url());
-            println!(
-                "Open in a browser on this machine: {}#token={}",
-                node.url(),
-                node.token()
-            );
+            print_headless_banner(&node);
             runtime.block_on(async {
                 shutdown.wait().await;
                 node.stop().await;
@@ -70,6 +64,27 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         // on this data directory.
         Mode::Window => window::run(runtime, config, shutdown, cli.hidden),
         Mode::Client => Ok(()),
+    }
+}
+
+/// What a headless start prints. The link with the token only when stdout is a
+/// terminal (a person reads it, as notebook servers do); a redirected stdout (a log
+/// file, the journal, a pipe) gets the address and where the token is, never the token.
+fn print_headless_banner(node: &node::Node) {
+    use std::io::IsTerminal;
+    println!("lanchat {} is running headless.", env!("CARGO_PKG_VERSION"));
+    println!("Local API and UI: {}", node.url());
+    if std::io::stdout().is_terminal() {
+        println!(
+            "Open in a browser on this machine: {}#token={}",
+            node.url(),
+            node.token()
+        );
+    } else {
+        println!(
+            "The API token is in {} (readable only by this user).",
+            node.data_dir().join(node::API_FILE).display()
+        );
     }
 }
 

@@ -3,6 +3,10 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // Whatever this process creates (database journals, temporary files, anything a
+    // library writes) is this user's alone, whatever umask it was started with; the
+    // data directory is also repaired at each start (`storage::data_dir`).
+    let _previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     lanchat::logging::init();
     let cli = lanchat::cli::Cli::parse();
     match lanchat::run(cli) {

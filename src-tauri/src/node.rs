@@ -176,6 +176,8 @@ impl Node {
             },
         );
         let stop = CancellationToken::new();
+        // Hand edits of settings.json are applied while the node runs.
+        tokio::spawn(Arc::clone(&live).watch_file(stop.clone()));
         let state = ApiState::new(
             local,
             token.clone(),

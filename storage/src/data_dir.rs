@@ -1,10 +1,14 @@
 //! The node's data directory: created private (0700) and locked for the lifetime of the
 //! node, because two nodes sharing one directory would corrupt each other's state and
 //! present the same node id twice on the LAN.
+//!
+//! Every open also *enforces* privacy: the directory is made 0700 and every regular file
+//! in it 0600 again, each repair logged with the path and the mode it had (a restored
+//! backup, a hand-copied file, a `chmod` by mistake all leave wider modes behind).
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rand::RngCore;
@@ -17,6 +21,8 @@ const TOKEN_FILE: &str = "api-token";
 pub const NODE_KEY_FILE: &str = "node-key";
 /// 256 bits: the token is the only thing between other local users and this node.
 const TOKEN_BYTES: usize = 32;
+/// The data directory's own mode: only this user may list or enter it.
+pub const DIR_MODE: u32 = 0o700;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataDirError {
@@ -51,11 +57,13 @@ impl DataDir {
                 path: path.to_path_buf(),
                 source,
             })?;
+        enforce_private(path)?;
         let lock_path = path.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(private_file::PRIVATE_MODE)
             .open(&lock_path)
             .map_err(|source| DataDirError::Lock {
                 path: lock_path.clone(),
@@ -152,10 +160,100 @@ impl DataDir {
     }
 }
 
+/// One file or directory whose mode was repaired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repaired {
+    pub path: PathBuf,
+    pub old_mode: u32,
+    pub new_mode: u32,
+}
+
+/// Makes `dir` 0700 and every regular file directly in it 0600, logging each repair.
+/// Symbolic links and subdirectories are left alone (the node creates neither; a link
+/// could point anywhere, and `chmod` would follow it). Returns what was repaired.
+pub fn enforce_private(dir: &Path) -> Result<Vec<Repaired>, DataDirError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DataDirError::Io { path, source }
+    };
+    let mut repaired = Vec::new();
+    let meta = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if meta.is_dir() {
+        repair(dir, &meta, DIR_MODE, &mut repaired).map_err(io_err(dir))?;
+    }
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            // Removed meanwhile (a temporary file of another writer): nothing to do.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(DataDirError::Io { path, source }),
+        };
+        if meta.is_file() {
+            repair(&path, &meta, private_file::PRIVATE_MODE, &mut repaired)
+                .map_err(io_err(&path))?;
+        }
+    }
+    Ok(repaired)
+}
+
+fn repair(
+    path: &Path,
+    meta: &fs::Metadata,
+    mode: u32,
+    repaired: &mut Vec<Repaired>,
+) -> io::Result<()> {
+    let old_mode = meta.mode() & 0o7777;
+    if old_mode == mode {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+    tracing::warn!(
+        path = %path.display(),
+        old_mode = format_args!("{old_mode:04o}"),
+        new_mode = format_args!("{mode:04o}"),
+        "repaired the permissions of a file in the data directory (only this user may read it)"
+    );
+    repaired.push(Repaired {
+        path: path.to_path_buf(),
+        old_mode,
+        new_mode: mode,
+    });
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn an_open_repairs_the_directory_and_every_file_in_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("data");
+        drop(DataDir::open(&path).unwrap());
+        for name in ["settings.json", "lanchat.db-wal", "anything"] {
+            fs::write(path.join(name), "x").unwrap();
+            fs::set_permissions(path.join(name), fs::Permissions::from_mode(0o644)).unwrap();
+        }
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        let repaired = enforce_private(&path).unwrap();
+        assert_eq!(repaired.len(), 4, "{repaired:?}");
+        assert!(repaired
+            .iter()
+            .any(|r| r.path == path && r.old_mode == 0o755));
+        fs::set_permissions(path.join("anything"), fs::Permissions::from_mode(0o666)).unwrap();
+        drop(DataDir::open(&path).unwrap());
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&path), 0o700);
+        for entry in fs::read_dir(&path).unwrap() {
+            assert_eq!(mode(&entry.unwrap().path()), 0o600);
+        }
+        assert!(
+            enforce_private(&path).unwrap().is_empty(),
+            "nothing left to repair"
+        );
+    }
 
     #[test]
     fn second_open_is_refused_while_locked() {

@@ -64,9 +64,27 @@ pub(crate) fn read_header(path: &Path) -> Result<Header, StoreError> {
 }
 
 /// Checks the header, opens the writer connection and migrates it.
+/// A new database file is created 0600 before SQLite opens it (SQLite would create it
+/// 0644 minus the umask), so its `-wal` and `-shm` files, which SQLite creates with the
+/// database file's mode whatever the umask, are private too.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(crate::private_file::PRIVATE_MODE)
+        .open(path)
+        .map(drop)
+        .map_err(|source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 pub(crate) fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     match read_header(path)? {
-        Header::Fresh => {}
+        Header::Fresh => create_private(path)?,
         Header::Sqlite {
             user_version,
             application_id,

@@ -1,8 +1,10 @@
 //! `settings.json` in the data directory.
 //!
-//! Read once at start; a file that cannot be read, parsed or validated stops the node
+//! Read at start; a file that cannot be read, parsed or validated stops the node
 //! with a message naming the problem and is never overwritten (it may hold an admin's
-//! hand edits and the shared secret). Written atomically with mode 0600.
+//! hand edits and the shared secret). Written atomically with mode 0600. While the node
+//! runs, the node re-reads it (`parse`) to pick up hand edits (src-tauri's
+//! `live_settings`).
 
 use std::fs;
 use std::io;
@@ -111,11 +113,13 @@ fn read_preseed(
     Ok(None)
 }
 
-pub fn save(dir: &DataDir, settings: &Settings) -> Result<(), SettingsFileError> {
+/// Writes the settings; returns the bytes written (what the file holds now).
+pub fn save(dir: &DataDir, settings: &Settings) -> Result<Vec<u8>, SettingsFileError> {
     save_to(&path(dir), settings)
 }
 
-fn parse(path: &Path, bytes: &[u8]) -> Result<Settings, SettingsFileError> {
+/// Parses and validates the content of a settings file found at `path`.
+pub fn parse(path: &Path, bytes: &[u8]) -> Result<Settings, SettingsFileError> {
     let doc: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| SettingsFileError::Corrupt {
             path: path.to_path_buf(),
@@ -127,7 +131,7 @@ fn parse(path: &Path, bytes: &[u8]) -> Result<Settings, SettingsFileError> {
     })
 }
 
-fn save_to(path: &Path, settings: &Settings) -> Result<(), SettingsFileError> {
+fn save_to(path: &Path, settings: &Settings) -> Result<Vec<u8>, SettingsFileError> {
     let mut bytes = serde_json::to_vec_pretty(settings).map_err(|e| SettingsFileError::Io {
         path: path.to_path_buf(),
         source: io::Error::other(e),
@@ -136,7 +140,8 @@ fn save_to(path: &Path, settings: &Settings) -> Result<(), SettingsFileError> {
     private_file::write_atomic(path, &bytes).map_err(|source| SettingsFileError::Io {
         path: path.to_path_buf(),
         source,
-    })
+    })?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

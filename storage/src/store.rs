@@ -12,6 +12,7 @@ use crate::blocks::{self, BlockList, NewlyBlocked};
 use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
 use crate::group_sync::RelayOutcome;
+use crate::health::{Health, WriteFault};
 use crate::identity_change::LocalChange;
 use crate::model::{
     AckedEnvelope, Conversation, Group, GroupAction, GroupDelivery, GroupEdit, GroupInvitation,
@@ -40,6 +41,7 @@ pub struct Store {
     writer: mpsc::Sender<Command>,
     readers: mpsc::Sender<ReadJob>,
     path: PathBuf,
+    health: Health,
 }
 
 impl Store {
@@ -52,7 +54,8 @@ impl Store {
     /// by a newer version, or that is not a lanchat database, is refused and left as it is.
     pub async fn open(path: &Path) -> StoreResult<Store> {
         let path = path.to_path_buf();
-        let (writer, ready) = writer::spawn(path.clone())?;
+        let health = Health::default();
+        let (writer, ready) = writer::spawn(path.clone(), health.clone())?;
         ready.await.map_err(|_| StoreError::Closed)??;
         let readers = readers::spawn(path.clone(), READERS).await?;
         tracing::info!(path = %path.display(), "store open");
@@ -60,11 +63,18 @@ impl Store {
             writer,
             readers,
             path,
+            health,
         })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether writes fail right now because of the disk (full, I/O error): set by the
+    /// first such failure, cleared by the next write that commits.
+    pub fn write_fault(&self) -> Option<WriteFault> {
+        self.health.current()
     }
 
     /// Commits what is queued and closes the writer. Other clones get `Closed` after.

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chat;
 use crate::database;
 use crate::error::{StoreError, StoreResult};
+use crate::health::{self, Health, WriteFaultKind};
 use crate::peers;
 use crate::rows::HlcColumn;
 use crate::search;
@@ -79,6 +80,10 @@ pub(crate) trait Job: Send {
     fn panicked(&mut self, reason: String);
     fn finish(self: Box<Self>, commit: Result<(), String>);
     fn durability(&self) -> Durability;
+    /// The job failed because the disk did (full, I/O error), not because of its input.
+    fn disk_fault(&self) -> Option<WriteFaultKind> {
+        None
+    }
 }
 
 pub(crate) struct WriteJob<R, F> {
@@ -140,6 +145,13 @@ where
     fn durability(&self) -> Durability {
         self.durability
     }
+
+    fn disk_fault(&self) -> Option<WriteFaultKind> {
+        match &self.result {
+            Some(Err(StoreError::Sqlite(e))) => health::classify(e),
+            _ => None,
+        }
+    }
 }
 
 pub(crate) enum Command {
@@ -150,12 +162,13 @@ pub(crate) enum Command {
 /// Starts the writer thread; `ready` says whether the database opened.
 pub(crate) fn spawn(
     path: PathBuf,
+    health: Health,
 ) -> StoreResult<(mpsc::Sender<Command>, oneshot::Receiver<StoreResult<()>>)> {
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
     let (ready_tx, ready_rx) = oneshot::channel();
     thread::Builder::new()
         .name("storage-writer".into())
-        .spawn(move || run(path, rx, ready_tx))
+        .spawn(move || run(path, rx, ready_tx, health))
         .map_err(|e| StoreError::Start(e.to_string()))?;
     Ok((tx, ready_rx))
 }
@@ -164,6 +177,7 @@ fn run(
     path: PathBuf,
     mut commands: mpsc::Receiver<Command>,
     ready: oneshot::Sender<StoreResult<()>>,
+    health: Health,
 ) {
     let opened = database::open_writer(&path).and_then(|conn| {
         let state = load_state(&conn)?;
@@ -194,7 +208,7 @@ fn run(
             }
         }
         if !batch.is_empty() {
-            commit_batch(&conn, &mut state, std::mem::take(&mut batch));
+            commit_batch(&conn, &mut state, std::mem::take(&mut batch), &health);
         }
         if closing.is_some() {
             break;
@@ -265,7 +279,24 @@ fn set_synchronous(conn: &Connection, durability: Durability) {
     }
 }
 
-fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn Job>>) {
+/// Remembers the first disk fault of a batch (for `Health`) and returns the error text.
+fn observe(fault: &mut Option<(WriteFaultKind, String)>, e: &rusqlite::Error) -> String {
+    let text = e.to_string();
+    if fault.is_none() {
+        *fault = health::classify(e).map(|kind| (kind, text.clone()));
+    }
+    text
+}
+
+fn commit_batch(
+    conn: &Connection,
+    state: &mut WriterState,
+    batch: Vec<Box<dyn Job>>,
+    health: &Health,
+) {
+    let mut fault: Option<(WriteFaultKind, String)> = None;
+    let changes_before = conn.total_changes();
+    let mut committed_ok = false;
     let durability = if batch
         .iter()
         .any(|j| j.durability() == Durability::BeforeAck)
@@ -280,7 +311,7 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     let mut done: Vec<Box<dyn Job>> = Vec::with_capacity(batch.len());
     let mut began = conn
         .execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string());
+        .map_err(|e| observe(&mut fault, &e));
     for mut job in batch {
         if let Err(reason) = &began {
             job.finish(Err(reason.clone()));
@@ -291,6 +322,9 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
             continue;
         }
         let ok = run_guarded(job.as_mut(), conn, state);
+        if let (None, Some(kind)) = (&fault, job.disk_fault()) {
+            fault = Some((kind, "a write failed".into()));
+        }
         if conn.is_autocommit() {
             // SQLite rolled the whole transaction back (disk full, I/O error): the
             // earlier jobs of this batch are gone too. Say so, and start afresh.
@@ -300,7 +334,7 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
             job.finish(Err(reason));
             began = conn
                 .execute_batch("BEGIN IMMEDIATE")
-                .map_err(|e| e.to_string());
+                .map_err(|e| observe(&mut fault, &e));
             continue;
         }
         let closed = if ok {
@@ -319,8 +353,11 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
     match began {
         Ok(()) => {
             let committed = search::index_new(conn)
-                .map_err(|e| format!("cannot index new messages: {e}"))
-                .and_then(|_| conn.execute_batch("COMMIT").map_err(|e| e.to_string()));
+                .map_err(|e| format!("cannot index new messages: {}", observe(&mut fault, &e)))
+                .and_then(|_| {
+                    conn.execute_batch("COMMIT")
+                        .map_err(|e| observe(&mut fault, &e))
+                });
             if let Err(reason) = &committed {
                 tracing::error!(reason, "commit failed");
                 if !conn.is_autocommit() {
@@ -328,12 +365,20 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: Vec<Box<dyn J
                 }
                 forget_uncommitted(conn, state);
             }
+            committed_ok = committed.is_ok();
             finish_all(done, committed);
         }
         Err(reason) => finish_all(done, Err(reason)),
     }
     if durability == Durability::BeforeAck {
         set_synchronous(conn, Durability::Normal);
+    }
+    match fault {
+        Some((kind, message)) => health.failed(kind, message),
+        // Only a commit that wrote something proves the disk takes writes again (one
+        // that changed nothing writes nothing, and succeeds on a full disk too).
+        None if committed_ok && conn.total_changes() > changes_before => health.recovered(),
+        None => {}
     }
 }
 
@@ -412,7 +457,7 @@ mod tests {
     #[tokio::test]
     async fn a_job_that_panics_is_an_error_to_its_caller_and_the_writer_goes_on() {
         let dir = tempfile::tempdir().unwrap();
-        let (writer, ready) = spawn(dir.path().join("lanchat.db")).unwrap();
+        let (writer, ready) = spawn(dir.path().join("lanchat.db"), Health::default()).unwrap();
         ready.await.unwrap().unwrap();
 
         write(&writer, |c, _| set_note(c, "before")).await.unwrap();
@@ -436,7 +481,7 @@ mod tests {
     #[tokio::test]
     async fn a_panic_fails_only_its_own_job_in_a_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let (writer, ready) = spawn(dir.path().join("lanchat.db")).unwrap();
+        let (writer, ready) = spawn(dir.path().join("lanchat.db"), Health::default()).unwrap();
         ready.await.unwrap().unwrap();
         write(&writer, |c, _| set_note(c, "table")).await.unwrap();
 

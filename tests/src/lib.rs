@@ -322,6 +322,12 @@ impl PairPlan {
         self.env(Side::A, key, value).env(Side::B, key, value)
     }
 
+    /// Where the node's data directory will be (created by `start`; a test may mount
+    /// something there first).
+    pub fn data_dir(&self, side: Side) -> PathBuf {
+        self.root.path().join(side.dir_name())
+    }
+
     /// The LAN port the node's transport will listen on.
     pub fn listen_port(&self, side: Side) -> anyhow::Result<u16> {
         self.settings[side.index()]["lan_mesh"]["listen_port"]

@@ -63,6 +63,13 @@ pub fn warning(lang: Language, w: &Warning) -> String {
                 &[("name", &name), ("offset", &offset_text)],
             )
         }
+        WarningCode::DiskFull => i18n::t(lang, "warning.disk_full"),
+        WarningCode::StorageError => {
+            i18n::tf(lang, "warning.storage_error", &[("reason", &w.message)])
+        }
+        WarningCode::SettingsFile => {
+            i18n::tf(lang, "warning.settings_file", &[("reason", &w.message)])
+        }
         WarningCode::DuplicateIdentity => {
             let address = w.address.clone().unwrap_or_default();
             if w.addresses.is_empty() {

@@ -4,7 +4,8 @@
 //! mesh runs as an open LAN or on a weak secret (`open_lan`, `weak_secret`) — for as
 //! long as that lasts, on every tab. On the computer that is a twin itself, the banner
 //! offers "new identity for this computer" (`POST /api/v1/identity/new`), confirmed
-//! first.
+//! first. A third banner says when the node cannot keep anything new (`disk_full`,
+//! `storage_error`) or a hand edit of `settings.json` cannot be used (`settings_file`).
 
 use std::time::Duration;
 
@@ -74,6 +75,7 @@ pub fn IdentityBanner() -> impl IntoView {
         </Show>
         <RenewOutcome outcome />
         {banner(&[WarningCode::OpenLan, WarningCode::WeakSecret], "identity-banner access-banner", "access-banner")}
+        {banner(&[WarningCode::DiskFull, WarningCode::StorageError, WarningCode::SettingsFile], "identity-banner storage-banner", "storage-banner")}
     }
 }
 

@@ -106,6 +106,10 @@ impl From<UpdateError> for ApiError {
     fn from(e: UpdateError) -> Self {
         match e {
             UpdateError::Invalid(field) => field.into(),
+            // Logged once by `LiveSettings`; the file is not saved over.
+            e @ UpdateError::HandEdited(_) => {
+                ApiError::new(StatusCode::CONFLICT, "settings_file_invalid", e.to_string())
+            }
             other => {
                 tracing::error!("settings update failed: {other}");
                 ApiError::internal(other.to_string())

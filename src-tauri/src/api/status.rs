@@ -30,6 +30,10 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
     if let Some(transport) = &snapshot.transport {
         warnings.extend(twin_warnings(&mesh.node_id, &transport.twins(), &peers));
     }
+    warnings.extend(local_file_warnings(
+        state.inner.store.write_fault(),
+        state.settings().file_problem(),
+    ));
     Json(Status {
         node_id: mesh.node_id.to_string(),
         display_name,
@@ -79,6 +83,43 @@ pub fn secret_warnings(mesh: &api_types::LanMeshSettings) -> Vec<Warning> {
         address: None,
         addresses: Vec::new(),
     }]
+}
+
+/// `disk_full` / `storage_error` while the database cannot be written, and
+/// `settings_file` while a hand edit of the settings file cannot be applied.
+pub fn local_file_warnings(
+    write_fault: Option<storage::WriteFault>,
+    settings_problem: Option<String>,
+) -> Vec<Warning> {
+    let plain = |code, message: String| Warning {
+        code,
+        message,
+        peer_id: None,
+        display_name: None,
+        offset_ms: None,
+        address: None,
+        addresses: Vec::new(),
+    };
+    let mut out = Vec::new();
+    if let Some(fault) = write_fault {
+        let code = match fault.kind {
+            storage::WriteFaultKind::DiskFull => WarningCode::DiskFull,
+            storage::WriteFaultKind::Io => WarningCode::StorageError,
+        };
+        out.push(plain(
+            code,
+            format!(
+                "The database cannot be written: {} ({}). Nothing new is stored; colleagues' \
+                 messages wait on their computers and arrive once it can be written again.",
+                storage::describe_write_fault(fault.kind),
+                fault.message
+            ),
+        ));
+    }
+    if let Some(problem) = settings_problem {
+        out.push(plain(WarningCode::SettingsFile, problem));
+    }
+    out
 }
 
 fn counters(s: DiscoveryStats) -> DiscoveryCounters {

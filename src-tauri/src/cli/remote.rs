@@ -55,11 +55,22 @@ impl ClientError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize)]
 struct ApiFile {
     url: String,
     token: String,
     pid: u32,
+}
+
+/// Never the token, even in a debug print.
+impl std::fmt::Debug for ApiFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiFile")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("pid", &self.pid)
+            .finish()
+    }
 }
 
 /// Runs one client command against the node of `data_dir`, printing to stdout.
