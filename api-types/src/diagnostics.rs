@@ -176,6 +176,7 @@ impl DiscoveryCounters {
             ("send_queue_full", self.send_queue_full),
             ("receive_queue_full", self.receive_queue_full),
             ("answers_dropped", self.answers_dropped),
+            ("sightings_evicted", self.sightings_evicted),
         ]
     }
 }
@@ -186,6 +187,8 @@ impl TransportCounters {
         vec![
             ("refused_address", self.refused_address),
             ("refused_capacity", self.refused_capacity),
+            ("refused_rate", self.refused_rate),
+            ("dials_deferred", self.dials_deferred),
             ("handshake_failed", self.handshake_failed),
             ("refused_blocked_peer", self.refused_blocked_peer),
             ("refused_key_mismatch", self.refused_key_mismatch),
@@ -198,6 +201,7 @@ impl TransportCounters {
             ("envelopes_dropped", self.envelopes_dropped),
             ("envelopes_rejected", self.envelopes_rejected),
             ("envelopes_forged", self.envelopes_forged),
+            ("envelopes_over_quota", self.envelopes_over_quota),
         ]
     }
 }
@@ -235,6 +239,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), drops.len());
-        assert_eq!(TransportCounters::default().drops().len(), 14);
+        assert_eq!(TransportCounters::default().drops().len(), 17);
     }
 }

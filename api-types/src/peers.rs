@@ -98,6 +98,12 @@ pub struct DiscoveryCounters {
     #[serde(default)]
     pub answers_dropped: u64,
     pub peers_online: u64,
+    /// Peers heard but never proven on a link, held in memory only (bounded).
+    #[serde(default)]
+    pub sightings: u64,
+    /// Such sightings dropped, least recently heard first, for newer ones.
+    #[serde(default)]
+    pub sightings_evicted: u64,
 }
 
 /// The transport's counters: links, refusals per reason, frames.
@@ -109,6 +115,13 @@ pub struct TransportCounters {
     pub links_closed: u64,
     pub refused_address: u64,
     pub refused_capacity: u64,
+    /// Connections refused before the handshake: their IP started handshakes faster
+    /// than the per-source rate.
+    #[serde(default)]
+    pub refused_rate: u64,
+    /// Dials not started because the cap on dials under way was reached.
+    #[serde(default)]
+    pub dials_deferred: u64,
     pub handshake_failed: u64,
     pub refused_blocked_peer: u64,
     pub refused_key_mismatch: u64,
@@ -136,4 +149,8 @@ pub struct TransportCounters {
     /// sign, a change its signer may not make, a known message id with other content).
     #[serde(default)]
     pub envelopes_forged: u64,
+    /// Envelopes left unanswered because their sender is over a quota (new groups and
+    /// invitations it may bring here per hour); it resends later.
+    #[serde(default)]
+    pub envelopes_over_quota: u64,
 }

@@ -16,6 +16,7 @@ pub mod discovery;
 pub mod envelope;
 pub mod links;
 pub mod ports;
+pub mod rate_limit;
 pub mod secret;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

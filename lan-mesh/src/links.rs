@@ -45,6 +45,9 @@ pub trait Links: Send + Sync {
     /// author did not sign them, changes their signer may not make, a known message id
     /// with other content (diagnostics' `envelopes_forged`).
     fn count_envelope_forged(&self, count: u64);
+    /// Counts an inbound envelope left unanswered because its sender is over a
+    /// per-peer quota (diagnostics' `envelopes_over_quota`).
+    fn count_envelope_over_quota(&self);
 }
 
 impl Links for Transport {
@@ -74,5 +77,9 @@ impl Links for Transport {
 
     fn count_envelope_forged(&self, count: u64) {
         Transport::count_envelope_forged(self, count);
+    }
+
+    fn count_envelope_over_quota(&self) {
+        Transport::count_envelope_over_quota(self);
     }
 }

@@ -511,12 +511,26 @@ async fn cancelling_the_token_says_goodbye_and_remembered_peers_survive_a_restar
     let b = Discovery::start(long_ttl.clone(), env).await.unwrap();
     wait_until("b sees a", || sees_online(&b, 1)).await;
     wait_until("a sees b", || sees_online(&a, 2)).await;
+    // A third node b only sees in discovery, never on a link: not worth remembering.
+    let b_addr = b.local_addr().await.unwrap();
+    let (c, _) = start(config(3, "s", &[b_addr])).await;
+    wait_until("b sees c", || sees_online(&b, 3)).await;
+    // a is proven on a link (the transport tells discovery so): remembered at once.
+    b.confirm(node_id(1));
+    wait_until("a persisted", || async {
+        store.snapshot().iter().any(|p| p.node_id == node_id(1))
+    })
+    .await;
 
     cancel.cancel();
     wait_until("a got b's goodbye", || async { !sees_online(&a, 2).await }).await;
     wait_until("b stopped", || async { b.is_stopped() }).await;
     let saved = store.snapshot();
     assert!(saved.iter().any(|p| p.node_id == node_id(1)), "{saved:?}");
+    assert!(
+        !saved.iter().any(|p| p.node_id == node_id(3)),
+        "a mere sighting is not persisted: {saved:?}"
+    );
 
     // Restart with the same store and no way to reach a: a is listed, offline.
     let env = DiscoveryEnv {
@@ -530,7 +544,9 @@ async fn cancelling_the_token_says_goodbye_and_remembered_peers_survive_a_restar
     assert!(!remembered.online);
     assert_eq!(remembered.display_name, "node 1");
     assert_ne!(b2.instance_id(), b.instance_id());
+    assert!(peer(&b2, 3).await.is_none());
     b2.shutdown().await;
+    c.shutdown().await;
     a.shutdown().await;
 }
 

@@ -21,6 +21,7 @@
 
 mod addresses;
 mod clock;
+mod quotas;
 mod receipts;
 mod reconcile;
 mod sync;
@@ -253,6 +254,8 @@ struct Worker {
     sync: Arc<sync::Syncer>,
     /// Every task started besides the two loops; joined at stop.
     tasks: tasks::OwnedTasks,
+    /// What each peer may make this node store unasked (see `quotas`).
+    quotas: quotas::PeerQuotas,
 }
 
 /// Starts the delivery task; it ends when `cancel` fires.
@@ -298,6 +301,7 @@ pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
         delivered: Mutex::new(RecentlyDelivered::default()),
         sync: syncer,
         tasks: tasks.clone(),
+        quotas: quotas::PeerQuotas::default(),
     });
     tokio::spawn(async move {
         run(
@@ -582,6 +586,14 @@ impl Worker {
             InboundEffect::GroupUpsert(state) => Some(state.global_group_id),
             _ => None,
         };
+        if let Some(group) = upserted {
+            if !self.may_bring_group(&peer, group).await {
+                // Unanswered: the sender's outbox resends it once the quota refills.
+                self.transport.count_envelope_over_quota();
+                tracing::debug!(%peer, %group, "a new group over the peer's quota: not stored yet");
+                return;
+            }
+        }
         match self.store.apply_inbound(arrival, effect).await {
             Ok(outcome) => {
                 self.reply(
@@ -638,6 +650,20 @@ impl Worker {
                 // Not stored: no ack, the sender resends.
                 tracing::warn!(%peer, "cannot store an inbound envelope: {e}");
             }
+        }
+    }
+
+    /// Whether `peer` may make this node store `group`: a group joined here always; any
+    /// other (a new group, an invitation, a change to one held as an invitation) within
+    /// the peer's quota.
+    async fn may_bring_group(&self, peer: &NodeId, group: GlobalGroupId) -> bool {
+        match self.store.group(group).await {
+            Ok(Some(_)) => true,
+            // A store error is the store's to report when the upsert is applied.
+            Err(_) => true,
+            Ok(None) => self
+                .quotas
+                .allow_new_group(peer, tokio::time::Instant::now().into_std()),
         }
     }
 

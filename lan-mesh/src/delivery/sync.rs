@@ -38,6 +38,10 @@ const ENVELOPE_BUDGET: usize = 96 * 1024;
 const WANT_CHUNK: usize = 2048;
 /// Ids read from the store per relay query.
 const RELAY_READ: usize = 512;
+/// What one sync request may make this node read and send: 4096 wanted ids of up to
+/// 64 KiB each would be 256 MiB for the price of one small envelope. Past this the
+/// answer stops; the asker's next round (or next catch-up) asks for the rest.
+pub const MAX_RELAY_BYTES_PER_REQUEST: usize = 4 * 1024 * 1024;
 /// A session (group, peer) with no sync message either way for this long is over; a
 /// trigger during a session is remembered and run after it, not alongside it.
 const SESSION_QUIET: Duration = Duration::from_secs(2);
@@ -427,7 +431,8 @@ impl Syncer {
         ids.retain(|id| seen.insert(*id));
         let mut batch: Vec<RelayedPayload> = Vec::new();
         let mut bytes = 0;
-        for chunk in ids.chunks(RELAY_READ) {
+        let mut served = 0;
+        'read: for chunk in ids.chunks(RELAY_READ) {
             let messages = match self
                 .store
                 .group_messages_for_relay(group, chunk.to_vec())
@@ -442,6 +447,11 @@ impl Syncer {
             for message in &messages {
                 let item = RelayedPayload::from_message(message);
                 let size = serde_json::to_vec(&item).map(|v| v.len() + 1).unwrap_or(0);
+                served += size;
+                if served > MAX_RELAY_BYTES_PER_REQUEST {
+                    tracing::debug!(%peer, %group, "sync answer cut at its byte budget");
+                    break 'read;
+                }
                 if !batch.is_empty()
                     && (bytes + size > ENVELOPE_BUDGET || batch.len() >= MAX_RELAY_MESSAGES)
                 {

@@ -923,3 +923,77 @@ async fn forged_group_changes_are_rejected_counted_and_change_nothing() {
     assert_eq!(held.name(), "team");
     assert_eq!(net.refusals(&b.id).forged, forgeries.len() as u64);
 }
+
+/// A linked insider invents groups with this node as a member. The first 32 are stored
+/// (an owner setting up a team's groups in one sitting); past the quota an upsert is
+/// left unanswered and counted, so nothing more is stored, and an honest sender's
+/// resend lands once the quota has refilled (one a minute). Groups already joined
+/// are never held back.
+#[tokio::test(start_paused = true)]
+async fn new_groups_past_a_peers_quota_wait_unanswered() {
+    let (net, clock) = setup();
+    let b = Engine::start(&net, node_id(2), &clock);
+    let mut mallory = ScriptedPeer::join(&net, node_id(3));
+    link(&net, &mallory.id, &b.id).await;
+    let made_up = |n: u128| {
+        let id = GlobalGroupId::from_ulid(ulid::Ulid::from_parts(START_MS as u64, 1000 + n));
+        let stamp = Stamp {
+            hlc: Hlc::from_wall_ms(START_MS as u64).raw() + 1,
+            editor: mallory.id.clone(),
+        };
+        let mut state = GroupState::create(id, &stamp, &format!("group {n}"), "", &[b.id.clone()]);
+        state.sign_own(&mallory.keys);
+        state
+    };
+    let groups: Vec<GroupState> = (0..40).map(made_up).collect();
+    for (n, state) in groups.iter().enumerate() {
+        mallory.send_envelope(
+            &b.id,
+            &upsert_envelope(&mallory.id, &b.id, state, n as u128),
+        );
+    }
+    run_for(SECOND).await;
+    let answered = |frames: Vec<(NodeId, Frame)>| {
+        frames
+            .into_iter()
+            .filter(|(_, f)| matches!(f, Frame::Ack(_)))
+            .count()
+    };
+    assert_eq!(answered(mallory.frames_now()), 32);
+    let held = |g: &GroupState| {
+        b.store.group_state(g.global_group_id).is_some()
+            || b.store.invitation(g.global_group_id).is_some()
+    };
+    assert_eq!(groups.iter().filter(|g| held(g)).count(), 32);
+    assert_eq!(net.refusals(&b.id).over_quota, 8);
+
+    // A change to a group already joined is not held back by the quota.
+    let joined = groups
+        .iter()
+        .find(|g| b.store.group_state(g.global_group_id).is_some())
+        .expect("auto-accept joins the groups");
+    let mut renamed = joined.clone();
+    let stamp = Stamp {
+        hlc: Hlc::from_wall_ms(START_MS as u64).raw() + 2,
+        editor: mallory.id.clone(),
+    };
+    renamed.set_name("renamed", &stamp);
+    renamed.sign_own(&mallory.keys);
+    mallory.send_envelope(&b.id, &upsert_envelope(&mallory.id, &b.id, &renamed, 500));
+    run_for(SECOND).await;
+    assert_eq!(answered(mallory.frames_now()), 1);
+    assert_eq!(
+        b.store
+            .group_state(joined.global_group_id)
+            .map(|g| g.name().to_string()),
+        Some("renamed".to_string())
+    );
+
+    // A minute later one more fits: the resend of a held-back upsert is stored.
+    run_for(Duration::from_secs(61)).await;
+    mallory.send_envelope(&b.id, &upsert_envelope(&mallory.id, &b.id, &groups[39], 39));
+    run_for(SECOND).await;
+    assert_eq!(answered(mallory.frames_now()), 1);
+    assert!(held(&groups[39]));
+    assert_eq!(net.refusals(&b.id).over_quota, 8);
+}

@@ -17,8 +17,8 @@ use serde::Serialize;
 
 use super::auth::DiscoveryKey;
 use super::packet::{DecodeError, Packet};
-use super::rate_limit::SourceRateLimit;
 use super::replay::{ReplayGuard, ReplayVerdict};
+use crate::rate_limit::SourceRateLimit;
 
 /// Why a datagram was dropped. Each has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -316,6 +316,12 @@ impl ReceiveFilter {
         self.replay.forget(sender);
     }
 
+    /// Keeps a sender proven on a link out of replay state's eviction order, so ids
+    /// made up by an insider cannot push it out (see `ReplayGuard::protect`).
+    pub fn protect_sender(&mut self, sender: &NodeId) {
+        self.replay.protect(sender);
+    }
+
     pub fn set_config(&mut self, config: FilterConfig) {
         self.config = config;
         self.warnings.clear();
@@ -515,10 +521,7 @@ mod tests {
             let _ = f.accept(b"junk", src("10.0.0.7"), t);
         }
         let c = f.counters();
-        assert_eq!(
-            c.malformed,
-            crate::discovery::rate_limit::INBOUND_BURST as u64
-        );
+        assert_eq!(c.malformed, crate::rate_limit::INBOUND_BURST as u64);
         assert_eq!(c.rate_limited, 200 - c.malformed);
         // Another source is unaffected.
         let ok = packet_from(2, 9).encode(None).unwrap();

@@ -1,7 +1,7 @@
 //! The discovery plane: nodes find each other by signed UDP broadcast and probes.
 //!
 //! Pure core — [`packet`] (codec), [`auth`] (HMAC key), [`replay`] (per-sender
-//! sequence windows; no clock comparisons), [`rate_limit`], [`filter`] (receive filter
+//! sequence windows; no clock comparisons), [`rate_limit`](crate::rate_limit), [`filter`] (receive filter
 //! and drop counters), [`registry`] (peer state machine, clock offsets), [`targets`]
 //! (broadcast addresses and the probe sweep) — and a thin I/O shell: [`socket`], the
 //! [`datagrams`] pumps (one task receiving, one sending) and the [`runtime`] actor behind
@@ -53,7 +53,6 @@ pub mod config;
 pub mod datagrams;
 pub mod filter;
 pub mod packet;
-pub mod rate_limit;
 pub mod registry;
 pub mod replay;
 pub mod runtime;

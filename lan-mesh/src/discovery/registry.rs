@@ -2,7 +2,7 @@
 //! machine: every input carries `now`, every change comes back as `PeerEvent`s, and the
 //! runtime decides what to do with them (publish, persist, answer).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -119,6 +119,9 @@ pub enum OfflineReason {
     Expired,
     /// A settings change (subnets, secret) put it out of reach.
     Excluded,
+    /// A sighting never proven on a link, dropped to make room for a newer one
+    /// (see [`MAX_SIGHTINGS`]).
+    Evicted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,19 +162,106 @@ struct Entry {
     offsets: OffsetSamples,
 }
 
+/// Peers heard in discovery but never proven on a link (nor remembered from an earlier
+/// run) that are kept at once. A discovery tag proves only the secret, so anyone with it
+/// — anyone at all on an open LAN — can announce fresh ids; they live here, in memory
+/// only, and the least recently heard is dropped for a newcomer. Four times a large
+/// office segment (256 desktops), so no real colleague is ever pushed out by another.
+pub const MAX_SIGHTINGS: usize = 1024;
+
 #[derive(Debug)]
 pub struct PeerRegistry {
     ttl: Duration,
     peers: HashMap<NodeId, Entry>,
     blocked: HashSet<NodeId>,
+    /// Ids proven on a link, or remembered from an earlier run (which only linked
+    /// peers reach): the peers worth persisting, never evicted.
+    confirmed: HashSet<NodeId>,
+    /// The online entries not in `confirmed`, by when they were last heard: the
+    /// eviction order, O(log n) per packet.
+    sightings: BTreeSet<(Instant, NodeId)>,
+    max_sightings: usize,
+    evicted: u64,
 }
 
 impl PeerRegistry {
     pub fn new(ttl: Duration) -> Self {
+        Self::with_capacity(ttl, MAX_SIGHTINGS)
+    }
+
+    /// A registry keeping at most `max_sightings` unconfirmed peers (tests use small
+    /// ones).
+    pub fn with_capacity(ttl: Duration, max_sightings: usize) -> Self {
         PeerRegistry {
             ttl,
             peers: HashMap::new(),
             blocked: HashSet::new(),
+            confirmed: HashSet::new(),
+            sightings: BTreeSet::new(),
+            max_sightings: max_sightings.max(1),
+            evicted: 0,
+        }
+    }
+
+    /// Whether `id` was proven on a link or remembered: only those are persisted.
+    pub fn is_confirmed(&self, id: &NodeId) -> bool {
+        self.confirmed.contains(id)
+    }
+
+    /// Sightings dropped for newer ones since the start.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Unconfirmed peers held now (at most [`MAX_SIGHTINGS`]).
+    pub fn sightings(&self) -> usize {
+        self.sightings.len()
+    }
+
+    /// Marks `id` as proven on a link: from now on it is persisted and never evicted.
+    /// Returns its current record when it is listed and was not confirmed yet, for the
+    /// caller to persist.
+    pub fn confirm(&mut self, id: &NodeId) -> Option<Peer> {
+        if self.blocked.contains(id) || !self.confirmed.insert(id.clone()) {
+            return None;
+        }
+        let entry = self.peers.get(id)?;
+        if let Some(heard) = entry.last_heard {
+            self.sightings.remove(&(heard, id.clone()));
+        }
+        Some(entry.peer.clone())
+    }
+
+    /// Makes room for one more sighting: drops the least recently heard one.
+    fn evict_for_newcomer(&mut self) -> Vec<PeerEvent> {
+        let mut events = Vec::new();
+        while self.sightings.len() >= self.max_sightings {
+            let Some((_, id)) = self.sightings.pop_first() else {
+                break;
+            };
+            if let Some(mut entry) = self.peers.remove(&id) {
+                self.evicted += 1;
+                entry.peer.online = false;
+                events.push(PeerEvent::Offline {
+                    peer: entry.peer,
+                    reason: OfflineReason::Evicted,
+                });
+            }
+        }
+        events
+    }
+
+    /// After `id` went offline: a peer never proven on a link is not kept (unless it
+    /// is blocked, to be listed as such).
+    fn drop_if_unconfirmed(&mut self, id: &NodeId, heard: Option<Instant>) {
+        if self.confirmed.contains(id) {
+            return;
+        }
+        if let Some(heard) = heard {
+            self.sightings.remove(&(heard, id.clone()));
+        }
+        if !self.blocked.contains(id) {
+            self.peers.remove(id);
         }
     }
 
@@ -185,6 +275,7 @@ impl PeerRegistry {
         for mut peer in peers {
             peer.online = false;
             peer.blocked = self.blocked.contains(&peer.node_id);
+            self.confirmed.insert(peer.node_id.clone());
             self.peers.entry(peer.node_id.clone()).or_insert(Entry {
                 peer,
                 last_heard: None,
@@ -211,11 +302,23 @@ impl PeerRegistry {
         if packet.kind == PacketKind::Goodbye {
             return self.goodbye(packet);
         }
+        let confirmed = self.confirmed.contains(id);
+        let mut evicted = Vec::new();
+        let heard_before = self.peers.get(id).is_some_and(|e| e.last_heard.is_some());
+        if !confirmed && !heard_before {
+            evicted = self.evict_for_newcomer();
+        }
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
             offsets: OffsetSamples::default(),
         });
+        if !confirmed {
+            if let Some(heard) = entry.last_heard {
+                self.sightings.remove(&(heard, id.clone()));
+            }
+            self.sightings.insert((now, id.clone()));
+        }
         let restarted = entry
             .peer
             .instance_id
@@ -257,15 +360,14 @@ impl PeerRegistry {
         entry.last_heard = Some(now);
         let snapshot = peer.clone();
         if !was_online {
-            vec![PeerEvent::Online(snapshot)]
+            evicted.push(PeerEvent::Online(snapshot));
         } else if changes.any() {
-            vec![PeerEvent::Updated {
+            evicted.push(PeerEvent::Updated {
                 peer: snapshot,
                 changes,
-            }]
-        } else {
-            Vec::new()
+            });
         }
+        evicted
     }
 
     fn goodbye(&mut self, packet: &Packet) -> Vec<PeerEvent> {
@@ -277,29 +379,35 @@ impl PeerRegistry {
             return Vec::new();
         }
         entry.peer.online = false;
-        entry.last_heard = None;
-        vec![PeerEvent::Offline {
+        let heard = entry.last_heard.take();
+        let event = PeerEvent::Offline {
             peer: entry.peer.clone(),
             reason: OfflineReason::Goodbye,
-        }]
+        };
+        self.drop_if_unconfirmed(&packet.node_id, heard);
+        vec![event]
     }
 
     /// Takes offline every peer not heard from for the TTL.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerEvent> {
         let ttl = self.ttl;
         let mut events = Vec::new();
+        let mut gone = Vec::new();
         for entry in self.peers.values_mut() {
             let due = entry
                 .last_heard
                 .is_some_and(|t| now.saturating_duration_since(t) >= ttl);
             if entry.peer.online && due {
                 entry.peer.online = false;
-                entry.last_heard = None;
+                gone.push((entry.peer.node_id.clone(), entry.last_heard.take()));
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Expired,
                 });
             }
+        }
+        for (id, heard) in gone {
+            self.drop_if_unconfirmed(&id, heard);
         }
         events
     }
@@ -317,15 +425,19 @@ impl PeerRegistry {
     /// Takes offline the online peers whose address `still_reachable` rejects.
     pub fn exclude(&mut self, still_reachable: impl Fn(&Peer) -> bool) -> Vec<PeerEvent> {
         let mut events = Vec::new();
+        let mut gone = Vec::new();
         for entry in self.peers.values_mut() {
             if entry.peer.online && !still_reachable(&entry.peer) {
                 entry.peer.online = false;
-                entry.last_heard = None;
+                gone.push((entry.peer.node_id.clone(), entry.last_heard.take()));
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Excluded,
                 });
             }
+        }
+        for (id, heard) in gone {
+            self.drop_if_unconfirmed(&id, heard);
         }
         events
     }
@@ -337,7 +449,9 @@ impl PeerRegistry {
         if let Some(entry) = self.peers.get_mut(id) {
             entry.peer.online = false;
             entry.peer.blocked = true;
-            entry.last_heard = None;
+            if let Some(heard) = entry.last_heard.take() {
+                self.sightings.remove(&(heard, id.clone()));
+            }
         }
         vec![PeerEvent::Blocked(id.clone())]
     }
@@ -369,8 +483,14 @@ impl PeerRegistry {
     }
 
     pub fn forget(&mut self, id: &NodeId) -> Vec<PeerEvent> {
+        self.confirmed.remove(id);
         match self.peers.remove(id) {
-            Some(_) => vec![PeerEvent::Forgotten(id.clone())],
+            Some(entry) => {
+                if let Some(heard) = entry.last_heard {
+                    self.sightings.remove(&(heard, id.clone()));
+                }
+                vec![PeerEvent::Forgotten(id.clone())]
+            }
             None => Vec::new(),
         }
     }
@@ -643,6 +763,87 @@ mod tests {
         );
     }
 
+    #[test]
+    fn sightings_are_bounded_and_the_least_recently_heard_goes_first() {
+        let mut reg = PeerRegistry::with_capacity(TTL, 3);
+        let t0 = Instant::now();
+        let see = |reg: &mut PeerRegistry, n: u128, at_s: u64| {
+            let p = pkt(PacketKind::Heartbeat, n, 1, at_s);
+            reg.observe(
+                &p,
+                addr("10.0.0.9:19124"),
+                t0 + Duration::from_secs(at_s),
+                p.ts,
+            )
+        };
+        for n in 1..=3 {
+            see(&mut reg, n, n as u64);
+        }
+        // Node 1 is heard again: node 2 is now the least recently heard.
+        assert!(see(&mut reg, 1, 4).is_empty());
+        let ev = see(&mut reg, 4, 5);
+        assert!(
+            matches!(&ev[..], [PeerEvent::Offline { reason: OfflineReason::Evicted, peer }, PeerEvent::Online(new)]
+                if peer.node_id == node(2) && new.node_id == node(4)),
+            "{ev:?}"
+        );
+        assert!(
+            reg.get(&node(2)).is_none(),
+            "an evicted sighting is not listed"
+        );
+        assert_eq!((reg.sightings(), reg.evicted()), (3, 1));
+    }
+
+    #[test]
+    fn confirmed_peers_are_never_evicted_and_do_not_count_as_sightings() {
+        let mut reg = PeerRegistry::with_capacity(TTL, 2);
+        let t0 = Instant::now();
+        let see = |reg: &mut PeerRegistry, n: u128, at_s: u64| {
+            let p = pkt(PacketKind::Heartbeat, n, 1, at_s);
+            reg.observe(
+                &p,
+                addr("10.0.0.9:19124"),
+                t0 + Duration::from_secs(at_s),
+                p.ts,
+            )
+        };
+        see(&mut reg, 1, 0);
+        assert!(reg.confirm(&node(1)).is_some_and(|p| p.node_id == node(1)));
+        assert!(reg.confirm(&node(1)).is_none(), "confirmed once");
+        assert!(reg.is_confirmed(&node(1)));
+        for n in 2..50 {
+            see(&mut reg, n, n as u64);
+        }
+        assert!(reg.get(&node(1)).is_some_and(|p| p.online));
+        assert_eq!(reg.sightings(), 2);
+        assert_eq!(reg.evicted(), 46);
+        // A confirmed peer heard again does not enter the eviction order either.
+        see(&mut reg, 1, 60);
+        assert_eq!(reg.sightings(), 2);
+    }
+
+    #[test]
+    fn an_unconfirmed_peer_is_dropped_when_it_goes_offline_a_confirmed_one_is_kept() {
+        let mut f = Fixture::new();
+        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
+        f.see(&pkt(PacketKind::Hello, 3, 1, 10), "10.0.0.3:19124", 0);
+        f.see(&pkt(PacketKind::Hello, 4, 1, 10), "10.0.0.4:19124", 0);
+        f.reg.confirm(&node(2));
+        assert_eq!(f.expire(TTL.as_secs()).len(), 3);
+        assert!(f.reg.get(&node(2)).is_some_and(|p| !p.online));
+        assert!(f.reg.get(&node(3)).is_none());
+        assert_eq!(f.reg.sightings(), 0);
+        // A goodbye drops an unconfirmed peer as well.
+        f.see(&pkt(PacketKind::Hello, 4, 2, 20), "10.0.0.4:19124", 50);
+        f.see(&pkt(PacketKind::Goodbye, 4, 2, 21), "10.0.0.4:19124", 51);
+        assert!(f.reg.get(&node(4)).is_none());
+        // Forgetting unconfirms: the next sighting is a sighting again.
+        f.reg.forget(&node(2));
+        f.see(&pkt(PacketKind::Hello, 2, 2, 30), "10.0.0.2:19124", 60);
+        assert!(!f.reg.is_confirmed(&node(2)));
+        assert_eq!(f.reg.sightings(), 1);
+    }
+
     proptest! {
         /// Under any sequence of packets and clock steps: blocked peers never come
         /// online, Online/Offline alternate per peer, and `online` matches the events.
@@ -650,7 +851,7 @@ mod tests {
         fn transitions_stay_consistent(
             steps in prop::collection::vec((0u8..6, 0u128..4, 0u64..3, 0u64..30), 1..200)
         ) {
-            let mut reg = PeerRegistry::new(TTL);
+            let mut reg = PeerRegistry::with_capacity(TTL, 3);
             let t0 = Instant::now();
             let mut now = t0;
             let mut online: HashMap<NodeId, bool> = HashMap::new();
@@ -679,6 +880,7 @@ mod tests {
                         _ => {}
                     }
                 }
+                prop_assert!(reg.sightings() <= 3);
                 for p in reg.peers() {
                     prop_assert_eq!(p.online, online.get(&p.node_id).copied().unwrap_or(false));
                     prop_assert!(!(p.online && p.blocked));

@@ -13,8 +13,11 @@
 //!   straggler or a replay of the sender's previous run;
 //! - a packet of a new instance starts a fresh window: the sender restarted.
 //!
-//! Memory is bounded: at most [`DEFAULT_SENDER_CAPACITY`] senders, the least recently
-//! heard evicted first (an O(log n) index keeps that cheap). What this cannot know is a
+//! Memory is bounded: at most [`DEFAULT_SENDER_CAPACITY`] unproven senders, the least
+//! recently heard evicted first (an O(log n) index keeps that cheap). Senders proven on
+//! a link are *protected*: they leave the eviction order, so an insider announcing
+//! thousands of made-up ids cannot evict a colleague's state and replay its packets.
+//! They are as many as the node has linked peers. What this cannot know is a
 //! sender it has no state for — the first packet after our own start, or after the
 //! sender was evicted — so one captured packet can be replayed once then; the registry
 //! ignores packets older than what it already heard from the peer, and the link
@@ -23,7 +26,7 @@
 //! Senders of an older version carry no sequence number; their timestamp (milliseconds,
 //! monotonic in practice within a run) stands in for it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use api_types::NodeId;
 
@@ -58,7 +61,10 @@ struct SenderState {
 pub struct ReplayGuard {
     capacity: usize,
     senders: HashMap<NodeId, SenderState>,
+    /// Unprotected senders by last use: the eviction order.
     by_touch: BTreeSet<(u64, NodeId)>,
+    /// Senders proven on a link: never evicted.
+    protected: HashSet<NodeId>,
     clock: u64,
 }
 
@@ -74,6 +80,7 @@ impl ReplayGuard {
             capacity: capacity.max(1),
             senders: HashMap::new(),
             by_touch: BTreeSet::new(),
+            protected: HashSet::new(),
             clock: 0,
         }
     }
@@ -118,20 +125,32 @@ impl ReplayGuard {
             ReplayVerdict::Fresh
         };
         let before = std::mem::replace(&mut state.touched, touched);
-        self.by_touch.remove(&(before, sender.clone()));
-        self.by_touch.insert((touched, sender.clone()));
+        if !self.protected.contains(sender) {
+            self.by_touch.remove(&(before, sender.clone()));
+            self.by_touch.insert((touched, sender.clone()));
+        }
         verdict
     }
 
     /// Forgets a sender (e.g. after it was forgotten or blocked by the user).
     pub fn forget(&mut self, sender: &NodeId) {
+        self.protected.remove(sender);
         if let Some(state) = self.senders.remove(sender) {
             self.by_touch.remove(&(state.touched, sender.clone()));
         }
     }
 
+    /// Takes `sender` out of the eviction order for good (it proved itself on a link).
+    pub fn protect(&mut self, sender: &NodeId) {
+        if self.protected.insert(sender.clone()) {
+            if let Some(state) = self.senders.get(sender) {
+                self.by_touch.remove(&(state.touched, sender.clone()));
+            }
+        }
+    }
+
     fn insert(&mut self, sender: &NodeId, instance: InstanceId, seq: u64, touched: u64) {
-        if self.senders.len() >= self.capacity {
+        if !self.protected.contains(sender) && self.by_touch.len() >= self.capacity {
             if let Some((_, oldest)) = self.by_touch.pop_first() {
                 self.senders.remove(&oldest);
             }
@@ -147,7 +166,9 @@ impl ReplayGuard {
                 touched,
             },
         );
-        self.by_touch.insert((touched, sender.clone()));
+        if !self.protected.contains(sender) {
+            self.by_touch.insert((touched, sender.clone()));
+        }
     }
 }
 

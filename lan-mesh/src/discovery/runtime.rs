@@ -25,13 +25,13 @@ use super::config::{BroadcastMode, ConfigError, DiscoveryConfig, NetworkSource};
 use super::datagrams::{self, Inbound, Outbound, PumpCounters, RECEIVE_QUEUE, SEND_QUEUE};
 use super::filter::{DropCounters, DropReason, FilterConfig, ReceiveFilter};
 use super::packet::{InstanceId, Nonce, Packet, PacketKind};
-use super::rate_limit::AnswerLimit;
 use super::registry::{Peer, PeerEvent, PeerRegistry};
 use super::replay::ReplayGuard;
 use super::socket::bind_discovery_socket;
 use super::store::{MemoryPeerStore, PeerStore};
 use super::targets::{self, LocalNetwork, ProbeSweep};
 use super::twins::{TwinSighting, TwinWatch};
+use crate::rate_limit::AnswerLimit;
 
 /// Broadcast is lossy (Wi-Fi drops multicast/broadcast first, and a switch port may
 /// still be coming up at boot), so `hello` is repeated: four tries in three seconds
@@ -100,6 +100,11 @@ pub struct DiscoveryStats {
     /// Answers not scheduled because too many were already waiting.
     pub answers_dropped: u64,
     pub peers_online: usize,
+    /// Peers heard but never proven on a link, held in memory only (at most
+    /// [`MAX_SIGHTINGS`](super::registry::MAX_SIGHTINGS)).
+    pub sightings: usize,
+    /// Such sightings dropped, least recently heard first, to make room for newer ones.
+    pub sightings_evicted: u64,
 }
 
 /// What the runtime needs from its surroundings; tests replace the clock, the seed and
@@ -135,6 +140,7 @@ enum Command {
     Block(NodeId, oneshot::Sender<()>),
     Unblock(NodeId, oneshot::Sender<()>),
     Forget(NodeId, oneshot::Sender<()>),
+    Confirm(NodeId),
     AddPeerAddress(SocketAddr, oneshot::Sender<()>),
     RemovePeerAddress(SocketAddr, oneshot::Sender<()>),
     SetPresence(Presence, oneshot::Sender<()>),
@@ -204,9 +210,12 @@ impl Discovery {
         for id in &config.blocked_peers {
             registry.block(id);
         }
+        let mut replay = ReplayGuard::default();
+        for peer in &remembered {
+            replay.protect(&peer.node_id);
+        }
         registry.restore(remembered);
         let key = config.shared_secret.discovery_key();
-        let replay = ReplayGuard::default();
         let filter = ReceiveFilter::new(
             FilterConfig {
                 own_id: config.node_id.clone(),
@@ -352,6 +361,13 @@ impl Discovery {
     /// Removes a peer from the registry and the store (it returns if it announces).
     pub async fn forget(&self, id: NodeId) -> Result<(), DiscoveryError> {
         self.ask(|tx| Command::Forget(id, tx)).await
+    }
+
+    /// Tells discovery that `id` proved itself on a link: from now on it is remembered
+    /// across restarts and never evicted for newer sightings. Without waiting; a
+    /// confirmation lost to a full queue comes again with the peer's next link.
+    pub fn confirm(&self, id: NodeId) {
+        let _ = self.commands.try_send(Command::Confirm(id));
     }
 
     /// Adds a manually entered peer address (routed subnets); probed at once and every
@@ -808,6 +824,8 @@ impl Actor {
             receive_queue_full: PumpCounters::get(&c.receive_queue_full),
             answers_dropped: self.answers_dropped,
             peers_online: self.registry.online().count(),
+            sightings: self.registry.sightings(),
+            sightings_evicted: self.registry.evicted(),
         }
     }
 
@@ -850,6 +868,12 @@ impl Actor {
                 let events = self.registry.forget(&id);
                 self.publish(events);
                 let _ = tx.send(());
+            }
+            Command::Confirm(id) => {
+                self.filter.protect_sender(&id);
+                if let Some(peer) = self.registry.confirm(&id) {
+                    self.persist(StoreOp::Save(Box::new(peer)));
+                }
             }
             Command::AddPeerAddress(addr, tx) => {
                 if !self.config.peer_addresses.contains(&addr) {
@@ -952,11 +976,14 @@ impl Actor {
         for event in events {
             match &event {
                 PeerEvent::Forgotten(id) => self.persist(StoreOp::Remove(id.clone())),
-                other => {
+                // Only peers proven on a link are written: announcing fresh ids costs
+                // an insider nothing, and must cost us no disk.
+                other if self.registry.is_confirmed(other.node_id()) => {
                     if let Some(peer) = self.registry.get(other.node_id()) {
                         self.persist(StoreOp::Save(Box::new(peer.clone())));
                     }
                 }
+                _ => {}
             }
             tracing::debug!(?event, "peer event");
             // No subscriber is fine: events are also readable as state via peers().
@@ -972,7 +999,12 @@ impl Actor {
 
     /// Saves every online peer's latest state (last seen) before stopping.
     fn save_all(&mut self) {
-        let online: Vec<Peer> = self.registry.online().cloned().collect();
+        let online: Vec<Peer> = self
+            .registry
+            .online()
+            .filter(|p| self.registry.is_confirmed(&p.node_id))
+            .cloned()
+            .collect();
         for peer in online {
             self.persist(StoreOp::Save(Box::new(peer)));
         }

@@ -71,6 +71,8 @@ pub struct Refusals {
     pub rejected: u64,
     /// Of those, forged statements (`Links::count_envelope_forged`).
     pub forged: u64,
+    /// Left unanswered: the sender was over a quota.
+    pub over_quota: u64,
 }
 
 struct Node {
@@ -421,6 +423,13 @@ impl Links for MemoryLinks {
         let mut st = self.net.lock();
         if let Some(n) = st.nodes.get_mut(&self.local) {
             n.refusals.forged += count;
+        }
+    }
+
+    fn count_envelope_over_quota(&self) {
+        let mut st = self.net.lock();
+        if let Some(n) = st.nodes.get_mut(&self.local) {
+            n.refusals.over_quota += 1;
         }
     }
 }

@@ -17,6 +17,19 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS_PER_IP: usize = 8;
 /// Connections in all; a LAN office is tens to a few hundred nodes.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Handshakes started by one IP: a burst of 16, then 4 a second. A node dials each
+/// peer once and redials with backoff, so a real host stays far below; a flood of
+/// connections costs us one `accept` each, not a Noise handshake (loopback is exempt:
+/// those are nodes on this machine).
+pub const HANDSHAKE_BURST: f64 = 16.0;
+pub const HANDSHAKES_PER_SEC: f64 = 4.0;
+/// Dials under way at once. Discovery may list up to a thousand unproven sightings
+/// (an insider can announce made-up ids); past this, a dial waits for the next
+/// reason to link instead of piling up sockets.
+pub const MAX_DIALS: usize = 64;
+/// Peers whose redial backoff is remembered; past this, entries whose backoff has run
+/// out are dropped first.
+pub const MAX_REDIAL_ENTRIES: usize = 4096;
 /// One WebSocket message is one sealed Noise message (nonce + ≤ 64 KiB).
 const MAX_WS_MESSAGE: usize = 70 * 1024;
 /// Envelopes queued for one link (its bulk lane) before `send` reports it busy and

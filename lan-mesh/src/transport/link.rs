@@ -245,31 +245,63 @@ where
 /// TCP pushes back), not cut off.
 const INBOUND_BURST: f64 = 4096.0;
 const INBOUND_PER_SEC: f64 = 2048.0;
+/// Inbound bytes per link (decrypted frames): a burst of 32 MiB, then 48 MiB/s, about
+/// 400 Mbit/s: a 1 Gbit/s LAN shared with other peers and other traffic is never the
+/// limit for one honest peer, while one peer alone cannot keep the node's delivery and
+/// disk busy at 2048 frames × 64 KiB a second.
+const INBOUND_BYTES_BURST: f64 = 32.0 * 1024.0 * 1024.0;
+const INBOUND_BYTES_PER_SEC: f64 = 48.0 * 1024.0 * 1024.0;
+
+/// One token bucket that may go into debt: the debt is how long to wait.
+struct Pace {
+    tokens: f64,
+    burst: f64,
+    per_sec: f64,
+}
+
+impl Pace {
+    fn new(burst: f64, per_sec: f64) -> Self {
+        Pace {
+            tokens: burst,
+            burst,
+            per_sec,
+        }
+    }
+
+    fn take(&mut self, amount: f64, elapsed_secs: f64) -> Duration {
+        self.tokens = (self.tokens + elapsed_secs * self.per_sec).min(self.burst) - amount;
+        if self.tokens >= 0.0 {
+            Duration::ZERO
+        } else {
+            Duration::from_secs_f64(-self.tokens / self.per_sec)
+        }
+    }
+}
 
 struct FrameBudget {
-    tokens: f64,
+    frames: Pace,
+    bytes: Pace,
     at: Instant,
 }
 
 impl FrameBudget {
     fn new() -> Self {
         FrameBudget {
-            tokens: INBOUND_BURST,
+            frames: Pace::new(INBOUND_BURST, INBOUND_PER_SEC),
+            bytes: Pace::new(INBOUND_BYTES_BURST, INBOUND_BYTES_PER_SEC),
             at: Instant::now(),
         }
     }
 
-    /// Takes one frame's token; how long to wait first when there is none.
-    fn take(&mut self) -> Duration {
+    /// Takes one frame of `len` bytes; how long to wait first when either budget is
+    /// spent.
+    fn take(&mut self, len: usize) -> Duration {
         let now = Instant::now();
-        let refill = now.duration_since(self.at).as_secs_f64() * INBOUND_PER_SEC;
-        self.tokens = (self.tokens + refill).min(INBOUND_BURST) - 1.0;
+        let elapsed = now.duration_since(self.at).as_secs_f64();
         self.at = now;
-        if self.tokens >= 0.0 {
-            Duration::ZERO
-        } else {
-            Duration::from_secs_f64(-self.tokens / INBOUND_PER_SEC)
-        }
+        let frames = self.frames.take(1.0, elapsed);
+        let bytes = self.bytes.take(len as f64, elapsed);
+        frames.max(bytes)
     }
 }
 
@@ -561,7 +593,7 @@ async fn read_loop(mut r: Reader, stop: CancellationToken) -> Option<LinkEnd> {
             }
         };
         r.counters.frames_received.inc();
-        let wait = budget.take();
+        let wait = budget.take(plain.len());
         if !wait.is_zero() {
             r.counters.frames_throttled.inc();
             tokio::select! {
@@ -833,16 +865,29 @@ mod tests {
     async fn the_inbound_budget_allows_a_burst_then_paces() {
         let mut budget = FrameBudget::new();
         for _ in 0..4096 {
-            assert_eq!(budget.take(), Duration::ZERO);
+            assert_eq!(budget.take(100), Duration::ZERO);
         }
-        let wait = budget.take();
+        let wait = budget.take(100);
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_millis(1),
             "{wait:?}"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         // One second refills 2048 frames (less the one over budget).
-        let free = (0..3000).take_while(|_| budget.take().is_zero()).count();
+        let free = (0..3000).take_while(|_| budget.take(100).is_zero()).count();
         assert_eq!(free, 2047);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn large_frames_are_paced_by_bytes() {
+        let mut budget = FrameBudget::new();
+        let big = 64 * 1024;
+        // 32 MiB of burst is 512 frames of 64 KiB, far fewer than the frame burst.
+        let free = (0..4096).take_while(|_| budget.take(big).is_zero()).count();
+        assert_eq!(free, 512);
+        tokio::time::advance(Duration::from_millis(250)).await;
+        // A quarter of a second refills 12 MiB: 192 frames (less the one over budget).
+        let free = (0..4096).take_while(|_| budget.take(big).is_zero()).count();
+        assert_eq!(free, 191);
     }
 }

@@ -9,12 +9,15 @@ use std::time::Duration;
 use crate::ports::{KeyBook, KeyPin, Reattach};
 use api_types::NodeId;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::config::{TransportConfig, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP};
+use super::config::{
+    TransportConfig, HANDSHAKES_PER_SEC, HANDSHAKE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP, MAX_DIALS, MAX_REDIAL_ENTRIES,
+};
 use super::frame::Frame;
 use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
 use super::identity::{ChangeKind, IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
@@ -22,6 +25,7 @@ use super::link::{self, Lanes, LinkEnd, LinkError, Running, Ws};
 use super::noise::{NoiseError, Session};
 use super::stats::Counters;
 use super::twins::{Twin, TwinBook};
+use crate::rate_limit::SourceRateLimit;
 
 /// The reason a link with a twinned id is refused or closed (docs/PROTOCOL.md, "Twins").
 pub const DUPLICATE_IDENTITY: &str = "duplicate identity";
@@ -94,6 +98,8 @@ struct State {
     redial: HashMap<NodeId, (u32, Instant)>,
     per_ip: HashMap<IpAddr, usize>,
     total: usize,
+    /// Handshakes each source IP may start (a token bucket per IP, bounded).
+    handshake_rate: SourceRateLimit,
     next_id: u64,
     /// Why each peer's last link or dial ended (diagnostics).
     failures: Failures,
@@ -103,6 +109,10 @@ struct State {
     /// the id it was copied from), for the peers list. Bounded: see [`MAX_COPIES`].
     copies: HashMap<NodeId, NodeId>,
 }
+
+/// Link-ups a slow subscriber may fall behind by; a missed one comes again with the
+/// peer's next link.
+const LINKED_BACKLOG: usize = 256;
 
 /// Copy statements remembered: one per colleague that took a new identity after a
 /// copy; beyond this many, new ones are not shown (nothing else depends on them).
@@ -121,6 +131,8 @@ struct Shared {
     previous: Mutex<Arc<Vec<IdentityStatement>>>,
     store: Arc<dyn KeyBook>,
     events: mpsc::Sender<LinkEvent>,
+    /// Every peer a link came up with: proof, for discovery, that the id is real.
+    linked: broadcast::Sender<NodeId>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -192,6 +204,7 @@ impl Transport {
                 redial: HashMap::new(),
                 per_ip: HashMap::new(),
                 total: 0,
+                handshake_rate: SourceRateLimit::new(HANDSHAKE_BURST, HANDSHAKES_PER_SEC),
                 next_id: 0,
                 failures: Failures::default(),
                 twins: TwinBook::default(),
@@ -202,6 +215,7 @@ impl Transport {
             previous: Mutex::new(Arc::new(Vec::new())),
             store,
             events,
+            linked: broadcast::channel(LINKED_BACKLOG).0,
             counters: Arc::new(Counters::default()),
             cancel,
             tasks: TaskTracker::new(),
@@ -239,6 +253,12 @@ impl Transport {
         Ok(())
     }
 
+    /// Every peer a link comes up with from now on (its id is proven by the
+    /// handshake).
+    pub fn subscribe_linked(&self) -> broadcast::Receiver<NodeId> {
+        self.shared.linked.subscribe()
+    }
+
     /// The address the listener is bound to (its real port when 0 was asked).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.shared
@@ -257,6 +277,11 @@ impl Transport {
         } else {
             counters.envelopes_dropped.inc();
         }
+    }
+
+    /// Counts an envelope left unanswered because its sender is over a quota.
+    pub fn count_envelope_over_quota(&self) {
+        self.shared.counters.envelopes_over_quota.inc();
     }
 
     /// Counts forged statements refused (see `Links::count_envelope_forged`).
@@ -460,6 +485,11 @@ impl Transport {
             {
                 return;
             }
+            if st.dialing.len() >= MAX_DIALS {
+                // The next heartbeat, send or settings change asks again.
+                self.shared.counters.dials_deferred.inc();
+                return;
+            }
             st.dialing.insert(peer.clone());
             config
         };
@@ -486,7 +516,15 @@ impl Transport {
                         st.failures.record(&peer, format!("dial to {addr} failed: {e}"));
                         let attempts = st.redial.get(&peer).map_or(0, |(n, _)| *n) + 1;
                         let delay = redial_delay(&config, attempts);
-                        st.redial.insert(peer.clone(), (attempts, Instant::now() + delay));
+                        if st.redial.len() >= MAX_REDIAL_ENTRIES {
+                            // Rare (thousands of unreachable ids): a backoff that ran
+                            // out tells nothing, so those go first.
+                            let now = Instant::now();
+                            st.redial.retain(|_, (_, at)| *at > now);
+                        }
+                        if st.redial.len() < MAX_REDIAL_ENTRIES || st.redial.contains_key(&peer) {
+                            st.redial.insert(peer.clone(), (attempts, Instant::now() + delay));
+                        }
                     }
                 }
             }
@@ -731,6 +769,10 @@ fn reserve(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
         shared.counters.refused_capacity.inc();
         return None;
     }
+    if !st.handshake_rate.allow(ip, Instant::now().into_std()) {
+        shared.counters.refused_rate.inc();
+        return None;
+    }
     st.total += 1;
     *st.per_ip.entry(ip).or_insert(0) += 1;
     Some(Slot {
@@ -866,6 +908,8 @@ async fn register(
         return;
     }
     tracing::debug!(%peer, initiated_locally, "link up");
+    // No subscriber is fine (a transport without discovery).
+    let _ = shared.linked.send(peer.clone());
     let announced = tokio::select! {
         sent = shared.events.send(LinkEvent::Up { peer: peer.clone() }) => sent.is_ok(),
         _ = cancel.cancelled() => false,

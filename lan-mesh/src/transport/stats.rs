@@ -26,6 +26,10 @@ pub struct Counters {
     pub refused_address: Counter,
     /// Refused before the handshake: per-IP or total connection cap.
     pub refused_capacity: Counter,
+    /// Refused before the handshake: the source IP starts handshakes too fast.
+    pub refused_rate: Counter,
+    /// Dials not started: too many under way (`MAX_DIALS`).
+    pub dials_deferred: Counter,
     /// Handshakes that failed: wrong secret, garbage, timeout, wrong peer.
     pub handshake_failed: Counter,
     /// Refused after the handshake: a blocked node id.
@@ -58,6 +62,8 @@ pub struct Counters {
     /// Statements refused as forged: a group change or message its author did not
     /// sign, a change its signer may not make, a known message id with other content.
     pub envelopes_forged: Counter,
+    /// Envelopes left unanswered: their sender is over a per-peer quota.
+    pub envelopes_over_quota: Counter,
 }
 
 impl Counters {
@@ -68,6 +74,8 @@ impl Counters {
             links_closed: self.links_closed.get(),
             refused_address: self.refused_address.get(),
             refused_capacity: self.refused_capacity.get(),
+            refused_rate: self.refused_rate.get(),
+            dials_deferred: self.dials_deferred.get(),
             handshake_failed: self.handshake_failed.get(),
             refused_blocked_peer: self.refused_blocked_peer.get(),
             refused_key_mismatch: self.refused_key_mismatch.get(),
@@ -82,6 +90,7 @@ impl Counters {
             envelopes_dropped: self.envelopes_dropped.get(),
             envelopes_rejected: self.envelopes_rejected.get(),
             envelopes_forged: self.envelopes_forged.get(),
+            envelopes_over_quota: self.envelopes_over_quota.get(),
             frames_throttled: self.frames_throttled.get(),
             links_up: 0,
         }

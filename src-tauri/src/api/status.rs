@@ -146,6 +146,8 @@ fn counters(s: DiscoveryStats) -> DiscoveryCounters {
         receive_queue_full: s.receive_queue_full,
         answers_dropped: s.answers_dropped,
         peers_online: s.peers_online as u64,
+        sightings: s.sightings as u64,
+        sightings_evicted: s.sightings_evicted,
     }
 }
 
