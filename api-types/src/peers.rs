@@ -150,7 +150,8 @@ pub struct TransportCounters {
     #[serde(default)]
     pub envelopes_forged: u64,
     /// Envelopes left unanswered because their sender is over a quota (new groups and
-    /// invitations it may bring here per hour); it resends later.
+    /// invitations it may bring here per hour; it resends later), and catch-up answers
+    /// cut because the asking peer spent its relay quota.
     #[serde(default)]
     pub envelopes_over_quota: u64,
 }

@@ -62,6 +62,11 @@ impl<K: Hash + Ord + Clone> KeyedRateLimit<K> {
 
     /// Takes one token from `key`'s bucket if it has one.
     pub fn allow(&mut self, key: &K, now: Instant) -> bool {
+        self.take(key, 1.0, now)
+    }
+
+    /// Takes `amount` tokens (bytes, say) from `key`'s bucket if it holds that many.
+    pub fn take(&mut self, key: &K, amount: f64, now: Instant) -> bool {
         if !self.buckets.contains_key(key) && !self.make_room(now) {
             // Table full of busy keys (a spoofed flood): newcomers wait, known keys
             // keep their budget.
@@ -77,9 +82,9 @@ impl<K: Hash + Ord + Clone> KeyedRateLimit<K> {
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * per_sec).min(burst);
         bucket.at = now;
-        let allowed = bucket.tokens >= 1.0;
+        let allowed = bucket.tokens >= amount;
         if allowed {
-            bucket.tokens -= 1.0;
+            bucket.tokens -= amount;
         }
         bucket.full_at = now + refill_time(burst - bucket.tokens, per_sec);
         self.by_refill.insert((bucket.full_at, key.clone()));
@@ -213,6 +218,25 @@ mod tests {
         assert!(limit.allow(ip(0), t0), "a known source keeps its budget");
         // Once the old sources are idle they are forgotten to make room.
         assert!(limit.allow(ip(u32::MAX), t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn amounts_are_taken_whole_or_not_at_all_per_key() {
+        let mut bytes: KeyedRateLimit<&str> = KeyedRateLimit::new(100.0, 10.0, 2);
+        let t0 = Instant::now();
+        assert!(bytes.take(&"a", 60.0, t0));
+        assert!(
+            !bytes.take(&"a", 60.0, t0),
+            "40 left: the whole 60 is refused"
+        );
+        assert!(bytes.take(&"a", 40.0, t0));
+        assert!(bytes.take(&"b", 100.0, t0), "keys have separate budgets");
+        // Both keys are busy, the table holds two: a third waits.
+        assert!(!bytes.take(&"c", 1.0, t0));
+        assert!(bytes.take(&"a", 20.0, t0 + Duration::from_secs(2)));
+        // Once a key has refilled it is idle and makes room.
+        assert!(bytes.take(&"c", 1.0, t0 + Duration::from_secs(20)));
+        assert_eq!(bytes.tracked(), 2);
     }
 
     #[test]

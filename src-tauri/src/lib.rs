@@ -7,6 +7,7 @@
 pub mod api;
 pub mod blocks;
 pub mod cli;
+pub mod contact_book;
 pub mod desktop;
 pub mod fault_log;
 pub mod live_settings;

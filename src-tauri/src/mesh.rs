@@ -519,7 +519,10 @@ impl Supervisor {
         let transport = match Transport::start(
             link_config,
             self.keys.clone(),
-            Arc::new(StorePorts::new(self.store.clone())),
+            Arc::new(crate::contact_book::ContactBook::new(
+                self.store.clone(),
+                discovery.clone(),
+            )),
             link_tx,
             self.stop.child_token(),
         )
@@ -531,8 +534,6 @@ impl Supervisor {
                 return Err(e.to_string());
             }
         };
-        // Before anything else awaits, so no early link goes unconfirmed.
-        let linked = transport.subscribe_linked();
         let announcing = self.announce_previous_ids(&transport).await;
         let addresses = AddressBook::default();
         let offsets = ClockOffsets::default();
@@ -579,12 +580,6 @@ impl Supervisor {
             )));
         }
         forwarders.extend([
-            tokio::spawn(confirm_linked_peers(
-                linked,
-                discovery.clone(),
-                transport.clone(),
-                forwarder_stop.clone(),
-            )),
             tokio::spawn(check_twins(
                 discovery.subscribe_twins(),
                 transport.clone(),
@@ -719,34 +714,6 @@ async fn link_every_colleague(
                 }
             }
             Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
-            Err(broadcast::error::RecvError::Closed) => return,
-        }
-    }
-}
-
-/// Tells discovery each peer that proved its id on a link: only those are remembered
-/// across restarts and kept when made-up ids crowd the sightings table.
-async fn confirm_linked_peers(
-    mut linked: broadcast::Receiver<api_types::NodeId>,
-    discovery: Discovery,
-    transport: Transport,
-    stop: CancellationToken,
-) {
-    loop {
-        let peer = tokio::select! {
-            p = linked.recv() => p,
-            _ = stop.cancelled() => return,
-        };
-        match peer {
-            Ok(peer) => discovery.confirm(peer),
-            // Some were missed: every peer linked now covers them.
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                for link in transport.links() {
-                    if transport.is_linked(&link.peer) {
-                        discovery.confirm(link.peer);
-                    }
-                }
-            }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }

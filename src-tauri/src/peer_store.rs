@@ -30,6 +30,19 @@ fn unix_ms(t: UnixMillis) -> i64 {
     i64::try_from(t.0).unwrap_or(i64::MAX)
 }
 
+/// What the store records of a peer discovery lists: its address and name.
+pub fn sighting_of(peer: &Peer) -> Option<PeerSighting> {
+    let addr = peer.listen_addr?;
+    Some(PeerSighting {
+        peer_id: peer.node_id.clone(),
+        display_name: peer.display_name.clone(),
+        ip: addr.ip().to_string(),
+        port: addr.port(),
+        capabilities: String::new(),
+        seen_at: peer.last_seen_at.map(unix_ms).unwrap_or_default(),
+    })
+}
+
 impl PeerStore for SqlitePeerStore {
     fn load_peers(&mut self) -> Result<Vec<Peer>, discovery::StoreError> {
         let stored = self.runtime.block_on(self.store.peers()).map_err(failed)?;
@@ -63,22 +76,13 @@ impl PeerStore for SqlitePeerStore {
 
     fn save_peer(&mut self, peer: &Peer) -> Result<(), discovery::StoreError> {
         let seen_at = peer.last_seen_at.map(unix_ms).unwrap_or_default();
-        match (peer.online, peer.listen_addr) {
-            (true, Some(addr)) => {
-                let sighting = PeerSighting {
-                    peer_id: peer.node_id.clone(),
-                    display_name: peer.display_name.clone(),
-                    ip: addr.ip().to_string(),
-                    port: addr.port(),
-                    capabilities: String::new(),
-                    seen_at,
-                };
-                self.runtime
-                    .block_on(self.store.record_peer_sighting(sighting))
-                    .map(drop)
-                    .map_err(failed)
-            }
-            _ => self
+        match sighting_of(peer).filter(|_| peer.online) {
+            Some(sighting) => self
+                .runtime
+                .block_on(self.store.record_peer_sighting(sighting))
+                .map(drop)
+                .map_err(failed),
+            None => self
                 .runtime
                 .block_on(self.store.set_peer_offline(peer.node_id.clone(), seen_at))
                 .or_else(ignore_unknown)

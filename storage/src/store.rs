@@ -254,6 +254,10 @@ impl Store {
         self.read(peers::peers).await
     }
 
+    pub async fn peer(&self, peer: NodeId) -> StoreResult<Option<Peer>> {
+        self.read(move |c| peers::peer(c, &peer)).await
+    }
+
     // ---- conversations and messages ----
 
     /// The DM conversation with a known peer, created if needed (no message required).

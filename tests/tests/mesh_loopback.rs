@@ -207,6 +207,9 @@ async fn settings_apply_live_and_events_stream_peer_changes() -> anyhow::Result<
     let back = next_event("peer.online").await?;
     assert_eq!(back["peer"]["peer_id"], p.b_id.as_str());
     assert_eq!(back["peer"]["display_name"], "bravo");
+    // Writing to b makes it a contact: only contacts (peers written to or linked) are
+    // remembered in the database; a peer merely seen is not.
+    lanchat_tests::chat::send_dm(&p.a, &format!("dm:lan:{}", p.b_id), "hello b").await?;
 
     // Disabling the mesh stops it within a second and says goodbye to b.
     let (status, _) =

@@ -28,6 +28,7 @@ use crate::envelope::{
 };
 use crate::links::Links;
 use crate::ports::{MeshStore, PortError};
+use crate::rate_limit::KeyedRateLimit;
 use crate::transport::{Ack, Frame, NodeKeys, Reject, SendError};
 
 /// Bytes of payload JSON per catch-up envelope: well under the 200 KiB envelope limit
@@ -42,6 +43,11 @@ const RELAY_READ: usize = 512;
 /// 64 KiB each would be 256 MiB for the price of one small envelope. Past this the
 /// answer stops; the asker's next round (or next catch-up) asks for the rest.
 pub const MAX_RELAY_BYTES_PER_REQUEST: usize = 4 * 1024 * 1024;
+/// What all of one peer's sync requests together may make this node relay: a burst of
+/// 16 MiB, then 4 MiB/s. A member catching up on months of a busy group gets it within
+/// seconds; a member asking again and again cannot keep this node's disk and link busy.
+const RELAY_BYTES_BURST: f64 = 16.0 * 1024.0 * 1024.0;
+const RELAY_BYTES_PER_SEC: f64 = 4.0 * 1024.0 * 1024.0;
 /// A session (group, peer) with no sync message either way for this long is over; a
 /// trigger during a session is remembered and run after it, not alongside it.
 const SESSION_QUIET: Duration = Duration::from_secs(2);
@@ -104,6 +110,8 @@ pub(crate) struct Syncer {
     sessions: Mutex<HashMap<(GlobalGroupId, NodeId), Session>>,
     /// The worker's owned tasks: sessions started by the housekeeping run there too.
     tasks: OwnedTasks,
+    /// Bytes each peer may still have relayed to it (see `RELAY_BYTES_PER_SEC`).
+    relay_budget: Mutex<KeyedRateLimit<NodeId>>,
 }
 
 /// Why a catch-up envelope was not taken.
@@ -140,6 +148,11 @@ impl Syncer {
             ephemeral: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
             tasks,
+            relay_budget: Mutex::new(KeyedRateLimit::new(
+                RELAY_BYTES_BURST,
+                RELAY_BYTES_PER_SEC,
+                super::quotas::MAX_TRACKED_PEERS,
+            )),
         }
     }
 
@@ -452,6 +465,11 @@ impl Syncer {
                     tracing::debug!(%peer, %group, "sync answer cut at its byte budget");
                     break 'read;
                 }
+                if !self.relay_allowed(peer, size) {
+                    self.transport.count_envelope_over_quota();
+                    tracing::debug!(%peer, %group, "sync answer cut: the peer's relay quota is spent");
+                    break 'read;
+                }
                 if !batch.is_empty()
                     && (bytes + size > ENVELOPE_BUDGET || batch.len() >= MAX_RELAY_MESSAGES)
                 {
@@ -470,6 +488,13 @@ impl Syncer {
         if !batch.is_empty() {
             self.send_relay(peer, group, batch).await;
         }
+    }
+
+    fn relay_allowed(&self, peer: &NodeId, bytes: usize) -> bool {
+        self.relay_budget
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(peer, bytes as f64, Instant::now().into_std())
     }
 
     async fn send_relay(

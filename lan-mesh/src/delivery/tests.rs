@@ -941,7 +941,13 @@ async fn new_groups_past_a_peers_quota_wait_unanswered() {
             hlc: Hlc::from_wall_ms(START_MS as u64).raw() + 1,
             editor: mallory.id.clone(),
         };
-        let mut state = GroupState::create(id, &stamp, &format!("group {n}"), "", &[b.id.clone()]);
+        let mut state = GroupState::create(
+            id,
+            &stamp,
+            &format!("group {n}"),
+            "",
+            std::slice::from_ref(&b.id),
+        );
         state.sign_own(&mallory.keys);
         state
     };

@@ -158,15 +158,20 @@ impl PeerEvent {
 #[derive(Debug)]
 struct Entry {
     peer: Peer,
+    /// When last heard, while online (for the TTL).
     last_heard: Option<Instant>,
+    /// For a sighting (not confirmed, not blocked): its key in the eviction order,
+    /// kept while it is offline too.
+    seen: Option<Instant>,
     offsets: OffsetSamples,
 }
 
 /// Peers heard in discovery but never proven on a link (nor remembered from an earlier
-/// run) that are kept at once. A discovery tag proves only the secret, so anyone with it
-/// — anyone at all on an open LAN — can announce fresh ids; they live here, in memory
-/// only, and the least recently heard is dropped for a newcomer. Four times a large
-/// office segment (256 desktops), so no real colleague is ever pushed out by another.
+/// run, nor chosen by the user) that are kept at once, online or offline. A discovery
+/// tag proves only the secret, so anyone with it — anyone at all on an open LAN — can
+/// announce fresh ids; they live here, in memory only, and the least recently heard is
+/// dropped for a newcomer. Four times a large office segment (256 desktops), so no real
+/// colleague is ever pushed out by another.
 pub const MAX_SIGHTINGS: usize = 1024;
 
 #[derive(Debug)]
@@ -177,7 +182,7 @@ pub struct PeerRegistry {
     /// Ids proven on a link, or remembered from an earlier run (which only linked
     /// peers reach): the peers worth persisting, never evicted.
     confirmed: HashSet<NodeId>,
-    /// The online entries not in `confirmed`, by when they were last heard: the
+    /// The entries neither confirmed nor blocked, by when they were last heard: the
     /// eviction order, O(log n) per packet.
     sightings: BTreeSet<(Instant, NodeId)>,
     max_sightings: usize,
@@ -225,9 +230,9 @@ impl PeerRegistry {
         if self.blocked.contains(id) || !self.confirmed.insert(id.clone()) {
             return None;
         }
-        let entry = self.peers.get(id)?;
-        if let Some(heard) = entry.last_heard {
-            self.sightings.remove(&(heard, id.clone()));
+        let entry = self.peers.get_mut(id)?;
+        if let Some(seen) = entry.seen.take() {
+            self.sightings.remove(&(seen, id.clone()));
         }
         Some(entry.peer.clone())
     }
@@ -241,28 +246,17 @@ impl PeerRegistry {
             };
             if let Some(mut entry) = self.peers.remove(&id) {
                 self.evicted += 1;
-                entry.peer.online = false;
-                events.push(PeerEvent::Offline {
-                    peer: entry.peer,
-                    reason: OfflineReason::Evicted,
-                });
+                if entry.peer.online {
+                    entry.peer.online = false;
+                    events.push(PeerEvent::Offline {
+                        peer: entry.peer,
+                        reason: OfflineReason::Evicted,
+                    });
+                }
+                events.push(PeerEvent::Forgotten(id));
             }
         }
         events
-    }
-
-    /// After `id` went offline: a peer never proven on a link is not kept (unless it
-    /// is blocked, to be listed as such).
-    fn drop_if_unconfirmed(&mut self, id: &NodeId, heard: Option<Instant>) {
-        if self.confirmed.contains(id) {
-            return;
-        }
-        if let Some(heard) = heard {
-            self.sightings.remove(&(heard, id.clone()));
-        }
-        if !self.blocked.contains(id) {
-            self.peers.remove(id);
-        }
     }
 
     pub fn set_ttl(&mut self, ttl: Duration) {
@@ -279,6 +273,7 @@ impl PeerRegistry {
             self.peers.entry(peer.node_id.clone()).or_insert(Entry {
                 peer,
                 last_heard: None,
+                seen: None,
                 offsets: OffsetSamples::default(),
             });
         }
@@ -304,20 +299,22 @@ impl PeerRegistry {
         }
         let confirmed = self.confirmed.contains(id);
         let mut evicted = Vec::new();
-        let heard_before = self.peers.get(id).is_some_and(|e| e.last_heard.is_some());
-        if !confirmed && !heard_before {
+        let in_sightings = self.peers.get(id).is_some_and(|e| e.seen.is_some());
+        if !confirmed && !in_sightings {
             evicted = self.evict_for_newcomer();
         }
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
+            seen: None,
             offsets: OffsetSamples::default(),
         });
         if !confirmed {
-            if let Some(heard) = entry.last_heard {
-                self.sightings.remove(&(heard, id.clone()));
+            if let Some(seen) = entry.seen {
+                self.sightings.remove(&(seen, id.clone()));
             }
             self.sightings.insert((now, id.clone()));
+            entry.seen = Some(now);
         }
         let restarted = entry
             .peer
@@ -379,35 +376,29 @@ impl PeerRegistry {
             return Vec::new();
         }
         entry.peer.online = false;
-        let heard = entry.last_heard.take();
-        let event = PeerEvent::Offline {
+        entry.last_heard = None;
+        vec![PeerEvent::Offline {
             peer: entry.peer.clone(),
             reason: OfflineReason::Goodbye,
-        };
-        self.drop_if_unconfirmed(&packet.node_id, heard);
-        vec![event]
+        }]
     }
 
     /// Takes offline every peer not heard from for the TTL.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerEvent> {
         let ttl = self.ttl;
         let mut events = Vec::new();
-        let mut gone = Vec::new();
         for entry in self.peers.values_mut() {
             let due = entry
                 .last_heard
                 .is_some_and(|t| now.saturating_duration_since(t) >= ttl);
             if entry.peer.online && due {
                 entry.peer.online = false;
-                gone.push((entry.peer.node_id.clone(), entry.last_heard.take()));
+                entry.last_heard = None;
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Expired,
                 });
             }
-        }
-        for (id, heard) in gone {
-            self.drop_if_unconfirmed(&id, heard);
         }
         events
     }
@@ -425,19 +416,15 @@ impl PeerRegistry {
     /// Takes offline the online peers whose address `still_reachable` rejects.
     pub fn exclude(&mut self, still_reachable: impl Fn(&Peer) -> bool) -> Vec<PeerEvent> {
         let mut events = Vec::new();
-        let mut gone = Vec::new();
         for entry in self.peers.values_mut() {
             if entry.peer.online && !still_reachable(&entry.peer) {
                 entry.peer.online = false;
-                gone.push((entry.peer.node_id.clone(), entry.last_heard.take()));
+                entry.last_heard = None;
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Excluded,
                 });
             }
-        }
-        for (id, heard) in gone {
-            self.drop_if_unconfirmed(&id, heard);
         }
         events
     }
@@ -449,8 +436,9 @@ impl PeerRegistry {
         if let Some(entry) = self.peers.get_mut(id) {
             entry.peer.online = false;
             entry.peer.blocked = true;
-            if let Some(heard) = entry.last_heard.take() {
-                self.sightings.remove(&(heard, id.clone()));
+            entry.last_heard = None;
+            if let Some(seen) = entry.seen.take() {
+                self.sightings.remove(&(seen, id.clone()));
             }
         }
         vec![PeerEvent::Blocked(id.clone())]
@@ -463,6 +451,7 @@ impl PeerRegistry {
         let entry = self.peers.entry(id.clone()).or_insert_with(|| Entry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
+            seen: None,
             offsets: OffsetSamples::default(),
         });
         entry.peer.blocked = false;
@@ -486,8 +475,8 @@ impl PeerRegistry {
         self.confirmed.remove(id);
         match self.peers.remove(id) {
             Some(entry) => {
-                if let Some(heard) = entry.last_heard {
-                    self.sightings.remove(&(heard, id.clone()));
+                if let Some(seen) = entry.seen {
+                    self.sightings.remove(&(seen, id.clone()));
                 }
                 vec![PeerEvent::Forgotten(id.clone())]
             }
@@ -783,8 +772,8 @@ mod tests {
         assert!(see(&mut reg, 1, 4).is_empty());
         let ev = see(&mut reg, 4, 5);
         assert!(
-            matches!(&ev[..], [PeerEvent::Offline { reason: OfflineReason::Evicted, peer }, PeerEvent::Online(new)]
-                if peer.node_id == node(2) && new.node_id == node(4)),
+            matches!(&ev[..], [PeerEvent::Offline { reason: OfflineReason::Evicted, peer }, PeerEvent::Forgotten(gone), PeerEvent::Online(new)]
+                if peer.node_id == node(2) && *gone == node(2) && new.node_id == node(4)),
             "{ev:?}"
         );
         assert!(
@@ -823,25 +812,45 @@ mod tests {
     }
 
     #[test]
-    fn an_unconfirmed_peer_is_dropped_when_it_goes_offline_a_confirmed_one_is_kept() {
-        let mut f = Fixture::new();
-        f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
-        f.see(&pkt(PacketKind::Hello, 3, 1, 10), "10.0.0.3:19124", 0);
-        f.see(&pkt(PacketKind::Hello, 4, 1, 10), "10.0.0.4:19124", 0);
-        f.reg.confirm(&node(2));
-        assert_eq!(f.expire(TTL.as_secs()).len(), 3);
-        assert!(f.reg.get(&node(2)).is_some_and(|p| !p.online));
-        assert!(f.reg.get(&node(3)).is_none());
-        assert_eq!(f.reg.sightings(), 0);
-        // A goodbye drops an unconfirmed peer as well.
-        f.see(&pkt(PacketKind::Hello, 4, 2, 20), "10.0.0.4:19124", 50);
-        f.see(&pkt(PacketKind::Goodbye, 4, 2, 21), "10.0.0.4:19124", 51);
-        assert!(f.reg.get(&node(4)).is_none());
+    fn offline_sightings_stay_listed_and_bounded_and_forgetting_unconfirms() {
+        let mut reg = PeerRegistry::with_capacity(TTL, 2);
+        let t0 = Instant::now();
+        let see = |reg: &mut PeerRegistry, kind, n: u128, at_s: u64| {
+            let p = pkt(kind, n, 1, at_s);
+            reg.observe(
+                &p,
+                addr("10.0.0.9:19124"),
+                t0 + Duration::from_secs(at_s),
+                p.ts,
+            )
+        };
+        see(&mut reg, PacketKind::Hello, 2, 0);
+        see(&mut reg, PacketKind::Hello, 3, 1);
+        see(&mut reg, PacketKind::Goodbye, 3, 2);
+        assert!(
+            reg.get(&node(3)).is_some_and(|p| !p.online),
+            "listed offline"
+        );
+        assert_eq!(reg.sightings(), 2, "an offline sighting still counts");
+        // The least recently heard goes first, offline or not; an offline one is
+        // simply forgotten.
+        let ev = see(&mut reg, PacketKind::Hello, 4, 3);
+        assert!(
+            matches!(&ev[..], [PeerEvent::Offline { peer, .. }, PeerEvent::Forgotten(_), PeerEvent::Online(_)] if peer.node_id == node(2)),
+            "{ev:?}"
+        );
+        let ev = see(&mut reg, PacketKind::Hello, 5, 4);
+        assert!(
+            matches!(&ev[..], [PeerEvent::Forgotten(gone), PeerEvent::Online(_)] if *gone == node(3)),
+            "{ev:?}"
+        );
         // Forgetting unconfirms: the next sighting is a sighting again.
-        f.reg.forget(&node(2));
-        f.see(&pkt(PacketKind::Hello, 2, 2, 30), "10.0.0.2:19124", 60);
-        assert!(!f.reg.is_confirmed(&node(2)));
-        assert_eq!(f.reg.sightings(), 1);
+        reg.confirm(&node(4));
+        assert_eq!(reg.sightings(), 1);
+        reg.forget(&node(4));
+        see(&mut reg, PacketKind::Hello, 4, 10);
+        assert!(!reg.is_confirmed(&node(4)));
+        assert_eq!(reg.sightings(), 2);
     }
 
     proptest! {

@@ -866,6 +866,9 @@ impl Actor {
             Command::Forget(id, tx) => {
                 self.filter.forget_sender(&id);
                 let events = self.registry.forget(&id);
+                if !events.is_empty() {
+                    self.persist(StoreOp::Remove(id.clone()));
+                }
                 self.publish(events);
                 let _ = tx.send(());
             }
@@ -975,7 +978,9 @@ impl Actor {
     fn publish(&mut self, events: Vec<PeerEvent>) {
         for event in events {
             match &event {
-                PeerEvent::Forgotten(id) => self.persist(StoreOp::Remove(id.clone())),
+                // Stored by the forget command itself; a sighting evicted from the
+                // table was never stored.
+                PeerEvent::Forgotten(_) => {}
                 // Only peers proven on a link are written: announcing fresh ids costs
                 // an insider nothing, and must cost us no disk.
                 other if self.registry.is_confirmed(other.node_id()) => {

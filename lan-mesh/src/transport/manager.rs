@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::ports::{KeyBook, KeyPin, Reattach};
 use api_types::NodeId;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -110,10 +110,6 @@ struct State {
     copies: HashMap<NodeId, NodeId>,
 }
 
-/// Link-ups a slow subscriber may fall behind by; a missed one comes again with the
-/// peer's next link.
-const LINKED_BACKLOG: usize = 256;
-
 /// Copy statements remembered: one per colleague that took a new identity after a
 /// copy; beyond this many, new ones are not shown (nothing else depends on them).
 const MAX_COPIES: usize = 4096;
@@ -131,8 +127,6 @@ struct Shared {
     previous: Mutex<Arc<Vec<IdentityStatement>>>,
     store: Arc<dyn KeyBook>,
     events: mpsc::Sender<LinkEvent>,
-    /// Every peer a link came up with: proof, for discovery, that the id is real.
-    linked: broadcast::Sender<NodeId>,
     counters: Arc<Counters>,
     cancel: CancellationToken,
     tasks: TaskTracker,
@@ -215,7 +209,6 @@ impl Transport {
             previous: Mutex::new(Arc::new(Vec::new())),
             store,
             events,
-            linked: broadcast::channel(LINKED_BACKLOG).0,
             counters: Arc::new(Counters::default()),
             cancel,
             tasks: TaskTracker::new(),
@@ -251,12 +244,6 @@ impl Transport {
             .spawn(accept_loop(shared, listener, cancel));
         tracing::info!(%bound, "LAN link listener up");
         Ok(())
-    }
-
-    /// Every peer a link comes up with from now on (its id is proven by the
-    /// handshake).
-    pub fn subscribe_linked(&self) -> broadcast::Receiver<NodeId> {
-        self.shared.linked.subscribe()
     }
 
     /// The address the listener is bound to (its real port when 0 was asked).
@@ -908,8 +895,6 @@ async fn register(
         return;
     }
     tracing::debug!(%peer, initiated_locally, "link up");
-    // No subscriber is fine (a transport without discovery).
-    let _ = shared.linked.send(peer.clone());
     let announced = tokio::select! {
         sent = shared.events.send(LinkEvent::Up { peer: peer.clone() }) => sent.is_ok(),
         _ = cancel.cancelled() => false,

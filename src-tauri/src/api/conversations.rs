@@ -157,6 +157,9 @@ pub async fn send(
     let request: SendMessage = json_body::parse(&headers, &body)?;
     let text = message_text(&request.text)?;
     refuse_unreachable(&state, &conversation)?;
+    if let ConversationTarget::Direct(peer) = conversation.target() {
+        super::peers::ensure_contact(&state, peer).await?;
+    }
     identity::ensure_local(&state).await?;
     let (message, entry) = state
         .store()

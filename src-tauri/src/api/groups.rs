@@ -45,6 +45,16 @@ fn member_ids(state: &ApiState, members: &[String]) -> Result<Vec<NodeId>, ApiEr
         .collect()
 }
 
+/// The members the user names become contacts (see `peers::ensure_contact`), so the
+/// group shows their names at once.
+async fn ensure_contacts(state: &ApiState, members: &[NodeId]) -> Result<(), ApiError> {
+    let own = state.settings().current().lan_mesh.node_id;
+    for member in members.iter().filter(|m| **m != own) {
+        super::peers::ensure_contact(state, member).await?;
+    }
+    Ok(())
+}
+
 async fn view(state: &ApiState, group: &Group) -> Result<GroupView, ApiError> {
     let users = state.store().users().await?;
     let settings = state.settings().current();
@@ -100,6 +110,7 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     let request: CreateGroup = json_body::parse(&headers, &body)?;
     let members = member_ids(&state, &request.members)?;
+    ensure_contacts(&state, &members).await?;
     identity::ensure_local(&state).await?;
     let group = state
         .store()
@@ -163,6 +174,9 @@ pub async fn update(
         Some(m) => Some(member_ids(&state, m)?),
         None => None,
     };
+    if let Some(members) = &members {
+        ensure_contacts(&state, members).await?;
+    }
     if request.name.is_none() && request.announcement.is_none() && members.is_none() {
         return Err(FieldError::new(
             "name",

@@ -37,6 +37,36 @@ async fn known_peers(state: &ApiState) -> Result<Vec<PeerView>, ApiError> {
     Ok(stored.into_iter().map(stored_peer_view).collect())
 }
 
+/// Makes a peer the user addresses (a DM) a contact: a peer discovery lists but that
+/// never linked is only a sighting, held in memory; choosing to write to it records it
+/// in the store (so its conversation has someone to belong to) and tells discovery to
+/// keep it. A peer neither stored nor listed is left to the store's `404`.
+pub(super) async fn ensure_contact(state: &ApiState, peer: &NodeId) -> Result<(), ApiError> {
+    if state.store().peer(peer.clone()).await?.is_some() {
+        return Ok(());
+    }
+    let Some(discovery) = state.mesh().discovery() else {
+        return Ok(());
+    };
+    let peers = discovery.peers().await.unwrap_or_default();
+    let Some(listed) = peers.iter().find(|p| p.node_id == *peer && !p.blocked) else {
+        return Ok(());
+    };
+    let Some(sighting) = crate::peer_store::sighting_of(listed) else {
+        return Ok(());
+    };
+    let seen_at = sighting.seen_at;
+    state.store().record_peer_sighting(sighting).await?;
+    if !listed.online {
+        state
+            .store()
+            .set_peer_offline(peer.clone(), seen_at)
+            .await?;
+    }
+    discovery.confirm(peer.clone());
+    Ok(())
+}
+
 /// A peer as the database remembers it: offline until discovery sees it again.
 pub(super) fn stored_peer_view(p: storage::Peer) -> PeerView {
     PeerView {
