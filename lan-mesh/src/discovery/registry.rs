@@ -752,19 +752,24 @@ mod tests {
         );
     }
 
+    /// `reg` hears a packet of `kind` from node `n`, `at_s` seconds after `t0`.
+    fn hear(
+        reg: &mut PeerRegistry,
+        t0: Instant,
+        kind: PacketKind,
+        n: u128,
+        at_s: u64,
+    ) -> Vec<PeerEvent> {
+        let p = pkt(kind, n, 1, at_s);
+        let at = t0 + Duration::from_secs(at_s);
+        reg.observe(&p, addr("10.0.0.9:19124"), at, p.ts)
+    }
+
     #[test]
     fn sightings_are_bounded_and_the_least_recently_heard_goes_first() {
         let mut reg = PeerRegistry::with_capacity(TTL, 3);
         let t0 = Instant::now();
-        let see = |reg: &mut PeerRegistry, n: u128, at_s: u64| {
-            let p = pkt(PacketKind::Heartbeat, n, 1, at_s);
-            reg.observe(
-                &p,
-                addr("10.0.0.9:19124"),
-                t0 + Duration::from_secs(at_s),
-                p.ts,
-            )
-        };
+        let see = |reg: &mut PeerRegistry, n, at_s| hear(reg, t0, PacketKind::Heartbeat, n, at_s);
         for n in 1..=3 {
             see(&mut reg, n, n as u64);
         }
@@ -787,15 +792,7 @@ mod tests {
     fn confirmed_peers_are_never_evicted_and_do_not_count_as_sightings() {
         let mut reg = PeerRegistry::with_capacity(TTL, 2);
         let t0 = Instant::now();
-        let see = |reg: &mut PeerRegistry, n: u128, at_s: u64| {
-            let p = pkt(PacketKind::Heartbeat, n, 1, at_s);
-            reg.observe(
-                &p,
-                addr("10.0.0.9:19124"),
-                t0 + Duration::from_secs(at_s),
-                p.ts,
-            )
-        };
+        let see = |reg: &mut PeerRegistry, n, at_s| hear(reg, t0, PacketKind::Heartbeat, n, at_s);
         see(&mut reg, 1, 0);
         assert!(reg.confirm(&node(1)).is_some_and(|p| p.node_id == node(1)));
         assert!(reg.confirm(&node(1)).is_none(), "confirmed once");
@@ -815,15 +812,7 @@ mod tests {
     fn offline_sightings_stay_listed_and_bounded_and_forgetting_unconfirms() {
         let mut reg = PeerRegistry::with_capacity(TTL, 2);
         let t0 = Instant::now();
-        let see = |reg: &mut PeerRegistry, kind, n: u128, at_s: u64| {
-            let p = pkt(kind, n, 1, at_s);
-            reg.observe(
-                &p,
-                addr("10.0.0.9:19124"),
-                t0 + Duration::from_secs(at_s),
-                p.ts,
-            )
-        };
+        let see = |reg: &mut PeerRegistry, kind, n, at_s| hear(reg, t0, kind, n, at_s);
         see(&mut reg, PacketKind::Hello, 2, 0);
         see(&mut reg, PacketKind::Hello, 3, 1);
         see(&mut reg, PacketKind::Goodbye, 3, 2);
