@@ -59,7 +59,13 @@ pub struct TwinWatch {
     /// At most one report per id per this (a heartbeat interval).
     report_every: Duration,
     ids: HashMap<NodeId, IdSeen>,
+    /// When the table was last swept because it was full: a sweep is linear, so it
+    /// runs at most once per `SWEEP_EVERY`, not once per packet of a flood.
+    last_sweep: Option<Instant>,
 }
+
+/// The least time between two sweeps of a full table.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
 impl TwinWatch {
     pub fn new(window: Duration, report_every: Duration) -> Self {
@@ -67,6 +73,7 @@ impl TwinWatch {
             window,
             report_every,
             ids: HashMap::new(),
+            last_sweep: None,
         }
     }
 
@@ -103,7 +110,13 @@ impl TwinWatch {
             return None;
         }
         if self.ids.len() >= MAX_IDS && !self.ids.contains_key(&packet.node_id) {
-            self.ids.retain(|_, seen| seen.instances.len() > 1);
+            let due = self
+                .last_sweep
+                .is_none_or(|t| now.saturating_duration_since(t) >= SWEEP_EVERY);
+            if due {
+                self.last_sweep = Some(now);
+                self.ids.retain(|_, seen| seen.instances.len() > 1);
+            }
             if self.ids.len() >= MAX_IDS {
                 return None;
             }

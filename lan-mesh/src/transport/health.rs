@@ -2,7 +2,7 @@
 //! round-trip time (from the keepalive pings), the keys it proved, and why the last
 //! link or dial ended. Read-only for everyone but the transport itself.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -110,38 +110,35 @@ pub struct Failure {
     pub at_ms: u64,
 }
 
-/// The last failure per peer (bounded).
+/// The last failure per peer (bounded; the oldest is found through an index, so a
+/// failure costs O(log n) however many peers failed).
 #[derive(Debug, Default)]
-pub struct Failures(HashMap<NodeId, Failure>);
+pub struct Failures {
+    last: HashMap<NodeId, Failure>,
+    by_age: BTreeSet<(u64, NodeId)>,
+}
 
 impl Failures {
     pub fn record(&mut self, peer: &NodeId, reason: String) {
-        if self.0.len() >= MAX_REMEMBERED_FAILURES && !self.0.contains_key(peer) {
+        if let Some(old) = self.last.get(peer) {
+            self.by_age.remove(&(old.at_ms, peer.clone()));
+        } else if self.last.len() >= MAX_REMEMBERED_FAILURES {
             // Forget the oldest: a peer that failed long ago matters least.
-            if let Some(oldest) = self
-                .0
-                .iter()
-                .min_by_key(|(_, f)| f.at_ms)
-                .map(|(id, _)| id.clone())
-            {
-                self.0.remove(&oldest);
+            if let Some((_, oldest)) = self.by_age.pop_first() {
+                self.last.remove(&oldest);
             }
         }
-        self.0.insert(
-            peer.clone(),
-            Failure {
-                reason,
-                at_ms: unix_ms(),
-            },
-        );
+        let at_ms = unix_ms();
+        self.by_age.insert((at_ms, peer.clone()));
+        self.last.insert(peer.clone(), Failure { reason, at_ms });
     }
 
     pub fn get(&self, peer: &NodeId) -> Option<&Failure> {
-        self.0.get(peer)
+        self.last.get(peer)
     }
 
     pub fn peers(&self) -> impl Iterator<Item = &NodeId> {
-        self.0.keys()
+        self.last.keys()
     }
 }
 
@@ -170,6 +167,28 @@ mod tests {
         format!("01J0000000000000000000000{}", char::from(b'A' + n))
             .parse()
             .unwrap()
+    }
+
+    #[test]
+    fn failures_are_bounded_and_the_oldest_goes_first() {
+        let mut failures = Failures::default();
+        let many = |n: usize| -> NodeId { format!("01J{:023}", n).parse().unwrap() };
+        failures.record(&many(0), "first".into());
+        failures.record(&many(1), "second".into());
+        std::thread::sleep(Duration::from_millis(3));
+        // Failing again makes a peer recent.
+        failures.record(&many(0), "again".into());
+        std::thread::sleep(Duration::from_millis(3));
+        for n in 2..MAX_REMEMBERED_FAILURES + 1 {
+            failures.record(&many(n), "later".into());
+        }
+        assert_eq!(failures.peers().count(), MAX_REMEMBERED_FAILURES);
+        assert!(failures.get(&many(1)).is_none(), "the oldest was forgotten");
+        assert_eq!(
+            failures.get(&many(0)).map(|f| f.reason.as_str()),
+            Some("again")
+        );
+        assert_eq!(failures.by_age.len(), MAX_REMEMBERED_FAILURES);
     }
 
     #[test]

@@ -96,6 +96,8 @@ struct State {
     dialing: HashSet<NodeId>,
     /// Failed dials: attempts so far and the earliest next try.
     redial: HashMap<NodeId, (u32, Instant)>,
+    /// When the full redial table was last swept (at most once a second: linear).
+    redial_swept: Option<Instant>,
     per_ip: HashMap<IpAddr, usize>,
     total: usize,
     /// Handshakes each source IP may start (a token bucket per IP, bounded).
@@ -196,6 +198,7 @@ impl Transport {
                 links: HashMap::new(),
                 dialing: HashSet::new(),
                 redial: HashMap::new(),
+                redial_swept: None,
                 per_ip: HashMap::new(),
                 total: 0,
                 handshake_rate: SourceRateLimit::new(HANDSHAKE_BURST, HANDSHAKES_PER_SEC),
@@ -503,10 +506,14 @@ impl Transport {
                         st.failures.record(&peer, format!("dial to {addr} failed: {e}"));
                         let attempts = st.redial.get(&peer).map_or(0, |(n, _)| *n) + 1;
                         let delay = redial_delay(&config, attempts);
-                        if st.redial.len() >= MAX_REDIAL_ENTRIES {
+                        let now = Instant::now();
+                        let sweep_due = st
+                            .redial_swept
+                            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+                        if st.redial.len() >= MAX_REDIAL_ENTRIES && sweep_due {
                             // Rare (thousands of unreachable ids): a backoff that ran
                             // out tells nothing, so those go first.
-                            let now = Instant::now();
+                            st.redial_swept = Some(now);
                             st.redial.retain(|_, (_, at)| *at > now);
                         }
                         if st.redial.len() < MAX_REDIAL_ENTRIES || st.redial.contains_key(&peer) {
