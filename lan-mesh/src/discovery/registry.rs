@@ -185,6 +185,10 @@ pub struct PeerRegistry {
     /// The entries neither confirmed nor blocked, by when they were last heard: the
     /// eviction order, O(log n) per packet.
     sightings: BTreeSet<(Instant, NodeId)>,
+    /// Every online entry by when it was last heard (`last_heard`): expiry looks at
+    /// the due ones only, and the next expiry is the first, instead of a scan of every
+    /// peer each time the runtime handles a datagram.
+    heard: BTreeSet<(Instant, NodeId)>,
     max_sightings: usize,
     evicted: u64,
 }
@@ -203,6 +207,7 @@ impl PeerRegistry {
             blocked: HashSet::new(),
             confirmed: HashSet::new(),
             sightings: BTreeSet::new(),
+            heard: BTreeSet::new(),
             max_sightings: max_sightings.max(1),
             evicted: 0,
         }
@@ -246,6 +251,9 @@ impl PeerRegistry {
             };
             if let Some(mut entry) = self.peers.remove(&id) {
                 self.evicted += 1;
+                if let Some(heard) = entry.last_heard {
+                    self.heard.remove(&(heard, id.clone()));
+                }
                 if entry.peer.online {
                     entry.peer.online = false;
                     events.push(PeerEvent::Offline {
@@ -354,7 +362,10 @@ impl PeerRegistry {
         peer.presence = presence;
         peer.online = true;
         peer.last_seen_at = Some(peer.last_seen_at.map_or(now_unix, |t| t.max(now_unix)));
-        entry.last_heard = Some(now);
+        if let Some(before) = entry.last_heard.replace(now) {
+            self.heard.remove(&(before, id.clone()));
+        }
+        self.heard.insert((now, id.clone()));
         let snapshot = peer.clone();
         if !was_online {
             evicted.push(PeerEvent::Online(snapshot));
@@ -376,7 +387,9 @@ impl PeerRegistry {
             return Vec::new();
         }
         entry.peer.online = false;
-        entry.last_heard = None;
+        if let Some(heard) = entry.last_heard.take() {
+            self.heard.remove(&(heard, packet.node_id.clone()));
+        }
         vec![PeerEvent::Offline {
             peer: entry.peer.clone(),
             reason: OfflineReason::Goodbye,
@@ -385,19 +398,22 @@ impl PeerRegistry {
 
     /// Takes offline every peer not heard from for the TTL.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerEvent> {
-        let ttl = self.ttl;
         let mut events = Vec::new();
-        for entry in self.peers.values_mut() {
-            let due = entry
-                .last_heard
-                .is_some_and(|t| now.saturating_duration_since(t) >= ttl);
-            if entry.peer.online && due {
-                entry.peer.online = false;
+        // Least recently heard first: only the due ones are looked at.
+        while let Some((heard, id)) = self.heard.first().cloned() {
+            if now.saturating_duration_since(heard) < self.ttl {
+                break;
+            }
+            self.heard.pop_first();
+            if let Some(entry) = self.peers.get_mut(&id) {
                 entry.last_heard = None;
-                events.push(PeerEvent::Offline {
-                    peer: entry.peer.clone(),
-                    reason: OfflineReason::Expired,
-                });
+                if entry.peer.online {
+                    entry.peer.online = false;
+                    events.push(PeerEvent::Offline {
+                        peer: entry.peer.clone(),
+                        reason: OfflineReason::Expired,
+                    });
+                }
             }
         }
         events
@@ -405,12 +421,7 @@ impl PeerRegistry {
 
     /// When the next peer would expire, for the runtime's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .filter(|e| e.peer.online)
-            .filter_map(|e| e.last_heard)
-            .min()
-            .map(|t| t + self.ttl)
+        self.heard.first().map(|(t, _)| *t + self.ttl)
     }
 
     /// Takes offline the online peers whose address `still_reachable` rejects.
@@ -419,7 +430,9 @@ impl PeerRegistry {
         for entry in self.peers.values_mut() {
             if entry.peer.online && !still_reachable(&entry.peer) {
                 entry.peer.online = false;
-                entry.last_heard = None;
+                if let Some(heard) = entry.last_heard.take() {
+                    self.heard.remove(&(heard, entry.peer.node_id.clone()));
+                }
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Excluded,
@@ -436,7 +449,9 @@ impl PeerRegistry {
         if let Some(entry) = self.peers.get_mut(id) {
             entry.peer.online = false;
             entry.peer.blocked = true;
-            entry.last_heard = None;
+            if let Some(heard) = entry.last_heard.take() {
+                self.heard.remove(&(heard, id.clone()));
+            }
             if let Some(seen) = entry.seen.take() {
                 self.sightings.remove(&(seen, id.clone()));
             }
@@ -477,6 +492,9 @@ impl PeerRegistry {
             Some(entry) => {
                 if let Some(seen) = entry.seen {
                     self.sightings.remove(&(seen, id.clone()));
+                }
+                if let Some(heard) = entry.last_heard {
+                    self.heard.remove(&(heard, id.clone()));
                 }
                 vec![PeerEvent::Forgotten(id.clone())]
             }
@@ -879,6 +897,7 @@ mod tests {
                     }
                 }
                 prop_assert!(reg.sightings() <= 3);
+                prop_assert_eq!(reg.heard.len(), reg.online().count());
                 for p in reg.peers() {
                     prop_assert_eq!(p.online, online.get(&p.node_id).copied().unwrap_or(false));
                     prop_assert!(!(p.online && p.blocked));
