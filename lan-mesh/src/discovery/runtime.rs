@@ -741,7 +741,7 @@ impl Actor {
             self.answers_dropped = self.answers_dropped.saturating_add(1);
             return;
         }
-        let peers = u32::try_from(self.registry.online().count()).unwrap_or(u32::MAX);
+        let peers = u32::try_from(self.registry.online_count()).unwrap_or(u32::MAX);
         let spread = ANSWER_SPREAD_PER_PEER
             .saturating_mul(peers)
             .min(ANSWER_SPREAD_MAX);
@@ -823,7 +823,7 @@ impl Actor {
             send_queue_full: PumpCounters::get(&c.send_queue_full),
             receive_queue_full: PumpCounters::get(&c.receive_queue_full),
             answers_dropped: self.answers_dropped,
-            peers_online: self.registry.online().count(),
+            peers_online: self.registry.online_count(),
             sightings: self.registry.sightings(),
             sightings_evicted: self.registry.evicted(),
         }
