@@ -40,7 +40,7 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn chunks(&self) -> std::sync::RwLockReadGuard<'_, ChunkSet> {
+    pub(crate) fn stored(&self) -> std::sync::RwLockReadGuard<'_, ChunkSet> {
         self.chunks.read().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -130,7 +130,7 @@ impl PartialBlob {
             manifest.verify_chunk(*index, bytes)?;
         }
         let new: BTreeMap<u32, &[u8]> = {
-            let have = self.shared.chunks();
+            let have = self.shared.stored();
             chunks
                 .iter()
                 .filter(|(index, _)| !have.contains(*index))
@@ -142,6 +142,7 @@ impl PartialBlob {
         }
         let data_err = |e| BlobError::io(&self.paths.data, e);
         for (&index, bytes) in &new {
+            // Some: verify_chunk above checked the index.
             let offset = manifest.chunk_offset(index).unwrap_or(0);
             self.shared
                 .data
@@ -174,16 +175,16 @@ impl PartialBlob {
 
     /// The chunks not stored yet, in file order.
     pub fn missing_chunks(&self) -> Vec<u32> {
-        self.shared.chunks().missing()
+        self.shared.stored().missing()
     }
 
     /// Bytes of the chunks stored so far.
     pub fn have_bytes(&self) -> u64 {
-        self.shared.chunks().have_bytes()
+        self.shared.stored().have_bytes()
     }
 
     pub fn is_complete(&self) -> bool {
-        self.shared.chunks().is_full()
+        self.shared.stored().is_full()
     }
 
     /// Completes the download: reads the whole content back, checks every chunk and the
@@ -194,7 +195,7 @@ impl PartialBlob {
     /// disk ([`BlobError::Corrupt`]) discards the partial download.
     pub fn finish(self) -> Result<FileId, BlobError> {
         let file_id = self.file_id();
-        let missing = self.shared.chunks().missing_count();
+        let missing = self.shared.stored().missing_count();
         if missing > 0 {
             return Err(BlobError::Incomplete { file_id, missing });
         }

@@ -302,7 +302,7 @@ impl BlobStore {
     /// nothing unverified (nor damaged on disk since) is ever served.
     pub fn read_chunk(&self, file_id: FileId, index: u32) -> Result<Option<Vec<u8>>, BlobError> {
         if let Some(shared) = self.inner.open_download(file_id) {
-            let stored = shared.chunks().contains(index);
+            let stored = shared.stored().contains(index);
             return self.read_verified(
                 &shared.manifest,
                 &shared.data,
@@ -391,7 +391,7 @@ impl BlobStore {
             size: Some(manifest.size()),
         };
         if let Some(shared) = self.inner.open_download(file_id) {
-            return Ok(partial(&shared.manifest, &shared.chunks()));
+            return Ok(partial(&shared.manifest, &shared.stored()));
         }
         if let Some(on_disk) = self.partial_on_disk(file_id)? {
             return Ok(partial(&on_disk.manifest, &on_disk.chunks));
