@@ -2,9 +2,13 @@
 //! settings file, private files (API token), and the SQLite chat and mesh store.
 //! It does no networking, and no SQL exists outside it.
 //!
+//! File content lives apart from the database, in `blobs` ([`BlobStore`]: stored once
+//! per SHA-256, downloaded chunk by chunk with every chunk verified).
+//!
 //! The store is [`Store`]: a cheap `Clone` handle whose async methods run on a
 //! dedicated writer thread (group commit) and reader threads. See docs/STORAGE.md.
 
+pub mod blobs;
 pub mod data_dir;
 pub mod private_file;
 pub mod settings_file;
@@ -31,6 +35,10 @@ mod search;
 mod store;
 mod writer;
 
+pub use blobs::{
+    BlobError, BlobState, BlobStatus, BlobStore, Download, FileId, Manifest, ManifestHash,
+    PartialBlob,
+};
 pub use blocks::{BlockList, NewlyBlocked};
 pub use chat::MAX_PAGE;
 pub use data_dir::{DataDir, DataDirError};
