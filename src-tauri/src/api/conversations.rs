@@ -158,10 +158,21 @@ pub async fn send(
     let text = message_text(&request.text)?;
     refuse_unreachable(&state, &conversation)?;
     identity::ensure_local(&state).await?;
-    let (message, entry) = state
+    let sent = state
         .store()
-        .send_message_queued(conversation, text, now_ms(), dm_envelope)
-        .await?;
+        .send_message_queued(conversation.clone(), text.clone(), now_ms(), dm_envelope)
+        .await;
+    let (message, entry) = match sent {
+        Err(StoreError::NotFound { what: "peer", .. })
+            if adopt_listed_peer(&state, &conversation).await? =>
+        {
+            state
+                .store()
+                .send_message_queued(conversation, text, now_ms(), dm_envelope)
+                .await?
+        }
+        other => other?,
+    };
     match entry {
         Some(entry) => state.mesh().send_now(entry),
         None => state.mesh().wake_outbox(),
@@ -172,6 +183,48 @@ pub async fn send(
         message: view.clone(),
     });
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Only peers proven on a link are in the database (docs/PROTOCOL.md, "Bounds on
+/// untrusted input"), so a colleague that discovery lists but that nothing has linked
+/// to yet is not, and its DM could not be stored — nor would anything ever link to it.
+/// Writing to it is the user's choice, which makes it a contact: it is recorded from
+/// discovery's view, and the message's delivery then links to it (which confirms it).
+/// True when it was recorded; an id that discovery does not list online stays unknown.
+async fn adopt_listed_peer(
+    state: &ApiState,
+    conversation: &ConversationId,
+) -> Result<bool, ApiError> {
+    let ConversationTarget::Direct(peer) = conversation.target() else {
+        return Ok(false);
+    };
+    let Some(discovery) = state.mesh().discovery() else {
+        return Ok(false);
+    };
+    let Ok(peers) = discovery.peers().await else {
+        return Ok(false);
+    };
+    let listed = peers
+        .into_iter()
+        .find(|p| &p.node_id == peer && p.online && !p.blocked);
+    let Some((listed, addr)) = listed.and_then(|p| p.listen_addr.map(|a| (p, a))) else {
+        return Ok(false);
+    };
+    let seen_at = listed
+        .last_seen_at
+        .map_or_else(now_ms, |t| i64::try_from(t.0).unwrap_or(i64::MAX));
+    state
+        .store()
+        .record_peer_sighting(storage::PeerSighting {
+            peer_id: listed.node_id,
+            display_name: listed.display_name,
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            capabilities: String::new(),
+            seen_at,
+        })
+        .await?;
+    Ok(true)
 }
 
 /// `POST /api/v1/conversations/{id}/read` → `204`.
