@@ -180,6 +180,10 @@ pub struct PeerRegistry {
     /// The online entries not in `confirmed`, by when they were last heard: the
     /// eviction order, O(log n) per packet.
     sightings: BTreeSet<(Instant, NodeId)>,
+    /// Every entry heard in this run and not gone offline since (`last_heard` is
+    /// `Some`), by when: the next expiry and the expired ones in O(log n), not a scan
+    /// of every peer for each datagram the runtime handles.
+    heard: BTreeSet<(Instant, NodeId)>,
     max_sightings: usize,
     evicted: u64,
 }
@@ -198,6 +202,7 @@ impl PeerRegistry {
             blocked: HashSet::new(),
             confirmed: HashSet::new(),
             sightings: BTreeSet::new(),
+            heard: BTreeSet::new(),
             max_sightings: max_sightings.max(1),
             evicted: 0,
         }
@@ -236,9 +241,10 @@ impl PeerRegistry {
     fn evict_for_newcomer(&mut self) -> Vec<PeerEvent> {
         let mut events = Vec::new();
         while self.sightings.len() >= self.max_sightings {
-            let Some((_, id)) = self.sightings.pop_first() else {
+            let Some((at, id)) = self.sightings.pop_first() else {
                 break;
             };
+            self.heard.remove(&(at, id.clone()));
             if let Some(mut entry) = self.peers.remove(&id) {
                 self.evicted += 1;
                 entry.peer.online = false;
@@ -313,6 +319,10 @@ impl PeerRegistry {
             last_heard: None,
             offsets: OffsetSamples::default(),
         });
+        if let Some(heard) = entry.last_heard {
+            self.heard.remove(&(heard, id.clone()));
+        }
+        self.heard.insert((now, id.clone()));
         if !confirmed {
             if let Some(heard) = entry.last_heard {
                 self.sightings.remove(&(heard, id.clone()));
@@ -380,6 +390,9 @@ impl PeerRegistry {
         }
         entry.peer.online = false;
         let heard = entry.last_heard.take();
+        if let Some(at) = heard {
+            self.heard.remove(&(at, packet.node_id.clone()));
+        }
         let event = PeerEvent::Offline {
             peer: entry.peer.clone(),
             reason: OfflineReason::Goodbye,
@@ -393,13 +406,18 @@ impl PeerRegistry {
         let ttl = self.ttl;
         let mut events = Vec::new();
         let mut gone = Vec::new();
-        for entry in self.peers.values_mut() {
-            let due = entry
-                .last_heard
-                .is_some_and(|t| now.saturating_duration_since(t) >= ttl);
-            if entry.peer.online && due {
+        // Least recently heard first: only the due ones are looked at.
+        while let Some((at, id)) = self.heard.first().cloned() {
+            if now.saturating_duration_since(at) < ttl {
+                break;
+            }
+            self.heard.pop_first();
+            let Some(entry) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            if entry.peer.online && entry.last_heard == Some(at) {
                 entry.peer.online = false;
-                gone.push((entry.peer.node_id.clone(), entry.last_heard.take()));
+                gone.push((id, entry.last_heard.take()));
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Expired,
@@ -414,12 +432,7 @@ impl PeerRegistry {
 
     /// When the next peer would expire, for the runtime's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.peers
-            .values()
-            .filter(|e| e.peer.online)
-            .filter_map(|e| e.last_heard)
-            .min()
-            .map(|t| t + self.ttl)
+        self.heard.first().map(|(t, _)| *t + self.ttl)
     }
 
     /// Takes offline the online peers whose address `still_reachable` rejects.
@@ -429,6 +442,9 @@ impl PeerRegistry {
         for entry in self.peers.values_mut() {
             if entry.peer.online && !still_reachable(&entry.peer) {
                 entry.peer.online = false;
+                if let Some(at) = entry.last_heard {
+                    self.heard.remove(&(at, entry.peer.node_id.clone()));
+                }
                 gone.push((entry.peer.node_id.clone(), entry.last_heard.take()));
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
@@ -451,6 +467,7 @@ impl PeerRegistry {
             entry.peer.blocked = true;
             if let Some(heard) = entry.last_heard.take() {
                 self.sightings.remove(&(heard, id.clone()));
+                self.heard.remove(&(heard, id.clone()));
             }
         }
         vec![PeerEvent::Blocked(id.clone())]
@@ -488,6 +505,7 @@ impl PeerRegistry {
             Some(entry) => {
                 if let Some(heard) = entry.last_heard {
                     self.sightings.remove(&(heard, id.clone()));
+                    self.heard.remove(&(heard, id.clone()));
                 }
                 vec![PeerEvent::Forgotten(id.clone())]
             }
@@ -845,11 +863,13 @@ mod tests {
     }
 
     proptest! {
-        /// Under any sequence of packets and clock steps: blocked peers never come
-        /// online, Online/Offline alternate per peer, and `online` matches the events.
+        /// Under any sequence of packets, confirmations, forgets and clock steps:
+        /// blocked peers never come online, Online/Offline alternate per peer, `online`
+        /// matches the events, and the next expiry (kept in an index) is the earliest
+        /// online peer's last packet plus the TTL, as a scan of every peer finds it.
         #[test]
         fn transitions_stay_consistent(
-            steps in prop::collection::vec((0u8..6, 0u128..4, 0u64..3, 0u64..30), 1..200)
+            steps in prop::collection::vec((0u8..8, 0u128..4, 0u64..3, 0u64..30), 1..200)
         ) {
             let mut reg = PeerRegistry::with_capacity(TTL, 3);
             let t0 = Instant::now();
@@ -865,6 +885,11 @@ mod tests {
                     1 => reg.block(&id),
                     2 => reg.unblock(&id),
                     3 => reg.observe(&pkt(PacketKind::Goodbye, n, instance, ts), addr("10.0.0.1:1"), now, UnixMillis(ts)),
+                    4 => {
+                        reg.confirm(&id);
+                        Vec::new()
+                    }
+                    5 => reg.forget(&id),
                     _ => reg.observe(&pkt(PacketKind::Heartbeat, n, instance, ts), addr("10.0.0.1:1"), now, UnixMillis(ts)),
                 };
                 for e in events {
@@ -876,11 +901,19 @@ mod tests {
                         PeerEvent::Offline { peer, .. } => {
                             prop_assert!(online.insert(peer.node_id, false).unwrap_or(false));
                         }
-                        PeerEvent::Blocked(id) => { online.insert(id, false); }
+                        PeerEvent::Blocked(id) | PeerEvent::Forgotten(id) => { online.insert(id, false); }
                         _ => {}
                     }
                 }
                 prop_assert!(reg.sightings() <= 3);
+                let scanned = reg
+                    .peers
+                    .values()
+                    .filter(|e| e.peer.online)
+                    .filter_map(|e| e.last_heard)
+                    .min()
+                    .map(|t| t + TTL);
+                prop_assert_eq!(reg.next_expiry(), scanned);
                 for p in reg.peers() {
                     prop_assert_eq!(p.online, online.get(&p.node_id).copied().unwrap_or(false));
                     prop_assert!(!(p.online && p.blocked));
