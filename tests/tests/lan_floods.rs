@@ -22,7 +22,8 @@
 //! - (b) 2,000 TCP connections to A's link port, held open, reconnecting when closed,
 //!   from one address and from seven more of the attacker's: silent ones, HTTP upgrades
 //!   sent a byte every 500 ms, upgrades completed and then stalled, and bad requests that
-//!   fail at once: `refused_capacity`, `refused_rate`, `handshake_failed`. B is also
+//!   fail at once; plus 16 from a ninth address that all fail at once and reconnect
+//!   every 100 ms: `refused_capacity`, `refused_rate`, `handshake_failed`. B is also
 //!   restarted during the attack, so A↔B has to come up anew;
 //! - (c) an insider with the secret announcing valid discovery packets, each from a
 //!   fresh random node id, from sixteen addresses at 30 a second each (just under the
@@ -688,11 +689,14 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
     let test_started = Instant::now();
     let mut scene = Scene::start(WHAT).await?;
     let attacker = scene.lan.add_ns("attacker")?;
-    // One address holding 1,000 connections, and seven more holding 1,000 between them.
+    // One address holding 1,000 connections, seven more holding 1,001 between them, and
+    // one more whose 16 connections all fail their handshake at once and reconnect
+    // (so its handshake rate, not its connection cap, is what stops it).
     let mut extra = Vec::new();
     for octet in 200..207 {
         extra.push(attacker.add_address(octet)?);
     }
+    let churner = attacker.add_address(207)?;
     let before = scene.a.status().await?;
     scene.baseline_window().await;
     let to = SocketAddr::from((scene.a.ip(), LINK_PORT)).to_string();
@@ -716,6 +720,9 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
     };
     let one_ip = Flood::spawn(&attacker, &common(&attacker.ip.to_string(), "1000"))?;
     let many_ips = Flood::spawn(&attacker, &common(&ips(&extra), "143"))?;
+    let mut churn_args = common(&churner.to_string(), "16");
+    churn_args.extend(["--only".to_string(), "churn".to_string()]);
+    let churn = Flood::spawn(&attacker, &churn_args)?;
     let outcome = scene
         .under_attack(&one_ip, WHAT, Some(CHAT_BEFORE_RESTART), |s| {
             s["transport"]["refused_capacity"].as_u64().unwrap_or(0) > 100
@@ -744,9 +751,11 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
     print_dms(WHAT, &restart_dms);
     let (report_one, ended_one) = one_ip.finish().await?;
     let (report_many, ended_many) = many_ips.finish().await?;
+    let (report_churn, ended_churn) = churn.finish().await?;
     let after = scene.a.status().await?;
     eprintln!("[{WHAT}] flood from one address: {report_one}");
     eprintln!("[{WHAT}] flood from seven addresses: {report_many}");
+    eprintln!("[{WHAT}] churn from one more address: {report_churn}");
     let t = moved(
         &status_of(&before, "transport"),
         &status_of(&after, "transport"),
@@ -756,7 +765,7 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
         WHAT,
         &scene,
         started,
-        ended_one.max(ended_many),
+        ended_one.max(ended_many).max(ended_churn),
         Duration::from_secs(5),
     )
     .await?;
@@ -785,10 +794,16 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
         );
     }
     eprintln!(
-        "[{WHAT}] summary: {} connections held from 8 addresses; c joined in {:?} (during: \
-         {}); test took {:?}",
-        report_one["connections"].as_u64().unwrap_or(0)
-            + report_many["connections"].as_u64().unwrap_or(0),
+        "[{WHAT}] summary: {} connections from 9 addresses, {} connection attempts; c joined \
+         in {:?} (during: {}); test took {:?}",
+        [&report_one, &report_many, &report_churn]
+            .iter()
+            .map(|r| r["connections"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
+        [&report_one, &report_many, &report_churn]
+            .iter()
+            .map(|r| r["attempts"].as_u64().unwrap_or(0))
+            .sum::<u64>(),
         outcome.join,
         outcome.c_listed_during,
         test_started.elapsed()

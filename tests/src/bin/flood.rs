@@ -17,12 +17,12 @@
 //!     packet announces link port P, where this tool holds a TCP listener that never
 //!     accepts: the node's dials to the made-up ids hang until their timeout.
 //! flood tcp --to IP:PORT --from IP[,IP…] --conns N --secs S --max-attempts M
-//!           [--hold-retry-ms H] [--churn-retry-ms C]
+//!           [--hold-retry-ms H] [--churn-retry-ms C] [--only churn]
 //!     N connections per address to the node's link port, each reconnecting when the node
 //!     closes it (after H ms, or C ms for the churners): most stay silent, some send an
 //!     HTTP upgrade one byte every 500 ms, some complete the WebSocket upgrade and stall,
 //!     one in ten sends a bad request at once (a handshake that fails fast, so the
-//!     node's per-IP handshake rate is what stops it).
+//!     node's per-IP handshake rate is what stops it). `--only churn`: all of them do.
 //! ```
 //!
 //! Every loop is bounded by `--secs` and by a count, and the tool exits by itself.
@@ -88,6 +88,7 @@ struct Opts {
     conns: usize,
     hold_retry: Duration,
     churn_retry: Duration,
+    only_churn: bool,
 }
 
 impl Opts {
@@ -123,6 +124,7 @@ impl Opts {
                 "--conns" => o.conns = v.parse().context("--conns")?,
                 "--hold-retry-ms" => o.hold_retry = Duration::from_millis(v.parse()?),
                 "--churn-retry-ms" => o.churn_retry = Duration::from_millis(v.parse()?),
+                "--only" if v == "churn" => o.only_churn = true,
                 _ => bail!("unknown option {flag}"),
             }
         }
@@ -465,7 +467,12 @@ async fn tcp(o: &Opts) -> anyhow::Result<serde_json::Value> {
     let mut tasks = tokio::task::JoinSet::new();
     for ip in &o.from {
         for i in 0..o.conns {
-            let (ip, stats, mode) = (*ip, Arc::clone(&stats), mode_of(i));
+            let mode = if o.only_churn {
+                Mode::Churn
+            } else {
+                mode_of(i)
+            };
+            let (ip, stats) = (*ip, Arc::clone(&stats));
             let retry = match mode {
                 Mode::Churn => o.churn_retry,
                 _ => o.hold_retry,
@@ -487,7 +494,8 @@ async fn tcp(o: &Opts) -> anyhow::Result<serde_json::Value> {
     while tasks.join_next().await.is_some() {}
     let s = &stats;
     Ok(json!({
-        "mode": "tcp", "sources": o.from.len(), "conns_per_source": o.conns,
+        "mode": "tcp", "only_churn": o.only_churn, "sources": o.from.len(),
+        "conns_per_source": o.conns,
         "connections": o.from.len() * o.conns,
         "attempts": get(&s.attempts).min(o.max), "connected": get(&s.connected),
         "connect_errors": get(&s.connect_errors), "closed_at_once": get(&s.closed_at_once),
