@@ -766,6 +766,34 @@ impl NetNs {
         })
     }
 
+    /// Gives this host one more address on the LAN (`198.51.100.<octet>`), for a test
+    /// that needs several source IPs on one host (an attacker spreading its traffic
+    /// over addresses). Use octets above the hosts' own (`add_ns` counts up from 1):
+    /// 200–250 are never handed out to a host by the small LANs that use this. Removed
+    /// with the namespace.
+    pub fn add_address(&self, octet: u8) -> anyhow::Result<Ipv4Addr> {
+        anyhow::ensure!(
+            (200..=250).contains(&octet),
+            "extra addresses are 198.51.100.200–250, not .{octet}"
+        );
+        anyhow::ensure!(
+            self.ip.octets()[..3] == SUBNET_BASE,
+            "{} is not on {SUBNET}",
+            self.name
+        );
+        let addr = Ipv4Addr::new(SUBNET_BASE[0], SUBNET_BASE[1], SUBNET_BASE[2], octet);
+        ip(&[
+            "-n",
+            &self.name,
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            "eth0",
+        ])?;
+        Ok(addr)
+    }
+
     pub fn set_partitioned(&self, cut: bool) -> anyhow::Result<()> {
         let state = if cut { "down" } else { "up" };
         ip(&["-n", &self.switch, "link", "set", &self.port, state])?;

@@ -866,11 +866,14 @@ mod tests {
     }
 
     proptest! {
-        /// Under any sequence of packets and clock steps: blocked peers never come
-        /// online, Online/Offline alternate per peer, and `online` matches the events.
+        /// Under any sequence of packets, confirmations, forgets and clock steps:
+        /// blocked peers never come online, Online/Offline alternate per peer, `online`
+        /// matches the events, sightings stay bounded, and the next expiry (kept in an
+        /// index) is the earliest online peer's last packet plus the TTL, as a scan of
+        /// every peer finds it.
         #[test]
         fn transitions_stay_consistent(
-            steps in prop::collection::vec((0u8..6, 0u128..4, 0u64..3, 0u64..30), 1..200)
+            steps in prop::collection::vec((0u8..8, 0u128..4, 0u64..3, 0u64..30), 1..200)
         ) {
             let mut reg = PeerRegistry::with_capacity(TTL, 3);
             let t0 = Instant::now();
@@ -886,6 +889,11 @@ mod tests {
                     1 => reg.block(&id),
                     2 => reg.unblock(&id),
                     3 => reg.observe(&pkt(PacketKind::Goodbye, n, instance, ts), addr("10.0.0.1:1"), now, UnixMillis(ts)),
+                    4 => {
+                        reg.confirm(&id);
+                        Vec::new()
+                    }
+                    5 => reg.forget(&id),
                     _ => reg.observe(&pkt(PacketKind::Heartbeat, n, instance, ts), addr("10.0.0.1:1"), now, UnixMillis(ts)),
                 };
                 for e in events {
@@ -897,12 +905,20 @@ mod tests {
                         PeerEvent::Offline { peer, .. } => {
                             prop_assert!(online.insert(peer.node_id, false).unwrap_or(false));
                         }
-                        PeerEvent::Blocked(id) => { online.insert(id, false); }
+                        PeerEvent::Blocked(id) | PeerEvent::Forgotten(id) => { online.insert(id, false); }
                         _ => {}
                     }
                 }
                 prop_assert!(reg.sightings() <= 3);
                 prop_assert_eq!(reg.online_count(), reg.online().count());
+                let scanned = reg
+                    .peers
+                    .values()
+                    .filter(|e| e.peer.online)
+                    .filter_map(|e| e.last_heard)
+                    .min()
+                    .map(|t| t + TTL);
+                prop_assert_eq!(reg.next_expiry(), scanned);
                 for p in reg.peers() {
                     prop_assert_eq!(p.online, online.get(&p.node_id).copied().unwrap_or(false));
                     prop_assert!(!(p.online && p.blocked));
