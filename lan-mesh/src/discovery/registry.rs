@@ -163,6 +163,8 @@ struct Entry {
     /// For a sighting (not confirmed, not blocked): its key in the eviction order,
     /// kept while it is offline too.
     seen: Option<Instant>,
+    /// For an offline sighting: when it went offline (its key in `gone`).
+    gone_at: Option<Instant>,
     offsets: OffsetSamples,
 }
 
@@ -189,6 +191,10 @@ pub struct PeerRegistry {
     /// the due ones only, and the next expiry is the first, instead of a scan of every
     /// peer each time the runtime handles a datagram.
     heard: BTreeSet<(Instant, NodeId)>,
+    /// Offline sightings by when they went offline: listed for one TTL more (a
+    /// colleague who just left or is restarting is still shown), then forgotten, so
+    /// made-up ids do not stay listed after a flood.
+    gone: BTreeSet<(Instant, NodeId)>,
     max_sightings: usize,
     evicted: u64,
 }
@@ -208,6 +214,7 @@ impl PeerRegistry {
             confirmed: HashSet::new(),
             sightings: BTreeSet::new(),
             heard: BTreeSet::new(),
+            gone: BTreeSet::new(),
             max_sightings: max_sightings.max(1),
             evicted: 0,
         }
@@ -239,6 +246,9 @@ impl PeerRegistry {
         if let Some(seen) = entry.seen.take() {
             self.sightings.remove(&(seen, id.clone()));
         }
+        if let Some(gone) = entry.gone_at.take() {
+            self.gone.remove(&(gone, id.clone()));
+        }
         Some(entry.peer.clone())
     }
 
@@ -254,6 +264,9 @@ impl PeerRegistry {
                 if let Some(heard) = entry.last_heard {
                     self.heard.remove(&(heard, id.clone()));
                 }
+                if let Some(gone) = entry.gone_at {
+                    self.gone.remove(&(gone, id.clone()));
+                }
                 if entry.peer.online {
                     entry.peer.online = false;
                     events.push(PeerEvent::Offline {
@@ -265,6 +278,16 @@ impl PeerRegistry {
             }
         }
         events
+    }
+
+    /// `id` just went offline: a sighting starts its last TTL in the list.
+    fn went_offline(&mut self, id: &NodeId, now: Instant) {
+        if let Some(entry) = self.peers.get_mut(id) {
+            if entry.seen.is_some() && entry.gone_at.is_none() {
+                entry.gone_at = Some(now);
+                self.gone.insert((now, id.clone()));
+            }
+        }
     }
 
     pub fn set_ttl(&mut self, ttl: Duration) {
@@ -282,6 +305,7 @@ impl PeerRegistry {
                 peer,
                 last_heard: None,
                 seen: None,
+                gone_at: None,
                 offsets: OffsetSamples::default(),
             });
         }
@@ -303,7 +327,7 @@ impl PeerRegistry {
             return Vec::new();
         }
         if packet.kind == PacketKind::Goodbye {
-            return self.goodbye(packet);
+            return self.goodbye(packet, now);
         }
         let confirmed = self.confirmed.contains(id);
         let mut evicted = Vec::new();
@@ -315,6 +339,7 @@ impl PeerRegistry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
             seen: None,
+            gone_at: None,
             offsets: OffsetSamples::default(),
         });
         if !confirmed {
@@ -366,6 +391,9 @@ impl PeerRegistry {
             self.heard.remove(&(before, id.clone()));
         }
         self.heard.insert((now, id.clone()));
+        if let Some(gone) = entry.gone_at.take() {
+            self.gone.remove(&(gone, id.clone()));
+        }
         let snapshot = peer.clone();
         if !was_online {
             evicted.push(PeerEvent::Online(snapshot));
@@ -378,7 +406,7 @@ impl PeerRegistry {
         evicted
     }
 
-    fn goodbye(&mut self, packet: &Packet) -> Vec<PeerEvent> {
+    fn goodbye(&mut self, packet: &Packet, now: Instant) -> Vec<PeerEvent> {
         let Some(entry) = self.peers.get_mut(&packet.node_id) else {
             return Vec::new();
         };
@@ -390,10 +418,12 @@ impl PeerRegistry {
         if let Some(heard) = entry.last_heard.take() {
             self.heard.remove(&(heard, packet.node_id.clone()));
         }
-        vec![PeerEvent::Offline {
+        let event = PeerEvent::Offline {
             peer: entry.peer.clone(),
             reason: OfflineReason::Goodbye,
-        }]
+        };
+        self.went_offline(&packet.node_id, now);
+        vec![event]
     }
 
     /// Takes offline every peer not heard from for the TTL.
@@ -415,29 +445,58 @@ impl PeerRegistry {
                     });
                 }
             }
+            self.went_offline(&id, now);
+        }
+        // Offline sightings whose last TTL in the list is over.
+        while let Some((gone, id)) = self.gone.first().cloned() {
+            if now.saturating_duration_since(gone) < self.ttl {
+                break;
+            }
+            self.gone.pop_first();
+            if let Some(entry) = self.peers.remove(&id) {
+                if let Some(seen) = entry.seen {
+                    self.sightings.remove(&(seen, id.clone()));
+                }
+                events.push(PeerEvent::Forgotten(id));
+            }
         }
         events
     }
 
     /// When the next peer would expire, for the runtime's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.heard.first().map(|(t, _)| *t + self.ttl)
+        let expiry = self.heard.first().map(|(t, _)| *t);
+        let forgetting = self.gone.first().map(|(t, _)| *t);
+        expiry
+            .into_iter()
+            .chain(forgetting)
+            .min()
+            .map(|t| t + self.ttl)
     }
 
     /// Takes offline the online peers whose address `still_reachable` rejects.
-    pub fn exclude(&mut self, still_reachable: impl Fn(&Peer) -> bool) -> Vec<PeerEvent> {
+    pub fn exclude(
+        &mut self,
+        still_reachable: impl Fn(&Peer) -> bool,
+        now: Instant,
+    ) -> Vec<PeerEvent> {
         let mut events = Vec::new();
+        let mut gone = Vec::new();
         for entry in self.peers.values_mut() {
             if entry.peer.online && !still_reachable(&entry.peer) {
                 entry.peer.online = false;
                 if let Some(heard) = entry.last_heard.take() {
                     self.heard.remove(&(heard, entry.peer.node_id.clone()));
                 }
+                gone.push(entry.peer.node_id.clone());
                 events.push(PeerEvent::Offline {
                     peer: entry.peer.clone(),
                     reason: OfflineReason::Excluded,
                 });
             }
+        }
+        for id in gone {
+            self.went_offline(&id, now);
         }
         events
     }
@@ -455,6 +514,9 @@ impl PeerRegistry {
             if let Some(seen) = entry.seen.take() {
                 self.sightings.remove(&(seen, id.clone()));
             }
+            if let Some(gone) = entry.gone_at.take() {
+                self.gone.remove(&(gone, id.clone()));
+            }
         }
         vec![PeerEvent::Blocked(id.clone())]
     }
@@ -467,6 +529,7 @@ impl PeerRegistry {
             peer: Peer::unseen(id.clone()),
             last_heard: None,
             seen: None,
+            gone_at: None,
             offsets: OffsetSamples::default(),
         });
         entry.peer.blocked = false;
@@ -495,6 +558,9 @@ impl PeerRegistry {
                 }
                 if let Some(heard) = entry.last_heard {
                     self.heard.remove(&(heard, id.clone()));
+                }
+                if let Some(gone) = entry.gone_at {
+                    self.gone.remove(&(gone, id.clone()));
                 }
                 vec![PeerEvent::Forgotten(id.clone())]
             }
@@ -619,10 +685,25 @@ mod tests {
             }]
         ));
         assert!(f.expire(100).is_empty(), "offline is reported once");
-        assert_eq!(f.reg.next_expiry(), None);
+        // A sighting (never linked) stays listed offline for one TTL more.
+        assert_eq!(f.reg.next_expiry(), Some(f.t0 + Duration::from_secs(105)));
         // A later heartbeat brings it back.
         let ev = f.see(&pkt(PacketKind::Heartbeat, 2, 1, 30), "10.0.0.2:19124", 101);
         assert!(matches!(&ev[..], [PeerEvent::Online(_)]));
+        // Silent again: offline at 146, forgotten at 191. A contact would stay.
+        assert_eq!(f.expire(146).len(), 1);
+        assert!(f.reg.get(&node(2)).is_some_and(|p| !p.online));
+        let ev = f.expire(191);
+        assert!(
+            matches!(&ev[..], [PeerEvent::Forgotten(id)] if *id == node(2)),
+            "{ev:?}"
+        );
+        assert_eq!((f.reg.sightings(), f.reg.next_expiry()), (0, None));
+        f.see(&pkt(PacketKind::Heartbeat, 2, 1, 40), "10.0.0.2:19124", 200);
+        f.reg.confirm(&node(2));
+        assert_eq!(f.expire(245).len(), 1);
+        assert!(f.expire(400).is_empty());
+        assert!(f.reg.get(&node(2)).is_some_and(|p| !p.online));
     }
 
     #[test]
@@ -766,10 +847,13 @@ mod tests {
         let mut f = Fixture::new();
         f.see(&pkt(PacketKind::Hello, 2, 1, 10), "10.0.0.2:19124", 0);
         f.see(&pkt(PacketKind::Hello, 3, 1, 10), "10.0.1.3:19124", 0);
-        let ev = f.reg.exclude(|p| {
-            p.discovery_addr
-                .is_some_and(|a| a.ip().to_string().starts_with("10.0.0."))
-        });
+        let ev = f.reg.exclude(
+            |p| {
+                p.discovery_addr
+                    .is_some_and(|a| a.ip().to_string().starts_with("10.0.0."))
+            },
+            f.t0,
+        );
         assert!(
             matches!(&ev[..], [PeerEvent::Offline { reason: OfflineReason::Excluded, peer }] if peer.node_id == node(3))
         );
@@ -914,8 +998,7 @@ mod tests {
                 let scanned = reg
                     .peers
                     .values()
-                    .filter(|e| e.peer.online)
-                    .filter_map(|e| e.last_heard)
+                    .filter_map(|e| if e.peer.online { e.last_heard } else { e.gone_at })
                     .min()
                     .map(|t| t + TTL);
                 prop_assert_eq!(reg.next_expiry(), scanned);

@@ -942,12 +942,15 @@ impl Actor {
         let mut events = self.registry.set_blocked(&blocked);
         let filter = &self.filter.config;
         // Peers that only the old secret or old subnets admitted cannot reach us now.
-        events.extend(self.registry.exclude(|p| {
-            !secret_changed
-                && p.discovery_addr.is_some_and(|a| {
-                    !filter.source_is_blocked(a.ip()) && filter.source_is_allowed(a.ip())
-                })
-        }));
+        events.extend(self.registry.exclude(
+            |p| {
+                !secret_changed
+                    && p.discovery_addr.is_some_and(|a| {
+                        !filter.source_is_blocked(a.ip()) && filter.source_is_allowed(a.ip())
+                    })
+            },
+            Instant::now().into_std(),
+        ));
         self.publish(events);
         tracing::info!(node = %self.config.node_id, "discovery reconfigured");
         Ok(())
