@@ -1,6 +1,6 @@
 //! One link: the WebSocket upgrade and Noise handshake on both sides, then two tasks
-//! on the split socket — a writer that seals outgoing frames from two lanes (control
-//! before bulk) and pings, and a reader that opens incoming frames — joined by a
+//! on the split socket — a writer that seals outgoing frames from three lanes (control,
+//! then bulk, then file content) and pings, and a reader that opens incoming frames — joined by a
 //! supervisor that ends both when either ends.
 
 use std::net::SocketAddr;
@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{
-    websocket_config, CLOSE_GRACE, CONTROL_QUEUE, LINK_PATH, LINK_QUEUE, MAX_BAD_MESSAGES_IN_A_ROW,
+    websocket_config, CLOSE_GRACE, CONTROL_QUEUE, FILE_QUEUE, LINK_PATH, LINK_QUEUE,
+    MAX_BAD_MESSAGES_IN_A_ROW,
 };
 use super::frame::{Frame, Lane};
 use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
@@ -318,30 +319,35 @@ pub enum LinkEnd {
     Failed(String),
 }
 
-/// The sending ends of a link's two outgoing queues (see [`Lane`]).
+/// The sending ends of a link's three outgoing queues (see [`Lane`]).
 #[derive(Clone)]
 pub(crate) struct Lanes {
     control: mpsc::Sender<Frame>,
     bulk: mpsc::Sender<Frame>,
+    files: mpsc::Sender<Frame>,
 }
 
-/// The writer's ends of the two queues.
+/// The writer's ends of the three queues.
 pub(crate) struct LaneReceivers {
     control: mpsc::Receiver<Frame>,
     bulk: mpsc::Receiver<Frame>,
+    files: mpsc::Receiver<Frame>,
 }
 
 pub(crate) fn lanes() -> (Lanes, LaneReceivers) {
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (bulk_tx, bulk_rx) = mpsc::channel(LINK_QUEUE);
+    let (files_tx, files_rx) = mpsc::channel(FILE_QUEUE);
     (
         Lanes {
             control: control_tx,
             bulk: bulk_tx,
+            files: files_tx,
         },
         LaneReceivers {
             control: control_rx,
             bulk: bulk_rx,
+            files: files_rx,
         },
     )
 }
@@ -352,6 +358,7 @@ impl Lanes {
         match frame.lane() {
             Lane::Control => &self.control,
             Lane::Bulk => &self.bulk,
+            Lane::Files => &self.files,
         }
     }
 }
@@ -465,7 +472,8 @@ enum Outgoing {
     Ping,
 }
 
-/// Sends what the lanes hold, control first, and a WebSocket ping every `keepalive`.
+/// Sends what the lanes hold — control, then envelopes, then file content — and a
+/// WebSocket ping every `keepalive`.
 async fn write_loop(
     mut half: WriteHalf,
     mut lanes: LaneReceivers,
@@ -481,7 +489,11 @@ async fn write_loop(
     loop {
         // Biased: checked in this order every time, so a queued ack or ping goes out
         // before the next queued envelope however many wait. Control frames cannot
-        // starve envelopes for long: each answers an envelope the peer sent.
+        // starve envelopes for long: each answers an envelope the peer sent. File
+        // content goes only when no envelope waits, so a message queued during a
+        // transfer waits for the one chunk being written, not for the queued ones;
+        // envelopes cannot starve files for good either: the outbox sends what the
+        // peer acks, and the lane holds 256.
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => return WriterDone { end: None, half: Some(half) },
@@ -491,6 +503,10 @@ async fn write_loop(
             },
             _ = tick.tick() => Outgoing::Ping,
             frame = lanes.bulk.recv() => match frame {
+                Some(frame) => Outgoing::Frame(frame),
+                None => return WriterDone { end: Some(LinkEnd::Local("closed".into())), half: Some(half) },
+            },
+            frame = lanes.files.recv() => match frame {
                 Some(frame) => Outgoing::Frame(frame),
                 None => return WriterDone { end: Some(LinkEnd::Local("closed".into())), half: Some(half) },
             },
