@@ -824,6 +824,62 @@ mod tests {
         );
     }
 
+    fn file_chunk(index: u32) -> Frame {
+        Frame::File(crate::files::FileFrame::Chunk(
+            crate::files::wire::FileChunk {
+                file_id: crate::files::FileId([1; 32]),
+                index,
+                bytes: vec![0; 128 * 1024],
+            },
+        ))
+    }
+
+    // Current-thread runtime, as above: what the lanes hold between awaits is exact.
+    #[tokio::test]
+    async fn an_envelope_overtakes_queued_file_chunks() {
+        let mut pair = linked_pair().await;
+        assert_eq!(file_chunk(0).lane(), Lane::Files);
+        // The peer does not read: chunks pile up until the writer is stuck and the
+        // files lane is full.
+        let mut pushed = 0u32;
+        loop {
+            match pair.lanes.files.try_send(file_chunk(pushed)) {
+                Ok(()) => {
+                    pushed += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(e) => panic!("the link closed: {e}"),
+            }
+            assert!(pushed < 10_000, "the socket never filled");
+        }
+        let in_lane = FILE_QUEUE - pair.lanes.files.capacity();
+        assert!(in_lane > 0);
+        let left_lane = pushed as usize - in_lane;
+        let text = Frame::Envelope(b"a text message".to_vec());
+        pair.lanes.bulk.try_send(text.clone()).unwrap();
+
+        let mut chunks_before_text = None;
+        let mut seen = 0usize;
+        while seen < pushed as usize {
+            match next_frame(&mut pair.peer_ws, &mut pair.peer_session).await {
+                Frame::File(crate::files::FileFrame::Chunk(c)) => {
+                    assert_eq!(c.index as usize, seen, "chunks out of order");
+                    seen += 1;
+                }
+                frame if frame == text => chunks_before_text = Some(seen),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let before = chunks_before_text.expect("the envelope never arrived");
+        assert!(
+            before <= left_lane,
+            "the envelope came after {before} chunks, but only {left_lane} had left the lane"
+        );
+        pair.cancel.cancel();
+        link_end(pair.link).await;
+    }
+
     #[tokio::test]
     async fn stopping_a_link_whose_peer_stopped_reading_joins_all_its_tasks() {
         let pair = linked_pair().await;
