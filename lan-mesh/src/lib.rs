@@ -14,6 +14,7 @@
 pub mod delivery;
 pub mod discovery;
 pub mod envelope;
+pub mod files;
 pub mod links;
 pub mod ports;
 pub mod rate_limit;

@@ -4,6 +4,8 @@
 //! which store errors refuse an envelope for good (the sender is told why) and which
 //! only mean "not now" (no ack: the sender retries).
 
+mod blobs;
+
 use std::collections::HashMap;
 
 use api_types::NodeId;
@@ -15,6 +17,8 @@ use lan_mesh::ports::{
     Settled,
 };
 use storage::{Store, StoreError};
+
+pub use blobs::BlobPorts;
 
 /// The node's store, seen through the mesh's ports. Cheap to clone.
 #[derive(Clone)]

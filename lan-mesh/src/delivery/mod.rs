@@ -544,7 +544,9 @@ impl Worker {
             Frame::Envelope(bytes) => self.on_envelope(peer, keys, &bytes).await,
             Frame::Ack(ack) => self.on_ack(peer, ack).await,
             Frame::Reject(reject) => self.on_reject(peer, reject).await,
-            Frame::Ready | Frame::Close(_) => {}
+            // File frames belong to the file engine (`crate::files`); the node routes
+            // them there, and one that strays here is ignored.
+            Frame::Ready | Frame::Close(_) | Frame::File(_) => {}
         }
     }
 

@@ -10,7 +10,8 @@
 //!   tokio's (paused) clock, which a test can also jump like a PC's clock;
 //! - [`Engine`]: one node's delivery task wired to all three, with the handles the
 //!   node would hold (wake-up, send-now, discovery's peer events) and its events;
-//! - [`ScriptedPeer`]: a node on the net played by the test itself, frame by frame.
+//! - [`ScriptedPeer`]: a node on the net played by the test itself, frame by frame;
+//! - [`MemoryBlobs`]: the file engine's blob port in memory.
 //!
 //! Compiled for this crate's tests and, with the `testing` feature, for other crates'
 //! tests (`lan-mesh = { workspace = true, features = ["testing"] }` under
@@ -20,6 +21,7 @@
 //! condition on virtual time, which advances only when every task is idle, so the
 //! outcome is the same on every run and a test takes milliseconds of real time.
 
+mod blobs;
 mod net;
 mod store;
 
@@ -34,6 +36,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub use blobs::{MemoryBlobs, MemoryManifest};
 pub use net::{MemoryLinks, MemoryNet, Refusals, SentFrame, Verdict};
 pub use store::{AttemptRecord, AttemptTarget, Cursor, MemoryStore, OutboxRow, OutboxStatus};
 

@@ -35,6 +35,11 @@ const MAX_WS_MESSAGE: usize = 70 * 1024;
 /// Envelopes queued for one link (its bulk lane) before `send` reports it busy and
 /// `send_wait` waits.
 pub const LINK_QUEUE: usize = 256;
+/// File content frames (chunks, manifest pages) queued for one link (its files lane),
+/// sent only when neither other lane has anything: 16 × 128 KiB = 2 MiB per link. The
+/// file server never has more than this many chunks per peer queued
+/// (`files::SERVE_QUEUE_PER_PEER`), so the lane fills only if the socket stalls.
+pub const FILE_QUEUE: usize = 16;
 /// Acks, rejects and close frames queued for one link (its control lane), sent before
 /// any queued envelope. Each answers an envelope the peer sent, so the peer's own
 /// sending (and the inbound budget) bounds how fast this fills.

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::files::wire::FileFrame;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
     /// The responder accepted the handshake (its first frame; the initiator treats the
@@ -16,17 +18,26 @@ pub enum Frame {
     Reject(Reject),
     /// The sender closes the link, saying why (blocked, duplicate link, key mismatch).
     Close(Close),
+    /// File transfer (tags 6 to 11): requests, answers and content, see
+    /// `crate::files::wire` and docs/PROTOCOL.md, "File transfer".
+    File(FileFrame),
 }
 
-/// Which of a link's two outgoing queues a frame waits in. The link's writer always
-/// drains `Control` first, so an answer never waits behind queued envelopes. Local only:
-/// nothing on the wire says which lane a frame took.
+/// Which of a link's three outgoing queues a frame waits in. The link's writer always
+/// drains `Control` first, then `Bulk`, then `Files`: an answer never waits behind
+/// queued envelopes, and an envelope never waits behind queued file content (at most
+/// behind the one chunk being written). Local only: nothing on the wire says which
+/// lane a frame took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lane {
     /// Small frames that steer the link or another node's outbox: acks, rejects, close.
     Control,
-    /// Envelopes: the data, as many as the peer keeps up with.
+    /// Envelopes: the data, as many as the peer keeps up with. Also the small
+    /// file-transfer requests and answers (want, have, none, cancel): they steer
+    /// content, so they go ahead of it, and they are few (bounded by the windows).
     Bulk,
+    /// File content (chunks, manifest pages): sent only when nothing else waits.
+    Files,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +115,7 @@ impl Frame {
                     reason: bounded(&c.reason),
                 },
             ),
+            Frame::File(f) => f.encode(),
         }
     }
 
@@ -131,6 +143,7 @@ impl Frame {
                     reason: bounded(&c.reason),
                 })
             }
+            tag if FileFrame::is_tag(tag) => Frame::File(FileFrame::decode(tag, body)?),
             other => return Err(FrameError::UnknownType(other)),
         })
     }
@@ -138,6 +151,8 @@ impl Frame {
     pub fn lane(&self) -> Lane {
         match self {
             Frame::Envelope(_) => Lane::Bulk,
+            Frame::File(f) if f.is_content() => Lane::Files,
+            Frame::File(_) => Lane::Bulk,
             Frame::Ready | Frame::Ack(_) | Frame::Reject(_) | Frame::Close(_) => Lane::Control,
         }
     }

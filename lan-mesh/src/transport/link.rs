@@ -1,6 +1,6 @@
 //! One link: the WebSocket upgrade and Noise handshake on both sides, then two tasks
-//! on the split socket — a writer that seals outgoing frames from two lanes (control
-//! before bulk) and pings, and a reader that opens incoming frames — joined by a
+//! on the split socket — a writer that seals outgoing frames from three lanes (control,
+//! then bulk, then file content) and pings, and a reader that opens incoming frames — joined by a
 //! supervisor that ends both when either ends.
 
 use std::net::SocketAddr;
@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{
-    websocket_config, CLOSE_GRACE, CONTROL_QUEUE, LINK_PATH, LINK_QUEUE, MAX_BAD_MESSAGES_IN_A_ROW,
+    websocket_config, CLOSE_GRACE, CONTROL_QUEUE, FILE_QUEUE, LINK_PATH, LINK_QUEUE,
+    MAX_BAD_MESSAGES_IN_A_ROW,
 };
 use super::frame::{Frame, Lane};
 use super::identity::{IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
@@ -318,30 +319,35 @@ pub enum LinkEnd {
     Failed(String),
 }
 
-/// The sending ends of a link's two outgoing queues (see [`Lane`]).
+/// The sending ends of a link's three outgoing queues (see [`Lane`]).
 #[derive(Clone)]
 pub(crate) struct Lanes {
     control: mpsc::Sender<Frame>,
     bulk: mpsc::Sender<Frame>,
+    files: mpsc::Sender<Frame>,
 }
 
-/// The writer's ends of the two queues.
+/// The writer's ends of the three queues.
 pub(crate) struct LaneReceivers {
     control: mpsc::Receiver<Frame>,
     bulk: mpsc::Receiver<Frame>,
+    files: mpsc::Receiver<Frame>,
 }
 
 pub(crate) fn lanes() -> (Lanes, LaneReceivers) {
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (bulk_tx, bulk_rx) = mpsc::channel(LINK_QUEUE);
+    let (files_tx, files_rx) = mpsc::channel(FILE_QUEUE);
     (
         Lanes {
             control: control_tx,
             bulk: bulk_tx,
+            files: files_tx,
         },
         LaneReceivers {
             control: control_rx,
             bulk: bulk_rx,
+            files: files_rx,
         },
     )
 }
@@ -352,6 +358,7 @@ impl Lanes {
         match frame.lane() {
             Lane::Control => &self.control,
             Lane::Bulk => &self.bulk,
+            Lane::Files => &self.files,
         }
     }
 }
@@ -465,7 +472,8 @@ enum Outgoing {
     Ping,
 }
 
-/// Sends what the lanes hold, control first, and a WebSocket ping every `keepalive`.
+/// Sends what the lanes hold — control, then envelopes, then file content — and a
+/// WebSocket ping every `keepalive`.
 async fn write_loop(
     mut half: WriteHalf,
     mut lanes: LaneReceivers,
@@ -481,7 +489,11 @@ async fn write_loop(
     loop {
         // Biased: checked in this order every time, so a queued ack or ping goes out
         // before the next queued envelope however many wait. Control frames cannot
-        // starve envelopes for long: each answers an envelope the peer sent.
+        // starve envelopes for long: each answers an envelope the peer sent. File
+        // content goes only when no envelope waits, so a message queued during a
+        // transfer waits for the one chunk being written, not for the queued ones;
+        // envelopes cannot starve files for good either: the outbox sends what the
+        // peer acks, and the lane holds 256.
         let next = tokio::select! {
             biased;
             _ = stop.cancelled() => return WriterDone { end: None, half: Some(half) },
@@ -491,6 +503,10 @@ async fn write_loop(
             },
             _ = tick.tick() => Outgoing::Ping,
             frame = lanes.bulk.recv() => match frame {
+                Some(frame) => Outgoing::Frame(frame),
+                None => return WriterDone { end: Some(LinkEnd::Local("closed".into())), half: Some(half) },
+            },
+            frame = lanes.files.recv() => match frame {
                 Some(frame) => Outgoing::Frame(frame),
                 None => return WriterDone { end: Some(LinkEnd::Local("closed".into())), half: Some(half) },
             },
@@ -806,6 +822,62 @@ mod tests {
             next_frame(&mut pair.peer_ws, &mut pair.peer_session).await,
             Frame::close("closed")
         );
+    }
+
+    fn file_chunk(index: u32) -> Frame {
+        Frame::File(crate::files::FileFrame::Chunk(
+            crate::files::wire::FileChunk {
+                file_id: crate::files::FileId([1; 32]),
+                index,
+                bytes: vec![0; 128 * 1024],
+            },
+        ))
+    }
+
+    // Current-thread runtime, as above: what the lanes hold between awaits is exact.
+    #[tokio::test]
+    async fn an_envelope_overtakes_queued_file_chunks() {
+        let mut pair = linked_pair().await;
+        assert_eq!(file_chunk(0).lane(), Lane::Files);
+        // The peer does not read: chunks pile up until the writer is stuck and the
+        // files lane is full.
+        let mut pushed = 0u32;
+        loop {
+            match pair.lanes.files.try_send(file_chunk(pushed)) {
+                Ok(()) => {
+                    pushed += 1;
+                    tokio::task::yield_now().await;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => break,
+                Err(e) => panic!("the link closed: {e}"),
+            }
+            assert!(pushed < 10_000, "the socket never filled");
+        }
+        let in_lane = FILE_QUEUE - pair.lanes.files.capacity();
+        assert!(in_lane > 0);
+        let left_lane = pushed as usize - in_lane;
+        let text = Frame::Envelope(b"a text message".to_vec());
+        pair.lanes.bulk.try_send(text.clone()).unwrap();
+
+        let mut chunks_before_text = None;
+        let mut seen = 0usize;
+        while seen < pushed as usize {
+            match next_frame(&mut pair.peer_ws, &mut pair.peer_session).await {
+                Frame::File(crate::files::FileFrame::Chunk(c)) => {
+                    assert_eq!(c.index as usize, seen, "chunks out of order");
+                    seen += 1;
+                }
+                frame if frame == text => chunks_before_text = Some(seen),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        let before = chunks_before_text.expect("the envelope never arrived");
+        assert!(
+            before <= left_lane,
+            "the envelope came after {before} chunks, but only {left_lane} had left the lane"
+        );
+        pair.cancel.cancel();
+        link_end(pair.link).await;
     }
 
     #[tokio::test]

@@ -1,0 +1,27 @@
+//! File transfer (issue 17): a file's content travels, after the signed file message
+//! that describes it, as chunks fetched over the encrypted links — from any member
+//! that has them, verified one by one, resumable (docs/PROTOCOL.md, "File transfer").
+//!
+//! - [`wire`]: the frames (binary, strict decoders);
+//! - [`port`]: what the engine needs from the blob store ([`BlobPort`]), implemented
+//!   by `mesh-store` over `storage::blobs` and by `testing::MemoryBlobs`;
+//! - [`engine`]: one task per node that serves chunks to peers (bounded queue per
+//!   peer) and runs this node's downloads (a window of requests per peer, spread over
+//!   the peers that have the file, bad peers dropped, resumed on link-up).
+//!
+//! The node hands the engine the link events that concern it: `Up`, `Down` and every
+//! `Frame::File` (delivery ignores file frames).
+
+pub mod engine;
+pub mod port;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use engine::{
+    spawn, FetchProgress, FetchState, FileCounters, FileEvent, FilesHandle, FilesParts,
+    SERVE_QUEUE_PER_PEER, WINDOW,
+};
+pub use port::{BlobFuture, BlobPort, BlobPortError, HeldChunks, Holding, PutOutcome};
+pub use wire::{ChunkRange, FileFrame, FileId, ManifestHash};

@@ -1,0 +1,374 @@
+//! The file engine on the in-memory network and paused time: whole transfers, resumes,
+//! several sources, lying and partial peers, the window and the serving quota.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use api_types::NodeId;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use super::wire::{ChunkRange, FileChunk, FileWant, NoneReason, WantKind};
+use super::*;
+use crate::links::Links;
+use crate::testing::{
+    node_id, node_keys, until, MemoryBlobs, MemoryManifest, MemoryNet, ScriptedPeer,
+};
+use crate::transport::Frame;
+
+const CHUNK: usize = 128 * 1024;
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// `chunks` full chunks and a short last one, bytes that differ chunk to chunk.
+fn content(chunks: usize) -> Vec<u8> {
+    let len = chunks * CHUNK + 1000;
+    (0..len)
+        .map(|i| u8::try_from((i * 31 + i / CHUNK * 7) % 251).unwrap())
+        .collect()
+}
+
+struct Node {
+    id: NodeId,
+    blobs: MemoryBlobs,
+    handle: FilesHandle,
+    cancel: CancellationToken,
+    _events: broadcast::Receiver<FileEvent>,
+}
+
+impl Node {
+    fn start(net: &MemoryNet, n: u8, blobs: MemoryBlobs) -> Node {
+        let id = node_id(n);
+        let (links, link_events) = net.join(&id, node_keys(n).public());
+        let (events, events_rx) = broadcast::channel(64);
+        let cancel = CancellationToken::new();
+        let (handle, _task) = spawn(FilesParts {
+            links: Arc::new(links),
+            blobs: Arc::new(blobs.clone()),
+            link_events,
+            events,
+            cancel: cancel.clone(),
+        });
+        Node {
+            id,
+            blobs,
+            handle,
+            cancel,
+            _events: events_rx,
+        }
+    }
+
+    async fn fetch(&self, m: &MemoryManifest, from: &[&Node]) {
+        self.handle
+            .fetch(
+                m.file_id,
+                m.hash(),
+                from.iter().map(|n| n.id.clone()).collect(),
+            )
+            .await;
+    }
+
+    async fn progress(&self, m: &MemoryManifest) -> FetchProgress {
+        self.handle.progress(m.file_id).await.unwrap()
+    }
+
+    async fn complete(&self, m: &MemoryManifest) {
+        let start = tokio::time::Instant::now();
+        loop {
+            if self.progress(m).await.state == FetchState::Complete {
+                return;
+            }
+            assert!(
+                start.elapsed() < LIMIT,
+                "not complete: {:?}",
+                self.progress(m).await
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Chunks `from` asked of `to` in chunk requests, in log order.
+fn requested(net: &MemoryNet, from: &NodeId, to: &NodeId) -> Vec<u32> {
+    net.sent_between(from, to)
+        .into_iter()
+        .filter_map(|s| match s.frame {
+            Frame::File(FileFrame::Want(w)) if w.kind == WantKind::Chunks => Some(w.ranges),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|r| r.indices())
+        .collect()
+}
+
+fn is_chunk(frame: &Frame) -> bool {
+    matches!(frame, Frame::File(FileFrame::Chunk(_)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_multi_chunk_file_is_fetched_byte_exact_from_one_peer() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    let manifest = a.blobs.import(&data, CHUNK);
+    let b = Node::start(&net, 2, MemoryBlobs::new());
+    b.blobs.know(&manifest);
+    net.link(&a.id, &b.id);
+
+    b.fetch(&manifest, &[&a]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(b.blobs.puts(), 21, "every chunk stored once");
+    assert_eq!(
+        requested(&net, &b.id, &a.id).len(),
+        21,
+        "every chunk asked once"
+    );
+    assert_eq!(a.handle.counters().snapshot()[3], 21, "served");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_bounds_requests_in_flight_per_peer() {
+    let net = MemoryNet::new();
+    let data = content(40);
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    let manifest = a.blobs.import(&data, CHUNK);
+    let b = Node::start(&net, 2, MemoryBlobs::new());
+    b.blobs.know(&manifest);
+    net.link(&a.id, &b.id);
+    b.fetch(&manifest, &[&a]).await;
+    b.complete(&manifest).await;
+
+    // Walk the log: chunks asked minus chunks answered is what is in flight.
+    let mut in_flight = 0i64;
+    let mut most = 0i64;
+    for sent in net.sent() {
+        match &sent.frame {
+            Frame::File(FileFrame::Want(w)) if sent.from == b.id => {
+                in_flight += w.ranges.iter().map(|r| i64::from(r.len)).sum::<i64>();
+            }
+            frame if is_chunk(frame) && sent.from == a.id => in_flight -= 1,
+            _ => {}
+        }
+        most = most.max(in_flight);
+    }
+    assert_eq!(most, WINDOW as i64, "the window is used and never exceeded");
+    assert_eq!(in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_download_cut_halfway_waits_then_resumes_with_only_the_missing_chunks() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    let manifest = a.blobs.import(&data, CHUNK);
+    let b_blobs = MemoryBlobs::new();
+    b_blobs.know(&manifest);
+    let b = Node::start(&net, 2, b_blobs.clone());
+    // The link breaks after ten chunks got through.
+    let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&passed);
+    net.set_filter(move |sent| {
+        if is_chunk(&sent.frame) && counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 10
+        {
+            crate::testing::Verdict::Drop
+        } else {
+            crate::testing::Verdict::Deliver
+        }
+    });
+    net.link(&a.id, &b.id);
+    b.fetch(&manifest, &[&a]).await;
+    until("ten chunks stored", LIMIT, || {
+        b_blobs.chunk_count_held(manifest.file_id) == 10
+    })
+    .await;
+    net.cut(&a.id, &b.id);
+    net.clear_filter();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.progress(&manifest).await.state, FetchState::Waiting);
+
+    // The node restarts: a new engine on the same store asks only for what is missing.
+    drop(b);
+    let asked_before = requested(&net, &node_id(2), &a.id).len();
+    let b = Node::start(&net, 2, b_blobs.clone());
+    b.fetch(&manifest, &[&a]).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        b.progress(&manifest).await.state,
+        FetchState::Waiting,
+        "no link yet"
+    );
+    net.link(&a.id, &b.id);
+    b.complete(&manifest).await;
+
+    assert_eq!(b_blobs.content(manifest.file_id).unwrap(), data);
+    let asked_after = &requested(&net, &b.id, &a.id)[asked_before..];
+    assert_eq!(
+        asked_after.len(),
+        11,
+        "only the 11 missing chunks: {asked_after:?}"
+    );
+    assert!(asked_after.iter().all(|&i| i >= 10));
+    assert_eq!(b.progress(&manifest).await.fetched, 11);
+    assert_eq!(b_blobs.puts(), 21);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_peers_share_the_load() {
+    let net = MemoryNet::new();
+    let data = content(31);
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    let manifest = a.blobs.import(&data, CHUNK);
+    let c = Node::start(&net, 3, MemoryBlobs::new());
+    c.blobs.import(&data, CHUNK);
+    let b = Node::start(&net, 2, MemoryBlobs::new());
+    b.blobs.know(&manifest);
+    net.link(&a.id, &b.id);
+    net.link(&c.id, &b.id);
+
+    b.fetch(&manifest, &[&a, &c]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    let from = b.progress(&manifest).await.from;
+    assert_eq!(from.values().sum::<u64>(), 32);
+    for peer in [&a.id, &c.id] {
+        let n = from.get(peer).copied().unwrap_or(0);
+        assert!(n >= 8, "{peer} served only {n} of 32: {from:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_corrupted_chunk_is_rejected_and_fetched_from_another_peer() {
+    let net = MemoryNet::new();
+    let data = content(12);
+    let liar = Node::start(&net, 1, MemoryBlobs::new());
+    let manifest = liar.blobs.import(&data, CHUNK);
+    liar.blobs.corrupt_reads(true);
+    let honest = Node::start(&net, 3, MemoryBlobs::new());
+    honest.blobs.import(&data, CHUNK);
+    let b = Node::start(&net, 2, MemoryBlobs::new());
+    b.blobs.know(&manifest);
+    net.link(&liar.id, &b.id);
+    net.link(&honest.id, &b.id);
+
+    b.fetch(&manifest, &[&liar, &honest]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    let progress = b.progress(&manifest).await;
+    assert_eq!(
+        progress.rejected, 1,
+        "the liar is dropped after its first bad chunk"
+    );
+    assert_eq!(b.handle.counters().snapshot()[0], 1);
+    assert_eq!(progress.from.get(&liar.id), None);
+    assert_eq!(progress.from.get(&honest.id), Some(&13));
+    // Nothing was asked of the liar after its bad chunk arrived.
+    let asked = requested(&net, &b.id, &liar.id);
+    assert!(asked.len() <= WINDOW, "{asked:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_peer_still_downloading_serves_the_chunks_it_has() {
+    let net = MemoryNet::new();
+    let data = content(19);
+    let origin = MemoryBlobs::new();
+    let manifest = origin.import(&data, CHUNK);
+    // A has the first ten chunks of twenty (its own download is under way).
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    a.blobs.preload(&manifest, &data, 0..10);
+    let b = Node::start(&net, 2, MemoryBlobs::new());
+    b.blobs.know(&manifest);
+    net.link(&a.id, &b.id);
+
+    b.fetch(&manifest, &[&a]).await;
+    until("the ten chunks A has", LIMIT, || {
+        b.blobs.chunk_count_held(manifest.file_id) == 10
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let progress = b.progress(&manifest).await;
+    assert_eq!(progress.state, FetchState::Waiting, "nobody has the rest");
+    assert_eq!(progress.missing, 10);
+    assert!(
+        requested(&net, &b.id, &a.id).iter().all(|&i| i < 10),
+        "only what A has is asked"
+    );
+
+    // The sender comes online: the rest comes from it.
+    let sender = Node::start(&net, 3, origin);
+    b.fetch(&manifest, &[&sender]).await;
+    net.link(&sender.id, &b.id);
+    b.complete(&manifest).await;
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(b.progress(&manifest).await.from.get(&sender.id), Some(&10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_over_a_peers_quota_are_refused_as_busy_and_counted() {
+    let net = MemoryNet::new();
+    let data = content(70);
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    let manifest = a.blobs.import(&data, CHUNK);
+    let mut peer = ScriptedPeer::join(&net, node_id(9));
+    net.link(&a.id, &peer.id);
+    let want = FileWant {
+        file_id: manifest.file_id,
+        manifest_hash: manifest.hash(),
+        kind: WantKind::Chunks,
+        ranges: vec![ChunkRange { start: 0, len: 64 }],
+    };
+    peer.links
+        .send(&a.id, Frame::File(FileFrame::Want(want)))
+        .unwrap();
+
+    let mut chunks = Vec::new();
+    let mut refused = None;
+    while chunks.len() < SERVE_QUEUE_PER_PEER || refused.is_none() {
+        match peer.next_frame().await.1 {
+            Frame::File(FileFrame::Chunk(FileChunk { index, bytes, .. })) => {
+                assert_eq!(bytes.len(), CHUNK);
+                chunks.push(index);
+            }
+            Frame::File(FileFrame::None(none)) => refused = Some(none),
+            other => panic!("{other:?}"),
+        }
+    }
+    let refused = refused.unwrap();
+    assert_eq!(refused.reason, NoneReason::Busy);
+    assert_eq!(refused.ranges, vec![ChunkRange { start: 16, len: 48 }]);
+    assert_eq!(chunks, (0..16).collect::<Vec<u32>>());
+    assert_eq!(a.handle.counters().snapshot()[1], 48);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_query_for_an_unknown_file_is_answered_none() {
+    let net = MemoryNet::new();
+    let a = Node::start(&net, 1, MemoryBlobs::new());
+    let mut peer = ScriptedPeer::join(&net, node_id(9));
+    net.link(&a.id, &peer.id);
+    let file_id = FileId([7; 32]);
+    peer.links
+        .send(
+            &a.id,
+            Frame::File(FileFrame::Want(FileWant::query(
+                file_id,
+                ManifestHash([1; 32]),
+            ))),
+        )
+        .unwrap();
+    match peer.next_frame().await.1 {
+        Frame::File(FileFrame::None(none)) => {
+            assert_eq!(none.file_id, file_id);
+            assert_eq!(none.reason, NoneReason::Absent);
+        }
+        other => panic!("{other:?}"),
+    }
+}
