@@ -209,7 +209,10 @@ async fn settings_apply_live_and_events_stream_peer_changes() -> anyhow::Result<
     assert_eq!(back["peer"]["display_name"], "bravo");
     // Writing to b makes it a contact: only contacts (peers written to or linked) are
     // remembered in the database; a peer merely seen is not.
-    lanchat_tests::chat::send_dm(&p.a, &format!("dm:lan:{}", p.b_id), "hello b").await?;
+    let to_b = format!("dm:lan:{}", p.b_id);
+    let hello = lanchat_tests::chat::send_dm(&p.a, &to_b, "hello b").await?;
+    // Delivered: the two have linked, so each is the other's contact.
+    lanchat_tests::chat::wait_all_delivered(&p.a, &to_b, &[hello.id], LIMIT).await?;
 
     // Disabling the mesh stops it within a second and says goodbye to b.
     let (status, _) =
