@@ -108,17 +108,26 @@ impl FileCounters {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// (rejected, over quota, unsolicited, served, stored).
-    pub fn snapshot(&self) -> [u64; 5] {
-        [
-            &self.chunks_rejected,
-            &self.requests_over_quota,
-            &self.chunks_unsolicited,
-            &self.chunks_served,
-            &self.chunks_stored,
-        ]
-        .map(|c| c.load(Ordering::Relaxed))
+    pub fn snapshot(&self) -> FileCounts {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        FileCounts {
+            chunks_rejected: get(&self.chunks_rejected),
+            requests_over_quota: get(&self.requests_over_quota),
+            chunks_unsolicited: get(&self.chunks_unsolicited),
+            chunks_served: get(&self.chunks_served),
+            chunks_stored: get(&self.chunks_stored),
+        }
     }
+}
+
+/// The counters' values at one moment (see [`FileCounters`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    pub chunks_rejected: u64,
+    pub requests_over_quota: u64,
+    pub chunks_unsolicited: u64,
+    pub chunks_served: u64,
+    pub chunks_stored: u64,
 }
 
 enum Command {

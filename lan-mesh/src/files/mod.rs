@@ -20,7 +20,7 @@ pub mod wire;
 mod tests;
 
 pub use engine::{
-    spawn, FetchProgress, FetchState, FileCounters, FileEvent, FilesHandle, FilesParts,
+    spawn, FetchProgress, FetchState, FileCounters, FileCounts, FileEvent, FilesHandle, FilesParts,
     SERVE_QUEUE_PER_PEER, WINDOW,
 };
 pub use port::{BlobFuture, BlobPort, BlobPortError, HeldChunks, Holding, PutOutcome};

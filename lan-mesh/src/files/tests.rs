@@ -94,6 +94,20 @@ impl Drop for Node {
 }
 
 /// Chunks `from` asked of `to` in chunk requests, in log order.
+/// Node `n` holding `data` whole, and the manifest of it.
+fn holding(net: &MemoryNet, n: u8, data: &[u8]) -> (Node, MemoryManifest) {
+    let node = Node::start(net, n, MemoryBlobs::new());
+    let manifest = node.blobs.import(data, CHUNK);
+    (node, manifest)
+}
+
+/// Node `n` knowing `manifest` (as from the file message) and holding none of it.
+fn knowing(net: &MemoryNet, n: u8, manifest: &MemoryManifest) -> Node {
+    let node = Node::start(net, n, MemoryBlobs::new());
+    node.blobs.know(manifest);
+    node
+}
+
 fn requested(net: &MemoryNet, from: &NodeId, to: &NodeId) -> Vec<u32> {
     net.sent_between(from, to)
         .into_iter()
@@ -114,10 +128,8 @@ fn is_chunk(frame: &Frame) -> bool {
 async fn a_multi_chunk_file_is_fetched_byte_exact_from_one_peer() {
     let net = MemoryNet::new();
     let data = content(20);
-    let a = Node::start(&net, 1, MemoryBlobs::new());
-    let manifest = a.blobs.import(&data, CHUNK);
-    let b = Node::start(&net, 2, MemoryBlobs::new());
-    b.blobs.know(&manifest);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = knowing(&net, 2, &manifest);
     net.link(&a.id, &b.id);
 
     b.fetch(&manifest, &[&a]).await;
@@ -130,17 +142,15 @@ async fn a_multi_chunk_file_is_fetched_byte_exact_from_one_peer() {
         21,
         "every chunk asked once"
     );
-    assert_eq!(a.handle.counters().snapshot()[3], 21, "served");
+    assert_eq!(a.handle.counters().snapshot().chunks_served, 21, "served");
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_window_bounds_requests_in_flight_per_peer() {
     let net = MemoryNet::new();
     let data = content(40);
-    let a = Node::start(&net, 1, MemoryBlobs::new());
-    let manifest = a.blobs.import(&data, CHUNK);
-    let b = Node::start(&net, 2, MemoryBlobs::new());
-    b.blobs.know(&manifest);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = knowing(&net, 2, &manifest);
     net.link(&a.id, &b.id);
     b.fetch(&manifest, &[&a]).await;
     b.complete(&manifest).await;
@@ -223,12 +233,9 @@ async fn a_download_cut_halfway_waits_then_resumes_with_only_the_missing_chunks(
 async fn two_peers_share_the_load() {
     let net = MemoryNet::new();
     let data = content(31);
-    let a = Node::start(&net, 1, MemoryBlobs::new());
-    let manifest = a.blobs.import(&data, CHUNK);
-    let c = Node::start(&net, 3, MemoryBlobs::new());
-    c.blobs.import(&data, CHUNK);
-    let b = Node::start(&net, 2, MemoryBlobs::new());
-    b.blobs.know(&manifest);
+    let (a, manifest) = holding(&net, 1, &data);
+    let (c, _) = holding(&net, 3, &data);
+    let b = knowing(&net, 2, &manifest);
     net.link(&a.id, &b.id);
     net.link(&c.id, &b.id);
 
@@ -248,13 +255,10 @@ async fn two_peers_share_the_load() {
 async fn a_corrupted_chunk_is_rejected_and_fetched_from_another_peer() {
     let net = MemoryNet::new();
     let data = content(12);
-    let liar = Node::start(&net, 1, MemoryBlobs::new());
-    let manifest = liar.blobs.import(&data, CHUNK);
+    let (liar, manifest) = holding(&net, 1, &data);
     liar.blobs.corrupt_reads(true);
-    let honest = Node::start(&net, 3, MemoryBlobs::new());
-    honest.blobs.import(&data, CHUNK);
-    let b = Node::start(&net, 2, MemoryBlobs::new());
-    b.blobs.know(&manifest);
+    let (honest, _) = holding(&net, 3, &data);
+    let b = knowing(&net, 2, &manifest);
     net.link(&liar.id, &b.id);
     net.link(&honest.id, &b.id);
 
@@ -267,7 +271,7 @@ async fn a_corrupted_chunk_is_rejected_and_fetched_from_another_peer() {
         progress.rejected, 1,
         "the liar is dropped after its first bad chunk"
     );
-    assert_eq!(b.handle.counters().snapshot()[0], 1);
+    assert_eq!(b.handle.counters().snapshot().chunks_rejected, 1);
     assert_eq!(progress.from.get(&liar.id), None);
     assert_eq!(progress.from.get(&honest.id), Some(&13));
     // Nothing was asked of the liar after its bad chunk arrived.
@@ -284,8 +288,7 @@ async fn a_peer_still_downloading_serves_the_chunks_it_has() {
     // A has the first ten chunks of twenty (its own download is under way).
     let a = Node::start(&net, 1, MemoryBlobs::new());
     a.blobs.preload(&manifest, &data, 0..10);
-    let b = Node::start(&net, 2, MemoryBlobs::new());
-    b.blobs.know(&manifest);
+    let b = knowing(&net, 2, &manifest);
     net.link(&a.id, &b.id);
 
     b.fetch(&manifest, &[&a]).await;
@@ -315,8 +318,7 @@ async fn a_peer_still_downloading_serves_the_chunks_it_has() {
 async fn requests_over_a_peers_quota_are_refused_as_busy_and_counted() {
     let net = MemoryNet::new();
     let data = content(70);
-    let a = Node::start(&net, 1, MemoryBlobs::new());
-    let manifest = a.blobs.import(&data, CHUNK);
+    let (a, manifest) = holding(&net, 1, &data);
     let mut peer = ScriptedPeer::join(&net, node_id(9));
     net.link(&a.id, &peer.id);
     let want = FileWant {
@@ -345,7 +347,7 @@ async fn requests_over_a_peers_quota_are_refused_as_busy_and_counted() {
     assert_eq!(refused.reason, NoneReason::Busy);
     assert_eq!(refused.ranges, vec![ChunkRange { start: 16, len: 48 }]);
     assert_eq!(chunks, (0..16).collect::<Vec<u32>>());
-    assert_eq!(a.handle.counters().snapshot()[1], 48);
+    assert_eq!(a.handle.counters().snapshot().requests_over_quota, 48);
 }
 
 #[tokio::test(start_paused = true)]

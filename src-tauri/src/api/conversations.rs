@@ -79,6 +79,14 @@ fn refuse_unreachable(state: &ApiState, conversation: &ConversationId) -> Result
     Ok(())
 }
 
+/// Whether the DM peer of `conversation` was a sighting now recorded as a contact.
+async fn recorded(state: &ApiState, conversation: &ConversationId) -> Result<bool, ApiError> {
+    match conversation.target() {
+        ConversationTarget::Direct(peer) => super::peers::record_listed_peer(state, peer).await,
+        ConversationTarget::Group(_) => Ok(false),
+    }
+}
+
 /// `GET /api/v1/conversations`: most recent activity first.
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<ConversationView>>, ApiError> {
     let conversations = state.store().conversations().await?;
@@ -157,14 +165,25 @@ pub async fn send(
     let request: SendMessage = json_body::parse(&headers, &body)?;
     let text = message_text(&request.text)?;
     refuse_unreachable(&state, &conversation)?;
-    if let ConversationTarget::Direct(peer) = conversation.target() {
-        super::peers::ensure_contact(&state, peer).await?;
-    }
     identity::ensure_local(&state).await?;
-    let (message, entry) = state
+    let sent = state
         .store()
-        .send_message_queued(conversation, text, now_ms(), dm_envelope)
-        .await?;
+        .send_message_queued(conversation.clone(), text, now_ms(), dm_envelope)
+        .await;
+    let (message, entry) = match sent {
+        // A peer discovery lists but nothing linked yet is not stored: writing to it
+        // makes it a contact (checked only then, so a send to a contact costs no read).
+        Err(StoreError::NotFound { what: "peer", .. })
+            if recorded(&state, &conversation).await? =>
+        {
+            let text = message_text(&request.text)?;
+            state
+                .store()
+                .send_message_queued(conversation, text, now_ms(), dm_envelope)
+                .await?
+        }
+        other => other?,
+    };
     match entry {
         Some(entry) => state.mesh().send_now(entry),
         None => state.mesh().wake_outbox(),

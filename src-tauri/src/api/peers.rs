@@ -42,18 +42,24 @@ async fn known_peers(state: &ApiState) -> Result<Vec<PeerView>, ApiError> {
 /// in the store (so its conversation has someone to belong to) and tells discovery to
 /// keep it. A peer neither stored nor listed is left to the store's `404`.
 pub(super) async fn ensure_contact(state: &ApiState, peer: &NodeId) -> Result<(), ApiError> {
-    if state.store().peer(peer.clone()).await?.is_some() {
-        return Ok(());
+    if state.store().peer(peer.clone()).await?.is_none() {
+        record_listed_peer(state, peer).await?;
     }
+    Ok(())
+}
+
+/// Records a peer discovery lists (a sighting) in the store and makes it a contact;
+/// `false` when discovery does not list it.
+pub(super) async fn record_listed_peer(state: &ApiState, peer: &NodeId) -> Result<bool, ApiError> {
     let Some(discovery) = state.mesh().discovery() else {
-        return Ok(());
+        return Ok(false);
     };
     let peers = discovery.peers().await.unwrap_or_default();
     let Some(listed) = peers.iter().find(|p| p.node_id == *peer && !p.blocked) else {
-        return Ok(());
+        return Ok(false);
     };
     let Some(sighting) = crate::peer_store::sighting_of(listed) else {
-        return Ok(());
+        return Ok(false);
     };
     let seen_at = sighting.seen_at;
     state.store().record_peer_sighting(sighting).await?;
@@ -64,7 +70,7 @@ pub(super) async fn ensure_contact(state: &ApiState, peer: &NodeId) -> Result<()
             .await?;
     }
     discovery.confirm(peer.clone());
-    Ok(())
+    Ok(true)
 }
 
 /// A peer as the database remembers it: offline until discovery sees it again.
