@@ -80,6 +80,9 @@ pub struct MessageView {
     /// For this node's own group messages: how many of the other members have read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_by: Option<ReadBy>,
+    /// The files of a file message (its `text` is then empty); empty for text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::files::AttachmentView>,
 }
 
 /// "Read by `count` of `of`": members other than the author whose read position has

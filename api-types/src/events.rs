@@ -37,6 +37,10 @@ pub enum Event {
     #[serde(rename = "message.new")]
     MessageNew { message: MessageView },
     /// An outgoing message changed state (pending → sent → delivered, or failed).
+    #[serde(rename = "file.progress")]
+    /// A file's download moved (chunks arrived at most about every half second, or
+    /// its state changed): refresh its attachments.
+    FileProgress { file: crate::files::FileStatusView },
     #[serde(rename = "message.status")]
     MessageStatus {
         conversation_id: String,

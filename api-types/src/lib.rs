@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod diagnostics;
 pub mod error;
 pub mod events;
+pub mod files;
 pub mod groups;
 pub mod limits;
 pub mod node_id;
@@ -27,6 +28,10 @@ pub use diagnostics::{
 };
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;
+pub use files::{
+    is_file_message, AttachmentView, FileContent, FileContentError, FileRef, FileState,
+    FileStatusView, Thumbnail, WaitingFor, FILE_MESSAGE_PREFIX,
+};
 pub use groups::{
     CreateGroup, GroupInvitationView, GroupMemberView, GroupPermissions, GroupView, UpdateGroup,
 };
@@ -37,7 +42,7 @@ pub use peers::{
 };
 pub use presence::{MyPresence, Presence, PresenceSource, SetPresence};
 pub use settings::{
-    DesktopSettings, GeneratedSecret, LanMeshSettings, LanMeshView, Language, Settings,
-    SettingsView, UiSettings,
+    DesktopSettings, FileSettings, GeneratedSecret, LanMeshSettings, LanMeshView, Language,
+    Settings, SettingsView, UiSettings,
 };
 pub use status::{MeshState, NewIdentity, Status, Warning, WarningCode};

@@ -47,6 +47,8 @@ pub struct Settings {
     pub lan_mesh: LanMeshSettings,
     pub ui: UiSettings,
     pub desktop: DesktopSettings,
+    #[serde(default)]
+    pub files: FileSettings,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +90,8 @@ pub struct SettingsView {
     pub lan_mesh: LanMeshView,
     pub ui: UiSettings,
     pub desktop: DesktopSettings,
+    #[serde(default)]
+    pub files: FileSettings,
 }
 
 /// [`LanMeshSettings`] as the API shows it: `secret_set` in place of `shared_secret`.
@@ -141,6 +145,7 @@ impl From<&Settings> for SettingsView {
             },
             ui: s.ui.clone(),
             desktop: s.desktop.clone(),
+            files: s.files.clone(),
         }
     }
 }
@@ -238,6 +243,53 @@ impl DesktopSettings {
     }
 }
 
+/// Received files (issue 17).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSettings {
+    /// Files up to this size (bytes) are downloaded as soon as their message arrives;
+    /// larger ones wait for a click. 0 = never download by itself.
+    pub auto_download_max_bytes: u64,
+}
+
+/// The default auto-download size: 20 MB, a screenshot or an office document, not a
+/// video.
+pub const DEFAULT_AUTO_DOWNLOAD_MAX_BYTES: u64 = 20 * 1000 * 1000;
+/// The largest auto-download size the settings accept: the largest file (64 GiB).
+pub const MAX_AUTO_DOWNLOAD_BYTES: u64 = 64 << 30;
+
+impl Default for FileSettings {
+    fn default() -> Self {
+        FileSettings {
+            auto_download_max_bytes: DEFAULT_AUTO_DOWNLOAD_MAX_BYTES,
+        }
+    }
+}
+
+impl FileSettings {
+    fn apply(&mut self, fields: &Map<String, Value>) -> Result<(), FieldError> {
+        for (key, value) in fields {
+            let path = format!("files.{key}");
+            match key.as_str() {
+                "auto_download_max_bytes" => {
+                    self.auto_download_max_bytes = match value.as_u64() {
+                        Some(b) if b <= MAX_AUTO_DOWNLOAD_BYTES => b,
+                        _ => {
+                            return Err(FieldError::new(
+                                path,
+                                format!(
+                                    "must be bytes from 0 (never) to {MAX_AUTO_DOWNLOAD_BYTES}"
+                                ),
+                            ))
+                        }
+                    }
+                }
+                _ => return Err(FieldError::new(path, "unknown setting")),
+            }
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Language {
     #[serde(rename = "zh-CN")]
@@ -316,6 +368,7 @@ impl Settings {
             lan_mesh: LanMeshSettings::defaults(node_id),
             ui: UiSettings::default(),
             desktop: DesktopSettings::default(),
+            files: FileSettings::default(),
         }
     }
 
@@ -364,6 +417,7 @@ impl Settings {
                 }
                 "ui" => next.ui.apply(as_object("ui", value)?)?,
                 "desktop" => next.desktop.apply(as_object("desktop", value)?)?,
+                "files" => next.files.apply(as_object("files", value)?)?,
                 other => return Err(FieldError::new(other, "unknown setting")),
             }
         }

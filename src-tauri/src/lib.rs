@@ -10,6 +10,7 @@ pub mod cli;
 pub mod contact_book;
 pub mod desktop;
 pub mod fault_log;
+pub mod files;
 pub mod live_settings;
 pub mod logging;
 pub mod mesh;

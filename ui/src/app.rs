@@ -142,7 +142,7 @@ pub fn App() -> impl IntoView {
                     | Event::MeshState { .. }
                     | Event::Resync => changes.bump(),
                     Event::PresenceChanged { presence } => mine.0.set(*presence),
-                    Event::ConversationReceipt { .. } => {}
+                    Event::ConversationReceipt { .. } | Event::FileProgress { .. } => {}
                     Event::MessageNew { .. }
                     | Event::MessageStatus { .. }
                     | Event::ConversationRead { .. }

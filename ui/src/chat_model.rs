@@ -592,6 +592,7 @@ mod receipt_tests {
             sent_at: 0,
             order: order.into(),
             read_by: None,
+            attachments: Vec::new(),
         }
     }
 
@@ -660,6 +661,7 @@ mod tests {
             sent_at,
             order: order.into(),
             read_by: None,
+            attachments: Vec::new(),
         }
     }
 

@@ -166,7 +166,8 @@ impl Groups {
             | Event::ConversationRead { .. }
             | Event::ConversationReceipt { .. }
             | Event::PresenceChanged { .. }
-            | Event::MeshState { .. } => {}
+            | Event::MeshState { .. }
+            | Event::FileProgress { .. } => {}
         }
     }
 }

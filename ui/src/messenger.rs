@@ -424,7 +424,7 @@ impl Chat {
             Event::GroupAnnouncement { .. }
             | Event::GroupInvitation { .. }
             | Event::GroupInvitationClosed { .. } => {}
-            Event::MeshState { .. } => {}
+            Event::MeshState { .. } | Event::FileProgress { .. } => {}
             Event::ConversationReceipt {
                 conversation_id,
                 order,

@@ -55,6 +55,11 @@ fn message_text(text: &str) -> Result<String, ApiError> {
         )
         .into());
     }
+    if text.starts_with('\u{1}') {
+        // Reserved for file messages (`api_types::FILE_MESSAGE_PREFIX`): files are sent
+        // with `POST …/files`.
+        return Err(FieldError::new("text", "a message cannot begin with U+0001").into());
+    }
     Ok(text.to_string())
 }
 
@@ -273,5 +278,6 @@ mod tests {
         let at_limit = "字".repeat(MAX_BODY_BYTES / 3);
         assert!(message_text(&at_limit).is_ok());
         assert!(message_text(&"a".repeat(MAX_BODY_BYTES + 1)).is_err());
+        assert!(message_text(&format!("{}{{}}", api_types::FILE_MESSAGE_PREFIX)).is_err());
     }
 }

@@ -139,19 +139,24 @@ impl Names {
 }
 
 pub fn message_view(m: &Message, names: &Names) -> MessageView {
+    let (text, attachments) = match api_types::FileContent::parse(&m.body) {
+        Ok(content) => (String::new(), crate::files::attachment_views(&content)),
+        Err(_) => (m.body.clone(), Vec::new()),
+    };
     MessageView {
         id: m.message_id.to_string(),
         conversation_id: m.conversation_id.to_string(),
         sender: m.sender.to_string(),
         sender_name: names.name(&m.sender),
         outgoing: names.is_local(&m.sender),
-        text: m.body.clone(),
+        text,
         status: status(m.status),
         // On this node's clock: a peer's wrong clock must not put its messages hours
         // in the future (`Message::shown_at`; the author's own stamp stays stored).
         sent_at: unix_ms(m.shown_at()),
         order: order_text(m.order_key()),
         read_by: None,
+        attachments,
     }
 }
 

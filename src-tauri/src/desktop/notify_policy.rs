@@ -158,6 +158,7 @@ mod tests {
             sent_at: 0,
             order: "1".into(),
             read_by: None,
+            attachments: Vec::new(),
         }
     }
 
