@@ -176,6 +176,7 @@ pub(crate) fn insert_message(
     if inserted == 0 {
         return check_same_content(conn, message).map(|()| false);
     }
+    crate::attachments::record(conn, message)?;
     let updated = conn
         .prepare_cached(
             "UPDATE conversations SET

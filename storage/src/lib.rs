@@ -13,6 +13,7 @@ pub mod data_dir;
 pub mod private_file;
 pub mod settings_file;
 
+mod attachments;
 mod blocks;
 mod chat;
 mod database;
@@ -35,6 +36,7 @@ mod search;
 mod store;
 mod writer;
 
+pub use attachments::Attachment;
 pub use blobs::{
     BlobError, BlobState, BlobStatus, BlobStore, Download, FileId, Manifest, ManifestHash,
     PartialBlob,

@@ -240,6 +240,33 @@ CREATE TABLE identity_changes (
     r#"
 ALTER TABLE messages ADD COLUMN signature BLOB CHECK (signature IS NULL OR length(signature) = 128);
 "#,
+    // v10: files (issue 17). `attachments` describes each file of every file message
+    // (the message's text holds the same, signed; these rows make it findable by file);
+    // `file_downloads` is this node's choice to fetch a file's content (1) or not (0),
+    // so downloads resume after a restart. No backfill: no file message predates v10.
+    r#"
+CREATE TABLE attachments (
+    message_id      TEXT NOT NULL,
+    position        INTEGER NOT NULL,
+    conversation_id TEXT NOT NULL,
+    file_id         TEXT NOT NULL,
+    manifest_hash   TEXT NOT NULL,
+    size            INTEGER NOT NULL,
+    chunk_size      INTEGER NOT NULL,
+    name            TEXT NOT NULL,
+    path            TEXT,
+    mime            TEXT NOT NULL,
+    thumbnail       TEXT,
+    PRIMARY KEY (message_id, position)
+) STRICT;
+CREATE INDEX attachments_by_file ON attachments (file_id);
+
+CREATE TABLE file_downloads (
+    file_id    TEXT PRIMARY KEY,
+    wanted     INTEGER NOT NULL CHECK (wanted IN (0, 1)),
+    updated_at INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

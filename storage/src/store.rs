@@ -8,6 +8,7 @@ use api_types::NodeId;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::attachments::{self, Attachment};
 use crate::blocks::{self, BlockList, NewlyBlocked};
 use crate::data_dir::DataDir;
 use crate::error::{StoreError, StoreResult};
@@ -726,6 +727,37 @@ impl Store {
     }
 
     // ---- search and maintenance ----
+
+    // ---- files (attachments of file messages) ----
+
+    /// Every message that attached the file `file_id` (lowercase hex), oldest first.
+    pub async fn attachments_of_file(&self, file_id: String) -> StoreResult<Vec<Attachment>> {
+        self.read(move |c| attachments::of_file(c, &file_id)).await
+    }
+
+    /// The files this node chose to download and did not cancel since.
+    pub async fn wanted_downloads(&self) -> StoreResult<Vec<Attachment>> {
+        self.read(attachments::wanted).await
+    }
+
+    /// This node's choice for `file_id`: `Some(true)` fetch, `Some(false)` cancelled or
+    /// declined, `None` never decided.
+    pub async fn download_wanted(&self, file_id: String) -> StoreResult<Option<bool>> {
+        self.read(move |c| attachments::download_wanted(c, &file_id))
+            .await
+    }
+
+    pub async fn set_download_wanted(
+        &self,
+        file_id: String,
+        wanted: bool,
+        now: UnixMs,
+    ) -> StoreResult<()> {
+        self.write(Durability::Normal, move |c, _| {
+            attachments::set_download_wanted(c, &file_id, wanted, now)
+        })
+        .await
+    }
 
     /// Full-text search over message bodies, newest first, paged.
     pub async fn search(&self, query: SearchQuery) -> StoreResult<SearchPage> {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod atomicity;
+mod attachments;
 mod blocks;
 mod chat;
 mod clocks;
