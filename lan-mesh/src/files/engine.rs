@@ -2,9 +2,10 @@
 //!
 //! **Serving.** A `FileWant` query is answered with `FileHave` (what the blob store
 //! holds, verified chunks of a download in progress included) or `FileNone`. Chunk
-//! requests wait in a queue per peer of at most [`SERVE_QUEUE_PER_PEER`] chunks; what
-//! is over that is refused at once with `FileNone { Busy }` (and counted), so a peer
-//! can never make this node hold more than 16 chunks for it.
+//! and manifest page requests wait in a queue per peer of at most
+//! [`SERVE_QUEUE_PER_PEER`] items; what is over that is refused at once with
+//! `FileNone { Busy }` (and counted), so a peer can never make this node hold more
+//! than 16 chunks or pages for it.
 //!
 //! **Fetching.** Each download asks its candidate peers what they have, then keeps at
 //! most [`WINDOW`] chunk requests in flight per peer, each missing chunk asked of the
@@ -88,11 +89,13 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 pub enum FetchState {
     /// Chunks are being asked of at least one peer.
     Fetching,
-    /// No linked candidate has any missing chunk: it resumes when one comes back.
+    /// No linked candidate has any missing chunk (or may have the manifest): it
+    /// resumes when one comes back.
     Waiting,
     /// Complete and verified as a whole.
     Complete,
-    /// Given up (no manifest here, the whole-file check failed).
+    /// Given up (a descriptor no manifest may have, the store failing, the whole-file
+    /// check failed); fetching it again starts over.
     Failed(String),
 }
 
