@@ -1,15 +1,22 @@
 //! The file engine's [`BlobPort`] over [`storage::blobs::BlobStore`]. Every store call
 //! blocks (file I/O, SHA-256), so each runs on tokio's blocking pool. Downloads begun
 //! here stay open in this adapter (one `PartialBlob` per file) until finished, so
-//! `holding` can list their verified chunks.
+//! `holding` can list their verified chunks. Manifests fetched as pages are assembled
+//! here too (one `ManifestAssembly` per download that asked), and stored by beginning
+//! the download once they hash right.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lan_mesh::files::{
-    BlobFuture, BlobPort, BlobPortError, FileId, HeldChunks, Holding, ManifestHash, PutOutcome,
+    BlobFuture, BlobPort, BlobPortError, FileDescriptor, FileId, HeldChunks, Holding, ManifestHash,
+    ManifestOutcome, PutOutcome, ServedPage,
 };
-use storage::blobs::{self, BlobError, BlobState, BlobStore, Download, PartialBlob};
+use storage::blobs::{
+    self, BlobError, BlobState, BlobStore, Download, Manifest, ManifestAssembly, ManifestError,
+    PartialBlob, MANIFEST_PAGE_HASHES,
+};
 
 /// The node's blob store as the file engine sees it. Cheap to clone.
 #[derive(Clone)]
@@ -17,19 +24,96 @@ pub struct BlobPorts {
     store: BlobStore,
     /// Open downloads; taken out while a blocking call uses one.
     open: Arc<Mutex<HashMap<FileId, PartialBlob>>>,
+    /// Manifests being assembled from peers' pages.
+    assemblies: Arc<Mutex<HashMap<FileId, ManifestAssembly>>>,
+    /// Chunk hashes per manifest page, served and expected.
+    per_page: u32,
 }
 
 impl BlobPorts {
     pub fn new(store: BlobStore) -> Self {
+        BlobPorts::with_page_hashes(store, MANIFEST_PAGE_HASHES)
+    }
+
+    /// With `per_page` chunk hashes per manifest page instead of storage's
+    /// `MANIFEST_PAGE_HASHES`: pages are part of the protocol, so only tests (which
+    /// need many pages without a 600 MiB file) use another value, on both ends.
+    pub fn with_page_hashes(store: BlobStore, per_page: u32) -> Self {
         BlobPorts {
             store,
             open: Arc::default(),
+            assemblies: Arc::default(),
+            per_page,
         }
     }
 }
 
-fn lock(m: &Mutex<HashMap<FileId, PartialBlob>>) -> MutexGuard<'_, HashMap<FileId, PartialBlob>> {
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Begins the download `manifest` describes, keeping it open: how a manifest fetched
+/// as pages is stored (storage writes it beside the partial content).
+fn store_manifest(
+    store: &BlobStore,
+    open: &Mutex<HashMap<FileId, PartialBlob>>,
+    file: FileId,
+    manifest: Manifest,
+) -> Result<(), BlobPortError> {
+    match store.begin_download(manifest).map_err(unavailable)? {
+        Download::Complete => {}
+        Download::Partial(partial) => {
+            lock(open).insert(file, partial);
+        }
+    }
+    Ok(())
+}
+
+/// Finishes a complete assembly: stored when it hashes to the descriptor's manifest
+/// hash, discarded (`Mismatch`) when it does not.
+fn finish_assembly(
+    store: &BlobStore,
+    open: &Mutex<HashMap<FileId, PartialBlob>>,
+    file: FileId,
+    assembly: ManifestAssembly,
+) -> Result<ManifestOutcome, BlobPortError> {
+    match assembly.finish() {
+        Ok(manifest) => {
+            store_manifest(store, open, file, manifest)?;
+            Ok(ManifestOutcome::Complete)
+        }
+        // Every page was in: the hash (or the shape the hashes make, e.g. a one-chunk
+        // file whose hash is not its id) condemns the pages, not the descriptor.
+        Err(ManifestError::Incomplete { .. }) => Ok(ManifestOutcome::Missing(Vec::new())),
+        Err(_) => Ok(ManifestOutcome::Mismatch),
+    }
+}
+
+/// An empty assembly for `file`; storage checks the shape (size, chunk size, page size)
+/// before anything is allocated for it.
+fn new_assembly(file: FileDescriptor, per_page: u32) -> Result<ManifestAssembly, BlobPortError> {
+    ManifestAssembly::new(
+        blobs::FileId::from_bytes(file.file_id.0),
+        file.size,
+        file.chunk_size,
+        blobs::ManifestHash::from_bytes(file.manifest_hash.0),
+        per_page,
+    )
+    .map_err(|e| BlobPortError::Refused(file.file_id, e.to_string()))
+}
+
+/// The held manifest of `file`, checked against `manifest_hash`: `Ok(true)` when held
+/// under it, `OtherManifest` when under another one.
+fn held_under(
+    store: &BlobStore,
+    file: FileId,
+    manifest_hash: ManifestHash,
+) -> Result<bool, BlobPortError> {
+    match store.manifest(id(file)).map_err(unavailable)? {
+        None => Ok(false),
+        Some(m) if *m.hash().as_bytes() == manifest_hash.0 => Ok(true),
+        Some(_) => Err(BlobPortError::OtherManifest(file)),
+    }
 }
 
 fn id(file: FileId) -> blobs::FileId {
@@ -156,5 +240,95 @@ impl BlobPort for BlobPorts {
                 Err(e) => Err(unavailable(e)),
             }
         }))
+    }
+
+    fn manifest_page(
+        &self,
+        file: FileId,
+        manifest_hash: ManifestHash,
+        page: u32,
+    ) -> BlobFuture<'_, Option<ServedPage>> {
+        let store = self.store.clone();
+        let per_page = self.per_page;
+        Box::pin(blocking(move || {
+            let Some(manifest) = store.manifest(id(file)).map_err(unavailable)? else {
+                return Ok(None);
+            };
+            if *manifest.hash().as_bytes() != manifest_hash.0 {
+                return Ok(None);
+            }
+            // A page past the end (or a page size storage refuses) is "not held".
+            let (Ok(page_count), Ok(bytes)) =
+                (manifest.page_count(per_page), manifest.page(page, per_page))
+            else {
+                return Ok(None);
+            };
+            Ok(Some(ServedPage { page_count, bytes }))
+        }))
+    }
+
+    fn begin_manifest(&self, file: FileDescriptor) -> BlobFuture<'_, ManifestOutcome> {
+        let store = self.store.clone();
+        let open = Arc::clone(&self.open);
+        let assemblies = Arc::clone(&self.assemblies);
+        let per_page = self.per_page;
+        Box::pin(blocking(move || {
+            let file_id = file.file_id;
+            if held_under(&store, file_id, file.manifest_hash)? {
+                return Ok(ManifestOutcome::Complete);
+            }
+            let mut all = lock(&assemblies);
+            if let Some(assembly) = all.get(&file_id) {
+                return Ok(ManifestOutcome::Missing(assembly.missing_pages()));
+            }
+            let assembly = new_assembly(file, per_page)?;
+            if assembly.is_complete() {
+                // No page at all: an empty file.
+                drop(all);
+                return finish_assembly(&store, &open, file_id, assembly);
+            }
+            let missing = assembly.missing_pages();
+            all.insert(file_id, assembly);
+            Ok(ManifestOutcome::Missing(missing))
+        }))
+    }
+
+    fn put_manifest_page(
+        &self,
+        file: FileDescriptor,
+        page: u32,
+        page_count: u32,
+        bytes: Vec<u8>,
+    ) -> BlobFuture<'_, ManifestOutcome> {
+        let store = self.store.clone();
+        let open = Arc::clone(&self.open);
+        let assemblies = Arc::clone(&self.assemblies);
+        let per_page = self.per_page;
+        Box::pin(blocking(move || {
+            let file_id = file.file_id;
+            if held_under(&store, file_id, file.manifest_hash)? {
+                return Ok(ManifestOutcome::Complete);
+            }
+            let mut all = lock(&assemblies);
+            let assembly = match all.entry(file_id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => e.insert(new_assembly(file, per_page)?),
+            };
+            if page_count != assembly.page_count() || assembly.add_page(page, &bytes).is_err() {
+                return Ok(ManifestOutcome::BadPage);
+            }
+            if !assembly.is_complete() {
+                return Ok(ManifestOutcome::Missing(assembly.missing_pages()));
+            }
+            let Some(assembly) = all.remove(&file_id) else {
+                return Ok(ManifestOutcome::BadPage);
+            };
+            drop(all);
+            finish_assembly(&store, &open, file_id, assembly)
+        }))
+    }
+
+    fn forget_manifest(&self, file: FileId) {
+        lock(&self.assemblies).remove(&file);
     }
 }

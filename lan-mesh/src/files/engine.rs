@@ -2,9 +2,10 @@
 //!
 //! **Serving.** A `FileWant` query is answered with `FileHave` (what the blob store
 //! holds, verified chunks of a download in progress included) or `FileNone`. Chunk
-//! requests wait in a queue per peer of at most [`SERVE_QUEUE_PER_PEER`] chunks; what
-//! is over that is refused at once with `FileNone { Busy }` (and counted), so a peer
-//! can never make this node hold more than 16 chunks for it.
+//! and manifest page requests wait in a queue per peer of at most
+//! [`SERVE_QUEUE_PER_PEER`] items; what is over that is refused at once with
+//! `FileNone { Busy }` (and counted), so a peer can never make this node hold more
+//! than 16 chunks or pages for it.
 //!
 //! **Fetching.** Each download asks its candidate peers what they have, then keeps at
 //! most [`WINDOW`] chunk requests in flight per peer, each missing chunk asked of the
@@ -15,6 +16,18 @@
 //! until its link comes back up (then asked again); with no peer to ask, the download
 //! is [`FetchState::Waiting`]. The store's missing chunks are the starting point, so a
 //! download restarted after a crash fetches only what is missing.
+//!
+//! **Manifest first.** A receiver knows a file only by its [`FileDescriptor`] (from
+//! the signed file message). When the store has no manifest for it, the download
+//! begins in a manifest phase: its pages are asked of the candidates with the same
+//! window, spread and timeout as chunks, handed to the store, which checks the whole
+//! against the manifest hash. A manifest that does not match drops every peer that
+//! supplied a page of it, and the pages are asked again of the others. A peer that
+//! answers it has no manifest is not asked again until its link comes back.
+//!
+//! **Dialing.** A candidate without a link is dialled (at most every
+//! [`DIAL_INTERVAL`]) when discovery knows its address: a download does not wait for
+//! some other traffic to bring the link up.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,11 +40,14 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::port::{BlobPort, BlobPortError, HeldChunks, PutOutcome};
+use super::port::{
+    BlobPort, BlobPortError, FileDescriptor, HeldChunks, ManifestOutcome, PutOutcome,
+};
 use super::wire::{
     ranges_of, ChunkRange, FileChunk, FileFrame, FileHave, FileId, FileNone, FileWant,
-    ManifestHash, NoneReason, WantKind, MAX_RANGES,
+    ManifestHash, ManifestPage, NoneReason, WantKind, MAX_RANGES,
 };
+use crate::delivery::AddressBook;
 use crate::links::Links;
 use crate::transport::{Frame, LinkEvent, SendError};
 
@@ -59,24 +75,38 @@ const TICK: Duration = Duration::from_secs(1);
 const SERVE_RETRY: Duration = Duration::from_millis(20);
 /// Commands queued to the engine before `fetch`/`cancel` wait.
 const COMMAND_QUEUE: usize = 64;
+/// The least time between two dials of one candidate by this engine: the transport
+/// has its own backoff for failed dials, this keeps the engine (which looks at its
+/// downloads on every event) from asking for a dial per event.
+pub const DIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// The least time between two [`FileEvent::Progress`] of one download: four a second
+/// moves a progress bar smoothly, while a 100 MB/s download stores ~800 chunks a
+/// second that nobody needs to hear of one by one.
+pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Where a download stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchState {
     /// Chunks are being asked of at least one peer.
     Fetching,
-    /// No linked candidate has any missing chunk: it resumes when one comes back.
+    /// No linked candidate has any missing chunk (or may have the manifest): it
+    /// resumes when one comes back.
     Waiting,
     /// Complete and verified as a whole.
     Complete,
-    /// Given up (no manifest here, the whole-file check failed).
+    /// Given up (a descriptor no manifest may have, the store failing, the whole-file
+    /// check failed); fetching it again starts over.
     Failed(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchProgress {
     pub state: FetchState,
+    /// Chunks still missing (all of them while the manifest is being fetched).
     pub missing: u32,
+    pub chunk_count: u32,
+    /// Manifest pages still missing; 0 once the manifest is here.
+    pub pages_missing: u32,
     /// Chunks stored by this download (not counting what was there before it).
     pub fetched: u64,
     /// Chunks refused because they did not match the manifest.
@@ -85,9 +115,21 @@ pub struct FetchProgress {
     pub from: BTreeMap<NodeId, u64>,
 }
 
+/// What the engine tells the node about its downloads (a broadcast: a slow listener
+/// loses events, never the engine's time).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileEvent {
+    /// A download's state changed (it is `Complete` or `Failed` once, at its end).
     State { file_id: FileId, state: FetchState },
+    /// Chunks were stored since the last one: at most every [`PROGRESS_INTERVAL`] per
+    /// download, while chunks arrive (the end is told by `State`, not by this).
+    Progress {
+        file_id: FileId,
+        missing: u32,
+        chunk_count: u32,
+        /// Bytes stored by this download (not counting what was there before it).
+        fetched_bytes: u64,
+    },
 }
 
 /// Drops and work done, for diagnostics (read with [`FileCounters::snapshot`]).
@@ -101,6 +143,14 @@ pub struct FileCounters {
     pub chunks_unsolicited: AtomicU64,
     pub chunks_served: AtomicU64,
     pub chunks_stored: AtomicU64,
+    /// Manifests assembled from peers' pages that did not hash to the file message's
+    /// manifest hash (a peer lied, or pages of two manifests were mixed).
+    pub manifests_rejected: AtomicU64,
+    /// Manifest pages that arrived unasked (or after their request was given up).
+    pub pages_unsolicited: AtomicU64,
+    pub pages_served: AtomicU64,
+    /// Candidates dialled by downloads.
+    pub dials: AtomicU64,
 }
 
 impl FileCounters {
@@ -116,6 +166,10 @@ impl FileCounters {
             chunks_unsolicited: get(&self.chunks_unsolicited),
             chunks_served: get(&self.chunks_served),
             chunks_stored: get(&self.chunks_stored),
+            manifests_rejected: get(&self.manifests_rejected),
+            pages_unsolicited: get(&self.pages_unsolicited),
+            pages_served: get(&self.pages_served),
+            dials: get(&self.dials),
         }
     }
 }
@@ -128,12 +182,15 @@ pub struct FileCounts {
     pub chunks_unsolicited: u64,
     pub chunks_served: u64,
     pub chunks_stored: u64,
+    pub manifests_rejected: u64,
+    pub pages_unsolicited: u64,
+    pub pages_served: u64,
+    pub dials: u64,
 }
 
 enum Command {
     Fetch {
-        file_id: FileId,
-        manifest_hash: ManifestHash,
+        file: FileDescriptor,
         peers: Vec<NodeId>,
     },
     Cancel(FileId),
@@ -149,17 +206,11 @@ pub struct FilesHandle {
 }
 
 impl FilesHandle {
-    /// Starts (or widens, with more candidate peers) the download of `file_id`. The
-    /// store must know its manifest.
-    pub async fn fetch(&self, file_id: FileId, manifest_hash: ManifestHash, peers: Vec<NodeId>) {
-        let _ = self
-            .commands
-            .send(Command::Fetch {
-                file_id,
-                manifest_hash,
-                peers,
-            })
-            .await;
+    /// Starts (or widens, with more candidate peers) the download of `file`; a
+    /// download that failed starts over. Its manifest is fetched first when the store
+    /// does not have it.
+    pub async fn fetch(&self, file: FileDescriptor, peers: Vec<NodeId>) {
+        let _ = self.commands.send(Command::Fetch { file, peers }).await;
     }
 
     /// Stops downloading `file_id` (its verified chunks stay in the store).
@@ -188,6 +239,9 @@ pub struct FilesParts {
     pub link_events: mpsc::Receiver<LinkEvent>,
     pub events: broadcast::Sender<FileEvent>,
     pub cancel: CancellationToken,
+    /// Where discovery last saw each peer (the node passes delivery's book, which
+    /// discovery keeps current): how unlinked candidates are dialled.
+    pub addresses: AddressBook,
 }
 
 pub fn spawn(parts: FilesParts) -> (FilesHandle, JoinHandle<()>) {
@@ -197,6 +251,8 @@ pub fn spawn(parts: FilesParts) -> (FilesHandle, JoinHandle<()>) {
         links: parts.links,
         blobs: parts.blobs,
         events: parts.events,
+        addresses: parts.addresses,
+        dialed: HashMap::new(),
         counters: Arc::clone(&counters),
         serving: BTreeMap::new(),
         serve_retry_at: None,
@@ -224,6 +280,9 @@ struct Source {
     dropped: bool,
     /// It answered `Busy`: left alone until then.
     resume_at: Option<Instant>,
+    /// It said it has no manifest (or sent a page that does not fit): not asked for
+    /// pages again until its link comes back.
+    no_manifest: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -245,19 +304,101 @@ impl SourceHave {
     }
 }
 
+/// What a download is fetching: `missing` and `in_flight` count pages in the first
+/// phase and chunks in the second, so both share the window, spread and timeouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Manifest,
+    Chunks,
+}
+
 struct Fetch {
-    manifest_hash: ManifestHash,
+    file: FileDescriptor,
+    phase: Phase,
     sources: BTreeMap<NodeId, Source>,
+    /// Pages (manifest phase) or chunks still missing.
     missing: BTreeSet<u32>,
-    /// Chunk → the peer asked and when.
+    /// Page or chunk → the peer asked and when.
     in_flight: BTreeMap<u32, (NodeId, Instant)>,
+    /// Peers whose pages are in the current manifest assembly.
+    suppliers: BTreeSet<NodeId>,
     state: FetchState,
+    chunk_count: u32,
     fetched: u64,
+    fetched_bytes: u64,
     rejected: u64,
     from: BTreeMap<NodeId, u64>,
+    /// Chunks stored since the last progress event, and when that was.
+    progress_due: bool,
+    progress_at: Option<Instant>,
 }
 
 impl Fetch {
+    fn new(file: FileDescriptor, phase: Phase, missing: Vec<u32>, peers: Vec<NodeId>) -> Fetch {
+        Fetch {
+            file,
+            phase,
+            sources: peers.into_iter().map(|p| (p, Source::default())).collect(),
+            missing: missing.into_iter().collect(),
+            in_flight: BTreeMap::new(),
+            suppliers: BTreeSet::new(),
+            state: FetchState::Fetching,
+            chunk_count: file.chunk_count().unwrap_or(0),
+            fetched: 0,
+            fetched_bytes: 0,
+            rejected: 0,
+            from: BTreeMap::new(),
+            progress_due: false,
+            progress_at: None,
+        }
+    }
+
+    fn failed(file: FileDescriptor, reason: String) -> Fetch {
+        let mut fetch = Fetch::new(file, Phase::Chunks, Vec::new(), Vec::new());
+        fetch.state = FetchState::Failed(reason);
+        fetch
+    }
+
+    fn is_active(&self) -> bool {
+        !matches!(self.state, FetchState::Complete | FetchState::Failed(_))
+    }
+
+    /// The manifest is here: chunks from now on.
+    fn enter_chunks(&mut self, missing: Vec<u32>) {
+        self.phase = Phase::Chunks;
+        self.missing = missing.into_iter().collect();
+        self.in_flight.clear();
+        self.suppliers.clear();
+        for s in self.sources.values_mut() {
+            s.outstanding = 0;
+        }
+    }
+
+    /// Whether `peer` may be asked for something now (its window aside).
+    fn askable(
+        &self,
+        peer: &NodeId,
+        s: &Source,
+        now: Instant,
+        is_linked: &dyn Fn(&NodeId) -> bool,
+    ) -> bool {
+        !s.dropped
+            && s.resume_at.is_none_or(|at| now >= at)
+            && match self.phase {
+                Phase::Manifest => !s.no_manifest,
+                Phase::Chunks => s.have.as_ref().is_some_and(|h| !h.is_empty()),
+            }
+            && is_linked(peer)
+    }
+
+    fn has(&self, s: &Source, index: u32) -> bool {
+        match self.phase {
+            // Any peer with the manifest has every page.
+            Phase::Manifest => true,
+            Phase::Chunks => s.have.as_ref().is_some_and(|h| h.has(index)),
+        }
+    }
+
     fn release_peer(&mut self, peer: &NodeId) {
         self.in_flight.retain(|_, (p, _)| p != peer);
         if let Some(s) = self.sources.get_mut(peer) {
@@ -274,8 +415,8 @@ impl Fetch {
     }
 
     /// The frames this download sends now: queries to linked peers not yet asked,
-    /// and chunk requests within each peer's window, each chunk to the eligible peer
-    /// that has it with the fewest in flight. Pure but for `is_linked`.
+    /// and requests (pages or chunks) within each peer's window, each to the eligible
+    /// peer that has it with the fewest in flight. Pure but for `is_linked`.
     fn plan(
         &mut self,
         file_id: FileId,
@@ -283,24 +424,23 @@ impl Fetch {
         is_linked: &dyn Fn(&NodeId) -> bool,
     ) -> Vec<(NodeId, FileWant)> {
         let mut out = Vec::new();
-        for (peer, source) in &mut self.sources {
-            let stale = source
-                .asked_at
-                .is_none_or(|at| now.duration_since(at) >= REQUEST_TIMEOUT);
-            if !source.dropped && source.have.is_none() && stale && is_linked(peer) {
-                source.asked_at = Some(now);
-                out.push((peer.clone(), FileWant::query(file_id, self.manifest_hash)));
+        let manifest_hash = self.file.manifest_hash;
+        // Pages are asked straight away: a peer without the manifest says so.
+        if self.phase == Phase::Chunks {
+            for (peer, source) in &mut self.sources {
+                let stale = source
+                    .asked_at
+                    .is_none_or(|at| now.duration_since(at) >= REQUEST_TIMEOUT);
+                if !source.dropped && source.have.is_none() && stale && is_linked(peer) {
+                    source.asked_at = Some(now);
+                    out.push((peer.clone(), FileWant::query(file_id, manifest_hash)));
+                }
             }
         }
         let eligible: Vec<NodeId> = self
             .sources
             .iter()
-            .filter(|(peer, s)| {
-                !s.dropped
-                    && s.have.as_ref().is_some_and(|h| !h.is_empty())
-                    && s.resume_at.is_none_or(|at| now >= at)
-                    && is_linked(peer)
-            })
+            .filter(|(peer, s)| self.askable(peer, s, now, is_linked))
             .map(|(peer, _)| peer.clone())
             .collect();
         let mut picked: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
@@ -316,7 +456,7 @@ impl Fetch {
                     .iter()
                     .filter_map(|peer| self.sources.get(peer).map(|s| (peer, s)))
                     .filter(|(_, s)| s.outstanding < WINDOW)
-                    .filter(|(_, s)| s.have.as_ref().is_some_and(|h| h.has(index)))
+                    .filter(|(_, s)| self.has(s, index))
                     .min_by_key(|(_, s)| s.outstanding)
                     .map(|(peer, _)| peer.clone());
                 let Some(peer) = best else {
@@ -340,8 +480,11 @@ impl Fetch {
                 peer,
                 FileWant {
                     file_id,
-                    manifest_hash: self.manifest_hash,
-                    kind: WantKind::Chunks,
+                    manifest_hash,
+                    kind: match self.phase {
+                        Phase::Manifest => WantKind::ManifestPages,
+                        Phase::Chunks => WantKind::Chunks,
+                    },
                     ranges: ranges_of(indices, MAX_RANGES),
                 },
             ));
@@ -355,9 +498,10 @@ impl Fetch {
         let askable = self.sources.iter().any(|(peer, s)| {
             !s.dropped
                 && is_linked(peer)
-                && match &s.have {
-                    None => true,
-                    Some(h) => self.missing.iter().any(|&i| h.has(i)),
+                && match (self.phase, &s.have) {
+                    (Phase::Manifest, _) => !s.no_manifest,
+                    (Phase::Chunks, None) => true,
+                    (Phase::Chunks, Some(h)) => self.missing.iter().any(|&i| h.has(i)),
                 }
         });
         if !self.in_flight.is_empty() || askable {
@@ -368,13 +512,31 @@ impl Fetch {
     }
 }
 
+/// One item of a peer's serve queue.
+#[derive(Debug, Clone, Copy)]
+enum Served {
+    Chunk(FileId, u32),
+    Page(FileId, ManifestHash, u32),
+}
+
+impl Served {
+    fn file_id(&self) -> FileId {
+        match self {
+            Served::Chunk(f, _) | Served::Page(f, _, _) => *f,
+        }
+    }
+}
+
 struct Engine {
     links: Arc<dyn Links>,
     blobs: Arc<dyn BlobPort>,
     events: broadcast::Sender<FileEvent>,
     counters: Arc<FileCounters>,
-    /// Per peer, the chunks it asked for, in order.
-    serving: BTreeMap<NodeId, VecDeque<(FileId, u32)>>,
+    addresses: AddressBook,
+    /// Candidates this engine dialled, and when (kept for [`DIAL_INTERVAL`]).
+    dialed: HashMap<NodeId, Instant>,
+    /// Per peer, the chunks and pages it asked for, in order.
+    serving: BTreeMap<NodeId, VecDeque<Served>>,
     serve_retry_at: Option<Instant>,
     fetches: HashMap<FileId, Fetch>,
 }
@@ -388,9 +550,10 @@ impl Engine {
     ) {
         let mut next_tick = Instant::now() + TICK;
         loop {
-            let wake = self
-                .serve_retry_at
-                .map_or(next_tick, |at| at.min(next_tick));
+            let wake = [self.serve_retry_at, self.progress_wake()]
+                .into_iter()
+                .flatten()
+                .fold(next_tick, Instant::min);
             tokio::select! {
                 _ = cancel.cancelled() => break,
                 command = commands.recv() => match command {
@@ -415,11 +578,7 @@ impl Engine {
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Fetch {
-                file_id,
-                manifest_hash,
-                peers,
-            } => self.start_fetch(file_id, manifest_hash, peers).await,
+            Command::Fetch { file, peers } => self.start_fetch(file, peers).await,
             Command::Cancel(file_id) => {
                 if let Some(fetch) = self.fetches.remove(&file_id) {
                     let asked: BTreeSet<NodeId> =
@@ -430,67 +589,78 @@ impl Engine {
                             .send(&peer, Frame::File(FileFrame::Cancel(file_id)));
                     }
                 }
+                self.blobs.forget_manifest(file_id);
             }
             Command::Progress(file_id, reply) => {
-                let progress = self.fetches.get(&file_id).map(|f| FetchProgress {
-                    state: f.state.clone(),
-                    missing: u32::try_from(f.missing.len()).unwrap_or(u32::MAX),
-                    fetched: f.fetched,
-                    rejected: f.rejected,
-                    from: f.from.clone(),
+                let progress = self.fetches.get(&file_id).map(|f| {
+                    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+                    let (missing, pages_missing) = match f.phase {
+                        Phase::Manifest => (f.chunk_count, count(f.missing.len())),
+                        Phase::Chunks => (count(f.missing.len()), 0),
+                    };
+                    FetchProgress {
+                        state: f.state.clone(),
+                        missing,
+                        chunk_count: f.chunk_count,
+                        pages_missing,
+                        fetched: f.fetched,
+                        rejected: f.rejected,
+                        from: f.from.clone(),
+                    }
                 });
                 let _ = reply.send(progress);
             }
         }
     }
 
-    async fn start_fetch(
-        &mut self,
-        file_id: FileId,
-        manifest_hash: ManifestHash,
-        peers: Vec<NodeId>,
-    ) {
+    async fn start_fetch(&mut self, file: FileDescriptor, peers: Vec<NodeId>) {
+        let file_id = file.file_id;
         if let Some(fetch) = self.fetches.get_mut(&file_id) {
-            for peer in peers {
-                fetch.sources.entry(peer).or_default();
-            }
-            return;
-        }
-        let missing = match self.blobs.begin(file_id, manifest_hash).await {
-            Ok(missing) => missing,
-            Err(e) => {
-                tracing::warn!(file = %file_id, "cannot begin the download: {e}");
-                self.fetches.insert(
-                    file_id,
-                    Fetch {
-                        manifest_hash,
-                        sources: BTreeMap::new(),
-                        missing: BTreeSet::new(),
-                        in_flight: BTreeMap::new(),
-                        state: FetchState::Failed(e.to_string()),
-                        fetched: 0,
-                        rejected: 0,
-                        from: BTreeMap::new(),
-                    },
-                );
-                self.emit(file_id, FetchState::Failed(e.to_string()));
+            if !matches!(fetch.state, FetchState::Failed(_)) {
+                for peer in peers {
+                    fetch.sources.entry(peer).or_default();
+                }
                 return;
             }
+            // A failed download is tried again from scratch (the store may have room
+            // now, or the candidates changed).
+            self.fetches.remove(&file_id);
+        }
+        let fetch = match self.open(file).await {
+            Ok((phase, missing)) => {
+                tracing::debug!(file = %file_id, ?phase, missing = missing.len(), "download begins");
+                Fetch::new(file, phase, missing, peers)
+            }
+            Err(e) => {
+                tracing::warn!(file = %file_id, "cannot begin the download: {e}");
+                self.emit(file_id, FetchState::Failed(e.to_string()));
+                Fetch::failed(file, e.to_string())
+            }
         };
-        tracing::debug!(file = %file_id, missing = missing.len(), "download begins");
-        self.fetches.insert(
-            file_id,
-            Fetch {
-                manifest_hash,
-                sources: peers.into_iter().map(|p| (p, Source::default())).collect(),
-                missing: missing.into_iter().collect(),
-                in_flight: BTreeMap::new(),
-                state: FetchState::Fetching,
-                fetched: 0,
-                rejected: 0,
-                from: BTreeMap::new(),
-            },
-        );
+        self.fetches.insert(file_id, fetch);
+    }
+
+    /// Where a download of `file` starts: the chunks missing when the store has its
+    /// manifest, else the manifest's missing pages.
+    async fn open(&self, file: FileDescriptor) -> Result<(Phase, Vec<u32>), BlobPortError> {
+        match self.blobs.begin(file.file_id, file.manifest_hash).await {
+            Ok(missing) => return Ok((Phase::Chunks, missing)),
+            Err(BlobPortError::NoManifest(_)) => {}
+            Err(e) => return Err(e),
+        }
+        match self.blobs.begin_manifest(file).await? {
+            ManifestOutcome::Missing(pages) => Ok((Phase::Manifest, pages)),
+            // No page needed (an empty file): the manifest is stored already.
+            ManifestOutcome::Complete => self
+                .blobs
+                .begin(file.file_id, file.manifest_hash)
+                .await
+                .map(|missing| (Phase::Chunks, missing)),
+            ManifestOutcome::Mismatch | ManifestOutcome::BadPage => Err(BlobPortError::Refused(
+                file.file_id,
+                "its manifest cannot be assembled".into(),
+            )),
+        }
     }
 
     fn emit(&self, file_id: FileId, state: FetchState) {
@@ -505,6 +675,7 @@ impl Engine {
                     if let Some(s) = fetch.sources.get_mut(&peer) {
                         s.have = None;
                         s.asked_at = None;
+                        s.no_manifest = false;
                     }
                 }
             }
@@ -532,7 +703,7 @@ impl Engine {
             FileFrame::Want(want) => self.on_want(peer, want).await,
             FileFrame::Cancel(file_id) => {
                 if let Some(queue) = self.serving.get_mut(&peer) {
-                    queue.retain(|(f, _)| *f != file_id);
+                    queue.retain(|item| item.file_id() != file_id);
                 }
             }
             FileFrame::Chunk(chunk) => self.on_chunk(peer, chunk).await,
@@ -550,9 +721,7 @@ impl Engine {
                 }
             }
             FileFrame::None(none) => self.on_none(peer, none),
-            // Manifest pages are not fetched by this engine yet: the store must know
-            // the manifest before a download begins.
-            FileFrame::ManifestPage(_) => {}
+            FileFrame::ManifestPage(page) => self.on_manifest_page(peer, page).await,
         }
     }
 
@@ -573,9 +742,6 @@ impl Engine {
             }
         };
         let answer = match holding {
-            _ if want.kind == WantKind::ManifestPages => {
-                Some(refuse(NoneReason::Absent, want.ranges))
-            }
             None => Some(refuse(NoneReason::Absent, Vec::new())),
             Some(h) if h.manifest_hash != want.manifest_hash => {
                 Some(refuse(NoneReason::OtherManifest, Vec::new()))
@@ -593,11 +759,17 @@ impl Engine {
                 },
             }))),
             Some(_) => {
+                // Pages and chunks share the queue: a page is as large as a chunk.
                 let queue = self.serving.entry(peer.clone()).or_default();
                 let mut refused = Vec::new();
                 for index in want.ranges.iter().flat_map(ChunkRange::indices) {
                     if queue.len() < SERVE_QUEUE_PER_PEER {
-                        queue.push_back((file_id, index));
+                        queue.push_back(match want.kind {
+                            WantKind::Chunks => Served::Chunk(file_id, index),
+                            WantKind::ManifestPages => {
+                                Served::Page(file_id, want.manifest_hash, index)
+                            }
+                        });
                     } else {
                         FileCounters::inc(&self.counters.requests_over_quota);
                         refused.push(index);
@@ -614,8 +786,49 @@ impl Engine {
         }
     }
 
-    /// Sends queued chunks, one per peer in turn, until the queues are empty or the
-    /// links' files lanes are full (then again after `SERVE_RETRY`).
+    /// The frame that serves `item`: the chunk or page, or `FileNone` absent when it
+    /// cannot be read.
+    async fn read_served(&self, item: Served) -> Frame {
+        let absent = |file_id, index| {
+            Frame::File(FileFrame::None(FileNone {
+                file_id,
+                reason: NoneReason::Absent,
+                ranges: vec![ChunkRange::one(index)],
+            }))
+        };
+        match item {
+            Served::Chunk(file_id, index) => match self.blobs.read_chunk(file_id, index).await {
+                Ok(Some(bytes)) => Frame::File(FileFrame::Chunk(FileChunk {
+                    file_id,
+                    index,
+                    bytes,
+                })),
+                Ok(None) => absent(file_id, index),
+                Err(e) => {
+                    tracing::warn!(file = %file_id, index, "cannot read a chunk to serve: {e}");
+                    absent(file_id, index)
+                }
+            },
+            Served::Page(file_id, manifest_hash, page) => {
+                match self.blobs.manifest_page(file_id, manifest_hash, page).await {
+                    Ok(Some(served)) => Frame::File(FileFrame::ManifestPage(ManifestPage {
+                        file_id,
+                        page,
+                        page_count: served.page_count,
+                        bytes: served.bytes,
+                    })),
+                    Ok(None) => absent(file_id, page),
+                    Err(e) => {
+                        tracing::warn!(file = %file_id, page, "cannot read a manifest page to serve: {e}");
+                        absent(file_id, page)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends queued chunks and pages, one per peer in turn, until the queues are empty
+    /// or the links' files lanes are full (then again after `SERVE_RETRY`).
     async fn serve(&mut self) {
         if self.serve_retry_at.is_some_and(|at| Instant::now() < at) {
             return;
@@ -625,36 +838,20 @@ impl Engine {
             let mut progressed = false;
             let peers: Vec<NodeId> = self.serving.keys().cloned().collect();
             for peer in peers {
-                let Some(&(file_id, index)) = self.serving.get(&peer).and_then(|q| q.front())
-                else {
+                let Some(&item) = self.serving.get(&peer).and_then(|q| q.front()) else {
                     self.serving.remove(&peer);
                     continue;
                 };
-                let frame = match self.blobs.read_chunk(file_id, index).await {
-                    Ok(Some(bytes)) => Frame::File(FileFrame::Chunk(FileChunk {
-                        file_id,
-                        index,
-                        bytes,
-                    })),
-                    Ok(None) => Frame::File(FileFrame::None(FileNone {
-                        file_id,
-                        reason: NoneReason::Absent,
-                        ranges: vec![ChunkRange::one(index)],
-                    })),
-                    Err(e) => {
-                        tracing::warn!(file = %file_id, index, "cannot read a chunk to serve: {e}");
-                        Frame::File(FileFrame::None(FileNone {
-                            file_id,
-                            reason: NoneReason::Absent,
-                            ranges: vec![ChunkRange::one(index)],
-                        }))
-                    }
+                let frame = self.read_served(item).await;
+                let counter = match &frame {
+                    Frame::File(FileFrame::Chunk(_)) => Some(&self.counters.chunks_served),
+                    Frame::File(FileFrame::ManifestPage(_)) => Some(&self.counters.pages_served),
+                    _ => None,
                 };
-                let is_chunk = matches!(frame, Frame::File(FileFrame::Chunk(_)));
                 match self.links.send(&peer, frame) {
                     Ok(()) => {
-                        if is_chunk {
-                            FileCounters::inc(&self.counters.chunks_served);
+                        if let Some(counter) = counter {
+                            FileCounters::inc(counter);
                         }
                         if let Some(q) = self.serving.get_mut(&peer) {
                             q.pop_front();
@@ -681,18 +878,23 @@ impl Engine {
             FileCounters::inc(&self.counters.chunks_unsolicited);
             return;
         };
-        if fetch.in_flight.get(&chunk.index).map(|(p, _)| p) != Some(&peer) {
+        if fetch.phase != Phase::Chunks
+            || fetch.in_flight.get(&chunk.index).map(|(p, _)| p) != Some(&peer)
+        {
             FileCounters::inc(&self.counters.chunks_unsolicited);
             return;
         }
         fetch.release_chunk(chunk.index);
         let index = chunk.index;
+        let len = chunk.bytes.len() as u64;
         match self.blobs.put_chunk(file_id, index, chunk.bytes).await {
             Ok(PutOutcome::Stored) => {
                 FileCounters::inc(&self.counters.chunks_stored);
                 if let Some(fetch) = self.fetches.get_mut(&file_id) {
                     fetch.missing.remove(&index);
                     fetch.fetched += 1;
+                    fetch.fetched_bytes += len;
+                    fetch.progress_due = true;
                     *fetch.from.entry(peer).or_default() += 1;
                 }
             }
@@ -722,6 +924,91 @@ impl Engine {
         }
     }
 
+    async fn on_manifest_page(&mut self, peer: NodeId, page: ManifestPage) {
+        let file_id = page.file_id;
+        let Some(fetch) = self.fetches.get_mut(&file_id) else {
+            FileCounters::inc(&self.counters.pages_unsolicited);
+            return;
+        };
+        if fetch.phase != Phase::Manifest
+            || fetch.in_flight.get(&page.page).map(|(p, _)| p) != Some(&peer)
+        {
+            FileCounters::inc(&self.counters.pages_unsolicited);
+            return;
+        }
+        fetch.release_chunk(page.page);
+        let file = fetch.file;
+        let outcome = self
+            .blobs
+            .put_manifest_page(file, page.page, page.page_count, page.bytes)
+            .await;
+        let Some(fetch) = self.fetches.get_mut(&file_id) else {
+            return;
+        };
+        match outcome {
+            Ok(ManifestOutcome::Missing(pages)) => {
+                fetch.suppliers.insert(peer);
+                fetch.missing = pages.into_iter().collect();
+            }
+            Ok(ManifestOutcome::Complete) => {
+                tracing::debug!(file = %file_id, "manifest assembled");
+                let state = match self.blobs.begin(file_id, file.manifest_hash).await {
+                    Ok(missing) => {
+                        if let Some(fetch) = self.fetches.get_mut(&file_id) {
+                            fetch.enter_chunks(missing);
+                        }
+                        return;
+                    }
+                    Err(e) => FetchState::Failed(e.to_string()),
+                };
+                if let Some(fetch) = self.fetches.get_mut(&file_id) {
+                    fetch.state = state.clone();
+                }
+                self.emit(file_id, state);
+            }
+            Ok(ManifestOutcome::Mismatch) => {
+                FileCounters::inc(&self.counters.manifests_rejected);
+                fetch.suppliers.insert(peer);
+                let suppliers = std::mem::take(&mut fetch.suppliers);
+                tracing::warn!(file = %file_id, ?suppliers, "an assembled manifest does not match the file message: its suppliers are dropped from this download");
+                for supplier in &suppliers {
+                    fetch.release_peer(supplier);
+                    if let Some(s) = fetch.sources.get_mut(supplier) {
+                        s.dropped = true;
+                    }
+                }
+                match self.blobs.begin_manifest(file).await {
+                    Ok(ManifestOutcome::Missing(pages)) => {
+                        if let Some(fetch) = self.fetches.get_mut(&file_id) {
+                            fetch.missing = pages.into_iter().collect();
+                        }
+                    }
+                    // Cannot be: the manifest was refused, and an empty file has no
+                    // page to mismatch. Whatever it is, the next page decides.
+                    Ok(other) => {
+                        tracing::warn!(file = %file_id, ?other, "unexpected manifest state after a mismatch");
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %file_id, "cannot begin the manifest again: {e}");
+                    }
+                }
+            }
+            Ok(ManifestOutcome::BadPage) => {
+                // Not a page of this manifest (another page size?): this peer cannot
+                // help with the manifest, but may still have chunks.
+                tracing::debug!(%peer, file = %file_id, "a manifest page that does not fit");
+                fetch.release_peer(&peer);
+                if let Some(s) = fetch.sources.get_mut(&peer) {
+                    s.no_manifest = true;
+                }
+            }
+            Err(e) => {
+                // The page stays missing and is asked again.
+                tracing::warn!(file = %file_id, "cannot take a manifest page: {e}");
+            }
+        }
+    }
+
     fn on_none(&mut self, peer: NodeId, none: FileNone) {
         let Some(fetch) = self.fetches.get_mut(&none.file_id) else {
             return;
@@ -741,16 +1028,28 @@ impl Engine {
                 fetch.release_chunk(index);
             }
         }
+        let phase = fetch.phase;
+        if phase == Phase::Manifest
+            && matches!(none.reason, NoneReason::Absent | NoneReason::OtherManifest)
+        {
+            fetch.release_peer(&peer);
+        }
         let Some(source) = fetch.sources.get_mut(&peer) else {
             return;
         };
-        match none.reason {
-            NoneReason::Busy => source.resume_at = Some(Instant::now() + BUSY_BACKOFF),
-            NoneReason::Absent | NoneReason::OtherManifest if none.ranges.is_empty() => {
+        match (none.reason, phase) {
+            (NoneReason::Busy, _) => source.resume_at = Some(Instant::now() + BUSY_BACKOFF),
+            // No manifest there (or not this one): asked again once its link is back.
+            (NoneReason::Absent | NoneReason::OtherManifest, Phase::Manifest) => {
+                source.no_manifest = true;
+            }
+            (NoneReason::Absent | NoneReason::OtherManifest, Phase::Chunks)
+                if none.ranges.is_empty() =>
+            {
                 source.have = Some(SourceHave::Some(Vec::new()));
             }
             // Some chunks it said it had are gone: ask it again what it has.
-            NoneReason::Absent | NoneReason::OtherManifest => {
+            (NoneReason::Absent | NoneReason::OtherManifest, Phase::Chunks) => {
                 source.have = None;
                 source.asked_at = Some(Instant::now());
             }
@@ -767,25 +1066,91 @@ impl Engine {
                 .map(|(i, _)| *i)
                 .collect();
             for index in late {
+                // Asked of another peer now: the silent one is left alone a moment,
+                // or it would win the tie for the same request again.
+                if let Some((peer, _)) = fetch.in_flight.get(&index).cloned() {
+                    if let Some(s) = fetch.sources.get_mut(&peer) {
+                        s.resume_at = Some(now + BUSY_BACKOFF);
+                    }
+                }
                 fetch.release_chunk(index);
             }
         }
     }
 
+    /// When the next throttled progress event is due, if any is pending.
+    fn progress_wake(&self) -> Option<Instant> {
+        self.fetches
+            .values()
+            .filter(|f| f.progress_due && f.is_active())
+            .map(|f| {
+                f.progress_at
+                    .map_or_else(Instant::now, |at| at + PROGRESS_INTERVAL)
+            })
+            .min()
+    }
+
+    /// Dials the unlinked candidates of active downloads whose address discovery
+    /// knows, each at most once per [`DIAL_INTERVAL`]. Their `LinkEvent::Up` makes the
+    /// downloads ask them.
+    fn dial_candidates(&mut self, now: Instant) {
+        self.dialed
+            .retain(|_, at| now.duration_since(*at) < DIAL_INTERVAL);
+        let wanted: BTreeSet<NodeId> = self
+            .fetches
+            .values()
+            .filter(|f| f.is_active())
+            .flat_map(|f| f.sources.iter())
+            .filter(|(peer, s)| !s.dropped && !self.dialed.contains_key(*peer))
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in wanted {
+            if self.links.is_linked(&peer) {
+                continue;
+            }
+            let Some(addr) = self.addresses.get(&peer) else {
+                continue;
+            };
+            tracing::debug!(%peer, %addr, "dialling a file source");
+            self.links.connect(&peer, addr);
+            FileCounters::inc(&self.counters.dials);
+            self.dialed.insert(peer, now);
+        }
+    }
+
     /// Plans every active download's requests, sends them, finishes downloads whose
-    /// chunks are all in, and reports state changes.
+    /// chunks are all in, and reports state changes and progress.
     async fn pump(&mut self) {
         let now = Instant::now();
+        self.dial_candidates(now);
         let links = Arc::clone(&self.links);
         let is_linked = move |peer: &NodeId| links.is_linked(peer);
         let mut finished = Vec::new();
         let mut changed = Vec::new();
         let mut sends = Vec::new();
+        let mut progress = Vec::new();
         for (file_id, fetch) in &mut self.fetches {
-            if matches!(fetch.state, FetchState::Complete | FetchState::Failed(_)) {
+            if !fetch.is_active() {
                 continue;
             }
-            if fetch.missing.is_empty() && fetch.in_flight.is_empty() {
+            if fetch.progress_due
+                && fetch
+                    .progress_at
+                    .is_none_or(|at| now.duration_since(at) >= PROGRESS_INTERVAL)
+            {
+                fetch.progress_due = false;
+                fetch.progress_at = Some(now);
+                progress.push(FileEvent::Progress {
+                    file_id: *file_id,
+                    missing: u32::try_from(fetch.missing.len()).unwrap_or(u32::MAX),
+                    chunk_count: fetch.chunk_count,
+                    fetched_bytes: fetch.fetched_bytes,
+                });
+            }
+            if fetch.phase == Phase::Chunks
+                && fetch.missing.is_empty()
+                && fetch.in_flight.is_empty()
+            {
                 finished.push(*file_id);
                 continue;
             }
@@ -808,6 +1173,9 @@ impl Engine {
                     }
                 }
             }
+        }
+        for event in progress {
+            let _ = self.events.send(event);
         }
         for (file_id, state) in changed {
             self.emit(file_id, state);

@@ -5,9 +5,11 @@
 //! - [`wire`]: the frames (binary, strict decoders);
 //! - [`port`]: what the engine needs from the blob store ([`BlobPort`]), implemented
 //!   by `mesh-store` over `storage::blobs` and by `testing::MemoryBlobs`;
-//! - [`engine`]: one task per node that serves chunks to peers (bounded queue per
-//!   peer) and runs this node's downloads (a window of requests per peer, spread over
-//!   the peers that have the file, bad peers dropped, resumed on link-up).
+//! - [`engine`]: one task per node that serves chunks and manifest pages to peers
+//!   (bounded queue per peer) and runs this node's downloads (the manifest first when
+//!   the store lacks it, then chunks; a window of requests per peer, spread over the
+//!   peers that have the file, bad peers dropped, unlinked candidates dialled, resumed
+//!   on link-up).
 //!
 //! The node hands the engine the link events that concern it: `Up`, `Down` and every
 //! `Frame::File` (delivery ignores file frames).
@@ -21,7 +23,10 @@ mod tests;
 
 pub use engine::{
     spawn, FetchProgress, FetchState, FileCounters, FileCounts, FileEvent, FilesHandle, FilesParts,
-    SERVE_QUEUE_PER_PEER, WINDOW,
+    DIAL_INTERVAL, PROGRESS_INTERVAL, SERVE_QUEUE_PER_PEER, WINDOW,
 };
-pub use port::{BlobFuture, BlobPort, BlobPortError, HeldChunks, Holding, PutOutcome};
+pub use port::{
+    BlobFuture, BlobPort, BlobPortError, FileDescriptor, HeldChunks, Holding, ManifestOutcome,
+    PutOutcome, ServedPage,
+};
 pub use wire::{ChunkRange, FileFrame, FileId, ManifestHash};

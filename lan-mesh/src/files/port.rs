@@ -2,7 +2,9 @@
 //! implements it over `storage::blobs::BlobStore` (`mesh-store`), tests in memory
 //! (`testing::MemoryBlobs`). lan-mesh never sees the manifest's format: the store
 //! checks every chunk against the manifest it holds, and says which chunks are
-//! missing.
+//! missing; it also assembles a manifest fetched as pages and checks it against the
+//! manifest hash the signed file message carries, so the engine only moves opaque
+//! pages between peers and the store.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,9 +27,68 @@ pub enum BlobPortError {
     /// (the manifest lied): the download was discarded.
     #[error("file {0} failed its whole-file check")]
     WholeFileMismatch(FileId),
+    /// The descriptor names a file this node will not hold (too large, a chunk size
+    /// out of range): refused before anything is allocated for its manifest.
+    #[error("file {0} cannot be fetched: {1}")]
+    Refused(FileId, String),
     /// Nothing was stored (disk full, I/O error); trying again later may work.
     #[error("{0}")]
     Unavailable(String),
+}
+
+/// What the author's signed file message says of a file: everything a receiver needs
+/// to fetch and check the manifest (and through it the content) from anyone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDescriptor {
+    pub file_id: FileId,
+    pub manifest_hash: ManifestHash,
+    pub size: u64,
+    pub chunk_size: u32,
+}
+
+impl FileDescriptor {
+    /// The chunks the content is cut into (`None` for a chunk size of 0, which no
+    /// manifest may have).
+    pub fn chunk_count(&self) -> Option<u32> {
+        if self.chunk_size == 0 {
+            return None;
+        }
+        u32::try_from(self.size.div_ceil(u64::from(self.chunk_size))).ok()
+    }
+}
+
+/// What assembling a manifest from pages has reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestOutcome {
+    /// These pages are still missing, ascending.
+    Missing(Vec<u32>),
+    /// Every page is in and the manifest hashes to the expected hash: it is stored, so
+    /// [`BlobPort::begin`] now succeeds.
+    Complete,
+    /// Every page is in but the manifest does not hash to the expected hash (some page
+    /// lied): the assembly was discarded and begins anew.
+    Mismatch,
+    /// Not a page of this manifest (its index, count or length do not fit): nothing
+    /// was taken.
+    BadPage,
+}
+
+/// A page of a held manifest, for serving.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ServedPage {
+    pub page_count: u32,
+    pub bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for ServedPage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ServedPage(of {}, {} bytes)",
+            self.page_count,
+            self.bytes.len()
+        )
+    }
 }
 
 /// What this node holds of a file.
@@ -73,4 +134,29 @@ pub trait BlobPort: Send + Sync {
     /// Every chunk is in: checks the whole content against the file id and makes it
     /// complete.
     fn finish(&self, file: FileId) -> BlobFuture<'_, ()>;
+    /// Page `page` of the manifest held for `file`, read from the stored (verified)
+    /// manifest; `None` unless it is held under `manifest_hash` and has that page.
+    fn manifest_page(
+        &self,
+        file: FileId,
+        manifest_hash: ManifestHash,
+        page: u32,
+    ) -> BlobFuture<'_, Option<ServedPage>>;
+    /// Begins (or goes on with) assembling the manifest `file` describes, after
+    /// `begin` answered `NoManifest`: the pages still missing, or `Complete` when
+    /// none is needed (an empty file has no page). `Refused` for a descriptor whose
+    /// manifest storage would not accept, so nothing is allocated for it.
+    fn begin_manifest(&self, file: FileDescriptor) -> BlobFuture<'_, ManifestOutcome>;
+    /// Takes page `page` of `page_count` (as the peer sent it) into the assembly; once
+    /// the last page is in, checks the manifest hash and stores the manifest.
+    fn put_manifest_page(
+        &self,
+        file: FileDescriptor,
+        page: u32,
+        page_count: u32,
+        bytes: Vec<u8>,
+    ) -> BlobFuture<'_, ManifestOutcome>;
+    /// Drops the assembly of `file`, if any (its download was cancelled): only active
+    /// downloads hold one.
+    fn forget_manifest(&self, file: FileId);
 }

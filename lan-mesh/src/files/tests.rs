@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::wire::{ChunkRange, FileChunk, FileWant, NoneReason, WantKind};
 use super::*;
+use crate::delivery::AddressBook;
 use crate::links::Links;
 use crate::testing::{
     node_id, node_keys, until, MemoryBlobs, MemoryManifest, MemoryNet, ScriptedPeer,
@@ -18,6 +19,8 @@ use crate::transport::Frame;
 
 const CHUNK: usize = 128 * 1024;
 const LIMIT: Duration = Duration::from_secs(120);
+/// Chunk hashes per manifest page in these tests: a 21-chunk file has 6 pages.
+const PAGE: u32 = 4;
 
 /// `chunks` full chunks and a short last one, bytes that differ chunk to chunk.
 fn content(chunks: usize) -> Vec<u8> {
@@ -32,39 +35,49 @@ struct Node {
     blobs: MemoryBlobs,
     handle: FilesHandle,
     cancel: CancellationToken,
-    _events: broadcast::Receiver<FileEvent>,
+    events: broadcast::Receiver<FileEvent>,
+    /// What this node's engine dials by (discovery's book).
+    addresses: AddressBook,
 }
 
 impl Node {
     fn start(net: &MemoryNet, n: u8, blobs: MemoryBlobs) -> Node {
         let id = node_id(n);
         let (links, link_events) = net.join(&id, node_keys(n).public());
-        let (events, events_rx) = broadcast::channel(64);
+        let (events, events_rx) = broadcast::channel(1024);
         let cancel = CancellationToken::new();
+        let addresses = AddressBook::default();
         let (handle, _task) = spawn(FilesParts {
             links: Arc::new(links),
             blobs: Arc::new(blobs.clone()),
             link_events,
             events,
             cancel: cancel.clone(),
+            addresses: addresses.clone(),
         });
         Node {
             id,
             blobs,
             handle,
             cancel,
-            _events: events_rx,
+            events: events_rx,
+            addresses,
         }
     }
 
     async fn fetch(&self, m: &MemoryManifest, from: &[&Node]) {
         self.handle
-            .fetch(
-                m.file_id,
-                m.hash(),
-                from.iter().map(|n| n.id.clone()).collect(),
-            )
+            .fetch(m.descriptor(), from.iter().map(|n| n.id.clone()).collect())
             .await;
+    }
+
+    /// Every event received so far.
+    fn drain_events(&mut self) -> Vec<FileEvent> {
+        let mut out = Vec::new();
+        while let Ok(event) = self.events.try_recv() {
+            out.push(event);
+        }
+        out
     }
 
     async fn progress(&self, m: &MemoryManifest) -> FetchProgress {
@@ -96,16 +109,34 @@ impl Drop for Node {
 /// Chunks `from` asked of `to` in chunk requests, in log order.
 /// Node `n` holding `data` whole, and the manifest of it.
 fn holding(net: &MemoryNet, n: u8, data: &[u8]) -> (Node, MemoryManifest) {
-    let node = Node::start(net, n, MemoryBlobs::new());
+    let node = Node::start(net, n, MemoryBlobs::paged(PAGE));
     let manifest = node.blobs.import(data, CHUNK);
     (node, manifest)
 }
 
 /// Node `n` knowing `manifest` (as from the file message) and holding none of it.
 fn knowing(net: &MemoryNet, n: u8, manifest: &MemoryManifest) -> Node {
-    let node = Node::start(net, n, MemoryBlobs::new());
+    let node = stranger(net, n);
     node.blobs.know(manifest);
     node
+}
+
+/// Node `n` knowing nothing: it has only the file message's descriptor.
+fn stranger(net: &MemoryNet, n: u8) -> Node {
+    Node::start(net, n, MemoryBlobs::paged(PAGE))
+}
+
+/// Manifest pages `from` asked of `to`, in log order.
+fn pages_requested(net: &MemoryNet, from: &NodeId, to: &NodeId) -> Vec<u32> {
+    net.sent_between(from, to)
+        .into_iter()
+        .filter_map(|s| match s.frame {
+            Frame::File(FileFrame::Want(w)) if w.kind == WantKind::ManifestPages => Some(w.ranges),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|r| r.indices())
+        .collect()
 }
 
 fn requested(net: &MemoryNet, from: &NodeId, to: &NodeId) -> Vec<u32> {
@@ -373,4 +404,323 @@ async fn a_query_for_an_unknown_file_is_answered_none() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manifest_is_fetched_page_by_page_then_the_chunks() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = stranger(&net, 2);
+    net.link(&a.id, &b.id);
+
+    b.fetch(&manifest, &[&a]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    let mut pages = pages_requested(&net, &b.id, &a.id);
+    pages.sort_unstable();
+    assert_eq!(pages, (0..6).collect::<Vec<u32>>(), "every page asked once");
+    assert_eq!(requested(&net, &b.id, &a.id).len(), 21);
+    let served = a.handle.counters().snapshot();
+    assert_eq!((served.pages_served, served.chunks_served), (6, 21));
+    let progress = b.progress(&manifest).await;
+    assert_eq!((progress.pages_missing, progress.missing), (0, 0));
+    assert_eq!(progress.chunk_count, 21);
+    assert_eq!(
+        b.blobs.assemblies_held(),
+        0,
+        "the assembly is gone once stored"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn manifest_pages_are_spread_and_a_peer_without_the_manifest_is_not_asked_again() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let (a, manifest) = holding(&net, 1, &data);
+    let (c, _) = holding(&net, 3, &data);
+    let empty = stranger(&net, 4);
+    let b = stranger(&net, 2);
+    for peer in [&a, &c, &empty] {
+        net.link(&peer.id, &b.id);
+    }
+
+    b.fetch(&manifest, &[&empty, &a, &c]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    let (from_a, from_c) = (
+        pages_requested(&net, &b.id, &a.id),
+        pages_requested(&net, &b.id, &c.id),
+    );
+    assert!(
+        !from_a.is_empty() && !from_c.is_empty(),
+        "pages spread: {from_a:?} {from_c:?}"
+    );
+    // The stranger got one request, answered absent, and no other.
+    let wants_to_empty = net
+        .sent_between(&b.id, &empty.id)
+        .into_iter()
+        .filter(|s| {
+            matches!(&s.frame, Frame::File(FileFrame::Want(w)) if w.kind == WantKind::ManifestPages)
+        })
+        .count();
+    assert_eq!(wants_to_empty, 1);
+    assert_eq!(b.handle.counters().snapshot().manifests_rejected, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_page_request_left_unanswered_is_asked_of_another_peer() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let (silent, manifest) = holding(&net, 1, &data);
+    let (c, _) = holding(&net, 3, &data);
+    let b = stranger(&net, 2);
+    let silent_id = silent.id.clone();
+    // The silent peer's pages are lost on the way.
+    net.set_filter(move |sent| {
+        if sent.from == silent_id && matches!(sent.frame, Frame::File(FileFrame::ManifestPage(_))) {
+            crate::testing::Verdict::Drop
+        } else {
+            crate::testing::Verdict::Deliver
+        }
+    });
+    net.link(&silent.id, &b.id);
+    net.link(&c.id, &b.id);
+
+    b.fetch(&manifest, &[&silent, &c]).await;
+    let took = {
+        let start = tokio::time::Instant::now();
+        b.complete(&manifest).await;
+        start.elapsed()
+    };
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert!(
+        took >= Duration::from_secs(30) && took < Duration::from_secs(40),
+        "one timeout, then the other peer: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lying_manifest_is_rejected_and_fetched_again_from_an_honest_peer() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let (liar, manifest) = holding(&net, 1, &data);
+    liar.blobs.corrupt_pages(true);
+    let (honest, _) = holding(&net, 3, &data);
+    let b = stranger(&net, 2);
+    net.link(&liar.id, &b.id);
+
+    b.fetch(&manifest, &[&liar, &honest]).await;
+    until("the lying manifest rejected", LIMIT, || {
+        b.handle.counters().snapshot().manifests_rejected == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        b.progress(&manifest).await.state,
+        FetchState::Waiting,
+        "the liar is dropped; the honest peer is not linked yet"
+    );
+    assert!(!b.blobs.knows(manifest.file_id), "nothing stored");
+    let asked_of_liar = pages_requested(&net, &b.id, &liar.id).len();
+    assert_eq!(asked_of_liar, 6, "each page once, then never again");
+
+    net.link(&honest.id, &b.id);
+    b.complete(&manifest).await;
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(pages_requested(&net, &b.id, &liar.id).len(), asked_of_liar);
+    assert!(
+        requested(&net, &b.id, &liar.id).is_empty(),
+        "no chunk asked of the liar"
+    );
+    assert_eq!(b.progress(&manifest).await.from.get(&honest.id), Some(&21));
+    assert_eq!(b.handle.counters().snapshot().manifests_rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manifest_page_nobody_asked_for_is_counted_and_ignored() {
+    let net = MemoryNet::new();
+    let data = content(20);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = stranger(&net, 2);
+    let peer = ScriptedPeer::join(&net, node_id(9));
+    net.link(&peer.id, &b.id);
+    let page = |page| {
+        Frame::File(FileFrame::ManifestPage(super::wire::ManifestPage {
+            file_id: manifest.file_id,
+            page,
+            page_count: 6,
+            bytes: vec![0; PAGE as usize * 32],
+        }))
+    };
+    // No download of it yet.
+    peer.links.send(&b.id, page(0)).unwrap();
+    until("counted", LIMIT, || {
+        b.handle.counters().snapshot().pages_unsolicited == 1
+    })
+    .await;
+
+    // A download from A only: a page from the scripted peer is not taken.
+    b.fetch(&manifest, &[&a]).await;
+    peer.links.send(&b.id, page(1)).unwrap();
+    until("counted", LIMIT, || {
+        b.handle.counters().snapshot().pages_unsolicited == 2
+    })
+    .await;
+    net.link(&a.id, &b.id);
+    b.complete(&manifest).await;
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(b.handle.counters().snapshot().manifests_rejected, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_file_completes_without_the_network() {
+    let net = MemoryNet::new();
+    let manifest = MemoryManifest::of(b"", CHUNK);
+    let a = stranger(&net, 1);
+    let b = stranger(&net, 2);
+
+    b.fetch(&manifest, &[&a]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), b"");
+    assert!(net.sent().is_empty(), "{:?}", net.sent());
+    assert!(net.dials().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_descriptor_no_manifest_may_have_fails_the_download() {
+    let net = MemoryNet::new();
+    let b = stranger(&net, 2);
+    let file = FileDescriptor {
+        file_id: FileId([3; 32]),
+        manifest_hash: ManifestHash([4; 32]),
+        size: 1 << 50,
+        chunk_size: 64 * 1024,
+    };
+    b.handle.fetch(file, vec![node_id(1)]).await;
+    let progress = b.handle.progress(file.file_id).await.unwrap();
+    assert!(
+        matches!(progress.state, FetchState::Failed(_)),
+        "{progress:?}"
+    );
+    assert_eq!(b.blobs.assemblies_held(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unlinked_candidate_with_an_address_is_dialled_then_fetched_from() {
+    let net = MemoryNet::new();
+    let data = content(5);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = stranger(&net, 2);
+    b.addresses.set(&a.id, net.addr(&a.id).unwrap());
+
+    b.fetch(&manifest, &[&a]).await;
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(net.dials(), vec![(b.id.clone(), a.id.clone())]);
+    assert_eq!(b.handle.counters().snapshot().dials, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_candidate_is_dialled_at_most_once_per_interval_and_only_with_an_address() {
+    let net = MemoryNet::new();
+    let data = content(5);
+    let (a, manifest) = holding(&net, 1, &data);
+    let (c, _) = holding(&net, 3, &data);
+    net.set_reachable(&a.id, false);
+    let b = stranger(&net, 2);
+    b.addresses.set(&a.id, net.addr(&a.id).unwrap());
+    // C has no address: discovery has not seen it.
+
+    b.fetch(&manifest, &[&a, &c]).await;
+    tokio::time::sleep(DIAL_INTERVAL * 2 + Duration::from_secs(2)).await;
+
+    let dials = net.dials();
+    assert!(
+        dials.iter().all(|(from, to)| *from == b.id && *to == a.id),
+        "{dials:?}"
+    );
+    assert_eq!(dials.len(), 3, "at 0, 5 and 10 s: {dials:?}");
+    assert_eq!(b.progress(&manifest).await.state, FetchState::Waiting);
+
+    // A is back: the next dial links it and the download goes on.
+    net.set_reachable(&a.id, true);
+    b.complete(&manifest).await;
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn progress_events_are_emitted_while_chunks_arrive_and_throttled() {
+    let net = MemoryNet::new();
+    let data = content(19);
+    let origin = MemoryBlobs::paged(PAGE);
+    let manifest = origin.import(&data, CHUNK);
+    let a = Node::start(&net, 1, MemoryBlobs::paged(PAGE));
+    a.blobs.preload(&manifest, &data, 0..10);
+    let mut b = knowing(&net, 2, &manifest);
+    net.link(&a.id, &b.id);
+    let mut seen = Vec::new();
+
+    b.fetch(&manifest, &[&a]).await;
+    let record = |b: &mut Node, seen: &mut Vec<(tokio::time::Instant, FileEvent)>| {
+        let now = tokio::time::Instant::now();
+        seen.extend(b.drain_events().into_iter().map(|e| (now, e)));
+    };
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        record(&mut b, &mut seen);
+    }
+    let sender = Node::start(&net, 3, origin);
+    b.fetch(&manifest, &[&sender]).await;
+    net.link(&sender.id, &b.id);
+    b.complete(&manifest).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    record(&mut b, &mut seen);
+
+    let progress: Vec<(tokio::time::Instant, u32, u32, u64)> = seen
+        .iter()
+        .filter_map(|(at, e)| match e {
+            FileEvent::Progress {
+                file_id,
+                missing,
+                chunk_count,
+                fetched_bytes,
+            } if *file_id == manifest.file_id => {
+                Some((*at, *missing, *chunk_count, *fetched_bytes))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(progress.len() >= 2, "{seen:?}");
+    assert!(
+        progress.len() < 20,
+        "throttled, not one per chunk: {progress:?}"
+    );
+    for pair in progress.windows(2) {
+        // Events are read every 10 ms: two 250 ms apart may be seen 240 ms apart.
+        assert!(pair[1].0 - pair[0].0 >= PROGRESS_INTERVAL - Duration::from_millis(10));
+        assert!(
+            pair[1].1 <= pair[0].1 && pair[1].3 > pair[0].3,
+            "{progress:?}"
+        );
+    }
+    assert!(progress.iter().all(|p| p.2 == 20));
+    let halfway = progress
+        .iter()
+        .find(|p| p.1 == 10)
+        .expect("the ten from A told");
+    assert_eq!(halfway.3, 10 * CHUNK as u64);
+    let last = seen.last().map(|(_, e)| e.clone());
+    assert_eq!(
+        last,
+        Some(FileEvent::State {
+            file_id: manifest.file_id,
+            state: FetchState::Complete
+        }),
+        "the end is told by the state"
+    );
 }

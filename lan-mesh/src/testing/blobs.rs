@@ -1,7 +1,8 @@
 //! [`MemoryBlobs`]: the file engine's blob port ([`crate::files::BlobPort`]) in
 //! memory, honouring its contract (chunks checked against the manifest before they are
-//! stored, the whole-file check at the end) — with a switch that makes it serve
-//! corrupted chunks, to play a lying peer.
+//! stored, the whole-file check at the end, a manifest assembled from pages checked
+//! against its hash) — with switches that make it serve corrupted chunks or manifest
+//! pages, to play a lying peer.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,8 +11,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use sha2::{Digest, Sha256};
 
 use crate::files::{
-    BlobFuture, BlobPort, BlobPortError, FileId, HeldChunks, Holding, ManifestHash, PutOutcome,
+    BlobFuture, BlobPort, BlobPortError, FileDescriptor, FileId, HeldChunks, Holding, ManifestHash,
+    ManifestOutcome, PutOutcome, ServedPage,
 };
+
+/// Chunk hashes per manifest page unless a test asks for fewer (storage's
+/// `MANIFEST_PAGE_HASHES`).
+pub const PAGE_HASHES: u32 = 4096;
+/// The largest chunk count a descriptor may declare (storage's bound: 64 GiB at the
+/// smallest chunk size).
+const MAX_CHUNKS: u32 = 1 << 20;
 
 /// A manifest as this store keeps it: the chunk size and each chunk's SHA-256.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +59,40 @@ impl MemoryManifest {
     pub fn chunk_count(&self) -> u32 {
         u32::try_from(self.hashes.len()).unwrap_or(u32::MAX)
     }
+
+    /// What the signed file message says of this file.
+    pub fn descriptor(&self) -> FileDescriptor {
+        FileDescriptor {
+            file_id: self.file_id,
+            manifest_hash: self.hash(),
+            size: self.size as u64,
+            chunk_size: u32::try_from(self.chunk_size).unwrap_or(u32::MAX),
+        }
+    }
+}
+
+/// A manifest being assembled from pages.
+#[derive(Debug)]
+struct Assembly {
+    file: FileDescriptor,
+    chunk_count: u32,
+    page_count: u32,
+    pages: BTreeMap<u32, Vec<u8>>,
+}
+
+impl Assembly {
+    fn missing(&self) -> Vec<u32> {
+        (0..self.page_count)
+            .filter(|p| !self.pages.contains_key(p))
+            .collect()
+    }
+
+    /// The hashes page `page` holds.
+    fn page_len(&self, page: u32, per_page: u32) -> usize {
+        let start = u64::from(page) * u64::from(per_page);
+        let end = (start + u64::from(per_page)).min(u64::from(self.chunk_count));
+        usize::try_from(end.saturating_sub(start)).unwrap_or(0)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -60,19 +103,117 @@ struct Entry {
 }
 
 /// One node's blobs (see the module docs). Cheap to clone; clones share it.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryBlobs(Arc<Inner>);
 
-#[derive(Default)]
 struct Inner {
     files: Mutex<HashMap<FileId, Entry>>,
+    assemblies: Mutex<HashMap<FileId, Assembly>>,
+    per_page: u32,
     corrupt_reads: AtomicBool,
+    corrupt_pages: AtomicBool,
     puts: AtomicU64,
+}
+
+impl Default for MemoryBlobs {
+    fn default() -> Self {
+        MemoryBlobs::paged(PAGE_HASHES)
+    }
 }
 
 impl MemoryBlobs {
     pub fn new() -> MemoryBlobs {
         MemoryBlobs::default()
+    }
+
+    /// A store whose manifest pages hold `per_page` chunk hashes (tests use a few, so
+    /// a small file has several pages; both ends of a transfer must agree).
+    pub fn paged(per_page: u32) -> MemoryBlobs {
+        MemoryBlobs(Arc::new(Inner {
+            files: Mutex::default(),
+            assemblies: Mutex::default(),
+            per_page: per_page.max(1),
+            corrupt_reads: AtomicBool::new(false),
+            corrupt_pages: AtomicBool::new(false),
+            puts: AtomicU64::new(0),
+        }))
+    }
+
+    fn assemblies(&self) -> MutexGuard<'_, HashMap<FileId, Assembly>> {
+        self.0.assemblies.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// From now on every manifest page served has one byte flipped (the right length,
+    /// the wrong hashes: found only when the manifest is complete).
+    pub fn corrupt_pages(&self, on: bool) {
+        self.0.corrupt_pages.store(on, Ordering::SeqCst);
+    }
+
+    /// Whether a manifest for `file` is known here (complete or not).
+    pub fn knows(&self, file: FileId) -> bool {
+        self.lock().contains_key(&file)
+    }
+
+    /// Manifest assemblies held (one per download fetching its manifest).
+    pub fn assemblies_held(&self) -> usize {
+        self.assemblies().len()
+    }
+
+    /// Gets or creates the assembly of `file`; `Refused` for a descriptor no manifest
+    /// may have.
+    fn with_assembly<T>(
+        &self,
+        file: FileDescriptor,
+        f: impl FnOnce(&mut Assembly) -> T,
+    ) -> Result<T, BlobPortError> {
+        let per_page = self.0.per_page;
+        let mut assemblies = self.assemblies();
+        let assembly = match assemblies.entry(file.file_id) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let chunk_count =
+                    file.chunk_count()
+                        .filter(|&c| c <= MAX_CHUNKS)
+                        .ok_or_else(|| {
+                            BlobPortError::Refused(file.file_id, "impossible size".into())
+                        })?;
+                e.insert(Assembly {
+                    file,
+                    chunk_count,
+                    page_count: chunk_count.div_ceil(per_page),
+                    pages: BTreeMap::new(),
+                })
+            }
+        };
+        Ok(f(assembly))
+    }
+
+    /// Builds the manifest of a complete assembly: stored when it hashes right,
+    /// discarded when not.
+    fn complete_assembly(&self, file: FileId) -> ManifestOutcome {
+        let Some(assembly) = self.assemblies().remove(&file) else {
+            return ManifestOutcome::Missing(Vec::new());
+        };
+        let manifest = MemoryManifest {
+            file_id: assembly.file.file_id,
+            chunk_size: assembly.file.chunk_size as usize,
+            size: usize::try_from(assembly.file.size).unwrap_or(usize::MAX),
+            hashes: assembly
+                .pages
+                .values()
+                .flat_map(|p| p.chunks_exact(32))
+                .map(|h| {
+                    let mut out = [0u8; 32];
+                    out.copy_from_slice(h);
+                    out
+                })
+                .collect(),
+        };
+        if manifest.hash() != assembly.file.manifest_hash {
+            return ManifestOutcome::Mismatch;
+        }
+        self.know(&manifest);
+        ManifestOutcome::Complete
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<FileId, Entry>> {
@@ -154,19 +295,16 @@ impl MemoryBlobs {
 
 impl BlobPort for MemoryBlobs {
     fn holding(&self, file: FileId) -> BlobFuture<'_, Option<Holding>> {
-        let held = self.lock().get(&file).and_then(|e| {
-            if !e.complete && e.chunks.is_empty() {
-                return None;
-            }
-            Some(Holding {
-                manifest_hash: e.manifest.hash(),
-                chunk_count: e.manifest.chunk_count(),
-                chunks: if e.complete {
-                    HeldChunks::Complete
-                } else {
-                    HeldChunks::Some(e.chunks.keys().copied().collect())
-                },
-            })
+        // A known manifest counts, chunks or not (as the real store: its pages can be
+        // served).
+        let held = self.lock().get(&file).map(|e| Holding {
+            manifest_hash: e.manifest.hash(),
+            chunk_count: e.manifest.chunk_count(),
+            chunks: if e.complete {
+                HeldChunks::Complete
+            } else {
+                HeldChunks::Some(e.chunks.keys().copied().collect())
+            },
         });
         Box::pin(async move { Ok(held) })
     }
@@ -237,5 +375,82 @@ impl BlobPort for MemoryBlobs {
             }
         };
         Box::pin(async move { answer })
+    }
+
+    fn manifest_page(
+        &self,
+        file: FileId,
+        manifest_hash: ManifestHash,
+        page: u32,
+    ) -> BlobFuture<'_, Option<ServedPage>> {
+        let per_page = self.0.per_page as usize;
+        let mut served = self.lock().get(&file).and_then(|e| {
+            if e.manifest.hash() != manifest_hash {
+                return None;
+            }
+            let page_count = e.manifest.chunk_count().div_ceil(self.0.per_page);
+            let start = (page as usize).checked_mul(per_page)?;
+            let hashes = e.manifest.hashes.get(start..)?;
+            let hashes = &hashes[..hashes.len().min(per_page)];
+            (page < page_count).then(|| ServedPage {
+                page_count,
+                bytes: hashes.concat(),
+            })
+        });
+        if self.0.corrupt_pages.load(Ordering::SeqCst) {
+            if let Some(byte) = served.as_mut().and_then(|p| p.bytes.first_mut()) {
+                *byte ^= 0xff;
+            }
+        }
+        Box::pin(async move { Ok(served) })
+    }
+
+    fn begin_manifest(&self, file: FileDescriptor) -> BlobFuture<'_, ManifestOutcome> {
+        let answer = if self.knows(file.file_id) {
+            Ok(ManifestOutcome::Complete)
+        } else {
+            self.with_assembly(file, |a| a.missing()).map(|missing| {
+                if missing.is_empty() {
+                    self.complete_assembly(file.file_id)
+                } else {
+                    ManifestOutcome::Missing(missing)
+                }
+            })
+        };
+        Box::pin(async move { answer })
+    }
+
+    fn put_manifest_page(
+        &self,
+        file: FileDescriptor,
+        page: u32,
+        page_count: u32,
+        bytes: Vec<u8>,
+    ) -> BlobFuture<'_, ManifestOutcome> {
+        let per_page = self.0.per_page;
+        let answer = if self.knows(file.file_id) {
+            Ok(ManifestOutcome::Complete)
+        } else {
+            self.with_assembly(file, |a| {
+                if page_count != a.page_count
+                    || page >= a.page_count
+                    || bytes.len() != a.page_len(page, per_page) * 32
+                {
+                    return None;
+                }
+                a.pages.insert(page, bytes);
+                Some(a.missing())
+            })
+            .map(|missing| match missing {
+                None => ManifestOutcome::BadPage,
+                Some(m) if m.is_empty() => self.complete_assembly(file.file_id),
+                Some(m) => ManifestOutcome::Missing(m),
+            })
+        };
+        Box::pin(async move { answer })
+    }
+
+    fn forget_manifest(&self, file: FileId) {
+        self.assemblies().remove(&file);
     }
 }
