@@ -61,6 +61,26 @@ pub struct Diagnostics {
     /// Read receipts since the node started.
     #[serde(default)]
     pub receipts: ReceiptCounters,
+    /// File transfer since the mesh last started (zeros while it is off).
+    #[serde(default)]
+    pub files: FileCounters,
+}
+
+/// File transfer since the mesh last started (docs/PROTOCOL.md, "File transfer").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCounters {
+    /// Chunks sent to peers that asked for them.
+    pub chunks_served: u64,
+    /// Chunks received, verified and stored.
+    pub chunks_stored: u64,
+    /// Chunks a peer sent that did not match the manifest (refused, fetched elsewhere).
+    pub chunks_rejected: u64,
+    /// Manifests assembled from a peer's pages that did not hash to the signed one.
+    pub manifests_rejected: u64,
+    /// Chunk requests refused because the asking peer's serve queue was full.
+    pub requests_over_quota: u64,
+    /// Chunks and pages that arrived unasked (or after their request was given up).
+    pub chunks_unsolicited: u64,
 }
 
 /// Read receipts since the node started (docs/PROTOCOL.md, "Read receipts").

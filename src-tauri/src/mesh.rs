@@ -112,6 +112,8 @@ pub type PeerStoreFactory = Arc<dyn Fn() -> Box<dyn PeerStore> + Send + Sync>;
 pub struct MeshParts {
     pub stores: PeerStoreFactory,
     pub store: Store,
+    /// Files: the engine the mesh runs serves and fetches for it.
+    pub files: crate::files::FileService,
     pub keys: NodeKeys,
     /// The statement that this node runs on a copy of another id's computer, when it
     /// took a new identity after a copy (`crate::new_identity`): announced on every link.
@@ -144,6 +146,7 @@ impl Mesh {
             events: events.clone(),
             stores: parts.stores,
             store: parts.store,
+            files: parts.files,
             keys: parts.keys,
             shared_keys: Arc::clone(&keys),
             copy_of: parts.copy_of,
@@ -337,12 +340,74 @@ const DELIVERY_EVENT_BACKLOG: usize = 1024;
 /// Link events (frames, link up/down) waiting for delivery: the link readers wait when
 /// it is full, which slows the senders through TCP.
 const LINK_EVENT_BACKLOG: usize = 1024;
+const FILE_EVENT_BACKLOG: usize = 256;
+
+/// Link events for the file engine (`Up`, `Down`, file frames) and for delivery
+/// (everything but file frames), from the one stream the transport gives.
+fn split_link_events(
+    mut links: mpsc::Receiver<lan_mesh::transport::LinkEvent>,
+    stop: CancellationToken,
+) -> (
+    mpsc::Receiver<lan_mesh::transport::LinkEvent>,
+    mpsc::Receiver<lan_mesh::transport::LinkEvent>,
+    JoinHandle<()>,
+) {
+    use lan_mesh::transport::{Frame, LinkEvent};
+    let (delivery_tx, delivery_rx) = mpsc::channel(LINK_EVENT_BACKLOG);
+    let (files_tx, files_rx) = mpsc::channel(LINK_EVENT_BACKLOG);
+    let task = tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                _ = stop.cancelled() => break,
+                event = links.recv() => match event {
+                    Some(event) => event,
+                    None => break,
+                },
+            };
+            match event {
+                LinkEvent::Frame {
+                    frame: Frame::File(_),
+                    ..
+                } => {
+                    // The engine's queue bounds what a peer can make it hold; a full
+                    // queue waits here, which slows that link's reader, not the node.
+                    if files_tx.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                LinkEvent::Up { ref peer } => {
+                    let _ = files_tx.send(LinkEvent::Up { peer: peer.clone() }).await;
+                    if delivery_tx.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                LinkEvent::Down { ref peer, ref end } => {
+                    let copy = LinkEvent::Down {
+                        peer: peer.clone(),
+                        end: end.clone(),
+                    };
+                    let _ = files_tx.send(copy).await;
+                    if delivery_tx.send(event).await.is_err() {
+                        break;
+                    }
+                }
+                other => {
+                    if delivery_tx.send(other).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    (delivery_rx, files_rx, task)
+}
 
 struct Supervisor {
     snapshot: watch::Sender<MeshSnapshot>,
     events: broadcast::Sender<Event>,
     stores: PeerStoreFactory,
     store: Store,
+    files: crate::files::FileService,
     keys: NodeKeys,
     /// The same keys, as the handles read them.
     shared_keys: Arc<std::sync::RwLock<NodeKeys>>,
@@ -552,13 +617,24 @@ impl Supervisor {
             }
         }
         let forwarder_stop = CancellationToken::new();
+        let (delivery_links, file_links, splitter) =
+            split_link_events(link_rx, forwarder_stop.clone());
+        let (file_events, file_events_rx) = broadcast::channel(FILE_EVENT_BACKLOG);
+        let (files, files_task) = lan_mesh::files::spawn(lan_mesh::files::FilesParts {
+            links: Arc::new(transport.clone()),
+            blobs: Arc::new(mesh_store::BlobPorts::new(self.files.blobs().clone())),
+            link_events: file_links,
+            events: file_events,
+            addresses: addresses.clone(),
+            cancel: forwarder_stop.clone(),
+        });
         let (delivery_tx, delivery_rx) = broadcast::channel(DELIVERY_EVENT_BACKLOG);
         let delivery = delivery::spawn(DeliveryParts {
             store: Arc::new(StorePorts::new(self.store.clone())),
             transport: transport.clone(),
             keys: self.keys.clone(),
             local: local.clone(),
-            link_events: link_rx,
+            link_events: delivery_links,
             peer_events,
             addresses,
             wake: Arc::clone(&self.outbox_wake),
@@ -571,7 +647,14 @@ impl Supervisor {
         });
         let (store, local_id) = (self.store.clone(), local.clone());
         let receipts = Arc::clone(&self.receipts);
-        let mut forwarders = Vec::new();
+        let file_service = self.files.clone();
+        let mut forwarders = vec![splitter, files_task];
+        forwarders.push(tokio::spawn(self.files.clone().forward_events(
+            file_events_rx,
+            self.events.clone(),
+            forwarder_stop.clone(),
+        )));
+        self.files.attach(files).await;
         if announcing {
             forwarders.push(tokio::spawn(link_every_colleague(
                 discovery.subscribe(),
@@ -596,7 +679,9 @@ impl Supervisor {
                 delivery_rx,
                 self.events.clone(),
                 forwarder_stop.clone(),
-                async move |event| delivery_event(&store, &local_id, &receipts, event).await,
+                async move |event| {
+                    delivery_event(&store, &file_service, &local_id, &receipts, event).await
+                },
             )),
             // Discovery started with the presence of that moment; later changes follow.
             tokio::spawn(follow_presence(
@@ -647,6 +732,7 @@ impl Supervisor {
 
     async fn stop_running(&mut self) {
         if let Some(running) = self.running.take() {
+            self.files.detach();
             running.discovery.shutdown().await;
             running.forwarder_stop.cancel();
             let _ = running.delivery.await;
@@ -801,6 +887,7 @@ pub fn transport_config(s: &LanMeshSettings, secret: SharedSecret) -> TransportC
 /// refused key.
 async fn delivery_event(
     store: &Store,
+    files: &crate::files::FileService,
     local: &api_types::NodeId,
     receipts: &Receipts,
     event: DeliveryEvent,
@@ -808,9 +895,14 @@ async fn delivery_event(
     Some(match event {
         DeliveryEvent::MessageReceived(message) => {
             let names = crate::api::views::Names::for_sender(store, local, &message.sender).await;
-            Event::MessageNew {
-                message: crate::api::views::message_view(&message, &names),
+            let mut view = crate::api::views::message_view(&message, &names);
+            if !view.attachments.is_empty() {
+                files.on_received(&message).await;
+                files
+                    .fill_attachments(std::slice::from_mut(&mut view))
+                    .await;
             }
+            Event::MessageNew { message: view }
         }
         DeliveryEvent::MessageStatus {
             message_id,

@@ -40,6 +40,8 @@ pub enum NodeError {
     NotLoopback(SocketAddr),
     #[error(transparent)]
     DataDir(#[from] DataDirError),
+    #[error("cannot open the file store: {0}")]
+    Blobs(storage::BlobError),
     #[error(transparent)]
     Settings(#[from] SettingsFileError),
     #[error("cannot open the database: {0}")]
@@ -165,11 +167,14 @@ impl Node {
         let peer_store = store.clone();
         let stores: PeerStoreFactory =
             Arc::new(move || Box::new(SqlitePeerStore::new(peer_store.clone(), runtime.clone())));
+        let blobs = storage::BlobStore::open_in(&data_dir).map_err(NodeError::Blobs)?;
+        let files = crate::files::FileService::new(blobs, store.clone(), Arc::clone(&live));
         let mesh = Mesh::start(
             live.subscribe(),
             MeshParts {
                 stores,
                 store: store.clone(),
+                files: files.clone(),
                 keys,
                 secrets,
                 copy_of: crate::new_identity::copy_statement(data_dir.path(), &derived),
@@ -184,6 +189,7 @@ impl Node {
             Arc::clone(&live),
             mesh.handle(),
             store.clone(),
+            files,
             stop.clone(),
         );
         let server = tokio::spawn(

@@ -82,11 +82,11 @@ fn attachment(row: &Row<'_>) -> rusqlite::Result<Attachment> {
     })
 }
 
-/// Every message that attached `file_id` (lowercase hex), oldest first.
+/// Every message that attached `file_id` (lowercase hex), in the order they were stored.
 pub(crate) fn of_file(conn: &Connection, file_id: &str) -> StoreResult<Vec<Attachment>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM attachments a JOIN messages m ON m.message_id = a.message_id
-         WHERE a.file_id = ?1 ORDER BY m.received_at, a.message_id, a.position"
+         WHERE a.file_id = ?1 ORDER BY m.id, a.position"
     );
     let found = conn
         .prepare_cached(&sql)?
@@ -100,7 +100,7 @@ pub(crate) fn of_file(conn: &Connection, file_id: &str) -> StoreResult<Vec<Attac
 pub(crate) fn wanted(conn: &Connection) -> StoreResult<Vec<Attachment>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM file_downloads d
-         JOIN attachments a ON a.rowid = (SELECT rowid FROM attachments WHERE file_id = d.file_id LIMIT 1)
+         JOIN attachments a ON a.rowid = (SELECT rowid FROM attachments WHERE file_id = d.file_id ORDER BY rowid LIMIT 1)
          JOIN messages m ON m.message_id = a.message_id
          WHERE d.wanted = 1 ORDER BY d.updated_at"
     );

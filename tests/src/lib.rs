@@ -317,6 +317,12 @@ impl PairPlan {
         self
     }
 
+    /// Changes one node's settings document before it starts (e.g. `doc["files"] = …`).
+    pub fn settings(mut self, side: Side, change: impl FnOnce(&mut serde_json::Value)) -> PairPlan {
+        change(&mut self.settings[side.index()]);
+        self
+    }
+
     /// Sets an environment variable for both nodes.
     pub fn env_both(self, key: &str, value: &str) -> PairPlan {
         self.env(Side::A, key, value).env(Side::B, key, value)
@@ -395,6 +401,11 @@ impl LoopbackPair {
             Side::A => &self.a_id,
             Side::B => &self.b_id,
         }
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self, side: Side) -> PathBuf {
+        self.root.path().join(side.dir_name())
     }
 
     /// A clean stop (SIGTERM: goodbye, shutdown).

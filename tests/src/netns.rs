@@ -1268,13 +1268,81 @@ impl Host {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<(u16, Value)> {
+        let mut args: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(body) = body {
+            args.extend(
+                ["-H", "Content-Type: application/json", "--data-binary"]
+                    .map(std::ffi::OsString::from),
+            );
+            args.push(serde_json::to_string(body)?.into());
+        }
+        let (code, body) = self
+            .curl(method, path, &args, CURL_MAX_SECS, COMMAND_LIMIT)
+            .await?;
+        let json = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&body)
+                .with_context(|| format!("{} {path}: {code}: not JSON: {body}", method.as_str()))?
+        };
+        Ok((code, json))
+    }
+
+    /// Sends the file at `file` (a path on this machine, which the namespace shares) to
+    /// `conversation` through `POST …/files?name=` (`name` already URL-encoded); the
+    /// answer's status and JSON. Bounded by `limit`.
+    pub async fn upload_file(
+        &self,
+        conversation: &str,
+        query: &str,
+        file: &Path,
+        limit: Duration,
+    ) -> anyhow::Result<(u16, Value)> {
+        let mut data = std::ffi::OsString::from("@");
+        data.push(file);
+        let args = [
+            "-H".into(),
+            "Content-Type: application/octet-stream".into(),
+            "--data-binary".into(),
+            data,
+        ];
+        let path = format!("v1/conversations/{conversation}/files?{query}");
+        let secs = limit.as_secs().max(1).to_string();
+        let (code, body) = self.curl(Method::Post, &path, &args, &secs, limit).await?;
+        Ok((code, serde_json::from_str(&body).unwrap_or(Value::Null)))
+    }
+
+    /// `GET /api/v1/files/{file_id}` into `dest`; the HTTP status.
+    pub async fn download_file(
+        &self,
+        file_id: &str,
+        dest: &Path,
+        limit: Duration,
+    ) -> anyhow::Result<u16> {
+        let args = ["-o".into(), dest.as_os_str().to_owned()];
+        let path = format!("v1/files/{file_id}");
+        let secs = limit.as_secs().max(1).to_string();
+        let (code, _) = self.curl(Method::Get, &path, &args, &secs, limit).await?;
+        Ok(code)
+    }
+
+    /// Runs curl against the node's API in its namespace, the token through stdin;
+    /// `(HTTP status, body printed)`.
+    async fn curl(
+        &self,
+        method: Method,
+        path: &str,
+        extra: &[std::ffi::OsString],
+        max_secs: &str,
+        limit: Duration,
+    ) -> anyhow::Result<(u16, String)> {
         let api = self.api.as_ref().context("the node is not running")?;
         let url = format!("{}api/{}", api.url, path.trim_start_matches('/'));
         let mut cmd = self.ns.command("curl");
         cmd.args([
             "-sS",
             "-m",
-            CURL_MAX_SECS,
+            max_secs,
             "-w",
             "\n%{http_code}",
             "-X",
@@ -1285,17 +1353,14 @@ impl Host {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        if let Some(body) = body {
-            cmd.args(["-H", "Content-Type: application/json", "--data-binary"])
-                .arg(serde_json::to_string(body)?);
-        }
+        cmd.args(extra);
         cmd.arg(&url);
         let mut child = cmd.spawn().context("cannot run curl (is it installed?)")?;
         let header = format!("Authorization: Bearer {}\n", api.token);
         let mut stdin = child.stdin.take().context("curl stdin")?;
         tokio::io::AsyncWriteExt::write_all(&mut stdin, header.as_bytes()).await?;
         drop(stdin);
-        let out = tokio::time::timeout(COMMAND_LIMIT, child.wait_with_output())
+        let out = tokio::time::timeout(limit + Duration::from_secs(5), child.wait_with_output())
             .await
             .map_err(|_| anyhow!("curl {url} did not finish"))??;
         let text = String::from_utf8_lossy(&out.stdout);
@@ -1312,13 +1377,7 @@ impl Host {
             .rsplit_once('\n')
             .context("curl printed no status code")?;
         let code: u16 = code.trim().parse().context("curl status code")?;
-        let json = if body.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(body)
-                .with_context(|| format!("{} {path}: {code}: not JSON: {body}", method.as_str()))?
-        };
-        Ok((code, json))
+        Ok((code, body.to_string()))
     }
 
     /// A call that must answer `expect`; its body.

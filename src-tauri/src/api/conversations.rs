@@ -24,7 +24,7 @@ use super::{identity, json_body, now_ms, ApiError, ApiState};
 /// A screenful and some: the UI asks for more as the user scrolls up.
 const DEFAULT_PAGE: u32 = 50;
 
-fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
+pub(super) fn conversation_id(text: &str) -> Result<ConversationId, ApiError> {
     text.parse::<ConversationId>().map_err(|_| {
         FieldError::new(
             "conversation_id",
@@ -169,19 +169,29 @@ pub async fn send(
     let conversation = conversation_id(&id)?;
     let request: SendMessage = json_body::parse(&headers, &body)?;
     let text = message_text(&request.text)?;
-    refuse_unreachable(&state, &conversation)?;
-    identity::ensure_local(&state).await?;
+    let view = send_text(&state, conversation, text).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// Stores `text` (already checked) for sending to `conversation` and tells delivery and
+/// every event stream: a text message's or a file message's way out.
+pub(super) async fn send_text(
+    state: &ApiState,
+    conversation: ConversationId,
+    text: String,
+) -> Result<MessageView, ApiError> {
+    refuse_unreachable(state, &conversation)?;
+    identity::ensure_local(state).await?;
     let sent = state
         .store()
-        .send_message_queued(conversation.clone(), text, now_ms(), dm_envelope)
+        .send_message_queued(conversation.clone(), text.clone(), now_ms(), dm_envelope)
         .await;
     let (message, entry) = match sent {
         // A peer discovery lists but nothing linked yet is not stored: writing to it
         // makes it a contact (checked only then, so a send to a contact costs no read).
         Err(StoreError::NotFound { what: "peer", .. })
-            if recorded(&state, &conversation).await? =>
+            if recorded(state, &conversation).await? =>
         {
-            let text = message_text(&request.text)?;
             state
                 .store()
                 .send_message_queued(conversation, text, now_ms(), dm_envelope)
@@ -193,12 +203,16 @@ pub async fn send(
         Some(entry) => state.mesh().send_now(entry),
         None => state.mesh().wake_outbox(),
     }
-    let view = views::message_view(&message, &Names::local(&state));
+    let mut view = views::message_view(&message, &Names::local(state));
+    state
+        .files()
+        .fill_attachments(std::slice::from_mut(&mut view))
+        .await;
     tracing::debug!(message_id = %view.id, conversation = %view.conversation_id, "message stored for sending");
     state.mesh().publish(Event::MessageNew {
         message: view.clone(),
     });
-    Ok((StatusCode::CREATED, Json(view)))
+    Ok(view)
 }
 
 /// `POST /api/v1/conversations/{id}/read` → `204`.

@@ -217,6 +217,7 @@ async fn report(state: &ApiState) -> Diagnostics {
         faults_total,
         warnings: status.warnings,
         receipts: state.mesh().receipt_counters(),
+        files: state.files().counters(),
     };
     scrub(&mut report, &[&mesh.shared_secret, &state.inner.token]);
     report

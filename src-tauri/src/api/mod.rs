@@ -7,6 +7,7 @@ mod conversations;
 pub(crate) mod diagnostics;
 mod error;
 mod events;
+mod files;
 pub(crate) mod groups;
 mod guard;
 pub(crate) mod identity;
@@ -53,6 +54,7 @@ struct Inner {
     settings: Arc<LiveSettings>,
     mesh: MeshHandle,
     store: Store,
+    files: crate::files::FileService,
     /// Cancelled when the node stops, so long-lived event streams end at once.
     stopping: CancellationToken,
     /// The local identity (node id, name) this API last found or wrote in the store:
@@ -72,6 +74,7 @@ impl ApiState {
         settings: Arc<LiveSettings>,
         mesh: MeshHandle,
         store: Store,
+        files: crate::files::FileService,
         stopping: CancellationToken,
     ) -> Self {
         ApiState {
@@ -81,6 +84,7 @@ impl ApiState {
                 settings,
                 mesh,
                 store,
+                files,
                 stopping,
                 identity_stored: std::sync::Mutex::new(None),
                 started_at: u64::try_from(now_ms()).unwrap_or(0),
@@ -99,6 +103,10 @@ impl ApiState {
 
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    fn files(&self) -> &crate::files::FileService {
+        &self.inner.files
     }
 
     async fn renewing(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -151,6 +159,15 @@ pub fn router(state: ApiState) -> Router {
         .route("/group-invitations", get(groups::invitations))
         .route("/group-invitations/{id}/accept", post(groups::accept))
         .route("/group-invitations/{id}/decline", post(groups::decline))
+        .route(
+            "/conversations/{id}/files",
+            // A file is as large as the blob store takes (64 GiB): it streams to disk.
+            post(files::upload).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/files/{file_id}", get(files::content))
+        .route("/files/{file_id}/status", get(files::status))
+        .route("/files/{file_id}/fetch", post(files::fetch))
+        .route("/files/{file_id}/cancel", post(files::cancel))
         .route("/search", get(search::search))
         .route("/events", get(events::stream))
         .route("/diagnostics", get(diagnostics::get))

@@ -96,7 +96,7 @@ pub fn content(
     lang: Language,
 ) -> Content {
     let preview = if previews {
-        preview(&message.text)
+        preview(&shown_text(message))
     } else {
         i18n::t(lang, "notify.hidden_preview")
     };
@@ -122,6 +122,19 @@ pub fn content(
         summary,
         body: escape_markup(&body),
     }
+}
+
+/// A file message has no text: its file names stand for it.
+fn shown_text(message: &MessageView) -> String {
+    if message.attachments.is_empty() {
+        return message.text.clone();
+    }
+    let names: Vec<&str> = message
+        .attachments
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    format!("📎 {}", names.join(", "))
 }
 
 fn preview(text: &str) -> String {
@@ -249,5 +262,22 @@ mod tests {
         let long = message("dm:lan:X", &"字".repeat(500), false);
         let c = content(&long, "Zhang", 1, true, Language::ZhCn);
         assert_eq!(c.body.chars().count(), PREVIEW_CHARS);
+
+        let mut file = message("dm:lan:X", "", false);
+        let content_doc = api_types::FileContent {
+            files: vec![api_types::FileRef {
+                file_id: "a".repeat(64),
+                manifest: "b".repeat(64),
+                size: 1,
+                chunk_size: 131072,
+                name: "报告.pdf".into(),
+                path: None,
+                mime: "application/pdf".into(),
+                thumbnail: None,
+            }],
+        };
+        file.attachments = crate::files::attachment_views(&content_doc);
+        let c = content(&file, "Zhang", 1, true, Language::ZhCn);
+        assert_eq!(c.body, "📎 报告.pdf");
     }
 }

@@ -1,9 +1,26 @@
-//! Files in the node (issue 17): file messages' attachments as the API shows them.
+//! Files in the node (issue 17): sending a file as a message, choosing what to
+//! download, and showing where each file stands.
+//!
+//! - a sent file is imported into the blob store (hashed once, stored once per
+//!   content) and described by a file message (`api_types::FileContent`), which travels
+//!   like any message;
+//! - a received file message is downloaded by itself when it is at most
+//!   `files.auto_download_max_bytes` (else it waits for `POST /api/v1/files/{id}/fetch`);
+//!   the choice is kept in the store (`file_downloads`) so downloads resume after a
+//!   restart and after the mesh restarts;
+//! - the content is fetched by the file engine (`lan_mesh::files`) from every peer that
+//!   may have it: the sender and, in a group, every member.
+
+mod content;
+mod service;
+
+pub use content::{checked_name, describe, import_upload, UploadError};
+pub use service::{FileError, FileService};
 
 use api_types::{AttachmentView, FileContent, FileState, WaitingFor};
 
 /// The attachments of a file message before this node's state of each is known:
-/// waiting for a download. [`crate::api`] fills in the state from the blob store.
+/// waiting for a download. [`FileService::fill_attachments`] fills in the state.
 pub fn attachment_views(content: &FileContent) -> Vec<AttachmentView> {
     content
         .files

@@ -1,0 +1,219 @@
+//! Files (issue 17): `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]` sends
+//! one (the body is its raw bytes); `GET /api/v1/files/{file_id}` serves a complete
+//! one; `…/status`, `…/fetch`, `…/cancel` follow and steer its download.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::TryStreamExt;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use api_types::{FieldError, FileContent, FileStatusView, MessageView};
+
+use super::conversations::{conversation_id, send_text};
+use super::error::ApiError;
+use super::params::{Params, Segments};
+use super::ApiState;
+use crate::files::{self, FileError, UploadError};
+
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        match e {
+            FileError::NotFound => ApiError::not_found(),
+            FileError::NotComplete => ApiError::new(
+                StatusCode::CONFLICT,
+                "not_complete",
+                "the file is not complete here yet: see its status",
+            ),
+            FileError::Store(e) => e.into(),
+            FileError::Blob(e) => blob_error(e),
+        }
+    }
+}
+
+fn blob_error(e: storage::BlobError) -> ApiError {
+    use storage::blobs::BlobError;
+    match e {
+        BlobError::TooLarge { max } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("a file is at most {max} bytes"),
+        ),
+        e if e
+            .fault_kind()
+            .is_some_and(|k| k == storage::WriteFaultKind::DiskFull) =>
+        {
+            ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "disk_full",
+                format!("the disk is full: {e}"),
+            )
+        }
+        e => ApiError::internal(e.to_string()),
+    }
+}
+
+impl From<UploadError> for ApiError {
+    fn from(e: UploadError) -> Self {
+        match e {
+            UploadError::Name { field, reason } => FieldError::new(field, reason).into(),
+            UploadError::Blob(e) => blob_error(e),
+            UploadError::Task(e) => ApiError::internal(e),
+        }
+    }
+}
+
+/// `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]` → `201` and the file
+/// message. The body streams into the blob store (hashed as it goes, stored once per
+/// content); then the message describing it is sent like a text.
+pub async fn upload(
+    State(state): State<ApiState>,
+    Segments(id): Segments<String>,
+    params: Params,
+    body: Body,
+) -> Result<(StatusCode, Json<MessageView>), ApiError> {
+    let conversation = conversation_id(&id)?;
+    let Some(name) = params.get("name") else {
+        return Err(FieldError::new("name", "the file's name is required (?name=)").into());
+    };
+    let (name, path) = files::checked_name(name, params.get("path"))?;
+    let blobs = state.files().blobs().clone();
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let described = tokio::task::spawn_blocking(move || {
+        let (file_id, manifest) = files::import_upload(&blobs, reader)?;
+        files::describe(&blobs, file_id, &manifest, name, path)
+    })
+    .await
+    .map_err(|e| UploadError::Task(e.to_string()))??;
+    tracing::info!(file = %described.file_id, size = described.size, mime = %described.mime, "file stored for sending");
+    let text = FileContent {
+        files: vec![described],
+    }
+    .to_text()
+    .map_err(|e| FieldError::new("name", e.to_string()))?;
+    let view = send_text(&state, conversation, text).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// `GET /api/v1/files/{file_id}` → the content, once complete and verified (`409`
+/// before). Served as a download, never as a page of the API's origin: whatever the
+/// sender called it, HTML or script cannot run here.
+pub async fn content(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let service = state.files();
+    let attachment = service.attachment(&file_id).await?;
+    let Some(file) = service.open(&file_id)? else {
+        return Err(FileError::NotComplete.into());
+    };
+    let inline = params.flag("inline")?;
+    let name = attachment.name;
+    // Images may show inline (the viewer); everything else is bytes to save.
+    let mime = if inline && is_inline_image(&attachment.mime) {
+        attachment.mime
+    } else {
+        "application/octet-stream".to_string()
+    };
+    let disposition = format!(
+        "{}; filename=\"{}\"; filename*=UTF-8''{}",
+        if inline { "inline" } else { "attachment" },
+        ascii_fallback(&name),
+        percent_encode(&name)
+    );
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(
+        tokio::fs::File::from_std(file),
+    ));
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    let value = |s: &str| HeaderValue::from_str(s).map_err(|e| ApiError::internal(e.to_string()));
+    headers.insert(header::CONTENT_TYPE, value(&mime)?);
+    headers.insert(header::CONTENT_LENGTH, value(&attachment.size.to_string())?);
+    headers.insert(header::CONTENT_DISPOSITION, value(&disposition)?);
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    Ok(response)
+}
+
+fn is_inline_image(mime: &str) -> bool {
+    matches!(
+        mime,
+        "image/png" | "image/jpeg" | "image/gif" | "image/webp" | "image/bmp"
+    )
+}
+
+fn ascii_fallback(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// RFC 8187 `attr-char` kept, everything else `%XX`.
+fn percent_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() * 3);
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// `GET /api/v1/files/{file_id}/status`.
+pub async fn status(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<Json<FileStatusView>, ApiError> {
+    Ok(Json(state.files().status(&file_id).await?))
+}
+
+/// `POST /api/v1/files/{file_id}/fetch` → `202`: downloads it (again, after a
+/// failure or a cancel), from the verified chunks already here.
+pub async fn fetch(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<(StatusCode, Json<FileStatusView>), ApiError> {
+    let files = state.files();
+    files.fetch(&file_id).await?;
+    Ok((StatusCode::ACCEPTED, Json(files.status(&file_id).await?)))
+}
+
+/// `POST /api/v1/files/{file_id}/cancel` → `200` and the status: stops the download
+/// (what is verified stays for a later fetch).
+pub async fn cancel(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<Json<FileStatusView>, ApiError> {
+    let files = state.files();
+    files.cancel(&file_id).await?;
+    Ok(Json(files.status(&file_id).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_disposition_names_are_safe_and_exact() {
+        assert_eq!(percent_encode("报告 1.pdf"), "%E6%8A%A5%E5%91%8A%201.pdf");
+        assert_eq!(ascii_fallback("a\"b\\c 报.txt"), "a_b_c _.txt");
+    }
+}

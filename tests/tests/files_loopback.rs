@@ -1,0 +1,308 @@
+//! Files end to end (issue 17) between real `lanchat serve` processes on 127.0.0.1,
+//! driven through the local API only: real uploads into real blob stores, file
+//! messages through the real outbox, content over the real encrypted links.
+//!
+//! - `a_file_sent_in_a_dm_arrives_verified_and_reads_back_byte_for_byte`: a 3 MB file
+//!   (24 chunks) DM'd from A is downloaded by B by itself (under the auto-download
+//!   size), B serves the same bytes, texts keep flowing, and the same content sent
+//!   again is stored once.
+//! - `a_file_above_the_auto_download_size_waits_for_a_click`: B's limit is 1000 bytes;
+//!   a 300 KB file waits (`waiting_for: download`, content `409`) until B asks for it,
+//!   then arrives; a cancel before then keeps it from fetching by itself.
+//! - `unsafe_names_and_folders_are_refused_with_the_field`: traversal, separators,
+//!   control characters, reserved names and a missing name are `400`s naming `name`
+//!   or `path`; nothing is sent.
+//! - `a_group_member_gets_a_file_from_another_member_after_the_sender_left`: alpha
+//!   sends to a group; bravo downloads it; alpha stops; charlie (auto-download off)
+//!   asks for it then and gets it — from bravo.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use anyhow::{ensure, Context};
+use api_types::{FileState, FileStatusView, MessageView, WaitingFor};
+use lanchat_tests::chat::{
+    create_group, dm, group_conversation, history, send_dm, three_group_nodes, wait_contact_online,
+    wait_group,
+};
+use lanchat_tests::{wait_until, NodeProcess, PairPlan, Side};
+
+const SECRET: &str = "office-files";
+const ONLINE: Duration = Duration::from_secs(15);
+const TRANSFER: Duration = Duration::from_secs(60);
+
+/// Deterministic bytes that do not compress or repeat (xorshift).
+fn content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+async fn upload_raw(
+    node: &NodeProcess,
+    conversation: &str,
+    query: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<(u16, String)> {
+    let path = format!("v1/conversations/{conversation}/files?{query}");
+    let resp = node
+        .http()
+        .post(node.api_url(&path))
+        .bearer_auth(&node.token)
+        .header("content-type", "application/octet-stream")
+        .body(bytes)
+        .send()
+        .await?;
+    Ok((resp.status().as_u16(), resp.text().await?))
+}
+
+async fn upload(
+    node: &NodeProcess,
+    conversation: &str,
+    name: &str,
+    bytes: Vec<u8>,
+) -> anyhow::Result<MessageView> {
+    let query = format!("name={}", urlencode(name));
+    let (status, body) = upload_raw(node, conversation, &query, bytes).await?;
+    ensure!(status == 201, "upload {name}: {status}: {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn file_status(node: &NodeProcess, file_id: &str) -> anyhow::Result<FileStatusView> {
+    node.get_json(&format!("v1/files/{file_id}/status"))
+        .await
+        .and_then(|v| Ok(serde_json::from_value(v)?))
+}
+
+async fn wait_available(node: &NodeProcess, file_id: &str, what: &str) -> anyhow::Result<()> {
+    wait_until(TRANSFER, what, || async {
+        let s = file_status(node, file_id).await.ok()?;
+        (s.state == FileState::Available).then_some(())
+    })
+    .await
+}
+
+async fn file_content(node: &NodeProcess, file_id: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+    let resp = node.get(&format!("v1/files/{file_id}")).await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.bytes().await?.to_vec()))
+}
+
+async fn post(node: &NodeProcess, path: &str) -> anyhow::Result<u16> {
+    let resp = node
+        .http()
+        .post(node.api_url(path))
+        .bearer_auth(&node.token)
+        .send()
+        .await?;
+    Ok(resp.status().as_u16())
+}
+
+/// The file message with `file_id` once `node` has it in `conversation`.
+async fn wait_file_message(
+    node: &NodeProcess,
+    conversation: &str,
+    file_id: &str,
+) -> anyhow::Result<MessageView> {
+    wait_until(TRANSFER, "the file message", || async {
+        history(node, conversation)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|m| m.attachments.iter().any(|a| a.file_id == file_id))
+    })
+    .await
+}
+
+async fn pair(b_auto_download: Option<u64>) -> anyhow::Result<lanchat_tests::LoopbackPair> {
+    let mut plan = PairPlan::new(SECRET, SECRET)?;
+    if let Some(limit) = b_auto_download {
+        plan = plan.settings(Side::B, |doc| {
+            doc["files"] = serde_json::json!({ "auto_download_max_bytes": limit });
+        });
+    }
+    let pair = plan.start().await?;
+    wait_contact_online(pair.node(Side::A), pair.id(Side::B), true, ONLINE).await?;
+    wait_contact_online(pair.node(Side::B), pair.id(Side::A), true, ONLINE).await?;
+    Ok(pair)
+}
+
+#[tokio::test]
+async fn a_file_sent_in_a_dm_arrives_verified_and_reads_back_byte_for_byte() -> anyhow::Result<()> {
+    let pair = pair(None).await?;
+    let result = async {
+        let (a, b) = (pair.node(Side::A), pair.node(Side::B));
+        let bytes = content(3_000_000, 7);
+        let sent = upload(a, &dm(pair.id(Side::B)), "季度报告 Q3.bin", bytes.clone()).await?;
+        ensure!(
+            sent.text.is_empty(),
+            "a file message shows no text: {sent:?}"
+        );
+        let attachment = sent.attachments.first().context("no attachment")?;
+        ensure!(attachment.name == "季度报告 Q3.bin" && attachment.size == 3_000_000);
+        ensure!(
+            attachment.state == FileState::Available,
+            "the sender has it: {attachment:?}"
+        );
+        let file_id = attachment.file_id.clone();
+
+        let received = wait_file_message(b, &dm(pair.id(Side::A)), &file_id).await?;
+        ensure!(received.attachments[0].sha256 == file_id);
+        wait_available(b, &file_id, "B has the file").await?;
+        let (status, got) = file_content(b, &file_id).await?;
+        ensure!(status == 200, "GET on B: {status}");
+        ensure!(got == bytes, "B's copy differs ({} bytes)", got.len());
+        let resp = b.get(&format!("v1/files/{file_id}")).await?;
+        let disposition = resp
+            .headers()
+            .get("content-disposition")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        ensure!(
+            disposition.starts_with("attachment;") && disposition.contains("UTF-8''"),
+            "{disposition}"
+        );
+
+        // Texts still flow both ways after (and the same content again is one blob).
+        send_dm(b, &dm(pair.id(Side::A)), "收到了 got it").await?;
+        let again = upload(a, &dm(pair.id(Side::B)), "copy.bin", bytes.clone()).await?;
+        ensure!(
+            again.attachments[0].file_id == file_id,
+            "same content, same id"
+        );
+        let complete = pair.data_dir(Side::A).join("blobs").join("complete");
+        let stored: Vec<String> = std::fs::read_dir(&complete)?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(&file_id))
+            .collect();
+        ensure!(
+            stored.len() == 2,
+            "the content and its manifest, once: {stored:?}"
+        );
+        Ok(())
+    }
+    .await;
+    pair.explain(result)
+}
+
+#[tokio::test]
+async fn a_file_above_the_auto_download_size_waits_for_a_click() -> anyhow::Result<()> {
+    let pair = pair(Some(1000)).await?;
+    let result = async {
+        let (a, b) = (pair.node(Side::A), pair.node(Side::B));
+        let bytes = content(300_000, 11);
+        let sent = upload(a, &dm(pair.id(Side::B)), "big.bin", bytes.clone()).await?;
+        let file_id = sent.attachments[0].file_id.clone();
+        let received = wait_file_message(b, &dm(pair.id(Side::A)), &file_id).await?;
+        let shown = &received.attachments[0];
+        ensure!(
+            shown.state == FileState::Waiting && shown.waiting_for == Some(WaitingFor::Download),
+            "{shown:?}"
+        );
+        let (status, _) = file_content(b, &file_id).await?;
+        ensure!(status == 409, "content before the download: {status}");
+        // Cancelled: a later message with the same file does not fetch it either.
+        ensure!(post(b, &format!("v1/files/{file_id}/cancel")).await? == 200);
+        ensure!(file_status(b, &file_id).await?.waiting_for == Some(WaitingFor::Download));
+
+        ensure!(post(b, &format!("v1/files/{file_id}/fetch")).await? == 202);
+        wait_available(b, &file_id, "B has the file after the click").await?;
+        ensure!(file_content(b, &file_id).await?.1 == bytes);
+        ensure!(post(b, &format!("v1/files/{}/fetch", "0".repeat(64))).await? == 404);
+        Ok(())
+    }
+    .await;
+    pair.explain(result)
+}
+
+#[tokio::test]
+async fn unsafe_names_and_folders_are_refused_with_the_field() -> anyhow::Result<()> {
+    let pair = pair(None).await?;
+    let result = async {
+        let a = pair.node(Side::A);
+        let to = dm(pair.id(Side::B));
+        for (query, field) in [
+            ("name=..%2Fetc%2Fpasswd", "name"),
+            ("name=a%5Cb.txt", "name"),
+            ("name=..", "name"),
+            ("name=x%01y", "name"),
+            ("name=CON", "name"),
+            ("name=", "name"),
+            ("path=a", "name"),
+            ("name=a.txt&path=..%2Fup", "path"),
+            ("name=a.txt&path=a%2F..%2Fb", "path"),
+        ] {
+            let (status, body) = upload_raw(a, &to, query, b"x".to_vec()).await?;
+            ensure!(status == 400, "{query}: {status} {body}");
+            let error: api_types::ApiErrorBody = serde_json::from_str(&body)?;
+            ensure!(error.field.as_deref() == Some(field), "{query}: {body}");
+        }
+        ensure!(
+            history(a, &to).await?.is_empty(),
+            "nothing was sent for refused names"
+        );
+        Ok(())
+    }
+    .await;
+    pair.explain(result)
+}
+
+#[tokio::test]
+async fn a_group_member_gets_a_file_from_another_member_after_the_sender_left() -> anyhow::Result<()>
+{
+    let mut mesh = three_group_nodes("files_loopback/group").await?;
+    let result = async {
+        lanchat_tests::chat::all_online(&mesh, ONLINE).await?;
+        let (status, _) = mesh.nodes[2]
+            .put_json(
+                "v1/settings",
+                &serde_json::json!({"files": {"auto_download_max_bytes": 0}}),
+            )
+            .await?;
+        ensure!(status.is_success(), "charlie's setting: {status}");
+        let group = create_group(&mesh.nodes[0], "files", &[&mesh.ids[1], &mesh.ids[2]]).await?;
+        for i in [1, 2] {
+            wait_group(&mesh.nodes[i], &group.id, TRANSFER, "the group", |g| {
+                g.is_member
+            })
+            .await?;
+        }
+        let conversation = group_conversation(&group.id);
+        let bytes = content(1_500_000, 23);
+        let sent = upload(&mesh.nodes[0], &conversation, "设计稿.bin", bytes.clone()).await?;
+        let file_id = sent.attachments[0].file_id.clone();
+        wait_file_message(&mesh.nodes[1], &conversation, &file_id).await?;
+        wait_available(&mesh.nodes[1], &file_id, "bravo has it").await?;
+        let on_charlie = wait_file_message(&mesh.nodes[2], &conversation, &file_id).await?;
+        ensure!(on_charlie.attachments[0].state == FileState::Waiting);
+
+        mesh.stop(0).await?;
+        ensure!(post(&mesh.nodes[2], &format!("v1/files/{file_id}/fetch")).await? == 202);
+        wait_available(&mesh.nodes[2], &file_id, "charlie has it from bravo").await?;
+        ensure!(file_content(&mesh.nodes[2], &file_id).await?.1 == bytes);
+        Ok(())
+    }
+    .await;
+    mesh.explain(result)
+}
