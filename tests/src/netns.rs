@@ -1298,13 +1298,12 @@ impl Host {
         file: &Path,
         limit: Duration,
     ) -> anyhow::Result<(u16, Value)> {
-        let mut data = std::ffi::OsString::from("@");
-        data.push(file);
+        // `-T` streams the file (`--data-binary @` would read it all into memory).
         let args = [
             "-H".into(),
             "Content-Type: application/octet-stream".into(),
-            "--data-binary".into(),
-            data,
+            "-T".into(),
+            file.as_os_str().to_owned(),
         ];
         let path = format!("v1/conversations/{conversation}/files?{query}");
         let secs = limit.as_secs().max(1).to_string();

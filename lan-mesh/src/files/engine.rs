@@ -66,6 +66,11 @@ pub const SERVE_QUEUE_PER_PEER: usize = 16;
 /// chunk takes ~10 ms at 100 Mbit/s, so 30 s means the peer is gone or stuck, yet a
 /// busy disk on the serving side is not mistaken for loss.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a peer that holds only part of a file (a member downloading it too) is
+/// asked again what it has: its chunks grow every second, and the members of a group
+/// serve each other only what they know the others hold. A few dozen bytes per peer and
+/// second.
+pub const HAVE_REFRESH: Duration = Duration::from_secs(1);
 /// How long a peer that answered `Busy` is left alone: long enough for its queue to
 /// drain a window (~80 ms at 100 Mbit/s) many times over, short against a transfer.
 const BUSY_BACKOFF: Duration = Duration::from_millis(500);
@@ -331,10 +336,21 @@ struct Fetch {
     /// Chunks stored since the last progress event, and when that was.
     progress_due: bool,
     progress_at: Option<Instant>,
+    /// Where this download starts in the chunk list (chunks are asked from there, in
+    /// order, wrapping round): random when several peers may have the file, so the
+    /// members of a group fetch different chunks from the sender first and then
+    /// exchange them, instead of all asking the sender for the same ones.
+    start: u32,
 }
 
 impl Fetch {
     fn new(file: FileDescriptor, phase: Phase, missing: Vec<u32>, peers: Vec<NodeId>) -> Fetch {
+        let chunk_count = file.chunk_count().unwrap_or(0);
+        let start = if peers.len() > 1 && chunk_count > 1 {
+            rand::random::<u32>() % chunk_count
+        } else {
+            0
+        };
         Fetch {
             file,
             phase,
@@ -343,13 +359,14 @@ impl Fetch {
             in_flight: BTreeMap::new(),
             suppliers: BTreeSet::new(),
             state: FetchState::Fetching,
-            chunk_count: file.chunk_count().unwrap_or(0),
+            chunk_count,
             fetched: 0,
             fetched_bytes: 0,
             rejected: 0,
             from: BTreeMap::new(),
             progress_due: false,
             progress_at: None,
+            start,
         }
     }
 
@@ -428,10 +445,18 @@ impl Fetch {
         // Pages are asked straight away: a peer without the manifest says so.
         if self.phase == Phase::Chunks {
             for (peer, source) in &mut self.sources {
-                let stale = source
-                    .asked_at
-                    .is_none_or(|at| now.duration_since(at) >= REQUEST_TIMEOUT);
-                if !source.dropped && source.have.is_none() && stale && is_linked(peer) {
+                let since = |limit| {
+                    source
+                        .asked_at
+                        .is_none_or(|at| now.duration_since(at) >= limit)
+                };
+                let ask = match &source.have {
+                    None => since(REQUEST_TIMEOUT),
+                    // A partial holder gains chunks as it downloads too.
+                    Some(SourceHave::Some(_)) => since(HAVE_REFRESH),
+                    Some(SourceHave::Complete) => false,
+                };
+                if !source.dropped && ask && is_linked(peer) {
                     source.asked_at = Some(now);
                     out.push((peer.clone(), FileWant::query(file_id, manifest_hash)));
                 }
@@ -445,18 +470,36 @@ impl Fetch {
             .collect();
         let mut picked: BTreeMap<NodeId, Vec<u32>> = BTreeMap::new();
         if !eligible.is_empty() {
+            let start = if self.phase == Phase::Chunks {
+                self.start
+            } else {
+                0
+            };
             let wanted: Vec<u32> = self
                 .missing
-                .iter()
+                .range(start..)
+                .chain(self.missing.range(..start))
                 .copied()
                 .filter(|i| !self.in_flight.contains_key(i))
                 .collect();
             for index in wanted {
-                let best = eligible
+                // A chunk that a peer holding only part of the file (a member
+                // downloading it too) has is asked of such a peer, never of one that
+                // has it all (the sender), even when their windows are full for now:
+                // the sender uploads what nobody else has, the members exchange the
+                // rest. Fewest requests in flight first among the peers chosen.
+                let holders = eligible
                     .iter()
                     .filter_map(|peer| self.sources.get(peer).map(|s| (peer, s)))
+                    .filter(|(_, s)| self.has(s, index));
+                let partial_holds = holders
+                    .clone()
+                    .any(|(_, s)| !matches!(s.have, Some(SourceHave::Complete)));
+                let best = holders
+                    .filter(|(_, s)| {
+                        !partial_holds || !matches!(s.have, Some(SourceHave::Complete))
+                    })
                     .filter(|(_, s)| s.outstanding < WINDOW)
-                    .filter(|(_, s)| self.has(s, index))
                     .min_by_key(|(_, s)| s.outstanding)
                     .map(|(peer, _)| peer.clone());
                 let Some(peer) = best else {

@@ -724,3 +724,55 @@ async fn progress_events_are_emitted_while_chunks_arrive_and_throttled() {
         "the end is told by the state"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_member_still_downloading_is_asked_again_as_its_chunks_grow() {
+    let net = MemoryNet::new();
+    let data = content(19);
+    let origin = MemoryBlobs::new();
+    let manifest = origin.import(&data, CHUNK);
+    let m = Node::start(&net, 1, MemoryBlobs::new());
+    m.blobs.preload(&manifest, &data, 0..5);
+    let b = knowing(&net, 2, &manifest);
+    net.link(&m.id, &b.id);
+
+    b.fetch(&manifest, &[&m]).await;
+    until("the five chunks M has", LIMIT, || {
+        b.blobs.chunk_count_held(manifest.file_id) == 5
+    })
+    .await;
+    // M's own download goes on: B hears of its new chunks without any link event.
+    m.blobs.preload(&manifest, &data, 5..15);
+    until("the chunks M got since", LIMIT, || {
+        b.blobs.chunk_count_held(manifest.file_id) == 15
+    })
+    .await;
+    assert_eq!(b.progress(&manifest).await.state, FetchState::Waiting);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sender_is_asked_only_for_chunks_no_member_has() {
+    let net = MemoryNet::new();
+    let data = content(19);
+    let (sender, manifest) = holding(&net, 3, &data);
+    let m = Node::start(&net, 1, MemoryBlobs::new());
+    m.blobs.preload(&manifest, &data, 0..10);
+    let b = knowing(&net, 2, &manifest);
+    net.link(&m.id, &b.id);
+    b.fetch(&manifest, &[&m, &sender]).await;
+    until("a first chunk from M", LIMIT, || {
+        b.blobs.chunk_count_held(manifest.file_id) >= 1
+    })
+    .await;
+    net.link(&sender.id, &b.id);
+    b.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    let from = b.progress(&manifest).await.from;
+    assert_eq!(from.get(&m.id), Some(&10), "{from:?}");
+    assert_eq!(from.get(&sender.id), Some(&10), "{from:?}");
+    assert!(
+        requested(&net, &b.id, &sender.id).iter().all(|&i| i >= 10),
+        "the sender was asked for a chunk M has"
+    );
+}
