@@ -16,8 +16,8 @@ use wasm_bindgen::JsCast;
 use crate::api::{js_error, Client, UiError};
 use crate::app::Lang;
 use crate::files_model::{
-    action_of, display_path, duration_text, eta_secs, file_icon, human_size, is_viewable_image,
-    percent, speed_text, state_name, FileAction,
+    action_of, display_path, duration_text, eta_secs, file_badge, file_kind, human_size,
+    is_viewable_image, percent, speed_text, state_name, FileAction,
 };
 use crate::messenger::Chat;
 
@@ -55,7 +55,8 @@ fn AttachmentRow(attachment: AttachmentView) -> impl IntoView {
     let name = attachment.name.clone();
     let shown_path = display_path(&attachment);
     let folder = attachment.path.clone().filter(|p| !p.is_empty());
-    let icon = file_icon(&attachment.mime, &attachment.name);
+    let badge = file_badge(&attachment.name);
+    let kind = file_kind(&attachment.mime, &attachment.name);
     let size = attachment.size;
 
     let act = move |what: &'static str| {
@@ -167,7 +168,7 @@ fn AttachmentRow(attachment: AttachmentView) -> impl IntoView {
             data-state=move || state_name(&status.get())>
             {thumb}
             <div class="file-row">
-                <span class="file-icon" aria-hidden="true">{icon}</span>
+                <span class=format!("file-badge kind-{kind}") aria-hidden="true">{badge}</span>
                 <div class="file-main">
                     <div class="file-name" title=shown_path>{attachment.name.clone()}</div>
                     <div class="file-sub">

@@ -738,11 +738,21 @@ fn Composer(
                 <button type="button" class="attach" data-testid="attach-file"
                     disabled=move || note.get().is_some()
                     title=move || lang.t("files.attach") aria-label=move || lang.t("files.attach")
-                    on:click=move |_| if let Some(el) = file_ref.get_untracked() { el.click(); }>"📎"</button>
+                    on:click=move |_| if let Some(el) = file_ref.get_untracked() { el.click(); }>
+                    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor"
+                        stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                        <path d="M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48"/>
+                    </svg>
+                </button>
                 <button type="button" class="attach" data-testid="attach-folder"
                     disabled=move || note.get().is_some()
                     title=move || lang.t("files.attach_folder") aria-label=move || lang.t("files.attach_folder")
-                    on:click=move |_| if let Some(el) = folder_ref.get_untracked() { el.click(); }>"📁"</button>
+                    on:click=move |_| if let Some(el) = folder_ref.get_untracked() { el.click(); }>
+                    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor"
+                        stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                        <path d="M22 19a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h5l2 3h9a2 2 0 0 1 2 2z"/>
+                    </svg>
+                </button>
                 <textarea
                     on:paste=on_paste
                     node_ref=composer_ref
@@ -799,7 +809,7 @@ fn upload_row(lang: Lang, r: crate::upload::UploadRow) -> impl IntoView {
     };
     view! {
         <li class="upload" data-testid="upload-row" data-active=active.to_string()>
-            <span class="file-icon" aria-hidden="true">"⇪"</span>
+            <span class="file-badge kind-upload" aria-hidden="true">"↑"</span>
             <span class="file-name">{r.label}</span>
             <span class="file-sub">{text}</span>
             <div class="progress" class:waiting=!active role="progressbar" aria-valuemin="0"

@@ -178,34 +178,49 @@ pub fn screenshot_name(date: (u32, u32, u32), time: (u32, u32, u32), mime: &str)
     format!("screenshot-{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}.{ext}")
 }
 
-/// A small symbol for a file's type.
-pub fn file_icon(mime: &str, name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+/// A file's kind, for its badge's colour.
+pub fn file_kind(mime: &str, name: &str) -> &'static str {
+    let ext = extension(name);
     match mime.split('/').next().unwrap_or("") {
-        "image" => "🖼",
-        "video" => "🎞",
-        "audio" => "🎵",
-        _ if mime == "application/pdf" || ext == "pdf" => "📕",
+        "image" => "image",
+        "video" => "video",
+        "audio" => "audio",
+        _ if mime == "application/pdf" || ext == "pdf" => "pdf",
         _ if matches!(
             ext.as_str(),
             "zip" | "7z" | "rar" | "gz" | "tgz" | "xz" | "bz2" | "tar"
         ) =>
         {
-            "🗜"
+            "archive"
         }
-        "text" => "📄",
+        "text" => "doc",
         _ if matches!(
             ext.as_str(),
             "doc" | "docx" | "odt" | "xls" | "xlsx" | "ods" | "ppt" | "pptx" | "odp" | "txt" | "md"
         ) =>
         {
-            "📄"
+            "doc"
         }
-        _ => "📎",
+        _ => "other",
     }
+}
+
+/// The few letters on a file's badge: its extension (`PDF`, `DOCX`), or `FILE`.
+/// Letters, not pictures, so it reads the same with any system font.
+pub fn file_badge(name: &str) -> String {
+    let ext = extension(name);
+    if (1..=4).contains(&ext.len()) && ext.chars().all(|c| c.is_ascii_alphanumeric()) {
+        ext.to_ascii_uppercase()
+    } else {
+        "FILE".to_string()
+    }
+}
+
+fn extension(name: &str) -> String {
+    name.rsplit_once('.')
+        .filter(|(stem, _)| !stem.is_empty())
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 /// An attachment the viewer can show full size: an image with a thumbnail.
@@ -428,12 +443,18 @@ mod tests {
     }
 
     #[test]
-    fn icons_by_type() {
-        assert_eq!(file_icon("image/png", "a.png"), "🖼");
-        assert_eq!(file_icon("application/pdf", "a"), "📕");
-        assert_eq!(file_icon("application/octet-stream", "b.ZIP"), "🗜");
-        assert_eq!(file_icon("text/plain", "a.txt"), "📄");
-        assert_eq!(file_icon("application/octet-stream", "a.bin"), "📎");
+    fn badges_by_type() {
+        assert_eq!(file_kind("image/png", "a.png"), "image");
+        assert_eq!(file_kind("application/pdf", "a"), "pdf");
+        assert_eq!(file_kind("application/octet-stream", "b.ZIP"), "archive");
+        assert_eq!(file_kind("text/plain", "a.txt"), "doc");
+        assert_eq!(file_kind("application/octet-stream", "a.bin"), "other");
+        assert_eq!(file_badge("report.pdf"), "PDF");
+        assert_eq!(file_badge("a.docx"), "DOCX");
+        assert_eq!(file_badge("archive.tar.gz"), "GZ");
+        assert_eq!(file_badge("README"), "FILE");
+        assert_eq!(file_badge(".bashrc"), "FILE");
+        assert_eq!(file_badge("x.longext"), "FILE");
         let mut a = attachment("f", "a.png");
         assert!(is_viewable_image(&a));
         a.thumbnail = None;
