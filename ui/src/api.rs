@@ -4,14 +4,15 @@
 //! removed from the address bar at once.
 
 use api_types::{
-    ApiErrorBody, BlockState, ContactView, ConversationView, CreateGroup, GroupInvitationView,
-    GroupView, Language, MessagePageView, MessageView, PeerView, SearchResults, SendMessage,
-    SettingsView, Status, UpdateGroup,
+    ApiErrorBody, BlockState, ContactView, ConversationView, CreateGroup, FileStatusView,
+    GroupInvitationView, GroupView, Language, MessagePageView, MessageView, PeerView,
+    SearchResults, SendMessage, SettingsView, Status, UpdateGroup,
 };
 use gloo_net::http::{Request, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+use wasm_bindgen::JsCast;
 
 use crate::chat_model::{path_segment, query_value};
 
@@ -333,6 +334,41 @@ impl Client {
         }
     }
 
+    /// A file's download state on this node.
+    pub async fn file_status(&self, file_id: &str) -> Result<FileStatusView, UiError> {
+        self.get(&format!("/api/v1/files/{}/status", path_segment(file_id)))
+            .await
+    }
+
+    /// Starts or retries (`fetch`) or stops (`cancel`) a file's download.
+    pub async fn file_action(&self, file_id: &str, action: &str) -> Result<(), UiError> {
+        let url = format!("/api/v1/files/{}/{action}", path_segment(file_id));
+        let resp = self.call(Request::post(&url)).await?;
+        if resp.ok() {
+            Ok(())
+        } else {
+            Err(error_of(resp).await)
+        }
+    }
+
+    /// A complete file's content, kept by the browser (not copied into the page's
+    /// memory): shown or saved through an object URL, since an `<img>` or a link cannot
+    /// send the token.
+    pub async fn file_blob(&self, file_id: &str) -> Result<web_sys::Blob, UiError> {
+        let url = format!("/api/v1/files/{}", path_segment(file_id));
+        let resp = self.call(Request::get(&url)).await?;
+        if !resp.ok() {
+            return Err(error_of(resp).await);
+        }
+        let raw: web_sys::Response = resp.into();
+        let promise = raw.blob().map_err(js_error)?;
+        wasm_bindgen_futures::JsFuture::from(promise)
+            .await
+            .map_err(js_error)?
+            .dyn_into::<web_sys::Blob>()
+            .map_err(js_error)
+    }
+
     async fn get<T: DeserializeOwned>(&self, url: &str) -> Result<T, UiError> {
         decode(self.call(Request::get(url)).await?).await
     }
@@ -355,6 +391,30 @@ impl Client {
             .await
             .map_err(network)
     }
+}
+
+/// `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]`: where one file is
+/// sent (its bytes are the body).
+pub fn upload_url(conversation_id: &str, name: &str, path: Option<&str>) -> String {
+    let mut url = format!(
+        "/api/v1/conversations/{}/files?name={}",
+        path_segment(conversation_id),
+        query_value(name)
+    );
+    if let Some(path) = path.filter(|p| !p.is_empty()) {
+        url.push_str(&format!("&path={}", query_value(path)));
+    }
+    url
+}
+
+/// What a failed browser call (a JavaScript exception) tells the user.
+pub fn js_error(e: wasm_bindgen::JsValue) -> UiError {
+    let text = e
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| String::from(e.message()))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    UiError::Network(text)
 }
 
 fn network(e: gloo_net::Error) -> UiError {
@@ -387,6 +447,24 @@ mod tests {
         assert_eq!(token_from_fragment("#x=1&token=abc"), Some("abc".into()));
         assert_eq!(token_from_fragment("#token="), None);
         assert_eq!(token_from_fragment(""), None);
+    }
+
+    #[test]
+    fn upload_urls_carry_name_and_folder_encoded() {
+        assert_eq!(
+            upload_url("dm:lan:B", "a b.png", None),
+            format!(
+                "/api/v1/conversations/{}/files?name=a%20b.png",
+                path_segment("dm:lan:B")
+            )
+        );
+        let url = upload_url("group:G", "报告.pdf", Some("photos/2026"));
+        assert!(url.ends_with(&format!(
+            "?name={}&path={}",
+            query_value("报告.pdf"),
+            query_value("photos/2026")
+        )));
+        assert!(!upload_url("g", "a", Some("")).contains("path="));
     }
 
     #[test]

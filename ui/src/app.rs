@@ -14,6 +14,7 @@ use crate::chat_model::{document_title, unread_total};
 use crate::conversation_view::ConversationPane;
 use crate::desktop_prefs::{DesktopPrefs, DesktopSettingsCard};
 use crate::diagnostics_view::DiagnosticsView;
+use crate::file_settings::FileSettingsCard;
 use crate::group_dialog::CreateGroupDialog;
 use crate::group_model;
 use crate::group_state::Groups;
@@ -77,6 +78,7 @@ pub fn App() -> impl IntoView {
     provide_context(groups);
     let notices = Notices::new();
     provide_context(notices);
+    provide_context(crate::upload::Uploads::new(chat, notices, lang));
     let prefs = DesktopPrefs::new();
     provide_context(prefs);
     prefs.load(client.clone());
@@ -291,7 +293,7 @@ pub fn App() -> impl IntoView {
             {move || match tab.get() {
                 Tab::Chat => view! { <Messenger/> }.into_any(),
                 Tab::Status => view! { <StatusCard/> }.into_any(),
-                Tab::Lan => view! { <LanSettings/> <DesktopSettingsCard/> <PeersTable/> }.into_any(),
+                Tab::Lan => view! { <LanSettings/> <DesktopSettingsCard/> <FileSettingsCard/> <PeersTable/> }.into_any(),
                 Tab::Diagnostics => view! { <DiagnosticsView/> }.into_any(),
             }}
         </main>

@@ -1,6 +1,7 @@
 //! The open conversation: a header, the history (day separators, sender names in
 //! groups, per-message status with Retry, older pages on scroll-back) and the composer
-//! (Enter sends, Shift+Enter is a newline, pasted lines stay lines).
+//! (Enter sends, Shift+Enter is a newline, pasted lines stay lines; files are attached,
+//! dropped on the conversation or pasted, see `upload`).
 
 use api_types::{ConversationKind, MessageStatus, MessageView};
 use leptos::html;
@@ -10,6 +11,7 @@ use wasm_bindgen::JsCast;
 
 use crate::api::UiError;
 use crate::app::Lang;
+use crate::attachments::{attachments_view, ImageViewer, Viewer};
 use crate::chat_model::{
     self, byte_offset, complete_mention, composer_key, mention_candidates, mention_query,
     outgoing_text, utf16_offset, ComposerKey, MentionQuery, Row,
@@ -18,8 +20,10 @@ use crate::group_info::GroupInfo;
 use crate::group_model;
 use crate::group_state::Groups;
 use crate::messenger::Chat;
+use crate::notices::{NoticeKind, Notices};
 use crate::rail::status_class;
 use crate::time_text;
+use crate::upload::{picked_files, Dropped, Uploads};
 
 /// Older messages load when the history is scrolled to within this many pixels of its
 /// top (a little before the end, so it feels continuous).
@@ -62,8 +66,11 @@ fn Conversation(id: String) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
     let groups = expect_context::<Groups>();
+    let uploads = expect_context::<Uploads>();
+    let notices = expect_context::<Notices>();
     let history_ref = NodeRef::<html::Div>::new();
     let composer_ref = NodeRef::<html::Textarea>::new();
+    provide_context(Viewer(RwSignal::new(None)));
 
     let kind = {
         let id = id.clone();
@@ -244,8 +251,75 @@ fn Conversation(id: String) -> impl IntoView {
         }
     });
 
+    // Files dragged over the conversation: a drop zone shows until they leave or drop.
+    // Entering a child counts as entering again before leaving its parent, hence depth.
+    let drag_depth = RwSignal::new(0i32);
+    let can_drop =
+        move |ev: &web_sys::DragEvent| composer_note.get_untracked().is_none() && carries_files(ev);
+    let on_drop = {
+        let id = id.clone();
+        move |ev: web_sys::DragEvent| {
+            drag_depth.set(0);
+            if !carries_files(&ev) {
+                return;
+            }
+            // Never let the browser open the dropped file instead.
+            ev.prevent_default();
+            if composer_note.get_untracked().is_some() {
+                return;
+            }
+            let Some(dropped) = ev.data_transfer().map(|dt| Dropped::of(&dt)) else {
+                return;
+            };
+            if dropped.is_empty() {
+                return;
+            }
+            let id = id.clone();
+            spawn_local(async move {
+                match dropped.collect().await {
+                    Ok(files) => uploads.send(&id, files),
+                    Err(files) => {
+                        uploads.send(&id, files);
+                        notices.push(
+                            NoticeKind::Warning,
+                            "drop-folder".into(),
+                            "files.folder_unreadable",
+                            Vec::new(),
+                        );
+                    }
+                }
+            });
+        }
+    };
+
     view! {
-        <section class="conv-view" data-testid="conversation" data-conversation-id=id.clone()>
+        <section class="conv-view" data-testid="conversation" data-conversation-id=id.clone()
+            on:dragenter=move |ev: web_sys::DragEvent| {
+                if can_drop(&ev) {
+                    ev.prevent_default();
+                    drag_depth.update(|d| *d += 1);
+                }
+            }
+            on:dragover=move |ev: web_sys::DragEvent| {
+                if can_drop(&ev) {
+                    ev.prevent_default();
+                    if let Some(dt) = ev.data_transfer() {
+                        dt.set_drop_effect("copy");
+                    }
+                }
+            }
+            on:dragleave=move |ev: web_sys::DragEvent| {
+                if carries_files(&ev) {
+                    drag_depth.update(|d| *d = (*d - 1).max(0));
+                }
+            }
+            on:drop=on_drop>
+            {move || (drag_depth.get() > 0).then(|| view! {
+                <div class="drop-zone" data-testid="drop-zone" aria-hidden="true">
+                    <p>{move || i18n::tf(lang.0.get(), "files.drop_here", &[("name", &name.get())])}</p>
+                </div>
+            })}
+            <ImageViewer/>
             <header class="conv-head">
                 {
                     let id = id.clone();
@@ -398,6 +472,8 @@ fn message_view(lang: Lang, chat: Chat, m: MessageView, show_sender: bool) -> im
         >
             {show_sender.then(|| view! { <div class="sender">{m.sender_name.clone()}</div> })}
             <div class="bubble">
+                {attachments_view(&m)}
+                // Empty for a file message (and then not shown).
                 <div class="text" data-testid="message-text">{m.text.clone()}</div>
                 <div class="meta">
                     <time title=move || time_text::date_time(lang.0.get(), sent_at)>
@@ -441,6 +517,9 @@ fn Composer(
 ) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
+    let uploads = expect_context::<Uploads>();
+    let file_ref = NodeRef::<html::Input>::new();
+    let folder_ref = NodeRef::<html::Input>::new();
     let draft = RwSignal::new(chat.draft(&id));
     let error = RwSignal::new(None::<UiError>);
     let sending = RwSignal::new(false);
@@ -566,6 +645,45 @@ fn Composer(
     };
     let rows =
         move || draft.with(|d| d.lines().count().clamp(1, 8) + usize::from(d.ends_with('\n')));
+    let picked = {
+        let id = id.clone();
+        move |input: NodeRef<html::Input>, folder: bool| {
+            if let Some(el) = input.get_untracked() {
+                uploads.send(&id, picked_files(&el, folder));
+                // The same file can be picked again.
+                el.set_value("");
+            }
+        }
+    };
+    let picked_folder = picked.clone();
+    let on_paste = {
+        let id = id.clone();
+        move |ev: web_sys::ClipboardEvent| {
+            if note.get_untracked().is_some() {
+                return;
+            }
+            let images = ev
+                .clipboard_data()
+                .map(|dt| crate::upload::pasted_images(&dt))
+                .unwrap_or_default();
+            // Text pastes stay the text area's.
+            if !images.is_empty() {
+                ev.prevent_default();
+                uploads.send(&id, images);
+            }
+        }
+    };
+    let uploading = {
+        let id = id.clone();
+        Memo::new(move |_| {
+            uploads.rows.with(|rows| {
+                rows.iter()
+                    .filter(|r| r.conversation_id == id)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+        })
+    };
     let placeholder = {
         let id = id.clone();
         move || {
@@ -604,8 +722,39 @@ fn Composer(
                     </ul>
                 }
             })}
+            {move || {
+                let rows = uploading.get();
+                (!rows.is_empty()).then(|| view! {
+                    <ul class="uploads" data-testid="uploads" aria-live="polite">
+                        {rows.into_iter().map(|r| upload_row(lang, r)).collect_view()}
+                    </ul>
+                })
+            }}
             <div class="composer-row">
+                <input type="file" multiple hidden node_ref=file_ref data-testid="file-input"
+                    on:change=move |_| picked(file_ref, false)/>
+                <input type="file" multiple hidden prop:webkitdirectory=true node_ref=folder_ref data-testid="folder-input"
+                    on:change=move |_| picked_folder(folder_ref, true)/>
+                <button type="button" class="attach" data-testid="attach-file"
+                    disabled=move || note.get().is_some()
+                    title=move || lang.t("files.attach") aria-label=move || lang.t("files.attach")
+                    on:click=move |_| if let Some(el) = file_ref.get_untracked() { el.click(); }>
+                    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor"
+                        stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                        <path d="M21.44 11.05l-9.19 9.19a6 6 0 0 1-8.49-8.49l9.19-9.19a4 4 0 0 1 5.66 5.66l-9.2 9.19a2 2 0 0 1-2.83-2.83l8.49-8.48"/>
+                    </svg>
+                </button>
+                <button type="button" class="attach" data-testid="attach-folder"
+                    disabled=move || note.get().is_some()
+                    title=move || lang.t("files.attach_folder") aria-label=move || lang.t("files.attach_folder")
+                    on:click=move |_| if let Some(el) = folder_ref.get_untracked() { el.click(); }>
+                    <svg viewBox="0 0 24 24" width="20" height="20" aria-hidden="true" fill="none" stroke="currentColor"
+                        stroke-width="2" stroke-linecap="round" stroke-linejoin="round">
+                        <path d="M22 19a2 2 0 0 1-2 2H4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2h5l2 3h9a2 2 0 0 1 2 2z"/>
+                    </svg>
+                </button>
                 <textarea
+                    on:paste=on_paste
                     node_ref=composer_ref
                     data-testid="composer"
                     disabled=move || note.get().is_some()
@@ -640,4 +789,39 @@ fn Composer(
             }}
         </form>
     }
+}
+
+/// A file being sent (or waiting to be) in the composer.
+fn upload_row(lang: Lang, r: crate::upload::UploadRow) -> impl IntoView {
+    let pct = crate::files_model::percent(r.sent, r.size);
+    let size = crate::files_model::human_size(r.size);
+    let active = r.active;
+    let text = move || {
+        if active {
+            i18n::tf(
+                lang.0.get(),
+                "files.uploading",
+                &[("percent", &pct.to_string()), ("size", &size)],
+            )
+        } else {
+            lang.t("files.upload_queued")
+        }
+    };
+    view! {
+        <li class="upload" data-testid="upload-row" data-active=active.to_string()>
+            <span class="file-badge kind-upload" aria-hidden="true">"↑"</span>
+            <span class="file-name">{r.label}</span>
+            <span class="file-sub">{text}</span>
+            <div class="progress" class:waiting=!active role="progressbar" aria-valuemin="0"
+                aria-valuemax="100" aria-valuenow=pct.to_string()>
+                <div class="bar" style=format!("width: {pct}%")></div>
+            </div>
+        </li>
+    }
+}
+
+/// The drag carries files (not text or a link dragged within the page).
+fn carries_files(ev: &web_sys::DragEvent) -> bool {
+    ev.data_transfer()
+        .is_some_and(|dt| dt.types().includes(&"Files".into(), 0))
 }

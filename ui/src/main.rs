@@ -3,12 +3,15 @@
 
 mod api;
 mod app;
+mod attachments;
 mod chat_model;
 mod clock_text;
 mod conversation_view;
 mod desktop_prefs;
 mod diagnostics_view;
 mod events;
+mod file_settings;
+mod files_model;
 mod group_dialog;
 mod group_info;
 mod group_model;
@@ -27,6 +30,7 @@ mod settings_view;
 mod status_view;
 mod switcher;
 mod time_text;
+mod upload;
 mod welcome;
 
 fn main() {

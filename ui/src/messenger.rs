@@ -4,12 +4,15 @@
 
 use std::collections::HashMap;
 
-use api_types::{ContactView, ConversationKind, ConversationView, Event, GroupView, MessageView};
+use api_types::{
+    ContactView, ConversationKind, ConversationView, Event, FileStatusView, GroupView, MessageView,
+};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api::{Client, UiError};
 use crate::chat_model::{self, ListUpdate};
+use crate::files_model;
 use crate::group_model;
 
 /// Messages per history page: a screenful or two; older ones load on scroll.
@@ -49,6 +52,10 @@ pub struct Chat {
     pub shown: RwSignal<bool>,
     /// Unsent text per conversation, kept while the user looks elsewhere.
     drafts: StoredValue<HashMap<String, String>>,
+    /// The newest known state of each shown file, by file id: attachments read theirs
+    /// here, so a download's progress (`file.progress`, about twice a second) updates
+    /// its rows without rendering their messages again.
+    pub files: RwSignal<HashMap<String, FileStatusView>>,
 }
 
 impl Chat {
@@ -63,6 +70,7 @@ impl Chat {
             search: RwSignal::new(String::new()),
             shown: RwSignal::new(true),
             drafts: StoredValue::new(HashMap::new()),
+            files: RwSignal::new(HashMap::new()),
         }
     }
 
@@ -191,6 +199,7 @@ impl Chat {
             let got = this.client().messages(&id, None, PAGE).await;
             this.with_open(&id, |h| match got {
                 Ok(page) => {
+                    this.note_files(&page.messages);
                     // After a long disconnection the newest page may not reach what is
                     // shown: start again from it rather than leave a hole.
                     let gap = h.loaded
@@ -250,6 +259,9 @@ impl Chat {
 
     async fn fetch_older(&self, id: &str, cursor: &str) -> bool {
         let got = self.client().messages(id, Some(cursor), PAGE).await;
+        if let Ok(page) = &got {
+            self.note_files(&page.messages);
+        }
         let mut ok = false;
         self.with_open(id, |h| {
             h.loading_older = false;
@@ -281,6 +293,9 @@ impl Chat {
         let this = *self;
         spawn_local(async move {
             let first = this.client().messages(&id, None, PAGE).await;
+            if let Ok(page) = &first {
+                this.note_files(&page.messages);
+            }
             this.with_open(&id, |h| {
                 h.loaded = true;
                 match first {
@@ -358,7 +373,10 @@ impl Chat {
         Ok(())
     }
 
-    fn add_message(&self, message: MessageView) {
+    /// Shows a message this page sent another way (a file's upload answer) or that an
+    /// event brought.
+    pub fn add_message(&self, message: MessageView) {
+        self.note_files(std::slice::from_ref(&message));
         let viewing =
             self.open_id_untracked().as_deref() == Some(&message.conversation_id) && self.looking();
         let mut unknown = false;
@@ -424,7 +442,8 @@ impl Chat {
             Event::GroupAnnouncement { .. }
             | Event::GroupInvitation { .. }
             | Event::GroupInvitationClosed { .. } => {}
-            Event::MeshState { .. } | Event::FileProgress { .. } => {}
+            Event::FileProgress { file } => self.show_file_status(file),
+            Event::MeshState { .. } => {}
             Event::ConversationReceipt {
                 conversation_id,
                 order,
@@ -433,6 +452,54 @@ impl Chat {
             // This user's own entry in Users shows it.
             Event::PresenceChanged { .. } => self.refresh_contacts(),
         }
+    }
+
+    /// The state of a file as the messages read from the node say (they are newer than
+    /// what was known when they were fetched).
+    fn note_files(&self, messages: &[MessageView]) {
+        if messages.iter().all(|m| m.attachments.is_empty()) {
+            return;
+        }
+        self.files.update(|files| {
+            for a in messages.iter().flat_map(|m| &m.attachments) {
+                files.insert(a.file_id.clone(), files_model::status_of(a));
+            }
+        });
+    }
+
+    /// A file's new state (its progress event, or its status fetched after a click):
+    /// shown by its attachments, kept in the messages that carry it.
+    pub fn show_file_status(&self, file: FileStatusView) {
+        // Only what carries the file is touched (and so recomputed).
+        self.history.maybe_update(|h| {
+            h.as_mut()
+                .is_some_and(|h| files_model::apply_file_status(&mut h.messages, &file))
+        });
+        self.conversations
+            .maybe_update(|list| files_model::apply_file_status_to_list(list, &file));
+        self.files.update(|files| {
+            files.insert(file.file_id.clone(), file);
+        });
+    }
+
+    /// The shown state of an attachment (tracked): its newest known status.
+    pub fn file_status(&self, a: &api_types::AttachmentView) -> FileStatusView {
+        self.files.with(|files| {
+            files
+                .get(&a.file_id)
+                .cloned()
+                .unwrap_or_else(|| files_model::status_of(a))
+        })
+    }
+
+    /// Asks the node for a file's state now (after a click, before its event).
+    pub fn refresh_file(&self, file_id: String) {
+        let this = *self;
+        spawn_local(async move {
+            if let Ok(status) = this.client().file_status(&file_id).await {
+                this.show_file_status(status);
+            }
+        });
     }
 
     /// A read receipt: a DM's messages up to the reader's position are read (shown at

@@ -335,7 +335,7 @@ fn conversation_row(
     };
     let (preview_text, mark) = match &c.last_message {
         Some(m) => {
-            let text = preview(&m.text, 60);
+            let text = preview(&crate::files_model::message_summary(m), 60);
             let text = if m.outgoing {
                 i18n::tf(l, "chat.preview.you", &[("text", &text)])
             } else if c.kind == ConversationKind::Group {

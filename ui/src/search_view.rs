@@ -136,7 +136,7 @@ fn hit_view(lang: Lang, chat: Chat, query: &str, hit: MessageView) -> impl IntoV
         // In a DM the conversation's name already says who wrote it.
         (hit.sender_name != conversation).then(|| hit.sender_name.clone())
     };
-    let pieces = highlight(&hit.text, query)
+    let pieces = highlight(&crate::files_model::message_summary(&hit), query)
         .into_iter()
         .map(|(text, hit)| {
             if hit {
