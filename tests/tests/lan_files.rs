@@ -268,7 +268,23 @@ async fn an_eight_member_group_shares_the_upload() -> anyhow::Result<()> {
         uploaded / 1_000_000
     );
     for host in &hosts[1..] {
-        wait_available(host, &id).await?;
+        if let Err(e) = wait_available(host, &id).await {
+            for other in &hosts[1..] {
+                let s = status(other, &id).await.unwrap_or_default();
+                let d = other.get("v1/diagnostics").await.unwrap_or_default();
+                let links: Vec<String> = d["peers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|p| format!("{}:{}", p["display_name"], p["link"]))
+                    .collect();
+                println!(
+                    "{}: {s} files={} links={links:?}",
+                    other.display_name, d["files"]
+                );
+            }
+            return Err(e);
+        }
     }
     for host in &hosts[1..3] {
         check_copy(host, &id, lan.dir(), &expected).await?;

@@ -9,9 +9,11 @@ use rust_embed::RustEmbed;
 #[folder = "../ui/dist"]
 struct UiFiles;
 
-/// The page may load only its own files and talk only to this node.
+/// The page may load only its own files and talk only to this node. Images may also be
+/// `data:` (thumbnails in file messages) and `blob:` (a received image, fetched with the
+/// token and shown through an object URL: an `<img>` cannot send the token).
 const CSP: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
-    style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; \
+    style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; \
     form-action 'none'; frame-ancestors 'none'";
 
 const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>lanchat</title>\

@@ -102,6 +102,14 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<Conversation
         .collect();
     // Already in this order by full HLC; a stable sort keeps that tie-break.
     views.sort_by_key(|v| std::cmp::Reverse(v.last_activity_at));
+    for view in &mut views {
+        if let Some(last) = view.last_message.as_mut() {
+            state
+                .files()
+                .fill_attachments(std::slice::from_mut(last))
+                .await;
+        }
+    }
     Ok(Json(views))
 }
 
@@ -151,6 +159,7 @@ pub async fn history(
             Err(e) => tracing::warn!("cannot read the read positions: {e}"),
         }
     }
+    state.files().fill_attachments(&mut messages).await;
     Ok(Json(MessagePageView {
         messages,
         older: page.older.map(views::order_text),
@@ -268,7 +277,11 @@ pub async fn retry(
         .retry_message(conversation, message_id, now_ms(), dm_envelope)
         .await?;
     state.mesh().wake_outbox();
-    let view = views::message_view(&message, &Names::local(&state));
+    let mut view = views::message_view(&message, &Names::local(&state));
+    state
+        .files()
+        .fill_attachments(std::slice::from_mut(&mut view))
+        .await;
     state.mesh().publish(Event::MessageStatus {
         conversation_id: view.conversation_id.clone(),
         message_id: view.id.clone(),

@@ -48,12 +48,14 @@ pub async fn search(
         })
         .await?;
     let names = Names::load(&state).await?;
+    let mut hits: Vec<_> = page
+        .hits
+        .iter()
+        .map(|m| views::message_view(m, &names))
+        .collect();
+    state.files().fill_attachments(&mut hits).await;
     Ok(Json(SearchResults {
-        hits: page
-            .hits
-            .iter()
-            .map(|m| views::message_view(m, &names))
-            .collect(),
+        hits,
         next: page.next.map(|c| c.to_string()),
     }))
 }
