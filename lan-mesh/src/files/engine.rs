@@ -72,6 +72,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// that knowledge, the more the sender uploads twice (measured with 8 members: 2.6 ×
 /// the file at 1 s). Some hundred bytes per peer and second.
 pub const HAVE_REFRESH: Duration = Duration::from_millis(300);
+/// How long a download whose store refused a chunk (a full disk) waits before asking
+/// for chunks again: no request storm while the disk stays full, a prompt resume once
+/// space returns.
+pub const STORE_RETRY: Duration = Duration::from_secs(2);
 /// How long a peer that answered `Busy` is left alone: long enough for its queue to
 /// drain a window (~80 ms at 100 Mbit/s) many times over, short against a transfer.
 const BUSY_BACKOFF: Duration = Duration::from_millis(500);
@@ -103,6 +107,9 @@ pub enum FetchState {
     /// Given up (a descriptor no manifest may have, the store failing, the whole-file
     /// check failed); fetching it again starts over.
     Failed(String),
+    /// The store refused a chunk (a full disk, an I/O error): nothing more is asked
+    /// for [`STORE_RETRY`], then it goes on by itself — what was verified stays.
+    Stalled(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,6 +349,8 @@ struct Fetch {
     /// members of a group fetch different chunks from the sender first and then
     /// exchange them, instead of all asking the sender for the same ones.
     start: u32,
+    /// The store refused a chunk: nothing is asked until then, and why.
+    stalled: Option<(Instant, String)>,
 }
 
 impl Fetch {
@@ -368,6 +377,7 @@ impl Fetch {
             progress_due: false,
             progress_at: None,
             start,
+            stalled: None,
         }
     }
 
@@ -962,9 +972,16 @@ impl Engine {
                 }
             }
             Err(e) => {
-                // Nothing stored (a full disk): the chunk stays missing and is asked
-                // again.
+                // Nothing stored (a full disk): the chunk stays missing, and the
+                // download pauses before asking again.
                 tracing::warn!(file = %file_id, index, "cannot store a chunk: {e}");
+                if let Some(fetch) = self.fetches.get_mut(&file_id) {
+                    let reason = match e {
+                        BlobPortError::Unavailable(why) => why,
+                        other => other.to_string(),
+                    };
+                    fetch.stalled = Some((Instant::now() + STORE_RETRY, reason));
+                }
             }
         }
     }
@@ -1229,10 +1246,22 @@ impl Engine {
                 finished.push(*file_id);
                 continue;
             }
-            for (peer, want) in fetch.plan(*file_id, now, &is_linked) {
-                sends.push((peer, *file_id, want));
+            if fetch
+                .stalled
+                .as_ref()
+                .is_some_and(|(until, _)| now >= *until)
+            {
+                fetch.stalled = None;
             }
-            let state = fetch.activity(&is_linked);
+            let state = match &fetch.stalled {
+                Some((_, reason)) => FetchState::Stalled(reason.clone()),
+                None => {
+                    for (peer, want) in fetch.plan(*file_id, now, &is_linked) {
+                        sends.push((peer, *file_id, want));
+                    }
+                    fetch.activity(&is_linked)
+                }
+            };
             if state != fetch.state {
                 fetch.state = state.clone();
                 changed.push((*file_id, state));

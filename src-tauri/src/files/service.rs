@@ -175,6 +175,13 @@ impl FileService {
         if status.state == BlobState::Complete {
             return Ok(());
         }
+        let needed = first.file.size.saturating_sub(status.have_bytes);
+        if let Err(reason) = self.room_for(needed) {
+            tracing::warn!(file = %id, "not downloading: {reason}");
+            self.downloads().entry(id.to_string()).or_default().state =
+                Some(FetchState::Failed(reason));
+            return Ok(());
+        }
         let peers = self.sources(&attachments).await;
         {
             let mut downloads = self.downloads();
@@ -193,6 +200,28 @@ impl FileService {
             engine.fetch(desc, peers).await;
         }
         Ok(())
+    }
+
+    /// Whether the blob store's file system has room for `needed` more bytes and a
+    /// margin (the database and other downloads need some too): checked before a
+    /// download starts, so a file that cannot fit fails at once with a clear reason
+    /// instead of filling the disk. A disk that fills anyway mid-transfer stops storing
+    /// chunks (nothing is corrupted) and goes on when there is room again.
+    fn room_for(&self, needed: u64) -> Result<(), String> {
+        const MARGIN: u64 = 64 * 1024 * 1024;
+        let Ok(stat) = rustix::fs::statvfs(self.inner.blobs.path()) else {
+            return Ok(());
+        };
+        let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+        if free >= needed.saturating_add(MARGIN) {
+            Ok(())
+        } else {
+            Err(format!(
+                "not enough disk space: the file needs {} MB more, {} MB are free",
+                needed.div_ceil(1_000_000),
+                free / 1_000_000
+            ))
+        }
     }
 
     /// Stops downloading `file_id`; its verified chunks stay, and a later fetch goes on
@@ -321,6 +350,15 @@ impl FileService {
             (Some(true), Some(FetchState::Failed(e))) => {
                 view.state = FileState::Failed;
                 view.error = Some(e);
+            }
+            (Some(true), Some(FetchState::Stalled(e))) => {
+                // It goes on by itself when the store takes chunks again.
+                view.state = FileState::Failed;
+                view.error = Some(if e.contains("os error 28") {
+                    "the disk is full: the download goes on when there is room".to_string()
+                } else {
+                    format!("cannot store the file ({e}): trying again")
+                });
             }
             (Some(true), Some(FetchState::Fetching)) => {
                 view.state = FileState::Fetching;
