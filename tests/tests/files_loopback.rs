@@ -306,3 +306,114 @@ async fn a_group_member_gets_a_file_from_another_member_after_the_sender_left() 
     .await;
     mesh.explain(result)
 }
+
+/// `POST /api/v1/files` (store only) → the file id.
+async fn store_only(node: &NodeProcess, bytes: Vec<u8>) -> anyhow::Result<String> {
+    let resp = node
+        .http()
+        .post(node.api_url("v1/files"))
+        .bearer_auth(&node.token)
+        .body(bytes)
+        .send()
+        .await?;
+    ensure!(resp.status().as_u16() == 201, "store: {}", resp.status());
+    let body: serde_json::Value = resp.json().await?;
+    Ok(body["file_id"].as_str().context("file_id")?.to_string())
+}
+
+#[tokio::test]
+async fn a_folder_of_a_thousand_files_arrives_with_its_tree() -> anyhow::Result<()> {
+    let pair = pair(None).await?;
+    let result = async {
+        let (a, b) = (pair.node(Side::A), pair.node(Side::B));
+        let to = dm(pair.id(Side::B));
+        // project/{0..9}/{a,b,c}/file-N.txt, each with its own content.
+        let tree: Vec<(String, String, Vec<u8>)> = (0..1000)
+            .map(|i| {
+                let path = format!("project/{}/{}", i % 10, ["a", "b", "c"][i % 3]);
+                let name = format!("file-{i}.txt");
+                let bytes = format!("file {i} of the folder\n")
+                    .repeat(1 + i % 7)
+                    .into_bytes();
+                (path, name, bytes)
+            })
+            .collect();
+        let mut entries = Vec::new();
+        for (path, name, bytes) in &tree {
+            let id = store_only(a, bytes.clone()).await?;
+            entries.push(serde_json::json!({"file_id": id, "name": name, "path": path}));
+        }
+        // Sent as the UI does: messages of 64 files.
+        let mut sent = 0;
+        for batch in entries.chunks(api_types::files::MAX_FILES_PER_MESSAGE) {
+            let resp = a
+                .http()
+                .post(a.api_url(&format!("v1/conversations/{to}/files")))
+                .bearer_auth(&a.token)
+                .json(&serde_json::json!({ "files": batch }))
+                .send()
+                .await?;
+            ensure!(resp.status().as_u16() == 201, "batch: {}", resp.status());
+            let message: MessageView = resp.json().await?;
+            sent += message.attachments.len();
+        }
+        ensure!(sent == 1000, "{sent} files sent");
+
+        let from = dm(pair.id(Side::A));
+        let received = wait_until(
+            TRANSFER,
+            "the folder on B, every file available",
+            || async {
+                let messages = history(b, &from).await.ok()?;
+                let files: Vec<_> = messages.into_iter().flat_map(|m| m.attachments).collect();
+                (files.len() == 1000 && files.iter().all(|f| f.state == FileState::Available))
+                    .then_some(files)
+            },
+        )
+        .await?;
+        ensure!(
+            history(b, &from).await?.len() == 1000usize.div_ceil(64),
+            "one message per 64 files"
+        );
+        for (path, name, bytes) in &tree {
+            let file = received
+                .iter()
+                .find(|f| &f.name == name)
+                .with_context(|| format!("{name} missing on B"))?;
+            ensure!(
+                file.path.as_deref() == Some(path.as_str()),
+                "{name}: {:?}",
+                file.path
+            );
+            ensure!(file.size == bytes.len() as u64);
+        }
+        // The contents too, for a sample across the tree.
+        for i in (0..1000).step_by(37) {
+            let (_, name, bytes) = &tree[i];
+            let file = received
+                .iter()
+                .find(|f| &f.name == name)
+                .context("listed")?;
+            ensure!(
+                file_content(b, &file.file_id).await?.1 == *bytes,
+                "{name} differs"
+            );
+        }
+        // A batch naming a file that was never stored is refused, naming the field.
+        let resp = a
+            .http()
+            .post(a.api_url(&format!("v1/conversations/{to}/files")))
+            .bearer_auth(&a.token)
+            .json(&serde_json::json!({"files": [{"file_id": "0".repeat(64), "name": "x"}]}))
+            .send()
+            .await?;
+        ensure!(
+            resp.status().as_u16() == 400,
+            "unknown file: {}",
+            resp.status()
+        );
+        Ok(())
+    }
+    .await;
+    pair.explain(result)
+}

@@ -65,16 +65,63 @@ impl From<UploadError> for ApiError {
     }
 }
 
-/// `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]` → `201` and the file
-/// message. The body streams into the blob store (hashed as it goes, stored once per
-/// content); then the message describing it is sent like a text.
+/// Files stored with `POST /api/v1/files`, sent together as one message.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBatch {
+    files: Vec<BatchFile>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchFile {
+    file_id: String,
+    name: String,
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// `POST /api/v1/files` (body: the bytes) → `201 {"file_id", "size"}`: stores a file
+/// without sending it, for a message of several files (a folder) sent next with
+/// `POST /api/v1/conversations/{id}/files` and a JSON list.
+pub async fn store(
+    State(state): State<ApiState>,
+    body: Body,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let blobs = state.files().blobs().clone();
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let reader = SyncIoBridge::new(StreamReader::new(stream));
+    let (file_id, manifest) =
+        tokio::task::spawn_blocking(move || files::import_upload(&blobs, reader))
+            .await
+            .map_err(|e| UploadError::Task(e.to_string()))??;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"file_id": file_id.to_string(), "size": manifest.size()})),
+    ))
+}
+
+/// `POST /api/v1/conversations/{id}/files` → `201` and the file message: with
+/// `?name=NAME[&path=DIR]` the body is one file's bytes; with
+/// `Content-Type: application/json` it is `{"files": [{"file_id", "name", "path"?}…]}`
+/// (1–64 files stored before with `POST /api/v1/files`), sent as one message.
 pub async fn upload(
     State(state): State<ApiState>,
     Segments(id): Segments<String>,
     params: Params,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let conversation = conversation_id(&id)?;
+    if params.get("name").is_none() && is_json(&headers) {
+        let bytes = axum::body::to_bytes(body, BATCH_BODY_BYTES)
+            .await
+            .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
+        let batch: FileBatch = super::json_body::parse(&headers, &bytes)?;
+        let content = describe_batch(&state, batch).await?;
+        let view = send_text(&state, conversation, content).await?;
+        return Ok((StatusCode::CREATED, Json(view)));
+    }
     let Some(name) = params.get("name") else {
         return Err(FieldError::new("name", "the file's name is required (?name=)").into());
     };
@@ -96,6 +143,60 @@ pub async fn upload(
     .map_err(|e| FieldError::new("name", e.to_string()))?;
     let view = send_text(&state, conversation, text).await?;
     Ok((StatusCode::CREATED, Json(view)))
+}
+
+/// A batch's JSON: 64 entries of a name, a folder and an id, with room to spare.
+const BATCH_BODY_BYTES: usize = 256 * 1024;
+
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The file message's text for a batch: every file complete in the blob store, its
+/// name and folder checked, described from the store (never from the request).
+async fn describe_batch(state: &ApiState, batch: FileBatch) -> Result<String, ApiError> {
+    if batch.files.is_empty() || batch.files.len() > api_types::files::MAX_FILES_PER_MESSAGE {
+        return Err(FieldError::new("files", "a message holds 1 to 64 files").into());
+    }
+    let mut checked = Vec::with_capacity(batch.files.len());
+    for file in batch.files {
+        let id: storage::FileId = file
+            .file_id
+            .parse()
+            .map_err(|_| FieldError::new("file_id", "not a file id (64 hex digits)"))?;
+        let (name, path) = files::checked_name(&file.name, file.path.as_deref())?;
+        checked.push((id, name, path));
+    }
+    let blobs = state.files().blobs().clone();
+    let described = tokio::task::spawn_blocking(move || {
+        checked
+            .into_iter()
+            .map(|(id, name, path)| {
+                let complete = blobs.status(id)?.state == storage::BlobState::Complete;
+                let manifest = match blobs.manifest(id)? {
+                    Some(m) if complete => m,
+                    _ => {
+                        return Err(UploadError::Name {
+                            field: "file_id",
+                            reason: format!(
+                                "no stored file {id}: store it with POST /api/v1/files"
+                            ),
+                        })
+                    }
+                };
+                files::describe(&blobs, id, &manifest, name, path)
+            })
+            .collect::<Result<Vec<_>, UploadError>>()
+    })
+    .await
+    .map_err(|e| UploadError::Task(e.to_string()))??;
+    FileContent { files: described }
+        .to_text()
+        .map_err(|e| FieldError::new("files", e.to_string()).into())
 }
 
 /// `GET /api/v1/files/{file_id}` → the content, once complete and verified (`409`

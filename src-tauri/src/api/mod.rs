@@ -164,6 +164,10 @@ pub fn router(state: ApiState) -> Router {
             // A file is as large as the blob store takes (64 GiB): it streams to disk.
             post(files::upload).layer(DefaultBodyLimit::disable()),
         )
+        .route(
+            "/files",
+            post(files::store).layer(DefaultBodyLimit::disable()),
+        )
         .route("/files/{file_id}", get(files::content))
         .route("/files/{file_id}/status", get(files::status))
         .route("/files/{file_id}/fetch", post(files::fetch))
