@@ -76,6 +76,17 @@ pub const HAVE_REFRESH: Duration = Duration::from_millis(300);
 /// for chunks again: no request storm while the disk stays full, a prompt resume once
 /// space returns.
 pub const STORE_RETRY: Duration = Duration::from_secs(2);
+/// How long a node that has a whole file remembers sending one of its chunks: a
+/// request for the same chunk from another peer within it is answered `Elsewhere`
+/// while the first recipient is linked here, so the members of a group take it from
+/// each other and the sender uploads each chunk about once ("super-seeding").
+pub const SEED_MEMORY: Duration = Duration::from_secs(3);
+/// How long a chunk refused as `Elsewhere` is not asked of a peer that has the whole
+/// file: long enough for the member that has it to say so.
+const ELSEWHERE_BACKOFF: Duration = Duration::from_secs(1);
+/// Chunks remembered as sent ([`SEED_MEMORY`]); above it the memory is dropped (the
+/// rule only saves upload, it never decides correctness).
+const MAX_SEED_MEMORY: usize = 1 << 16;
 /// How long a peer that answered `Busy` is left alone: long enough for its queue to
 /// drain a window (~80 ms at 100 Mbit/s) many times over, short against a transfer.
 const BUSY_BACKOFF: Duration = Duration::from_millis(500);
@@ -270,6 +281,7 @@ pub fn spawn(parts: FilesParts) -> (FilesHandle, JoinHandle<()>) {
         serving: BTreeMap::new(),
         serve_retry_at: None,
         fetches: HashMap::new(),
+        seeded: HashMap::new(),
     };
     let task = tokio::spawn(engine.run(parts.link_events, commands, parts.cancel));
     (
@@ -351,6 +363,9 @@ struct Fetch {
     start: u32,
     /// The store refused a chunk: nothing is asked until then, and why.
     stalled: Option<(Instant, String)>,
+    /// Chunks a whole-file holder answered `Elsewhere`: not asked of such a peer
+    /// before then.
+    elsewhere: BTreeMap<u32, Instant>,
 }
 
 impl Fetch {
@@ -378,6 +393,7 @@ impl Fetch {
             progress_at: None,
             start,
             stalled: None,
+            elsewhere: BTreeMap::new(),
         }
     }
 
@@ -506,9 +522,11 @@ impl Fetch {
                 let partial_holds = holders
                     .clone()
                     .any(|(_, s)| !matches!(s.have, Some(SourceHave::Complete)));
+                let deferred = self.elsewhere.get(&index).is_some_and(|until| now < *until);
                 let best = holders
                     .filter(|(_, s)| {
-                        !partial_holds || !matches!(s.have, Some(SourceHave::Complete))
+                        let complete = matches!(s.have, Some(SourceHave::Complete));
+                        !complete || !(partial_holds || deferred)
                     })
                     .filter(|(_, s)| s.outstanding < WINDOW)
                     .min_by_key(|(_, s)| s.outstanding)
@@ -593,6 +611,8 @@ struct Engine {
     serving: BTreeMap<NodeId, VecDeque<Served>>,
     serve_retry_at: Option<Instant>,
     fetches: HashMap<FileId, Fetch>,
+    /// Chunks of whole files sent lately: to whom and when ([`SEED_MEMORY`]).
+    seeded: HashMap<(FileId, u32), (NodeId, Instant)>,
 }
 
 impl Engine {
@@ -813,12 +833,27 @@ impl Engine {
                     ranges: ranges_of(chunks, MAX_RANGES),
                 },
             }))),
-            Some(_) => {
+            Some(h) => {
+                let whole = h.chunks == HeldChunks::Complete && want.kind == WantKind::Chunks;
+                let now = Instant::now();
+                let links = &self.links;
+                let seeded = &self.seeded;
+                let sent_elsewhere = |index: u32| {
+                    whole
+                        && seeded.get(&(file_id, index)).is_some_and(|(to, at)| {
+                            *to != peer
+                                && now.duration_since(*at) < SEED_MEMORY
+                                && links.is_linked(to)
+                        })
+                };
+                let mut elsewhere = Vec::new();
                 // Pages and chunks share the queue: a page is as large as a chunk.
                 let queue = self.serving.entry(peer.clone()).or_default();
                 let mut refused = Vec::new();
                 for index in want.ranges.iter().flat_map(ChunkRange::indices) {
-                    if queue.len() < SERVE_QUEUE_PER_PEER {
+                    if sent_elsewhere(index) {
+                        elsewhere.push(index);
+                    } else if queue.len() < SERVE_QUEUE_PER_PEER {
                         queue.push_back(match want.kind {
                             WantKind::Chunks => Served::Chunk(file_id, index),
                             WantKind::ManifestPages => {
@@ -828,6 +863,12 @@ impl Engine {
                     } else {
                         FileCounters::inc(&self.counters.requests_over_quota);
                         refused.push(index);
+                    }
+                }
+                if !elsewhere.is_empty() {
+                    let answer = refuse(NoneReason::Elsewhere, ranges_of(elsewhere, MAX_RANGES));
+                    if let Err(e) = self.links.send(&peer, answer) {
+                        tracing::debug!(%peer, "file answer not sent: {e}");
                     }
                 }
                 (!refused.is_empty())
@@ -907,6 +948,13 @@ impl Engine {
                     Ok(()) => {
                         if let Some(counter) = counter {
                             FileCounters::inc(counter);
+                        }
+                        if let Served::Chunk(file_id, index) = item {
+                            if self.seeded.len() >= MAX_SEED_MEMORY {
+                                self.seeded.clear();
+                            }
+                            self.seeded
+                                .insert((file_id, index), (peer.clone(), Instant::now()));
                         }
                         if let Some(q) = self.serving.get_mut(&peer) {
                             q.pop_front();
@@ -1101,6 +1149,19 @@ impl Engine {
         };
         match (none.reason, phase) {
             (NoneReason::Busy, _) => source.resume_at = Some(Instant::now() + BUSY_BACKOFF),
+            // Another member has them: not asked of a whole-file holder for a moment,
+            // and the members are asked at once what they have now.
+            (NoneReason::Elsewhere, _) => {
+                let until = Instant::now() + ELSEWHERE_BACKOFF;
+                for index in none.ranges.iter().flat_map(ChunkRange::indices) {
+                    fetch.elsewhere.insert(index, until);
+                }
+                for s in fetch.sources.values_mut() {
+                    if matches!(s.have, Some(SourceHave::Some(_))) {
+                        s.asked_at = None;
+                    }
+                }
+            }
             // No manifest there (or not this one): asked again once its link is back.
             (NoneReason::Absent | NoneReason::OtherManifest, Phase::Manifest) => {
                 source.no_manifest = true;
@@ -1150,6 +1211,11 @@ impl Engine {
 
     fn expire_requests(&mut self) {
         let now = Instant::now();
+        self.seeded
+            .retain(|_, (_, at)| now.duration_since(*at) < SEED_MEMORY);
+        for fetch in self.fetches.values_mut() {
+            fetch.elsewhere.retain(|_, until| now < *until);
+        }
         for fetch in self.fetches.values_mut() {
             let late: Vec<u32> = fetch
                 .in_flight

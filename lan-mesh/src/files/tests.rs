@@ -776,3 +776,34 @@ async fn the_sender_is_asked_only_for_chunks_no_member_has() {
         "the sender was asked for a chunk M has"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn two_members_take_from_each_other_and_the_sender_sends_each_chunk_about_once() {
+    let net = MemoryNet::new();
+    let data = content(63);
+    let (sender, manifest) = holding(&net, 3, &data);
+    let b = knowing(&net, 1, &manifest);
+    let c = knowing(&net, 2, &manifest);
+    for (x, y) in [(&sender, &b), (&sender, &c), (&b, &c)] {
+        net.link(&x.id, &y.id);
+    }
+    b.fetch(&manifest, &[&sender, &c]).await;
+    c.fetch(&manifest, &[&sender, &b]).await;
+    b.complete(&manifest).await;
+    c.complete(&manifest).await;
+
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(c.blobs.content(manifest.file_id).unwrap(), data);
+    let served = sender.handle.counters().snapshot().chunks_served;
+    // Without the rule each member would take all 64 from the sender.
+    assert!(
+        served < 64 + 64 / 2,
+        "the sender sent {served} chunks of 64"
+    );
+    let b_from_c = b.progress(&manifest).await.from.get(&c.id).copied();
+    let c_from_b = c.progress(&manifest).await.from.get(&b.id).copied();
+    assert!(
+        b_from_c.unwrap_or(0) + c_from_b.unwrap_or(0) > 0,
+        "no exchange"
+    );
+}

@@ -184,6 +184,10 @@ pub enum NoneReason {
     Busy = 1,
     /// The file is here under another manifest.
     OtherManifest = 2,
+    /// This node sent these chunks to another peer that is asking for the file too a
+    /// moment ago: ask that peer (after its next `FileHave`), or this node again in a
+    /// second.
+    Elsewhere = 3,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -357,6 +361,7 @@ impl FileFrame {
                     0 => NoneReason::Absent,
                     1 => NoneReason::Busy,
                     2 => NoneReason::OtherManifest,
+                    3 => NoneReason::Elsewhere,
                     _ => return Err(FrameError::Malformed(WHAT)),
                 };
                 let ranges = r.ranges(WHAT)?;
