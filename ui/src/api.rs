@@ -199,6 +199,22 @@ impl Client {
         self.get(&url).await
     }
 
+    /// `POST /api/v1/conversations/{id}/files` with a JSON list: files stored before
+    /// with `POST /api/v1/files`, sent as one message (a folder, 64 files at a time).
+    pub async fn send_stored_files(
+        &self,
+        conversation_id: &str,
+        files: &[StoredFile],
+    ) -> Result<MessageView, UiError> {
+        let url = format!(
+            "/api/v1/conversations/{}/files",
+            path_segment(conversation_id)
+        );
+        let body = serde_json::json!({ "files": files });
+        let resp = self.call_json(Request::post(&url), &body).await?;
+        decode(resp).await
+    }
+
     pub async fn send(&self, conversation_id: &str, text: &str) -> Result<MessageView, UiError> {
         let url = format!(
             "/api/v1/conversations/{}/messages",
@@ -392,6 +408,18 @@ impl Client {
             .map_err(network)
     }
 }
+
+/// A file stored with `POST /api/v1/files`, named for the message that sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredFile {
+    pub file_id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// `POST /api/v1/files`: where a file of a folder is stored before its message.
+pub const STORE_URL: &str = "/api/v1/files";
 
 /// `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]`: where one file is
 /// sent (its bytes are the body).

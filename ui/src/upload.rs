@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 
+use api_types::files::MAX_FILES_PER_MESSAGE;
 use api_types::{ApiErrorBody, MessageView};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -13,7 +14,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{File, ProgressEvent, XmlHttpRequest};
 
-use crate::api::{js_error, upload_url, UiError};
+use crate::api::{js_error, upload_url, StoredFile, UiError, STORE_URL};
 use crate::app::Lang;
 use crate::files_model::split_relative;
 use crate::messenger::Chat;
@@ -42,6 +43,14 @@ impl Outgoing {
     pub fn in_folder(file: File, relative: &str) -> Option<Outgoing> {
         let (name, path) = split_relative(relative)?;
         Some(Outgoing { file, name, path })
+    }
+
+    /// `path/name`, as the composer and notices show it.
+    pub fn label(&self) -> String {
+        match &self.path {
+            Some(p) => format!("{p}/{}", self.name),
+            None => self.name.clone(),
+        }
     }
 }
 
@@ -96,10 +105,7 @@ impl Uploads {
             rows.push(UploadRow {
                 id,
                 conversation_id: conversation_id.to_string(),
-                label: match &f.path {
-                    Some(p) => format!("{p}/{}", f.name),
-                    None => f.name.clone(),
-                },
+                label: f.label(),
                 size: f.file.size() as u64,
                 sent: 0,
                 active: false,
@@ -114,7 +120,11 @@ impl Uploads {
         }
     }
 
+    /// Sends the queue in order: a single file as its own message; the files of a
+    /// folder stored one by one, then sent 64 to a message (a folder of 1000 files is
+    /// 16 messages, not 1000).
     async fn run(self) {
+        let mut batch: Vec<StoredFile> = Vec::new();
         loop {
             let Some((id, conversation_id, f)) =
                 self.queue.try_update_value(|q| q.pop_front()).flatten()
@@ -122,28 +132,64 @@ impl Uploads {
                 break;
             };
             self.set_row(id, |r| r.active = true);
-            let sent = self.post(id, &conversation_id, &f).await;
+            if f.path.is_none() {
+                let sent = self.post(id, &conversation_id, &f).await;
+                self.rows.update(|r| r.retain(|r| r.id != id));
+                match sent {
+                    Ok(message) => self.chat.add_message(message),
+                    Err(e) => self.failed(id, &f.label(), &e),
+                }
+                continue;
+            }
+            let stored = self.store(id, &f).await;
             self.rows.update(|r| r.retain(|r| r.id != id));
-            match sent {
-                Ok(message) => self.chat.add_message(message),
-                Err(e) => {
-                    let label = match &f.path {
-                        Some(p) => format!("{p}/{}", f.name),
-                        None => f.name.clone(),
-                    };
-                    self.notices.push(
-                        NoticeKind::Warning,
-                        format!("upload:{id}"),
-                        "files.upload_failed",
-                        vec![
-                            ("name", label),
-                            ("message", e.message(self.lang.0.get_untracked())),
-                        ],
-                    );
+            match stored {
+                Ok(file_id) => batch.push(StoredFile {
+                    file_id,
+                    name: f.name.clone(),
+                    path: f.path.clone(),
+                }),
+                Err(e) => self.failed(id, &f.label(), &e),
+            }
+            let more_of_it = self.queue.with_value(|q| {
+                q.front()
+                    .is_some_and(|(_, c, next)| *c == conversation_id && next.path.is_some())
+            });
+            if !batch.is_empty() && (batch.len() >= MAX_FILES_PER_MESSAGE || !more_of_it) {
+                let files = std::mem::take(&mut batch);
+                match self
+                    .chat
+                    .client()
+                    .send_stored_files(&conversation_id, &files)
+                    .await
+                {
+                    Ok(message) => self.chat.add_message(message),
+                    Err(e) => {
+                        let label = files.first().map(|f| f.name.clone()).unwrap_or_default();
+                        self.failed(id, &label, &e);
+                    }
                 }
             }
         }
         self.running.set_value(false);
+    }
+
+    fn failed(self, id: u64, label: &str, e: &UiError) {
+        self.notices.push(
+            NoticeKind::Warning,
+            format!("upload:{id}"),
+            "files.upload_failed",
+            vec![
+                ("name", label.to_string()),
+                ("message", e.message(self.lang.0.get_untracked())),
+            ],
+        );
+    }
+
+    /// Stores one file of a folder (`POST /api/v1/files`): its id.
+    async fn store(self, id: u64, f: &Outgoing) -> Result<String, UiError> {
+        let (status, body) = self.xhr_upload(id, STORE_URL, f).await?;
+        stored_answer(status, &body)
     }
 
     fn set_row(self, id: u64, f: impl FnOnce(&mut UploadRow)) {
@@ -154,22 +200,29 @@ impl Uploads {
         });
     }
 
-    /// One file's request, through XMLHttpRequest for its upload progress.
+    /// One file sent as its own message.
     async fn post(
         self,
         id: u64,
         conversation_id: &str,
         f: &Outgoing,
     ) -> Result<MessageView, UiError> {
+        let url = upload_url(conversation_id, &f.name, f.path.as_deref());
+        let (status, body) = self.xhr_upload(id, &url, f).await?;
+        upload_answer(status, &body)
+    }
+
+    /// One file's bytes to `url`, through XMLHttpRequest for its upload progress: the
+    /// answer's status and body.
+    async fn xhr_upload(self, id: u64, url: &str, f: &Outgoing) -> Result<(u16, String), UiError> {
         let token = self
             .chat
             .client()
             .token()
             .map(str::to_string)
             .ok_or(UiError::NoToken)?;
-        let url = upload_url(conversation_id, &f.name, f.path.as_deref());
         let xhr = XmlHttpRequest::new().map_err(js_error)?;
-        xhr.open_with_async("POST", &url, true).map_err(js_error)?;
+        xhr.open_with_async("POST", url, true).map_err(js_error)?;
         xhr.set_request_header("Authorization", &format!("Bearer {token}"))
             .map_err(js_error)?;
         xhr.set_request_header("Content-Type", "application/octet-stream")
@@ -207,8 +260,21 @@ impl Uploads {
         }
         let status = xhr.status().map_err(js_error)?;
         let body = xhr.response_text().ok().flatten().unwrap_or_default();
-        upload_answer(status, &body)
+        Ok((status, body))
     }
+}
+
+/// The node's answer to storing a file: its id (`201`), or its error.
+pub fn stored_answer(status: u16, body: &str) -> Result<String, UiError> {
+    if (200..300).contains(&status) {
+        let value: serde_json::Value = serde_json::from_str(body)
+            .map_err(|e| UiError::Network(format!("unreadable answer: {e}")))?;
+        return value["file_id"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| UiError::Network("no file id in the answer".into()));
+    }
+    upload_answer(status, body).map(|m| m.id)
 }
 
 /// The node's answer to an upload: the message (`201`), or its error.
@@ -412,5 +478,17 @@ mod tests {
         }
         assert!(matches!(upload_answer(502, ""), Err(UiError::Network(_))));
         assert!(matches!(upload_answer(201, "{}"), Err(UiError::Network(_))));
+    }
+
+    #[test]
+    fn stored_answers() {
+        let id = "ab".repeat(32);
+        let body = format!(r#"{{"file_id":"{id}","size":3}}"#);
+        assert_eq!(stored_answer(201, &body).unwrap(), id);
+        assert!(matches!(stored_answer(201, "{}"), Err(UiError::Network(_))));
+        match stored_answer(507, "") {
+            Err(UiError::Api(body)) => assert_eq!(body.code, "disk_full"),
+            other => panic!("{other:?}"),
+        }
     }
 }
