@@ -547,7 +547,10 @@ impl Fetch {
                 picked.entry(peer).or_default().push(index);
             }
         }
-        for (peer, indices) in picked {
+        for (peer, mut indices) in picked {
+            // Picked from the download's start, wrapping round: the wire wants ranges
+            // ascending (a receiver drops a request whose ranges are not).
+            indices.sort_unstable();
             out.push((
                 peer,
                 FileWant {
@@ -865,6 +868,8 @@ impl Engine {
                         refused.push(index);
                     }
                 }
+                tracing::debug!(%peer, file = %file_id, kind = ?want.kind, asked = want.ranges.len(),
+                    queued = queue.len(), elsewhere = elsewhere.len(), busy = refused.len(), "file request");
                 if !elsewhere.is_empty() {
                     let answer = refuse(NoneReason::Elsewhere, ranges_of(elsewhere, MAX_RANGES));
                     if let Err(e) = self.links.send(&peer, answer) {
@@ -964,7 +969,8 @@ impl Engine {
                     Err(SendError::Busy) => {
                         self.serve_retry_at = Some(Instant::now() + SERVE_RETRY);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        tracing::debug!(%peer, "serving stops: {e}");
                         self.serving.remove(&peer);
                     }
                 }

@@ -98,7 +98,8 @@ impl ChunkRange {
     }
 }
 
-/// Sorted indices as ranges (consecutive ones merged), at most `max` of them.
+/// Sorted indices as ranges (consecutive ones merged), at most `max` of them. The
+/// caller sorts: unsorted indices make ranges a receiver refuses.
 pub fn ranges_of(indices: impl IntoIterator<Item = u32>, max: usize) -> Vec<ChunkRange> {
     let mut out: Vec<ChunkRange> = Vec::new();
     for index in indices {
