@@ -671,7 +671,7 @@ async fn lanchat_round(
             break v;
         }
         polls += 1;
-        if polls % 10 == 0 {
+        if polls.is_multiple_of(10) {
             if let Ok(s) = b.get(&format!("v1/files/{file_id}/status")).await {
                 if s["state"] == "available" && via_status.is_none() {
                     via_status = Some(mono_ns());
