@@ -255,6 +255,33 @@ pub struct FileStatusView {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever a peer signs as a file message, parsing it never panics, and what
+        /// parses is valid: it encodes again to a text that parses to the same.
+        #[test]
+        fn any_text_after_the_prefix_parses_or_is_refused(json in ".{0,400}") {
+            let text = format!("{FILE_MESSAGE_PREFIX}{json}");
+            if let Ok(content) = FileContent::parse(&text) {
+                let again = content.to_text().unwrap();
+                prop_assert_eq!(FileContent::parse(&again).unwrap(), content);
+            }
+        }
+
+        /// Names with any characters: accepted only as one plain component.
+        #[test]
+        fn names_are_accepted_only_as_one_plain_component(name in "\\PC{0,40}") {
+            let mut f = file("x");
+            f.name = name.clone();
+            let accepted = FileContent { files: vec![f] }.to_text().is_ok();
+            let plain = !name.is_empty()
+                && name != "."
+                && name != ".."
+                && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control());
+            prop_assert_eq!(accepted, plain);
+        }
+    }
 
     fn file(name: &str) -> FileRef {
         FileRef {
