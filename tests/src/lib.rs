@@ -93,6 +93,20 @@ where
     }
 }
 
+/// `len` bytes that do not repeat (xorshift from `seed`): file content whose every
+/// chunk differs, the same for the same seed.
+pub fn file_content(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// The environment that runs a process with its whole wall clock shifted by `offset`
 /// (libfaketime's syntax: `+5m`, `-5m`, `+3h`, `+300s`) — Debian's `faketime`
 /// (`scripts/setup.sh` installs it), without its wrapper: `faketime CMD` forks and

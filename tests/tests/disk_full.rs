@@ -210,19 +210,6 @@ async fn a_full_disk_stores_and_acks_nothing_and_delivery_resumes_when_space_ret
     pair.stop(Side::A).await.unwrap();
 }
 
-/// `len` bytes that do not repeat (xorshift), so every chunk is different.
-fn file_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 async fn upload(node: &NodeProcess, conversation: &str, name: &str, bytes: Vec<u8>) -> String {
     let resp = node
         .http()
@@ -282,7 +269,7 @@ async fn files_that_cannot_fit_fail_clearly_and_a_full_disk_mid_download_resumes
             &pair.a,
             &dm(&b_id),
             "too-big.bin",
-            file_bytes(120_000_000, 3),
+            lanchat_tests::file_content(120_000_000, 3),
         )
         .await;
         let b = &pair.b;
@@ -302,7 +289,7 @@ async fn files_that_cannot_fit_fail_clearly_and_a_full_disk_mid_download_resumes
             )
             .await?;
         anyhow::ensure!(status.is_success());
-        let bytes = file_bytes(60_000_000, 5);
+        let bytes = lanchat_tests::file_content(60_000_000, 5);
         let file_id = upload(&pair.a, &dm(&b_id), "fits.bin", bytes.clone()).await;
         wait_until(DELIVERY, "the file message on B", || async {
             file_status(b, &file_id).await.map(drop)

@@ -32,19 +32,6 @@ const SECRET: &str = "office-files";
 const ONLINE: Duration = Duration::from_secs(15);
 const TRANSFER: Duration = Duration::from_secs(60);
 
-/// Deterministic bytes that do not compress or repeat (xorshift).
-fn content(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 async fn upload_raw(
     node: &NodeProcess,
     conversation: &str,
@@ -151,7 +138,7 @@ async fn a_file_sent_in_a_dm_arrives_verified_and_reads_back_byte_for_byte() -> 
     let pair = pair(None).await?;
     let result = async {
         let (a, b) = (pair.node(Side::A), pair.node(Side::B));
-        let bytes = content(3_000_000, 7);
+        let bytes = lanchat_tests::file_content(3_000_000, 7);
         let sent = upload(a, &dm(pair.id(Side::B)), "季度报告 Q3.bin", bytes.clone()).await?;
         ensure!(
             sent.text.is_empty(),
@@ -211,7 +198,7 @@ async fn a_file_above_the_auto_download_size_waits_for_a_click() -> anyhow::Resu
     let pair = pair(Some(1000)).await?;
     let result = async {
         let (a, b) = (pair.node(Side::A), pair.node(Side::B));
-        let bytes = content(300_000, 11);
+        let bytes = lanchat_tests::file_content(300_000, 11);
         let sent = upload(a, &dm(pair.id(Side::B)), "big.bin", bytes.clone()).await?;
         let file_id = sent.attachments[0].file_id.clone();
         let received = wait_file_message(b, &dm(pair.id(Side::A)), &file_id).await?;
@@ -289,7 +276,7 @@ async fn a_group_member_gets_a_file_from_another_member_after_the_sender_left() 
             .await?;
         }
         let conversation = group_conversation(&group.id);
-        let bytes = content(1_500_000, 23);
+        let bytes = lanchat_tests::file_content(1_500_000, 23);
         let sent = upload(&mesh.nodes[0], &conversation, "设计稿.bin", bytes.clone()).await?;
         let file_id = sent.attachments[0].file_id.clone();
         wait_file_message(&mesh.nodes[1], &conversation, &file_id).await?;

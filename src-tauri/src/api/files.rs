@@ -113,7 +113,7 @@ pub async fn upload(
     body: Body,
 ) -> Result<(StatusCode, Json<MessageView>), ApiError> {
     let conversation = conversation_id(&id)?;
-    if params.get("name").is_none() && is_json(&headers) {
+    if params.get("name").is_none() && super::json_body::is_json(&headers) {
         let bytes = axum::body::to_bytes(body, BATCH_BODY_BYTES)
             .await
             .map_err(|e| ApiError::bad_request(format!("cannot read the body: {e}")))?;
@@ -147,14 +147,6 @@ pub async fn upload(
 
 /// A batch's JSON: 64 entries of a name, a folder and an id, with room to spare.
 const BATCH_BODY_BYTES: usize = 256 * 1024;
-
-fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
-}
 
 /// The file message's text for a batch: every file complete in the blob store, its
 /// name and folder checked, described from the store (never from the request).

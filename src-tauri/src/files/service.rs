@@ -190,13 +190,8 @@ impl FileService {
                 d.state = None;
             }
         }
+        // The engine starts a failed download over (a retry) and widens a running one.
         if let Some(engine) = self.engine() {
-            if let Some(FetchState::Failed(_)) =
-                engine.progress(desc.file_id).await.map(|p| p.state)
-            {
-                // A retry: the failed attempt is forgotten first.
-                engine.cancel(desc.file_id).await;
-            }
             engine.fetch(desc, peers).await;
         }
         Ok(())
