@@ -81,6 +81,9 @@ pub struct FileCounters {
     pub requests_over_quota: u64,
     /// Chunks and pages that arrived unasked (or after their request was given up).
     pub chunks_unsolicited: u64,
+    /// Requests refused because this node's user stopped sending that file.
+    #[serde(default)]
+    pub requests_withdrawn: u64,
 }
 
 /// Read receipts since the node started (docs/PROTOCOL.md, "Read receipts").

@@ -211,6 +211,9 @@ pub enum WaitingFor {
     Download,
     /// A peer that has it (the sender, or a member that has it) to come online.
     Sender,
+    /// The sender to send it again: the peers that have it stopped sending it (the
+    /// sender's cancel). Asked again every 30 s; it goes on by itself then.
+    Withdrawn,
 }
 
 /// A file attached to a message, as `MessageView.attachments` lists it.
@@ -234,6 +237,9 @@ pub struct AttachmentView {
     pub thumbnail: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// This node stopped sending it (`POST …/withdraw`): it serves it to nobody.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
 }
 
 /// `GET /api/v1/files/{file_id}/status`, and the `file.progress` event.
@@ -250,6 +256,9 @@ pub struct FileStatusView {
     pub bytes_per_sec: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// This node stopped sending it (`POST …/withdraw`): it serves it to nobody.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub withdrawn: bool,
 }
 
 #[cfg(test)]

@@ -620,6 +620,7 @@ impl Supervisor {
         let (delivery_links, file_links, splitter) =
             split_link_events(link_rx, forwarder_stop.clone());
         let (file_events, file_events_rx) = broadcast::channel(FILE_EVENT_BACKLOG);
+        let withdrawn = self.files.withdrawn().await;
         let (files, files_task) = lan_mesh::files::spawn(lan_mesh::files::FilesParts {
             links: Arc::new(transport.clone()),
             blobs: Arc::new(mesh_store::BlobPorts::new(self.files.blobs().clone())),
@@ -627,6 +628,7 @@ impl Supervisor {
             events: file_events,
             addresses: addresses.clone(),
             cancel: forwarder_stop.clone(),
+            withdrawn,
         });
         let (delivery_tx, delivery_rx) = broadcast::channel(DELIVERY_EVENT_BACKLOG);
         let delivery = delivery::spawn(DeliveryParts {

@@ -133,3 +133,40 @@ pub(crate) fn set_download_wanted(
     .execute(params![file_id, i64::from(wanted), now])?;
     Ok(())
 }
+
+/// Files this node's user withdrew (stopped sending), oldest first.
+pub(crate) fn withdrawn(conn: &Connection) -> StoreResult<Vec<String>> {
+    let found = conn
+        .prepare_cached("SELECT file_id FROM file_withdrawals ORDER BY withdrawn_at, file_id")?
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(found)
+}
+
+pub(crate) fn is_withdrawn(conn: &Connection, file_id: &str) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM file_withdrawals WHERE file_id = ?1")?
+        .query_row([file_id], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+/// Withdraws `file_id` (`true`) or offers it again (`false`).
+pub(crate) fn set_withdrawn(
+    conn: &Connection,
+    file_id: &str,
+    withdrawn: bool,
+    now: UnixMs,
+) -> StoreResult<()> {
+    if withdrawn {
+        conn.prepare_cached(
+            "INSERT INTO file_withdrawals (file_id, withdrawn_at) VALUES (?1, ?2)
+             ON CONFLICT (file_id) DO NOTHING",
+        )?
+        .execute(params![file_id, now])?;
+    } else {
+        conn.prepare_cached("DELETE FROM file_withdrawals WHERE file_id = ?1")?
+            .execute([file_id])?;
+    }
+    Ok(())
+}

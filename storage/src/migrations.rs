@@ -267,6 +267,15 @@ CREATE TABLE file_downloads (
     updated_at INTEGER NOT NULL
 ) STRICT;
 "#,
+    // v11: files this node's user withdrew (stopped sending: the sender's "cancel"),
+    // served to nobody until offered again — kept so a restart does not resume an
+    // upload the user stopped.
+    r#"
+CREATE TABLE file_withdrawals (
+    file_id      TEXT PRIMARY KEY,
+    withdrawn_at INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 pub(crate) fn latest_version() -> i64 {

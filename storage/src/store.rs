@@ -759,6 +759,31 @@ impl Store {
         .await
     }
 
+    /// The files this node's user withdrew (stopped sending) and did not offer again.
+    pub async fn withdrawn_files(&self) -> StoreResult<Vec<String>> {
+        self.read(attachments::withdrawn).await
+    }
+
+    pub async fn file_withdrawn(&self, file_id: String) -> StoreResult<bool> {
+        self.read(move |c| attachments::is_withdrawn(c, &file_id))
+            .await
+    }
+
+    /// Withdraws `file_id` (this node serves it to nobody) or, with `false`, offers it
+    /// again. Durable: a restart right after must not resume an upload the user
+    /// stopped.
+    pub async fn set_file_withdrawn(
+        &self,
+        file_id: String,
+        withdrawn: bool,
+        now: UnixMs,
+    ) -> StoreResult<()> {
+        self.write(Durability::BeforeAck, move |c, _| {
+            attachments::set_withdrawn(c, &file_id, withdrawn, now)
+        })
+        .await
+    }
+
     /// Full-text search over message bodies, newest first, paged.
     pub async fn search(&self, query: SearchQuery) -> StoreResult<SearchPage> {
         self.read(move |c| search::search(c, &query)).await

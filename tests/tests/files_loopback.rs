@@ -12,6 +12,9 @@
 //! - `unsafe_names_and_folders_are_refused_with_the_field`: traversal, separators,
 //!   control characters, reserved names and a missing name are `400`s naming `name`
 //!   or `path`; nothing is sent.
+//! - `a_sender_that_stops_sending_keeps_the_file_from_the_receiver_across_a_restart`:
+//!   A withdraws a file B has not fetched; B's click waits (`waiting_for: withdrawn`,
+//!   nothing arrives) — still after A restarts —; A offers it again and B gets it.
 //! - `a_group_member_gets_a_file_from_another_member_after_the_sender_left`: alpha
 //!   sends to a group; bravo downloads it; alpha stops; charlie (auto-download off)
 //!   asks for it then and gets it — from bravo.
@@ -217,6 +220,71 @@ async fn a_file_above_the_auto_download_size_waits_for_a_click() -> anyhow::Resu
         wait_available(b, &file_id, "B has the file after the click").await?;
         ensure!(file_content(b, &file_id).await?.1 == bytes);
         ensure!(post(b, &format!("v1/files/{}/fetch", "0".repeat(64))).await? == 404);
+        Ok(())
+    }
+    .await;
+    pair.explain(result)
+}
+
+async fn requests_withdrawn(node: &NodeProcess) -> anyhow::Result<u64> {
+    let d = node.get_json("v1/diagnostics").await?;
+    d["files"]["requests_withdrawn"]
+        .as_u64()
+        .context("no files.requests_withdrawn in diagnostics")
+}
+
+#[tokio::test]
+async fn a_sender_that_stops_sending_keeps_the_file_from_the_receiver_across_a_restart(
+) -> anyhow::Result<()> {
+    let mut pair = pair(Some(1000)).await?;
+    let result = async {
+        let bytes = lanchat_tests::file_content(600_000, 23);
+        let a = pair.node(Side::A);
+        let sent = upload(a, &dm(pair.id(Side::B)), "draft.bin", bytes.clone()).await?;
+        let file_id = sent.attachments[0].file_id.clone();
+        ensure!(!sent.attachments[0].withdrawn);
+        wait_file_message(pair.node(Side::B), &dm(pair.id(Side::A)), &file_id).await?;
+
+        ensure!(post(a, &format!("v1/files/{file_id}/withdraw")).await? == 200);
+        ensure!(file_status(a, &file_id).await?.withdrawn);
+        let mine = wait_file_message(a, &dm(pair.id(Side::B)), &file_id).await?;
+        ensure!(mine.attachments[0].withdrawn, "{:?}", mine.attachments[0]);
+        ensure!(post(a, &format!("v1/files/{}/withdraw", "0".repeat(64))).await? == 404);
+
+        let b = pair.node(Side::B);
+        ensure!(post(b, &format!("v1/files/{file_id}/fetch")).await? == 202);
+        let refused = |b| {
+            let file_id = file_id.clone();
+            async move {
+                let s = file_status(b, &file_id).await.ok()?;
+                (s.waiting_for == Some(WaitingFor::Withdrawn) && s.have_bytes == 0).then_some(s)
+            }
+        };
+        wait_until(TRANSFER, "B to see the file withdrawn", || refused(b)).await?;
+        ensure!(file_content(b, &file_id).await?.0 == 409);
+
+        // Kept across A's restart: B asks again when the link is back, and is refused.
+        pair.restart(Side::A).await?;
+        let a = pair.node(Side::A);
+        ensure!(file_status(a, &file_id).await?.withdrawn);
+        wait_until(
+            TRANSFER,
+            "A to refuse B's query after its restart",
+            || async { (requests_withdrawn(a).await.ok()? > 0).then_some(()) },
+        )
+        .await?;
+        let b = pair.node(Side::B);
+        let s = file_status(b, &file_id).await?;
+        ensure!(
+            s.waiting_for == Some(WaitingFor::Withdrawn) && s.have_bytes == 0,
+            "{s:?}"
+        );
+
+        // Sent again: B hears at once and completes.
+        ensure!(post(a, &format!("v1/files/{file_id}/offer")).await? == 200);
+        ensure!(!file_status(a, &file_id).await?.withdrawn);
+        wait_available(b, &file_id, "B has the file once it is sent again").await?;
+        ensure!(file_content(b, &file_id).await?.1 == bytes);
         Ok(())
     }
     .await;

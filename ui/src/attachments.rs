@@ -17,7 +17,7 @@ use crate::api::{js_error, Client, UiError};
 use crate::app::Lang;
 use crate::files_model::{
     action_of, display_path, duration_text, eta_secs, file_badge, file_kind, human_size,
-    is_viewable_image, percent, speed_text, state_name, FileAction,
+    is_viewable_image, percent, sending_action, speed_text, state_name, FileAction, SendingAction,
 };
 use crate::messenger::Chat;
 
@@ -36,14 +36,14 @@ pub fn attachments_view(m: &MessageView) -> impl IntoView {
             .attachments
             .iter()
             .cloned()
-            .map(|a| view! { <AttachmentRow attachment=a/> })
+            .map(|a| view! { <AttachmentRow attachment=a outgoing=m.outgoing/> })
             .collect_view();
         view! { <div class="attachments">{rows}</div> }
     })
 }
 
 #[component]
-fn AttachmentRow(attachment: AttachmentView) -> impl IntoView {
+fn AttachmentRow(attachment: AttachmentView, outgoing: bool) -> impl IntoView {
     let lang = expect_context::<Lang>();
     let chat = expect_context::<Chat>();
     let viewer = use_context::<Viewer>();
@@ -162,6 +162,23 @@ fn AttachmentRow(attachment: AttachmentView) -> impl IntoView {
             FileAction::WaitSender => ().into_any(),
         }
     };
+    // The sender's own files: stop sending (receivers that do not have it yet stop
+    // getting it from here), and send again.
+    let sending = move || {
+        let busy_now = busy.get();
+        sending_action(outgoing, &status.get()).map(|action| match action {
+            SendingAction::Withdraw => view! {
+                <button type="button" class="link danger" data-testid="attachment-withdraw" disabled=busy_now
+                    on:click=move |_| act("withdraw")>{move || lang.t("files.withdraw")}</button>
+            }
+            .into_any(),
+            SendingAction::Offer => view! {
+                <button type="button" class="link" data-testid="attachment-offer" disabled=busy_now
+                    on:click=move |_| act("offer")>{move || lang.t("files.offer")}</button>
+            }
+            .into_any(),
+        })
+    };
 
     view! {
         <div class="attachment" data-testid="attachment" data-file-id=file_id
@@ -179,6 +196,12 @@ fn AttachmentRow(attachment: AttachmentView) -> impl IntoView {
                             data-state=move || state_name(&status.get())>
                             {move || lang.t(&format!("files.state.{}", state_name(&status.get())))}
                         </span>
+                        {move || status.get().withdrawn.then(|| view! {
+                            " · "
+                            <span class="file-withdrawn" data-testid="attachment-withdrawn">
+                                {move || lang.t("files.withdrawn")}
+                            </span>
+                        })}
                     </div>
                     {progress}
                     {move || status.get().error.filter(|_| status.get().state == FileState::Failed).map(|e| view! {
@@ -188,7 +211,7 @@ fn AttachmentRow(attachment: AttachmentView) -> impl IntoView {
                         <div class="error small" role="alert">{e.message(lang.0.get())}</div>
                     })}
                 </div>
-                <div class="file-actions">{button}</div>
+                <div class="file-actions">{button}{sending}</div>
             </div>
         </div>
     }

@@ -66,6 +66,7 @@ pub fn status_of(a: &AttachmentView) -> FileStatusView {
         size: a.size,
         bytes_per_sec: None,
         error: a.error.clone(),
+        withdrawn: a.withdrawn,
     }
 }
 
@@ -88,8 +89,36 @@ pub fn action_of(s: &FileStatusView) -> FileAction {
         FileState::Available => FileAction::Save,
         FileState::Fetching => FileAction::Cancel,
         FileState::Failed => FileAction::Retry,
-        FileState::Waiting if s.waiting_for == Some(WaitingFor::Sender) => FileAction::WaitSender,
+        FileState::Waiting
+            if matches!(
+                s.waiting_for,
+                Some(WaitingFor::Sender | WaitingFor::Withdrawn)
+            ) =>
+        {
+            FileAction::WaitSender
+        }
         FileState::Waiting => FileAction::Download,
+    }
+}
+
+/// What the sender of a file can do about sending it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendingAction {
+    /// Stop sending it (`…/withdraw`): receivers that do not have it yet stop getting
+    /// it from this node.
+    Withdraw,
+    /// Send it again (`…/offer`) after stopping.
+    Offer,
+}
+
+/// Offered on this node's own file messages only, once the file is here (an upload
+/// always is; a forwarded one may not be yet).
+pub fn sending_action(outgoing: bool, s: &FileStatusView) -> Option<SendingAction> {
+    match (outgoing, s.withdrawn, s.state) {
+        (false, _, _) => None,
+        (true, true, _) => Some(SendingAction::Offer),
+        (true, false, FileState::Available) => Some(SendingAction::Withdraw),
+        (true, false, _) => None,
     }
 }
 
@@ -100,6 +129,7 @@ pub fn state_name(s: &FileStatusView) -> &'static str {
         (FileState::Fetching, _) => "fetching",
         (FileState::Failed, _) => "failed",
         (FileState::Waiting, Some(WaitingFor::Sender)) => "waiting_sender",
+        (FileState::Waiting, Some(WaitingFor::Withdrawn)) => "waiting_withdrawn",
         (FileState::Waiting, _) => "waiting",
     }
 }
@@ -111,6 +141,7 @@ fn apply_to(attachments: &mut [AttachmentView], s: &FileStatusView) -> bool {
         a.waiting_for = s.waiting_for;
         a.have_bytes = s.have_bytes;
         a.error = s.error.clone();
+        a.withdrawn = s.withdrawn;
         changed = true;
     }
     changed
@@ -269,6 +300,7 @@ mod tests {
             have_bytes: 0,
             thumbnail: Some("data:image/png;base64,AAAA".into()),
             error: None,
+            withdrawn: false,
         }
     }
 
@@ -297,6 +329,7 @@ mod tests {
             size: 2000,
             bytes_per_sec: Some(500),
             error: None,
+            withdrawn: false,
         }
     }
 
@@ -330,6 +363,19 @@ mod tests {
     }
 
     #[test]
+    fn only_the_sender_stops_and_resumes_sending() {
+        let mut s = status("f", FileState::Available, 2000);
+        assert_eq!(sending_action(false, &s), None);
+        assert_eq!(sending_action(true, &s), Some(SendingAction::Withdraw));
+        s.withdrawn = true;
+        assert_eq!(sending_action(true, &s), Some(SendingAction::Offer));
+        assert_eq!(sending_action(false, &s), None);
+        s.withdrawn = false;
+        s.state = FileState::Fetching;
+        assert_eq!(sending_action(true, &s), None);
+    }
+
+    #[test]
     fn actions_follow_the_state() {
         let mut s = status("f", FileState::Waiting, 0);
         s.waiting_for = Some(WaitingFor::Download);
@@ -338,6 +384,9 @@ mod tests {
         s.waiting_for = Some(WaitingFor::Sender);
         assert_eq!(action_of(&s), FileAction::WaitSender);
         assert_eq!(state_name(&s), "waiting_sender");
+        s.waiting_for = Some(WaitingFor::Withdrawn);
+        assert_eq!(action_of(&s), FileAction::WaitSender);
+        assert_eq!(state_name(&s), "waiting_withdrawn");
         s.state = FileState::Fetching;
         assert_eq!(action_of(&s), FileAction::Cancel);
         s.state = FileState::Failed;

@@ -29,7 +29,7 @@
 //! [`DIAL_INTERVAL`]) when discovery knows its address: a download does not wait for
 //! some other traffic to bring the link up.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +87,9 @@ const ELSEWHERE_BACKOFF: Duration = Duration::from_secs(1);
 /// Chunks remembered as sent ([`SEED_MEMORY`]); above it the memory is dropped (the
 /// rule only saves upload, it never decides correctness).
 const MAX_SEED_MEMORY: usize = 1 << 16;
+/// Peers remembered per withdrawn file to tell when it is offered again (the others
+/// find out at their next recheck).
+const MAX_TOLD_WITHDRAWN: usize = 1024;
 /// How long a peer that answered `Busy` is left alone: long enough for its queue to
 /// drain a window (~80 ms at 100 Mbit/s) many times over, short against a transfer.
 const BUSY_BACKOFF: Duration = Duration::from_millis(500);
@@ -100,6 +103,9 @@ const COMMAND_QUEUE: usize = 64;
 /// has its own backoff for failed dials, this keeps the engine (which looks at its
 /// downloads on every event) from asking for a dial per event.
 pub const DIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// A peer that withdrew a file (its user cancelled sending it) is asked again after
+/// this: when they offer it again, waiting downloads go on by themselves.
+pub const WITHDRAWN_RECHECK: Duration = Duration::from_secs(30);
 /// The least time between two [`FileEvent::Progress`] of one download: four a second
 /// moves a progress bar smoothly, while a 100 MB/s download stores ~800 chunks a
 /// second that nobody needs to hear of one by one.
@@ -121,6 +127,9 @@ pub enum FetchState {
     /// The store refused a chunk (a full disk, an I/O error): nothing more is asked
     /// for [`STORE_RETRY`], then it goes on by itself — what was verified stays.
     Stalled(String),
+    /// Like `Waiting`, but a peer that has it withdrew it (its user cancelled sending
+    /// it): asked again every [`WITHDRAWN_RECHECK`].
+    Withdrawn,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +184,8 @@ pub struct FileCounters {
     pub pages_served: AtomicU64,
     /// Candidates dialled by downloads.
     pub dials: AtomicU64,
+    /// Requests refused because their file is withdrawn here.
+    pub requests_withdrawn: AtomicU64,
 }
 
 impl FileCounters {
@@ -194,6 +205,7 @@ impl FileCounters {
             pages_unsolicited: get(&self.pages_unsolicited),
             pages_served: get(&self.pages_served),
             dials: get(&self.dials),
+            requests_withdrawn: get(&self.requests_withdrawn),
         }
     }
 }
@@ -210,6 +222,7 @@ pub struct FileCounts {
     pub pages_unsolicited: u64,
     pub pages_served: u64,
     pub dials: u64,
+    pub requests_withdrawn: u64,
 }
 
 enum Command {
@@ -218,6 +231,8 @@ enum Command {
         peers: Vec<NodeId>,
     },
     Cancel(FileId),
+    Withdraw(FileId),
+    Offer(FileId),
     Progress(FileId, oneshot::Sender<Option<FetchProgress>>),
 }
 
@@ -240,6 +255,19 @@ impl FilesHandle {
     /// Stops downloading `file_id` (its verified chunks stay in the store).
     pub async fn cancel(&self, file_id: FileId) {
         let _ = self.commands.send(Command::Cancel(file_id)).await;
+    }
+
+    /// Stops serving `file_id` to anyone (its user cancelled sending it): requests are
+    /// answered `Withdrawn` and what was queued for peers is dropped. Not kept by the
+    /// engine across restarts: the node passes what it stored in
+    /// [`FilesParts::withdrawn`].
+    pub async fn withdraw(&self, file_id: FileId) {
+        let _ = self.commands.send(Command::Withdraw(file_id)).await;
+    }
+
+    /// Serves `file_id` again after [`FilesHandle::withdraw`].
+    pub async fn offer(&self, file_id: FileId) {
+        let _ = self.commands.send(Command::Offer(file_id)).await;
     }
 
     pub async fn progress(&self, file_id: FileId) -> Option<FetchProgress> {
@@ -266,6 +294,9 @@ pub struct FilesParts {
     /// Where discovery last saw each peer (the node passes delivery's book, which
     /// discovery keeps current): how unlinked candidates are dialled.
     pub addresses: AddressBook,
+    /// Files withdrawn from the start (what the node's user stopped sending): not one
+    /// request for them is served, however early it comes.
+    pub withdrawn: HashSet<FileId>,
 }
 
 pub fn spawn(parts: FilesParts) -> (FilesHandle, JoinHandle<()>) {
@@ -282,6 +313,11 @@ pub fn spawn(parts: FilesParts) -> (FilesHandle, JoinHandle<()>) {
         serve_retry_at: None,
         fetches: HashMap::new(),
         seeded: HashMap::new(),
+        withdrawn: parts
+            .withdrawn
+            .into_iter()
+            .map(|f| (f, BTreeSet::new()))
+            .collect(),
     };
     let task = tokio::spawn(engine.run(parts.link_events, commands, parts.cancel));
     (
@@ -308,6 +344,8 @@ struct Source {
     /// It said it has no manifest (or sent a page that does not fit): not asked for
     /// pages again until its link comes back.
     no_manifest: bool,
+    /// When it last answered `Withdrawn`; cleared by its next `FileHave`.
+    withdrawn_at: Option<Instant>,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +466,8 @@ impl Fetch {
     ) -> bool {
         !s.dropped
             && s.resume_at.is_none_or(|at| now >= at)
+            && s.withdrawn_at
+                .is_none_or(|at| now.duration_since(at) >= WITHDRAWN_RECHECK)
             && match self.phase {
                 Phase::Manifest => !s.no_manifest,
                 Phase::Chunks => s.have.as_ref().is_some_and(|h| !h.is_empty()),
@@ -478,6 +518,7 @@ impl Fetch {
                         .is_none_or(|at| now.duration_since(at) >= limit)
                 };
                 let ask = match &source.have {
+                    None if source.withdrawn_at.is_some() => since(WITHDRAWN_RECHECK),
                     None => since(REQUEST_TIMEOUT),
                     // A partial holder gains chunks as it downloads too.
                     Some(SourceHave::Some(_)) => since(HAVE_REFRESH),
@@ -568,10 +609,11 @@ impl Fetch {
     }
 
     /// Fetching while something is asked or some linked peer can be asked; waiting
-    /// otherwise.
+    /// otherwise (withdrawn when a peer withdrew it).
     fn activity(&self, is_linked: &dyn Fn(&NodeId) -> bool) -> FetchState {
         let askable = self.sources.iter().any(|(peer, s)| {
             !s.dropped
+                && s.withdrawn_at.is_none()
                 && is_linked(peer)
                 && match (self.phase, &s.have) {
                     (Phase::Manifest, _) => !s.no_manifest,
@@ -581,6 +623,8 @@ impl Fetch {
         });
         if !self.in_flight.is_empty() || askable {
             FetchState::Fetching
+        } else if self.sources.values().any(|s| s.withdrawn_at.is_some()) {
+            FetchState::Withdrawn
         } else {
             FetchState::Waiting
         }
@@ -616,6 +660,9 @@ struct Engine {
     fetches: HashMap<FileId, Fetch>,
     /// Chunks of whole files sent lately: to whom and when ([`SEED_MEMORY`]).
     seeded: HashMap<(FileId, u32), (NodeId, Instant)>,
+    /// Files not served to anyone (their user cancelled sending them), and the peers
+    /// told so: they hear at once when it is offered again.
+    withdrawn: HashMap<FileId, BTreeSet<NodeId>>,
 }
 
 impl Engine {
@@ -668,6 +715,18 @@ impl Engine {
                     }
                 }
                 self.blobs.forget_manifest(file_id);
+            }
+            Command::Withdraw(file_id) => {
+                self.withdrawn.entry(file_id).or_default();
+                for queue in self.serving.values_mut() {
+                    queue.retain(|item| item.file_id() != file_id);
+                }
+                self.seeded.retain(|(f, _), _| *f != file_id);
+            }
+            Command::Offer(file_id) => {
+                if let Some(told) = self.withdrawn.remove(&file_id) {
+                    self.tell_offered(file_id, told).await;
+                }
             }
             Command::Progress(file_id, reply) => {
                 let progress = self.fetches.get(&file_id).map(|f| {
@@ -791,6 +850,7 @@ impl Engine {
                     .get_mut(&have.file_id)
                     .and_then(|f| f.sources.get_mut(&peer))
                 {
+                    s.withdrawn_at = None;
                     s.have = Some(if have.complete {
                         SourceHave::Complete
                     } else {
@@ -820,22 +880,22 @@ impl Engine {
             }
         };
         let answer = match holding {
+            _ if self.withdrawn.contains_key(&file_id) => {
+                FileCounters::inc(&self.counters.requests_withdrawn);
+                if let Some(told) = self.withdrawn.get_mut(&file_id) {
+                    if told.len() < MAX_TOLD_WITHDRAWN {
+                        told.insert(peer.clone());
+                    }
+                }
+                Some(refuse(NoneReason::Withdrawn, Vec::new()))
+            }
             None => Some(refuse(NoneReason::Absent, Vec::new())),
             Some(h) if h.manifest_hash != want.manifest_hash => {
                 Some(refuse(NoneReason::OtherManifest, Vec::new()))
             }
-            Some(h) if want.is_query() => Some(Frame::File(FileFrame::Have(match h.chunks {
-                HeldChunks::Complete => FileHave {
-                    file_id,
-                    complete: true,
-                    ranges: Vec::new(),
-                },
-                HeldChunks::Some(chunks) => FileHave {
-                    file_id,
-                    complete: false,
-                    ranges: ranges_of(chunks, MAX_RANGES),
-                },
-            }))),
+            Some(h) if want.is_query() => {
+                Some(Frame::File(FileFrame::Have(have_of(file_id, h.chunks))))
+            }
             Some(h) => {
                 let whole = h.chunks == HeldChunks::Complete && want.kind == WantKind::Chunks;
                 let now = Instant::now();
@@ -883,6 +943,28 @@ impl Engine {
         if let Some(answer) = answer {
             if let Err(e) = self.links.send(&peer, answer) {
                 tracing::debug!(%peer, "file answer not sent: {e}");
+            }
+        }
+    }
+
+    /// A file offered again: the linked peers that were told it is withdrawn hear what
+    /// this node has of it now (an unasked `FileHave`), so their downloads go on at
+    /// once instead of at their next recheck.
+    async fn tell_offered(&self, file_id: FileId, told: BTreeSet<NodeId>) {
+        let have = match self.blobs.holding(file_id).await {
+            Ok(Some(h)) => have_of(file_id, h.chunks),
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(file = %file_id, "cannot read what is held: {e}");
+                return;
+            }
+        };
+        for peer in told.iter().filter(|p| self.links.is_linked(p)) {
+            if let Err(e) = self
+                .links
+                .send(peer, Frame::File(FileFrame::Have(have.clone())))
+            {
+                tracing::debug!(%peer, "file offer not sent: {e}");
             }
         }
     }
@@ -1145,8 +1227,9 @@ impl Engine {
             }
         }
         let phase = fetch.phase;
-        if phase == Phase::Manifest
-            && matches!(none.reason, NoneReason::Absent | NoneReason::OtherManifest)
+        if none.reason == NoneReason::Withdrawn
+            || (phase == Phase::Manifest
+                && matches!(none.reason, NoneReason::Absent | NoneReason::OtherManifest))
         {
             fetch.release_peer(&peer);
         }
@@ -1155,6 +1238,14 @@ impl Engine {
         };
         match (none.reason, phase) {
             (NoneReason::Busy, _) => source.resume_at = Some(Instant::now() + BUSY_BACKOFF),
+            // Nothing of it from there until it is offered again: asked what it has
+            // after `WITHDRAWN_RECHECK` (a query's timeout is as long).
+            (NoneReason::Withdrawn, _) => {
+                let now = Instant::now();
+                source.withdrawn_at = Some(now);
+                source.have = None;
+                source.asked_at = Some(now);
+            }
             // Another member has them: not asked of a whole-file holder for a moment,
             // and the members are asked at once what they have now.
             (NoneReason::Elsewhere, _) => {
@@ -1372,5 +1463,21 @@ impl Engine {
             }
             self.emit(file_id, state);
         }
+    }
+}
+
+/// The answer to "which chunks do you have?" for what this node holds of `file_id`.
+fn have_of(file_id: FileId, chunks: HeldChunks) -> FileHave {
+    match chunks {
+        HeldChunks::Complete => FileHave {
+            file_id,
+            complete: true,
+            ranges: Vec::new(),
+        },
+        HeldChunks::Some(chunks) => FileHave {
+            file_id,
+            complete: false,
+            ranges: ranges_of(chunks, MAX_RANGES),
+        },
     }
 }

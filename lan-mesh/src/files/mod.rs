@@ -23,7 +23,7 @@ mod tests;
 
 pub use engine::{
     spawn, FetchProgress, FetchState, FileCounters, FileCounts, FileEvent, FilesHandle, FilesParts,
-    DIAL_INTERVAL, PROGRESS_INTERVAL, SERVE_QUEUE_PER_PEER, STORE_RETRY, WINDOW,
+    DIAL_INTERVAL, PROGRESS_INTERVAL, SERVE_QUEUE_PER_PEER, STORE_RETRY, WINDOW, WITHDRAWN_RECHECK,
 };
 pub use port::{
     BlobFuture, BlobPort, BlobPortError, FileDescriptor, HeldChunks, Holding, ManifestOutcome,

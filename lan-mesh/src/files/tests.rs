@@ -54,6 +54,7 @@ impl Node {
             events,
             cancel: cancel.clone(),
             addresses: addresses.clone(),
+            withdrawn: Default::default(),
         });
         Node {
             id,
@@ -835,4 +836,107 @@ async fn requests_that_wrap_round_the_chunk_list_still_go_out_in_order() {
             }
         }
     }
+}
+
+/// `to`'s answers to `from` that said the file is withdrawn.
+fn withdrawn_answers(net: &MemoryNet, from: &NodeId, to: &NodeId) -> usize {
+    net.sent_between(from, to)
+        .iter()
+        .filter(|s| {
+            matches!(&s.frame, Frame::File(FileFrame::None(n)) if n.reason == NoneReason::Withdrawn)
+        })
+        .count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_withdrawn_file_is_refused_and_the_download_goes_on_at_once_when_it_is_offered_again() {
+    let net = MemoryNet::new();
+    let data = content(12);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = knowing(&net, 2, &manifest);
+    net.link(&a.id, &b.id);
+    a.handle.withdraw(manifest.file_id).await;
+
+    b.fetch(&manifest, &[&a]).await;
+    let started = tokio::time::Instant::now();
+    loop {
+        if b.progress(&manifest).await.state == FetchState::Withdrawn {
+            break;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "{:?}",
+            b.progress(&manifest).await
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(b.progress(&manifest).await.fetched, 0);
+    let answers = withdrawn_answers(&net, &a.id, &b.id);
+    assert!(answers >= 1);
+    assert!(!net
+        .sent_between(&a.id, &b.id)
+        .iter()
+        .any(|s| is_chunk(&s.frame)));
+    // Left alone until the recheck: not asked again, however long b waits below it.
+    tokio::time::sleep(WITHDRAWN_RECHECK / 2).await;
+    assert_eq!(withdrawn_answers(&net, &a.id, &b.id), answers);
+    assert_eq!(b.progress(&manifest).await.state, FetchState::Withdrawn);
+
+    // Offered again: a tells b at once, b does not wait for its recheck.
+    let offered = tokio::time::Instant::now();
+    a.handle.offer(manifest.file_id).await;
+    b.complete(&manifest).await;
+    assert!(
+        offered.elapsed() < WITHDRAWN_RECHECK / 4,
+        "{:?}",
+        offered.elapsed()
+    );
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+}
+
+#[tokio::test(start_paused = true)]
+async fn withdrawing_a_file_mid_transfer_stops_serving_it_and_the_download_keeps_what_it_has() {
+    let net = MemoryNet::new();
+    let data = content(40);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = knowing(&net, 2, &manifest);
+    net.link(&a.id, &b.id);
+    // Chunks are slow to read on a: the transfer is still running when a withdraws.
+    a.blobs.delay_reads(Duration::from_millis(50));
+
+    b.fetch(&manifest, &[&a]).await;
+    let started = tokio::time::Instant::now();
+    while b.progress(&manifest).await.fetched < 4 {
+        assert!(started.elapsed() < LIMIT);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    a.handle.withdraw(manifest.file_id).await;
+    let mut progress = b.progress(&manifest).await;
+    while progress.state != FetchState::Withdrawn {
+        assert!(started.elapsed() < LIMIT, "{progress:?}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        progress = b.progress(&manifest).await;
+    }
+    let served = a.handle.counters().snapshot().chunks_served;
+    assert!(
+        progress.fetched >= 4 && progress.missing > 0,
+        "{progress:?}"
+    );
+    // Nothing more leaves a while the file is withdrawn.
+    tokio::time::sleep(WITHDRAWN_RECHECK * 3).await;
+    assert_eq!(a.handle.counters().snapshot().chunks_served, served);
+    assert_eq!(b.progress(&manifest).await.state, FetchState::Withdrawn);
+    assert!(
+        withdrawn_answers(&net, &a.id, &b.id) >= 3,
+        "asked again at each recheck"
+    );
+
+    // Offered again, the download goes on from what it has: a sends each chunk once.
+    a.handle.offer(manifest.file_id).await;
+    b.complete(&manifest).await;
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    assert_eq!(
+        a.handle.counters().snapshot().chunks_served,
+        u64::from(manifest.descriptor().chunk_count().unwrap())
+    );
 }

@@ -189,6 +189,9 @@ pub enum NoneReason {
     /// moment ago: ask that peer (after its next `FileHave`), or this node again in a
     /// second.
     Elsewhere = 3,
+    /// Its user stopped sending this file (the sender's "cancel"): nothing of it is
+    /// served here until they offer it again. Asked again after a while.
+    Withdrawn = 4,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -363,6 +366,7 @@ impl FileFrame {
                     1 => NoneReason::Busy,
                     2 => NoneReason::OtherManifest,
                     3 => NoneReason::Elsewhere,
+                    4 => NoneReason::Withdrawn,
                     _ => return Err(FrameError::Malformed(WHAT)),
                 };
                 let ranges = r.ranges(WHAT)?;
@@ -530,11 +534,19 @@ mod tests {
             complete: false,
             ranges: vec![ChunkRange { start: 1, len: 2 }],
         }));
-        round_trip(FileFrame::None(FileNone {
-            file_id: id(5),
-            reason: NoneReason::Busy,
-            ranges: vec![ChunkRange::one(3)],
-        }));
+        for reason in [
+            NoneReason::Absent,
+            NoneReason::Busy,
+            NoneReason::OtherManifest,
+            NoneReason::Elsewhere,
+            NoneReason::Withdrawn,
+        ] {
+            round_trip(FileFrame::None(FileNone {
+                file_id: id(5),
+                reason,
+                ranges: vec![ChunkRange::one(3)],
+            }));
+        }
         round_trip(FileFrame::Cancel(id(6)));
         round_trip(FileFrame::ManifestPage(ManifestPage {
             file_id: id(7),

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
@@ -113,6 +114,8 @@ struct Inner {
     corrupt_reads: AtomicBool,
     corrupt_pages: AtomicBool,
     puts: AtomicU64,
+    /// How long reading a chunk for serving takes, in milliseconds.
+    read_delay_ms: AtomicU64,
 }
 
 impl Default for MemoryBlobs {
@@ -136,6 +139,7 @@ impl MemoryBlobs {
             corrupt_reads: AtomicBool::new(false),
             corrupt_pages: AtomicBool::new(false),
             puts: AtomicU64::new(0),
+            read_delay_ms: AtomicU64::new(0),
         }))
     }
 
@@ -269,6 +273,13 @@ impl MemoryBlobs {
         }
     }
 
+    /// From now on reading a chunk for serving takes `delay` (a slow disk): a
+    /// transfer lasts long enough to act on it halfway.
+    pub fn delay_reads(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.0.read_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// From now on every chunk read for serving has one byte flipped.
     pub fn corrupt_reads(&self, on: bool) {
         self.0.corrupt_reads.store(on, Ordering::SeqCst);
@@ -319,7 +330,13 @@ impl BlobPort for MemoryBlobs {
                 *byte ^= 0xff;
             }
         }
-        Box::pin(async move { Ok(chunk) })
+        let delay = Duration::from_millis(self.0.read_delay_ms.load(Ordering::SeqCst));
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            Ok(chunk)
+        })
     }
 
     fn begin(&self, file: FileId, manifest_hash: ManifestHash) -> BlobFuture<'_, Vec<u32>> {

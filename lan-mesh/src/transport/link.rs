@@ -252,6 +252,15 @@ const INBOUND_PER_SEC: f64 = 2048.0;
 /// disk busy at 2048 frames × 64 KiB a second.
 const INBOUND_BYTES_BURST: f64 = 32.0 * 1024.0 * 1024.0;
 const INBOUND_BYTES_PER_SEC: f64 = 48.0 * 1024.0 * 1024.0;
+/// Inbound file content per link (chunks and manifest pages, the files lane): a burst of
+/// 64 MiB, then 256 MiB/s, about 2 Gbit/s. File content has its own budget because the
+/// bytes budget above would make it the bottleneck of every transfer (it did: 48 MiB/s
+/// whatever the network and the disk), and because its job is done another way: this
+/// node stores only chunks it asked for (8 in flight per download) and drops the rest
+/// (`chunks_unsolicited`), so a peer cannot keep the disk busy. What is left to bound is
+/// how fast one peer can make the node decrypt frames, which this does.
+const INBOUND_FILE_BYTES_BURST: f64 = 64.0 * 1024.0 * 1024.0;
+const INBOUND_FILE_BYTES_PER_SEC: f64 = 256.0 * 1024.0 * 1024.0;
 
 /// One token bucket that may go into debt: the debt is how long to wait.
 struct Pace {
@@ -282,6 +291,7 @@ impl Pace {
 struct FrameBudget {
     frames: Pace,
     bytes: Pace,
+    file_bytes: Pace,
     at: Instant,
 }
 
@@ -290,18 +300,25 @@ impl FrameBudget {
         FrameBudget {
             frames: Pace::new(INBOUND_BURST, INBOUND_PER_SEC),
             bytes: Pace::new(INBOUND_BYTES_BURST, INBOUND_BYTES_PER_SEC),
+            file_bytes: Pace::new(INBOUND_FILE_BYTES_BURST, INBOUND_FILE_BYTES_PER_SEC),
             at: Instant::now(),
         }
     }
 
-    /// Takes one frame of `len` bytes; how long to wait first when either budget is
-    /// spent.
-    fn take(&mut self, len: usize) -> Duration {
+    /// Takes one frame of `len` bytes that travelled in `lane`; how long to wait first
+    /// when the frame budget or that lane's bytes budget is spent.
+    fn take(&mut self, len: usize, lane: Lane) -> Duration {
         let now = Instant::now();
         let elapsed = now.duration_since(self.at).as_secs_f64();
         self.at = now;
         let frames = self.frames.take(1.0, elapsed);
-        let bytes = self.bytes.take(len as f64, elapsed);
+        // Both byte budgets refill all the time, whichever lane this frame is in.
+        let (spent, other) = match lane {
+            Lane::Files => (&mut self.file_bytes, &mut self.bytes),
+            Lane::Control | Lane::Bulk => (&mut self.bytes, &mut self.file_bytes),
+        };
+        let bytes = spent.take(len as f64, elapsed);
+        other.take(0.0, elapsed);
         frames.max(bytes)
     }
 }
@@ -609,7 +626,7 @@ async fn read_loop(mut r: Reader, stop: CancellationToken) -> Option<LinkEnd> {
             }
         };
         r.counters.frames_received.inc();
-        let wait = budget.take(plain.len());
+        let wait = budget.take(plain.len(), frame.lane());
         if !wait.is_zero() {
             r.counters.frames_throttled.inc();
             tokio::select! {
@@ -937,16 +954,18 @@ mod tests {
     async fn the_inbound_budget_allows_a_burst_then_paces() {
         let mut budget = FrameBudget::new();
         for _ in 0..4096 {
-            assert_eq!(budget.take(100), Duration::ZERO);
+            assert_eq!(budget.take(100, Lane::Bulk), Duration::ZERO);
         }
-        let wait = budget.take(100);
+        let wait = budget.take(100, Lane::Bulk);
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_millis(1),
             "{wait:?}"
         );
         tokio::time::advance(Duration::from_secs(1)).await;
         // One second refills 2048 frames (less the one over budget).
-        let free = (0..3000).take_while(|_| budget.take(100).is_zero()).count();
+        let free = (0..3000)
+            .take_while(|_| budget.take(100, Lane::Bulk).is_zero())
+            .count();
         assert_eq!(free, 2047);
     }
 
@@ -955,11 +974,43 @@ mod tests {
         let mut budget = FrameBudget::new();
         let big = 64 * 1024;
         // 32 MiB of burst is 512 frames of 64 KiB, far fewer than the frame burst.
-        let free = (0..4096).take_while(|_| budget.take(big).is_zero()).count();
+        let free = (0..4096)
+            .take_while(|_| budget.take(big, Lane::Bulk).is_zero())
+            .count();
         assert_eq!(free, 512);
         tokio::time::advance(Duration::from_millis(250)).await;
         // A quarter of a second refills 12 MiB: 192 frames (less the one over budget).
-        let free = (0..4096).take_while(|_| budget.take(big).is_zero()).count();
+        let free = (0..4096)
+            .take_while(|_| budget.take(big, Lane::Bulk).is_zero())
+            .count();
+        assert_eq!(free, 191);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn file_content_has_its_own_bytes_budget() {
+        let mut budget = FrameBudget::new();
+        let chunk = 128 * 1024;
+        // 64 MiB of burst is 512 chunks of 128 KiB.
+        let free = (0..4096)
+            .take_while(|_| budget.take(chunk, Lane::Files).is_zero())
+            .count();
+        assert_eq!(free, 512);
+        // Envelopes still have all of theirs: 32 MiB is 512 of 64 KiB.
+        let big = 64 * 1024;
+        let free = (0..4096)
+            .take_while(|_| budget.take(big, Lane::Bulk).is_zero())
+            .count();
+        assert_eq!(free, 512);
+        tokio::time::advance(Duration::from_millis(250)).await;
+        // A quarter of a second refills 64 MiB of file content (the whole burst: 512
+        // chunks, less the one over budget) but only 12 MiB of envelopes.
+        let free = (0..4096)
+            .take_while(|_| budget.take(chunk, Lane::Files).is_zero())
+            .count();
+        assert_eq!(free, 511);
+        let free = (0..4096)
+            .take_while(|_| budget.take(big, Lane::Bulk).is_zero())
+            .count();
         assert_eq!(free, 191);
     }
 }

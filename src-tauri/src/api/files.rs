@@ -1,6 +1,7 @@
 //! Files (issue 17): `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]` sends
 //! one (the body is its raw bytes); `GET /api/v1/files/{file_id}` serves a complete
-//! one; `…/status`, `…/fetch`, `…/cancel` follow and steer its download.
+//! one; `…/status`, `…/fetch`, `…/cancel` follow and steer its download; `…/withdraw`
+//! and `…/offer` stop and resume sending it.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -297,6 +298,28 @@ pub async fn cancel(
 ) -> Result<Json<FileStatusView>, ApiError> {
     let files = state.files();
     files.cancel(&file_id).await?;
+    Ok(Json(files.status(&file_id).await?))
+}
+
+/// `POST /api/v1/files/{file_id}/withdraw` → `200` and the status: the sender's
+/// "stop sending" — this node serves it to nobody, across restarts, until `…/offer`.
+pub async fn withdraw(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<Json<FileStatusView>, ApiError> {
+    let files = state.files();
+    files.withdraw(&file_id).await?;
+    Ok(Json(files.status(&file_id).await?))
+}
+
+/// `POST /api/v1/files/{file_id}/offer` → `200` and the status: serves it again after
+/// `…/withdraw`.
+pub async fn offer(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<Json<FileStatusView>, ApiError> {
+    let files = state.files();
+    files.offer(&file_id).await?;
     Ok(Json(files.status(&file_id).await?))
 }
 

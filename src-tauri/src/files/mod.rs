@@ -40,6 +40,7 @@ pub fn attachment_views(content: &FileContent) -> Vec<AttachmentView> {
                 .as_ref()
                 .map(|t| format!("data:{};base64,{}", t.mime, t.data)),
             error: None,
+            withdrawn: false,
         })
         .collect()
 }

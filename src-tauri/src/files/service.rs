@@ -243,6 +243,62 @@ impl FileService {
         Ok(())
     }
 
+    /// Stops serving `file_id` to anyone (the sender's "cancel": its upload stops; what
+    /// members already have they still share). Kept across restarts until
+    /// [`FileService::offer`]. Receivers asking for it see it withdrawn.
+    pub async fn withdraw(&self, file_id: &str) -> Result<(), FileError> {
+        self.set_withdrawn(file_id, true).await
+    }
+
+    /// Serves `file_id` again after [`FileService::withdraw`]: receivers waiting for it
+    /// go on by themselves (they ask again every 30 s).
+    pub async fn offer(&self, file_id: &str) -> Result<(), FileError> {
+        self.set_withdrawn(file_id, false).await
+    }
+
+    async fn set_withdrawn(&self, file_id: &str, withdrawn: bool) -> Result<(), FileError> {
+        let id = parse_file_id(file_id)?;
+        if self
+            .inner
+            .store
+            .attachments_of_file(id.to_string())
+            .await?
+            .is_empty()
+        {
+            return Err(FileError::NotFound);
+        }
+        // Stored first: a crash between the two must not leave it served after a
+        // restart that the user stopped.
+        self.inner
+            .store
+            .set_file_withdrawn(id.to_string(), withdrawn, lan_mesh::delivery::now_ms())
+            .await?;
+        if let Some(engine) = self.engine() {
+            let id = lan_mesh::files::FileId(*id.as_bytes());
+            if withdrawn {
+                engine.withdraw(id).await;
+            } else {
+                engine.offer(id).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The files this node's user withdrew, for a new engine to start with.
+    pub async fn withdrawn(&self) -> std::collections::HashSet<lan_mesh::files::FileId> {
+        let ids = match self.inner.store.withdrawn_files().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!("cannot read the withdrawn files: {e}");
+                return Default::default();
+            }
+        };
+        ids.iter()
+            .filter_map(|id| id.parse::<storage::FileId>().ok())
+            .map(|id| lan_mesh::files::FileId(*id.as_bytes()))
+            .collect()
+    }
+
     /// The peers that may have a file: each message's sender and, in a group, every
     /// member now — but never this node, nor a blocked peer.
     async fn sources(&self, attachments: &[Attachment]) -> Vec<NodeId> {
@@ -304,6 +360,7 @@ impl FileService {
             manifests_rejected: c.manifests_rejected,
             requests_over_quota: c.requests_over_quota,
             chunks_unsolicited: c.chunks_unsolicited,
+            requests_withdrawn: c.requests_withdrawn,
         }
     }
 
@@ -325,6 +382,7 @@ impl FileService {
             .store
             .download_wanted(file_id.to_string())
             .await?;
+        let withdrawn = self.inner.store.file_withdrawn(file_id.to_string()).await?;
         let download = self.downloads().get(file_id).cloned().unwrap_or_default();
         let have_bytes = blob.have_bytes.max(download.have_bytes).min(size);
         let mut view = FileStatusView {
@@ -335,6 +393,7 @@ impl FileService {
             size,
             bytes_per_sec: None,
             error: None,
+            withdrawn,
         };
         if blob.state == BlobState::Complete {
             view.state = FileState::Available;
@@ -359,6 +418,9 @@ impl FileService {
                 view.state = FileState::Fetching;
                 view.bytes_per_sec = download.rate;
             }
+            (Some(true), Some(FetchState::Withdrawn)) => {
+                view.waiting_for = Some(WaitingFor::Withdrawn)
+            }
             // Chosen, but nobody that has it is linked (or the mesh is off).
             (Some(true), _) => view.waiting_for = Some(WaitingFor::Sender),
             _ => view.waiting_for = Some(WaitingFor::Download),
@@ -382,6 +444,7 @@ impl FileService {
                 attachment.waiting_for = status.waiting_for;
                 attachment.have_bytes = status.have_bytes;
                 attachment.error = status.error;
+                attachment.withdrawn = status.withdrawn;
             }
             Err(e) => {
                 tracing::debug!(file = %attachment.file_id, "no state for an attachment: {e}")

@@ -116,3 +116,30 @@ async fn download_choices_are_kept_and_listed() {
         Some(false)
     );
 }
+
+#[tokio::test]
+async fn a_withdrawal_is_kept_across_a_restart_until_the_file_is_offered_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = Store::open(&path).await.unwrap();
+    let (a, e) = ("a".repeat(64), "e".repeat(64));
+    assert!(!store.file_withdrawn(a.clone()).await.unwrap());
+    store.set_file_withdrawn(a.clone(), true, 10).await.unwrap();
+    store.set_file_withdrawn(e.clone(), true, 20).await.unwrap();
+    // Withdrawing twice keeps the first time.
+    store.set_file_withdrawn(a.clone(), true, 30).await.unwrap();
+    store.close().await.unwrap();
+
+    let store = Store::open(&path).await.unwrap();
+    assert_eq!(
+        store.withdrawn_files().await.unwrap(),
+        [a.clone(), e.clone()]
+    );
+    assert!(store.file_withdrawn(a.clone()).await.unwrap());
+    store
+        .set_file_withdrawn(a.clone(), false, 40)
+        .await
+        .unwrap();
+    assert!(!store.file_withdrawn(a.clone()).await.unwrap());
+    assert_eq!(store.withdrawn_files().await.unwrap(), [e]);
+}

@@ -38,6 +38,7 @@ async fn every_earlier_schema_migrates_with_its_data() {
         (7, include_str!("../fixtures/schema_v7.sql")),
         (8, include_str!("../fixtures/schema_v8.sql")),
         (9, include_str!("../fixtures/schema_v9.sql")),
+        (10, include_str!("../fixtures/schema_v10.sql")),
     ];
     assert_eq!(fixtures.len() as i64, storage::schema_version() - 1);
     for (version, sql) in fixtures {
