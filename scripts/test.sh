@@ -28,7 +28,7 @@ cargo clippy "${locked[@]}" -p ui --target wasm32-unknown-unknown -- -D warnings
 step "all tests"
 cargo test "${locked[@]}" --workspace
 
-# Every fuzz target briefly (docs/SECURITY.md, "Fuzzing"): 9 targets × 20 s plus one
+# Every fuzz target briefly (docs/SECURITY.md, "Fuzzing"): 10 targets × 20 s plus one
 # build, which keeps the step within ~4–5 minutes once the fuzz build is warm (it lives
 # in $CARGO_TARGET_DIR/fuzz). Longer runs: FUZZ_SECS=180 scripts/fuzz.sh.
 step "fuzz: every target for ${FUZZ_SECS:-20} s"

@@ -20,6 +20,7 @@ pub mod api_bodies;
 pub mod cidr;
 pub mod discovery;
 pub mod envelope;
+pub mod files;
 pub mod frame;
 pub mod group_merge;
 pub mod handshake;
@@ -32,7 +33,7 @@ pub mod sync;
 pub type Target = (&'static str, fn(&[u8]));
 
 /// Every target, in the order `scripts/fuzz.sh` runs them.
-pub const TARGETS: [Target; 9] = [
+pub const TARGETS: [Target; 10] = [
     ("discovery_packet", discovery::discovery_packet),
     ("link_frame", frame::link_frame),
     ("noise_handshake", handshake::noise_handshake),
@@ -42,6 +43,7 @@ pub const TARGETS: [Target; 9] = [
     ("settings_json", settings::settings_json),
     ("cidr", cidr::cidr),
     ("api_bodies", api_bodies::api_bodies),
+    ("file_message", files::file_message),
 ];
 
 /// Reads a fuzz input as a stream of small choices; past its end every choice is 0,

@@ -47,6 +47,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         "settings_json" => settings_json(),
         "cidr" => cidr(),
         "api_bodies" => api_bodies(),
+        "file_message" => file_message(),
         _ => Vec::new(),
     }
 }
@@ -343,4 +344,93 @@ fn api_bodies() -> Vec<Vec<u8>> {
     .iter()
     .map(json_bytes)
     .collect()
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8; 32]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The manifest of `content` cut into `chunk_size` chunks, encoded.
+fn manifest_of(content: &[u8], chunk_size: u32) -> Vec<u8> {
+    let chunks: Vec<u8> = content
+        .chunks(chunk_size as usize)
+        .flat_map(sha256)
+        .collect();
+    crate::files::encode_manifest(content.len() as u64, chunk_size, &sha256(content), &chunks)
+}
+
+/// A file message's description of `content`, with its real hashes.
+fn file_ref(content: &[u8], name: &str, path: Option<&str>, mime: &str) -> api_types::FileRef {
+    api_types::FileRef {
+        file_id: hex(&sha256(content)),
+        manifest: hex(&sha256(&manifest_of(content, storage::blobs::CHUNK_SIZE))),
+        size: content.len() as u64,
+        chunk_size: storage::blobs::CHUNK_SIZE,
+        name: name.into(),
+        path: path.map(str::to_string),
+        mime: mime.into(),
+        thumbnail: None,
+    }
+}
+
+/// Mode 0: message texts; 1: encoded manifests; 2: files described choice by choice
+/// (`files::assembled`) and the pages peers send for them.
+fn file_message() -> Vec<Vec<u8>> {
+    use api_types::files::FILE_MESSAGE_PREFIX;
+    use api_types::{FileContent, Thumbnail};
+    let mut photo = file_ref(&[7; 300], "a.png", Some("photos/2026"), "image/png");
+    photo.thumbnail = Some(Thumbnail {
+        mime: "image/png".into(),
+        width: 4,
+        height: 3,
+        data: "iVBORw0KGgo=".into(),
+    });
+    let content = FileContent {
+        files: vec![
+            file_ref(b"hello", "报告.pdf", None, "application/pdf"),
+            photo,
+        ],
+    };
+    let text = match content.to_text() {
+        Ok(text) => text,
+        Err(e) => panic!("a seed file message encodes: {e}"),
+    };
+    let json = match serde_json::to_vec(&FileContent {
+        files: vec![file_ref(b"", "empty.txt", None, "text/plain")],
+    }) {
+        Ok(json) => json,
+        Err(e) => panic!("a file content serialises: {e}"),
+    };
+    let traversal = text.replace("photos/2026", "../../etc");
+    let chunk = storage::blobs::CHUNK_SIZE;
+    let big: Vec<u8> = (0..2 * chunk + 10).map(|i| (i % 251) as u8).collect();
+    let mut truncated = manifest_of(&big, chunk);
+    truncated.pop();
+    vec![
+        with_mode(0, text.as_bytes()),
+        with_mode(0, &json),
+        with_mode(0, traversal.as_bytes()),
+        with_mode(0, format!("{FILE_MESSAGE_PREFIX}hello").as_bytes()),
+        with_mode(1, &manifest_of(b"", chunk)),
+        with_mode(1, &manifest_of(b"hello", chunk)),
+        with_mode(1, &manifest_of(&big, storage::blobs::MIN_CHUNK_SIZE)),
+        with_mode(1, &truncated),
+        // 5 chunks of 128 KiB, 2 hashes a page, every page right: assembles.
+        with_mode(2, &[1, 5, 2, 0x12, 0x34, 1, 0, 1, 0, 1, 0, 7, 0, 1]),
+        // 3 chunks of 192 KiB, a page each: page 2, a page too long, a page past the
+        // end, then the rest: assembles.
+        with_mode(
+            2,
+            &[2, 3, 0, 0, 1, 0, 1, 0, 9, 3, 2, 0, 0, 4, 5, 2, 0, 4, 0, 1],
+        ),
+        // An empty file: no page to fetch.
+        with_mode(2, &[1, 0, 0, 2, 1, 0, 1, 0, 3, 0, 1]),
+        // 4 chunks, a page each; one with a bit flipped: the hash refuses it.
+        with_mode(2, &[1, 4, 1, 0, 1, 0, 1, 0, 5, 1, 1, 1, 3, 2, 1]),
+    ]
 }

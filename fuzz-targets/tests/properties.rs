@@ -94,7 +94,7 @@ proptest! {
 /// Any JSON; keys from the ones the formats use, so objects sometimes look right.
 fn json() -> impl Strategy<Value = serde_json::Value> {
     use serde_json::Value;
-    const KEYS: [&str; 16] = [
+    const KEYS: [&str; 18] = [
         "lan_mesh",
         "ui",
         "desktop",
@@ -111,6 +111,8 @@ fn json() -> impl Strategy<Value = serde_json::Value> {
         "node_id",
         "probe",
         "allowed_subnets",
+        "files",
+        "path",
     ];
     let leaf = prop_oneof![
         Just(Value::Null),

@@ -110,6 +110,50 @@ fn settings_cidr_and_api_seeds_are_accepted() {
     set.chosen().unwrap();
 }
 
+#[test]
+fn file_message_seeds_parse_decode_and_assemble() {
+    use api_types::files::FILE_MESSAGE_PREFIX;
+    use api_types::FileContent;
+    use storage::blobs::{Manifest, ManifestError};
+    let all = seeds("file_message");
+    let (texts, manifests, pages): (Vec<_>, Vec<_>, Vec<_>) = (
+        all.iter().filter(|s| s[0] == 0).collect(),
+        all.iter().filter(|s| s[0] == 1).collect(),
+        all.iter().filter(|s| s[0] == 2).collect(),
+    );
+    let text = |seed: &[u8]| String::from_utf8(seed[1..].to_vec()).unwrap();
+    let sent = FileContent::parse(&text(texts[0])).unwrap();
+    assert_eq!(sent.files[1].display_path(), "photos/2026/a.png");
+    FileContent::parse(&format!("{FILE_MESSAGE_PREFIX}{}", text(texts[1]))).unwrap();
+    assert!(
+        FileContent::parse(&text(texts[2])).is_err(),
+        "a folder path with .."
+    );
+    assert!(FileContent::parse(&text(texts[3])).is_err());
+    // The manifests the message's hashes name are the ones the seeds hold.
+    let hello = Manifest::decode(&manifests[1][1..]).unwrap();
+    assert_eq!(hello.hash().to_string(), sent.files[0].manifest);
+    assert_eq!(hello.file_id().to_string(), sent.files[0].file_id);
+    for manifest in &manifests[..3] {
+        Manifest::decode(&manifest[1..]).unwrap();
+    }
+    assert!(matches!(
+        Manifest::decode(&manifests[3][1..]),
+        Err(ManifestError::Truncated { .. })
+    ));
+    let outcomes: Vec<_> = pages
+        .iter()
+        .map(|seed| fuzz_targets::files::assembled(&seed[1..]).unwrap())
+        .collect();
+    assert_eq!(outcomes[0].as_ref().unwrap().chunk_count(), 5);
+    assert_eq!(outcomes[1].as_ref().unwrap().chunk_count(), 3);
+    assert_eq!(outcomes[2].as_ref().unwrap().size(), 0);
+    assert!(matches!(
+        outcomes[3],
+        Err(ManifestError::HashMismatch { .. })
+    ));
+}
+
 /// The committed corpus holds at least the seeds (the fuzzer may add files; they
 /// must run clean too).
 #[test]
