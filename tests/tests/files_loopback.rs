@@ -15,6 +15,9 @@
 //! - `a_sender_that_stops_sending_keeps_the_file_from_the_receiver_across_a_restart`:
 //!   A withdraws a file B has not fetched; B's click waits (`waiting_for: withdrawn`,
 //!   nothing arrives) — still after A restarts —; A offers it again and B gets it.
+//! - `a_blocked_peer_cannot_send_files`: A blocks B after a first file from B arrived;
+//!   B's next file is refused at A's door (B's links are refused) — no message, no
+//!   chunk, no status at A — while B keeps trying.
 //! - `a_group_member_gets_a_file_from_another_member_after_the_sender_left`: alpha
 //!   sends to a group; bravo downloads it; alpha stops; charlie (auto-download off)
 //!   asks for it then and gets it — from bravo.
@@ -285,6 +288,68 @@ async fn a_sender_that_stops_sending_keeps_the_file_from_the_receiver_across_a_r
         ensure!(!file_status(a, &file_id).await?.withdrawn);
         wait_available(b, &file_id, "B has the file once it is sent again").await?;
         ensure!(file_content(b, &file_id).await?.1 == bytes);
+        Ok(())
+    }
+    .await;
+    pair.explain(result)
+}
+
+async fn chunks_stored(node: &NodeProcess) -> anyhow::Result<u64> {
+    let d = node.get_json("v1/diagnostics").await?;
+    d["files"]["chunks_stored"]
+        .as_u64()
+        .context("no files.chunks_stored in diagnostics")
+}
+
+async fn refused_blocked(node: &NodeProcess) -> anyhow::Result<u64> {
+    let s = node.get_json("v1/status").await?;
+    Ok(s["transport"]["refused_blocked_peer"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn a_blocked_peer_cannot_send_files() -> anyhow::Result<()> {
+    let pair = pair(None).await?;
+    let result = async {
+        let (a, b) = (pair.node(Side::A), pair.node(Side::B));
+        let first = lanchat_tests::file_content(200_000, 31);
+        let sent = upload(b, &dm(pair.id(Side::A)), "before.bin", first).await?;
+        wait_available(a, &sent.attachments[0].file_id, "A has B's first file").await?;
+        let stored = chunks_stored(a).await?;
+
+        let resp = a
+            .http()
+            .post(a.api_url(&format!("v1/peers/{}/block", pair.id(Side::B))))
+            .bearer_auth(&a.token)
+            .send()
+            .await?;
+        ensure!(resp.status() == 200, "block: {}", resp.status());
+        let refused = refused_blocked(a).await?;
+        let second = lanchat_tests::file_content(300_000, 37);
+        let sent = upload(b, &dm(pair.id(Side::A)), "after.bin", second).await?;
+        let file_id = sent.attachments[0].file_id.clone();
+        let conversation = dm(pair.id(Side::B));
+        lanchat_tests::holds_until(
+            TRANSFER,
+            "nothing of B's second file reaches A",
+            || async {
+                let shown = history(a, &conversation)
+                    .await?
+                    .iter()
+                    .any(|m| m.attachments.iter().any(|f| f.file_id == file_id));
+                let status = a.get(&format!("v1/files/{file_id}/status")).await?.status();
+                let chunks = chunks_stored(a).await?;
+                Ok(if shown || status != 404 || chunks != stored {
+                    Err(format!(
+                        "shown {shown}, status {status}, chunks stored {chunks} (was {stored})"
+                    ))
+                } else {
+                    Ok(())
+                })
+            },
+            // B's outbox kept knocking and A refused it twice since the block.
+            || async { Ok(refused_blocked(a).await? >= refused + 2) },
+        )
+        .await?;
         Ok(())
     }
     .await;
