@@ -7,6 +7,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use lan_mesh::files::{
@@ -28,6 +29,9 @@ pub struct BlobPorts {
     assemblies: Arc<Mutex<HashMap<FileId, ManifestAssembly>>>,
     /// Chunk hashes per manifest page, served and expected.
     per_page: u32,
+    /// Chunks still to be served corrupted (a fault for tests, see
+    /// [`BlobPorts::corrupt_next_reads`]).
+    corrupt_next: Arc<AtomicU64>,
 }
 
 impl BlobPorts {
@@ -44,6 +48,63 @@ impl BlobPorts {
             open: Arc::default(),
             assemblies: Arc::default(),
             per_page,
+            corrupt_next: Arc::default(),
+        }
+    }
+
+    /// A fault for tests: the next `n` chunks read to serve a peer have one byte
+    /// flipped after the store checked them, so this node plays a peer that sends
+    /// corrupt chunks (which receivers must refuse and fetch again).
+    pub fn corrupt_next_reads(&self, n: u64) {
+        self.corrupt_next.store(n, Ordering::SeqCst);
+    }
+}
+
+/// Stores `chunks` with one flush: storage refuses a whole batch for one chunk that
+/// does not match (naming it), so that one is marked and the rest tried again — a
+/// batch from honest peers is checked once.
+fn put_batch(
+    partial: &mut PartialBlob,
+    chunks: &[(u32, Vec<u8>)],
+) -> Result<Vec<PutOutcome>, BlobPortError> {
+    let missing: std::collections::BTreeSet<u32> = partial.missing_chunks().into_iter().collect();
+    let mut outcomes: Vec<PutOutcome> = chunks
+        .iter()
+        .map(|(index, _)| {
+            if missing.contains(index) {
+                PutOutcome::Stored
+            } else {
+                PutOutcome::Duplicate
+            }
+        })
+        .collect();
+    loop {
+        let batch: Vec<(u32, &[u8])> = chunks
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| **o == PutOutcome::Stored)
+            .map(|((index, bytes), _)| (*index, bytes.as_slice()))
+            .collect();
+        if batch.is_empty() {
+            return Ok(outcomes);
+        }
+        match partial.put_chunks(&batch) {
+            Ok(_) => return Ok(outcomes),
+            Err(BlobError::ChunkMismatch(m)) => {
+                let bad = m.index();
+                let mut marked = false;
+                for ((index, _), outcome) in chunks.iter().zip(outcomes.iter_mut()) {
+                    if *index == bad && *outcome == PutOutcome::Stored {
+                        *outcome = PutOutcome::Mismatch;
+                        marked = true;
+                    }
+                }
+                if !marked {
+                    // Not one of this batch's new chunks: cannot happen, but never loop.
+                    return Err(unavailable(BlobError::ChunkMismatch(m)));
+                }
+            }
+            Err(e) => return Err(unavailable(e)),
         }
     }
 }
@@ -165,9 +226,19 @@ impl BlobPort for BlobPorts {
 
     fn read_chunk(&self, file: FileId, index: u32) -> BlobFuture<'_, Option<Vec<u8>>> {
         let store = self.store.clone();
+        let corrupt_next = Arc::clone(&self.corrupt_next);
         Box::pin(blocking(move || {
             match store.read_chunk(id(file), index) {
-                Ok(chunk) => Ok(chunk),
+                Ok(Some(mut chunk)) => {
+                    let corrupt = corrupt_next
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_ok();
+                    if let Some(byte) = chunk.first_mut().filter(|_| corrupt) {
+                        *byte ^= 0xff;
+                    }
+                    Ok(Some(chunk))
+                }
+                Ok(None) => Ok(None),
                 // An index past the end is "not held", not a store failure.
                 Err(BlobError::NoSuchChunk { .. }) => Ok(None),
                 Err(e) => Err(unavailable(e)),
@@ -202,18 +273,17 @@ impl BlobPort for BlobPorts {
         }))
     }
 
-    fn put_chunk(&self, file: FileId, index: u32, bytes: Vec<u8>) -> BlobFuture<'_, PutOutcome> {
+    fn put_chunks(
+        &self,
+        file: FileId,
+        chunks: Vec<(u32, Vec<u8>)>,
+    ) -> BlobFuture<'_, Vec<PutOutcome>> {
         let open = Arc::clone(&self.open);
         Box::pin(blocking(move || {
             let Some(mut partial) = lock(&open).remove(&file) else {
                 return Err(BlobPortError::NoManifest(file));
             };
-            let outcome = match partial.put_chunk(index, &bytes) {
-                Ok(true) => Ok(PutOutcome::Stored),
-                Ok(false) => Ok(PutOutcome::Duplicate),
-                Err(BlobError::ChunkMismatch(_)) => Ok(PutOutcome::Mismatch),
-                Err(e) => Err(unavailable(e)),
-            };
+            let outcome = put_batch(&mut partial, &chunks);
             lock(&open).insert(file, partial);
             outcome
         }))

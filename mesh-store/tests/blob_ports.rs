@@ -274,3 +274,70 @@ async fn a_descriptor_storage_would_refuse_allocates_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_batch_stores_its_good_chunks_together_and_names_each_outcome() {
+    let dirs = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a, b) = (
+        BlobStore::open(dirs.0.path()).unwrap(),
+        BlobStore::open(dirs.1.path()).unwrap(),
+    );
+    let bytes = content(CHUNK_SIZE as usize * 5 + 10);
+    let (id, manifest) = a.import(&bytes[..]).unwrap();
+    let file = FileId(*id.as_bytes());
+    let hash = ManifestHash(*manifest.hash().as_bytes());
+    let (server, client) = (BlobPorts::new(a), BlobPorts::new(b.clone()));
+    let mut chunks = Vec::new();
+    for i in 0..6 {
+        chunks.push(server.read_chunk(file, i).await.unwrap().expect("chunk"));
+    }
+    match b.begin_download(manifest.clone()).unwrap() {
+        Download::Partial(partial) => drop(partial),
+        Download::Complete => panic!("nothing was downloaded yet"),
+    }
+    assert_eq!(
+        client.begin(file, hash).await.unwrap(),
+        vec![0, 1, 2, 3, 4, 5]
+    );
+    assert_eq!(
+        client.put_chunk(file, 1, chunks[1].clone()).await.unwrap(),
+        PutOutcome::Stored
+    );
+
+    // Two bad chunks among good ones and a duplicate: each named, the good ones stored.
+    let batch = vec![
+        (0, chunks[0].clone()),
+        (2, chunks[3].clone()),
+        (1, chunks[1].clone()),
+        (3, chunks[3].clone()),
+        (4, vec![0; 17]),
+    ];
+    assert_eq!(
+        client.put_chunks(file, batch).await.unwrap(),
+        [
+            PutOutcome::Stored,
+            PutOutcome::Mismatch,
+            PutOutcome::Duplicate,
+            PutOutcome::Stored,
+            PutOutcome::Mismatch,
+        ]
+    );
+    assert_eq!(client.begin(file, hash).await.unwrap(), vec![2, 4, 5]);
+    let batch = vec![
+        (2, chunks[2].clone()),
+        (4, chunks[4].clone()),
+        (5, chunks[5].clone()),
+    ];
+    assert_eq!(
+        client.put_chunks(file, batch).await.unwrap(),
+        [PutOutcome::Stored; 3]
+    );
+    client.finish(file).await.unwrap();
+    let mut copy = Vec::new();
+    std::io::Read::read_to_end(
+        &mut b.open_content(id).unwrap().expect("complete"),
+        &mut copy,
+    )
+    .unwrap();
+    assert_eq!(copy, bytes);
+}

@@ -623,7 +623,7 @@ impl Supervisor {
         let withdrawn = self.files.withdrawn().await;
         let (files, files_task) = lan_mesh::files::spawn(lan_mesh::files::FilesParts {
             links: Arc::new(transport.clone()),
-            blobs: Arc::new(mesh_store::BlobPorts::new(self.files.blobs().clone())),
+            blobs: Arc::new(blob_ports(self.files.blobs().clone())),
             link_events: file_links,
             events: file_events,
             addresses: addresses.clone(),
@@ -845,6 +845,27 @@ pub fn discovery_config(s: &LanMeshSettings, secret: SharedSecret) -> DiscoveryC
         config.listen_port = port;
     }
     config
+}
+
+/// The file engine's store. Test hook, in debug builds only (a release node cannot be
+/// made to lie): `LANCHAT_CORRUPT_SERVED_CHUNKS=N` flips a byte in the first N chunks
+/// this node serves after each mesh start, after its own check — a peer that sends
+/// corrupt chunks, which receivers must refuse and fetch again.
+fn blob_ports(blobs: storage::blobs::BlobStore) -> mesh_store::BlobPorts {
+    let ports = mesh_store::BlobPorts::new(blobs);
+    #[cfg(debug_assertions)]
+    if let Ok(text) = std::env::var("LANCHAT_CORRUPT_SERVED_CHUNKS") {
+        match text.parse::<u64>() {
+            Ok(n) => {
+                tracing::warn!(n, "test hook: the next chunks served are corrupted");
+                ports.corrupt_next_reads(n);
+            }
+            Err(_) => {
+                tracing::warn!(%text, "LANCHAT_CORRUPT_SERVED_CHUNKS is not a number; ignored")
+            }
+        }
+    }
+    ports
 }
 
 /// Test hook: `LANCHAT_ADVERTISE_LISTEN_PORT` makes discovery announce another transport

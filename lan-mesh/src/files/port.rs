@@ -129,8 +129,23 @@ pub trait BlobPort: Send + Sync {
     /// chunks still missing, ascending (empty when complete). `NoManifest` when the
     /// store has no such manifest yet.
     fn begin(&self, file: FileId, manifest_hash: ManifestHash) -> BlobFuture<'_, Vec<u32>>;
-    /// Checks chunk `index` against the manifest and stores it.
-    fn put_chunk(&self, file: FileId, index: u32, bytes: Vec<u8>) -> BlobFuture<'_, PutOutcome>;
+    /// Checks each chunk against the manifest and stores those that match, with one
+    /// flush to disk for all of them (a download writes in batches: a flush per chunk
+    /// would make the disk's sync time the transfer's speed). One outcome per chunk, in
+    /// order. An error stores none of them (a full disk): they stay missing.
+    fn put_chunks(
+        &self,
+        file: FileId,
+        chunks: Vec<(u32, Vec<u8>)>,
+    ) -> BlobFuture<'_, Vec<PutOutcome>>;
+    /// [`BlobPort::put_chunks`] of one chunk.
+    fn put_chunk(&self, file: FileId, index: u32, bytes: Vec<u8>) -> BlobFuture<'_, PutOutcome> {
+        let stored = self.put_chunks(file, vec![(index, bytes)]);
+        Box::pin(async move {
+            let outcomes = stored.await?;
+            Ok(outcomes.first().copied().unwrap_or(PutOutcome::Mismatch))
+        })
+    }
     /// Every chunk is in: checks the whole content against the file id and makes it
     /// complete.
     fn finish(&self, file: FileId) -> BlobFuture<'_, ()>;

@@ -114,6 +114,8 @@ struct Inner {
     corrupt_reads: AtomicBool,
     corrupt_pages: AtomicBool,
     puts: AtomicU64,
+    /// Chunk reads still to be corrupted (see `corrupt_next_reads`).
+    corrupt_next: AtomicU64,
     /// How long reading a chunk for serving takes, in milliseconds.
     read_delay_ms: AtomicU64,
 }
@@ -140,6 +142,7 @@ impl MemoryBlobs {
             corrupt_pages: AtomicBool::new(false),
             puts: AtomicU64::new(0),
             read_delay_ms: AtomicU64::new(0),
+            corrupt_next: AtomicU64::new(0),
         }))
     }
 
@@ -280,6 +283,12 @@ impl MemoryBlobs {
         self.0.read_delay_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// The next `n` chunks read for serving have one byte flipped (a fault that
+    /// passes), then they are read right again.
+    pub fn corrupt_next_reads(&self, n: u64) {
+        self.0.corrupt_next.store(n, Ordering::SeqCst);
+    }
+
     /// From now on every chunk read for serving has one byte flipped.
     pub fn corrupt_reads(&self, on: bool) {
         self.0.corrupt_reads.store(on, Ordering::SeqCst);
@@ -325,7 +334,12 @@ impl BlobPort for MemoryBlobs {
             .lock()
             .get(&file)
             .and_then(|e| e.chunks.get(&index).cloned());
-        if self.0.corrupt_reads.load(Ordering::SeqCst) {
+        let one_of_the_next = self
+            .0
+            .corrupt_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if self.0.corrupt_reads.load(Ordering::SeqCst) || one_of_the_next {
             if let Some(byte) = chunk.as_mut().and_then(|c| c.first_mut()) {
                 *byte ^= 0xff;
             }
@@ -352,20 +366,29 @@ impl BlobPort for MemoryBlobs {
         Box::pin(async move { answer })
     }
 
-    fn put_chunk(&self, file: FileId, index: u32, bytes: Vec<u8>) -> BlobFuture<'_, PutOutcome> {
+    fn put_chunks(
+        &self,
+        file: FileId,
+        chunks: Vec<(u32, Vec<u8>)>,
+    ) -> BlobFuture<'_, Vec<PutOutcome>> {
         let answer = match self.lock().get_mut(&file) {
             None => Err(BlobPortError::NoManifest(file)),
-            Some(e) => match e.manifest.hashes.get(index as usize) {
-                Some(hash) if <[u8; 32]>::from(Sha256::digest(&bytes)) == *hash => {
-                    if e.chunks.insert(index, bytes).is_some() {
-                        Ok(PutOutcome::Duplicate)
-                    } else {
-                        self.0.puts.fetch_add(1, Ordering::SeqCst);
-                        Ok(PutOutcome::Stored)
-                    }
-                }
-                _ => Ok(PutOutcome::Mismatch),
-            },
+            Some(e) => Ok(chunks
+                .into_iter()
+                .map(
+                    |(index, bytes)| match e.manifest.hashes.get(index as usize) {
+                        Some(hash) if <[u8; 32]>::from(Sha256::digest(&bytes)) == *hash => {
+                            if e.chunks.insert(index, bytes).is_some() {
+                                PutOutcome::Duplicate
+                            } else {
+                                self.0.puts.fetch_add(1, Ordering::SeqCst);
+                                PutOutcome::Stored
+                            }
+                        }
+                        _ => PutOutcome::Mismatch,
+                    },
+                )
+                .collect()),
         };
         Box::pin(async move { answer })
     }

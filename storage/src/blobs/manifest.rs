@@ -91,6 +91,17 @@ pub enum ChunkMismatch {
     Hash { index: u32 },
 }
 
+impl ChunkMismatch {
+    /// The chunk refused.
+    pub fn index(&self) -> u32 {
+        match self {
+            ChunkMismatch::NoSuchChunk { index, .. }
+            | ChunkMismatch::Length { index, .. }
+            | ChunkMismatch::Hash { index } => *index,
+        }
+    }
+}
+
 /// A valid manifest: every value of this type passed the checks of `decode` (or was
 /// computed from content), so its size, chunk size and count agree.
 #[derive(Clone, PartialEq, Eq, Debug)]
