@@ -172,6 +172,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/files/{file_id}/status", get(files::status))
         .route("/files/{file_id}/fetch", post(files::fetch))
         .route("/files/{file_id}/cancel", post(files::cancel))
+        .route("/files/{file_id}/open", post(files::open))
+        .route("/files/{file_id}/reveal", post(files::reveal))
         .route("/search", get(search::search))
         .route("/events", get(events::stream))
         .route("/diagnostics", get(diagnostics::get))
