@@ -168,7 +168,12 @@ impl Node {
         let stores: PeerStoreFactory =
             Arc::new(move || Box::new(SqlitePeerStore::new(peer_store.clone(), runtime.clone())));
         let blobs = storage::BlobStore::open_in(&data_dir).map_err(NodeError::Blobs)?;
-        let files = crate::files::FileService::new(blobs, store.clone(), Arc::clone(&live));
+        let files = crate::files::FileService::new(
+            blobs,
+            store.clone(),
+            Arc::clone(&live),
+            crate::files::Opener::from_env(),
+        );
         let mesh = Mesh::start(
             live.subscribe(),
             MeshParts {

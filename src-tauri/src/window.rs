@@ -6,7 +6,9 @@
 //! hands it the token (an init script puts it in sessionStorage before the page's own
 //! scripts run), so no Tauri IPC is exposed to the page. The shell asks the page to
 //! open a conversation with a DOM event (`lanchat:open`), or, for a window it creates
-//! for that, with `lanchat.open` in sessionStorage.
+//! for that, with `lanchat.open` in sessionStorage. `lanchat.desktop` in sessionStorage
+//! tells the page it is the desktop window (it offers "Open" and "Show in folder" for
+//! files, which act on this desktop).
 //!
 //! Hidden to the tray, the window is destroyed rather than hidden: its WebKit processes
 //! end and their memory is given back; showing it again loads the UI anew (about a
@@ -336,7 +338,7 @@ impl WindowShell {
             .map(|id| format!("window.sessionStorage.setItem('lanchat.open', {id});"))
             .unwrap_or_default();
         let init_script = format!(
-            "try {{ window.sessionStorage.setItem('lanchat.token', {}); {open_js} }} catch (e) {{}}",
+            "try {{ window.sessionStorage.setItem('lanchat.token', {}); window.sessionStorage.setItem('lanchat.desktop', '1'); {open_js} }} catch (e) {{}}",
             self.token_js
         );
         let built =

@@ -1,14 +1,24 @@
 //! Files in the UI (issue 17), in a real headless Chromium against two real nodes on
-//! loopback: A drops an image on the DM with B and pastes another into the composer;
-//! both show as thumbnails on A, arrive on B with their attachments, download by
-//! themselves (under the auto-download size) byte for byte, and B's UI shows them,
-//! saves one and opens the full-size viewer.
+//! loopback:
+//!
+//! - `files_dropped_and_pasted_in_the_ui_reach_the_peer`: A drops an image on the DM
+//!   with B and pastes another into the composer; both show as thumbnails on A, arrive
+//!   on B with their attachments, download by themselves (under the auto-download size)
+//!   byte for byte, and B's UI shows them, saves one and opens the full-size viewer.
+//! - `the_desktop_window_opens_a_received_file_and_shows_it_in_its_folder`: a browser
+//!   shows Save but neither Open nor Show in folder; the page marked as the desktop
+//!   window (`lanchat.desktop` in sessionStorage, as the window's init script does)
+//!   shows both, and they export the file into B's downloads folder and start B's
+//!   opener (`LANCHAT_OPENER`, a script recording its arguments) with `open <path>` and
+//!   `reveal <path>`; on A, which runs without a desktop, Open shows the node's
+//!   `no_desktop` error in the row.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lanchat_tests::chat::{dm, wait_contact_online};
 use lanchat_tests::webdriver::Browser;
-use lanchat_tests::{artifacts_dir, wait_until, LoopbackPair, NodeProcess};
+use lanchat_tests::{artifacts_dir, wait_until, LoopbackPair, NodeProcess, PairPlan, Side};
 use serde_json::Value;
 
 const UI_LIMIT: Duration = Duration::from_secs(30);
@@ -348,5 +358,185 @@ async fn files_dropped_and_pasted_in_the_ui_reach_the_peer() -> anyhow::Result<(
 
     a.quit().await?;
     b.quit().await?;
+    Ok(())
+}
+
+/// A script that appends one line per start to `record`: the argument count, then
+/// each argument, separated by `|`.
+fn write_opener(dir: &Path, record: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("opener.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n{{ printf '%s' \"$#\"; for a in \"$@\"; do printf '|%s' \"$a\"; done; echo; }} >> '{}'\n",
+            record.display()
+        ),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(script)
+}
+
+/// Marks the page as the desktop window (what the window's init script does) and
+/// reloads it.
+async fn as_desktop_window(browser: &Browser) -> anyhow::Result<()> {
+    browser
+        .execute(
+            "window.__lanchatBeforeReload = true; \
+             sessionStorage.setItem('lanchat.desktop', '1'); location.reload(); return true",
+        )
+        .await?;
+    wait_until(UI_LIMIT, "the page reloaded", || async {
+        let v = browser
+            .execute(
+                "return window.__lanchatBeforeReload === undefined && \
+                 !!document.querySelector('[data-testid=me-name]')?.textContent",
+            )
+            .await
+            .ok()?;
+        (v == true).then_some(())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_desktop_window_opens_a_received_file_and_shows_it_in_its_folder() -> anyhow::Result<()>
+{
+    let plan = PairPlan::new("office-open-files", "office-open-files")?
+        .keep_in_artifacts("browser_files/open")?;
+    let root = plan
+        .data_dir(Side::A)
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("no root"))?
+        .to_path_buf();
+    let downloads = root.join("downloads-b");
+    let record = root.join("opener-calls.txt");
+    let script = write_opener(&root, &record)?;
+    let script = script.to_string_lossy().into_owned();
+    let downloads_env = downloads.to_string_lossy().into_owned();
+    let a_downloads = root.join("downloads-a").to_string_lossy().into_owned();
+    let pair = plan
+        .env_both("LANCHAT_OPENER", &script)
+        .env_both("WAYLAND_DISPLAY", "")
+        .env(Side::A, "DISPLAY", "")
+        .env(Side::A, "XDG_DOWNLOAD_DIR", &a_downloads)
+        .env(Side::B, "DISPLAY", ":lanchat-test")
+        .env(Side::B, "XDG_DOWNLOAD_DIR", &downloads_env)
+        .start()
+        .await?;
+    let (a_id, b_id) = (pair.id(Side::A).to_string(), pair.id(Side::B).to_string());
+    pair.explain(wait_contact_online(pair.node(Side::A), &b_id, true, DELIVERY_LIMIT).await)?;
+
+    // A sends a file; B downloads it by itself.
+    let bytes = "会议纪要: ship on Friday\n".repeat(100).into_bytes();
+    let name = "会议纪要.txt";
+    let a = pair.node(Side::A);
+    let resp = a
+        .http()
+        .post(a.api_url(&format!(
+            "v1/conversations/{}/files?name=%E4%BC%9A%E8%AE%AE%E7%BA%AA%E8%A6%81.txt",
+            dm(&b_id)
+        )))
+        .bearer_auth(&a.token)
+        .body(bytes.clone())
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 201, "{}", resp.text().await?);
+    let b = pair.node(Side::B);
+    let dm_on_b = dm(&a_id);
+    let file_id = pair.explain(
+        wait_until(DELIVERY_LIMIT, "the file available on B", || async {
+            let list = messages(b, &dm_on_b).await.ok()?;
+            let f = attachment_named(&list, |n| n == name)?;
+            (f["state"] == "available")
+                .then(|| f["file_id"].as_str().unwrap_or_default().to_string())
+        })
+        .await,
+    )?;
+    let row = format!("[data-testid=attachment][data-file-id='{file_id}']");
+
+    // In a browser: Save, no Open or Show in folder.
+    let browser = Browser::start().await?;
+    open_messenger(&browser, b).await?;
+    let chat_on_b = format!("[data-testid='chat-{dm_on_b}']");
+    browser.click(&chat_on_b).await?;
+    browser
+        .wait_for_text(
+            &format!("{row} [data-testid=attachment-save]"),
+            UI_LIMIT,
+            |t| t == "Save",
+        )
+        .await?;
+    assert_eq!(
+        count(&browser, &format!("{row} [data-testid=attachment-open]")).await?,
+        0
+    );
+    assert_eq!(
+        count(&browser, &format!("{row} [data-testid=attachment-reveal]")).await?,
+        0
+    );
+
+    // In the desktop window: Open and Show in folder, acting on B's desktop.
+    as_desktop_window(&browser).await?;
+    browser.click(&chat_on_b).await?;
+    browser
+        .wait_for_text(
+            &format!("{row} [data-testid=attachment-open]"),
+            UI_LIMIT,
+            |t| t == "Open",
+        )
+        .await?;
+    assert_eq!(
+        browser
+            .text(&format!("{row} [data-testid=attachment-reveal]"))
+            .await?
+            .as_deref(),
+        Some("Show in folder")
+    );
+    browser
+        .screenshot(&artifacts_dir("browser_files")?.join("desktop-open-b.png"))
+        .await?;
+    let exported = downloads.join("lanchat").join(name);
+    let calls = || std::fs::read_to_string(&record).unwrap_or_default();
+    browser
+        .click(&format!("{row} [data-testid=attachment-open]"))
+        .await?;
+    let opened = format!("2|open|{}", exported.display());
+    pair.explain(
+        wait_until(UI_LIMIT, "the opener started by Open", || async {
+            calls().lines().any(|l| l == opened).then_some(())
+        })
+        .await,
+    )?;
+    assert_eq!(std::fs::read(&exported)?, bytes, "the exported file");
+    browser
+        .click(&format!("{row} [data-testid=attachment-reveal]"))
+        .await?;
+    let revealed = format!("2|reveal|{}", exported.display());
+    pair.explain(
+        wait_until(UI_LIMIT, "the opener started by Show in folder", || async {
+            calls().lines().any(|l| l == revealed).then_some(())
+        })
+        .await,
+    )?;
+    assert_eq!(count(&browser, &format!("{row} [role=alert]")).await?, 0);
+    browser.quit().await?;
+
+    // A has no desktop: the node's error shows in the row, like any other.
+    let on_a = Browser::start().await?;
+    open_messenger(&on_a, a).await?;
+    as_desktop_window(&on_a).await?;
+    on_a.click(&format!("[data-testid='chat-{}']", dm(&b_id)))
+        .await?;
+    on_a.click(&format!("{row} [data-testid=attachment-open]"))
+        .await?;
+    on_a.wait_for_text(&format!("{row} [role=alert]"), UI_LIMIT, |t| {
+        t.contains("without a desktop")
+    })
+    .await?;
+    on_a.screenshot(&artifacts_dir("browser_files")?.join("desktop-open-no-desktop-a.png"))
+        .await?;
+    on_a.quit().await?;
+    assert_eq!(calls().lines().count(), 2, "{}", calls());
     Ok(())
 }

@@ -17,6 +17,8 @@ use wasm_bindgen::JsCast;
 use crate::chat_model::{path_segment, query_value};
 
 const TOKEN_KEY: &str = "lanchat.token";
+/// Set to `1` by the desktop window's init script (src-tauri's `window`).
+const DESKTOP_KEY: &str = "lanchat.desktop";
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiError {
@@ -73,6 +75,15 @@ pub fn take_token() -> Option<String> {
         }
     }
     storage.get_item(TOKEN_KEY).ok().flatten()
+}
+
+/// Whether this page is the desktop window (not a browser): files can be opened and
+/// shown in their folder on this desktop (`POST /api/v1/files/{id}/open`, `…/reveal`).
+pub fn in_desktop_window() -> bool {
+    web_sys::window()
+        .and_then(|w| w.session_storage().ok().flatten())
+        .and_then(|s| s.get_item(DESKTOP_KEY).ok().flatten())
+        .is_some_and(|v| v == "1")
 }
 
 fn token_from_fragment(hash: &str) -> Option<String> {
@@ -356,7 +367,9 @@ impl Client {
             .await
     }
 
-    /// Starts or retries (`fetch`) or stops (`cancel`) a file's download.
+    /// Starts or retries (`fetch`) or stops (`cancel`) a file's download; in the
+    /// desktop window, opens a complete one (`open`) or shows it in its folder
+    /// (`reveal`).
     pub async fn file_action(&self, file_id: &str, action: &str) -> Result<(), UiError> {
         let url = format!("/api/v1/files/{}/{action}", path_segment(file_id));
         let resp = self.call(Request::post(&url)).await?;

@@ -1,6 +1,7 @@
 //! A message's files (issue 17): a row per file (type, name and folder, size, state,
 //! progress with speed and time left while it downloads, Download / Retry / Cancel /
-//! Save), an image's thumbnail inline, and the full-size viewer. The page fetches a
+//! Save, and in the desktop window Open / Show in folder), an image's thumbnail
+//! inline, and the full-size viewer. The page fetches a
 //! file's content with the token (an `<img>` or a link cannot send it) and shows it
 //! through an object URL, revoked once it is no longer shown.
 
@@ -67,6 +68,20 @@ fn AttachmentRow(attachment: AttachmentView, outgoing: bool) -> impl IntoView {
             match chat.client().file_action(&id, what).await {
                 Ok(()) => chat.refresh_file(id),
                 Err(e) => action_error.set(Some(e)),
+            }
+            busy.set(false);
+        });
+    };
+    // Open / Show in folder (desktop window): the node exports the file and starts the
+    // desktop's opener; nothing to refresh here.
+    let desktop = crate::api::in_desktop_window();
+    let on_desktop = move |what: &'static str| {
+        let id = a.with_value(|a| a.file_id.clone());
+        action_error.set(None);
+        busy.set(true);
+        spawn_local(async move {
+            if let Err(e) = chat.client().file_action(&id, what).await {
+                action_error.set(Some(e));
             }
             busy.set(false);
         });
@@ -153,6 +168,12 @@ fn AttachmentRow(attachment: AttachmentView, outgoing: bool) -> impl IntoView {
             }
             .into_any(),
             FileAction::Save => view! {
+                {desktop.then(|| view! {
+                    <button type="button" class="link" data-testid="attachment-open" disabled=busy_now
+                        on:click=move |_| on_desktop("open")>{move || lang.t("files.open")}</button>
+                    <button type="button" class="link" data-testid="attachment-reveal" disabled=busy_now
+                        on:click=move |_| on_desktop("reveal")>{move || lang.t("files.reveal")}</button>
+                })}
                 <button type="button" class="link" data-testid="attachment-save" disabled=busy_now
                     on:click=save>
                     {move || lang.t(if busy.get() { "files.saving" } else { "files.save" })}

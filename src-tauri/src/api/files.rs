@@ -1,7 +1,8 @@
 //! Files (issue 17): `POST /api/v1/conversations/{id}/files?name=NAME[&path=DIR]` sends
 //! one (the body is its raw bytes); `GET /api/v1/files/{file_id}` serves a complete
 //! one; `…/status`, `…/fetch`, `…/cancel` follow and steer its download; `…/withdraw`
-//! and `…/offer` stop and resume sending it.
+//! and `…/offer` stop and resume sending it; `…/open` and `…/reveal` put a complete
+//! one into the folder for received files and open it or show it there on this desktop.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -17,7 +18,7 @@ use super::conversations::{conversation_id, send_text};
 use super::error::ApiError;
 use super::params::{Params, Segments};
 use super::ApiState;
-use crate::files::{self, FileError, UploadError};
+use crate::files::{self, ExportError, FileError, OpenError, UploadError};
 
 impl From<FileError> for ApiError {
     fn from(e: FileError) -> Self {
@@ -30,6 +31,29 @@ impl From<FileError> for ApiError {
             ),
             FileError::Store(e) => e.into(),
             FileError::Blob(e) => blob_error(e),
+            FileError::Export(e) => export_error(e),
+            FileError::Open(e @ OpenError::NoDesktop) => {
+                ApiError::new(StatusCode::CONFLICT, "no_desktop", e.to_string())
+            }
+            FileError::Open(e @ OpenError::Spawn { .. }) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "open_failed",
+                e.to_string(),
+            ),
+            FileError::Task(e) => ApiError::internal(e),
+        }
+    }
+}
+
+fn export_error(e: ExportError) -> ApiError {
+    match e {
+        ExportError::NotComplete => FileError::NotComplete.into(),
+        ExportError::Blob(e) => blob_error(e),
+        e @ ExportError::DiskFull { .. } => {
+            ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "disk_full", e.to_string())
+        }
+        e @ (ExportError::NoFolder | ExportError::Io { .. } | ExportError::NoFreeName { .. }) => {
+            ApiError::internal(e.to_string())
         }
     }
 }
@@ -321,6 +345,41 @@ pub async fn offer(
     let files = state.files();
     files.offer(&file_id).await?;
     Ok(Json(files.status(&file_id).await?))
+}
+
+/// Where an exported file is: `{"path": …}`.
+#[derive(Debug, serde::Serialize)]
+pub struct ExportedPath {
+    path: String,
+}
+
+impl ExportedPath {
+    fn of(path: &std::path::Path) -> Json<ExportedPath> {
+        Json(ExportedPath {
+            path: path.to_string_lossy().into_owned(),
+        })
+    }
+}
+
+/// `POST /api/v1/files/{file_id}/open` → `200 {"path"}`: the complete file put into
+/// the folder for received files (an identical earlier copy used again) and opened
+/// with the desktop's default application (started, not waited for).
+pub async fn open(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<Json<ExportedPath>, ApiError> {
+    let path = state.files().open_file(&file_id).await?;
+    Ok(ExportedPath::of(&path))
+}
+
+/// `POST /api/v1/files/{file_id}/reveal` → `200 {"path"}`: like `…/open`, but shows
+/// the file selected in its folder.
+pub async fn reveal(
+    State(state): State<ApiState>,
+    Segments(file_id): Segments<String>,
+) -> Result<Json<ExportedPath>, ApiError> {
+    let path = state.files().reveal_file(&file_id).await?;
+    Ok(ExportedPath::of(&path))
 }
 
 #[cfg(test)]

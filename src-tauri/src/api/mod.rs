@@ -174,6 +174,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/files/{file_id}/cancel", post(files::cancel))
         .route("/files/{file_id}/withdraw", post(files::withdraw))
         .route("/files/{file_id}/offer", post(files::offer))
+        .route("/files/{file_id}/open", post(files::open))
+        .route("/files/{file_id}/reveal", post(files::reveal))
         .route("/search", get(search::search))
         .route("/events", get(events::stream))
         .route("/diagnostics", get(diagnostics::get))

@@ -9,12 +9,18 @@
 //!   the choice is kept in the store (`file_downloads`) so downloads resume after a
 //!   restart and after the mesh restarts;
 //! - the content is fetched by the file engine (`lan_mesh::files`) from every peer that
-//!   may have it: the sender and, in a group, every member.
+//!   may have it: the sender and, in a group, every member;
+//! - a complete file is copied out as a real file into the folder for received files
+//!   (`export`) and opened or shown in its folder with the desktop's tools (`opener`).
 
 mod content;
+pub mod export;
+pub mod opener;
 mod service;
 
 pub use content::{checked_name, describe, import_upload, UploadError};
+pub use export::ExportError;
+pub use opener::{OpenError, Opener};
 pub use service::{FileError, FileService};
 
 use api_types::{AttachmentView, FileContent, FileState, WaitingFor};

@@ -15,6 +15,8 @@ use storage::{Attachment, Store, StoreError};
 use storage::{ConversationTarget, Message};
 use tokio::sync::broadcast;
 
+use super::export::{ExportError, Exports};
+use super::opener::{OpenError, Opener};
 use crate::live_settings::LiveSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +30,12 @@ pub enum FileError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Blob(#[from] storage::BlobError),
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    #[error("the file task failed: {0}")]
+    Task(String),
 }
 
 /// Cheap to clone.
@@ -44,6 +52,9 @@ struct Inner {
     engine: RwLock<Option<FilesHandle>>,
     /// Per download: the last states the engine reported, and a speed sample.
     downloads: Mutex<HashMap<String, Download>>,
+    /// Complete files copied out as real files ("Open", "Show in folder").
+    exports: Exports,
+    opener: Opener,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -72,7 +83,12 @@ fn descriptor(file: &FileRef) -> Option<FileDescriptor> {
 }
 
 impl FileService {
-    pub fn new(blobs: BlobStore, store: Store, settings: Arc<LiveSettings>) -> FileService {
+    pub fn new(
+        blobs: BlobStore,
+        store: Store,
+        settings: Arc<LiveSettings>,
+        opener: Opener,
+    ) -> FileService {
         FileService {
             inner: Arc::new(Inner {
                 blobs,
@@ -80,6 +96,8 @@ impl FileService {
                 settings,
                 engine: RwLock::new(None),
                 downloads: Mutex::default(),
+                exports: Exports::default(),
+                opener,
             }),
         }
     }
@@ -345,6 +363,64 @@ impl FileService {
     /// The complete content, or `None` while it is not complete here.
     pub fn open(&self, file_id: &str) -> Result<Option<std::fs::File>, FileError> {
         Ok(self.inner.blobs.open_content(parse_file_id(file_id)?)?)
+    }
+
+    /// The complete file as a real file in the folder for received files, under the
+    /// name and folder its first message here gave it (`super::export`).
+    async fn export_complete(
+        &self,
+        id: storage::FileId,
+        file: FileRef,
+    ) -> Result<std::path::PathBuf, FileError> {
+        let root = super::export::default_root().ok_or(ExportError::NoFolder)?;
+        let service = self.clone();
+        tokio::task::spawn_blocking(move || {
+            service.inner.exports.export(
+                &root,
+                &service.inner.blobs,
+                id,
+                &file.name,
+                file.path.as_deref(),
+            )
+        })
+        .await
+        .map_err(|e| FileError::Task(e.to_string()))?
+        .map_err(FileError::from)
+    }
+
+    /// Exports the file (see [`Self::export_complete`]) and opens it with the desktop's default
+    /// application; `Open(NoDesktop)` — before anything is exported — on a node without
+    /// a desktop session.
+    pub async fn open_file(&self, file_id: &str) -> Result<std::path::PathBuf, FileError> {
+        let (id, file) = self.complete_attachment(file_id).await?;
+        self.inner.opener.check()?;
+        let path = self.export_complete(id, file).await?;
+        self.inner.opener.open(&path)?;
+        tracing::info!(file = %id, "file opened");
+        Ok(path)
+    }
+
+    /// Exports the file and shows it selected in its folder (like [`Self::open_file`]).
+    pub async fn reveal_file(&self, file_id: &str) -> Result<std::path::PathBuf, FileError> {
+        let (id, file) = self.complete_attachment(file_id).await?;
+        self.inner.opener.check()?;
+        let path = self.export_complete(id, file).await?;
+        self.inner.opener.reveal(&path)?;
+        tracing::info!(file = %id, "file shown in its folder");
+        Ok(path)
+    }
+
+    /// The file's id and first attachment, once it is complete here.
+    async fn complete_attachment(
+        &self,
+        file_id: &str,
+    ) -> Result<(storage::FileId, FileRef), FileError> {
+        let id = parse_file_id(file_id)?;
+        let file = self.attachment(file_id).await?;
+        if self.inner.blobs.status(id)?.state != BlobState::Complete {
+            return Err(FileError::NotComplete);
+        }
+        Ok((id, file))
     }
 
     /// The running engine's counters (zeros while the mesh is off).

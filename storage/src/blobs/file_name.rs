@@ -12,7 +12,7 @@ pub const MAX_NAME_BYTES: usize = 255;
 /// An extension up to this long (with its dot) is kept when a long name is cut.
 const MAX_KEPT_EXTENSION: usize = 33;
 /// `unique_path` gives up after "name (9999)".
-const MAX_COPIES: u32 = 9999;
+pub const MAX_COPIES: u32 = 9999;
 
 /// Device names Windows reserves in any folder, with any extension, in any case.
 const WINDOWS_RESERVED: &[&str] = &[
@@ -100,8 +100,10 @@ pub fn create_unique(dir: &Path, name: &str) -> Result<(PathBuf, File), NameErro
     })
 }
 
-/// `name` itself for copy 0, else `stem (copy).ext`, cut to fit.
-fn candidate(name: &str, copy: u32) -> String {
+/// `name` itself for copy 0, else `stem (copy).ext`, cut to fit: the names
+/// [`unique_path`] tries, in its order, for a caller that looks at each one itself
+/// (`name` sanitized already).
+pub fn candidate(name: &str, copy: u32) -> String {
     if copy == 0 {
         return name.to_string();
     }
