@@ -60,8 +60,13 @@ pub struct SendArgs {
     #[arg(long, value_name = "NAME_OR_ID")]
     pub to: String,
     /// The message; several words are joined with spaces; `-` reads it from stdin.
-    #[arg(required = true, value_name = "TEXT")]
+    /// May be left out when files are sent.
+    #[arg(required_unless_present = "files", value_name = "TEXT")]
     pub text: Vec<String>,
+    /// A file to send (repeat for several): each goes as a file message, streamed to
+    /// the node, which stores it and sends it like the app does.
+    #[arg(long = "file", value_name = "PATH")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -149,6 +154,15 @@ mod tests {
         }
         assert!(Cli::try_parse_from(["lanchat", "send", "hello"]).is_err());
         assert!(Cli::try_parse_from(["lanchat", "send", "--to", "bob"]).is_err());
+        let cli = Cli::try_parse_from([
+            "lanchat", "send", "--to", "bob", "--file", "a.pdf", "--file", "b.png",
+        ])
+        .unwrap();
+        let Some(Command::Send(args)) = cli.command else {
+            panic!("not a send: {cli:?}");
+        };
+        assert_eq!(args.files, [PathBuf::from("a.pdf"), PathBuf::from("b.png")]);
+        assert!(args.text.is_empty());
         let cli = Cli::try_parse_from(["lanchat", "--data-dir", "/d", "peers"]).unwrap();
         assert!(matches!(cli.command, Some(Command::Peers)));
     }

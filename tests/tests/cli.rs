@@ -1,6 +1,7 @@
 //! `lanchat status|peers|send` against real running nodes on loopback (issue 18): the
 //! command finds the node of `--data-dir` through its `api.json`, prints text or
-//! `--json`, sends by display name, peer id or conversation id, refuses an ambiguous
+//! `--json`, sends by display name, peer id or conversation id (and files with
+//! `--file`, streamed), refuses an ambiguous
 //! name listing the candidates, and says clearly — with exit status 3 — when no node
 //! runs (no `api.json`, or one left by a killed node).
 //!
@@ -157,6 +158,85 @@ async fn status_peers_and_send_talk_to_the_running_node() {
                 .then_some(())
         })
         .await?;
+
+        // send --file: a text, then two files streamed to the node; bravo gets them.
+        let files = tempfile::tempdir()?;
+        let report = files.path().join("季度报告.bin");
+        let bytes = lanchat_tests::file_content(300_000, 51);
+        std::fs::write(&report, &bytes)?;
+        let empty = files.path().join("empty.txt");
+        std::fs::write(&empty, b"")?;
+        let (report, empty) = (report.to_str().unwrap(), empty.to_str().unwrap());
+        let out = lanchat(
+            &a.data_dir,
+            &[
+                "send",
+                "--to",
+                "Bravo",
+                "--file",
+                report,
+                "--file",
+                empty,
+                "two files",
+            ],
+        )
+        .await;
+        anyhow::ensure!(out.status.success(), "send --file: {}", stderr(&out));
+        let said = stdout(&out);
+        anyhow::ensure!(
+            said.lines().count() == 3
+                && said.contains("file 季度报告.bin (300000 bytes)")
+                && said.contains("file empty.txt (0 bytes)"),
+            "{said}"
+        );
+        let got = wait_until(DELIVERY, "bravo to get the report", || async {
+            let h = history(b, &dm(&mesh.ids[0])).await.ok()?;
+            let file = h
+                .iter()
+                .flat_map(|m| &m.attachments)
+                .find(|f| f.name == "季度报告.bin")?
+                .file_id
+                .clone();
+            h.iter().any(|m| m.text == "two files").then_some(file)
+        })
+        .await?;
+        wait_until(DELIVERY, "bravo to download the report", || async {
+            let resp = b.get(&format!("v1/files/{got}")).await.ok()?;
+            if resp.status() != 200 {
+                return None;
+            }
+            (resp.bytes().await.ok()? == bytes).then_some(())
+        })
+        .await?;
+        // A folder, or a file that is not there, is refused and says why — before
+        // the text or the good file before it is sent.
+        let folder = files.path().to_str().unwrap();
+        let out = lanchat(
+            &a.data_dir,
+            &[
+                "send",
+                "--to",
+                "Bravo",
+                "--file",
+                report,
+                "--file",
+                folder,
+                "never sent",
+            ],
+        )
+        .await;
+        anyhow::ensure!(out.status.code() == Some(1), "folder: {:?}", out.status);
+        anyhow::ensure!(stderr(&out).contains("is not a file"), "{}", stderr(&out));
+        let out = lanchat(
+            &a.data_dir,
+            &["send", "--to", "Bravo", "--file", "/no/such/file"],
+        )
+        .await;
+        anyhow::ensure!(out.status.code() == Some(1), "missing: {:?}", out.status);
+        anyhow::ensure!(stderr(&out).contains("cannot read"), "{}", stderr(&out));
+        let h = history(a, &dm(b_id)).await?;
+        anyhow::ensure!(h.iter().filter(|m| !m.attachments.is_empty()).count() == 2);
+        anyhow::ensure!(!h.iter().any(|m| m.text == "never sent"));
 
         // Carol takes bravo's name: "bravo" now means two people.
         let (code, body) = c

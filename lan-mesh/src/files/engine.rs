@@ -658,6 +658,9 @@ impl Fetch {
     }
 }
 
+/// A written chunk's index, who sent it and its length.
+type Sender = (u32, NodeId, u64);
+
 /// One item of a peer's serve queue.
 #[derive(Debug, Clone, Copy)]
 enum Served {
@@ -1127,10 +1130,12 @@ impl Engine {
                 continue;
             };
             let batch = std::mem::take(&mut fetch.unwritten);
-            let (senders, chunks): (Vec<(u32, NodeId, u64)>, Vec<(u32, Vec<u8>)>) = batch
-                .into_iter()
-                .map(|(index, (peer, bytes))| ((index, peer, bytes.len() as u64), (index, bytes)))
-                .unzip();
+            let mut senders: Vec<Sender> = Vec::with_capacity(batch.len());
+            let mut chunks = Vec::with_capacity(batch.len());
+            for (index, (peer, bytes)) in batch {
+                senders.push((index, peer, bytes.len() as u64));
+                chunks.push((index, bytes));
+            }
             let outcomes = self.blobs.put_chunks(file_id, chunks).await;
             self.took_in(file_id, senders, outcomes);
         }
@@ -1139,7 +1144,7 @@ impl Engine {
     fn took_in(
         &mut self,
         file_id: FileId,
-        senders: Vec<(u32, NodeId, u64)>,
+        senders: Vec<Sender>,
         outcomes: Result<Vec<PutOutcome>, BlobPortError>,
     ) {
         let Some(fetch) = self.fetches.get_mut(&file_id) else {

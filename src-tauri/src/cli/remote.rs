@@ -17,6 +17,9 @@ use crate::node::API_FILE;
 
 /// The local API answers in milliseconds; a node that takes this long is stuck.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// An upload takes as long as the file needs (the node stores it at disk speed): only
+/// going this long without the node taking a byte means it is stuck.
+const UPLOAD_STALL: Duration = Duration::from_secs(60);
 /// Exit status when no node runs on the data directory (or it does not answer), so a
 /// script can tell "start it first" from other failures (1) and usage errors (2).
 pub const EXIT_NO_NODE: u8 = 3;
@@ -96,6 +99,8 @@ struct RemoteNode {
     dir: PathBuf,
     api: ApiFile,
     http: reqwest::Client,
+    /// For uploads: no overall timeout (see [`UPLOAD_STALL`]).
+    uploads: reqwest::Client,
 }
 
 impl RemoteNode {
@@ -124,15 +129,53 @@ impl RemoteNode {
                 ),
             });
         }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .map_err(|e| ClientError::Input(format!("cannot make an HTTP client: {e}")))?;
+        let client = |builder: reqwest::ClientBuilder| {
+            builder
+                .build()
+                .map_err(|e| ClientError::Input(format!("cannot make an HTTP client: {e}")))
+        };
+        let http = client(reqwest::Client::builder().timeout(REQUEST_TIMEOUT))?;
+        let uploads = client(
+            reqwest::Client::builder()
+                .connect_timeout(REQUEST_TIMEOUT)
+                .read_timeout(UPLOAD_STALL),
+        )?;
         Ok(RemoteNode {
             dir: data_dir.to_path_buf(),
             api,
             http,
+            uploads,
         })
+    }
+
+    /// Streams the file at `path` to `POST …/conversations/{id}/files?name=`, never
+    /// holding it in memory.
+    async fn upload(
+        &self,
+        conversation_id: &str,
+        path: &Path,
+    ) -> Result<serde_json::Value, ClientError> {
+        let name = sendable(path)?;
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| ClientError::Input(format!("cannot read {}: {e}", path.display())))?;
+        let meta = file
+            .metadata()
+            .await
+            .map_err(|e| ClientError::Input(format!("cannot read {}: {e}", path.display())))?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file));
+        let request = self
+            .uploads
+            .post(self.url(&format!("conversations/{conversation_id}/files")))
+            .query(&[("name", name)])
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, meta.len())
+            .body(body);
+        self.call(
+            &format!("POST /api/v1/conversations/{conversation_id}/files ({name})"),
+            request,
+        )
+        .await
     }
 
     fn url(&self, path: &str) -> String {
@@ -307,18 +350,10 @@ fn table(head: [&str; 6], rows: &[[String; 6]]) -> String {
 }
 
 async fn send(node: &RemoteNode, args: &SendArgs, json: bool) -> Result<String, ClientError> {
-    let text = if args.text == ["-"] {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| ClientError::Input(format!("cannot read the message from stdin: {e}")))?;
-        text
-    } else {
-        args.text.join(" ")
-    };
-    if text.trim().is_empty() {
-        return Err(ClientError::Input("the message is empty".to_string()));
+    if !args.files.is_empty() {
+        return send_files(node, args, json).await;
     }
+    let text = message_text(args)?;
     let contacts: Vec<ContactView> = node.get("contacts").await?;
     let conversations: Vec<ConversationView> = node.get("conversations").await?;
     let target = resolve(&args.to, &contacts, &conversations)?;
@@ -339,6 +374,91 @@ async fn send(node: &RemoteNode, args: &SendArgs, json: bool) -> Result<String, 
         message.id,
         wire_name(&message.status)
     ))
+}
+
+/// `send --file …`: the text first when there is one, then each file as its own file
+/// message, in order; stops at the first refusal (what was sent before it stays sent).
+async fn send_files(node: &RemoteNode, args: &SendArgs, json: bool) -> Result<String, ClientError> {
+    let text = if args.text.is_empty() {
+        None
+    } else {
+        Some(message_text(args)?)
+    };
+    // Every file is looked at before anything is sent: a typo in the last path must
+    // not leave the text and the first files sent.
+    for path in &args.files {
+        sendable(path)?;
+    }
+    let contacts: Vec<ContactView> = node.get("contacts").await?;
+    let conversations: Vec<ConversationView> = node.get("conversations").await?;
+    let target = resolve(&args.to, &contacts, &conversations)?;
+    let mut sent = Vec::new();
+    if let Some(text) = text {
+        let path = format!("conversations/{}/messages", target.conversation_id);
+        sent.push(
+            node.post::<serde_json::Value>(&path, &serde_json::json!({ "text": text }))
+                .await?,
+        );
+    }
+    for file in &args.files {
+        sent.push(node.upload(&target.conversation_id, file).await?);
+    }
+    if json {
+        return pretty(&sent);
+    }
+    let mut lines = Vec::new();
+    for raw in sent {
+        let message: MessageView =
+            serde_json::from_value(raw).map_err(|e| ClientError::BadAnswer {
+                what: "a sent message".to_string(),
+                reason: e.to_string(),
+            })?;
+        let what = match message.attachments.first() {
+            Some(a) => format!("file {} ({} bytes)", a.name, a.size),
+            None => "message".to_string(),
+        };
+        lines.push(format!(
+            "Sent to {} ({}): {what}, message {}, {}",
+            target.label,
+            target.conversation_id,
+            message.id,
+            wire_name(&message.status)
+        ));
+    }
+    Ok(lines.join("\n"))
+}
+
+/// The name a file at `path` is sent under, when it is a readable file.
+fn sendable(path: &Path) -> Result<&str, ClientError> {
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        ClientError::Input(format!("{} has no file name in UTF-8", path.display()))
+    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ClientError::Input(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(ClientError::Input(format!(
+            "{} is not a file (to send a folder, send its files, or use the app's folder button)",
+            path.display()
+        )));
+    }
+    Ok(name)
+}
+
+/// The message of `send`: its words joined, or stdin for `-`; never empty.
+fn message_text(args: &SendArgs) -> Result<String, ClientError> {
+    let text = if args.text == ["-"] {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .map_err(|e| ClientError::Input(format!("cannot read the message from stdin: {e}")))?;
+        text
+    } else {
+        args.text.join(" ")
+    };
+    if text.trim().is_empty() {
+        return Err(ClientError::Input("the message is empty".to_string()));
+    }
+    Ok(text)
 }
 
 /// A unit enum as the API spells it (`"running"`, `"delivered"`).
