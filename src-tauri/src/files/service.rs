@@ -237,9 +237,8 @@ impl FileService {
         }
     }
 
-    /// Stops downloading `file_id`; its verified chunks stay, and a later fetch goes on
-    /// from them. It is not fetched by itself again.
-    pub async fn cancel(&self, file_id: &str) -> Result<(), FileError> {
+    /// `file_id` parsed, when some message here attached it (`NotFound` otherwise).
+    async fn attached(&self, file_id: &str) -> Result<storage::FileId, FileError> {
         let id = parse_file_id(file_id)?;
         if self
             .inner
@@ -250,6 +249,13 @@ impl FileService {
         {
             return Err(FileError::NotFound);
         }
+        Ok(id)
+    }
+
+    /// Stops downloading `file_id`; its verified chunks stay, and a later fetch goes on
+    /// from them. It is not fetched by itself again.
+    pub async fn cancel(&self, file_id: &str) -> Result<(), FileError> {
+        let id = self.attached(file_id).await?;
         self.inner
             .store
             .set_download_wanted(id.to_string(), false, lan_mesh::delivery::now_ms())
@@ -275,16 +281,7 @@ impl FileService {
     }
 
     async fn set_withdrawn(&self, file_id: &str, withdrawn: bool) -> Result<(), FileError> {
-        let id = parse_file_id(file_id)?;
-        if self
-            .inner
-            .store
-            .attachments_of_file(id.to_string())
-            .await?
-            .is_empty()
-        {
-            return Err(FileError::NotFound);
-        }
+        let id = self.attached(file_id).await?;
         // Stored first: a crash between the two must not leave it served after a
         // restart that the user stopped.
         self.inner
