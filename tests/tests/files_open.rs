@@ -372,8 +372,14 @@ async fn received_files(s: &mut Setup) -> anyhow::Result<()> {
     want.sort();
     ensure!(tree(&s.downloads) == want, "{:?}", tree(&s.downloads));
 
-    // Every start of the opener had exactly two arguments: the verb and one path.
-    let calls = opener_calls(&s.record);
+    // Every start of the opener had exactly two arguments: the verb and one path. The
+    // opener runs detached, so the last ones may still be starting: wait for all six.
+    wait_opener_call(&s.record, &format!("2|open|{}", fresh.display())).await?;
+    let calls = wait_until(OPENER_RUN, "six starts of the opener", || async {
+        let calls = opener_calls(&s.record);
+        (calls.len() >= 6).then_some(calls)
+    })
+    .await?;
     ensure!(
         calls.iter().all(|c| c.starts_with("2|")) && calls.len() == 6,
         "{calls:?}"
