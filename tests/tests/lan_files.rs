@@ -14,7 +14,7 @@
 //!   → every member gets it, and A served less than 3 × the file.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context};
 use lanchat_tests::netns::{Host, Lan, Method};
@@ -243,6 +243,7 @@ async fn an_eight_member_group_shares_the_upload() -> anyhow::Result<()> {
         })
         .await?;
     }
+    let started = Instant::now();
     let sent = upload(
         &hosts[0],
         &format!("group:{group_id}"),
@@ -263,8 +264,9 @@ async fn an_eight_member_group_shares_the_upload() -> anyhow::Result<()> {
     let uploaded = served(&hosts[0]).await? * CHUNK;
     hosts[0].stop().await?;
     println!(
-        "{} had it first; A had served {} MB",
+        "{} had it first after {:?} (upload included); A had served {} MB",
         names[first],
+        started.elapsed(),
         uploaded / 1_000_000
     );
     for host in &hosts[1..] {
@@ -286,6 +288,10 @@ async fn an_eight_member_group_shares_the_upload() -> anyhow::Result<()> {
             return Err(e);
         }
     }
+    println!(
+        "all seven members had it {:?} after the upload began",
+        started.elapsed()
+    );
     for host in &hosts[1..3] {
         check_copy(host, &id, lan.dir(), &expected).await?;
     }
