@@ -479,8 +479,13 @@ async fn shutdown_and_drop_leave_no_task_and_free_the_port() {
         clone.peers().await.is_err(),
         "a stopped runtime answers with an error"
     );
-    // Port released: a plain socket (no reuse options) can bind it again.
-    std::net::UdpSocket::bind(a_addr).unwrap();
+    // Port released: a plain socket (no reuse options) can bind it again. Polled: the
+    // socket's last handle may be dropped on another worker thread a moment after
+    // `shutdown` returned (CI once saw AddrInUse right away).
+    wait_until("a's port is free again", || async {
+        std::net::UdpSocket::bind(a_addr).is_ok()
+    })
+    .await;
 
     let b_watch = b.clone();
     drop(b);
