@@ -7,6 +7,7 @@
 
 pub mod attacker;
 pub mod bench;
+pub mod bench_worker;
 pub mod chat;
 pub mod fault_proxy;
 pub mod netns;

@@ -38,7 +38,6 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, UdpSocket};
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,11 +48,13 @@ use lanchat_tests::bench::{
     api_of, clk_tck, cpu_ticks, drain_udp, fmt_summary, load_average, machine, start_iptux,
     summary, wait_udp_answer, IPMSG_PORT,
 };
-use lanchat_tests::netns::{Lan, NetNs, NodeSettings, SUBNET};
+use lanchat_tests::bench_worker::{
+    check_lan, current_thread, events_socket, mono_ns, ns_to_ms, read_token, stdin_lines, text_of,
+    Worker, WORKER_LIFETIME,
+};
+use lanchat_tests::netns::{Lan, NodeSettings};
 use lanchat_tests::{artifacts_dir, wait_until};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 const IPMSG_BR_ENTRY: u32 = 0x1;
@@ -71,8 +72,6 @@ const FLOOD_LIMIT: Duration = Duration::from_secs(300);
 const FLOOD_MAX_ERRORS: usize = 100;
 /// The echo server's port on b.
 const ECHO_PORT: u16 = 19200;
-/// Every worker process ends by itself after this long, whatever happens to its parent.
-const WORKER_LIFETIME: Duration = Duration::from_secs(3600);
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -94,28 +93,6 @@ fn main() -> anyhow::Result<()> {
                 .block_on(bench(opts))
         }
     }
-}
-
-/// Workers run one thread: no cross-core wake-ups between the socket and the clock.
-fn current_thread(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            tokio::time::timeout(WORKER_LIFETIME, f)
-                .await
-                .map_err(|_| anyhow!("worker lifetime over"))?
-        })
-}
-
-/// CLOCK_MONOTONIC in ns: the same clock in every network namespace of this kernel.
-fn mono_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
-}
-
-fn ns_to_ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
 }
 
 // ---------------------------------------------------------------------------------------
@@ -170,15 +147,6 @@ impl Options {
     }
 }
 
-/// A message text: `tag` (no spaces), a space, then `x` up to `bytes`.
-fn text_of(tag: &str, bytes: usize) -> String {
-    let mut t = format!("{tag} ");
-    while t.len() < bytes {
-        t.push('x');
-    }
-    t
-}
-
 /// The size of the `dm.send` envelope a text of `text_bytes` travels in: its JSON body
 /// (the fields of `lan_mesh::envelope`, ULIDs and clocks at their real widths) plus the
 /// 64-byte signature. The raw WebSocket baseline sends messages of this size.
@@ -196,79 +164,6 @@ fn envelope_bytes(text_bytes: usize) -> anyhow::Result<usize> {
 
 // ---------------------------------------------------------------------------------------
 // The benchmark
-
-/// A subcommand process inside a namespace: one command line in, one JSON line out.
-struct Worker {
-    what: String,
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Worker {
-    /// Starts `bench_dm <args>` in `ns`, writes `secret` (an API token) as the first line
-    /// of its stdin (never the command line `ps` shows) and waits for its `ready`.
-    async fn start(
-        ns: &NetNs,
-        what: &str,
-        args: &[String],
-        secret: Option<&str>,
-    ) -> anyhow::Result<Worker> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = ns.command(&exe);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {what}"))?;
-        let mut stdin = child.stdin.take().context("worker stdin")?;
-        if let Some(s) = secret {
-            stdin.write_all(format!("{s}\n").as_bytes()).await?;
-        }
-        let stdout = child.stdout.take().context("worker stdout")?;
-        let mut w = Worker {
-            what: what.to_string(),
-            child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-        };
-        let first = w.line(Duration::from_secs(30)).await?;
-        if first != "ready" {
-            bail!("{what}: {first}");
-        }
-        Ok(w)
-    }
-
-    async fn line(&mut self, limit: Duration) -> anyhow::Result<String> {
-        tokio::time::timeout(limit, self.lines.next_line())
-            .await
-            .map_err(|_| anyhow!("{} said nothing in {limit:?}", self.what))??
-            .with_context(|| format!("{} exited", self.what))
-    }
-
-    async fn ask(&mut self, command: &str, limit: Duration) -> anyhow::Result<Value> {
-        self.stdin
-            .write_all(format!("{command}\n").as_bytes())
-            .await?;
-        self.stdin.flush().await?;
-        let line = self.line(limit).await?;
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}: not JSON: {line}", self.what))?;
-        if let Some(e) = v.get("error").and_then(Value::as_str) {
-            bail!("{} failed `{command}`: {e}", self.what);
-        }
-        Ok(v)
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // kill_on_drop is set by NetNs::command; be explicit anyway (by PID).
-        let _ = self.child.start_kill();
-    }
-}
 
 fn f64s(v: &Value) -> Vec<f64> {
     v.as_array()
@@ -763,46 +658,6 @@ fn raw_sqlite(dir: &Path, round: usize, m: usize, text_bytes: usize) -> anyhow::
 // ---------------------------------------------------------------------------------------
 // Subcommands run inside a namespace
 
-/// Stdin's lines, read by a thread of their own (tokio's stdin needs a feature the
-/// workspace does not build).
-fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The first line of stdin: an API token.
-async fn read_token(lines: &mut tokio::sync::mpsc::Receiver<String>) -> anyhow::Result<String> {
-    let token = lines.recv().await.unwrap_or_default();
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        bail!("no API token on stdin");
-    }
-    Ok(token)
-}
-
-type EventStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The node's events WebSocket (the token as a subprotocol, like the browser UI).
-async fn events_socket(api_url: &str, token: &str) -> anyhow::Result<EventStream> {
-    let url = format!("{}api/v1/events", api_url.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        format!("lanchat.v1, lanchat.bearer.{token}").parse()?,
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-    Ok(socket)
-}
-
 /// What a's events said about outgoing messages, stamped on arrival.
 enum StatusEvent {
     Status { id: String, status: String, at: u64 },
@@ -1211,21 +1066,6 @@ async fn ws_client_main(args: &[String]) -> anyhow::Result<()> {
             }
         }
         println!("{}", json!({ "rtt_ms": rtt_ms, "lost": lost }));
-    }
-    Ok(())
-}
-
-/// Refuses any destination that is not on the benchmark LAN.
-fn check_lan(host_port: &str) -> anyhow::Result<()> {
-    let ip: Ipv4Addr = host_port
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .with_context(|| format!("{host_port}: not an IPv4 address"))?;
-    let o = ip.octets();
-    if !SUBNET.starts_with(&format!("{}.{}.{}.", o[0], o[1], o[2])) {
-        bail!("{ip} is not on the benchmark LAN {SUBNET}");
     }
     Ok(())
 }

@@ -32,9 +32,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -46,12 +44,15 @@ use futures_util::StreamExt;
 use lanchat_tests::bench::{
     api_of, clk_tck, cpu_ticks, fmt_summary, load_average, machine, summary,
 };
-use lanchat_tests::netns::{Host, Lan, Method, NetNs, NodeSettings, SUBNET};
+use lanchat_tests::bench_worker::{
+    check_lan, current_thread, events_socket, mono_ns, ns_to_ms, read_token, stdin_lines, text_of,
+    Worker,
+};
+use lanchat_tests::netns::{Host, Lan, Method, NodeSettings};
 use lanchat_tests::{artifacts_dir, wait_until};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// The chunk size of this build (docs/PROTOCOL.md, "File messages").
@@ -64,8 +65,6 @@ const TRANSFER_LIMIT: Duration = Duration::from_secs(600);
 const DM_WAIT: Duration = Duration::from_secs(10);
 /// The raw TCP baseline's port on b.
 const TCP_PORT: u16 = 19300;
-/// Every worker process ends by itself after this long, whatever happens to its parent.
-const WORKER_LIFETIME: Duration = Duration::from_secs(3600);
 /// A DM's text length, as bench_dm's default.
 const TEXT_BYTES: usize = 100;
 
@@ -86,28 +85,6 @@ fn main() -> anyhow::Result<()> {
                 .block_on(bench(opts))
         }
     }
-}
-
-/// Workers run one thread: no cross-core wake-ups between the socket and the clock.
-fn current_thread(f: impl std::future::Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?
-        .block_on(async move {
-            tokio::time::timeout(WORKER_LIFETIME, f)
-                .await
-                .map_err(|_| anyhow!("worker lifetime over"))?
-        })
-}
-
-/// CLOCK_MONOTONIC in ns: the same clock in every network namespace of this kernel.
-fn mono_ns() -> u64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
-}
-
-fn ns_to_ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
 }
 
 /// Bytes per second in MB/s (10⁶ bytes).
@@ -158,97 +135,6 @@ impl Options {
             bail!("--interval-ms 20..=1000, --max-dms 10..=6000");
         }
         Ok(o)
-    }
-}
-
-/// A message text: `tag` (no spaces), a space, then `x` up to `bytes`.
-fn text_of(tag: &str, bytes: usize) -> String {
-    let mut t = format!("{tag} ");
-    while t.len() < bytes {
-        t.push('x');
-    }
-    t
-}
-
-// ---------------------------------------------------------------------------------------
-// Workers (as in bench_dm)
-
-/// A subcommand process inside a namespace: one command line in, one JSON line out.
-struct Worker {
-    what: String,
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Worker {
-    /// Starts `bench_files <args>` in `ns`, writes `secret` (an API token) as the first
-    /// line of its stdin (never the command line `ps` shows) and waits for its `ready`.
-    async fn start(
-        ns: &NetNs,
-        what: &str,
-        args: &[String],
-        secret: Option<&str>,
-    ) -> anyhow::Result<Worker> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = ns.command(&exe);
-        cmd.args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("cannot start {what}"))?;
-        let mut stdin = child.stdin.take().context("worker stdin")?;
-        if let Some(s) = secret {
-            stdin.write_all(format!("{s}\n").as_bytes()).await?;
-        }
-        let stdout = child.stdout.take().context("worker stdout")?;
-        let mut w = Worker {
-            what: what.to_string(),
-            child,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-        };
-        let first = w.line(Duration::from_secs(30)).await?;
-        if first != "ready" {
-            bail!("{what}: {first}");
-        }
-        Ok(w)
-    }
-
-    async fn line(&mut self, limit: Duration) -> anyhow::Result<String> {
-        tokio::time::timeout(limit, self.lines.next_line())
-            .await
-            .map_err(|_| anyhow!("{} said nothing in {limit:?}", self.what))??
-            .with_context(|| format!("{} exited", self.what))
-    }
-
-    async fn json_line(&mut self, limit: Duration) -> anyhow::Result<Value> {
-        let line = self.line(limit).await?;
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}: not JSON: {line}", self.what))?;
-        if let Some(e) = v.get("error").and_then(Value::as_str) {
-            bail!("{} failed: {e}", self.what);
-        }
-        Ok(v)
-    }
-
-    async fn ask(&mut self, command: &str, limit: Duration) -> anyhow::Result<Value> {
-        self.stdin
-            .write_all(format!("{command}\n").as_bytes())
-            .await?;
-        self.stdin.flush().await?;
-        self.json_line(limit)
-            .await
-            .with_context(|| format!("`{command}`"))
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        // kill_on_drop is set by NetNs::command; be explicit anyway (by PID).
-        let _ = self.child.start_kill();
     }
 }
 
@@ -878,46 +764,6 @@ async fn lanchat_round(
 // ---------------------------------------------------------------------------------------
 // Subcommands run inside a namespace
 
-/// Stdin's lines, read by a thread of their own (tokio's stdin needs a feature the
-/// workspace does not build).
-fn stdin_lines() -> tokio::sync::mpsc::Receiver<String> {
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    std::thread::spawn(move || {
-        for line in std::io::stdin().lines() {
-            let Ok(line) = line else { break };
-            if tx.blocking_send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The first line of stdin: an API token.
-async fn read_token(lines: &mut tokio::sync::mpsc::Receiver<String>) -> anyhow::Result<String> {
-    let token = lines.recv().await.unwrap_or_default();
-    let token = token.trim().to_string();
-    if token.is_empty() {
-        bail!("no API token on stdin");
-    }
-    Ok(token)
-}
-
-type EventStream =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// The node's events WebSocket (the token as a subprotocol, like the browser UI).
-async fn events_socket(api_url: &str, token: &str) -> anyhow::Result<EventStream> {
-    let url = format!("{}api/v1/events", api_url.replacen("http://", "ws://", 1));
-    let mut request = url.into_client_request()?;
-    request.headers_mut().insert(
-        "Sec-WebSocket-Protocol",
-        format!("lanchat.v1, lanchat.bearer.{token}").parse()?,
-    );
-    let (socket, _) = tokio_tungstenite::connect_async(request).await?;
-    Ok(socket)
-}
-
 /// What b's events said about one file.
 #[derive(Default)]
 struct FileSeen {
@@ -1113,21 +959,6 @@ async fn pace_main(args: &[String]) -> anyhow::Result<()> {
         };
         let v = out.unwrap_or_else(|e: anyhow::Error| json!({ "error": format!("{e:#}") }));
         println!("{v}");
-    }
-    Ok(())
-}
-
-/// Refuses any destination that is not on the benchmark LAN.
-fn check_lan(host_port: &str) -> anyhow::Result<()> {
-    let ip: Ipv4Addr = host_port
-        .split(':')
-        .next()
-        .unwrap_or_default()
-        .parse()
-        .with_context(|| format!("{host_port}: not an IPv4 address"))?;
-    let o = ip.octets();
-    if !SUBNET.starts_with(&format!("{}.{}.{}.", o[0], o[1], o[2])) {
-        bail!("{ip} is not on the benchmark LAN {SUBNET}");
     }
     Ok(())
 }
