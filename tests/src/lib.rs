@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_worker;
 pub mod chat;
 pub mod fault_proxy;
+pub mod files;
 pub mod netns;
 pub mod node;
 pub mod scale;

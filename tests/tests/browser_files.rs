@@ -13,10 +13,10 @@
 //!   `reveal <path>`; on A, which runs without a desktop, Open shows the node's
 //!   `no_desktop` error in the row.
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lanchat_tests::chat::{dm, wait_contact_online};
+use lanchat_tests::files::write_opener;
 use lanchat_tests::webdriver::Browser;
 use lanchat_tests::{artifacts_dir, wait_until, LoopbackPair, NodeProcess, PairPlan, Side};
 use serde_json::Value;
@@ -359,22 +359,6 @@ async fn files_dropped_and_pasted_in_the_ui_reach_the_peer() -> anyhow::Result<(
     a.quit().await?;
     b.quit().await?;
     Ok(())
-}
-
-/// A script that appends one line per start to `record`: the argument count, then
-/// each argument, separated by `|`.
-fn write_opener(dir: &Path, record: &Path) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("opener.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{{ printf '%s' \"$#\"; for a in \"$@\"; do printf '|%s' \"$a\"; done; echo; }} >> '{}'\n",
-            record.display()
-        ),
-    )?;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    Ok(script)
 }
 
 /// Marks the page as the desktop window (what the window's init script does) and

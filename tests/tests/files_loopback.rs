@@ -36,29 +36,8 @@ use lanchat_tests::chat::{
     create_group, dm, group_conversation, history, send_dm, three_group_nodes, wait_contact_online,
     wait_group,
 };
+use lanchat_tests::files::upload_raw;
 use lanchat_tests::{wait_until, NodeProcess, PairPlan, Side};
-
-const SECRET: &str = "office-files";
-const ONLINE: Duration = Duration::from_secs(15);
-const TRANSFER: Duration = Duration::from_secs(60);
-
-async fn upload_raw(
-    node: &NodeProcess,
-    conversation: &str,
-    query: &str,
-    bytes: Vec<u8>,
-) -> anyhow::Result<(u16, String)> {
-    let path = format!("v1/conversations/{conversation}/files?{query}");
-    let resp = node
-        .http()
-        .post(node.api_url(&path))
-        .bearer_auth(&node.token)
-        .header("content-type", "application/octet-stream")
-        .body(bytes)
-        .send()
-        .await?;
-    Ok((resp.status().as_u16(), resp.text().await?))
-}
 
 async fn upload(
     node: &NodeProcess,
@@ -66,23 +45,21 @@ async fn upload(
     name: &str,
     bytes: Vec<u8>,
 ) -> anyhow::Result<MessageView> {
-    let query = format!("name={}", urlencode(name));
-    let (status, body) = upload_raw(node, conversation, &query, bytes).await?;
-    ensure!(status == 201, "upload {name}: {status}: {body}");
-    Ok(serde_json::from_str(&body)?)
+    lanchat_tests::files::upload(node, conversation, name, None, bytes).await
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+/// The file message with `file_id` once `node` has it in `conversation`.
+async fn wait_file_message(
+    node: &NodeProcess,
+    conversation: &str,
+    file_id: &str,
+) -> anyhow::Result<MessageView> {
+    lanchat_tests::files::wait_file_message(node, conversation, file_id, TRANSFER).await
 }
+
+const SECRET: &str = "office-files";
+const ONLINE: Duration = Duration::from_secs(15);
+const TRANSFER: Duration = Duration::from_secs(60);
 
 async fn file_status(node: &NodeProcess, file_id: &str) -> anyhow::Result<FileStatusView> {
     node.get_json(&format!("v1/files/{file_id}/status"))
@@ -112,22 +89,6 @@ async fn post(node: &NodeProcess, path: &str) -> anyhow::Result<u16> {
         .send()
         .await?;
     Ok(resp.status().as_u16())
-}
-
-/// The file message with `file_id` once `node` has it in `conversation`.
-async fn wait_file_message(
-    node: &NodeProcess,
-    conversation: &str,
-    file_id: &str,
-) -> anyhow::Result<MessageView> {
-    wait_until(TRANSFER, "the file message", || async {
-        history(node, conversation)
-            .await
-            .ok()?
-            .into_iter()
-            .find(|m| m.attachments.iter().any(|a| a.file_id == file_id))
-    })
-    .await
 }
 
 async fn pair(b_auto_download: Option<u64>) -> anyhow::Result<lanchat_tests::LoopbackPair> {

@@ -33,10 +33,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{ensure, Context};
-use api_types::{FileState, FileStatusView, MessageView};
+use api_types::{FileState, FileStatusView};
 use lan_mesh::envelope::{DmPayload, KIND_DM_SEND};
 use lanchat_tests::attacker::{link_addr, Answer, Attacker};
-use lanchat_tests::chat::{dm, history, wait_contact_online};
+use lanchat_tests::chat::{dm, wait_contact_online};
+use lanchat_tests::files::{opener_calls, write_opener};
 use lanchat_tests::{wait_until, NodeProcess, PairPlan, Side};
 
 const SECRET: &str = "office-files-open";
@@ -44,31 +45,6 @@ const ONLINE: Duration = Duration::from_secs(15);
 const TRANSFER: Duration = Duration::from_secs(60);
 /// The opener script is started detached: its record appears shortly after the answer.
 const OPENER_RUN: Duration = Duration::from_secs(10);
-
-/// A script that appends one line per start to `record`: the argument count, then
-/// each argument, separated by `|`.
-fn write_opener(dir: &Path, record: &Path) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("opener.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n{{ printf '%s' \"$#\"; for a in \"$@\"; do printf '|%s' \"$a\"; done; echo; }} >> '{}'\n",
-            record.display()
-        ),
-    )?;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    Ok(script)
-}
-
-/// The opener's record, one start per line.
-fn opener_calls(record: &Path) -> Vec<String> {
-    std::fs::read_to_string(record)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_string)
-        .collect()
-}
 
 async fn wait_opener_call(record: &Path, want: &str) -> anyhow::Result<()> {
     wait_until(
@@ -79,19 +55,7 @@ async fn wait_opener_call(record: &Path, want: &str) -> anyhow::Result<()> {
     .await
 }
 
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// Sends one file (`name`, in `folder`) from `node` into `conversation`.
+/// Sends one file (`name`, in `folder`) from `node` into `conversation`: its file id.
 async fn upload(
     node: &NodeProcess,
     conversation: &str,
@@ -99,24 +63,7 @@ async fn upload(
     folder: Option<&str>,
     bytes: Vec<u8>,
 ) -> anyhow::Result<String> {
-    let mut path = format!(
-        "v1/conversations/{conversation}/files?name={}",
-        urlencode(name)
-    );
-    if let Some(folder) = folder {
-        path.push_str(&format!("&path={}", urlencode(folder)));
-    }
-    let resp = node
-        .http()
-        .post(node.api_url(&path))
-        .bearer_auth(&node.token)
-        .body(bytes)
-        .send()
-        .await?;
-    let status = resp.status().as_u16();
-    let body = resp.text().await?;
-    ensure!(status == 201, "upload {name}: {status}: {body}");
-    let message: MessageView = serde_json::from_str(&body)?;
+    let message = lanchat_tests::files::upload(node, conversation, name, folder, bytes).await?;
     Ok(message
         .attachments
         .first()
@@ -168,15 +115,9 @@ async fn wait_file_message(
     conversation: &str,
     file_id: &str,
 ) -> anyhow::Result<()> {
-    wait_until(TRANSFER, "the file message", || async {
-        history(node, conversation)
-            .await
-            .ok()?
-            .iter()
-            .any(|m| m.attachments.iter().any(|a| a.file_id == file_id))
-            .then_some(())
-    })
-    .await
+    lanchat_tests::files::wait_file_message(node, conversation, file_id, TRANSFER)
+        .await
+        .map(drop)
 }
 
 /// Every file and folder below `dir`, relative, sorted (hidden ones included).
