@@ -764,9 +764,17 @@ impl Store {
         self.read(attachments::withdrawn).await
     }
 
-    pub async fn file_withdrawn(&self, file_id: String) -> StoreResult<bool> {
-        self.read(move |c| attachments::is_withdrawn(c, &file_id))
-            .await
+    /// This node's two choices about `file_id` in one read (a file's status needs
+    /// both, for every attachment of a history page): whether to download it (as
+    /// [`Store::download_wanted`]) and whether its user withdrew it.
+    pub async fn file_choices(&self, file_id: String) -> StoreResult<(Option<bool>, bool)> {
+        self.read(move |c| {
+            Ok((
+                attachments::download_wanted(c, &file_id)?,
+                attachments::is_withdrawn(c, &file_id)?,
+            ))
+        })
+        .await
     }
 
     /// Withdraws `file_id` (this node serves it to nobody) or, with `false`, offers it

@@ -450,12 +450,7 @@ impl FileService {
     async fn status_of(&self, file_id: &str, size: u64) -> Result<FileStatusView, FileError> {
         let id = parse_file_id(file_id)?;
         let blob = self.inner.blobs.status(id)?;
-        let wanted = self
-            .inner
-            .store
-            .download_wanted(file_id.to_string())
-            .await?;
-        let withdrawn = self.inner.store.file_withdrawn(file_id.to_string()).await?;
+        let (wanted, withdrawn) = self.inner.store.file_choices(file_id.to_string()).await?;
         let download = self.downloads().get(file_id).cloned().unwrap_or_default();
         let have_bytes = blob.have_bytes.max(download.have_bytes).min(size);
         let mut view = FileStatusView {

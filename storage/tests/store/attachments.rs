@@ -123,7 +123,7 @@ async fn a_withdrawal_is_kept_across_a_restart_until_the_file_is_offered_again()
     let path = db_path(&dir);
     let store = Store::open(&path).await.unwrap();
     let (a, e) = ("a".repeat(64), "e".repeat(64));
-    assert!(!store.file_withdrawn(a.clone()).await.unwrap());
+    assert!(!store.file_choices(a.clone()).await.unwrap().1);
     store.set_file_withdrawn(a.clone(), true, 10).await.unwrap();
     store.set_file_withdrawn(e.clone(), true, 20).await.unwrap();
     // Withdrawing twice keeps the first time.
@@ -135,11 +135,17 @@ async fn a_withdrawal_is_kept_across_a_restart_until_the_file_is_offered_again()
         store.withdrawn_files().await.unwrap(),
         [a.clone(), e.clone()]
     );
-    assert!(store.file_withdrawn(a.clone()).await.unwrap());
+    assert_eq!(store.file_choices(a.clone()).await.unwrap(), (None, true));
     store
         .set_file_withdrawn(a.clone(), false, 40)
         .await
         .unwrap();
-    assert!(!store.file_withdrawn(a.clone()).await.unwrap());
+    assert!(!store.file_choices(a.clone()).await.unwrap().1);
     assert_eq!(store.withdrawn_files().await.unwrap(), [e]);
+    // Both choices in one read.
+    store
+        .set_download_wanted(a.clone(), true, 50)
+        .await
+        .unwrap();
+    assert_eq!(store.file_choices(a).await.unwrap(), (Some(true), false));
 }
