@@ -166,6 +166,45 @@ fn a_download_takes_chunks_in_any_order_with_duplicates() {
     assert_eq!(dst.status(id).unwrap().state, BlobState::Complete);
 }
 
+/// The whole-file hash is fed as chunks are stored in order; chunks stored ahead of it
+/// are read back (and checked again) when it reaches them, a bounded number per batch,
+/// and `finish` reads back the rest. A chunk damaged on disk before the hash read it
+/// is caught, and the download discarded.
+#[test]
+fn the_whole_hash_reads_back_only_chunks_stored_out_of_order_and_catches_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    // More chunks than one batch reads back: stored last to first, every one but
+    // chunk 0 is read back, over several batches and then at `finish`.
+    let content = random_bytes(150 * C + 7, 12);
+    let (_src, manifest) = source(dir.path(), &content);
+    let id = manifest.file_id();
+    let dst = store_in(dir.path());
+    let mut partial = begin(&dst, &manifest);
+    for i in (1..151).rev() {
+        partial.put_chunk(i, chunk(&content, i)).unwrap();
+    }
+    partial.put_chunk(0, chunk(&content, 0)).unwrap();
+    partial.put_chunk(0, chunk(&content, 0)).unwrap();
+    assert_eq!(partial.finish().unwrap(), id);
+    assert_eq!(content_of(&dst, id), content);
+
+    let content = random_bytes(4 * C, 13);
+    let (_src, manifest) = source(dir.path(), &content);
+    let id = manifest.file_id();
+    let mut partial = begin(&dst, &manifest);
+    partial.put_chunk(1, chunk(&content, 1)).unwrap();
+    let data = dir.path().join(format!("blobs/partial/{id}.data"));
+    let f = fs::OpenOptions::new().write(true).open(&data).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"rot", C as u64 + 10).unwrap();
+    for i in [0, 2, 3] {
+        // Stored: the damage is the hash's business, found at `finish`.
+        partial.put_chunk(i, chunk(&content, i)).unwrap();
+    }
+    assert!(matches!(partial.finish(), Err(BlobError::Corrupt { .. })));
+    assert!(names_in(&dir.path().join("blobs/partial")).is_empty());
+    assert_eq!(dst.status(id).unwrap().state, BlobState::Absent);
+}
+
 #[test]
 fn an_empty_file_is_complete_as_soon_as_its_download_begins() {
     let dir = tempfile::tempdir().unwrap();

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use api_types::NodeId;
 use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -106,12 +106,18 @@ pub const DIAL_INTERVAL: Duration = Duration::from_secs(5);
 /// A peer that withdrew a file (its user cancelled sending it) is asked again after
 /// this: when they offer it again, waiting downloads go on by themselves.
 pub const WITHDRAWN_RECHECK: Duration = Duration::from_secs(30);
-/// Chunks a download writes with one flush to disk: 2 MiB of 128 KiB chunks. A flush
-/// per chunk made the disk's sync time the transfer's speed (53 MB/s here, whatever
-/// the network); the chunks of a batch wait in memory (at most this many per
-/// download) until it is written — when it is full, when nothing more is in flight,
-/// or at the next tick.
+/// Chunks a download writes with one flush to disk when no write of it is running: 2
+/// MiB of 128 KiB chunks. A flush per chunk made the disk's sync time the transfer's
+/// speed (53 MB/s here, whatever the network). A batch is written off the engine's
+/// task, one at a time per download, while the next chunks keep coming; those that
+/// arrive meanwhile are written together when it is done, so the batch grows as the
+/// disk slows. A batch is written when it is this large, when nothing more is in
+/// flight, or at the next tick.
 pub const WRITE_BATCH: usize = 16;
+/// Chunks of one download held in memory at most (arrived and waiting, being written,
+/// or asked for): 8 MiB of 128 KiB chunks. Nothing more is asked while it is reached,
+/// so a disk slower than the network slows the transfer instead of growing memory.
+pub const MAX_BUFFERED: usize = 64;
 /// A peer that sent a chunk that does not match is asked nothing for this long: one
 /// bad chunk may be a fault on its side (its memory, its disk after its check), and in
 /// a DM the sender is the only source, so it is asked again — a few times.
@@ -124,6 +130,15 @@ pub const MAX_BAD_CHUNKS: u32 = 3;
 /// moves a progress bar smoothly, while a 100 MB/s download stores ~800 chunks a
 /// second that nobody needs to hear of one by one.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Whether `s` has page or chunk `index` of a download in `phase`.
+fn source_has(phase: Phase, s: &Source, index: u32) -> bool {
+    match phase {
+        // Any peer with the manifest has every page.
+        Phase::Manifest => true,
+        Phase::Chunks => s.have.as_ref().is_some_and(|h| h.has(index)),
+    }
+}
 
 /// Where a download stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +347,8 @@ pub fn spawn(parts: FilesParts) -> (FilesHandle, JoinHandle<()>) {
             .into_iter()
             .map(|f| (f, BTreeSet::new()))
             .collect(),
+        writes: JoinSet::new(),
+        write_tasks: HashMap::new(),
     };
     let task = tokio::spawn(engine.run(parts.link_events, commands, parts.cancel));
     (
@@ -424,6 +441,9 @@ struct Fetch {
     /// Chunks arrived and not written yet (see [`WRITE_BATCH`]), and who sent each:
     /// still missing, but not asked again.
     unwritten: BTreeMap<u32, (NodeId, Vec<u8>)>,
+    /// Chunks of the batch being written (at most one per download): still missing
+    /// until the store says, but not asked again.
+    writing: BTreeSet<u32>,
 }
 
 impl Fetch {
@@ -453,13 +473,20 @@ impl Fetch {
             stalled: None,
             elsewhere: BTreeMap::new(),
             unwritten: BTreeMap::new(),
+            writing: BTreeSet::new(),
         }
     }
 
     /// Whether its unwritten chunks should be written now.
     fn write_due(&self, tick: bool) -> bool {
         !self.unwritten.is_empty()
+            && self.writing.is_empty()
             && (tick || self.unwritten.len() >= WRITE_BATCH || self.in_flight.is_empty())
+    }
+
+    /// Chunks it holds in memory or has asked for ([`MAX_BUFFERED`]).
+    fn buffered(&self) -> usize {
+        self.unwritten.len() + self.writing.len() + self.in_flight.len()
     }
 
     fn failed(file: FileDescriptor, reason: String) -> Fetch {
@@ -500,14 +527,6 @@ impl Fetch {
                 Phase::Chunks => s.have.as_ref().is_some_and(|h| !h.is_empty()),
             }
             && is_linked(peer)
-    }
-
-    fn has(&self, s: &Source, index: u32) -> bool {
-        match self.phase {
-            // Any peer with the manifest has every page.
-            Phase::Manifest => true,
-            Phase::Chunks => s.have.as_ref().is_some_and(|h| h.has(index)),
-        }
     }
 
     fn release_peer(&mut self, peer: &NodeId) {
@@ -570,14 +589,37 @@ impl Fetch {
             } else {
                 0
             };
-            let wanted: Vec<u32> = self
-                .missing
+            let phase = self.phase;
+            let mut room = match phase {
+                Phase::Chunks => MAX_BUFFERED.saturating_sub(self.buffered()),
+                // Pages go to the store as they come.
+                Phase::Manifest => usize::MAX,
+            };
+            let Fetch {
+                missing,
+                in_flight,
+                unwritten,
+                writing,
+                sources,
+                elsewhere,
+                ..
+            } = self;
+            // Walked lazily: this runs after every chunk that arrives, and a download
+            // misses up to thousands of chunks of which a window's worth is asked.
+            let wanted = missing
                 .range(start..)
-                .chain(self.missing.range(..start))
-                .copied()
-                .filter(|i| !self.in_flight.contains_key(i) && !self.unwritten.contains_key(i))
-                .collect();
+                .chain(missing.range(..start))
+                .copied();
             for index in wanted {
+                if room == 0 {
+                    break;
+                }
+                if in_flight.contains_key(&index)
+                    || unwritten.contains_key(&index)
+                    || writing.contains(&index)
+                {
+                    continue;
+                }
                 // A chunk that a peer holding only part of the file (a member
                 // downloading it too) has is asked of such a peer, never of one that
                 // has it all (the sender), even when their windows are full for now:
@@ -585,12 +627,12 @@ impl Fetch {
                 // rest. Fewest requests in flight first among the peers chosen.
                 let holders = eligible
                     .iter()
-                    .filter_map(|peer| self.sources.get(peer).map(|s| (peer, s)))
-                    .filter(|(_, s)| self.has(s, index));
+                    .filter_map(|peer| sources.get(peer).map(|s| (peer, s)))
+                    .filter(|(_, s)| source_has(phase, s, index));
                 let partial_holds = holders
                     .clone()
                     .any(|(_, s)| !matches!(s.have, Some(SourceHave::Complete)));
-                let deferred = self.elsewhere.get(&index).is_some_and(|until| now < *until);
+                let deferred = elsewhere.get(&index).is_some_and(|until| now < *until);
                 let best = holders
                     .filter(|(_, s)| {
                         let complete = matches!(s.have, Some(SourceHave::Complete));
@@ -602,16 +644,17 @@ impl Fetch {
                 let Some(peer) = best else {
                     if eligible
                         .iter()
-                        .all(|p| self.sources.get(p).is_none_or(|s| s.outstanding >= WINDOW))
+                        .all(|p| sources.get(p).is_none_or(|s| s.outstanding >= WINDOW))
                     {
                         break;
                     }
                     continue;
                 };
-                if let Some(s) = self.sources.get_mut(&peer) {
+                if let Some(s) = sources.get_mut(&peer) {
                     s.outstanding += 1;
                 }
-                self.in_flight.insert(index, (peer.clone(), now));
+                in_flight.insert(index, (peer.clone(), now));
+                room -= 1;
                 picked.entry(peer).or_default().push(index);
             }
         }
@@ -648,7 +691,11 @@ impl Fetch {
                     (Phase::Chunks, Some(h)) => self.missing.iter().any(|&i| h.has(i)),
                 }
         });
-        if !self.in_flight.is_empty() || !self.unwritten.is_empty() || askable {
+        if !self.in_flight.is_empty()
+            || !self.unwritten.is_empty()
+            || !self.writing.is_empty()
+            || askable
+        {
             FetchState::Fetching
         } else if self.sources.values().any(|s| s.withdrawn_at.is_some()) {
             FetchState::Withdrawn
@@ -660,6 +707,13 @@ impl Fetch {
 
 /// A written chunk's index, who sent it and its length.
 type Sender = (u32, NodeId, u64);
+
+/// A batch written by a task of the engine's [`JoinSet`], and what the store said.
+struct Written {
+    file_id: FileId,
+    senders: Vec<Sender>,
+    outcomes: Result<Vec<PutOutcome>, BlobPortError>,
+}
 
 /// One item of a peer's serve queue.
 #[derive(Debug, Clone, Copy)]
@@ -693,6 +747,9 @@ struct Engine {
     /// Files not served to anyone (their user cancelled sending them), and the peers
     /// told so: they hear at once when it is offered again.
     withdrawn: HashMap<FileId, BTreeSet<NodeId>>,
+    /// The batches being written (one per download at most), and whose each task is.
+    writes: JoinSet<Written>,
+    write_tasks: HashMap<tokio::task::Id, FileId>,
 }
 
 impl Engine {
@@ -718,29 +775,67 @@ impl Engine {
                     Some(event) => self.on_link_event(event).await,
                     None => break,
                 },
+                Some(written) = self.writes.join_next_with_id(), if !self.writes.is_empty() => {
+                    self.on_written(written);
+                }
                 _ = tokio::time::sleep_until(wake) => {
                     if Instant::now() >= next_tick {
                         next_tick = Instant::now() + TICK;
                         self.expire_requests();
-                        self.write_due(true).await;
+                        self.write_due(true);
                         self.trace_downloads();
                     }
                 }
             }
             self.serve().await;
             self.pump().await;
-            // Written after the requests went out, so chunks keep coming during the
-            // flush; then looked at again (the last batch may complete a download).
-            if self.fetches.values().any(|f| f.write_due(false)) {
-                self.write_due(false).await;
-                self.pump().await;
+            // Started after the requests went out, so chunks keep coming during the
+            // write.
+            self.write_due(false);
+        }
+        // A batch being written goes on in the store's blocking pool; its chunks are
+        // stored, or fetched again by the next run.
+        self.writes.abort_all();
+    }
+
+    /// A batch's write ended: what the store said is taken in (a write task that
+    /// failed stored nothing: its chunks are asked again).
+    fn on_written(&mut self, written: Result<(tokio::task::Id, Written), tokio::task::JoinError>) {
+        match written {
+            Ok((id, written)) => {
+                self.write_tasks.remove(&id);
+                self.took_in(written.file_id, written.senders, written.outcomes);
+            }
+            Err(e) => {
+                let file_id = self.write_tasks.remove(&e.id());
+                tracing::error!(file = ?file_id, "a write of chunks failed: {e}");
+                if let Some(fetch) = file_id.and_then(|f| self.fetches.get_mut(&f)) {
+                    fetch.writing.clear();
+                }
+            }
+        }
+    }
+
+    /// Waits for the write of `file_id` that is running, if any, and takes it in: a
+    /// download begun again must find its store handle back in place.
+    async fn settle_write(&mut self, file_id: FileId) {
+        while self.write_tasks.values().any(|f| *f == file_id) {
+            match self.writes.join_next_with_id().await {
+                Some(written) => self.on_written(written),
+                None => {
+                    self.write_tasks.clear();
+                    return;
+                }
             }
         }
     }
 
     async fn on_command(&mut self, command: Command) {
         match command {
-            Command::Fetch { file, peers } => self.start_fetch(file, peers).await,
+            Command::Fetch { file, peers } => {
+                self.settle_write(file.file_id).await;
+                self.start_fetch(file, peers).await
+            }
             Command::Cancel(file_id) => {
                 if let Some(fetch) = self.fetches.remove(&file_id) {
                     let asked: BTreeSet<NodeId> =
@@ -1116,19 +1211,14 @@ impl Engine {
         fetch.unwritten.insert(chunk.index, (peer, chunk.bytes));
     }
 
-    /// Writes the unwritten chunks of the downloads that are due ([`WRITE_BATCH`]; all
-    /// that have any on a `tick`), one flush each, and takes in what the store said.
-    async fn write_due(&mut self, tick: bool) {
-        let due: Vec<FileId> = self
-            .fetches
-            .iter()
-            .filter(|(_, f)| f.write_due(tick))
-            .map(|(id, _)| *id)
-            .collect();
-        for file_id in due {
-            let Some(fetch) = self.fetches.get_mut(&file_id) else {
+    /// Starts writing the unwritten chunks of the downloads that are due
+    /// ([`WRITE_BATCH`]; all that have any on a `tick`), one flush each, on a task of
+    /// [`Engine::writes`]: the engine goes on receiving and asking meanwhile.
+    fn write_due(&mut self, tick: bool) {
+        for (file_id, fetch) in &mut self.fetches {
+            if !fetch.write_due(tick) {
                 continue;
-            };
+            }
             let batch = std::mem::take(&mut fetch.unwritten);
             let mut senders: Vec<Sender> = Vec::with_capacity(batch.len());
             let mut chunks = Vec::with_capacity(batch.len());
@@ -1136,8 +1226,18 @@ impl Engine {
                 senders.push((index, peer, bytes.len() as u64));
                 chunks.push((index, bytes));
             }
-            let outcomes = self.blobs.put_chunks(file_id, chunks).await;
-            self.took_in(file_id, senders, outcomes);
+            fetch.writing = senders.iter().map(|(index, _, _)| *index).collect();
+            let blobs = Arc::clone(&self.blobs);
+            let file_id = *file_id;
+            let task = self.writes.spawn(async move {
+                let outcomes = blobs.put_chunks(file_id, chunks).await;
+                Written {
+                    file_id,
+                    senders,
+                    outcomes,
+                }
+            });
+            self.write_tasks.insert(task.id(), file_id);
         }
     }
 
@@ -1150,6 +1250,7 @@ impl Engine {
         let Some(fetch) = self.fetches.get_mut(&file_id) else {
             return;
         };
+        fetch.writing.clear();
         let outcomes = match outcomes {
             Ok(outcomes) => outcomes,
             Err(e) => {

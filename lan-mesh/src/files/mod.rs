@@ -23,8 +23,8 @@ mod tests;
 
 pub use engine::{
     spawn, FetchProgress, FetchState, FileCounters, FileCounts, FileEvent, FilesHandle, FilesParts,
-    BAD_CHUNK_BACKOFF, DIAL_INTERVAL, MAX_BAD_CHUNKS, PROGRESS_INTERVAL, SERVE_QUEUE_PER_PEER,
-    STORE_RETRY, WINDOW, WITHDRAWN_RECHECK, WRITE_BATCH,
+    BAD_CHUNK_BACKOFF, DIAL_INTERVAL, MAX_BAD_CHUNKS, MAX_BUFFERED, PROGRESS_INTERVAL,
+    SERVE_QUEUE_PER_PEER, STORE_RETRY, WINDOW, WITHDRAWN_RECHECK, WRITE_BATCH,
 };
 pub use port::{
     BlobFuture, BlobPort, BlobPortError, FileDescriptor, HeldChunks, Holding, ManifestOutcome,

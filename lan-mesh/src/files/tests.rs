@@ -261,6 +261,45 @@ async fn a_download_cut_halfway_waits_then_resumes_with_only_the_missing_chunks(
     assert_eq!(b_blobs.puts(), 21);
 }
 
+/// A disk slower than the network: chunks keep coming while a batch is written, and
+/// are written together when it is done (batches grow past `WRITE_BATCH`), but never
+/// more than `MAX_BUFFERED` are held or asked for.
+#[tokio::test(start_paused = true)]
+async fn chunks_keep_coming_while_a_batch_is_written_and_memory_stays_bounded() {
+    let net = MemoryNet::new();
+    let data = content(300);
+    let (a, manifest) = holding(&net, 1, &data);
+    let b = knowing(&net, 2, &manifest);
+    b.blobs.delay_writes(Duration::from_millis(50));
+    net.link(&a.id, &b.id);
+    b.fetch(&manifest, &[&a]).await;
+    b.complete(&manifest).await;
+    assert_eq!(b.blobs.content(manifest.file_id).unwrap(), data);
+    let largest = b.blobs.largest_batch();
+    assert!(
+        largest > WRITE_BATCH as u64,
+        "chunks arrived during a write and were written together: {largest}"
+    );
+    assert!(largest <= MAX_BUFFERED as u64, "{largest}");
+    // What b asked for and had not stored yet never went past the bound: asked minus
+    // answered is in flight, and at most `MAX_BUFFERED` minus that waits in memory.
+    let mut asked = 0i64;
+    let mut answered = 0i64;
+    let mut most = 0i64;
+    for sent in net.sent() {
+        match &sent.frame {
+            Frame::File(FileFrame::Want(w)) if sent.from == b.id => {
+                asked += w.ranges.iter().map(|r| i64::from(r.len)).sum::<i64>();
+            }
+            frame if is_chunk(frame) && sent.from == a.id => answered += 1,
+            _ => {}
+        }
+        most = most.max(asked - answered);
+    }
+    assert!(most <= WINDOW as i64, "{most}");
+    assert_eq!(asked, 301, "each chunk asked once");
+}
+
 #[tokio::test(start_paused = true)]
 async fn two_peers_share_the_load() {
     let net = MemoryNet::new();

@@ -118,6 +118,10 @@ struct Inner {
     corrupt_next: AtomicU64,
     /// How long reading a chunk for serving takes, in milliseconds.
     read_delay_ms: AtomicU64,
+    /// How long storing a batch of chunks takes, in milliseconds.
+    write_delay_ms: AtomicU64,
+    /// The most chunks one `put_chunks` was given.
+    largest_batch: AtomicU64,
 }
 
 impl Default for MemoryBlobs {
@@ -142,6 +146,8 @@ impl MemoryBlobs {
             corrupt_pages: AtomicBool::new(false),
             puts: AtomicU64::new(0),
             read_delay_ms: AtomicU64::new(0),
+            write_delay_ms: AtomicU64::new(0),
+            largest_batch: AtomicU64::new(0),
             corrupt_next: AtomicU64::new(0),
         }))
     }
@@ -283,6 +289,18 @@ impl MemoryBlobs {
         self.0.read_delay_ms.store(ms, Ordering::SeqCst);
     }
 
+    /// From now on storing a batch of chunks takes `delay` (a disk slower than the
+    /// network).
+    pub fn delay_writes(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.0.write_delay_ms.store(ms, Ordering::SeqCst);
+    }
+
+    /// The most chunks one `put_chunks` was given so far.
+    pub fn largest_batch(&self) -> u64 {
+        self.0.largest_batch.load(Ordering::SeqCst)
+    }
+
     /// The next `n` chunks read for serving have one byte flipped (a fault that
     /// passes), then they are read right again.
     pub fn corrupt_next_reads(&self, n: u64) {
@@ -371,6 +389,10 @@ impl BlobPort for MemoryBlobs {
         file: FileId,
         chunks: Vec<(u32, Vec<u8>)>,
     ) -> BlobFuture<'_, Vec<PutOutcome>> {
+        self.0
+            .largest_batch
+            .fetch_max(chunks.len() as u64, Ordering::SeqCst);
+        let delay = Duration::from_millis(self.0.write_delay_ms.load(Ordering::SeqCst));
         let answer = match self.lock().get_mut(&file) {
             None => Err(BlobPortError::NoManifest(file)),
             Some(e) => Ok(chunks
@@ -390,7 +412,12 @@ impl BlobPort for MemoryBlobs {
                 )
                 .collect()),
         };
-        Box::pin(async move { answer })
+        Box::pin(async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            answer
+        })
     }
 
     fn finish(&self, file: FileId) -> BlobFuture<'_, ()> {

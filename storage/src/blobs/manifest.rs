@@ -110,6 +110,9 @@ pub struct Manifest {
     chunk_size: u32,
     file_id: FileId,
     chunks: Vec<Sha256Digest>,
+    /// [`Manifest::hash`], computed once: a node asks for it on every request it serves
+    /// (it is SHA-256 over 32 bytes per chunk, 256 KiB for a 1 GiB file).
+    hash: ManifestHash,
 }
 
 impl Manifest {
@@ -140,12 +143,17 @@ impl Manifest {
             }
             _ => {}
         }
-        Ok(Manifest {
+        let mut manifest = Manifest {
             size,
             chunk_size,
             file_id,
             chunks,
-        })
+            hash: ManifestHash::from_bytes([0; 32]),
+        };
+        let mut hasher = Sha256::new();
+        hasher.update(manifest.encode());
+        manifest.hash = ManifestHash::from_bytes(hasher.finalize().into());
+        Ok(manifest)
     }
 
     pub fn size(&self) -> u64 {
@@ -274,9 +282,7 @@ impl Manifest {
 
     /// SHA-256 of the encoding: the value the author's signed file message carries.
     pub fn hash(&self) -> ManifestHash {
-        let mut hasher = Sha256::new();
-        hasher.update(self.encode());
-        ManifestHash::from_bytes(hasher.finalize().into())
+        self.hash
     }
 
     /// Checks this manifest against what the author's signed file message says of the

@@ -56,7 +56,27 @@ pub struct PartialBlob {
     log: File,
     /// Where the next record goes: the end of the last whole record.
     log_end: u64,
+    /// The whole-file SHA-256 over chunks `0..hashed`, fed as they are stored, so that
+    /// `finish` reads back only what it has not seen (see [`WholeHash`]). Boxed: a
+    /// hasher's state would make every `Download` as large as itself.
+    whole: Box<WholeHash>,
 }
+
+/// The whole-file hash of a download, advanced in file order as chunks are stored:
+/// from the bytes of the batch being stored while they are still in memory, and from
+/// disk (each chunk checked again) for chunks stored earlier out of order or before a
+/// restart — at most [`CATCH_UP_CHUNKS`] of those per batch, so one batch never reads
+/// back half a file. `finish` reads back what is still unhashed (nothing, for a
+/// download that arrived in order in one run of the node).
+#[derive(Debug, Clone)]
+struct WholeHash {
+    hasher: Sha256,
+    /// Chunks `0..hashed` are in `hasher`.
+    hashed: u32,
+}
+
+/// Chunks read back from disk per stored batch to move the whole-file hash on.
+const CATCH_UP_CHUNKS: u32 = 64;
 
 impl PartialBlob {
     /// Opens the download of `manifest`, resuming the one on disk if it follows the same
@@ -93,6 +113,10 @@ impl PartialBlob {
             paths,
             log,
             log_end,
+            whole: Box::new(WholeHash {
+                hasher: Sha256::new(),
+                hashed: 0,
+            }),
         })
     }
 
@@ -170,7 +194,59 @@ impl PartialBlob {
         for &index in new.keys() {
             have.insert(index, manifest.chunk_len(index).unwrap_or(0));
         }
+        drop(have);
+        // Stored and counted whatever happens here: a read-back that fails leaves the
+        // rest to `finish`.
+        if let Err(e) = self.advance_whole_hash(&new, CATCH_UP_CHUNKS) {
+            tracing::debug!(file_id = %self.file_id(), "the whole-file hash waits for finish: {e}");
+        }
         Ok(u32::try_from(new.len()).unwrap_or(u32::MAX))
+    }
+
+    /// Feeds the whole-file hash the stored chunks that follow what it has, in order:
+    /// from `batch` when a chunk is there, else read back from disk and checked (at most
+    /// `read_back` of those). `Ok(Err(refusal))` when a chunk read back no longer
+    /// matches its hash.
+    fn advance_whole_hash(
+        &mut self,
+        batch: &BTreeMap<u32, &[u8]>,
+        mut read_back: u32,
+    ) -> Result<Result<(), BlobError>, BlobError> {
+        let manifest = Arc::clone(&self.shared.manifest);
+        let mut buf = Vec::new();
+        loop {
+            let index = self.whole.hashed;
+            if index >= manifest.chunk_count() || !self.shared.stored().contains(index) {
+                return Ok(Ok(()));
+            }
+            if let Some(bytes) = batch.get(&index) {
+                // Checked against the manifest before it was written.
+                self.whole.hasher.update(bytes);
+            } else {
+                if read_back == 0 {
+                    return Ok(Ok(()));
+                }
+                read_back -= 1;
+                let (Some(offset), Some(len)) =
+                    (manifest.chunk_offset(index), manifest.chunk_len(index))
+                else {
+                    return Ok(Ok(()));
+                };
+                buf.resize(len as usize, 0);
+                self.shared
+                    .data
+                    .read_exact_at(&mut buf, offset)
+                    .map_err(|e| BlobError::io(&self.paths.data, e))?;
+                if Some(&sha256(&buf)) != manifest.chunk_hash(index) {
+                    return Ok(Err(BlobError::corrupt(
+                        &self.paths.data,
+                        format!("chunk {index} changed on disk after it was verified; the download was discarded"),
+                    )));
+                }
+                self.whole.hasher.update(&buf);
+            }
+            self.whole.hashed += 1;
+        }
     }
 
     /// The chunks not stored yet, in file order.
@@ -187,13 +263,14 @@ impl PartialBlob {
         self.shared.stored().is_full()
     }
 
-    /// Completes the download: reads the whole content back, checks every chunk and the
-    /// whole-file SHA-256 against the file id, and moves it into the complete blobs
+    /// Completes the download: checks the whole-file SHA-256 against the file id — fed as
+    /// chunks were stored in order, the rest read back from disk with every chunk
+    /// checked again — and moves it into the complete blobs
     /// (rename, directory fsynced). Before every chunk is in: [`BlobError::Incomplete`],
     /// and the partial download stays on disk. A whole-file mismatch
     /// ([`BlobError::WholeHashMismatch`]: the manifest lied) or a chunk that changed on
     /// disk ([`BlobError::Corrupt`]) discards the partial download.
-    pub fn finish(self) -> Result<FileId, BlobError> {
+    pub fn finish(mut self) -> Result<FileId, BlobError> {
         let file_id = self.file_id();
         let missing = self.shared.stored().missing_count();
         if missing > 0 {
@@ -241,30 +318,19 @@ impl PartialBlob {
 
     /// `Ok(Ok(()))` when the content is the file; `Ok(Err(refusal))` when it is not;
     /// `Err` when it could not be read.
-    fn verify_content(&self) -> Result<Result<(), BlobError>, BlobError> {
-        let manifest = &self.shared.manifest;
-        let mut whole = Sha256::new();
-        let mut buf = vec![0u8; manifest.chunk_size() as usize];
-        for index in 0..manifest.chunk_count() {
-            let (Some(offset), Some(len)) =
-                (manifest.chunk_offset(index), manifest.chunk_len(index))
-            else {
-                break;
-            };
-            let chunk = &mut buf[..len as usize];
-            self.shared
-                .data
-                .read_exact_at(chunk, offset)
-                .map_err(|e| BlobError::io(&self.paths.data, e))?;
-            if Some(&sha256(chunk)) != manifest.chunk_hash(index) {
-                return Ok(Err(BlobError::corrupt(
-                    &self.paths.data,
-                    format!("chunk {index} changed on disk after it was verified; the download was discarded"),
-                )));
-            }
-            whole.update(&*chunk);
+    fn verify_content(&mut self) -> Result<Result<(), BlobError>, BlobError> {
+        if let Err(refused) = self.advance_whole_hash(&BTreeMap::new(), u32::MAX)? {
+            return Ok(Err(refused));
         }
-        let found = FileId::from_bytes(whole.finalize().into());
+        let manifest = Arc::clone(&self.shared.manifest);
+        if self.whole.hashed != manifest.chunk_count() {
+            // Every chunk is stored (checked by `finish`), so the hash reached the end.
+            return Err(BlobError::Incomplete {
+                file_id: manifest.file_id(),
+                missing: manifest.chunk_count() - self.whole.hashed,
+            });
+        }
+        let found = FileId::from_bytes(self.whole.hasher.clone().finalize().into());
         if found != manifest.file_id() {
             return Ok(Err(BlobError::WholeHashMismatch {
                 file_id: manifest.file_id(),

@@ -29,6 +29,10 @@
 //! Every process it starts is ended by PID; every loop is bounded in count and time;
 //! traffic goes only to loopback and to the benchmark's own hosts in 198.51.100.0/24.
 //! The source file and both hosts' blob stores are removed at the end.
+//!
+//! With `BENCH_FILES_PERF=DIR` (and `perf` installed), each node is sampled by
+//! `perf record` from the `201` to `available`: `DIR/a-round{r}.data` and
+//! `DIR/b-round{r}.data`, for `perf report -i …` — where a transfer's time goes.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -528,6 +532,7 @@ async fn lanchat_round(
         .await?;
     let t_201 = mono_ns();
     ensure!(code == 201, "upload: {code} {sent}");
+    let profilers = start_profilers(r, [a_pid, b_pid])?;
     // The DMs start with the transfer: b hears of the file only now.
     pace.ask(
         &format!("start {} {} dmx{r}", opts.max_dms, opts.interval_ms),
@@ -583,6 +588,7 @@ async fn lanchat_round(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let t_avail = file["available_ns"].as_u64().context("available_ns")?;
+    stop_profilers(profilers)?;
     let cpu_after = [a_pid, b_pid].map(|p| cpu_ticks(p).unwrap_or(0));
     let during = pace.ask("stop", Duration::from_secs(60)).await?;
     stop.store(true, Ordering::Relaxed);
@@ -1032,6 +1038,40 @@ async fn tcp_source_main(args: &[String]) -> anyhow::Result<()> {
                 json!({ "error": format!("unknown command {other:?}") })
             ),
         }
+    }
+    Ok(())
+}
+
+/// `perf record` of each node (a, b) when `BENCH_FILES_PERF` names a directory.
+fn start_profilers(round: usize, pids: [u32; 2]) -> anyhow::Result<Vec<std::process::Child>> {
+    let Some(dir) = std::env::var_os("BENCH_FILES_PERF") else {
+        return Ok(Vec::new());
+    };
+    let dir = PathBuf::from(dir);
+    std::fs::create_dir_all(&dir)?;
+    let mut children = Vec::new();
+    for (name, pid) in ["a", "b"].into_iter().zip(pids) {
+        let out = dir.join(format!("{name}-round{round}.data"));
+        let child = std::process::Command::new("perf")
+            .args(["record", "-q", "-F", "999", "-p", &pid.to_string(), "-o"])
+            .arg(&out)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .context("perf record (BENCH_FILES_PERF is set)")?;
+        children.push(child);
+    }
+    Ok(children)
+}
+
+/// Ends the profilers by PID (SIGINT: perf writes its file and exits).
+fn stop_profilers(children: Vec<std::process::Child>) -> anyhow::Result<()> {
+    for child in &children {
+        let pid = rustix::process::Pid::from_raw(i32::try_from(child.id())?)
+            .context("a profiler without a pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::INT)?;
+    }
+    for mut child in children {
+        child.wait()?;
     }
     Ok(())
 }
