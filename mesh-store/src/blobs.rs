@@ -32,7 +32,14 @@ pub struct BlobPorts {
     /// Chunks still to be served corrupted (a fault for tests, see
     /// [`BlobPorts::corrupt_next_reads`]).
     corrupt_next: Arc<AtomicU64>,
+    /// Files known complete, and their manifest hash and chunk count: `holding` is
+    /// asked on every request a node serves, and a complete file stays complete (the
+    /// store never removes one), so it is answered from here without the blocking pool.
+    complete: Arc<Mutex<HashMap<FileId, (ManifestHash, u32)>>>,
 }
+
+/// Complete files remembered by [`BlobPorts`]; above it the memory starts over.
+const COMPLETE_MEMORY: usize = 4096;
 
 impl BlobPorts {
     pub fn new(store: BlobStore) -> Self {
@@ -49,11 +56,12 @@ impl BlobPorts {
             assemblies: Arc::default(),
             per_page,
             corrupt_next: Arc::default(),
+            complete: Arc::default(),
         }
     }
 
     /// A fault for tests: the next `n` chunks read to serve a peer have one byte
-    /// flipped after the store checked them, so this node plays a peer that sends
+    /// flipped as they are read, so this node plays a peer that sends
     /// corrupt chunks (which receivers must refuse and fetch again).
     pub fn corrupt_next_reads(&self, n: u64) {
         self.corrupt_next.store(n, Ordering::SeqCst);
@@ -196,8 +204,18 @@ async fn blocking<T: Send + 'static>(
 
 impl BlobPort for BlobPorts {
     fn holding(&self, file: FileId) -> BlobFuture<'_, Option<Holding>> {
+        if let Some(&(manifest_hash, chunk_count)) = lock(&self.complete).get(&file) {
+            return Box::pin(async move {
+                Ok(Some(Holding {
+                    manifest_hash,
+                    chunk_count,
+                    chunks: HeldChunks::Complete,
+                }))
+            });
+        }
         let store = self.store.clone();
         let open = Arc::clone(&self.open);
+        let complete = Arc::clone(&self.complete);
         Box::pin(blocking(move || {
             let Some(manifest) = store.manifest(id(file)).map_err(unavailable)? else {
                 return Ok(None);
@@ -206,6 +224,11 @@ impl BlobPort for BlobPorts {
             let chunk_count = manifest.chunk_count();
             let status = store.status(id(file)).map_err(unavailable)?;
             let chunks = if status.state == BlobState::Complete {
+                let mut known = lock(&complete);
+                if known.len() >= COMPLETE_MEMORY {
+                    known.clear();
+                }
+                known.insert(file, (manifest_hash, chunk_count));
                 HeldChunks::Complete
             } else if let Some(partial) = lock(&open).get(&file) {
                 let missing: std::collections::BTreeSet<u32> =

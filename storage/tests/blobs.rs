@@ -437,14 +437,20 @@ fn a_partial_download_serves_only_its_verified_chunks() {
     check(&dst); // from its files
     check(&store_in(dir.path())); // after a restart
 
-    // A chunk damaged on disk after it was verified is never served.
+    // A chunk damaged on disk after it was verified is read as it is now (serving does
+    // not hash it again), and a receiver's store refuses it.
     let data = dir.path().join(format!("blobs/partial/{id}.data"));
     let f = fs::OpenOptions::new().write(true).open(&data).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"rot", 10).unwrap();
+    let damaged = dst.read_chunk(id, 0).unwrap().unwrap();
+    assert_eq!(&damaged[10..13], b"rot");
+    let receiver = store_in(&dir.path().join("receiver"));
+    let mut download = begin(&receiver, &manifest);
     assert!(matches!(
-        dst.read_chunk(id, 0),
-        Err(BlobError::Corrupt { .. })
+        download.put_chunk(0, &damaged),
+        Err(BlobError::ChunkMismatch(_))
     ));
+    assert_eq!(download.missing_chunks(), [0, 1, 2, 3]);
     let unknown = FileId::of_content(b"never seen");
     assert_eq!(dst.read_chunk(unknown, 0).unwrap(), None);
     assert!(dst.manifest(unknown).unwrap().is_none());

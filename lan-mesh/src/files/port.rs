@@ -122,7 +122,7 @@ pub trait BlobPort: Send + Sync {
     /// What this node holds of `file` (complete, or a download's verified chunks);
     /// `None` when nothing.
     fn holding(&self, file: FileId) -> BlobFuture<'_, Option<Holding>>;
-    /// Chunk `index`, verified as it is read (from the complete file or a download in
+    /// Chunk `index`, if it was verified when stored (from the complete file or a download in
     /// progress); `None` when not held.
     fn read_chunk(&self, file: FileId, index: u32) -> BlobFuture<'_, Option<Vec<u8>>>;
     /// Begins or resumes downloading `file` under the manifest `manifest_hash`: the

@@ -253,14 +253,18 @@ const INBOUND_PER_SEC: f64 = 2048.0;
 const INBOUND_BYTES_BURST: f64 = 32.0 * 1024.0 * 1024.0;
 const INBOUND_BYTES_PER_SEC: f64 = 48.0 * 1024.0 * 1024.0;
 /// Inbound file content per link (chunks and manifest pages, the files lane): a burst of
-/// 64 MiB, then 256 MiB/s, about 2 Gbit/s. File content has its own budget because the
-/// bytes budget above would make it the bottleneck of every transfer (it did: 48 MiB/s
-/// whatever the network and the disk), and because its job is done another way: this
-/// node stores only chunks it asked for (8 in flight per download) and drops the rest
-/// (`chunks_unsolicited`), so a peer cannot keep the disk busy. What is left to bound is
-/// how fast one peer can make the node decrypt frames, which this does.
+/// 64 MiB, then 768 MiB/s, about 6 Gbit/s, and a burst of 4096 frames, then 8192/s. File
+/// content has budgets of its own because the ones above would make them the
+/// bottleneck of every transfer (they did: 48 MiB/s, then 256 MiB/s and 2048 frames/s
+/// of 128 KiB chunks, both 268 MB/s, whatever the network and the disk), and because
+/// their job is done another way: this node stores only chunks it asked for (8 in
+/// flight per download) and drops the rest (`chunks_unsolicited`), so a peer cannot
+/// keep the disk or the delivery busy. What is left to bound is how fast one peer can
+/// make the node decrypt and look at frames: about half a core at these rates.
 const INBOUND_FILE_BYTES_BURST: f64 = 64.0 * 1024.0 * 1024.0;
-const INBOUND_FILE_BYTES_PER_SEC: f64 = 256.0 * 1024.0 * 1024.0;
+const INBOUND_FILE_BYTES_PER_SEC: f64 = 768.0 * 1024.0 * 1024.0;
+const INBOUND_FILE_FRAMES_BURST: f64 = 4096.0;
+const INBOUND_FILE_FRAMES_PER_SEC: f64 = 8192.0;
 
 /// One token bucket that may go into debt: the debt is how long to wait.
 struct Pace {
@@ -291,6 +295,7 @@ impl Pace {
 struct FrameBudget {
     frames: Pace,
     bytes: Pace,
+    file_frames: Pace,
     file_bytes: Pace,
     at: Instant,
 }
@@ -300,26 +305,35 @@ impl FrameBudget {
         FrameBudget {
             frames: Pace::new(INBOUND_BURST, INBOUND_PER_SEC),
             bytes: Pace::new(INBOUND_BYTES_BURST, INBOUND_BYTES_PER_SEC),
+            file_frames: Pace::new(INBOUND_FILE_FRAMES_BURST, INBOUND_FILE_FRAMES_PER_SEC),
             file_bytes: Pace::new(INBOUND_FILE_BYTES_BURST, INBOUND_FILE_BYTES_PER_SEC),
             at: Instant::now(),
         }
     }
 
     /// Takes one frame of `len` bytes that travelled in `lane`; how long to wait first
-    /// when the frame budget or that lane's bytes budget is spent.
+    /// when that lane's frame or bytes budget is spent.
     fn take(&mut self, len: usize, lane: Lane) -> Duration {
         let now = Instant::now();
         let elapsed = now.duration_since(self.at).as_secs_f64();
         self.at = now;
-        let frames = self.frames.take(1.0, elapsed);
-        // Both byte budgets refill all the time, whichever lane this frame is in.
+        // Every budget refills all the time, whichever lane this frame is in.
         let (spent, other) = match lane {
-            Lane::Files => (&mut self.file_bytes, &mut self.bytes),
-            Lane::Control | Lane::Bulk => (&mut self.bytes, &mut self.file_bytes),
+            Lane::Files => (
+                [&mut self.file_frames, &mut self.file_bytes],
+                [&mut self.frames, &mut self.bytes],
+            ),
+            Lane::Control | Lane::Bulk => (
+                [&mut self.frames, &mut self.bytes],
+                [&mut self.file_frames, &mut self.file_bytes],
+            ),
         };
-        let bytes = spent.take(len as f64, elapsed);
-        other.take(0.0, elapsed);
-        frames.max(bytes)
+        for pace in other {
+            pace.take(0.0, elapsed);
+        }
+        let [frames, bytes] = spent;
+        let frames = frames.take(1.0, elapsed);
+        frames.max(bytes.take(len as f64, elapsed))
     }
 }
 
@@ -1002,15 +1016,49 @@ mod tests {
             .count();
         assert_eq!(free, 512);
         tokio::time::advance(Duration::from_millis(250)).await;
-        // A quarter of a second refills 64 MiB of file content (the whole burst: 512
-        // chunks, less the one over budget) but only 12 MiB of envelopes.
+        // A quarter of a second refills the whole burst of file content (512 chunks)
+        // but only 12 MiB of envelopes.
         let free = (0..4096)
             .take_while(|_| budget.take(chunk, Lane::Files).is_zero())
             .count();
-        assert_eq!(free, 511);
+        assert_eq!(free, 512);
         let free = (0..4096)
             .take_while(|_| budget.take(big, Lane::Bulk).is_zero())
             .count();
         assert_eq!(free, 191);
+        // A sustained transfer is held at 768 MiB/s: 6144 chunks of 128 KiB a second,
+        // more than the envelopes' 2048 frames a second would allow.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let free = (0..10_000)
+            .take_while(|_| budget.take(chunk, Lane::Files).is_zero())
+            .count();
+        assert_eq!(free, 512);
+        let mut sent = 0;
+        for _ in 0..40 {
+            tokio::time::advance(Duration::from_millis(25)).await;
+            sent += (0..10_000)
+                .take_while(|_| budget.take(chunk, Lane::Files).is_zero())
+                .count();
+        }
+        assert!((6000..=6144).contains(&sent), "{sent} chunks in a second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn small_file_frames_are_paced_by_their_own_frame_budget() {
+        let mut budget = FrameBudget::new();
+        let free = (0..10_000)
+            .take_while(|_| budget.take(10, Lane::Files).is_zero())
+            .count();
+        assert_eq!(free, 4096);
+        // Envelopes are not slowed by them.
+        let free = (0..10_000)
+            .take_while(|_| budget.take(10, Lane::Bulk).is_zero())
+            .count();
+        assert_eq!(free, 4096);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let free = (0..20_000)
+            .take_while(|_| budget.take(10, Lane::Files).is_zero())
+            .count();
+        assert_eq!(free, 4096);
     }
 }

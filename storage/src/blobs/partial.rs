@@ -78,6 +78,55 @@ struct WholeHash {
 /// Chunks read back from disk per stored batch to move the whole-file hash on.
 const CATCH_UP_CHUNKS: u32 = 64;
 
+impl WholeHash {
+    /// Feeds the hash the stored chunks that follow what it has, in order: from `batch`
+    /// when a chunk is there, else read back from `data` and checked (at most
+    /// `read_back` of those). `Ok(Err(refusal))` when a chunk read back no longer matches
+    /// its hash.
+    fn advance(
+        &mut self,
+        manifest: &Manifest,
+        data: &File,
+        data_path: &std::path::Path,
+        stored: impl Fn(u32) -> bool,
+        batch: &BTreeMap<u32, &[u8]>,
+        mut read_back: u32,
+    ) -> Result<Result<(), BlobError>, BlobError> {
+        let mut buf = Vec::new();
+        loop {
+            let index = self.hashed;
+            if index >= manifest.chunk_count() || !stored(index) {
+                return Ok(Ok(()));
+            }
+            if let Some(bytes) = batch.get(&index) {
+                // Checked against the manifest before it was written.
+                self.hasher.update(bytes);
+            } else {
+                if read_back == 0 {
+                    return Ok(Ok(()));
+                }
+                read_back -= 1;
+                let (Some(offset), Some(len)) =
+                    (manifest.chunk_offset(index), manifest.chunk_len(index))
+                else {
+                    return Ok(Ok(()));
+                };
+                buf.resize(len as usize, 0);
+                data.read_exact_at(&mut buf, offset)
+                    .map_err(|e| BlobError::io(data_path, e))?;
+                if Some(&sha256(&buf)) != manifest.chunk_hash(index) {
+                    return Ok(Err(BlobError::corrupt(
+                        data_path,
+                        format!("chunk {index} changed on disk after it was verified; the download was discarded"),
+                    )));
+                }
+                self.hasher.update(&buf);
+            }
+            self.hashed += 1;
+        }
+    }
+}
+
 impl PartialBlob {
     /// Opens the download of `manifest`, resuming the one on disk if it follows the same
     /// manifest, else starting over. The caller has reserved the file id in the store.
@@ -174,7 +223,28 @@ impl PartialBlob {
                 .map_err(data_err)?;
         }
         // The data is durable before any record names it: the one ordering that matters.
-        self.shared.data.sync_data().map_err(data_err)?;
+        // The whole-file hash moves on meanwhile (the flush waits for the disk, not the
+        // CPU), into a copy kept only if the flush succeeds.
+        let mut whole = (*self.whole).clone();
+        let (synced, hashed) = std::thread::scope(|scope| {
+            let flushing = scope.spawn(|| self.shared.data.sync_data());
+            let hashed = {
+                let have = self.shared.stored();
+                whole.advance(
+                    &manifest,
+                    &self.shared.data,
+                    &self.paths.data,
+                    |index| have.contains(index) || new.contains_key(&index),
+                    &new,
+                    CATCH_UP_CHUNKS,
+                )
+            };
+            let synced = flushing
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the flush failed")));
+            (synced, hashed)
+        });
+        synced.map_err(data_err)?;
         let records: Vec<u8> = new
             .keys()
             .flat_map(|&index| chunk_log::record(&manifest, index))
@@ -195,58 +265,15 @@ impl PartialBlob {
             have.insert(index, manifest.chunk_len(index).unwrap_or(0));
         }
         drop(have);
-        // Stored and counted whatever happens here: a read-back that fails leaves the
-        // rest to `finish`.
-        if let Err(e) = self.advance_whole_hash(&new, CATCH_UP_CHUNKS) {
-            tracing::debug!(file_id = %self.file_id(), "the whole-file hash waits for finish: {e}");
+        // Stored and counted whatever the hash found: a read-back that failed (or a chunk
+        // damaged on disk) leaves the rest to `finish`, which reads it again.
+        match hashed {
+            Ok(Ok(())) => *self.whole = whole,
+            Ok(Err(e)) | Err(e) => {
+                tracing::debug!(file_id = %self.file_id(), "the whole-file hash waits for finish: {e}");
+            }
         }
         Ok(u32::try_from(new.len()).unwrap_or(u32::MAX))
-    }
-
-    /// Feeds the whole-file hash the stored chunks that follow what it has, in order:
-    /// from `batch` when a chunk is there, else read back from disk and checked (at most
-    /// `read_back` of those). `Ok(Err(refusal))` when a chunk read back no longer
-    /// matches its hash.
-    fn advance_whole_hash(
-        &mut self,
-        batch: &BTreeMap<u32, &[u8]>,
-        mut read_back: u32,
-    ) -> Result<Result<(), BlobError>, BlobError> {
-        let manifest = Arc::clone(&self.shared.manifest);
-        let mut buf = Vec::new();
-        loop {
-            let index = self.whole.hashed;
-            if index >= manifest.chunk_count() || !self.shared.stored().contains(index) {
-                return Ok(Ok(()));
-            }
-            if let Some(bytes) = batch.get(&index) {
-                // Checked against the manifest before it was written.
-                self.whole.hasher.update(bytes);
-            } else {
-                if read_back == 0 {
-                    return Ok(Ok(()));
-                }
-                read_back -= 1;
-                let (Some(offset), Some(len)) =
-                    (manifest.chunk_offset(index), manifest.chunk_len(index))
-                else {
-                    return Ok(Ok(()));
-                };
-                buf.resize(len as usize, 0);
-                self.shared
-                    .data
-                    .read_exact_at(&mut buf, offset)
-                    .map_err(|e| BlobError::io(&self.paths.data, e))?;
-                if Some(&sha256(&buf)) != manifest.chunk_hash(index) {
-                    return Ok(Err(BlobError::corrupt(
-                        &self.paths.data,
-                        format!("chunk {index} changed on disk after it was verified; the download was discarded"),
-                    )));
-                }
-                self.whole.hasher.update(&buf);
-            }
-            self.whole.hashed += 1;
-        }
     }
 
     /// The chunks not stored yet, in file order.
@@ -319,10 +346,20 @@ impl PartialBlob {
     /// `Ok(Ok(()))` when the content is the file; `Ok(Err(refusal))` when it is not;
     /// `Err` when it could not be read.
     fn verify_content(&mut self) -> Result<Result<(), BlobError>, BlobError> {
-        if let Err(refused) = self.advance_whole_hash(&BTreeMap::new(), u32::MAX)? {
+        let manifest = Arc::clone(&self.shared.manifest);
+        let have = self.shared.stored();
+        let advanced = self.whole.advance(
+            &manifest,
+            &self.shared.data,
+            &self.paths.data,
+            |index| have.contains(index),
+            &BTreeMap::new(),
+            u32::MAX,
+        );
+        drop(have);
+        if let Err(refused) = advanced? {
             return Ok(Err(refused));
         }
-        let manifest = Arc::clone(&self.shared.manifest);
         if self.whole.hashed != manifest.chunk_count() {
             // Every chunk is stored (checked by `finish`), so the hash reached the end.
             return Err(BlobError::Incomplete {

@@ -298,12 +298,16 @@ impl BlobStore {
 
     /// Chunk `index` of a file, for serving it to a peer: from the complete file, or from
     /// a download in progress if that chunk is verified. `None` when this node does not
-    /// have it. Every chunk is checked against the manifest again as it is read, so
-    /// nothing unverified (nor damaged on disk since) is ever served.
+    /// have it. Only chunks checked when they were stored are served, but they are not
+    /// hashed again as they are read: every receiver checks every chunk against the
+    /// manifest before it stores it (and refuses, and stops asking, a peer that sends a
+    /// bad one), so a chunk damaged on disk since (a hardware fault) costs a retry, not
+    /// a wrong file, while hashing each chunk a second time on the way out cost a
+    /// serving node a third of its work per byte (docs/BENCHMARKS.md, "Files").
     pub fn read_chunk(&self, file_id: FileId, index: u32) -> Result<Option<Vec<u8>>, BlobError> {
         if let Some(shared) = self.inner.open_download(file_id) {
             let stored = shared.stored().contains(index);
-            return self.read_verified(
+            return self.read_stored(
                 &shared.manifest,
                 &shared.data,
                 &shared.data_path,
@@ -318,7 +322,7 @@ impl BlobStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(BlobError::io(&path, e)),
             };
-            return self.read_verified(&manifest, &file, &path, index, true);
+            return self.read_stored(&manifest, &file, &path, index, true);
         }
         if let Some(on_disk) = self.partial_on_disk(file_id)? {
             let stored = on_disk.chunks.contains(index);
@@ -327,12 +331,12 @@ impl BlobStore {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
                 Err(e) => return Err(BlobError::io(&on_disk.data_path, e)),
             };
-            return self.read_verified(&on_disk.manifest, &file, &on_disk.data_path, index, stored);
+            return self.read_stored(&on_disk.manifest, &file, &on_disk.data_path, index, stored);
         }
         Ok(None)
     }
 
-    fn read_verified(
+    fn read_stored(
         &self,
         manifest: &Manifest,
         file: &File,
@@ -354,9 +358,6 @@ impl BlobStore {
         let mut bytes = vec![0u8; len as usize];
         file.read_exact_at(&mut bytes, offset)
             .map_err(|e| BlobError::io(path, e))?;
-        manifest.verify_chunk(index, &bytes).map_err(|e| {
-            BlobError::corrupt(path, format!("{e} (it matched when it was stored)"))
-        })?;
         Ok(Some(bytes))
     }
 
