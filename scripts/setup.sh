@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 # build-essential). The desktop shell: the tray needs libayatana-appindicator3 to build;
 # its tests run a session bus (dbus), dunst as the notification server and a
 # StatusNotifierWatcher (haskell-status-notifier-item-utils, the panel's side of the tray).
+# WebKitWebDriver (webkit2gtk-driver), behind tauri-driver (installed below), drives the
+# real window by WebDriver.
 packages=(
   build-essential pkg-config python3
   libwebkit2gtk-4.1-dev libgtk-3-dev libsoup-3.0-dev libjavascriptcoregtk-4.1-dev librsvg2-dev
@@ -22,6 +24,7 @@ packages=(
   chromium chromium-driver
   iproute2 nftables tcpdump curl faketime
   libayatana-appindicator3-dev dbus dunst haskell-status-notifier-item-utils desktop-file-utils
+  webkit2gtk-driver
 )
 
 missing=()
@@ -62,4 +65,13 @@ have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
   echo "setup: installing wasm-bindgen-cli $want (found '${have:-none}')"
   cargo install -q wasm-bindgen-cli --version "$want"
+fi
+
+# tauri-driver: the WebDriver server that starts the desktop app under WebKitWebDriver
+# (tests/tests/desktop_webdriver.rs). A fixed version, so a run is the same everywhere.
+tauri_driver_version=2.1.0
+# (It has no --version: cargo's list of installed crates says which one is there.)
+if ! cargo install --list | grep -qx "tauri-driver v$tauri_driver_version:"; then
+  echo "setup: installing tauri-driver $tauri_driver_version"
+  cargo install -q tauri-driver --version "$tauri_driver_version" --locked
 fi

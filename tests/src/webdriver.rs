@@ -1,4 +1,5 @@
-//! A small W3C WebDriver client for Debian's headless Chromium via `chromedriver`.
+//! A small W3C WebDriver client for Debian's headless Chromium via `chromedriver`, and
+//! for the real desktop window via `tauri-driver` and Debian's `WebKitWebDriver`.
 //! Only what the tests need: navigate, find, read text, click, run a script, screenshot.
 
 use std::os::unix::process::CommandExt;
@@ -14,6 +15,7 @@ use crate::{free_port, wait_until};
 
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+pub const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -44,23 +46,6 @@ impl Browser {
             .spawn()
             .context("start chromedriver")?;
         let profile = tempfile::tempdir()?;
-        let mut browser = Browser {
-            driver: Some(driver),
-            base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
-            _profile: profile,
-        };
-        let http = browser.http.clone();
-        let status_url = format!("{}/status", browser.base);
-        wait_until(Duration::from_secs(20), "chromedriver to be ready", || {
-            let http = http.clone();
-            let url = status_url.clone();
-            async move {
-                let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
-                v["value"]["ready"].as_bool().filter(|r| *r)
-            }
-        })
-        .await?;
         let args = [
             "--headless",
             "--no-sandbox",
@@ -72,16 +57,83 @@ impl Browser {
             "--disable-quic",
             "--no-first-run",
             "--window-size=1280,800",
-            &format!("--user-data-dir={}", browser._profile.path().display()),
+            &format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": CHROMIUM, "args": args}
         }}});
+        Browser::open(driver, port, profile, caps, "chromedriver").await
+    }
+
+    /// Starts `tauri-driver` (in front of Debian's `WebKitWebDriver`), which starts the
+    /// desktop app `app` with `args` and `env` (its X display, session bus…) and drives
+    /// its real window: the same WebKitGTK webview a person sees, not a browser.
+    /// What the driver and the app print goes to `log`.
+    pub async fn start_window(
+        app: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> anyhow::Result<Browser> {
+        if !Path::new(WEBKIT_WEBDRIVER).exists() {
+            bail!("{WEBKIT_WEBDRIVER} is missing: install Debian's webkit2gtk-driver (scripts/setup.sh does)");
+        }
+        let (port, native_port) = (free_port()?, free_port()?);
+        // Its own process group: WebKitWebDriver and the app it started end with it.
+        let mut cmd = Command::new("tauri-driver");
+        cmd.process_group(0)
+            .arg(format!("--port={port}"))
+            .arg(format!("--native-port={native_port}"))
+            .arg(format!("--native-driver={WEBKIT_WEBDRIVER}"))
+            .stdin(Stdio::null());
+        let log = std::fs::File::create(log)?;
+        cmd.stdout(log.try_clone()?).stderr(log);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let driver = cmd
+            .spawn()
+            .context("start tauri-driver (scripts/setup.sh installs it with cargo)")?;
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "tauri:options": {"application": app, "args": args}
+        }}});
+        Browser::open(driver, port, tempfile::tempdir()?, caps, "tauri-driver").await
+    }
+
+    /// Waits for the driver listening on `port`, then opens a session with `caps`.
+    async fn open(
+        driver: Child,
+        port: u16,
+        profile: tempfile::TempDir,
+        caps: Value,
+        name: &str,
+    ) -> anyhow::Result<Browser> {
+        let mut browser = Browser {
+            driver: Some(driver),
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            _profile: profile,
+        };
+        let http = browser.http.clone();
+        let status_url = format!("{}/status", browser.base);
+        wait_until(
+            Duration::from_secs(20),
+            &format!("{name} to be ready"),
+            || {
+                let http = http.clone();
+                let url = status_url.clone();
+                async move {
+                    let v: Value = http.get(&url).send().await.ok()?.json().await.ok()?;
+                    v["value"]["ready"].as_bool().filter(|r| *r)
+                }
+            },
+        )
+        .await?;
         let v = browser.call("POST", "/session", Some(caps)).await?;
         let session = v["sessionId"]
             .as_str()
-            .context("no session id from chromedriver")?
+            .with_context(|| format!("no session id from {name}"))?
             .to_string();
         browser.base = format!("{}/session/{session}", browser.base);
         Ok(browser)
@@ -241,8 +293,8 @@ impl Browser {
 
     fn stop_driver(&mut self) {
         if let Some(mut driver) = self.driver.take() {
-            // The group is chromedriver's own (`process_group(0)`): Chromium and its
-            // helpers, which a session never ended would otherwise outlive the test.
+            // The group is the driver's own (`process_group(0)`): the browser or app it
+            // started, which a session never ended would otherwise outlive the test.
             let _ = Command::new("kill")
                 .args(["-TERM", "--", &format!("-{}", driver.id())])
                 .status();
