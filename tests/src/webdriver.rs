@@ -16,6 +16,8 @@ use crate::{free_port, wait_until};
 pub const CHROMIUM: &str = "/usr/bin/chromium";
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 pub const WEBKIT_WEBDRIVER: &str = "/usr/bin/WebKitWebDriver";
+/// The longest any one WebDriver command may take.
+const COMMAND_LIMIT: Duration = Duration::from_secs(60);
 /// The W3C name of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -112,7 +114,12 @@ impl Browser {
         let mut browser = Browser {
             driver: Some(driver),
             base: format!("http://127.0.0.1:{port}"),
-            http: reqwest::Client::new(),
+            // A command the driver never answers (WebKitWebDriver's screenshot of an
+            // idle window has hung for minutes) fails the test instead of holding it.
+            http: reqwest::Client::builder()
+                .timeout(COMMAND_LIMIT)
+                .build()
+                .context("an HTTP client")?,
             _profile: profile,
         };
         let http = browser.http.clone();

@@ -7,8 +7,8 @@
 //! `a_conversation_through_the_real_window`: the window lists the peer online, opens
 //! the DM, sends a typed message (the peer's node stores exactly that text), shows the
 //! peer's reply without a reload, and marks its own message read once the peer has read
-//! it. Screenshots (taken by WebDriver, so of the webview itself) and logs stay in
-//! `target/test-artifacts/desktop_webdriver/`.
+//! it. Screenshots (of the X screen: WebKitWebDriver's own screenshot of an idle window
+//! can hang) and logs stay in `target/test-artifacts/desktop_webdriver/`.
 
 mod desktop_session;
 
@@ -118,7 +118,7 @@ async fn a_conversation_through_the_real_window() -> anyhow::Result<()> {
             (online == json!("true")).then_some(())
         })
         .await?;
-        window.screenshot(&root.join("window-rail.png")).await?;
+        session.screenshot(&root.join("window-rail.png"))?;
 
         // Li Wei opens the DM and types a message; Enter sends it.
         window.click(&user_b).await?;
@@ -182,14 +182,12 @@ async fn a_conversation_through_the_real_window() -> anyhow::Result<()> {
             },
         )
         .await?;
-        window
-            .screenshot(&root.join("window-conversation.png"))
-            .await?;
+        session.screenshot(&root.join("window-conversation.png"))?;
         anyhow::Ok(())
     }
     .await;
     if result.is_err() {
-        let _ = window.screenshot(&root.join("window-failed.png")).await;
+        let _ = session.screenshot(&root.join("window-failed.png"));
         let ids = window
             .execute("return [...document.querySelectorAll('[data-testid^=user-]')].map(e => e.dataset.testid)")
             .await;
