@@ -274,6 +274,19 @@ impl Browser {
         Ok(())
     }
 
+    /// The messages lanchat's UI shows in the open conversation: (text, outgoing,
+    /// status).
+    pub async fn shown_messages(&self) -> anyhow::Result<Vec<(String, bool, String)>> {
+        let v = self
+            .execute(
+                "return [...document.querySelectorAll('[data-testid=message-list] .message')].map(e => \
+                 [e.querySelector('[data-testid=message-text]').innerText, \
+                  e.dataset.outgoing === 'true', e.dataset.status])",
+            )
+            .await?;
+        Ok(serde_json::from_value(v)?)
+    }
+
     pub async fn execute(&self, script: &str) -> anyhow::Result<Value> {
         self.call(
             "POST",

@@ -427,18 +427,6 @@ async fn attr(browser: &Browser, css: &str, name: &str) -> anyhow::Result<Option
     Ok(v.as_str().map(str::to_string))
 }
 
-/// The messages shown in the open conversation: (text, outgoing, status).
-async fn shown_messages(browser: &Browser) -> anyhow::Result<Vec<(String, bool, String)>> {
-    let v = browser
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=message-list] .message')].map(e => \
-             [e.querySelector('[data-testid=message-text]').innerText, \
-              e.dataset.outgoing === 'true', e.dataset.status])",
-        )
-        .await?;
-    Ok(serde_json::from_value(v)?)
-}
-
 async fn post_json(
     node: &NodeProcess,
     path: &str,
@@ -495,7 +483,7 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
     a.type_text("[data-testid=composer]", &typed).await?;
     let text = "Hello bravo\nsecond line";
     wait_until(UI_LIMIT, "the DM in A's history", || async {
-        let shown = shown_messages(&a).await.ok()?;
+        let shown = a.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, outgoing, _)| t == text && *outgoing)
@@ -549,7 +537,7 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
     // B opens it: read (badge and title count gone), then replies.
     b.click(&chat_on_b).await?;
     wait_until(UI_LIMIT, "the DM in B's history", || async {
-        let shown = shown_messages(&b).await.ok()?;
+        let shown = b.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, outgoing, _)| t == text && !*outgoing)
@@ -576,7 +564,7 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
 
     // A, looking at the conversation, sees the reply arrive (and it counts as read).
     wait_until(DELIVERY_LIMIT, "B's reply in A's history", || async {
-        let shown = shown_messages(&a).await.ok()?;
+        let shown = a.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, outgoing, _)| t == reply && !*outgoing)
@@ -588,7 +576,7 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
     // conversation open: its read receipt came back), on both screens, without a reload.
     for (browser, own) in [(&a, text), (&b, reply)] {
         wait_until(DELIVERY_LIMIT, &format!("{own:?} read"), || async {
-            let shown = shown_messages(browser).await.ok()?;
+            let shown = browser.shown_messages().await.ok()?;
             shown
                 .iter()
                 .any(|(t, outgoing, status)| t == own && *outgoing && status == "read")
@@ -659,7 +647,7 @@ async fn messenger_dm_between_two_nodes() -> anyhow::Result<()> {
         (title == "lanchat" && total.is_none()).then_some(())
     })
     .await?;
-    let shown = shown_messages(&a).await?;
+    let shown = a.shown_messages().await?;
     assert!(shown.iter().any(|(t, _, _)| t == later), "{shown:?}");
     a.screenshot(&shots.join("messenger-chat-light.png"))
         .await?;
@@ -717,7 +705,7 @@ async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result
         })
         .await?;
     wait_until(UI_LIMIT, "the newest page", || async {
-        let shown = shown_messages(&browser).await.ok()?;
+        let shown = browser.shown_messages().await.ok()?;
         (shown.len() == 50).then_some(())
     })
     .await?;
@@ -729,7 +717,7 @@ async fn messenger_search_finds_chinese_and_english_messages() -> anyhow::Result
         )
         .await?;
     wait_until(UI_LIMIT, "the older page after scrolling up", || async {
-        let shown = shown_messages(&browser).await.ok()?;
+        let shown = browser.shown_messages().await.ok()?;
         (shown.len() == 62 && shown[0].0 == chinese).then_some(())
     })
     .await?;
@@ -872,7 +860,7 @@ async fn messenger_shows_a_failed_message_and_retries_it() -> anyhow::Result<()>
         .type_text("[data-testid=composer]", &format!("{text}{KEY_ENTER}"))
         .await?;
     wait_until(UI_LIMIT, "the message pending", || async {
-        let shown = shown_messages(&browser).await.ok()?;
+        let shown = browser.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, _, s)| t == text && s == "pending")
@@ -886,7 +874,7 @@ async fn messenger_shows_a_failed_message_and_retries_it() -> anyhow::Result<()>
     )
     .await?;
     wait_until(UI_LIMIT, "the message failed, live", || async {
-        let shown = shown_messages(&browser).await.ok()?;
+        let shown = browser.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, _, s)| t == text && s == "failed")
@@ -915,7 +903,7 @@ async fn messenger_shows_a_failed_message_and_retries_it() -> anyhow::Result<()>
     pair.b = NodeProcess::serve(&b_dir).await?;
     browser.click(retry).await?;
     wait_until(DELIVERY_LIMIT, "the retried message delivered", || async {
-        let shown = shown_messages(&browser).await.ok()?;
+        let shown = browser.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, _, s)| t == text && s == "delivered")
@@ -1046,7 +1034,7 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
     })
     .await?;
     wait_until(DELIVERY_LIMIT, "A's group message in B's UI", || async {
-        let shown = shown_messages(&b).await.ok()?;
+        let shown = b.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, outgoing, _)| t == hello && !*outgoing)
@@ -1057,7 +1045,7 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
     b.type_text("[data-testid=composer]", &format!("{reply}{KEY_ENTER}"))
         .await?;
     wait_until(DELIVERY_LIMIT, "B's reply in A's UI", || async {
-        let shown = shown_messages(&a).await.ok()?;
+        let shown = a.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, outgoing, _)| t == reply && !*outgoing)
@@ -1086,7 +1074,7 @@ async fn messenger_groups_created_chatted_in_and_renamed_from_the_ui() -> anyhow
     a.type_text("[data-testid=composer]", &format!("ship it{KEY_ENTER}"))
         .await?;
     wait_until(DELIVERY_LIMIT, "A's mention in B's UI", || async {
-        let shown = shown_messages(&b).await.ok()?;
+        let shown = b.shown_messages().await.ok()?;
         shown
             .iter()
             .any(|(t, outgoing, _)| t == "@bravo ship it" && !*outgoing)
@@ -1377,7 +1365,7 @@ async fn messenger_reconnects_when_its_node_comes_back() -> anyhow::Result<()> {
         DELIVERY_LIMIT,
         "B's message in A's page after the restart",
         || async {
-            let shown = shown_messages(&a).await.ok()?;
+            let shown = a.shown_messages().await.ok()?;
             shown
                 .iter()
                 .any(|(t, outgoing, _)| t == "after your restart" && !outgoing)

@@ -21,11 +21,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{ensure, Context};
-use desktop_session::{write_settings, DesktopSession, LIMIT};
+use desktop_session::{write_pair, DesktopSession, LIMIT};
 use lanchat_tests::chat::{dm, wait_contact_online};
-use lanchat_tests::{
-    artifacts_dir, free_udp_port, loopback_mesh_settings, wait_until, NodeProcess,
-};
+use lanchat_tests::{artifacts_dir, wait_until, NodeProcess};
 
 /// A file manager on the session bus that only records what it was asked to show.
 struct FakeFileManager {
@@ -148,12 +146,7 @@ async fn the_window_opens_a_received_file_and_shows_it_in_its_folder() -> anyhow
     );
     let downloads = root.join("downloads");
 
-    let (pa, pb) = (free_udp_port()?, free_udp_port()?);
-    let (a_id, sa) = loopback_mesh_settings("Li Wei", pa, pb, "office")?;
-    let (b_id, sb) = loopback_mesh_settings("Zhang", pb, pa, "office")?;
-    let (dir_a, dir_b) = (root.join("a"), root.join("b"));
-    write_settings(&dir_a, sa)?;
-    write_settings(&dir_b, sb)?;
+    let (a_id, b_id, dir_a, dir_b) = write_pair(&root)?;
     let mut env = session.env();
     env.push(("PATH", path));
     env.push(("XDG_DOWNLOAD_DIR", downloads.display().to_string()));

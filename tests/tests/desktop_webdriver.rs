@@ -13,12 +13,10 @@
 mod desktop_session;
 
 use anyhow::Context;
-use desktop_session::{write_settings, DesktopSession, LIMIT};
+use desktop_session::{write_pair, DesktopSession, LIMIT};
 use lanchat_tests::chat::dm;
 use lanchat_tests::webdriver::Browser;
-use lanchat_tests::{
-    artifacts_dir, free_udp_port, lanchat_bin, loopback_mesh_settings, wait_until, NodeProcess,
-};
+use lanchat_tests::{artifacts_dir, lanchat_bin, wait_until, NodeProcess};
 use serde_json::{json, Value};
 
 const KEY_ENTER: char = '\u{E007}';
@@ -48,18 +46,6 @@ async fn wait_inner_text(
     .await
 }
 
-/// The messages the window shows: (text, outgoing, status).
-async fn shown_messages(window: &Browser) -> anyhow::Result<Vec<(String, bool, String)>> {
-    let v = window
-        .execute(
-            "return [...document.querySelectorAll('[data-testid=message-list] .message')].map(e => \
-             [e.querySelector('[data-testid=message-text]').innerText, \
-              e.dataset.outgoing === 'true', e.dataset.status || ''])",
-        )
-        .await?;
-    Ok(serde_json::from_value(v)?)
-}
-
 async fn texts_on(node: &NodeProcess, conversation: &str) -> Option<Vec<String>> {
     let page: Value = node
         .get_json(&format!(
@@ -83,12 +69,7 @@ async fn a_conversation_through_the_real_window() -> anyhow::Result<()> {
     std::fs::create_dir_all(&root)?;
     let session = DesktopSession::start(&root.join("session")).await?;
 
-    let (pa, pb) = (free_udp_port()?, free_udp_port()?);
-    let (a_id, sa) = loopback_mesh_settings("Li Wei", pa, pb, "office")?;
-    let (b_id, sb) = loopback_mesh_settings("Zhang", pb, pa, "office")?;
-    let (dir_a, dir_b) = (root.join("a"), root.join("b"));
-    write_settings(&dir_a, sa)?;
-    write_settings(&dir_b, sb)?;
+    let (a_id, b_id, dir_a, dir_b) = write_pair(&root)?;
     let b = NodeProcess::serve(&dir_b).await?;
 
     let args = vec![
@@ -131,7 +112,7 @@ async fn a_conversation_through_the_real_window() -> anyhow::Result<()> {
             .type_text("[data-testid=composer]", &format!("{hello}{KEY_ENTER}"))
             .await?;
         wait_until(LIMIT, "the message in the window's history", || async {
-            let shown = shown_messages(&window).await.ok()?;
+            let shown = window.shown_messages().await.ok()?;
             shown
                 .iter()
                 .any(|(t, outgoing, _)| t == hello && *outgoing)
@@ -171,7 +152,7 @@ async fn a_conversation_through_the_real_window() -> anyhow::Result<()> {
             LIMIT,
             "the reply and the read mark in the window",
             || async {
-                let shown = shown_messages(&window).await.ok()?;
+                let shown = window.shown_messages().await.ok()?;
                 let replied = shown
                     .iter()
                     .any(|(t, outgoing, _)| t == reply && !*outgoing);

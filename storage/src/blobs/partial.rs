@@ -226,22 +226,30 @@ impl PartialBlob {
         // The whole-file hash moves on meanwhile (the flush waits for the disk, not the
         // CPU), into a copy kept only if the flush succeeds.
         let mut whole = (*self.whole).clone();
+        let data = &self.shared.data;
         let (synced, hashed) = std::thread::scope(|scope| {
-            let flushing = scope.spawn(|| self.shared.data.sync_data());
+            // No thread to spare (a process at its limit): the flush runs here first.
+            let flushing = std::thread::Builder::new()
+                .name("blob-flush".into())
+                .spawn_scoped(scope, || data.sync_data())
+                .map_err(|_| data.sync_data());
             let hashed = {
                 let have = self.shared.stored();
                 whole.advance(
                     &manifest,
-                    &self.shared.data,
+                    data,
                     &self.paths.data,
                     |index| have.contains(index) || new.contains_key(&index),
                     &new,
                     CATCH_UP_CHUNKS,
                 )
             };
-            let synced = flushing
-                .join()
-                .unwrap_or_else(|_| Err(io::Error::other("the flush failed")));
+            let synced = match flushing {
+                Ok(thread) => thread
+                    .join()
+                    .unwrap_or_else(|_| Err(io::Error::other("the flush failed"))),
+                Err(synced_here) => synced_here,
+            };
             (synced, hashed)
         });
         synced.map_err(data_err)?;

@@ -356,3 +356,19 @@ pub fn write_settings(dir: &Path, mut doc: serde_json::Value) -> anyhow::Result<
     doc["ui"] = serde_json::json!({"language": "en-US"});
     lanchat_tests::write_settings(dir, &doc)
 }
+
+/// Two nodes that find each other on loopback with the secret "office": "Li Wei" (the
+/// desktop, in `root/a`) and "Zhang" (`root/b`), their settings written (English UI).
+/// Returns (a's id, b's id, a's directory, b's directory).
+pub fn write_pair(root: &Path) -> anyhow::Result<(String, String, PathBuf, PathBuf)> {
+    let (pa, pb) = (
+        lanchat_tests::free_udp_port()?,
+        lanchat_tests::free_udp_port()?,
+    );
+    let (a_id, sa) = lanchat_tests::loopback_mesh_settings("Li Wei", pa, pb, "office")?;
+    let (b_id, sb) = lanchat_tests::loopback_mesh_settings("Zhang", pb, pa, "office")?;
+    let (dir_a, dir_b) = (root.join("a"), root.join("b"));
+    write_settings(&dir_a, sa)?;
+    write_settings(&dir_b, sb)?;
+    Ok((a_id, b_id, dir_a, dir_b))
+}
