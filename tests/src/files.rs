@@ -82,17 +82,23 @@ pub async fn wait_file_message(
 /// A script in `dir` that appends one line per start to `record`: the argument count,
 /// then each argument, separated by `|` (see [`opener_calls`]).
 pub fn write_opener(dir: &Path, record: &Path) -> anyhow::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let script = dir.join("opener.sh");
+    write_recording_script(&script, record)?;
+    Ok(script)
+}
+
+/// [`write_opener`]'s script at `script` exactly (e.g. an `xdg-open` first in `PATH`).
+pub fn write_recording_script(script: &Path, record: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::write(
-        &script,
+        script,
         format!(
             "#!/bin/sh\n{{ printf '%s' \"$#\"; for a in \"$@\"; do printf '|%s' \"$a\"; done; echo; }} >> '{}'\n",
             record.display()
         ),
     )?;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
-    Ok(script)
+    std::fs::set_permissions(script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
 }
 
 /// The opener's record, one start per line.

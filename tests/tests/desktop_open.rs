@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{ensure, Context};
 use desktop_session::{write_pair, DesktopSession, LIMIT};
 use lanchat_tests::chat::{dm, wait_contact_online};
+use lanchat_tests::files::write_recording_script;
 use lanchat_tests::{artifacts_dir, wait_until, NodeProcess};
 
 /// A file manager on the session bus that only records what it was asked to show.
@@ -126,18 +127,7 @@ async fn the_window_opens_a_received_file_and_shows_it_in_its_folder() -> anyhow
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin)?;
     let record = root.join("xdg-open-calls.txt");
-    let xdg_open = bin.join("xdg-open");
-    std::fs::write(
-        &xdg_open,
-        format!(
-            "#!/bin/sh\n{{ printf '%s' \"$#\"; for a in \"$@\"; do printf '|%s' \"$a\"; done; echo; }} >> '{}'\n",
-            record.display()
-        ),
-    )?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&xdg_open, std::fs::Permissions::from_mode(0o755))?;
-    }
+    write_recording_script(&bin.join("xdg-open"), &record)?;
     let calls = || std::fs::read_to_string(&record).unwrap_or_default();
     let path = format!(
         "{}:{}",
