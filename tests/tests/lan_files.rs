@@ -223,10 +223,17 @@ async fn corrupted_chunks_are_refused_and_fetched_again() -> anyhow::Result<()> 
     hosts[0].set_env("LANCHAT_CORRUPT_SERVED_CHUNKS", "3");
     hosts[0].stop().await?;
     hosts[0].start().await?;
-    ensure!(
+    // The API answers before the mesh has started, and the hook speaks when the mesh
+    // starts: wait for its line rather than read the log once.
+    let hooked = wait_until(SETTLE, "A's corrupting test hook", || async {
         hosts[0]
             .log()
-            .contains("test hook: the next chunks served are corrupted"),
+            .contains("test hook: the next chunks served are corrupted")
+            .then_some(())
+    })
+    .await;
+    ensure!(
+        hooked.is_ok(),
         "A does not corrupt chunks: the test hook needs a debug build of lanchat"
     );
     let size = 12_000_000;
