@@ -211,6 +211,7 @@ impl TransportCounters {
             ("refused_address", self.refused_address),
             ("refused_capacity", self.refused_capacity),
             ("refused_rate", self.refused_rate),
+            ("handshakes_evicted", self.handshakes_evicted),
             ("dials_deferred", self.dials_deferred),
             ("handshake_failed", self.handshake_failed),
             ("refused_blocked_peer", self.refused_blocked_peer),
@@ -262,6 +263,6 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), drops.len());
-        assert_eq!(TransportCounters::default().drops().len(), 17);
+        assert_eq!(TransportCounters::default().drops().len(), 18);
     }
 }

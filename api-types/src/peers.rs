@@ -119,6 +119,10 @@ pub struct TransportCounters {
     /// than the per-source rate.
     #[serde(default)]
     pub refused_rate: u64,
+    /// Pending handshakes stopped because every connection slot was taken: the oldest
+    /// pending one gives its slot to the newer connection.
+    #[serde(default)]
+    pub handshakes_evicted: u64,
     /// Dials not started because the cap on dials under way was reached.
     #[serde(default)]
     pub dials_deferred: u64,

@@ -671,6 +671,21 @@ impl NetNs {
         cmd
     }
 
+    /// Runs `program args…` in the namespace (a test tool that prints one line), for at
+    /// most 30 s: its stdout, trimmed, or an error with its stderr.
+    pub async fn output_of(&self, program: &str, args: &[&str]) -> anyhow::Result<String> {
+        const LIMIT: Duration = Duration::from_secs(30);
+        let out = tokio::time::timeout(LIMIT, self.command(program).args(args).output())
+            .await
+            .with_context(|| format!("{program} {args:?} ran longer than {LIMIT:?}"))??;
+        anyhow::ensure!(
+            out.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
     /// Runs `python3 -c script args…` in the namespace, bounded by `limit`; its stdout.
     pub async fn python(
         &self,
@@ -769,12 +784,12 @@ impl NetNs {
     /// Gives this host one more address on the LAN (`198.51.100.<octet>`), for a test
     /// that needs several source IPs on one host (an attacker spreading its traffic
     /// over addresses). Use octets above the hosts' own (`add_ns` counts up from 1):
-    /// 200–250 are never handed out to a host by the small LANs that use this. Removed
-    /// with the namespace.
+    /// 100–250 are never handed out to a host by the small LANs (under 100 hosts) that
+    /// use this. Removed with the namespace.
     pub fn add_address(&self, octet: u8) -> anyhow::Result<Ipv4Addr> {
         anyhow::ensure!(
-            (200..=250).contains(&octet),
-            "extra addresses are 198.51.100.200–250, not .{octet}"
+            (100..=250).contains(&octet),
+            "extra addresses are 198.51.100.100–250, not .{octet}"
         );
         anyhow::ensure!(
             self.ip.octets()[..3] == SUBNET_BASE,

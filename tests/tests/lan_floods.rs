@@ -20,11 +20,14 @@
 //!   `rate_limited` takes most, `malformed`/`bad_tag`/`missing_tag`/`oversized` the few
 //!   each source gets past its rate;
 //! - (b) 2,000 TCP connections to A's link port, held open, reconnecting when closed,
-//!   from one address and from seven more of the attacker's: silent ones, HTTP upgrades
-//!   sent a byte every 500 ms, upgrades completed and then stalled, and bad requests that
-//!   fail at once; plus 16 from a ninth address that all fail at once and reconnect
-//!   every 100 ms: `refused_capacity`, `refused_rate`, `handshake_failed`. B is also
-//!   restarted during the attack, so A↔B has to come up anew;
+//!   from one address and from 80 more of the attacker's (enough to want more than A's
+//!   512 slots at 8 per address, all the time): silent ones, HTTP upgrades sent a byte every 500 ms,
+//!   upgrades completed and then stalled, and bad requests that fail at once; plus 16
+//!   from one more address that all fail at once and reconnect every 100 ms:
+//!   `refused_capacity`, `refused_rate`, `handshake_failed`, and `handshakes_evicted`
+//!   once every slot is taken. B is also restarted during the attack, so A↔B has to come
+//!   up anew, and a newcomer with the secret (`link_probe`) must complete a handshake
+//!   with A while every slot is taken;
 //! - (c) an insider with the secret announcing valid discovery packets, each from a
 //!   fresh random node id, from sixteen addresses at 30 a second each (just under the
 //!   per-IP limit) and from one more as fast as it sends: `sightings` stays ≤ 1024,
@@ -66,6 +69,8 @@ const RSS_GROWTH_LIMIT_KB: u64 = 20 * 1024;
 const FLOOD_EXIT_LIMIT: Duration = Duration::from_secs(FLOOD_SECS + 30);
 /// In (b), how long A and B chat before B restarts (both during the flood).
 const CHAT_BEFORE_RESTART: Duration = Duration::from_secs(6);
+/// In (b), handshakes a newcomer completes with A while every slot is taken.
+const NEWCOMER_PROBES: usize = 5;
 /// Sightings are held at most this many (docs/PROTOCOL.md, "Bounds on untrusted input").
 const MAX_SIGHTINGS: u64 = 1024;
 
@@ -689,14 +694,18 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
     let test_started = Instant::now();
     let mut scene = Scene::start(WHAT).await?;
     let attacker = scene.lan.add_ns("attacker")?;
-    // One address holding 1,000 connections, seven more holding 1,001 between them, and
-    // one more whose 16 connections all fail their handshake at once and reconnect
-    // (so its handshake rate, not its connection cap, is what stops it).
+    let newcomer = scene.lan.add_ns("newcomer")?;
+    // One address holding 1,264 connections; 80 more holding 9 each (the flood tool's
+    // first nine modes: none fails at once) and reconnecting 100 ms after A closes one,
+    // so each keeps its 8 slots and together they want 640 of A's 512: every slot stays
+    // taken and each newer connection takes the slot of the oldest pending handshake;
+    // and one more address whose 16 connections all fail their handshake at once and
+    // reconnect (so its handshake rate, not its connection cap, is what stops it).
     let mut extra = Vec::new();
-    for octet in 200..207 {
+    for octet in 100..180 {
         extra.push(attacker.add_address(octet)?);
     }
-    let churner = attacker.add_address(207)?;
+    let churner = attacker.add_address(200)?;
     let before = scene.a.status().await?;
     scene.baseline_window().await;
     let to = SocketAddr::from((scene.a.ip(), LINK_PORT)).to_string();
@@ -718,14 +727,16 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
         .map(|s| s.to_string())
         .collect()
     };
-    let one_ip = Flood::spawn(&attacker, &common(&attacker.ip.to_string(), "1000"))?;
-    let many_ips = Flood::spawn(&attacker, &common(&ips(&extra), "143"))?;
+    let one_ip = Flood::spawn(&attacker, &common(&attacker.ip.to_string(), "1264"))?;
+    let mut many_args = common(&ips(&extra), "9");
+    many_args.extend(["--hold-retry-ms".to_string(), "100".to_string()]);
+    let many_ips = Flood::spawn(&attacker, &many_args)?;
     let mut churn_args = common(&churner.to_string(), "16");
     churn_args.extend(["--only".to_string(), "churn".to_string()]);
     let churn = Flood::spawn(&attacker, &churn_args)?;
     let outcome = scene
         .under_attack(&one_ip, WHAT, Some(CHAT_BEFORE_RESTART), |s| {
-            s["transport"]["refused_capacity"].as_u64().unwrap_or(0) > 100
+            s["transport"]["handshakes_evicted"].as_u64().unwrap_or(0) > 0
         })
         .await?;
     // A new link A↔B during the attack: B restarts (its link to A goes) and must link
@@ -749,12 +760,45 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
     let started = one_ip.started;
     report_dms(WHAT, &outcome.dms)?;
     print_dms(WHAT, &restart_dms);
+    // Colleagues' first handshakes while the attacker holds every slot: each takes the
+    // slot of the oldest pending handshake. Several, so that evictions meanwhile (the
+    // proof that the slots were all taken) are certain to be seen.
+    let evicted = |s: &Value| s["transport"]["handshakes_evicted"].as_u64().unwrap_or(0);
+    let evicted_before = evicted(&scene.a.status().await?);
+    let probed = Instant::now();
+    let mut probes = Vec::new();
+    for _ in 0..NEWCOMER_PROBES {
+        probes.push(
+            link_probe(
+                &newcomer,
+                &["handshake", &to, &scene.a.node_id, TEST_SECRET],
+            )
+            .await?,
+        );
+    }
+    let probes_took = probed.elapsed();
+    let probes_during = one_ip.running();
+    let evicted_meanwhile = evicted(&scene.a.status().await?).saturating_sub(evicted_before);
+    eprintln!(
+        "[{WHAT}] {NEWCOMER_PROBES} newcomer handshakes with every slot taken: {probes:?} in \
+         {probes_took:?} (flood running: {probes_during}; {evicted_meanwhile} pending \
+         handshakes evicted meanwhile)"
+    );
+    anyhow::ensure!(
+        probes.iter().all(|p| p == "linked"),
+        "a newcomer could not link to a while the attacker held every slot: {probes:?}"
+    );
+    anyhow::ensure!(
+        probes_during && evicted_meanwhile > 0,
+        "the newcomer's handshakes did not happen with every slot taken (flood running: \
+         {probes_during}, evictions meanwhile: {evicted_meanwhile})"
+    );
     let (report_one, ended_one) = one_ip.finish().await?;
     let (report_many, ended_many) = many_ips.finish().await?;
     let (report_churn, ended_churn) = churn.finish().await?;
     let after = scene.a.status().await?;
     eprintln!("[{WHAT}] flood from one address: {report_one}");
-    eprintln!("[{WHAT}] flood from seven addresses: {report_many}");
+    eprintln!("[{WHAT}] flood from 80 addresses: {report_many}");
     eprintln!("[{WHAT}] churn from one more address: {report_churn}");
     let t = moved(
         &status_of(&before, "transport"),
@@ -772,7 +816,10 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
 
     let get = |k: &str| t.get(k).copied().unwrap_or(0);
     anyhow::ensure!(
-        get("refused_capacity") > 0 && get("refused_rate") > 0 && get("handshake_failed") > 0,
+        get("refused_capacity") > 0
+            && get("refused_rate") > 0
+            && get("handshake_failed") > 0
+            && get("handshakes_evicted") > 0,
         "a counts what it refused: {t:?}"
     );
     anyhow::ensure!(
@@ -794,7 +841,7 @@ async fn held_open_connections_and_slow_handshakes_are_refused_and_honest_links_
         );
     }
     eprintln!(
-        "[{WHAT}] summary: {} connections from 9 addresses, {} connection attempts; c joined \
+        "[{WHAT}] summary: {} connections from 82 addresses, {} connection attempts; c joined \
          in {:?} (during: {}); test took {:?}",
         [&report_one, &report_many, &report_churn]
             .iter()
@@ -975,4 +1022,9 @@ async fn an_insider_announcing_fresh_ids_fills_only_the_bounded_sightings_and_no
         test_started.elapsed()
     );
     Ok(())
+}
+
+/// Runs the link-port test client in `ns` and returns the line it prints.
+async fn link_probe(ns: &NetNs, args: &[&str]) -> anyhow::Result<String> {
+    ns.output_of(env!("CARGO_BIN_EXE_link_probe"), args).await
 }

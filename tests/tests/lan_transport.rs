@@ -59,17 +59,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 }
 
 async fn probe(ns: &NetNs, args: &[&str]) -> anyhow::Result<String> {
-    let out = ns
-        .command(env!("CARGO_BIN_EXE_link_probe"))
-        .args(args)
-        .output()
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "link_probe {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    ns.output_of(env!("CARGO_BIN_EXE_link_probe"), args).await
 }
 
 fn link_addr(host: &Host) -> String {

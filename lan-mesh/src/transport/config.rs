@@ -32,6 +32,12 @@ pub const MAX_DIALS: usize = 64;
 pub const MAX_REDIAL_ENTRIES: usize = 4096;
 /// One WebSocket message is one sealed Noise message (nonce + ≤ 64 KiB).
 const MAX_WS_MESSAGE: usize = 70 * 1024;
+/// How much a WebSocket reads at once. tungstenite zero-fills this much of its buffer
+/// before every read, so it is resident for every open WebSocket: its default of
+/// 128 KiB made each stalled handshake in a flood (up to `MAX_CONNECTIONS`) and each
+/// link cost 128 KiB. A larger frame still gets the room it needs (it is read in
+/// several reads).
+const WS_READ_BUFFER: usize = 16 * 1024;
 /// Envelopes queued for one link (its bulk lane) before `send` reports it busy and
 /// `send_wait` waits.
 pub const LINK_QUEUE: usize = 256;
@@ -56,6 +62,7 @@ pub const LINK_PATH: &str = "/lanchat/link/v2";
 
 pub fn websocket_config() -> WebSocketConfig {
     WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
         .max_message_size(Some(MAX_WS_MESSAGE))
         .max_frame_size(Some(MAX_WS_MESSAGE))
         .write_buffer_size(0)

@@ -23,6 +23,7 @@ use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
 use super::identity::{ChangeKind, IdentityChange, IdentityStatement, NodeKeys, PeerKeys};
 use super::link::{self, Lanes, LinkEnd, LinkError, Running, Ws};
 use super::noise::{NoiseError, Session};
+use super::slots::{Admission, SlotId, SlotTable};
 use super::stats::Counters;
 use super::twins::{Twin, TwinBook};
 use crate::rate_limit::SourceRateLimit;
@@ -98,8 +99,8 @@ struct State {
     redial: HashMap<NodeId, (u32, Instant)>,
     /// When the full redial table was last swept (at most once a second: linear).
     redial_swept: Option<Instant>,
-    per_ip: HashMap<IpAddr, usize>,
-    total: usize,
+    /// Inbound connections held, per source address, and which are still pending.
+    slots: SlotTable,
     /// Handshakes each source IP may start (a token bucket per IP, bounded).
     handshake_rate: SourceRateLimit,
     next_id: u64,
@@ -152,19 +153,20 @@ pub struct Transport {
 /// A reserved inbound connection slot, released when dropped.
 struct Slot {
     shared: Arc<Shared>,
-    ip: IpAddr,
+    id: SlotId,
+}
+
+impl Slot {
+    /// The handshake is done: the slot can no longer be evicted. False if it already
+    /// was (the handshake finished just as a newer connection took its slot).
+    fn establish(&self) -> bool {
+        self.shared.lock().slots.establish(self.id)
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut st = self.shared.lock();
-        st.total = st.total.saturating_sub(1);
-        if let Some(n) = st.per_ip.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                st.per_ip.remove(&self.ip);
-            }
-        }
+        self.shared.lock().slots.release(self.id);
     }
 }
 
@@ -199,8 +201,7 @@ impl Transport {
                 dialing: HashSet::new(),
                 redial: HashMap::new(),
                 redial_swept: None,
-                per_ip: HashMap::new(),
-                total: 0,
+                slots: SlotTable::new(MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP),
                 handshake_rate: SourceRateLimit::new(HANDSHAKE_BURST, HANDSHAKES_PER_SEC),
                 next_id: 0,
                 failures: Failures::default(),
@@ -726,7 +727,7 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: Cancell
                 continue;
             }
         };
-        let Some(slot) = reserve(&shared, addr.ip()) else {
+        let Some((slot, evicted)) = reserve(&shared, addr.ip()) else {
             continue;
         };
         let shared = Arc::clone(&shared);
@@ -735,9 +736,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: Cancell
             let result = tokio::select! {
                 r = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_checked(&shared, tcp, addr)) => r,
                 _ = shared.cancel.cancelled() => return,
+                _ = evicted.cancelled() => {
+                    tracing::debug!(%addr, "pending inbound handshake evicted for a newer connection");
+                    return;
+                }
             };
             match result {
                 Ok(Ok((ws, session, peer, keys))) => {
+                    if !slot.establish() {
+                        tracing::debug!(%addr, "inbound handshake finished after its slot was evicted");
+                        return;
+                    }
                     shared.counters.links_accepted.inc();
                     register(&shared, peer, false, addr, ws, session, keys, Some(slot)).await;
                 }
@@ -751,15 +760,17 @@ async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: Cancell
     }
 }
 
-/// Admission before any byte is read: address policy, then connection caps.
-fn reserve(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
+/// Admission before any byte is read: address policy, the per-address cap, the
+/// per-address handshake rate, then a slot — the oldest pending handshake's when all are
+/// taken ([`SlotTable`]). Returns the slot and the token that stops this handshake if a
+/// newer connection takes its slot in turn.
+fn reserve(shared: &Arc<Shared>, ip: IpAddr) -> Option<(Slot, CancellationToken)> {
     let mut st = shared.lock();
     if !st.config.ip_is_admitted(ip) {
         shared.counters.refused_address.inc();
         return None;
     }
-    let per_ip = st.per_ip.get(&ip).copied().unwrap_or(0);
-    if st.total >= MAX_CONNECTIONS || per_ip >= MAX_CONNECTIONS_PER_IP {
+    if st.slots.ip_is_full(ip) {
         shared.counters.refused_capacity.inc();
         return None;
     }
@@ -767,12 +778,24 @@ fn reserve(shared: &Arc<Shared>, ip: IpAddr) -> Option<Slot> {
         shared.counters.refused_rate.inc();
         return None;
     }
-    st.total += 1;
-    *st.per_ip.entry(ip).or_insert(0) += 1;
-    Some(Slot {
-        shared: Arc::clone(shared),
-        ip,
-    })
+    let stop = CancellationToken::new();
+    match st.slots.admit(ip, stop.clone()) {
+        Admission::Admitted { id, evicted } => {
+            if let Some(evicted) = evicted {
+                evicted.cancel();
+                shared.counters.handshakes_evicted.inc();
+            }
+            let slot = Slot {
+                shared: Arc::clone(shared),
+                id,
+            };
+            Some((slot, stop))
+        }
+        Admission::Full => {
+            shared.counters.refused_capacity.inc();
+            None
+        }
+    }
 }
 
 async fn accept_checked(

@@ -14,6 +14,7 @@ pub mod link;
 pub mod manager;
 pub mod noise;
 pub mod replay_window;
+mod slots;
 pub mod stats;
 pub mod twins;
 

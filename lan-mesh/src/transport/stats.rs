@@ -28,6 +28,9 @@ pub struct Counters {
     pub refused_capacity: Counter,
     /// Refused before the handshake: the source IP starts handshakes too fast.
     pub refused_rate: Counter,
+    /// Pending handshakes stopped to give their slot to a newer connection (every slot
+    /// taken; the oldest pending one goes).
+    pub handshakes_evicted: Counter,
     /// Dials not started: too many under way (`MAX_DIALS`).
     pub dials_deferred: Counter,
     /// Handshakes that failed: wrong secret, garbage, timeout, wrong peer.
@@ -75,6 +78,7 @@ impl Counters {
             refused_address: self.refused_address.get(),
             refused_capacity: self.refused_capacity.get(),
             refused_rate: self.refused_rate.get(),
+            handshakes_evicted: self.handshakes_evicted.get(),
             dials_deferred: self.dials_deferred.get(),
             handshake_failed: self.handshake_failed.get(),
             refused_blocked_peer: self.refused_blocked_peer.get(),
