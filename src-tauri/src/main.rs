@@ -2,6 +2,13 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc: after a burst (a flood of connections or
+/// datagrams, a big sync) glibc keeps the freed memory resident, scattered over its
+/// arenas, for good; jemalloc's background thread gives it back over about 10 s
+/// (docs/SECURITY.md § 7, `lan_floods` checks it).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // Whatever this process creates (database journals, temporary files, anything a
     // library writes) is this user's alone, whatever umask it was started with; the
