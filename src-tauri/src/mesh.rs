@@ -121,6 +121,8 @@ pub struct MeshParts {
     /// The shared secret's keys, already derived for the settings of the start (or
     /// empty: the supervisor derives them).
     pub secrets: SecretCache,
+    /// This node's presence, as it starts (the user's choice kept by the last run).
+    pub presence: crate::presence::PresenceHandle,
 }
 
 impl Mesh {
@@ -133,7 +135,7 @@ impl Mesh {
         let keys = Arc::new(std::sync::RwLock::new(parts.keys.clone()));
         let (renew, renewals) = mpsc::channel(1);
         let stop = CancellationToken::new();
-        let presence = crate::presence::PresenceHandle::default();
+        let presence = parts.presence.clone();
         let receipts = Arc::new(Receipts::default());
         crate::presence::spawn_idle_timer(presence.clone(), settings.clone(), stop.clone());
         tokio::spawn(announce_presence_changes(

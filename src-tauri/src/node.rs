@@ -174,6 +174,14 @@ impl Node {
             Arc::clone(&live),
             crate::files::Opener::from_env(),
         );
+        let presence_file = data_dir.join(crate::presence::CHOICE_FILE);
+        let presence = match crate::presence::load_choice(&presence_file) {
+            Some(chosen) => {
+                tracing::info!(presence = chosen.as_str(), "the presence chosen last time");
+                crate::presence::PresenceHandle::starting_as(chosen)
+            }
+            None => crate::presence::PresenceHandle::default(),
+        };
         let mesh = Mesh::start(
             live.subscribe(),
             MeshParts {
@@ -183,9 +191,11 @@ impl Node {
                 keys,
                 secrets,
                 copy_of: crate::new_identity::copy_statement(data_dir.path(), &derived),
+                presence: presence.clone(),
             },
         );
         let stop = CancellationToken::new();
+        crate::presence::spawn_keeper(presence.subscribe(), presence_file, stop.clone());
         // Hand edits of settings.json are applied while the node runs.
         tokio::spawn(Arc::clone(&live).watch_file(stop.clone()));
         let state = ApiState::new(

@@ -5,7 +5,13 @@
 //! discovery announces it (the mesh supervisor follows the channel), the notifier reads
 //! `busy`, the tray shows it. The rules are pure functions below; the timer only feeds
 //! them the time.
+//!
+//! The user's last choice outlives a restart: it is kept in the data directory
+//! ([`CHOICE_FILE`]) and a node starts with it — someone who chose `busy` stays busy
+//! after the computer restarts. An automatic `away` is not a choice and is not kept.
 
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +45,10 @@ pub fn after_idle(current: MyPresence, idle_for: Duration, limit: Duration) -> O
     )
 }
 
+/// The data directory's file with the user's last chosen presence (`online`, `away` or
+/// `busy`, as text).
+pub const CHOICE_FILE: &str = "presence";
+
 /// This node's presence. Cheap to clone.
 #[derive(Clone)]
 pub struct PresenceHandle {
@@ -61,6 +71,13 @@ impl Default for PresenceHandle {
 }
 
 impl PresenceHandle {
+    /// A node starting with `chosen`, the choice kept by its last run.
+    pub fn starting_as(chosen: Presence) -> Self {
+        let handle = PresenceHandle::default();
+        handle.choose(chosen);
+        handle
+    }
+
     pub fn get(&self) -> MyPresence {
         *self.state.borrow()
     }
@@ -112,6 +129,73 @@ impl PresenceHandle {
                 None => false,
             })
     }
+}
+
+/// The choice the last run kept in `path`: `None` when there is none, or when the file
+/// cannot be read or holds anything but `online`, `away` or `busy` (logged: the node
+/// then starts online, and the next choice rewrites the file).
+pub fn load_choice(path: &Path) -> Option<Presence> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match Presence::parse(text.trim()) {
+            Some(p) if p != Presence::Offline => Some(p),
+            _ => {
+                tracing::warn!(file = %path.display(),
+                    "the kept presence is not online, away or busy: starting online");
+                None
+            }
+        },
+        Err(e) if e.kind() == ErrorKind::NotFound => None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(),
+                "cannot read the kept presence, starting online: {e}");
+            None
+        }
+    }
+}
+
+/// Keeps every choice of the user in `path` until `stop` (written beside, then renamed
+/// over it, so a crash leaves the old choice or the new one). A failed write is logged;
+/// the presence itself is unaffected.
+pub fn spawn_keeper(
+    mut presence: watch::Receiver<MyPresence>,
+    path: PathBuf,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    // What the node started with is what the file says (or online, with no file): taken
+    // now, so that a choice made before the task first runs is still a change.
+    let mut kept = Some(presence.borrow_and_update().presence);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = presence.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let Some(choice) = to_keep(*presence.borrow_and_update(), kept) else {
+                        continue;
+                    };
+                    match write_choice(&path, choice).await {
+                        Ok(()) => kept = Some(choice),
+                        Err(e) => tracing::warn!(file = %path.display(),
+                            "cannot keep the chosen presence for the next start: {e}"),
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// What to write when the presence became `now`, with `kept` in the file: a new choice of
+/// the user's; never an automatic `away`.
+fn to_keep(now: MyPresence, kept: Option<Presence>) -> Option<Presence> {
+    (now.source == PresenceSource::Manual && kept != Some(now.presence)).then_some(now.presence)
+}
+
+async fn write_choice(path: &Path, presence: Presence) -> std::io::Result<()> {
+    let beside = path.with_extension("new");
+    tokio::fs::write(&beside, presence.as_str()).await?;
+    tokio::fs::rename(&beside, path).await
 }
 
 /// Runs the idle timer until `stop`: `away` after the settings' `auto_away_minutes`
@@ -172,6 +256,55 @@ mod tests {
         assert_eq!(after_activity(AWAY), None);
         assert_eq!(after_activity(BUSY), None);
         assert_eq!(after_activity(ONLINE), None);
+    }
+
+    #[test]
+    fn only_a_new_choice_is_written() {
+        assert_eq!(to_keep(BUSY, Some(Presence::Online)), Some(Presence::Busy));
+        assert_eq!(to_keep(BUSY, None), Some(Presence::Busy));
+        assert_eq!(to_keep(BUSY, Some(Presence::Busy)), None, "already kept");
+        assert_eq!(
+            to_keep(AUTO_AWAY, Some(Presence::Online)),
+            None,
+            "not a choice"
+        );
+        assert_eq!(to_keep(AWAY, Some(Presence::Online)), Some(Presence::Away));
+    }
+
+    #[tokio::test]
+    async fn choices_are_kept_for_the_next_start_and_an_automatic_away_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CHOICE_FILE);
+        assert_eq!(load_choice(&path), None, "nothing kept yet");
+        let h = PresenceHandle::default();
+        let stop = CancellationToken::new();
+        let keeper = spawn_keeper(h.subscribe(), path.clone(), stop.clone());
+        let kept = |want: Presence| {
+            let path = path.clone();
+            async move {
+                for _ in 0..200 {
+                    if load_choice(&path) == Some(want) {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
+            }
+        };
+        h.choose(Presence::Busy);
+        assert!(kept(Presence::Busy).await);
+        assert_eq!(PresenceHandle::starting_as(Presence::Busy).get(), BUSY);
+        h.choose(Presence::Away);
+        assert!(kept(Presence::Away).await);
+        h.choose(Presence::Online);
+        assert!(kept(Presence::Online).await);
+        stop.cancel();
+        keeper.await.unwrap();
+
+        for bad in ["offline", "asleep", ""] {
+            std::fs::write(&path, bad).unwrap();
+            assert_eq!(load_choice(&path), None, "{bad:?} is not a choice");
+        }
     }
 
     #[tokio::test(start_paused = true)]

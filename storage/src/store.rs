@@ -305,6 +305,21 @@ impl Store {
             .await
     }
 
+    /// The read states of several conversations in one read (the conversation list's
+    /// last messages), in the order asked.
+    pub async fn read_states(
+        &self,
+        conversations: Vec<ConversationId>,
+    ) -> StoreResult<Vec<ReadState>> {
+        self.read(move |c| {
+            conversations
+                .iter()
+                .map(|id| crate::receipts::read_state(c, id))
+                .collect()
+        })
+        .await
+    }
+
     /// A page of history, newest last.
     pub async fn history(
         &self,

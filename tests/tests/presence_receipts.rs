@@ -6,7 +6,9 @@
 //! - `presence_changes_reach_every_peer_and_a_killed_node_shows_offline`: alpha chooses
 //!   busy, then away, then online (`PUT /api/v1/presence`) → bravo and charlie show each
 //!   in `GET /api/v1/peers` and in their contacts; `offline` cannot be chosen (400
-//!   naming `presence`); charlie killed (SIGKILL, no goodbye) → offline on the others.
+//!   naming `presence`); alpha, busy, stopped (bravo sees it offline) and started again
+//!   → busy again, on itself and on bravo (the choice outlives a restart); charlie
+//!   killed (SIGKILL, no goodbye) → offline on the others.
 //!
 //! - `dm_read_receipts_are_batched_and_follow_the_readers_setting`: alpha sends 50 DMs to
 //!   bravo; bravo marks the DM read → all 50 turn `read` on alpha, bravo queued exactly
@@ -28,9 +30,11 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
+
 use api_types::{
-    ContactView, Diagnostics, Event, MessageStatus, MessageView, PeerView, Presence,
-    ReceiptCounters,
+    ContactView, ConversationView, Diagnostics, Event, MessageStatus, MessageView, PeerView,
+    Presence, ReceiptCounters,
 };
 use lanchat_tests::chat::{
     create_group, dm, get, group_conversation, history, refused, send_in_order, three_group_nodes,
@@ -71,6 +75,15 @@ async fn set_presence(node: &NodeProcess, presence: &str) -> anyhow::Result<()> 
     );
     anyhow::ensure!(body["presence"] == presence, "answer {body}");
     Ok(())
+}
+
+/// The last message of `conversation` as `node`'s conversation list shows it.
+async fn listed_last(node: &NodeProcess, conversation: &str) -> anyhow::Result<MessageView> {
+    let list: Vec<ConversationView> = get(node, "v1/conversations").await?;
+    list.into_iter()
+        .find(|c| c.id == conversation)
+        .and_then(|c| c.last_message)
+        .with_context(|| format!("{conversation} has no last message in the list"))
 }
 
 async fn mark_read(node: &NodeProcess, conversation: &str) -> anyhow::Result<()> {
@@ -147,6 +160,17 @@ async fn presence_scenario(mesh: &mut LoopbackMesh) -> anyhow::Result<()> {
         "{status} {error:?}"
     );
 
+    // A restart keeps the choice: busy, not online, before and after anyone else hears.
+    mesh.stop(0).await?;
+    wait_presence(&mesh.nodes[1], "bravo", &a_id, Presence::Offline).await?;
+    mesh.restart(0).await?;
+    let mine: serde_json::Value = mesh.nodes[0].get_json("v1/presence").await?;
+    anyhow::ensure!(
+        mine["presence"] == "busy" && mine["source"] == "manual",
+        "after a restart alpha is {mine}"
+    );
+    wait_presence(&mesh.nodes[1], "bravo", &a_id, Presence::Busy).await?;
+
     // Killed: no goodbye; its TTL (3 s) runs out on the others.
     mesh.nodes[2].kill()?;
     for (i, name) in [(0, "alpha"), (1, "bravo")] {
@@ -192,6 +216,11 @@ async fn dm_scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         all_have(&shown, &ids, MessageStatus::Delivered),
         "before reading: {shown:?}"
     );
+    let last = listed_last(a, &dm(b_id)).await?;
+    anyhow::ensure!(
+        last.status == MessageStatus::Delivered,
+        "the list before reading: {last:?}"
+    );
     let (a_before, b_before) = (receipts(a).await?, receipts(b).await?);
 
     // Bravo reads the conversation: one receipt covers all fifty.
@@ -200,6 +229,12 @@ async fn dm_scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         all_have(m, &ids, MessageStatus::Read)
     })
     .await?;
+    // The conversation list shows the last message read too, as the history does.
+    let last = listed_last(a, &dm(b_id)).await?;
+    anyhow::ensure!(
+        last.status == MessageStatus::Read,
+        "the list after bravo read: {last:?}"
+    );
     let (a_after, b_after) = (receipts(a).await?, receipts(b).await?);
     anyhow::ensure!(
         b_after.queued - b_before.queued == 1,
@@ -340,5 +375,10 @@ async fn group_scenario(mesh: &LoopbackMesh) -> anyhow::Result<()> {
         read_by_all(m, &ids, 2, 2)
     })
     .await?;
+    let last = listed_last(a, &conversation).await?;
+    anyhow::ensure!(
+        last.read_by.is_some_and(|r| r.count == 2 && r.of == 2),
+        "the list's last message: {last:?}"
+    );
     Ok(())
 }

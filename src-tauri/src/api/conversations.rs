@@ -100,6 +100,7 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<Conversation
         .iter()
         .map(|c| views::conversation_view(c, &names))
         .collect();
+    apply_last_receipts(&state, &conversations, &mut views).await;
     // Already in this order by full HLC; a stable sort keeps that tie-break.
     views.sort_by_key(|v| std::cmp::Reverse(v.last_activity_at));
     for view in &mut views {
@@ -111,6 +112,50 @@ pub async fn list(State(state): State<ApiState>) -> Result<Json<Vec<Conversation
         }
     }
     Ok(Json(views))
+}
+
+/// Read receipts on the last messages this node sent (`read`, "read by k of n"), as the
+/// history shows them: the read positions of those conversations, in one read. `views`
+/// are in the order of `conversations`. A list without them is still a list.
+async fn apply_last_receipts(
+    state: &ApiState,
+    conversations: &[storage::Conversation],
+    views: &mut [ConversationView],
+) {
+    let sent_last: Vec<usize> = views
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.last_message.as_ref().is_some_and(|m| m.outgoing))
+        .map(|(i, _)| i)
+        .collect();
+    if sent_last.is_empty() {
+        return;
+    }
+    let ids = sent_last
+        .iter()
+        .map(|&i| conversations[i].conversation_id.clone())
+        .collect();
+    let reads = match state.store().read_states(ids).await {
+        Ok(reads) => reads,
+        Err(e) => {
+            tracing::warn!("cannot read the read positions: {e}");
+            return;
+        }
+    };
+    let local = state.settings().current().lan_mesh.node_id;
+    for (&i, read) in sent_last.iter().zip(&reads) {
+        if let (Some(view), Some(message)) = (
+            views[i].last_message.as_mut(),
+            conversations[i].last_message.as_ref(),
+        ) {
+            views::apply_receipts(
+                std::slice::from_mut(view),
+                std::slice::from_ref(message),
+                read,
+                &local,
+            );
+        }
+    }
 }
 
 /// `GET /api/v1/conversations/{id}/messages?before=ORDER&limit=N`: oldest first.
