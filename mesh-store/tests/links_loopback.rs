@@ -119,6 +119,7 @@ impl Node {
         let transport = Transport::start(
             config(&id, secret),
             keys.clone(),
+            Vec::new(),
             Arc::new(StorePorts::new(store.clone())),
             link_tx,
             cancel.child_token(),

@@ -575,6 +575,12 @@ impl Supervisor {
         env: DiscoveryEnv,
         link_config: TransportConfig,
     ) -> Result<Running, String> {
+        // Read before discovery announces us, so that nothing stands between discovery's
+        // start and the listener's (a colleague may dial the moment it hears us), and
+        // handed to the transport before it listens: the first link must carry them (a
+        // colleague that knew us under an earlier id re-attaches it from that link).
+        let previous_ids = self.previous_id_statements().await;
+        let announcing = !previous_ids.is_empty();
         let discovery = Discovery::start(config, env)
             .await
             .map_err(|e| e.to_string())?;
@@ -586,6 +592,7 @@ impl Supervisor {
         let transport = match Transport::start(
             link_config,
             self.keys.clone(),
+            previous_ids,
             Arc::new(crate::contact_book::ContactBook::new(
                 self.store.clone(),
                 discovery.clone(),
@@ -601,7 +608,6 @@ impl Supervisor {
                 return Err(e.to_string());
             }
         };
-        let announcing = self.announce_previous_ids(&transport).await;
         let addresses = AddressBook::default();
         let offsets = ClockOffsets::default();
         // Subscribe before reading the list, so no change falls between the two.
@@ -661,7 +667,7 @@ impl Supervisor {
         self.files.attach(files).await;
         if announcing {
             forwarders.push(tokio::spawn(link_every_colleague(
-                discovery.subscribe(),
+                discovery.clone(),
                 transport.clone(),
                 forwarder_stop.clone(),
             )));
@@ -704,14 +710,13 @@ impl Supervisor {
     }
 
     /// This node's earlier ids (an upgrade from a random id), signed by its key, and
-    /// the id it was copied from, for every handshake to announce. True when there
-    /// are any.
-    async fn announce_previous_ids(&self, transport: &Transport) -> bool {
+    /// the id it was copied from, for every handshake to announce.
+    async fn previous_id_statements(&self) -> Vec<IdentityStatement> {
         let previous = match self.store.own_previous_ids().await {
             Ok(ids) => ids,
             Err(e) => {
                 tracing::warn!("cannot read this node's earlier ids: {e}");
-                return false;
+                Vec::new()
             }
         };
         let public = self.keys.public();
@@ -721,17 +726,14 @@ impl Supervisor {
             .iter()
             .filter(|s| s.new_id == own_id.as_str())
             .cloned();
-        let statements: Vec<IdentityStatement> = copy_of
+        copy_of
             .chain(
                 previous
                     .iter()
                     .map(|old| IdentityStatement::sign(old, &self.keys, &public)),
             )
             .take(lan_mesh::transport::noise::MAX_PREVIOUS_IDS)
-            .collect();
-        let any = !statements.is_empty();
-        transport.announce_previous_ids(statements);
-        any
+            .collect()
     }
 
     async fn stop_running(&mut self) {
@@ -784,14 +786,18 @@ impl Supervisor {
     }
 }
 
-/// Links to every colleague that comes online (once per link), so each hears this
+/// Links to every colleague online now or coming online (once per link), so each hears this
 /// node's earlier ids in the handshake and re-attaches what it knew under them, even
 /// when nothing is queued for it.
-async fn link_every_colleague(
-    mut events: broadcast::Receiver<PeerEvent>,
-    transport: Transport,
-    stop: CancellationToken,
-) {
+async fn link_every_colleague(discovery: Discovery, transport: Transport, stop: CancellationToken) {
+    // Those already online (heard before this task ran) and those who come online later:
+    // subscribed first, so that no one falls between the list and the events.
+    let mut events = discovery.subscribe();
+    for peer in discovery.peers().await.unwrap_or_default() {
+        if let (true, Some(addr)) = (peer.online, peer.listen_addr) {
+            transport.connect(&peer.node_id, addr);
+        }
+    }
     loop {
         let event = tokio::select! {
             e = events.recv() => e,

@@ -187,9 +187,13 @@ impl Shared {
 
 impl Transport {
     /// Binds the LAN listener and starts serving. Link events go to `events`.
+    /// `previous_ids` are this node's earlier ids, announced from the very first
+    /// handshake (a colleague that dials at once must not miss them; see
+    /// [`Transport::announce_previous_ids`]).
     pub async fn start(
         config: TransportConfig,
         keys: NodeKeys,
+        previous_ids: Vec<IdentityStatement>,
         store: Arc<dyn KeyBook>,
         events: mpsc::Sender<LinkEvent>,
         cancel: CancellationToken,
@@ -210,7 +214,7 @@ impl Transport {
             }),
             listener: Mutex::new(None),
             keys,
-            previous: Mutex::new(Arc::new(Vec::new())),
+            previous: Mutex::new(Arc::new(previous_ids)),
             store,
             events,
             counters: Arc::new(Counters::default()),
