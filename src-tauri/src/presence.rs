@@ -163,7 +163,7 @@ pub fn spawn_keeper(
 ) -> tokio::task::JoinHandle<()> {
     // What the node started with is what the file says (or online, with no file): taken
     // now, so that a choice made before the task first runs is still a change.
-    let mut kept = Some(presence.borrow_and_update().presence);
+    let mut kept = presence.borrow_and_update().presence;
     tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -176,7 +176,7 @@ pub fn spawn_keeper(
                         continue;
                     };
                     match write_choice(&path, choice).await {
-                        Ok(()) => kept = Some(choice),
+                        Ok(()) => kept = choice,
                         Err(e) => tracing::warn!(file = %path.display(),
                             "cannot keep the chosen presence for the next start: {e}"),
                     }
@@ -188,8 +188,8 @@ pub fn spawn_keeper(
 
 /// What to write when the presence became `now`, with `kept` in the file: a new choice of
 /// the user's; never an automatic `away`.
-fn to_keep(now: MyPresence, kept: Option<Presence>) -> Option<Presence> {
-    (now.source == PresenceSource::Manual && kept != Some(now.presence)).then_some(now.presence)
+fn to_keep(now: MyPresence, kept: Presence) -> Option<Presence> {
+    (now.source == PresenceSource::Manual && kept != now.presence).then_some(now.presence)
 }
 
 async fn write_choice(path: &Path, presence: Presence) -> std::io::Result<()> {
@@ -260,15 +260,10 @@ mod tests {
 
     #[test]
     fn only_a_new_choice_is_written() {
-        assert_eq!(to_keep(BUSY, Some(Presence::Online)), Some(Presence::Busy));
-        assert_eq!(to_keep(BUSY, None), Some(Presence::Busy));
-        assert_eq!(to_keep(BUSY, Some(Presence::Busy)), None, "already kept");
-        assert_eq!(
-            to_keep(AUTO_AWAY, Some(Presence::Online)),
-            None,
-            "not a choice"
-        );
-        assert_eq!(to_keep(AWAY, Some(Presence::Online)), Some(Presence::Away));
+        assert_eq!(to_keep(BUSY, Presence::Online), Some(Presence::Busy));
+        assert_eq!(to_keep(BUSY, Presence::Busy), None, "already kept");
+        assert_eq!(to_keep(AUTO_AWAY, Presence::Online), None, "not a choice");
+        assert_eq!(to_keep(AWAY, Presence::Online), Some(Presence::Away));
     }
 
     #[tokio::test]

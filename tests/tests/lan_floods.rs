@@ -23,13 +23,13 @@
 //!   each source gets past its rate;
 //! - (b) 2,000 TCP connections to A's link port, held open, reconnecting when closed,
 //!   from one address and from 80 more of the attacker's (enough to want more than A's
-//!   512 slots at 8 per address, all the time): silent ones, HTTP upgrades sent a byte every 500 ms,
-//!   upgrades completed and then stalled, and bad requests that fail at once; plus 16
-//!   from one more address that all fail at once and reconnect every 100 ms:
-//!   `refused_capacity`, `refused_rate`, `handshake_failed`, and `handshakes_evicted`
-//!   once every slot is taken. B is also restarted during the attack, so A↔B has to come
-//!   up anew, and a newcomer with the secret (`link_probe`) must complete a handshake
-//!   with A while every slot is taken;
+//!   512 slots at 8 per address, all the time): silent ones, HTTP upgrades sent a byte
+//!   every 500 ms, upgrades completed and then stalled, and bad requests that fail at
+//!   once; plus 16 from one more address that all fail at once and reconnect every
+//!   100 ms: `refused_capacity`, `refused_rate`, `handshake_failed`, and
+//!   `handshakes_evicted` once every slot is taken. B is also restarted during the
+//!   attack, so A↔B has to come up anew, and a newcomer with the secret (`link_probe`)
+//!   must complete [`NEWCOMER_PROBES`] handshakes with A while every slot is taken;
 //! - (c) an insider with the secret announcing valid discovery packets, each from a
 //!   fresh random node id, from sixteen addresses at 30 a second each (just under the
 //!   per-IP limit) and from one more as fast as it sends: `sightings` stays ≤ 1024,
