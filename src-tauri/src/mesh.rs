@@ -293,17 +293,8 @@ async fn announce_presence_changes(
     events: broadcast::Sender<Event>,
     stop: CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            changed = presence.changed() => {
-                if changed.is_err() {
-                    break;
-                }
-                let now = *presence.borrow_and_update();
-                let _ = events.send(Event::PresenceChanged { presence: now });
-            }
-        }
+    while let Some(now) = crate::presence::next_change(&mut presence, &stop).await {
+        let _ = events.send(Event::PresenceChanged { presence: now });
     }
 }
 

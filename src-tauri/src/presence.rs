@@ -165,25 +165,29 @@ pub fn spawn_keeper(
     // now, so that a choice made before the task first runs is still a change.
     let mut kept = presence.borrow_and_update().presence;
     tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                changed = presence.changed() => {
-                    if changed.is_err() {
-                        break;
-                    }
-                    let Some(choice) = to_keep(*presence.borrow_and_update(), kept) else {
-                        continue;
-                    };
-                    match write_choice(&path, choice).await {
-                        Ok(()) => kept = choice,
-                        Err(e) => tracing::warn!(file = %path.display(),
-                            "cannot keep the chosen presence for the next start: {e}"),
-                    }
-                }
+        while let Some(now) = next_change(&mut presence, &stop).await {
+            let Some(choice) = to_keep(now, kept) else {
+                continue;
+            };
+            match write_choice(&path, choice).await {
+                Ok(()) => kept = choice,
+                Err(e) => tracing::warn!(file = %path.display(),
+                    "cannot keep the chosen presence for the next start: {e}"),
             }
         }
     })
+}
+
+/// The presence after its next change; `None` once `stop` is cancelled or the presence
+/// is gone.
+pub async fn next_change(
+    presence: &mut watch::Receiver<MyPresence>,
+    stop: &CancellationToken,
+) -> Option<MyPresence> {
+    tokio::select! {
+        _ = stop.cancelled() => None,
+        changed = presence.changed() => changed.ok().map(|()| *presence.borrow_and_update()),
+    }
 }
 
 /// What to write when the presence became `now`, with `kept` in the file: a new choice of
