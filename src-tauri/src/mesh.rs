@@ -777,9 +777,9 @@ impl Supervisor {
     }
 }
 
-/// Links to every colleague online now or coming online (once per link), so each hears this
-/// node's earlier ids in the handshake and re-attaches what it knew under them, even
-/// when nothing is queued for it.
+/// Links to every colleague online now or coming online (once per link), so each
+/// hears this node's earlier ids in the handshake and re-attaches what it knew under
+/// them, even when nothing is queued for it.
 async fn link_every_colleague(discovery: Discovery, transport: Transport, stop: CancellationToken) {
     // Those already online (heard before this task ran) and those who come online later:
     // subscribed first, so that no one falls between the list and the events.
