@@ -27,9 +27,13 @@ async fn peer(node: &NodeProcess, id: &str, query: &str) -> Option<Value> {
         .cloned()
 }
 
-/// One of the node's discovery counters (`GET /api/v1/status`).
+/// One of the node's discovery counters (`GET /api/v1/status`); 0 while the mesh is
+/// still starting (the API answers first, and nothing was counted yet).
 async fn discovery_counter(node: &NodeProcess, name: &str) -> anyhow::Result<u64> {
     let status = node.get_json("v1/status").await?;
+    if status["discovery"].is_null() && status["mesh_state"] == "starting" {
+        return Ok(0);
+    }
     status["discovery"][name]
         .as_u64()
         .with_context(|| format!("no discovery counter {name:?} in {status}"))
