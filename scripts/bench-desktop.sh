@@ -23,7 +23,7 @@ done
 
 target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 scripts/build-ui.sh >/dev/null
-cargo build --release -p lanchat
+cargo build --release -p lanchat -p lanchat-node
 bin="$target/release/lanchat"
 
 out=target/test-artifacts/bench_desktop

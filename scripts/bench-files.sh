@@ -29,9 +29,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
 fi
 
-# The lanchat binary embeds the UI: build it first, then the node and the benchmark.
+# The node binaries embed the UI: build it first, then the nodes and the benchmark.
 scripts/build-ui.sh
-cargo build --release -p lanchat -p lanchat-tests --bins
+cargo build --release -p lanchat -p lanchat-node -p lanchat-tests --bins
 
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 export LANCHAT_BIN="$target_dir/release/lanchat"

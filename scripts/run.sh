@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 scripts/build-ui.sh
-cargo build --release -p lanchat
+# lanchat-node too: `lanchat` executes it, from beside itself, to run headless.
+cargo build --release -p lanchat -p lanchat-node
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 exec "$target_dir/release/lanchat" "$@"

@@ -3,7 +3,9 @@
 # package from the debug binary the tests already built (scripts/build-deb.sh
 # --binary; releases use the release build), installs it with `apt-get install
 # ./….deb`, validates the installed desktop entry, starts the installed
-# `/usr/bin/lanchat serve` headless on a fresh data directory, asks its local API for
+# `/usr/bin/lanchat serve` headless on a fresh data directory, checks that it became
+# /usr/bin/lanchat-node (same process) with no GTK or WebKit library mapped, asks its
+# local API for
 # /api/v1/status and the installed `lanchat status` for the same node, stops it, and
 # removes the package again (unless it was installed before). Every wait is bounded.
 set -euo pipefail
@@ -12,7 +14,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "test-deb: needs root (it installs the package)" >&2; exit 1; }
 target_dir=${CARGO_TARGET_DIR:-target}
 binary="$target_dir/debug/lanchat"
-[ -x "$binary" ] || cargo build --workspace
+[ -x "$binary" ] && [ -x "$(dirname "$binary")/lanchat-node" ] || cargo build --workspace
 
 work=$(mktemp -d)
 pid=""
@@ -46,6 +48,9 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 [ "$(api_field pid 2>/dev/null)" = "$pid" ] || fail "no api.json from the installed lanchat within 30 s"
+[ "$(readlink "/proc/$pid/exe")" = /usr/bin/lanchat-node ] \
+  || fail "lanchat serve runs as $(readlink "/proc/$pid/exe"), not as /usr/bin/lanchat-node"
+! grep -qE 'libgtk|libwebkit' "/proc/$pid/maps" || fail "the headless node maps GTK or WebKit"
 url=$(api_field url)
 status=$(curl -fsS --max-time 10 -H "Authorization: Bearer $(api_field token)" "${url}api/v1/status") \
   || fail "GET /api/v1/status failed"

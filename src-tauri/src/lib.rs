@@ -1,96 +1,62 @@
-//! The lanchat desktop app and headless node.
+//! The lanchat desktop app: the window, the tray and notifications around a node.
 //!
-//! `lanchat` opens the desktop window when there is a display and otherwise runs
-//! headless; `lanchat serve` always runs headless. Either way one node runs in this
-//! process and serves the local API and the UI on loopback.
+//! `lanchat` opens the desktop window when there is a display. Headless (`lanchat
+//! serve`, or no display) it executes `lanchat-node` from beside itself, so that a
+//! headless node maps no GTK or WebKit library; the client commands (`status`, `peers`,
+//! `send`) run here. The node itself is the `lanchat_node` crate.
 
-pub mod api;
-pub mod blocks;
-pub mod cli;
-pub mod contact_book;
 pub mod desktop;
-pub mod fault_log;
-pub mod files;
-pub mod live_settings;
-pub mod logging;
-pub mod mesh;
-pub mod new_identity;
-pub mod node;
-pub mod peer_store;
-pub mod presence;
-pub mod shutdown_signal;
 pub mod window;
 
-use anyhow::Context;
+use std::path::PathBuf;
 
-use cli::{Cli, Mode};
-use node::{Node, NodeConfig};
-use shutdown_signal::ShutdownSignal;
+use lanchat_node::cli::{self, Cli, Mode};
+use lanchat_node::node::NodeConfig;
+use lanchat_node::shutdown_signal::ShutdownSignal;
+
+/// The headless binary, installed beside `lanchat` (the .deb puts both in /usr/bin,
+/// cargo both in its target directory).
+pub const NODE_BINARY: &str = "lanchat-node";
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    let data_dir = match cli.data_dir {
-        Some(dir) => dir,
-        None => cli::default_data_dir()
-            .context("cannot find a data directory for this user; pass --data-dir DIR")?,
-    };
-    let mode = cli::mode(cli.command.as_ref(), cli::has_display());
-    if let (Mode::Client, Some(command)) = (&mode, &cli.command) {
-        return cli::remote::run(command, &data_dir, cli.json).map_err(anyhow::Error::from);
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("lanchat-node")
-        .build()
-        .context("cannot start the async runtime")?;
-    let config = NodeConfig {
-        data_dir,
-        api_addr: cli.api_addr,
-    };
-    let shutdown = runtime.block_on(async { ShutdownSignal::install() });
-    match mode {
-        Mode::Headless { reason } => {
-            let node = runtime
-                .block_on(Node::start(config))
-                .context("cannot start the node")?;
-            if let Some(reason) = reason {
-                eprintln!("{reason}");
+    match cli::mode(cli.command.as_ref(), cli::has_display()) {
+        Mode::Client => lanchat_node::run(cli),
+        Mode::Headless { reason } => match node_binary() {
+            Some(binary) => Err(exec_node(&binary)),
+            None => {
+                tracing::warn!(
+                    "{NODE_BINARY} is not beside this program: the headless node runs in \
+                     this process, which also maps the window's libraries"
+                );
+                lanchat_node::serve(lanchat_node::data_dir(&cli)?, cli.api_addr, reason)
             }
-            print_headless_banner(&node);
-            runtime.block_on(async {
-                shutdown.wait().await;
-                node.stop().await;
-            });
-            Ok(())
+        },
+        Mode::Window => {
+            let config = NodeConfig {
+                data_dir: lanchat_node::data_dir(&cli)?,
+                api_addr: cli.api_addr,
+            };
+            let runtime = lanchat_node::node_runtime()?;
+            let shutdown = runtime.block_on(async { ShutdownSignal::install() });
+            // The window starts its node itself, after checking that no other window
+            // runs on this data directory.
+            window::run(runtime, config, shutdown, cli.hidden)
         }
-        // The window starts its node itself, after checking that no other window runs
-        // on this data directory.
-        Mode::Window => window::run(runtime, config, shutdown, cli.hidden),
-        Mode::Client => Ok(()),
     }
 }
 
-/// What a headless start prints. The link with the token only when stdout is a
-/// terminal (a person reads it, as notebook servers do); a redirected stdout (a log
-/// file, the journal, a pipe) gets the address and where the token is, never the token.
-fn print_headless_banner(node: &node::Node) {
-    use std::io::IsTerminal;
-    println!("lanchat {} is running headless.", env!("CARGO_PKG_VERSION"));
-    println!("Local API and UI: {}", node.url());
-    if std::io::stdout().is_terminal() {
-        println!(
-            "Open in a browser on this machine: {}#token={}",
-            node.url(),
-            node.token()
-        );
-    } else {
-        println!(
-            "The API token is in {} (readable only by this user).",
-            node.data_dir().join(node::API_FILE).display()
-        );
-    }
+fn node_binary() -> Option<PathBuf> {
+    let here = std::env::current_exe().ok()?;
+    let binary = here.parent()?.join(NODE_BINARY);
+    binary.is_file().then_some(binary)
 }
 
-/// The name a node shows when its settings give none.
-pub fn host_name() -> String {
-    gethostname::gethostname().to_string_lossy().into_owned()
+/// Replaces this process with `lanchat-node` and the same arguments (the same process
+/// id, so whoever started us still has the node's). Returns only when that failed.
+fn exec_node(binary: &std::path::Path) -> anyhow::Error {
+    use std::os::unix::process::CommandExt;
+    let error = std::process::Command::new(binary)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(error).context(format!("cannot run {}", binary.display()))
 }

@@ -28,9 +28,9 @@ use crate::desktop::notifier::{self, NotifierParts, Shell};
 use crate::desktop::presence::PresenceSetting;
 use crate::desktop::tray::{self, Tray, TrayActions};
 use crate::desktop::{autostart, instance, unread};
-use crate::live_settings::LiveSettings;
-use crate::node::{Node, NodeConfig};
-use crate::shutdown_signal::ShutdownSignal;
+use lanchat_node::live_settings::LiveSettings;
+use lanchat_node::node::{Node, NodeConfig};
+use lanchat_node::shutdown_signal::ShutdownSignal;
 
 pub const WINDOW_TITLE: &str = "lanchat";
 const MAIN: &str = "main";

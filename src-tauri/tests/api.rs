@@ -531,3 +531,36 @@ async fn the_ui_is_served_with_a_strict_content_security_policy() {
         .unwrap()
         .contains("javascript"));
 }
+
+#[tokio::test]
+async fn lanchat_serve_becomes_lanchat_node_which_maps_no_window_library() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = start(&tmp.path().join("a")).await;
+    let pid = node.pid().expect("the node runs");
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+    assert_eq!(
+        exe.file_name().and_then(|n| n.to_str()),
+        Some("lanchat-node"),
+        "`lanchat serve` should execute lanchat-node from beside itself (same process); \
+         it runs {exe:?} — build the whole workspace (cargo build --workspace)"
+    );
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let window_libs: Vec<&str> = maps
+        .lines()
+        .filter(|l| l.contains("libgtk") || l.contains("libwebkit"))
+        .collect();
+    assert!(window_libs.is_empty(), "{window_libs:?}");
+    // The same node answers, under the process id whoever started `lanchat` holds.
+    let status = node.get_json("v1/status").await.unwrap();
+    assert!(status["node_id"].is_string(), "{status}");
+
+    // The headless binary has no window to open.
+    let out = std::process::Command::new(exe)
+        .args(["window", "--data-dir"])
+        .arg(tmp.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no window"), "{stderr}");
+}

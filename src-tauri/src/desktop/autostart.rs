@@ -66,7 +66,7 @@ fn quote(arg: &str) -> String {
 
 /// Makes the entry match the setting. Writes only when the content differs.
 pub fn apply(enabled: bool, data_dir: &Path) -> Result<(), AutostartError> {
-    let default_dir = crate::cli::default_data_dir();
+    let default_dir = lanchat_node::cli::default_data_dir();
     let path = entry_path(data_dir, default_dir.as_deref())?;
     let io = |source| AutostartError::Io {
         path: path.clone(),

@@ -6,6 +6,5 @@ pub mod instance;
 pub mod notifier;
 pub mod notify_policy;
 pub mod presence;
-pub mod system_name;
 pub mod tray;
 pub mod unread;

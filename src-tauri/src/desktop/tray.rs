@@ -14,7 +14,7 @@ use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Wry};
 
 use super::presence::{Presence, PresenceSetting};
-use crate::live_settings::LiveSettings;
+use lanchat_node::live_settings::LiveSettings;
 
 pub const TRAY_ID: &str = "lanchat";
 pub const MENU_OPEN: &str = "open";

@@ -37,7 +37,7 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
     Json(Status {
         node_id: mesh.node_id.to_string(),
         display_name,
-        suggested_name: crate::desktop::system_name::suggested(),
+        suggested_name: crate::system_name::suggested(),
         version: env!("CARGO_PKG_VERSION").to_string(),
         mesh_enabled: mesh.enabled,
         mesh_state: snapshot.state,

@@ -10,7 +10,7 @@ mod events;
 mod files;
 pub(crate) mod groups;
 mod guard;
-pub(crate) mod identity;
+pub mod identity;
 mod json_body;
 mod params;
 mod peers;
