@@ -6,6 +6,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::StoreError;
@@ -188,6 +189,13 @@ enum Role {
 fn configure(conn: &Connection, role: Role) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
+    // One plan per statement, whatever is bound to it. Without this SQLite marks some
+    // parameters (a join's `x = ?` terms among them) as able to change the plan, and a
+    // cached statement bound to new values is compiled again at its next step: every
+    // inbound group message re-parsed its membership query, 6 % of a member's CPU
+    // (docs/BENCHMARKS.md, "Groups: fan-out", run 5). Our partial index is matched by
+    // literals and our LIKE patterns start with `%`, so no plan here needs the values.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     match role {
         Role::Writer => {
             // WAL: readers never block the writer and a commit is one append. NORMAL
@@ -210,4 +218,32 @@ fn configure(conn: &Connection, role: Role) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{params, StatementStatus};
+
+    use super::*;
+
+    /// A cached statement bound to new values runs the plan it was compiled with.
+    #[test]
+    fn new_bindings_never_recompile_a_cached_statement() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open_writer(&dir.path().join("t.db")).unwrap();
+        let sql = "SELECT count(*) FROM groups g JOIN group_members m ON m.group_id = g.group_id
+                   WHERE g.global_group_id = ?1 AND m.member_id = ?2";
+        for i in 0..10 {
+            let mut statement = conn.prepare_cached(sql).unwrap();
+            let n: i64 = statement
+                .query_row(params![format!("g{i}"), format!("m{i}")], |r| r.get(0))
+                .unwrap();
+            assert_eq!(n, 0);
+            assert_eq!(
+                statement.get_status(StatementStatus::RePrepare),
+                0,
+                "binding {i}"
+            );
+        }
+    }
 }
