@@ -3,8 +3,10 @@
 //! directory (0600) by the node. Its node id is the one the two public keys derive
 //! ([`PeerKeys::node_id`]); an id that changes is announced by an [`IdentityStatement`].
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{LazyLock, Mutex};
 
 use api_types::NodeId;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
@@ -176,6 +178,29 @@ impl IdentityStatement {
     }
 }
 
+/// Ed25519 public keys already decompressed, by their bytes. Decompressing a key (a
+/// square root in the field) costs about a sixth of a verification, and the same few
+/// colleagues' keys check every envelope and message they send. Bounded: full, it
+/// starts over, so keys that are only ever seen once cannot grow it.
+static VERIFYING_KEYS: LazyLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+const VERIFYING_KEYS_MAX: usize = 4096;
+
+fn verifying_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    let known = |keys: &HashMap<[u8; 32], VerifyingKey>| keys.get(bytes).copied();
+    if let Some(key) = known(&VERIFYING_KEYS.lock().unwrap_or_else(|p| p.into_inner())) {
+        return Some(key);
+    }
+    // Not under the lock: other envelopes' checks go on meanwhile.
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    let mut keys = VERIFYING_KEYS.lock().unwrap_or_else(|p| p.into_inner());
+    if keys.len() >= VERIFYING_KEYS_MAX {
+        keys.clear();
+    }
+    keys.insert(*bytes, key);
+    Some(key)
+}
+
 /// The public half, as a peer proves it in the handshake and the store pins it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct PeerKeys {
@@ -193,7 +218,7 @@ impl PeerKeys {
 
     /// Checks an Ed25519 signature by this peer (strict: no malleable encodings).
     pub fn verify(&self, message: &[u8], signature: &[u8; 64]) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.signing) else {
+        let Some(key) = verifying_key(&self.signing) else {
             return false;
         };
         let signature = ed25519_dalek::Signature::from_bytes(signature);
@@ -359,6 +384,39 @@ mod tests {
         let json =
             serde_json::to_string(&IdentityStatement::sign(&random, &old, &new.public())).unwrap();
         assert!(!json.contains("copy"), "{json}");
+    }
+
+    #[test]
+    fn remembered_keys_check_as_freshly_decompressed_ones() {
+        let keys = NodeKeys::generate().unwrap();
+        let public = keys.public();
+        let sig = keys.sign(b"hello");
+        // The first check decompresses and remembers the key, the next ones reuse it:
+        // each must still tell a good signature from a bad one.
+        for _ in 0..3 {
+            assert!(public.verify(b"hello", &sig));
+            assert!(!public.verify(b"hellO", &sig));
+        }
+        // Bytes that are no curve point are refused every time, and never remembered.
+        let not_a_point = (2u8..=255)
+            .map(|b| [b; 32])
+            .find(|bytes| VerifyingKey::from_bytes(bytes).is_err())
+            .expect("about half of all encodings are no point");
+        let broken = PeerKeys {
+            noise: public.noise,
+            signing: not_a_point,
+        };
+        for _ in 0..2 {
+            assert!(!broken.verify(b"hello", &sig));
+        }
+        assert!(!VERIFYING_KEYS.lock().unwrap().contains_key(&not_a_point));
+        // Past the bound the memory starts over, and checks go on.
+        for _ in 0..=VERIFYING_KEYS_MAX {
+            let k = NodeKeys::generate().unwrap().public();
+            assert!(verifying_key(&k.signing).is_some());
+        }
+        assert!(VERIFYING_KEYS.lock().unwrap().len() <= VERIFYING_KEYS_MAX);
+        assert!(public.verify(b"hello", &sig));
     }
 
     #[test]
