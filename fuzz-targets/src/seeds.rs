@@ -16,7 +16,7 @@ use lan_mesh::transport::noise::Handshake;
 use lan_mesh::transport::{Ack, Frame, Reject};
 use serde_json::{json, Value};
 
-use crate::envelope::{body, local, peer, peer_keys, signed, KINDS};
+use crate::envelope::{body, local, peer, peer_keys, KINDS};
 
 fn with_mode(mode: u8, rest: &[u8]) -> Vec<u8> {
     let mut out = vec![mode];
@@ -249,8 +249,8 @@ fn envelope() -> Vec<Vec<u8>> {
     for (i, (kind, payload)) in KINDS.iter().zip(payloads()).enumerate() {
         let body = json_bytes(&body(kind, &payload));
         if i == 0 {
-            // Mode 0 takes the frame as sealed: a real `dm.send`, signature and all.
-            let sealed = Envelope {
+            // Mode 0 takes the frame as it arrives: a real `dm.send`, as encoded.
+            let encoded = Envelope {
                 envelope_id: chat_core::EnvelopeId::from_ulid(ulid::Ulid::from(3u128)),
                 kind: KIND_DM_SEND.into(),
                 from_peer_id: peer(),
@@ -258,14 +258,14 @@ fn envelope() -> Vec<Vec<u8>> {
                 ts: 0,
                 payload: payload.clone(),
             }
-            .seal(peer_keys())
-            .unwrap_or_else(|_| signed(&body));
-            out.push(with_mode(0, &sealed));
+            .encode()
+            .unwrap_or_else(|_| body.clone());
+            out.push(with_mode(0, &encoded));
         }
-        out.push(with_mode(1, &body));
+        out.push(with_mode(0, &body));
         let mut selected = vec![u8::try_from(i).unwrap_or_default()];
         selected.extend_from_slice(&json_bytes(&payload));
-        out.push(with_mode(2, &selected));
+        out.push(with_mode(1, &selected));
     }
     out
 }

@@ -132,7 +132,6 @@ impl Node {
         delivery::spawn(DeliveryParts {
             store: Arc::new(StorePorts::new(store.clone())),
             transport: transport.clone(),
-            keys: keys.clone(),
             local: id.clone(),
             link_events: link_rx,
             peer_events: peer_rx,

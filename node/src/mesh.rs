@@ -633,7 +633,6 @@ impl Supervisor {
         let delivery = delivery::spawn(DeliveryParts {
             store: Arc::new(StorePorts::new(self.store.clone())),
             transport: transport.clone(),
-            keys: self.keys.clone(),
             local: local.clone(),
             link_events: delivery_links,
             peer_events,

@@ -141,7 +141,7 @@ impl AttackLink<'_> {
     /// Sends `envelope` (signed with the attacker's keys) and waits for the node's
     /// answer to it.
     pub async fn send(&mut self, envelope: &Envelope) -> anyhow::Result<Answer> {
-        let frame = Frame::Envelope(envelope.seal(&self.attacker.keys)?).encode();
+        let frame = Frame::Envelope(envelope.encode()?).encode();
         for part in self.session.seal(&frame)? {
             self.ws.send(Message::Binary(part.into())).await?;
         }
@@ -182,8 +182,7 @@ impl AttackLink<'_> {
             };
             let frame = Frame::decode(&plain)?;
             if let Frame::Envelope(bytes) = &frame {
-                let envelope =
-                    Envelope::open(bytes, &self.peer, &self.peer_keys, &self.attacker.id)?;
+                let envelope = Envelope::open(bytes, &self.peer, &self.attacker.id)?;
                 let ack = Frame::Ack(lan_mesh::transport::Ack {
                     envelope_id: envelope.envelope_id.to_string(),
                     outcome: "applied".into(),

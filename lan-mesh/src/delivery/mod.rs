@@ -53,7 +53,7 @@ use crate::ports::{
     Arrival, GroupDelivery, InboundEffect, InboundOutcome, MeshStore, PortError, QueuedEnvelope,
     SendAttempt, Settled,
 };
-use crate::transport::{Ack, Frame, LinkEvent, NodeKeys, PeerKeys, Reject, SendError, Transport};
+use crate::transport::{Ack, Frame, LinkEvent, PeerKeys, Reject, SendError, Transport};
 
 /// Envelopes taken from the outbox per pass.
 const OUTBOX_BATCH: u32 = 256;
@@ -202,7 +202,6 @@ pub enum DeliveryEvent {
 pub struct DeliveryParts<L = Transport> {
     pub store: Arc<dyn MeshStore>,
     pub transport: L,
-    pub keys: NodeKeys,
     pub local: NodeId,
     pub link_events: mpsc::Receiver<LinkEvent>,
     pub peer_events: broadcast::Receiver<PeerEvent>,
@@ -223,7 +222,6 @@ pub struct DeliveryParts<L = Transport> {
 struct Worker {
     store: Arc<dyn MeshStore>,
     transport: Arc<dyn Links>,
-    keys: NodeKeys,
     local: NodeId,
     addresses: AddressBook,
     /// Each peer's clock offset, from discovery's peer events.
@@ -268,7 +266,6 @@ pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
     let syncer = Arc::new(sync::Syncer::new(
         Arc::clone(&parts.store),
         Arc::clone(&transport),
-        parts.keys.clone(),
         parts.local.clone(),
         parts.addresses.clone(),
         parts.events.clone(),
@@ -285,7 +282,6 @@ pub fn spawn<L: Links + 'static>(parts: DeliveryParts<L>) -> JoinHandle<()> {
     let worker = Arc::new(Worker {
         store: parts.store,
         transport,
-        keys: parts.keys,
         local: parts.local,
         addresses: parts.addresses,
         offsets,
@@ -551,7 +547,7 @@ impl Worker {
     }
 
     async fn on_envelope(&self, peer: NodeId, keys: PeerKeys, bytes: &[u8]) {
-        let envelope = match Envelope::open(bytes, &peer, &keys, &self.local) {
+        let envelope = match Envelope::open(bytes, &peer, &self.local) {
             Ok(e) => e,
             Err(e) => {
                 // Without a trustworthy id there is nothing to answer; the sender's
@@ -1060,7 +1056,7 @@ impl Worker {
                 &delivery.global_group_id,
                 message,
             )
-            .and_then(|e| e.seal(&self.keys));
+            .and_then(|e| e.encode());
             let bytes = match sealed {
                 Ok(bytes) => bytes,
                 Err(e) => {
@@ -1113,7 +1109,7 @@ impl Worker {
     /// stays due and the pass comes back in `BUSY_RETRY`, not after a retry backoff.
     async fn try_send(&self, entry: &QueuedEnvelope, busy: &mut bool) -> Option<SendAttempt> {
         let peer = &entry.peer_id;
-        let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.seal(&self.keys));
+        let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.encode());
         let bytes = match sealed {
             Ok(bytes) => bytes,
             Err(e) => {

@@ -29,7 +29,7 @@ use crate::envelope::{
 use crate::links::Links;
 use crate::ports::{MeshStore, PortError};
 use crate::rate_limit::KeyedRateLimit;
-use crate::transport::{Ack, Frame, NodeKeys, Reject, SendError};
+use crate::transport::{Ack, Frame, Reject, SendError};
 
 /// Bytes of payload JSON per catch-up envelope: well under the 200 KiB envelope limit
 /// (and the 256 KiB frame), so one relay batch is a few link chunks, and the link
@@ -100,7 +100,6 @@ struct Session {
 pub(crate) struct Syncer {
     store: Arc<dyn MeshStore>,
     transport: Arc<dyn Links>,
-    keys: NodeKeys,
     local: NodeId,
     addresses: AddressBook,
     events: broadcast::Sender<DeliveryEvent>,
@@ -128,7 +127,6 @@ impl Syncer {
     pub(crate) fn new(
         store: Arc<dyn MeshStore>,
         transport: Arc<dyn Links>,
-        keys: NodeKeys,
         local: NodeId,
         addresses: AddressBook,
         events: broadcast::Sender<DeliveryEvent>,
@@ -139,7 +137,6 @@ impl Syncer {
         Syncer {
             store,
             transport,
-            keys,
             local,
             addresses,
             events,
@@ -583,7 +580,7 @@ impl Syncer {
     /// Seals and sends one catch-up envelope, waiting while the link queue is full.
     /// Without a link it dials (the link coming up starts a new session).
     async fn send(&self, peer: &NodeId, envelope: &Envelope) -> bool {
-        let bytes = match envelope.seal(&self.keys) {
+        let bytes = match envelope.encode() {
             Ok(b) => b,
             Err(EnvelopeError::TooLarge) => {
                 // One message near the 64 KiB limit with much JSON escaping: it cannot
@@ -592,7 +589,7 @@ impl Syncer {
                 return true;
             }
             Err(e) => {
-                tracing::error!("cannot seal a catch-up envelope: {e}");
+                tracing::error!("cannot encode a catch-up envelope: {e}");
                 return false;
             }
         };

@@ -1,10 +1,13 @@
 //! Envelopes: the unit of delivery between nodes (docs/PROTOCOL.md, "Envelopes").
 //!
-//! On the wire (inside an encrypted link frame) an envelope is its JSON body followed
-//! by the sender's 64-byte Ed25519 signature over exactly those body bytes — the `sig`
-//! of the design. Nothing is re-serialised before verifying. Decoding is strict: size,
-//! version, ids, sender (must be the link's peer), receiver (must be us), signature,
-//! then kind and payload; each failure has a reason the sender can log.
+//! On the wire an envelope is its JSON body, inside a frame of an encrypted link. The
+//! link authenticates every frame as its peer's (each is sealed under keys of a Noise
+//! handshake that proved the peer's key-derived id), so the envelope carries no second
+//! signature of its own; what travels further than one link — a message, a group
+//! change — carries its author's signature (`sig`), checked on arrival
+//! ([`Envelope::verified_effect`]). Decoding is strict: size, version, ids, sender (must
+//! be the link's peer), receiver (must be us), then kind and payload; each failure has a
+//! reason the sender can log.
 
 mod group_wire;
 mod payload;
@@ -32,9 +35,10 @@ pub use sync_payload::{
     SYNC_LEAF,
 };
 
-/// Envelope format version this build writes and reads.
-pub const ENVELOPE_VERSION: u8 = 1;
-const SIG_LEN: usize = 64;
+/// Envelope format version this build writes and reads. Version 1 appended an Ed25519
+/// signature by the sender, which repeated what the link proves (docs/PROTOCOL.md,
+/// "Envelopes"); a version-1 envelope is refused as unsupported.
+pub const ENVELOPE_VERSION: u8 = 2;
 /// A body can hold the largest message text (64 KiB) JSON-escaped, with room to spare.
 pub const MAX_ENVELOPE_BYTES: usize = 200 * 1024;
 
@@ -46,8 +50,6 @@ pub enum EnvelopeError {
     Malformed(String),
     #[error("unsupported envelope version {0}")]
     UnsupportedVersion(u8),
-    #[error("bad signature")]
-    BadSignature,
     #[error("sender {0} is not the peer of this link")]
     WrongSender(String),
     #[error("addressed to {0}, not to this node")]
@@ -125,8 +127,8 @@ impl Envelope {
         })
     }
 
-    /// Body ‖ signature, ready for a link frame.
-    pub fn seal(&self, keys: &NodeKeys) -> Result<Vec<u8>, EnvelopeError> {
+    /// The wire bytes, ready for a link frame.
+    pub fn encode(&self) -> Result<Vec<u8>, EnvelopeError> {
         let wire = Wire {
             v: ENVELOPE_VERSION,
             envelope_id: self.envelope_id.to_string(),
@@ -136,37 +138,22 @@ impl Envelope {
             ts: self.ts,
             payload: self.payload.clone(),
         };
-        let mut bytes =
+        let bytes =
             serde_json::to_vec(&wire).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
-        if bytes.len() + SIG_LEN > MAX_ENVELOPE_BYTES {
-            return Err(EnvelopeError::TooLarge);
-        }
-        let sig = keys.sign(&bytes);
-        bytes.extend_from_slice(&sig);
-        Ok(bytes)
-    }
-
-    /// Decodes and checks an envelope that arrived on the link with `peer`.
-    pub fn open(
-        bytes: &[u8],
-        peer: &NodeId,
-        peer_keys: &PeerKeys,
-        local: &NodeId,
-    ) -> Result<Envelope, EnvelopeError> {
         if bytes.len() > MAX_ENVELOPE_BYTES {
             return Err(EnvelopeError::TooLarge);
         }
-        if bytes.len() <= SIG_LEN {
-            return Err(EnvelopeError::Malformed("shorter than a signature".into()));
-        }
-        let (body, sig) = bytes.split_at(bytes.len() - SIG_LEN);
-        let mut signature = [0u8; SIG_LEN];
-        signature.copy_from_slice(sig);
-        if !peer_keys.verify(body, &signature) {
-            return Err(EnvelopeError::BadSignature);
+        Ok(bytes)
+    }
+
+    /// Decodes and checks an envelope that arrived on the link with `peer` (the link
+    /// proved who sent it).
+    pub fn open(bytes: &[u8], peer: &NodeId, local: &NodeId) -> Result<Envelope, EnvelopeError> {
+        if bytes.len() > MAX_ENVELOPE_BYTES {
+            return Err(EnvelopeError::TooLarge);
         }
         let wire: Wire =
-            serde_json::from_slice(body).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
+            serde_json::from_slice(bytes).map_err(|e| EnvelopeError::Malformed(e.to_string()))?;
         if wire.v != ENVELOPE_VERSION {
             return Err(EnvelopeError::UnsupportedVersion(wire.v));
         }
@@ -360,34 +347,38 @@ mod tests {
     }
 
     #[test]
-    fn sealed_envelopes_open_only_for_the_right_peer_keys_and_receiver() {
-        let keys = NodeKeys::generate().unwrap();
+    fn encoded_envelopes_open_only_from_their_sender_for_their_receiver() {
         let env = dm("你好 hello");
-        let bytes = env.seal(&keys).unwrap();
-        let opened = Envelope::open(&bytes, &id(1), &keys.public(), &id(2)).unwrap();
+        let bytes = env.encode().unwrap();
+        let opened = Envelope::open(&bytes, &id(1), &id(2)).unwrap();
         assert_eq!(opened, env);
         assert!(
             matches!(opened.effect().unwrap(), InboundEffect::DirectMessage(m) if m.body == "你好 hello")
         );
-
-        let other = NodeKeys::generate().unwrap();
-        assert_eq!(
-            Envelope::open(&bytes, &id(1), &other.public(), &id(2)),
-            Err(EnvelopeError::BadSignature)
-        );
+        // Exactly the JSON body: no signature of its own (the link proves the sender).
+        assert!(serde_json::from_slice::<serde_json::Value>(&bytes).is_ok());
         assert!(matches!(
-            Envelope::open(&bytes, &id(3), &keys.public(), &id(2)),
+            Envelope::open(&bytes, &id(3), &id(2)),
             Err(EnvelopeError::WrongSender(_))
         ));
         assert!(matches!(
-            Envelope::open(&bytes, &id(1), &keys.public(), &id(3)),
+            Envelope::open(&bytes, &id(1), &id(3)),
             Err(EnvelopeError::WrongReceiver(_))
         ));
-        let mut flipped = bytes.clone();
-        flipped[10] ^= 1;
+        // A version-1 envelope (body ‖ 64-byte signature) is not JSON, and a version-1
+        // body alone is refused by its version.
+        let mut v1 = bytes.clone();
+        v1.extend_from_slice(&[0u8; 64]);
+        assert!(matches!(
+            Envelope::open(&v1, &id(1), &id(2)),
+            Err(EnvelopeError::Malformed(_))
+        ));
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replacen("\"v\":2", "\"v\":1", 1);
         assert_eq!(
-            Envelope::open(&flipped, &id(1), &keys.public(), &id(2)),
-            Err(EnvelopeError::BadSignature)
+            Envelope::open(text.as_bytes(), &id(1), &id(2)),
+            Err(EnvelopeError::UnsupportedVersion(1))
         );
     }
 
@@ -474,13 +465,12 @@ mod tests {
     }
 
     #[test]
-    fn group_upserts_round_trip_through_seal_and_open() {
-        let keys = NodeKeys::generate().unwrap();
+    fn group_upserts_round_trip_through_encode_and_open() {
         let state = group_state();
         let env = upsert(&state);
         assert_eq!(env.kind, KIND_GROUP_UPSERT);
-        let bytes = env.seal(&keys).unwrap();
-        let opened = Envelope::open(&bytes, &id(2), &keys.public(), &id(3)).unwrap();
+        let bytes = env.encode().unwrap();
+        let opened = Envelope::open(&bytes, &id(2), &id(3)).unwrap();
         assert_eq!(opened.effect(), Ok(InboundEffect::GroupUpsert(state)));
     }
 
@@ -614,7 +604,6 @@ mod tests {
 
     #[test]
     fn group_messages_round_trip_with_the_message_id_as_envelope_id() {
-        let keys = NodeKeys::generate().unwrap();
         let (group, message) = group_message("大家好\nhello");
         let env = Envelope::group_send(&id(1), &id(2), &group, &message).unwrap();
         assert_eq!(env.envelope_id.ulid(), message.message_id.ulid());
@@ -623,8 +612,8 @@ mod tests {
             Envelope::group_send(&id(1), &id(2), &group, &message).unwrap(),
             env
         );
-        let bytes = env.seal(&keys).unwrap();
-        let opened = Envelope::open(&bytes, &id(1), &keys.public(), &id(2)).unwrap();
+        let bytes = env.encode().unwrap();
+        let opened = Envelope::open(&bytes, &id(1), &id(2)).unwrap();
         assert_eq!(
             opened.effect(),
             Ok(InboundEffect::GroupMessage {
@@ -639,6 +628,7 @@ mod tests {
             })
         );
         // Unsigned (the row had no signature): refused as forged when verified.
+        let keys = NodeKeys::generate().unwrap();
         assert_eq!(
             opened.verified_effect(&keys.public()),
             Err(EnvelopeError::Forged("an unsigned message"))

@@ -202,7 +202,6 @@ impl Engine {
         let task = delivery::spawn(DeliveryParts {
             store: Arc::clone(&store) as Arc<dyn crate::ports::MeshStore>,
             transport: links.clone(),
-            keys: keys.clone(),
             local: id.clone(),
             link_events,
             peer_events,
@@ -428,19 +427,12 @@ impl ScriptedPeer {
     }
 
     pub fn open(&self, from: &NodeId, bytes: &[u8]) -> Envelope {
-        let keys = self
-            .links
-            .net()
-            .keys(from)
-            .unwrap_or_else(|| panic!("{from} is not on the net"));
-        Envelope::open(bytes, from, &keys, &self.id).unwrap_or_else(|e| panic!("open: {e}"))
+        Envelope::open(bytes, from, &self.id).unwrap_or_else(|e| panic!("open: {e}"))
     }
 
-    /// Sends an envelope, sealed with this peer's keys.
+    /// Sends an envelope over this peer's link.
     pub fn send_envelope(&self, to: &NodeId, envelope: &Envelope) {
-        let bytes = envelope
-            .seal(&self.keys)
-            .unwrap_or_else(|e| panic!("seal: {e}"));
+        let bytes = envelope.encode().unwrap_or_else(|e| panic!("encode: {e}"));
         self.send(to, Frame::Envelope(bytes));
     }
 

@@ -196,7 +196,7 @@ async fn replay(addr: SocketAddr, peer: &NodeId, secret: &str) -> anyhow::Result
     };
     let id = envelope.envelope_id.to_string();
     let (mut ws, mut session) = handshake(addr, peer, secret, &keys, &me).await?;
-    let captured = session.seal(&Frame::Envelope(envelope.seal(&keys)?).encode())?;
+    let captured = session.seal(&Frame::Envelope(envelope.encode()?).encode())?;
     send_sealed(&mut ws, &captured).await?;
     let first = if acked(&mut ws, &mut session, &id).await {
         "acked"
