@@ -948,7 +948,7 @@ impl Worker {
         let mut busy_peers: Vec<&NodeId> = Vec::new();
         for entry in entries {
             if busy_peers.contains(&&entry.peer_id) {
-                // Its link is full: later envelopes for it wait their turn (unsealed).
+                // Its link is full: later envelopes for it wait their turn (not yet encoded).
                 continue;
             }
             let mut busy = false;
@@ -1050,14 +1050,14 @@ impl Worker {
             if in_flight.is_some_and(|k| message.order_key() <= k) {
                 continue;
             }
-            let sealed = crate::envelope::Envelope::group_send(
+            let encoded = crate::envelope::Envelope::group_send(
                 &self.local,
                 peer,
                 &delivery.global_group_id,
                 message,
             )
             .and_then(|e| e.encode());
-            let bytes = match sealed {
+            let bytes = match encoded {
                 Ok(bytes) => bytes,
                 Err(e) => {
                     // Cannot happen for a message the store accepted (≤ 64 KiB text);
@@ -1109,8 +1109,8 @@ impl Worker {
     /// stays due and the pass comes back in `BUSY_RETRY`, not after a retry backoff.
     async fn try_send(&self, entry: &QueuedEnvelope, busy: &mut bool) -> Option<SendAttempt> {
         let peer = &entry.peer_id;
-        let sealed = Envelope::from_outbox(entry, &self.local).and_then(|e| e.encode());
-        let bytes = match sealed {
+        let encoded = Envelope::from_outbox(entry, &self.local).and_then(|e| e.encode());
+        let bytes = match encoded {
             Ok(bytes) => bytes,
             Err(e) => {
                 // A row this build cannot turn into an envelope will never go out.

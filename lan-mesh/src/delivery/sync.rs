@@ -577,7 +577,7 @@ impl Syncer {
         true
     }
 
-    /// Seals and sends one catch-up envelope, waiting while the link queue is full.
+    /// Encodes and sends one catch-up envelope, waiting while the link queue is full.
     /// Without a link it dials (the link coming up starts a new session).
     async fn send(&self, peer: &NodeId, envelope: &Envelope) -> bool {
         let bytes = match envelope.encode() {
