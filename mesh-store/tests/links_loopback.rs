@@ -79,6 +79,14 @@ fn config(id: &NodeId, secret: &str) -> TransportConfig {
     }
 }
 
+/// Who a test node is: its id (which its keys need not derive), its keys, and the
+/// earlier ids its handshakes announce.
+struct Identity {
+    id: NodeId,
+    keys: NodeKeys,
+    previous_ids: Vec<IdentityStatement>,
+}
+
 impl Node {
     async fn start(name: &str, secret: &str) -> Node {
         Node::start_with_clock(name, secret, delivery::Clock::system()).await
@@ -88,19 +96,27 @@ impl Node {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_path_buf();
         let keys = NodeKeys::generate().unwrap();
-        let id: NodeId = keys.public().node_id();
-        Node::start_in(Some(dir), path, id, name, secret, keys, clock).await
+        let identity = Identity {
+            id: keys.public().node_id(),
+            keys,
+            previous_ids: Vec::new(),
+        };
+        Node::start_in(Some(dir), path, identity, name, secret, clock).await
     }
 
     async fn start_in(
         dir: Option<tempfile::TempDir>,
         dir_path: std::path::PathBuf,
-        id: NodeId,
+        identity: Identity,
         name: &str,
         secret: &str,
-        keys: NodeKeys,
         clock: delivery::Clock,
     ) -> Node {
+        let Identity {
+            id,
+            keys,
+            previous_ids,
+        } = identity;
         let store = Store::open(&dir_path.join("lanchat.db")).await.unwrap();
         store
             .set_local_identity(id.clone(), name.into(), delivery::now_ms())
@@ -119,7 +135,7 @@ impl Node {
         let transport = Transport::start(
             config(&id, secret),
             keys.clone(),
-            Vec::new(),
+            previous_ids,
             Arc::new(StorePorts::new(store.clone())),
             link_tx,
             cancel.child_token(),
@@ -322,13 +338,17 @@ async fn a_node_id_shown_with_keys_that_do_not_derive_it_is_refused_and_counted(
     // B comes back with B's id and data but other keys (a copied settings file, a
     // squatter): its keys do not derive the id it claims, whoever dials.
     let (dir, path, b_id, _) = b.stop().await;
+    let squatter = Identity {
+        id: b_id,
+        keys: NodeKeys::generate().unwrap(),
+        previous_ids: Vec::new(),
+    };
     let b = Node::start_in(
         dir,
         path,
-        b_id,
+        squatter,
         "b",
         "office",
-        NodeKeys::generate().unwrap(),
         delivery::Clock::system(),
     )
     .await;
@@ -420,13 +440,23 @@ async fn a_new_key_does_not_lift_a_block() {
         .await
         .unwrap();
     // B comes back with new keys, saying (signed by its old key) that it was B.
-    let c = Node::start("c", "s").await;
-    c.transport
-        .announce_previous_ids(vec![IdentityStatement::sign(
-            &b.id,
-            &b.keys,
-            &c.keys.public(),
-        )]);
+    let c_keys = NodeKeys::generate().unwrap();
+    let c_dir = tempfile::tempdir().unwrap();
+    let c_path = c_dir.path().to_path_buf();
+    let c_identity = Identity {
+        id: c_keys.public().node_id(),
+        previous_ids: vec![IdentityStatement::sign(&b.id, &b.keys, &c_keys.public())],
+        keys: c_keys,
+    };
+    let c = Node::start_in(
+        Some(c_dir),
+        c_path,
+        c_identity,
+        "c",
+        "s",
+        delivery::Clock::system(),
+    )
+    .await;
     c.sees(&a).await;
     let refused_before = a.transport.counters().refused_blocked_peer;
     c.send_dm(&a.id, "it's me, with a new key").await;

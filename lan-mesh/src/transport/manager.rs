@@ -127,7 +127,7 @@ struct Shared {
     listener: Mutex<Option<Listener>>,
     keys: NodeKeys,
     /// This node's earlier ids, announced in every `Hello` it sends.
-    previous: Mutex<Arc<Vec<IdentityStatement>>>,
+    previous: Vec<IdentityStatement>,
     store: Arc<dyn KeyBook>,
     events: mpsc::Sender<LinkEvent>,
     counters: Arc<Counters>,
@@ -171,10 +171,6 @@ impl Drop for Slot {
 }
 
 impl Shared {
-    fn previous(&self) -> Arc<Vec<IdentityStatement>> {
-        Arc::clone(&self.previous.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock would be a bug; the state stays usable.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -187,9 +183,9 @@ impl Shared {
 
 impl Transport {
     /// Binds the LAN listener and starts serving. Link events go to `events`.
-    /// `previous_ids` are this node's earlier ids, announced from the very first
-    /// handshake (a colleague that dials at once must not miss them; see
-    /// [`Transport::announce_previous_ids`]).
+    /// `previous_ids` are this node's earlier ids (newest first, each signed by the key
+    /// that held it), announced from the very first handshake: a colleague that dials
+    /// at once must not miss them, and each re-attaches what it knew under them.
     pub async fn start(
         config: TransportConfig,
         keys: NodeKeys,
@@ -214,7 +210,7 @@ impl Transport {
             }),
             listener: Mutex::new(None),
             keys,
-            previous: Mutex::new(Arc::new(previous_ids)),
+            previous: previous_ids,
             store,
             events,
             counters: Arc::new(Counters::default()),
@@ -325,17 +321,6 @@ impl Transport {
                 }
             })
             .collect()
-    }
-
-    /// This node's earlier ids (newest first), each signed by the key that held it:
-    /// announced in every link handshake from now on, so each colleague re-attaches
-    /// what it knew under them on its next link, however long it was away.
-    pub fn announce_previous_ids(&self, statements: Vec<IdentityStatement>) {
-        *self
-            .shared
-            .previous
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Arc::new(statements);
     }
 
     /// Ids held by two live nodes at once, as proven by handshakes (this node's own
@@ -592,11 +577,16 @@ async fn dial_checked(
     addr: SocketAddr,
 ) -> Result<(Ws, Session, PeerKeys), LinkError> {
     let secret = &config.shared_secret;
-    let previous = shared.previous();
-    let (mut ws, mut session, keys, changes) =
-        link::dial(addr, peer, &shared.keys, secret, &config.node_id, &previous)
-            .await
-            .inspect_err(|e| count_identity_failure(shared, e))?;
+    let (mut ws, mut session, keys, changes) = link::dial(
+        addr,
+        peer,
+        &shared.keys,
+        secret,
+        &config.node_id,
+        &shared.previous,
+    )
+    .await
+    .inspect_err(|e| count_identity_failure(shared, e))?;
     let checked = if names_a_blocked_id(shared, config, &changes) {
         Err("blocked")
     } else {
@@ -809,13 +799,12 @@ async fn accept_checked(
 ) -> Result<(Ws, Session, NodeId, PeerKeys), LinkError> {
     let _ = tcp.set_nodelay(true);
     let config = shared.config();
-    let previous = shared.previous();
     let accepted = match link::accept(
         tcp,
         &shared.keys,
         &config.shared_secret,
         &config.node_id,
-        &previous,
+        &shared.previous,
     )
     .await
     {
