@@ -809,6 +809,39 @@ impl NetNs {
         Ok(addr)
     }
 
+    /// Tells `other` once and for all that `addrs` (this host's, from
+    /// [`NetNs::add_address`]) are at this host's hardware address: permanent neighbour
+    /// entries, so that `other` never has to find them by ARP. An attack test spreads
+    /// its traffic over tens of addresses; whether each one gets resolved under that
+    /// very flood (its ARP requests and replies queued behind the flood's packets), or
+    /// fits in the kernel's neighbour table, which is shared by every namespace of the
+    /// machine, would otherwise decide how many of them reach the node at all.
+    pub fn introduce_addresses(&self, other: &NetNs, addrs: &[Ipv4Addr]) -> anyhow::Result<()> {
+        let link = ip(&["-n", &self.name, "-br", "link", "show", "dev", "eth0"])?;
+        let mac = link
+            .split_whitespace()
+            .nth(2)
+            .filter(|m| m.len() == 17 && m.matches(':').count() == 5)
+            .with_context(|| format!("no hardware address in {link:?}"))?
+            .to_string();
+        for addr in addrs {
+            ip(&[
+                "-n",
+                &other.name,
+                "neigh",
+                "replace",
+                &addr.to_string(),
+                "lladdr",
+                &mac,
+                "dev",
+                "eth0",
+                "nud",
+                "permanent",
+            ])?;
+        }
+        Ok(())
+    }
+
     pub fn set_partitioned(&self, cut: bool) -> anyhow::Result<()> {
         let state = if cut { "down" } else { "up" };
         ip(&["-n", &self.switch, "link", "set", &self.port, state])?;
