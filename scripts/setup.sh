@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 # network tools of the LAN tests; faketime (libfaketime) runs a test node's whole
 # process with its clock off by minutes or hours; desktop-file-utils validates the
 # .deb's desktop entry and the autostart entry (dpkg-deb and dpkg-shlibdeps come with
-# build-essential). The desktop shell: the tray needs libayatana-appindicator3 to build;
-# its tests run a session bus (dbus), dunst as the notification server and a
+# build-essential). The desktop shell's tests run a session bus (dbus), dunst as the
+# notification server and a
 # StatusNotifierWatcher (haskell-status-notifier-item-utils, the panel's side of the tray).
 # WebKitWebDriver (webkit2gtk-driver), behind tauri-driver (installed below), drives the
 # real window by WebDriver.
@@ -23,7 +23,7 @@ packages=(
   xvfb xauth xdotool imagemagick tesseract-ocr tesseract-ocr-eng
   chromium chromium-driver
   iproute2 nftables tcpdump curl faketime
-  libayatana-appindicator3-dev dbus dunst haskell-status-notifier-item-utils desktop-file-utils
+  dbus dunst haskell-status-notifier-item-utils desktop-file-utils
   webkit2gtk-driver
 )
 

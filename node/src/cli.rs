@@ -51,6 +51,10 @@ pub enum Command {
     Peers,
     /// Send a message through the running node.
     Send(SendArgs),
+    /// The desktop window's own process, started by the desktop node (`lanchat window`)
+    /// with the node's address on its standard input; not for people to run.
+    #[command(name = "window-view", hide = true)]
+    WindowView,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -72,6 +76,8 @@ pub struct SendArgs {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Mode {
     Window,
+    /// The window's process, a child of the desktop node (`crate::desktop::window`).
+    WindowView,
     Headless {
         reason: Option<&'static str>,
     },
@@ -83,6 +89,7 @@ pub fn mode(command: Option<&Command>, display: bool) -> Mode {
     match command {
         Some(Command::Serve) => Mode::Headless { reason: None },
         Some(Command::Window) => Mode::Window,
+        Some(Command::WindowView) => Mode::WindowView,
         Some(Command::Status | Command::Peers | Command::Send(_)) => Mode::Client,
         None if display => Mode::Window,
         None => Mode::Headless {

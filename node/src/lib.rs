@@ -9,6 +9,7 @@ pub mod api;
 pub mod blocks;
 pub mod cli;
 pub mod contact_book;
+pub mod desktop;
 pub mod fault_log;
 pub mod files;
 pub mod live_settings;
@@ -60,11 +61,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         (Mode::Client, Some(command)) => {
             cli::remote::run(command, &data_dir, cli.json).map_err(anyhow::Error::from)
         }
-        (Mode::Window, Some(_)) => anyhow::bail!(
-            "lanchat-node has no window: run `lanchat window` (the desktop app) for one"
+        (Mode::Window, _) => desktop::run(data_dir, cli.api_addr, cli.hidden),
+        (Mode::WindowView, _) => anyhow::bail!(
+            "the window is `lanchat window-view`, which the desktop node starts itself"
         ),
         (Mode::Headless { reason }, _) => serve(data_dir, cli.api_addr, reason),
-        (Mode::Window | Mode::Client, None) => serve(data_dir, cli.api_addr, None),
+        (Mode::Client, None) => serve(data_dir, cli.api_addr, None),
     }
 }
 

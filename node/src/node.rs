@@ -77,6 +77,7 @@ pub struct Node {
     store: Store,
     settings: Arc<LiveSettings>,
     data_dir: Arc<DataDir>,
+    window_door: crate::desktop::WindowDoor,
 }
 
 impl Node {
@@ -198,15 +199,17 @@ impl Node {
         crate::presence::spawn_keeper(presence.subscribe(), presence_file, stop.clone());
         // Hand edits of settings.json are applied while the node runs.
         tokio::spawn(Arc::clone(&live).watch_file(stop.clone()));
-        let state = ApiState::new(
-            local,
-            token.clone(),
-            Arc::clone(&live),
-            mesh.handle(),
-            store.clone(),
+        let window_door = crate::desktop::WindowDoor::default();
+        let state = ApiState::new(api::ApiParts {
+            local_addr: local,
+            token: token.clone(),
+            settings: Arc::clone(&live),
+            mesh: mesh.handle(),
+            store: store.clone(),
             files,
-            stop.clone(),
-        );
+            stopping: stop.clone(),
+            window_door: window_door.clone(),
+        });
         let server = tokio::spawn(
             axum::serve(listener, api::router(state))
                 .with_graceful_shutdown(stop.clone().cancelled_owned())
@@ -240,6 +243,7 @@ impl Node {
             store,
             settings: live,
             data_dir,
+            window_door,
         })
     }
 
@@ -272,6 +276,11 @@ impl Node {
 
     pub fn data_dir(&self) -> &std::path::Path {
         self.data_dir.path()
+    }
+
+    /// Where `POST /api/v1/window/show` goes: the desktop shell opens it.
+    pub fn window_door(&self) -> crate::desktop::WindowDoor {
+        self.window_door.clone()
     }
 
     /// Says goodbye to the LAN, stops serving, waits (bounded) for requests in flight,

@@ -1,28 +1,28 @@
-//! The lanchat desktop app: the window, the tray and notifications around a node.
+//! The lanchat desktop app's binary: the window, and the way into the node.
 //!
-//! `lanchat` opens the desktop window when there is a display. Headless (`lanchat
-//! serve`, or no display) it executes `lanchat-node` from beside itself, so that a
-//! headless node maps no GTK or WebKit library; the client commands (`status`, `peers`,
-//! `send`) run here. The node itself is the `lanchat_node` crate.
+//! `lanchat` on a desktop (or `lanchat window`) executes `lanchat-node` from beside
+//! itself, which runs the node with the tray and notifications around it and starts
+//! this binary again as `lanchat window-view` whenever the window is shown (see
+//! `lanchat_node::desktop`). Headless (`lanchat serve`, or no display) it executes
+//! `lanchat-node` too, which then maps no GTK or WebKit library either way. The client
+//! commands (`status`, `peers`, `send`) run here.
 
-pub mod desktop;
 pub mod window;
 
 use std::path::PathBuf;
 
 use lanchat_node::cli::{self, Cli, Mode};
-use lanchat_node::node::NodeConfig;
-use lanchat_node::shutdown_signal::ShutdownSignal;
 
-/// The headless binary, installed beside `lanchat` (the .deb puts both in /usr/bin,
+/// The node's binary, installed beside `lanchat` (the .deb puts both in /usr/bin,
 /// cargo both in its target directory).
 pub const NODE_BINARY: &str = "lanchat-node";
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli::mode(cli.command.as_ref(), cli::has_display()) {
         Mode::Client => lanchat_node::run(cli),
+        Mode::WindowView => window::run_view(),
         Mode::Headless { reason } => match node_binary() {
-            Some(binary) => Err(exec_node(&binary)),
+            Some(binary) => Err(exec_node(&binary, false)),
             None => {
                 tracing::warn!(
                     "{NODE_BINARY} is not beside this program: the headless node runs in \
@@ -31,17 +31,15 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 lanchat_node::serve(lanchat_node::data_dir(&cli)?, cli.api_addr, reason)
             }
         },
-        Mode::Window => {
-            let config = NodeConfig {
-                data_dir: lanchat_node::data_dir(&cli)?,
-                api_addr: cli.api_addr,
-            };
-            let runtime = lanchat_node::node_runtime()?;
-            let shutdown = runtime.block_on(async { ShutdownSignal::install() });
-            // The window starts its node itself, after checking that no other window
-            // runs on this data directory.
-            window::run(runtime, config, shutdown, cli.hidden)
-        }
+        Mode::Window => match node_binary() {
+            // `window` said explicitly: a display alone chose it for `lanchat`, and
+            // `lanchat-node` decides the same way, but no later reader has to know that.
+            Some(binary) => Err(exec_node(&binary, cli.command.is_none())),
+            None => anyhow::bail!(
+                "{NODE_BINARY} is not installed beside this program: the desktop app needs \
+                 both (reinstall the package)"
+            ),
+        },
     }
 }
 
@@ -53,10 +51,32 @@ fn node_binary() -> Option<PathBuf> {
 
 /// Replaces this process with `lanchat-node` and the same arguments (the same process
 /// id, so whoever started us still has the node's). Returns only when that failed.
-fn exec_node(binary: &std::path::Path) -> anyhow::Error {
+fn exec_node(binary: &std::path::Path, add_window: bool) -> anyhow::Error {
     use std::os::unix::process::CommandExt;
-    let error = std::process::Command::new(binary)
-        .args(std::env::args_os().skip(1))
-        .exec();
+    let mut command = std::process::Command::new(binary);
+    command.args(std::env::args_os().skip(1));
+    if add_window {
+        command.arg(window_command());
+    }
+    let error = command.exec();
     anyhow::Error::new(error).context(format!("cannot run {}", binary.display()))
+}
+
+fn window_command() -> &'static str {
+    // Spelled as clap spells the subcommand, checked by the test below.
+    "window"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use lanchat_node::cli::Command;
+
+    #[test]
+    fn the_added_subcommand_is_the_window() {
+        let cli = Cli::try_parse_from(["lanchat", "--hidden", window_command()]).expect("parses");
+        assert!(matches!(cli.command, Some(Command::Window)));
+        assert!(cli.hidden);
+    }
 }

@@ -533,7 +533,7 @@ async fn the_ui_is_served_with_a_strict_content_security_policy() {
 }
 
 #[tokio::test]
-async fn lanchat_serve_becomes_lanchat_node_which_maps_no_window_library() {
+async fn lanchat_serve_becomes_lanchat_node_which_maps_no_window_library_and_has_no_window() {
     let tmp = tempfile::tempdir().unwrap();
     let node = start(&tmp.path().join("a")).await;
     let pid = node.pid().expect("the node runs");
@@ -554,13 +554,36 @@ async fn lanchat_serve_becomes_lanchat_node_which_maps_no_window_library() {
     let status = node.get_json("v1/status").await.unwrap();
     assert!(status["node_id"].is_string(), "{status}");
 
-    // The headless binary has no window to open.
-    let out = std::process::Command::new(exe)
+    // Without a display there is no window to open, and it says what to run instead.
+    let out = std::process::Command::new(&exe)
         .args(["window", "--data-dir"])
         .arg(tmp.path().join("b"))
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("has no window"), "{stderr}");
+    assert!(
+        stderr.contains("no display") && stderr.contains("lanchat serve"),
+        "{stderr}"
+    );
+
+    // A window asked for on the data directory of this headless node: no second node,
+    // and the node's own answer says why (nothing is opened, so no real display is
+    // needed).
+    let out = std::process::Command::new(lanchat_tests::lanchat_bin().unwrap())
+        .args(["window", "--data-dir"])
+        .arg(tmp.path().join("a"))
+        .env("DISPLAY", ":9999")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("runs headless"), "{stderr}");
+    let status = node.get_json("v1/status").await.unwrap();
+    assert!(
+        status["node_id"].is_string(),
+        "the headless node runs on: {status}"
+    );
 }

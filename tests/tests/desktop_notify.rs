@@ -2,7 +2,8 @@
 //! with a real session bus and dunst as the notification service, a headless peer on
 //! loopback writing to it. Read back as a person would see them: dunst's count and
 //! history; clicked through dunst (`dunstctl action`), which opens the window on the
-//! conversation (the UI marks it read).
+//! conversation (the UI marks it read). Closing the window keeps the app in the tray,
+//! unless that setting is off: then it quits.
 
 mod desktop_session;
 
@@ -178,8 +179,46 @@ async fn notifications_collapse_open_the_conversation_and_respect_mute_and_menti
         "{history:?}"
     );
 
+    // With closing to the tray turned off, a window shown by a script
+    // (`POST /api/v1/window/show`, what a second launch asks) and then closed quits the
+    // app, cleanly.
+    let (status, _) = a
+        .put_json(
+            "v1/settings",
+            &serde_json::json!({"desktop": {"close_to_tray": false}}),
+        )
+        .await?;
+    ensure!(status.is_success(), "close_to_tray off: {status}");
+    let shown = a
+        .http()
+        .post(a.api_url("v1/window/show"))
+        .bearer_auth(&a.token)
+        .send()
+        .await?;
+    ensure!(
+        shown.status().is_success(),
+        "window/show: {}",
+        shown.status()
+    );
+    let window = wait_until(LIMIT, "the window shown on request", || {
+        let found = session.visible_windows("lanchat").into_iter().next();
+        async move { found }
+    })
+    .await
+    .with_context(|| a.log())?;
     drop(b);
     let mut a = a;
-    assert!(a.stop().await?.success(), "exits cleanly on SIGTERM");
+    session.close_window(&window)?;
+    wait_until(LIMIT, "the app to quit with its window", || {
+        let running = a.is_running();
+        async move { (!running).then_some(()) }
+    })
+    .await
+    .with_context(|| a.log())?;
+    ensure!(
+        a.log().contains("node stopped"),
+        "a clean stop, not a crash: {}",
+        a.log()
+    );
     Ok(())
 }

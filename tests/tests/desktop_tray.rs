@@ -1,6 +1,7 @@
 //! The tray and the single instance, end to end under Xvfb with a session bus, a
-//! StatusNotifierWatcher (the panel's side of the tray) and dunst: the tray shows the
-//! unread count; a second launch on the same data directory hands over to the running
+//! StatusNotifierWatcher (the panel's side of the tray) and dunst: hidden, the app is
+//! one process without GTK or WebKit, the window a child process while shown; the tray
+//! shows the unread count; a second launch on the same data directory hands over to the running
 //! app (which shows its window) instead of starting a second node, while another data
 //! directory runs beside it; "Quit" in the tray menu — clicked over D-Bus as a panel
 //! does — says goodbye to the LAN and keeps what was not yet delivered.
@@ -35,7 +36,7 @@ async fn tray_item(bus: &zbus::Connection) -> anyhow::Result<Option<(String, Str
         .await?;
     let value: OwnedValue = reply.body().deserialize()?;
     let items: Vec<String> = value.try_into()?;
-    // Registered as a bus name (libayatana) or as "name/path".
+    // Registered as a bus name (ksni) or as "name/path".
     Ok(items.first().map(|item| match item.split_once('/') {
         Some((name, path)) => (name.to_string(), format!("/{path}")),
         None => (item.clone(), String::new()),
@@ -59,25 +60,14 @@ async fn item_property(
     Ok(reply.body().deserialize()?)
 }
 
-/// The item's object path: libayatana registers by bus name, the path is under
-/// /org/ayatana/NotificationItem/.
-async fn item_path(bus: &zbus::Connection, name: &str) -> anyhow::Result<String> {
-    let reply = bus
-        .call_method(
-            Some(name),
-            "/org/ayatana/NotificationItem",
-            Some("org.freedesktop.DBus.Introspectable"),
-            "Introspect",
-            &(),
-        )
-        .await?;
-    let xml: String = reply.body().deserialize()?;
-    let node = xml
-        .split("<node name=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .context("no tray item under /org/ayatana/NotificationItem")?;
-    Ok(format!("/org/ayatana/NotificationItem/{node}"))
+/// The item's object path: the one the watcher was given, or the specification's
+/// default for an item registered by bus name (ksni's).
+fn item_path(registered: &str) -> String {
+    if registered.is_empty() {
+        "/StatusNotifierItem".to_string()
+    } else {
+        registered.to_string()
+    }
 }
 
 /// Clicks the menu item labelled `label`, as a panel does (com.canonical.dbusmenu).
@@ -116,6 +106,31 @@ async fn click_menu(
     anyhow::bail!("no menu item labelled {label:?}")
 }
 
+fn maps_window_libraries(pid: u32) -> anyhow::Result<bool> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(maps.contains("libgtk-3") || maps.contains("libwebkit2gtk"))
+}
+
+/// The process's children (the kernel lists them per thread; the main thread's are
+/// the ones it spawned from there, and the node spawns from its runtime's threads).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<u32> = tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect();
+    found.sort_unstable();
+    found.dedup();
+    found
+}
+
 #[tokio::test]
 async fn tray_shows_unread_second_launch_hands_over_and_quit_says_goodbye() -> anyhow::Result<()> {
     let root = artifacts_dir("desktop_tray")?;
@@ -138,24 +153,42 @@ async fn tray_shows_unread_second_launch_hands_over_and_quit_says_goodbye() -> a
     wait_contact_online(&a, &b_id, true, LIMIT).await?;
     wait_contact_online(&b, &a_id, true, LIMIT).await?;
 
-    // The tray item: registered with the watcher, no label while nothing is unread, the
-    // count once something is (libayatana's label, which panels show beside the icon).
-    let (name, _) = wait_until(LIMIT, "the tray item registered", || async {
+    // Hidden, the app is one process that loads no window library: the tray and the
+    // notifier live in the node, the window is a process of its own.
+    let a_pid = a.pid().context("a runs")?;
+    ensure!(
+        !maps_window_libraries(a_pid)?,
+        "the hidden app maps GTK or WebKit"
+    );
+    ensure!(children(a_pid).is_empty(), "no window process while hidden");
+
+    // The tray item: registered with the watcher, titled "lanchat" while nothing is
+    // unread, with the count once something is (panels show the title or the tooltip),
+    // and a red dot on the icon.
+    let (name, registered) = wait_until(LIMIT, "the tray item registered", || async {
         tray_item(&bus).await.ok().flatten()
     })
     .await
     .with_context(|| a.log())?;
-    let item = (name.clone(), item_path(&bus, &name).await?);
-    let title = |v: OwnedValue| String::try_from(v).unwrap_or_default();
-    let icon_before = title(item_property(&bus, &item, "IconName").await?);
+    let item = (name.clone(), item_path(&registered));
+    let text = |v: OwnedValue| String::try_from(v).unwrap_or_default();
+    let pixmap = |v: OwnedValue| Vec::<(i32, i32, Vec<u8>)>::try_from(v).unwrap_or_default();
+    assert_eq!(text(item_property(&bus, &item, "Title").await?), "lanchat");
+    let icon_before = pixmap(item_property(&bus, &item, "IconPixmap").await?);
+    assert!(
+        icon_before
+            .iter()
+            .any(|(w, h, data)| *w > 0 && data.len() == (w * h * 4) as usize),
+        "an ARGB icon"
+    );
     send_dm(&b, &dm(&a_id), "are you there?").await?;
     wait_until(LIMIT, "the unread count in the tray", || async {
-        let t = title(item_property(&bus, &item, "XAyatanaLabel").await.ok()?);
-        (t == "1").then_some(())
+        let t = text(item_property(&bus, &item, "Title").await.ok()?);
+        (t == "(1) lanchat").then_some(())
     })
     .await
     .with_context(|| a.log())?;
-    let icon_after = title(item_property(&bus, &item, "IconName").await?);
+    let icon_after = pixmap(item_property(&bus, &item, "IconPixmap").await?);
     assert_ne!(icon_before, icon_after, "the icon shows the unread state");
 
     // A second launch on the same data directory: no second node; the running app
@@ -183,6 +216,11 @@ async fn tray_shows_unread_second_launch_hands_over_and_quit_says_goodbye() -> a
     .await
     .with_context(|| a.log())?;
     assert!(a.is_running());
+    let window_process = children(a_pid);
+    ensure!(
+        window_process.len() == 1 && maps_window_libraries(window_process[0])?,
+        "the window is the node's one child process, with WebKit: {window_process:?}"
+    );
 
     // Autostart: the setting writes an XDG autostart entry that starts this profile
     // hidden, and removes it again.

@@ -19,6 +19,7 @@ mod search;
 mod settings;
 mod status;
 pub(crate) mod views;
+mod window;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -65,18 +66,35 @@ struct Inner {
     started_at: u64,
     /// Held while this node takes a new identity.
     renewing: tokio::sync::Mutex<()>,
+    /// Shows the desktop window, when this node has one.
+    window_door: crate::desktop::WindowDoor,
+}
+
+/// What the API serves from, as the node started it.
+pub struct ApiParts {
+    pub local_addr: SocketAddr,
+    pub token: String,
+    pub settings: Arc<LiveSettings>,
+    pub mesh: MeshHandle,
+    pub store: Store,
+    pub files: crate::files::FileService,
+    /// Cancelled when the node stops.
+    pub stopping: CancellationToken,
+    pub window_door: crate::desktop::WindowDoor,
 }
 
 impl ApiState {
-    pub fn new(
-        local_addr: SocketAddr,
-        token: String,
-        settings: Arc<LiveSettings>,
-        mesh: MeshHandle,
-        store: Store,
-        files: crate::files::FileService,
-        stopping: CancellationToken,
-    ) -> Self {
+    pub fn new(parts: ApiParts) -> Self {
+        let ApiParts {
+            local_addr,
+            token,
+            settings,
+            mesh,
+            store,
+            files,
+            stopping,
+            window_door,
+        } = parts;
         ApiState {
             inner: Arc::new(Inner {
                 local_addr,
@@ -89,6 +107,7 @@ impl ApiState {
                 identity_stored: std::sync::Mutex::new(None),
                 started_at: u64::try_from(now_ms()).unwrap_or(0),
                 renewing: tokio::sync::Mutex::new(()),
+                window_door,
             }),
         }
     }
@@ -107,6 +126,10 @@ impl ApiState {
 
     fn files(&self) -> &crate::files::FileService {
         &self.inner.files
+    }
+
+    fn window_door(&self) -> &crate::desktop::WindowDoor {
+        &self.inner.window_door
     }
 
     async fn renewing(&self) -> tokio::sync::MutexGuard<'_, ()> {
@@ -180,6 +203,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/events", get(events::stream))
         .route("/diagnostics", get(diagnostics::get))
         .route("/diagnostics/export", get(diagnostics::export))
+        .route("/window/show", post(window::show))
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     Router::new()

@@ -88,11 +88,28 @@ pub fn run(command: &Command, data_dir: &Path, json: bool) -> Result<(), ClientE
             Command::Status => status(&node, json).await,
             Command::Peers => peers(&node, json).await,
             Command::Send(args) => send(&node, args, json).await,
-            Command::Serve | Command::Window => Ok(String::new()),
+            Command::Serve | Command::Window | Command::WindowView => Ok(String::new()),
         }
     })?;
     println!("{}", text.trim_end());
     Ok(())
+}
+
+/// Asks the desktop node already running on `data_dir` to show its window (a second
+/// launch of the app). False when no node runs there; an error when one runs but
+/// cannot show a window (it is headless) or does not answer.
+pub fn show_window(data_dir: &Path) -> Result<bool, ClientError> {
+    let node = match RemoteNode::find(data_dir) {
+        Ok(node) => node,
+        Err(ClientError::NoNode { .. }) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| ClientError::Input(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(node.post::<serde_json::Value>("window/show", &serde_json::json!({})))?;
+    Ok(true)
 }
 
 struct RemoteNode {

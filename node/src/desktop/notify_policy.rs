@@ -276,7 +276,7 @@ mod tests {
                 thumbnail: None,
             }],
         };
-        file.attachments = lanchat_node::files::attachment_views(&content_doc);
+        file.attachments = crate::files::attachment_views(&content_doc);
         let c = content(&file, "Zhang", 1, true, Language::ZhCn);
         assert_eq!(c.body, "📎 报告.pdf");
     }

@@ -19,7 +19,7 @@ use zbus::zvariant::Value;
 
 use super::notify_policy::{self, Decision, Situation};
 use super::presence::PresenceSetting;
-use lanchat_node::live_settings::LiveSettings;
+use crate::live_settings::LiveSettings;
 
 /// What the notifier needs from the window.
 pub trait Shell: Send + Sync + 'static {
@@ -148,7 +148,7 @@ async fn on_message(
     message: &MessageView,
 ) -> zbus::Result<()> {
     let settings = parts.settings.current();
-    let my_name = lanchat_node::api::identity::own_name(&settings);
+    let my_name = crate::api::identity::own_name(&settings);
     // Asking the window blocks on its thread: only when the cheap checks pass.
     let quick = Situation {
         settings: &settings.desktop,

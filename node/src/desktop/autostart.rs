@@ -1,6 +1,6 @@
 //! Starting with the session: an XDG autostart entry (`~/.config/autostart/*.desktop`)
 //! written when `desktop.autostart` is on and removed when it is off. The entry starts
-//! this binary hidden in the tray, with this data directory when it is not the default.
+//! the app (`lanchat`) hidden in the tray, with this data directory when it is not the default.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,20 @@ pub enum AutostartError {
     },
 }
 
+/// 16 hex digits of FNV-1a over the canonical path: stable across versions and
+/// builds (std's hasher promises neither), and valid in a file name.
+pub fn dir_key(data_dir: &Path) -> String {
+    let canonical = std::fs::canonicalize(data_dir)
+        .or_else(|_| std::path::absolute(data_dir))
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in canonical.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
 /// `~/.config/autostart/lanchat.desktop`, or `lanchat-<hash>.desktop` for another data
 /// directory, so that several profiles can each start with the session.
 pub fn entry_path(data_dir: &Path, default_dir: Option<&Path>) -> Result<PathBuf, AutostartError> {
@@ -22,7 +36,7 @@ pub fn entry_path(data_dir: &Path, default_dir: Option<&Path>) -> Result<PathBuf
     let name = if Some(data_dir) == default_dir {
         "lanchat.desktop".to_string()
     } else {
-        format!("lanchat-{}.desktop", super::instance::dir_key(data_dir))
+        format!("lanchat-{}.desktop", dir_key(data_dir))
     };
     Ok(config.join("autostart").join(name))
 }
@@ -66,7 +80,7 @@ fn quote(arg: &str) -> String {
 
 /// Makes the entry match the setting. Writes only when the content differs.
 pub fn apply(enabled: bool, data_dir: &Path) -> Result<(), AutostartError> {
-    let default_dir = lanchat_node::cli::default_data_dir();
+    let default_dir = crate::cli::default_data_dir();
     let path = entry_path(data_dir, default_dir.as_deref())?;
     let io = |source| AutostartError::Io {
         path: path.clone(),
@@ -78,7 +92,11 @@ pub fn apply(enabled: bool, data_dir: &Path) -> Result<(), AutostartError> {
             _ => Ok(()),
         };
     }
-    let exe = std::env::current_exe().map_err(io)?;
+    // The app, not this node binary: a login then starts what the user starts.
+    let exe = match super::app_binary() {
+        Some(app) => app,
+        None => std::env::current_exe().map_err(io)?,
+    };
     let body = entry(&exe, data_dir, default_dir.as_deref());
     if std::fs::read_to_string(&path).ok().as_deref() == Some(body.as_str()) {
         return Ok(());
@@ -107,5 +125,13 @@ mod tests {
             "{other}"
         );
         assert_eq!(quote("/tmp/50%"), "\"/tmp/50%%\"");
+    }
+
+    #[test]
+    fn keys_differ_per_directory_and_are_stable() {
+        let a = dir_key(Path::new("/tmp/lanchat-a"));
+        assert_eq!(a, dir_key(Path::new("/tmp/lanchat-a")));
+        assert_ne!(a, dir_key(Path::new("/tmp/lanchat-b")));
+        assert_eq!(a.len(), 16);
     }
 }

@@ -1,8 +1,8 @@
 //! The user's status as the tray and the notifier see it (online / away / busy): a
-//! view of the node's own presence (`lanchat_node::presence`), so the tray, the UI's picker,
+//! view of the node's own presence (`crate::presence`), so the tray, the UI's picker,
 //! `PUT /api/v1/presence` and the idle timer all change the one value colleagues see.
 
-use lanchat_node::presence::PresenceHandle;
+use crate::presence::PresenceHandle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Presence {
