@@ -1,9 +1,11 @@
 //! The lanchat node without the window: the LAN mesh, the store, the local API with the
-//! web UI, and the command-line client of a running node.
+//! web UI, the desktop shell around it (tray, notifications; [`desktop`]) and the
+//! command-line client of a running node.
 //!
-//! The `lanchat-node` binary runs it headless and maps no GTK or WebKit library (the
-//! desktop app's `lanchat` executes it for `lanchat serve`); the desktop app links this
-//! crate and runs the same node in its own process beside the window.
+//! The `lanchat-node` binary maps no GTK or WebKit library. The desktop app's `lanchat`
+//! executes it, headless for `lanchat serve` and with the desktop shell on a desktop;
+//! the shell starts `lanchat window-view` for the window, the one process that loads
+//! them.
 
 pub mod api;
 pub mod blocks;
@@ -27,13 +29,6 @@ use anyhow::Context;
 use cli::{Cli, Mode};
 use node::{Node, NodeConfig};
 use shutdown_signal::ShutdownSignal;
-
-/// jemalloc rather than glibc's malloc, in every binary that runs a node: after a burst
-/// (a flood of connections or datagrams, a big sync) glibc keeps the freed memory
-/// resident, scattered over its arenas, for good; jemalloc's background thread gives it
-/// back over about 10 s (docs/SECURITY.md § 7, `lan_floods` checks it).
-#[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// What every binary that runs a node does first, before any thread exists: whatever
 /// this process creates (database journals, temporary files, anything a library

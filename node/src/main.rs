@@ -2,6 +2,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc for the node: after a burst (a flood of
+/// connections or datagrams, a big sync) glibc keeps the freed memory resident,
+/// scattered over its arenas, for good; jemalloc's background thread gives it back over
+/// about 10 s (docs/SECURITY.md § 7, `lan_floods` checks it). Here, not in the library:
+/// the window process (`lanchat window-view`) links the library too and allocates
+/// little; jemalloc's arenas would cost it about 3 MB.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     lanchat_node::prepare_process();
     lanchat_node::logging::init();

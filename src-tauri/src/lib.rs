@@ -1,11 +1,12 @@
 //! The lanchat desktop app's binary: the window, and the way into the node.
 //!
-//! `lanchat` on a desktop (or `lanchat window`) executes `lanchat-node` from beside
-//! itself, which runs the node with the tray and notifications around it and starts
-//! this binary again as `lanchat window-view` whenever the window is shown (see
-//! `lanchat_node::desktop`). Headless (`lanchat serve`, or no display) it executes
-//! `lanchat-node` too, which then maps no GTK or WebKit library either way. The client
-//! commands (`status`, `peers`, `send`) run here.
+//! Every command but the window's own executes `lanchat-node` from beside this binary
+//! with the same arguments (the same process id): on a desktop (or `lanchat window`) it
+//! runs the node with the tray and notifications around it and starts this binary
+//! again as `lanchat window-view` whenever the window is shown (see
+//! `lanchat_node::desktop`); headless (`lanchat serve`, or no display) it runs the node
+//! alone; `status`, `peers` and `send` talk to a running node. So the node never maps
+//! GTK or WebKit, and the window process carries none of the node's code.
 
 pub mod window;
 
@@ -18,29 +19,22 @@ use lanchat_node::cli::{self, Cli, Mode};
 pub const NODE_BINARY: &str = "lanchat-node";
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli::mode(cli.command.as_ref(), cli::has_display()) {
-        Mode::Client => lanchat_node::run(cli),
-        Mode::WindowView => window::run_view(),
-        Mode::Headless { reason } => match node_binary() {
-            Some(binary) => Err(exec_node(&binary, false)),
-            None => {
-                tracing::warn!(
-                    "{NODE_BINARY} is not beside this program: the headless node runs in \
-                     this process, which also maps the window's libraries"
-                );
-                lanchat_node::serve(lanchat_node::data_dir(&cli)?, cli.api_addr, reason)
-            }
-        },
-        Mode::Window => match node_binary() {
-            // `window` said explicitly: a display alone chose it for `lanchat`, and
-            // `lanchat-node` decides the same way, but no later reader has to know that.
-            Some(binary) => Err(exec_node(&binary, cli.command.is_none())),
-            None => anyhow::bail!(
-                "{NODE_BINARY} is not installed beside this program: the desktop app needs \
-                 both (reinstall the package)"
-            ),
-        },
+    let mode = cli::mode(cli.command.as_ref(), cli::has_display());
+    if mode == Mode::WindowView {
+        return window::run_view();
     }
+    let Some(binary) = node_binary() else {
+        anyhow::bail!(
+            "{NODE_BINARY} is not installed beside this program: lanchat needs both \
+             (reinstall the package, or `cargo build --workspace`)"
+        );
+    };
+    // `window` said explicitly when a display alone chose it for `lanchat`:
+    // `lanchat-node` would decide the same, but no later reader has to know that.
+    Err(exec_node(
+        &binary,
+        mode == Mode::Window && cli.command.is_none(),
+    ))
 }
 
 fn node_binary() -> Option<PathBuf> {

@@ -8,7 +8,7 @@ fn main() -> ExitCode {
     // started us chose otherwise: its web process then holds about 75 MB less (PSS 126
     // instead of 201 MB idle, docs/BENCHMARKS.md, "Desktop app"), and a chat's page has
     // nothing that needs the GPU. Set here, before any thread or WebKit exists; the
-    // headless node never reads it.
+    // node never reads it.
     if std::env::var_os("WEBKIT_DISABLE_COMPOSITING_MODE").is_none() {
         std::env::set_var("WEBKIT_DISABLE_COMPOSITING_MODE", "1");
     }
@@ -16,6 +16,9 @@ fn main() -> ExitCode {
     let cli = lanchat_node::cli::Cli::parse();
     match lanchat::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => lanchat_node::exit_with(&e),
+        Err(e) => {
+            eprintln!("lanchat: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }

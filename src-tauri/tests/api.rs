@@ -530,6 +530,38 @@ async fn the_ui_is_served_with_a_strict_content_security_policy() {
         .to_str()
         .unwrap()
         .contains("javascript"));
+    let plain = js.bytes().await.unwrap();
+
+    // To a client that takes gzip, the same file compressed.
+    let gz = node
+        .http()
+        .get(format!("{}ui.js", node.url))
+        .header("accept-encoding", "gzip, deflate")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), StatusCode::OK);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["vary"], "accept-encoding");
+    let compressed = gz.bytes().await.unwrap();
+    assert!(
+        compressed.len() < plain.len() / 2,
+        "{} of {}",
+        compressed.len(),
+        plain.len()
+    );
+    let unzipped = std::process::Command::new("gzip")
+        .arg("-dc")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&compressed)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    assert_eq!(unzipped.stdout, plain.to_vec(), "the same bytes");
 }
 
 #[tokio::test]
