@@ -219,7 +219,10 @@ async fn report(state: &ApiState) -> Diagnostics {
         receipts: state.mesh().receipt_counters(),
         files: state.files().counters(),
     };
-    scrub(&mut report, &[&mesh.shared_secret, &state.inner.token]);
+    scrub(
+        &mut report,
+        &[&mesh.shared_secret, &state.inner.parts.token],
+    );
     report
 }
 

@@ -18,7 +18,7 @@ const MAX_CLIENT_MESSAGE: usize = 4 * 1024;
 
 pub async fn stream(State(state): State<ApiState>, ws: WebSocketUpgrade) -> Response {
     let events = state.mesh().subscribe();
-    let stopping = state.inner.stopping.clone();
+    let stopping = state.inner.parts.stopping.clone();
     ws.protocols([SUBPROTOCOL])
         .max_message_size(MAX_CLIENT_MESSAGE)
         .on_upgrade(move |socket| push(socket, events, stopping))

@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, ApiState};
 
 pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let own = OwnNames::new(state.inner.local_addr);
+    let own = OwnNames::new(state.inner.parts.local_addr);
     let host = req
         .headers()
         .get(header::HOST)
@@ -36,7 +36,7 @@ pub async fn guard(State(state): State<ApiState>, req: Request, next: Next) -> R
             .into_response();
         }
     }
-    if req.uri().path().starts_with("/api") && !bearer_ok(req.headers(), &state.inner.token) {
+    if req.uri().path().starts_with("/api") && !bearer_ok(req.headers(), &state.inner.parts.token) {
         return ApiError::unauthorized().into_response();
     }
     next.run(req).await

@@ -50,14 +50,7 @@ pub struct ApiState {
 }
 
 struct Inner {
-    local_addr: SocketAddr,
-    token: String,
-    settings: Arc<LiveSettings>,
-    mesh: MeshHandle,
-    store: Store,
-    files: crate::files::FileService,
-    /// Cancelled when the node stops, so long-lived event streams end at once.
-    stopping: CancellationToken,
+    parts: ApiParts,
     /// The local identity (node id, name) this API last found or wrote in the store:
     /// sending checks it on every message, and the store's copy changes only through
     /// `identity::ensure_local`, so a match here spares a store read on that hot path.
@@ -66,8 +59,6 @@ struct Inner {
     started_at: u64,
     /// Held while this node takes a new identity.
     renewing: tokio::sync::Mutex<()>,
-    /// Shows the desktop window, when this node has one.
-    window_door: crate::desktop::WindowDoor,
 }
 
 /// What the API serves from, as the node started it.
@@ -78,58 +69,42 @@ pub struct ApiParts {
     pub mesh: MeshHandle,
     pub store: Store,
     pub files: crate::files::FileService,
-    /// Cancelled when the node stops.
+    /// Cancelled when the node stops, so long-lived event streams end at once.
     pub stopping: CancellationToken,
+    /// Shows the desktop window, when this node has one.
     pub window_door: crate::desktop::WindowDoor,
 }
 
 impl ApiState {
     pub fn new(parts: ApiParts) -> Self {
-        let ApiParts {
-            local_addr,
-            token,
-            settings,
-            mesh,
-            store,
-            files,
-            stopping,
-            window_door,
-        } = parts;
         ApiState {
             inner: Arc::new(Inner {
-                local_addr,
-                token,
-                settings,
-                mesh,
-                store,
-                files,
-                stopping,
+                parts,
                 identity_stored: std::sync::Mutex::new(None),
                 started_at: u64::try_from(now_ms()).unwrap_or(0),
                 renewing: tokio::sync::Mutex::new(()),
-                window_door,
             }),
         }
     }
 
     fn settings(&self) -> &LiveSettings {
-        &self.inner.settings
+        &self.inner.parts.settings
     }
 
     fn mesh(&self) -> &MeshHandle {
-        &self.inner.mesh
+        &self.inner.parts.mesh
     }
 
     fn store(&self) -> &Store {
-        &self.inner.store
+        &self.inner.parts.store
     }
 
     fn files(&self) -> &crate::files::FileService {
-        &self.inner.files
+        &self.inner.parts.files
     }
 
     fn window_door(&self) -> &crate::desktop::WindowDoor {
-        &self.inner.window_door
+        &self.inner.parts.window_door
     }
 
     async fn renewing(&self) -> tokio::sync::MutexGuard<'_, ()> {

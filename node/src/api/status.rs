@@ -31,7 +31,7 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         warnings.extend(twin_warnings(&mesh.node_id, &transport.twins(), &peers));
     }
     warnings.extend(local_file_warnings(
-        state.inner.store.write_fault(),
+        state.inner.parts.store.write_fault(),
         state.settings().file_problem(),
     ));
     Json(Status {
@@ -42,7 +42,7 @@ pub async fn get(State(state): State<ApiState>) -> Json<Status> {
         mesh_enabled: mesh.enabled,
         mesh_state: snapshot.state,
         mesh_error: snapshot.error,
-        api_port: state.inner.local_addr.port(),
+        api_port: state.inner.parts.local_addr.port(),
         listen_port: mesh.listen_port,
         discovery_port: mesh.discovery_port,
         discovery,
