@@ -38,9 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn node_binary() -> Option<PathBuf> {
-    let here = std::env::current_exe().ok()?;
-    let binary = here.parent()?.join(NODE_BINARY);
-    binary.is_file().then_some(binary)
+    lanchat_node::binary_beside_this_one(NODE_BINARY)
 }
 
 /// Replaces this process with `lanchat-node` and the same arguments (the same process

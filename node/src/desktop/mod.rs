@@ -28,9 +28,7 @@ pub use shell::run;
 pub const APP_BINARY: &str = "lanchat";
 
 pub fn app_binary() -> Option<PathBuf> {
-    let here = std::env::current_exe().ok()?;
-    let binary = here.parent()?.join(APP_BINARY);
-    binary.is_file().then_some(binary)
+    crate::binary_beside_this_one(APP_BINARY)
 }
 
 /// How the local API asks the desktop shell to show its window (a second launch, or a
