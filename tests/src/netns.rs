@@ -842,6 +842,27 @@ impl NetNs {
         Ok(())
     }
 
+    /// The kernel's counters of this namespace's TCP listen queues: connections it
+    /// completed or dropped because a listener's accept queue was full
+    /// (`ListenOverflows`, `ListenDrops`) and SYN cookies it sent meanwhile. A listener
+    /// that accepts too slowly for a flood shows here, not in the node's counters.
+    pub async fn listen_queue_counters(&self) -> anyhow::Result<String> {
+        const WANTED: [&str; 3] = ["ListenOverflows", "ListenDrops", "SyncookiesSent"];
+        let netstat = self.output_of("cat", &["/proc/net/netstat"]).await?;
+        let mut lines = netstat.lines().filter(|l| l.starts_with("TcpExt:"));
+        let (names, values) = lines
+            .next()
+            .zip(lines.next())
+            .context("no TcpExt lines in /proc/net/netstat")?;
+        Ok(names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .filter(|(n, _)| WANTED.contains(n))
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+
     pub fn set_partitioned(&self, cut: bool) -> anyhow::Result<()> {
         let state = if cut { "down" } else { "up" };
         ip(&["-n", &self.switch, "link", "set", &self.port, state])?;

@@ -436,14 +436,16 @@ impl Scene {
                 .status()
                 .await
                 .map(|s| format!("discovery {} transport {}", s["discovery"], s["transport"]));
+            let queues = self.a.ns.listen_queue_counters().await;
             return Err(e.context(format!(
-                "flood running: {}; a's status: {status:?}",
+                "flood running: {}; a's status: {status:?}; a's listen queues: {queues:?}",
                 flood.running()
             )));
         }
         eprintln!(
-            "[{what}] the flood showed on a after {:?}",
-            flood.started.elapsed()
+            "[{what}] the flood showed on a after {:?} (a's listen queues: {:?})",
+            flood.started.elapsed(),
+            self.a.ns.listen_queue_counters().await
         );
         let (a, b, lan) = (&self.a, &self.b, &self.lan);
         let chat_until = chat_for.map(|d| Instant::now() + d);

@@ -17,6 +17,11 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_CONNECTIONS_PER_IP: usize = 8;
 /// Connections in all; a LAN office is tens to a few hundred nodes.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Connections the kernel may hold completed for the listener before it accepts them
+/// (capped by `net.core.somaxconn`, 4,096 on current Linux): room for a flood's burst
+/// of reconnects (the held-open flood test sends about 2,000 at once) so that an honest
+/// dial is not dropped while the accept loop catches up.
+pub const LISTEN_BACKLOG: u32 = 4096;
 /// Handshakes started by one IP: a burst of 16, then 4 a second. A node dials each
 /// peer once and redials with backoff, so a real host stays far below; a flood of
 /// connections costs us one `accept` each, not a Noise handshake (loopback is exempt:

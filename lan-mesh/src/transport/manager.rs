@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::config::{
-    TransportConfig, HANDSHAKES_PER_SEC, HANDSHAKE_BURST, HANDSHAKE_TIMEOUT, MAX_CONNECTIONS,
-    MAX_CONNECTIONS_PER_IP, MAX_DIALS, MAX_REDIAL_ENTRIES,
+    TransportConfig, HANDSHAKES_PER_SEC, HANDSHAKE_BURST, HANDSHAKE_TIMEOUT, LISTEN_BACKLOG,
+    MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_DIALS, MAX_REDIAL_ENTRIES,
 };
 use super::frame::Frame;
 use super::health::{self, Failures, LinkHealth, LinkPhase, LinkReport};
@@ -223,9 +223,8 @@ impl Transport {
     }
 
     async fn listen(&self, addr: SocketAddr) -> Result<(), TransportError> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let listener =
+            bind_listener(addr).map_err(|source| TransportError::Bind { addr, source })?;
         let bound = listener
             .local_addr()
             .map_err(|source| TransportError::Bind { addr, source })?;
@@ -701,6 +700,25 @@ async fn check_keys(
             Err("busy")
         }
     }
+}
+
+/// The link listener, with an accept queue as long as the kernel allows
+/// ([`LISTEN_BACKLOG`]): tokio's `bind` asks for 1,024, which a port scanner's burst of
+/// reconnects fills between two turns of the accept loop; the kernel then drops the
+/// last step of every further TCP handshake (an honest dial included), and the dialler
+/// waits for retransmissions instead of being refused or admitted at once.
+fn bind_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does: a restarted node may bind while old connections
+    // of its previous run linger in TIME_WAIT.
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, cancel: CancellationToken) {
