@@ -27,6 +27,7 @@ mod identity_change;
 mod inbound;
 mod migrations;
 mod model;
+mod name_cache;
 mod outbox;
 mod peers;
 mod readers;

@@ -3,6 +3,7 @@
 //! a few readers), never on the caller's tokio worker.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use api_types::NodeId;
 use rusqlite::Connection;
@@ -21,8 +22,9 @@ use crate::model::{
     MessagePage, NewGroup, OutboxEntry, OutgoingEnvelope, Peer, PeerSighting, ReadState,
     SearchPage, SearchQuery, SendAttempt, User,
 };
+use crate::name_cache::NameCache;
 use crate::readers::{self, ReadJob};
-use crate::writer::{self, Command, Durability, WriteJob, WriterState};
+use crate::writer::{self, AfterCommit, Command, Durability, WriteJob, WriterState};
 use crate::{chat, group_delivery, group_sync, groups, inbound, outbox, peers, search};
 use chat_core::OrderKey;
 use chat_core::RelayedMessage;
@@ -43,6 +45,7 @@ pub struct Store {
     readers: mpsc::Sender<ReadJob>,
     path: PathBuf,
     health: Health,
+    names: Arc<NameCache>,
 }
 
 impl Store {
@@ -65,6 +68,7 @@ impl Store {
             readers,
             path,
             health,
+            names: Arc::default(),
         })
     }
 
@@ -93,12 +97,38 @@ impl Store {
         R: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> StoreResult<R> + Send + 'static,
     {
+        self.write_then(durability, f, None).await
+    }
+
+    /// [`Store::write`] with `after_commit` run on the writer's thread once the write is
+    /// committed (whether or not this caller is still waiting).
+    async fn write_then<R, F>(
+        &self,
+        durability: Durability,
+        f: F,
+        after_commit: Option<AfterCommit<R>>,
+    ) -> StoreResult<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> StoreResult<R> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         self.writer
-            .send(Command::Write(WriteJob::boxed(durability, f, tx)))
+            .send(Command::Write(WriteJob::boxed(
+                durability,
+                f,
+                after_commit,
+                tx,
+            )))
             .await
             .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The hook for writes that change users in bulk: names are read afresh.
+    fn names_changed<R>(&self) -> Option<AfterCommit<R>> {
+        let names = Arc::clone(&self.names);
+        Some(Box::new(move |_: &R| names.committed_many()))
     }
 
     async fn read<R, F>(&self, f: F) -> StoreResult<R>
@@ -126,9 +156,11 @@ impl Store {
         display_name: String,
         now: UnixMs,
     ) -> StoreResult<LocalIdentity> {
-        self.write(Durability::Normal, move |c, s| {
-            chat::set_local_identity(c, s, &node_id, &display_name, now)
-        })
+        self.write_then(
+            Durability::Normal,
+            move |c, s| chat::set_local_identity(c, s, &node_id, &display_name, now),
+            self.names_changed(),
+        )
         .await
     }
 
@@ -140,9 +172,11 @@ impl Store {
         new: NodeId,
         kind: LocalChange,
     ) -> StoreResult<Option<NodeId>> {
-        self.write(Durability::BeforeAck, move |c, s| {
-            crate::identity_change::change_local_identity(c, s, &new, kind)
-        })
+        self.write_then(
+            Durability::BeforeAck,
+            move |c, s| crate::identity_change::change_local_identity(c, s, &new, kind),
+            self.names_changed(),
+        )
         .await
     }
 
@@ -150,9 +184,11 @@ impl Store {
     /// memberships, delivery cursors and queued envelopes move to the new id. Returns
     /// whether anything was known under `old`.
     pub async fn reattach_peer(&self, old: NodeId, new: NodeId) -> StoreResult<bool> {
-        self.write(Durability::BeforeAck, move |c, _| {
-            crate::identity_change::reattach_peer(c, &old, &new)
-        })
+        self.write_then(
+            Durability::BeforeAck,
+            move |c, _| crate::identity_change::reattach_peer(c, &old, &new),
+            self.names_changed(),
+        )
         .await
     }
 
@@ -165,9 +201,13 @@ impl Store {
         old_derived: bool,
         new: NodeId,
     ) -> StoreResult<crate::identity_change::PeerReattach> {
-        self.write(Durability::BeforeAck, move |c, _| {
-            crate::identity_change::reattach_peer_checked(c, &old, &old_keys, old_derived, &new)
-        })
+        self.write_then(
+            Durability::BeforeAck,
+            move |c, _| {
+                crate::identity_change::reattach_peer_checked(c, &old, &old_keys, old_derived, &new)
+            },
+            self.names_changed(),
+        )
         .await
     }
 
@@ -206,17 +246,33 @@ impl Store {
 
     /// One user's display name (`None`: no such user), for views of a single message:
     /// one keyed read instead of the whole users table.
+    /// Remembered between calls ([`NameCache`]): a received message's event asks for
+    /// its sender's name every time.
     pub async fn user_display_name(&self, user: UserId) -> StoreResult<Option<String>> {
-        self.read(move |c| chat::user_display_name(c, &user)).await
+        if let Some(name) = self.names.get(&user) {
+            return Ok(Some(name));
+        }
+        let generation = self.names.generation();
+        let key = user.clone();
+        let name = self.read(move |c| chat::user_display_name(c, &key)).await?;
+        if let Some(name) = &name {
+            self.names.remember_read(user, name.clone(), generation);
+        }
+        Ok(name)
     }
 
     // ---- peers ----
 
     /// Discovery saw a peer: creates or refreshes it (online) and its virtual user.
     pub async fn record_peer_sighting(&self, sighting: PeerSighting) -> StoreResult<Peer> {
-        self.write(Durability::Normal, move |c, s| {
-            peers::record_sighting(c, s, &sighting)
-        })
+        let names = Arc::clone(&self.names);
+        self.write_then(
+            Durability::Normal,
+            move |c, s| peers::record_sighting(c, s, &sighting),
+            Some(Box::new(move |peer: &Peer| {
+                names.committed(UserId::lan(&peer.peer_id), &peer.display_name)
+            })),
+        )
         .await
     }
 

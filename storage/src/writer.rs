@@ -86,10 +86,15 @@ pub(crate) trait Job: Send {
     }
 }
 
+/// Runs on the writer's thread once a job's write is committed, before its reply: what
+/// must follow a commit even when the caller stopped waiting (the name cache).
+pub(crate) type AfterCommit<R> = Box<dyn FnOnce(&R) + Send>;
+
 pub(crate) struct WriteJob<R, F> {
     durability: Durability,
     write: Option<F>,
     result: Option<StoreResult<R>>,
+    after_commit: Option<AfterCommit<R>>,
     reply: oneshot::Sender<StoreResult<R>>,
 }
 
@@ -101,12 +106,14 @@ where
     pub(crate) fn boxed(
         durability: Durability,
         write: F,
+        after_commit: Option<AfterCommit<R>>,
         reply: oneshot::Sender<StoreResult<R>>,
     ) -> Box<dyn Job> {
         Box::new(WriteJob {
             durability,
             write: Some(write),
             result: None,
+            after_commit,
             reply,
         })
     }
@@ -138,6 +145,9 @@ where
             (_, Err(reason)) => Err(StoreError::Commit(reason)),
             (None, Ok(())) => Err(StoreError::Commit("the write never ran".into())),
         };
+        if let (Ok(committed), Some(after)) = (&outcome, self.after_commit) {
+            after(committed);
+        }
         // The caller may have stopped waiting; the outcome stands either way.
         let _ = self.reply.send(outcome);
     }
@@ -436,7 +446,12 @@ mod tests {
     {
         let (tx, rx) = oneshot::channel();
         writer
-            .send(Command::Write(WriteJob::boxed(Durability::Normal, f, tx)))
+            .send(Command::Write(WriteJob::boxed(
+                Durability::Normal,
+                f,
+                None,
+                tx,
+            )))
             .await
             .unwrap();
         rx.await.unwrap()
@@ -479,6 +494,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_after_commit_hook_runs_for_committed_writes_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (writer, ready) = spawn(dir.path().join("lanchat.db"), Health::default()).unwrap();
+        ready.await.unwrap().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        for (key, fails) in [("first", false), ("second", true), ("third", false)] {
+            let (tx, rx) = oneshot::channel();
+            let record = std::sync::Arc::clone(&seen);
+            let job = WriteJob::boxed(
+                Durability::Normal,
+                move |c: &Connection, _: &mut WriterState| -> StoreResult<String> {
+                    set_note(c, key)?;
+                    if fails {
+                        return Err(StoreError::invalid("note", "refused"));
+                    }
+                    Ok(key.to_string())
+                },
+                Some(Box::new(move |k: &String| {
+                    record.lock().unwrap().push(k.clone())
+                })),
+                tx,
+            );
+            writer.send(Command::Write(job)).await.unwrap();
+            assert_eq!(rx.await.unwrap().is_ok(), !fails);
+        }
+        assert_eq!(*seen.lock().unwrap(), ["first", "third"]);
+    }
+
+    #[tokio::test]
     async fn a_panic_fails_only_its_own_job_in_a_batch() {
         let dir = tempfile::tempdir().unwrap();
         let (writer, ready) = spawn(dir.path().join("lanchat.db"), Health::default()).unwrap();
@@ -497,6 +541,7 @@ mod tests {
                     }
                     set_note(c, &format!("job {index}"))
                 },
+                None,
                 tx,
             );
             writer.send(Command::Write(job)).await.unwrap();

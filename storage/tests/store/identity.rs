@@ -203,3 +203,49 @@ async fn a_colleagues_earlier_id_is_reattached_only_for_the_keys_pinned_for_it()
     );
     store.integrity_check().await.unwrap();
 }
+
+/// `user_display_name` is remembered between calls; every committed change of a name
+/// (a sighting under a new name, a colleague's new id) shows in the next call.
+#[tokio::test]
+async fn a_remembered_display_name_follows_renames_and_new_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = fixture(&dir).await;
+    let alice = storage::UserId::lan(&node(1));
+    let name = |store: &Store, user: &storage::UserId| {
+        let (store, user) = (store.clone(), user.clone());
+        async move { store.user_display_name(user).await.unwrap() }
+    };
+    let first = name(&store, &alice).await;
+    assert!(first.is_some());
+    assert_eq!(name(&store, &alice).await, first, "the remembered name");
+    store
+        .record_peer_sighting(storage::PeerSighting {
+            peer_id: node(1),
+            display_name: "Alice Renamed".into(),
+            ip: "10.0.0.1".into(),
+            port: 19123,
+            capabilities: "[]".into(),
+            seen_at: now_ms(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(name(&store, &alice).await.as_deref(), Some("Alice Renamed"));
+    // Alice's history moves to her new id: her old user is gone.
+    let alice_keys = [7u8; 64];
+    store.pin_link_keys(node(1), alice_keys).await.unwrap();
+    let new_alice = id("7ZZZZZZZZZZZZZZZZZZZZZZZ01");
+    assert_eq!(
+        store
+            .reattach_peer_checked(node(1), alice_keys, false, new_alice.clone())
+            .await
+            .unwrap(),
+        PeerReattach::Moved
+    );
+    assert_eq!(name(&store, &alice).await, None);
+    assert_eq!(
+        name(&store, &storage::UserId::lan(&new_alice))
+            .await
+            .as_deref(),
+        Some("Alice Renamed")
+    );
+}
