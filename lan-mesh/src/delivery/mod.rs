@@ -431,8 +431,13 @@ impl Worker {
                     return false;
                 };
                 let worker = Arc::clone(self);
+                // Boxed: the handling of a frame is a large future (it holds the
+                // store's and the link's calls), and tokio copies a task's future
+                // whole when it spawns it and again when it finishes: a few percent of
+                // a group member's CPU under a flood. A box is one copy, into the heap.
+                let handling = Box::pin(async move { worker.on_frame(peer, keys, frame).await });
                 self.tasks.spawn(async move {
-                    worker.on_frame(peer, keys, frame).await;
+                    handling.await;
                     drop(permit);
                 });
                 false

@@ -56,7 +56,7 @@ fn options() -> anyhow::Result<Options> {
             .parse()
             .with_context(|| format!("{flag}: not a number"))?;
         match flag.as_str() {
-            "--members" => o.members = value.clamp(2, 200),
+            "--members" => o.members = value.clamp(2, 256),
             "--messages" => o.messages = value.clamp(1, 10_000),
             "--flood" => o.flood = value.clamp(1, 100_000),
             other => anyhow::bail!("unknown option {other}"),
