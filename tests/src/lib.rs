@@ -166,6 +166,11 @@ pub fn free_udp_port() -> anyhow::Result<u16> {
 /// ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default).
 const TEST_PORTS_FROM: u16 = 20_000;
 const PORT_TRIES: usize = 200;
+/// Ports this process handed out. A port is only free until its node binds it, so
+/// without this a mesh whose ports are all chosen before its nodes start could give
+/// two nodes the same one (200 nodes drew three such pairs in one run).
+static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
 
 fn unused_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
     let ephemeral_from = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
@@ -179,10 +184,12 @@ fn unused_port(free: impl Fn(u16) -> bool) -> anyhow::Result<u16> {
     );
     // Randomly spread, so parallel tests (and test binaries) rarely even try the same one.
     let hasher = std::collections::hash_map::RandomState::new();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
     for attempt in 0..PORT_TRIES {
         let random = std::hash::BuildHasher::hash_one(&hasher, attempt);
         let port = TEST_PORTS_FROM + u16::try_from(random % u64::from(span)).unwrap_or(0);
-        if free(port) {
+        if !handed_out.contains(&port) && free(port) {
+            handed_out.insert(port);
             return Ok(port);
         }
     }
@@ -520,6 +527,19 @@ impl LoopbackMesh {
         secret: &str,
         env: &[(&str, &str)],
     ) -> anyhow::Result<LoopbackMesh> {
+        Self::start_paced(artifacts, names, secret, env, 1).await
+    }
+
+    /// [`LoopbackMesh::start`] with a discovery heartbeat of `heartbeat_sec` (TTL three
+    /// heartbeats): every node sends one to every other each heartbeat, so hundreds of
+    /// nodes on one machine need the product's slower default.
+    pub async fn start_paced(
+        artifacts: &str,
+        names: &[&str],
+        secret: &str,
+        env: &[(&str, &str)],
+        heartbeat_sec: u32,
+    ) -> anyhow::Result<LoopbackMesh> {
         let dir = artifacts_dir(artifacts)?;
         std::fs::remove_dir_all(&dir)?;
         std::fs::create_dir_all(&dir)?;
@@ -539,6 +559,8 @@ impl LoopbackMesh {
                 .collect();
             let first = others.first().copied().context("a mesh needs two nodes")?;
             let (id, mut doc) = loopback_mesh_settings(name, ports[i], first, secret)?;
+            doc["lan_mesh"]["heartbeat_interval_sec"] = heartbeat_sec.into();
+            doc["lan_mesh"]["peer_ttl_sec"] = (3 * heartbeat_sec).into();
             doc["lan_mesh"]["peer_addresses"] = serde_json::json!(others
                 .iter()
                 .map(|p| format!("127.0.0.1:{p}"))

@@ -11,7 +11,8 @@
 //!   tungstenite, no encryption, no storage) and raw SQLite inserts (WAL, one
 //!   transaction).
 //!
-//! Usage: `scripts/bench-group-fanout.sh [--members 64] [--messages 100] [--flood 300]`.
+//! Usage: `scripts/bench-group-fanout.sh [--members 64] [--messages 100] [--flood 300]
+//! [--heartbeat-secs 1]` (members: up to 256).
 //! Results: printed, and `target/test-artifacts/bench_group_fanout/results.json`.
 //! Bounded: every wait has a deadline; the nodes are stopped by PID when it ends.
 
@@ -39,6 +40,10 @@ struct Options {
     members: usize,
     messages: usize,
     flood: usize,
+    /// Discovery heartbeat (TTL three of them). 1 s makes a small mesh quick to form;
+    /// a few hundred processes sharing two cores need the product's default (15 s),
+    /// else their heartbeats alone (members² packets a second) take the CPU.
+    heartbeat_secs: u32,
 }
 
 fn options() -> anyhow::Result<Options> {
@@ -46,6 +51,7 @@ fn options() -> anyhow::Result<Options> {
         members: 64,
         messages: 100,
         flood: 300,
+        heartbeat_secs: 1,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -59,6 +65,7 @@ fn options() -> anyhow::Result<Options> {
             "--members" => o.members = value.clamp(2, 256),
             "--messages" => o.messages = value.clamp(1, 10_000),
             "--flood" => o.flood = value.clamp(1, 100_000),
+            "--heartbeat-secs" => o.heartbeat_secs = value.clamp(1, 60) as u32,
             other => anyhow::bail!("unknown option {other}"),
         }
     }
@@ -166,7 +173,14 @@ async fn bench(o: Options) -> anyhow::Result<serde_json::Value> {
     let names: Vec<String> = (0..o.members).map(|i| format!("m{i:03}")).collect();
     let name_refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let started = Instant::now();
-    let mesh = LoopbackMesh::start("bench_group_fanout/nodes", &name_refs, "bench", &[]).await?;
+    let mesh = LoopbackMesh::start_paced(
+        "bench_group_fanout/nodes",
+        &name_refs,
+        "bench",
+        &[],
+        o.heartbeat_secs,
+    )
+    .await?;
     eprintln!(
         "{} nodes started in {:.1} s",
         o.members,
