@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use storage::{ConversationId, GlobalGroupId, HistoryQuery, LocalChange, PeerReattach, Store};
 
-use crate::{db_path, node, now_ms};
+use crate::{db_path, node, now_ms, sighting};
 
 fn id(text: &str) -> api_types::NodeId {
     text.parse().unwrap()
@@ -219,14 +219,7 @@ async fn a_remembered_display_name_follows_renames_and_new_ids() {
     assert!(first.is_some());
     assert_eq!(name(&store, &alice).await, first, "the remembered name");
     store
-        .record_peer_sighting(storage::PeerSighting {
-            peer_id: node(1),
-            display_name: "Alice Renamed".into(),
-            ip: "10.0.0.1".into(),
-            port: 19123,
-            capabilities: "[]".into(),
-            seen_at: now_ms(),
-        })
+        .record_peer_sighting(sighting(1, "Alice Renamed"))
         .await
         .unwrap();
     assert_eq!(name(&store, &alice).await.as_deref(), Some("Alice Renamed"));

@@ -52,18 +52,23 @@ pub async fn open_with_peers(path: &Path, peers: u8) -> Store {
         .unwrap();
     for n in 1..=peers {
         store
-            .record_peer_sighting(storage::PeerSighting {
-                peer_id: node(n),
-                display_name: format!("Peer {n}"),
-                ip: format!("10.0.0.{n}"),
-                port: 19123,
-                capabilities: "[]".into(),
-                seen_at: now_ms(),
-            })
+            .record_peer_sighting(sighting(n, &format!("Peer {n}")))
             .await
             .unwrap();
     }
     store
+}
+
+/// Discovery seeing `node(n)` now under `name`.
+pub fn sighting(n: u8, name: &str) -> storage::PeerSighting {
+    storage::PeerSighting {
+        peer_id: node(n),
+        display_name: name.into(),
+        ip: format!("10.0.0.{n}"),
+        port: 19123,
+        capabilities: "[]".into(),
+        seen_at: now_ms(),
+    }
 }
 
 /// Gives the store the settings' blocks: exactly these nodes, no subnets.
