@@ -117,7 +117,6 @@ fn print_headless_banner(node: &node::Node) {
     }
 }
 
-/// The name a node shows when its settings give none.
 /// `name` in the folder of the running program, where the .deb and cargo put
 /// `lanchat` and `lanchat-node` side by side.
 pub fn binary_beside_this_one(name: &str) -> Option<std::path::PathBuf> {
@@ -126,6 +125,7 @@ pub fn binary_beside_this_one(name: &str) -> Option<std::path::PathBuf> {
     binary.is_file().then_some(binary)
 }
 
+/// The name a node shows when its settings give none.
 pub fn host_name() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
