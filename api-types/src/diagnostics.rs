@@ -124,6 +124,23 @@ pub struct NodeDiagnostics {
     pub blocked_subnets: Vec<String>,
     pub peer_addresses: Vec<String>,
     pub blocked_peers: usize,
+    /// This process's memory (absent in reports of older nodes).
+    #[serde(default)]
+    pub memory: Option<MemoryDiagnostics>,
+}
+
+/// What this process holds in memory: enough to tell memory still in use (a leak, a
+/// table full by design) from freed memory the allocator has not yet given back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryDiagnostics {
+    /// The resident set size (`VmRSS`), libraries and all.
+    pub resident_bytes: u64,
+    /// Bytes in live allocations of the program; `null` where the allocator cannot tell
+    /// (the window process runs on the system's).
+    pub heap_allocated_bytes: Option<u64>,
+    /// Bytes of the allocator's own pages that are resident: live allocations, freed
+    /// pages not yet returned and its bookkeeping.
+    pub heap_resident_bytes: Option<u64>,
 }
 
 /// One peer's reachability.

@@ -24,8 +24,8 @@ pub use chat::{
 };
 pub use cidr::{Cidr, CidrError};
 pub use diagnostics::{
-    Diagnostics, DropCount, Fault, FileCounters, LinkState, NodeDiagnostics, PeerDiagnostics,
-    ReceiptCounters,
+    Diagnostics, DropCount, Fault, FileCounters, LinkState, MemoryDiagnostics, NodeDiagnostics,
+    PeerDiagnostics, ReceiptCounters,
 };
 pub use error::{ApiErrorBody, FieldError};
 pub use events::Event;

@@ -16,6 +16,7 @@ pub mod fault_log;
 pub mod files;
 pub mod live_settings;
 pub mod logging;
+pub mod memory;
 pub mod mesh;
 pub mod new_identity;
 pub mod node;

@@ -12,6 +12,7 @@ use clap::Parser;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    lanchat_node::memory::install_heap_probe(jemalloc_stats);
     lanchat_node::prepare_process();
     lanchat_node::logging::init();
     let cli = lanchat_node::cli::Cli::parse();
@@ -19,4 +20,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => lanchat_node::exit_with(&e),
     }
+}
+
+/// jemalloc's own figures (its statistics are cached until the epoch is advanced).
+fn jemalloc_stats() -> Option<lanchat_node::memory::HeapStats> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    epoch::advance().ok()?;
+    let allocated = stats::allocated::read().ok()?;
+    let resident = stats::resident::read().ok()?;
+    Some(lanchat_node::memory::HeapStats {
+        allocated: u64::try_from(allocated).ok()?,
+        resident: u64::try_from(resident).ok()?,
+    })
 }

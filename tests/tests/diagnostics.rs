@@ -11,6 +11,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use anyhow::Context;
 use std::time::Duration;
 
 use api_types::{Diagnostics, LinkState, PeerView};
@@ -91,6 +92,17 @@ async fn diagnostics_show_links_drops_and_faults_and_the_export_keeps_secrets_ou
         .await?;
         anyhow::ensure!(report.faults_total >= report.faults.len() as u64);
         anyhow::ensure!(report.node.secret_set && report.node.node_id == mesh.ids[0]);
+        // Its memory: the resident size, and its allocator's live heap inside it.
+        let memory = report.node.memory.context("no memory in the report")?;
+        let heap = memory
+            .heap_allocated_bytes
+            .context("the node's allocator gives no heap figures")?;
+        anyhow::ensure!(
+            heap > 0
+                && heap < memory.resident_bytes
+                && memory.heap_resident_bytes.is_some_and(|r| r >= heap),
+            "{memory:?}"
+        );
 
         // The export: one file, named for download, with the peers in it and nothing
         // secret or private.
@@ -163,6 +175,13 @@ async fn the_diagnostics_tab_shows_the_link_and_exports() {
             })
             .await?;
         anyhow::ensure!(row.contains("bravo"), "{row}");
+        let memory = browser
+            .wait_for_text("[data-testid=diag-memory]", LIMIT, |t| !t.is_empty())
+            .await?;
+        anyhow::ensure!(
+            memory.contains("MB resident, ") && memory.ends_with(" in use"),
+            "{memory}"
+        );
         browser
             .screenshot(&shots.join("diagnostics-en-US.png"))
             .await?;

@@ -208,6 +208,7 @@ async fn report(state: &ApiState) -> Diagnostics {
             blocked_subnets: mesh.blocked_subnets.iter().map(|c| c.to_string()).collect(),
             peer_addresses: mesh.peer_addresses.iter().map(|a| a.to_string()).collect(),
             blocked_peers: mesh.blocked_peers.len(),
+            memory: Some(crate::memory::report()),
         },
         peers,
         drops,
