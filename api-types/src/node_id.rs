@@ -38,6 +38,17 @@ impl NodeId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 128 bits the id stands for: a fixed-size key, without an allocation, for
+    /// tables that hold thousands of ids.
+    pub fn to_bits(&self) -> u128 {
+        // 26 digits of 5 bits; the first is at most 7 (checked at parse), so nothing
+        // is shifted out.
+        self.0.bytes().fold(0u128, |bits, c| {
+            let digit = CROCKFORD.iter().position(|d| *d == c).unwrap_or(0);
+            (bits << 5) | digit as u128
+        })
+    }
 }
 
 impl FromStr for NodeId {
@@ -90,6 +101,16 @@ mod tests {
     fn accepts_ulids_and_normalises_case() {
         let id: NodeId = "01arz3ndektsv4rrffq69g5fav".parse().unwrap();
         assert_eq!(id.as_str(), "01ARZ3NDEKTSV4RRFFQ69G5FAV");
+    }
+
+    #[test]
+    fn the_bits_are_the_ulid() {
+        let id: NodeId = "01ARZ3NDEKTSV4RRFFQ69G5FAV".parse().unwrap();
+        assert_eq!(id.to_bits(), 0x0156_3E3A_B5D3_D676_4C61_EFB9_9302_BD5B);
+        let max: NodeId = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ".parse().unwrap();
+        assert_eq!(max.to_bits(), u128::MAX);
+        let zero: NodeId = "00000000000000000000000000".parse().unwrap();
+        assert_eq!(zero.to_bits(), 0);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod links;
 pub mod ports;
 pub mod rate_limit;
 pub mod secret;
+mod spare_room;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transport;

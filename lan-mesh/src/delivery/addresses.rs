@@ -18,10 +18,10 @@ impl AddressBook {
     }
 
     pub fn remove(&self, peer: &NodeId) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(peer);
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.remove(peer);
+        // Every sighting an insider makes up passes through here (online, then gone).
+        crate::spare_room::shrink_if_sparse(&mut map);
     }
 
     pub fn get(&self, peer: &NodeId) -> Option<SocketAddr> {

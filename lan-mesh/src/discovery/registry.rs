@@ -460,6 +460,9 @@ impl PeerRegistry {
                 events.push(PeerEvent::Forgotten(id));
             }
         }
+        if !events.is_empty() {
+            crate::spare_room::shrink_if_sparse(&mut self.peers);
+        }
         events
     }
 
@@ -893,6 +896,29 @@ mod tests {
             "an evicted sighting is not listed"
         );
         assert_eq!((reg.sightings(), reg.evicted()), (3, 1));
+    }
+
+    #[test]
+    fn the_table_gives_its_room_back_once_a_flood_of_sightings_is_forgotten() {
+        let mut reg = PeerRegistry::with_capacity(TTL, 1024);
+        let t0 = Instant::now();
+        for n in 1..=2000u128 {
+            hear(&mut reg, t0, PacketKind::Heartbeat, n, 0);
+        }
+        let room = reg.peers.capacity();
+        assert!(room >= 1024, "{room}");
+        // Offline after a TTL, forgotten a TTL later.
+        let mut at = t0;
+        for _ in 0..4 {
+            at += TTL;
+            reg.expire(at);
+        }
+        assert!(reg.peers().is_empty(), "{} left", reg.peers().len());
+        assert!(
+            reg.peers.capacity() < room / 8,
+            "{} of {room}",
+            reg.peers.capacity()
+        );
     }
 
     #[test]

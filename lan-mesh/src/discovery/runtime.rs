@@ -610,6 +610,7 @@ impl Actor {
         let now = Instant::now();
         let events = self.registry.expire(now.into_std());
         self.publish(events);
+        self.twin_watch.expire(now.into_std());
         while let Some(&(at, to)) = self.answers.first() {
             if at > now {
                 break;

@@ -62,6 +62,8 @@ pub struct TwinWatch {
     /// When the table was last swept because it was full: a sweep is linear, so it
     /// runs at most once per `SWEEP_EVERY`, not once per packet of a flood.
     last_sweep: Option<Instant>,
+    /// When ids no longer heard were last dropped (see [`TwinWatch::expire`]).
+    last_expiry: Option<Instant>,
 }
 
 /// The least time between two sweeps of a full table.
@@ -74,12 +76,42 @@ impl TwinWatch {
             report_every,
             ids: HashMap::new(),
             last_sweep: None,
+            last_expiry: None,
         }
     }
 
     pub fn set_timing(&mut self, window: Duration, report_every: Duration) {
         self.window = window;
         self.report_every = report_every;
+    }
+
+    /// Drops the ids none of whose instances was heard within the window (at most once
+    /// per `SWEEP_EVERY`: the sweep is linear). Without it, the made-up ids of a flood
+    /// would stay until the table is full and a new id sweeps it.
+    pub fn expire(&mut self, now: Instant) {
+        if self
+            .last_expiry
+            .is_some_and(|t| now.saturating_duration_since(t) < SWEEP_EVERY)
+        {
+            return;
+        }
+        self.last_expiry = Some(now);
+        let window = self.window;
+        self.ids.retain(|_, seen| {
+            seen.instances
+                .iter()
+                .any(|i| now.saturating_duration_since(i.last_heard) < window)
+        });
+        crate::spare_room::shrink_if_sparse(&mut self.ids);
+    }
+
+    /// Ids followed.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 
     /// Whether `packet` is newer in its instance's own sequence than anything seen of
@@ -293,5 +325,33 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn ids_not_heard_within_the_window_are_dropped_and_their_room_given_back() {
+        let own = node(1);
+        let mine = (&own, InstanceId(1));
+        let mut watch = TwinWatch::new(WINDOW, EVERY);
+        let t = Instant::now();
+        for n in 0..2000u128 {
+            watch.observe(&pkt(100 + n, 1, 1), src("10.0.0.9:1"), mine, t);
+        }
+        // A colleague still heard from keeps its place.
+        let later = t + WINDOW + Duration::from_millis(1);
+        watch.observe(&pkt(2, 10, 5), src("10.0.0.2:1"), mine, later);
+        let room = watch.ids.capacity();
+        watch.expire(later);
+        assert_eq!(watch.len(), 1);
+        assert!(
+            !watch.advances(&pkt(2, 10, 5)),
+            "its stream is still followed"
+        );
+        assert!(watch.ids.capacity() < room / 16);
+        // Not swept again within a second, whatever comes.
+        watch.observe(&pkt(3, 10, 5), src("10.0.0.3:1"), mine, t);
+        watch.expire(later + Duration::from_millis(500));
+        assert_eq!(watch.len(), 2);
+        watch.expire(later + EVERY);
+        assert_eq!(watch.len(), 1);
     }
 }
