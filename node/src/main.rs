@@ -33,3 +33,22 @@ fn jemalloc_stats() -> Option<lanchat_node::memory::HeapStats> {
         resident: u64::try_from(resident).ok()?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    /// `.cargo/config.toml` gives jemalloc one arena when it is built; without it a
+    /// flood's survivors pin pages in eight (docs/SECURITY.md § 7).
+    #[test]
+    fn the_allocator_is_built_with_one_arena() {
+        if std::env::var_os("_RJEM_MALLOC_CONF").is_some() {
+            return; // overridden at run time on purpose
+        }
+        assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().unwrap(), 1);
+    }
+
+    #[test]
+    fn the_heap_probe_reads_jemalloc() {
+        let stats = super::jemalloc_stats().expect("jemalloc's statistics");
+        assert!(stats.resident >= stats.allocated && stats.allocated > 0);
+    }
+}

@@ -88,12 +88,15 @@ pub fn write_opener(dir: &Path, record: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// [`write_opener`]'s script at `script` exactly (e.g. an `xdg-open` first in `PATH`).
+/// Each start is recorded with one write: the node starts the opener detached, so an
+/// open and a reveal in a row can run at once, and a line written in parts came out
+/// interleaved (`22|reveal|open|…`, seen in CI).
 pub fn write_recording_script(script: &Path, record: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(
         script,
         format!(
-            "#!/bin/sh\n{{ printf '%s' \"$#\"; for a in \"$@\"; do printf '|%s' \"$a\"; done; echo; }} >> '{}'\n",
+            "#!/bin/sh\nline=\"$#\"\nfor a in \"$@\"; do line=\"$line|$a\"; done\nprintf '%s\\n' \"$line\" >> '{}'\n",
             record.display()
         ),
     )?;
