@@ -105,15 +105,6 @@ impl TwinWatch {
         crate::spare_room::shrink_if_sparse(&mut self.ids);
     }
 
-    /// Ids followed.
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-
     /// Whether `packet` is newer in its instance's own sequence than anything seen of
     /// that instance (true for an instance not followed): not a replay.
     pub fn advances(&self, packet: &Packet) -> bool {
@@ -341,7 +332,7 @@ mod tests {
         watch.observe(&pkt(2, 10, 5), src("10.0.0.2:1"), mine, later);
         let room = watch.ids.capacity();
         watch.expire(later);
-        assert_eq!(watch.len(), 1);
+        assert_eq!(watch.ids.len(), 1);
         assert!(
             !watch.advances(&pkt(2, 10, 5)),
             "its stream is still followed"
@@ -350,8 +341,8 @@ mod tests {
         // Not swept again within a second, whatever comes.
         watch.observe(&pkt(3, 10, 5), src("10.0.0.3:1"), mine, t);
         watch.expire(later + Duration::from_millis(500));
-        assert_eq!(watch.len(), 2);
+        assert_eq!(watch.ids.len(), 2);
         watch.expire(later + EVERY);
-        assert_eq!(watch.len(), 1);
+        assert_eq!(watch.ids.len(), 1);
     }
 }
