@@ -99,7 +99,7 @@ const AFTER_A_FLOOD: Keeps = Keeps {
 /// senders (~0.85 MB; never expired, only replaced, so that a colleague's packets cannot
 /// be replayed: docs/PROTOCOL.md, "Bounds on untrusted input"). Everything else keyed by
 /// a made-up id is dropped when its sighting is (measured: RSS +3.0 to +3.4 MiB, live
-/// heap +0.6 to +0.8 MiB; before that fix +7.4 to +7.8 and +2.1 to +3.5).
+/// heap +0.6 to +0.8 MiB; before that fix +7.4 to +7.8 and +3.5).
 const AFTER_AN_INSIDER: Keeps = Keeps {
     rss_kb: 4 * 1024,
     heap_kb: 2 * 1024,
